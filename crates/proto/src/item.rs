@@ -1,0 +1,335 @@
+//! Items (files and folders), their versions, commits and the change feed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChunkId, ContentHash, DeviceId, ItemId, WorkspaceId};
+use crate::{Error, Millis};
+
+/// What a version did to its item. Deletes are versions too: history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ItemStatus {
+    /// First version of an item.
+    New,
+    /// New content (or metadata other than name/parent).
+    Changed,
+    /// Same parent, new name.
+    Renamed,
+    /// New parent (possibly also a new name).
+    Moved,
+    /// Deleted; the item keeps its history and can be restored.
+    Deleted,
+}
+
+impl ItemStatus {
+    /// The spelling used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::New => "NEW",
+            ItemStatus::Changed => "CHANGED",
+            ItemStatus::Renamed => "RENAMED",
+            ItemStatus::Moved => "MOVED",
+            ItemStatus::Deleted => "DELETED",
+        }
+    }
+
+    /// Inverse of [`ItemStatus::as_str`].
+    pub fn parse(s: &str) -> Option<ItemStatus> {
+        Some(match s {
+            "NEW" => ItemStatus::New,
+            "CHANGED" => ItemStatus::Changed,
+            "RENAMED" => ItemStatus::Renamed,
+            "MOVED" => ItemStatus::Moved,
+            "DELETED" => ItemStatus::Deleted,
+            _ => return None,
+        })
+    }
+
+    /// True unless the item is deleted.
+    pub fn is_live(self) -> bool {
+        self != ItemStatus::Deleted
+    }
+}
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name is empty")]
+    Empty,
+    #[error("name is longer than {max} bytes of UTF-8", max = ItemName::MAX_BYTES)]
+    TooLong,
+    #[error("name contains '/'")]
+    Slash,
+    #[error("name contains a NUL byte")]
+    Nul,
+    #[error("name is '.' or '..'")]
+    Dot,
+}
+
+/// A validated file or folder name: one path component.
+///
+/// Invariant: non-empty, at most 255 bytes of UTF-8, no `/`, no NUL, not `.`
+/// or `..`. Anything else a file system might refuse (a backslash on Windows,
+/// say) is the client's business: the server stores any name that is a valid
+/// component on POSIX.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ItemName(String);
+
+impl ItemName {
+    /// Longest name, in bytes of UTF-8 (the common file-system limit).
+    pub const MAX_BYTES: usize = 255;
+
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<ItemName, NameError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if name.len() > Self::MAX_BYTES {
+            return Err(NameError::TooLong);
+        }
+        if name.contains('/') {
+            return Err(NameError::Slash);
+        }
+        if name.contains('\0') {
+            return Err(NameError::Nul);
+        }
+        if name == "." || name == ".." {
+            return Err(NameError::Dot);
+        }
+        Ok(ItemName(name))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ItemName::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for ItemName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ItemName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl AsRef<str> for ItemName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One chunk of a file version, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// The chunk object's name.
+    pub id: ChunkId,
+    /// Plaintext length of the chunk in bytes.
+    pub size: u32,
+}
+
+/// Metadata of one version of an item, as the server stores and sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemMeta {
+    pub id: ItemId,
+    pub workspace: WorkspaceId,
+    /// `None`: the item sits at the top of its workspace.
+    pub parent: Option<ItemId>,
+    pub name: ItemName,
+    pub is_folder: bool,
+    #[serde(default)]
+    pub mimetype: Option<String>,
+    pub status: ItemStatus,
+    /// 1 for the first version; each accepted commit adds one.
+    pub version: u64,
+    /// BLAKE3 of the whole plaintext; `None` for folders.
+    #[serde(default)]
+    pub content_hash: Option<ContentHash>,
+    /// Plaintext size in bytes (0 for folders).
+    pub size: u64,
+    /// Modification time the client reported.
+    pub client_modified: Millis,
+    /// When the server accepted this version.
+    pub server_modified: Millis,
+    /// Device that committed this version.
+    pub device: DeviceId,
+    /// Workspace revision at which this version was committed; the change
+    /// feed's cursor moves past it.
+    pub revision: u64,
+    /// Chunks of the content, in order (empty for folders and empty files).
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A version of an item that a device proposes. The server fills in the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposedItem {
+    pub id: ItemId,
+    pub parent: Option<ItemId>,
+    pub name: ItemName,
+    pub is_folder: bool,
+    #[serde(default)]
+    pub mimetype: Option<String>,
+    pub status: ItemStatus,
+    /// The version being proposed: 1 for a new item, otherwise the server's
+    /// latest plus one.
+    pub version: u64,
+    #[serde(default)]
+    pub content_hash: Option<ContentHash>,
+    pub size: u64,
+    pub client_modified: Millis,
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl ProposedItem {
+    /// Checks what can be checked without the database: sizes add up, a
+    /// folder has no content, a file with bytes has a hash.
+    pub fn check_shape(&self) -> Result<(), Error> {
+        let sum: u64 = self.chunks.iter().map(|c| u64::from(c.size)).sum();
+        if self.version == 0 {
+            return Err(Error::bad_request(format!("item {}: version 0 does not exist", self.id)));
+        }
+        if (self.status == ItemStatus::New) != (self.version == 1) {
+            return Err(Error::bad_request(format!(
+                "item {}: status NEW goes with version 1 and only with it",
+                self.id
+            )));
+        }
+        if self.is_folder {
+            if self.size != 0 || !self.chunks.is_empty() || self.content_hash.is_some() {
+                return Err(Error::bad_request(format!("folder {} cannot have content", self.id)));
+            }
+        } else {
+            if sum != self.size {
+                return Err(Error::bad_request(format!(
+                    "item {}: chunk sizes add up to {sum}, not to the size {}",
+                    self.id, self.size
+                )));
+            }
+            if self.content_hash.is_none() {
+                return Err(Error::bad_request(format!("file {} has no content hash", self.id)));
+            }
+            if self.chunks.iter().any(|c| c.size == 0) {
+                return Err(Error::bad_request(format!("file {} has an empty chunk", self.id)));
+            }
+        }
+        if self.parent == Some(self.id) {
+            return Err(Error::bad_request(format!("item {} cannot be its own parent", self.id)));
+        }
+        if let Some(m) = &self.mimetype
+            && m.len() > 255
+        {
+            return Err(Error::bad_request(format!("item {}: mimetype too long", self.id)));
+        }
+        Ok(())
+    }
+}
+
+/// A batch of proposed versions from one device to one workspace. The batch
+/// is applied in one transaction; items are taken in order, so a folder
+/// created in the batch can be the parent of later items in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub workspace: WorkspaceId,
+    pub device: DeviceId,
+    pub items: Vec<ProposedItem>,
+}
+
+impl CommitRequest {
+    /// Most items in one batch; larger batches must be split by the client.
+    pub const MAX_ITEMS: usize = 1000;
+}
+
+/// What happened to one proposed item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommitOutcome {
+    /// Accepted (or an identical re-commit of a version already stored).
+    Committed { meta: ItemMeta },
+    /// Refused because the server has moved on: `current` is what it has.
+    Conflict { current: ItemMeta },
+    /// Refused for another reason (bad name, missing parent, quota, ...).
+    Refused { error: Error },
+}
+
+/// The outcome for one item of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemCommitResult {
+    pub id: ItemId,
+    pub version: u64,
+    #[serde(flatten)]
+    pub outcome: CommitOutcome,
+}
+
+/// The answer to a [`CommitRequest`], item by item in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitResult {
+    pub workspace: WorkspaceId,
+    pub device: DeviceId,
+    pub results: Vec<ItemCommitResult>,
+    /// The workspace revision after the batch.
+    pub revision: u64,
+}
+
+/// One page of the incremental change feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesPage {
+    pub workspace: WorkspaceId,
+    /// Latest state of every item changed after the requested cursor, in
+    /// revision order. Deleted items are included with status DELETED.
+    pub items: Vec<ItemMeta>,
+    /// Pass this as `since` to get the next page.
+    pub cursor: u64,
+    /// More changes are waiting beyond `cursor`.
+    pub has_more: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(ItemName::new("report.pdf").is_ok());
+        assert!(ItemName::new("ünïcödé 文件").is_ok());
+        assert_eq!(ItemName::new(""), Err(NameError::Empty));
+        assert_eq!(ItemName::new("a/b"), Err(NameError::Slash));
+        assert_eq!(ItemName::new("a\0b"), Err(NameError::Nul));
+        assert_eq!(ItemName::new(".."), Err(NameError::Dot));
+        assert_eq!(ItemName::new("."), Err(NameError::Dot));
+        assert!(ItemName::new("...").is_ok());
+        assert!(ItemName::new("é".repeat(127)).is_ok()); // 254 bytes
+        assert_eq!(ItemName::new("é".repeat(128)), Err(NameError::TooLong));
+        assert!(serde_json::from_str::<ItemName>("\"../x\"").is_err());
+    }
+
+    #[test]
+    fn status_spelling_round_trips() {
+        for s in [
+            ItemStatus::New,
+            ItemStatus::Changed,
+            ItemStatus::Renamed,
+            ItemStatus::Moved,
+            ItemStatus::Deleted,
+        ] {
+            assert_eq!(ItemStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+    }
+}

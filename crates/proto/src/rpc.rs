@@ -1,0 +1,78 @@
+//! Sync-service operations as messages (reference section 2). The same
+//! messages travel over RabbitMQ, the in-process bus and the HTTP gateway.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::account::{Account, Device, EncryptionMode, Member, Workspace};
+use crate::error::Error;
+use crate::ids::{DeviceId, ItemId, WorkspaceId};
+use crate::item::{ChangesPage, CommitRequest, CommitResult, ItemMeta};
+
+/// One operation of the sync service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    GetAccount,
+    GetWorkspaces,
+    GetChanges { workspace: WorkspaceId, since: u64, limit: u32 },
+    Commit(CommitRequest),
+    /// Registers a device (`id: None`) or updates its description.
+    UpdateDevice {
+        id: Option<DeviceId>,
+        name: String,
+        #[serde(default)]
+        os: String,
+        #[serde(default)]
+        app_version: String,
+    },
+    /// Renames or moves one member's mount of a shared workspace.
+    UpdateWorkspace { workspace: WorkspaceId, name: String, mount_parent: Option<ItemId> },
+    CreateShareProposal {
+        workspace: WorkspaceId,
+        folder: ItemId,
+        emails: Vec<String>,
+        encryption: EncryptionMode,
+    },
+    AnswerShareProposal { proposal: Uuid, accept: bool },
+    Unshare { workspace: WorkspaceId, emails: Vec<String> },
+    GetMembers { workspace: WorkspaceId },
+    GetVersions { workspace: WorkspaceId, item: ItemId },
+    Restore { workspace: WorkspaceId, item: ItemId, version: u64, device: DeviceId },
+}
+
+/// The successful answer to a [`Request`], one variant per operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Reply {
+    Account(Account),
+    Workspaces { workspaces: Vec<Workspace> },
+    Changes(ChangesPage),
+    Commit(CommitResult),
+    Device(Device),
+    Workspace(Workspace),
+    ShareProposal { proposal: Uuid, shared_to: Vec<String> },
+    ShareAnswered { workspace: Option<Workspace> },
+    Unshared { removed: Vec<String> },
+    Members { members: Vec<Member> },
+    Versions { versions: Vec<ItemMeta> },
+    Restored { meta: ItemMeta },
+}
+
+/// A request as it travels: who asks (a session token the service checks on
+/// every call), an id that makes retries recognisable, and the operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcRequest {
+    /// Unique per logical request; a retry reuses it.
+    pub request_id: Uuid,
+    /// Session token from login; never trusted without a lookup.
+    pub token: String,
+    pub request: Request,
+}
+
+/// The answer to an [`RpcRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcResponse {
+    pub request_id: Uuid,
+    pub result: Result<Reply, Error>,
+}
