@@ -1,1 +1,35 @@
-//! Placeholder; see ARCHITECTURE.md.
+//! The metadata store: users, devices, workspaces, members, items and their
+//! versions, chunk references, share proposals and OAuth state, with the
+//! commit rules of a personal cloud (reference section 4) and an incremental
+//! change feed.
+//!
+//! One schema and one code path serve SQLite (the embedded default) and
+//! PostgreSQL (production), through sqlx's `Any` driver: every query is
+//! written in the SQL both share, with `$N` placeholders. This crate never
+//! talks to blob storage or the bus, and never trusts ids, names or sizes it
+//! is handed: callers get a [`stacksync_proto::Error`] with a clear kind.
+
+mod commit;
+mod error;
+mod feed;
+mod oauth;
+mod rows;
+mod sharing;
+mod store;
+pub mod testing;
+mod users;
+
+pub use error::StoreError;
+pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
+pub use sharing::{InviteeState, ShareProposal};
+pub use store::{Backend, MetaStore};
+pub use users::{NewUser, UserRecord};
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

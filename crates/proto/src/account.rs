@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceId, ItemId, UserId, WorkspaceId};
 use crate::Millis;
+use crate::ids::{DeviceId, ItemId, UserId, WorkspaceId};
 
 /// How a workspace's chunks are protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -72,7 +72,11 @@ pub struct Error {
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), current: None }
+        Error {
+            kind,
+            message: message.into(),
+            current: None,
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::NotFound, message)
@@ -109,7 +113,10 @@ impl Error {
     /// A refused name, saying which name and why.
     pub fn invalid_name(name: &str, why: NameError) -> Error {
         let shown: String = name.chars().take(64).collect();
-        Error::new(ErrorKind::InvalidName, format!("invalid name {shown:?}: {why}"))
+        Error::new(
+            ErrorKind::InvalidName,
+            format!("invalid name {shown:?}: {why}"),
+        )
     }
 }
 

@@ -20,7 +20,10 @@ pub struct ParseIdError {
 
 impl ParseIdError {
     fn new(kind: &'static str, value: &str) -> Self {
-        ParseIdError { kind, value: value.chars().take(80).collect() }
+        ParseIdError {
+            kind,
+            value: value.chars().take(80).collect(),
+        }
     }
 }
 

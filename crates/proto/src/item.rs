@@ -203,7 +203,10 @@ impl ProposedItem {
     pub fn check_shape(&self) -> Result<(), Error> {
         let sum: u64 = self.chunks.iter().map(|c| u64::from(c.size)).sum();
         if self.version == 0 {
-            return Err(Error::bad_request(format!("item {}: version 0 does not exist", self.id)));
+            return Err(Error::bad_request(format!(
+                "item {}: version 0 does not exist",
+                self.id
+            )));
         }
         if (self.status == ItemStatus::New) != (self.version == 1) {
             return Err(Error::bad_request(format!(
@@ -211,9 +214,20 @@ impl ProposedItem {
                 self.id
             )));
         }
-        if self.is_folder {
+        if self.status == ItemStatus::Deleted {
+            // A delete carries no content: the history keeps the old one.
+            if self.size != 0 || !self.chunks.is_empty() {
+                return Err(Error::bad_request(format!(
+                    "a delete of {} carries no content",
+                    self.id
+                )));
+            }
+        } else if self.is_folder {
             if self.size != 0 || !self.chunks.is_empty() || self.content_hash.is_some() {
-                return Err(Error::bad_request(format!("folder {} cannot have content", self.id)));
+                return Err(Error::bad_request(format!(
+                    "folder {} cannot have content",
+                    self.id
+                )));
             }
         } else {
             if sum != self.size {
@@ -223,19 +237,31 @@ impl ProposedItem {
                 )));
             }
             if self.content_hash.is_none() {
-                return Err(Error::bad_request(format!("file {} has no content hash", self.id)));
+                return Err(Error::bad_request(format!(
+                    "file {} has no content hash",
+                    self.id
+                )));
             }
             if self.chunks.iter().any(|c| c.size == 0) {
-                return Err(Error::bad_request(format!("file {} has an empty chunk", self.id)));
+                return Err(Error::bad_request(format!(
+                    "file {} has an empty chunk",
+                    self.id
+                )));
             }
         }
         if self.parent == Some(self.id) {
-            return Err(Error::bad_request(format!("item {} cannot be its own parent", self.id)));
+            return Err(Error::bad_request(format!(
+                "item {} cannot be its own parent",
+                self.id
+            )));
         }
         if let Some(m) = &self.mimetype
             && m.len() > 255
         {
-            return Err(Error::bad_request(format!("item {}: mimetype too long", self.id)));
+            return Err(Error::bad_request(format!(
+                "item {}: mimetype too long",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -329,7 +355,10 @@ mod tests {
             ItemStatus::Deleted,
         ] {
             assert_eq!(ItemStatus::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Workspace;
 use crate::ids::{DeviceId, UserId, WorkspaceId};
 use crate::item::ItemMeta;
-use crate::Workspace;
 
 /// What the service pushes to devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +27,10 @@ pub enum Notification {
     /// A user now belongs to a workspace (proposal accepted).
     WorkspaceJoined { workspace: Workspace },
     /// A user was removed from a workspace.
-    Unshared { workspace: WorkspaceId, user: UserId },
+    Unshared {
+        workspace: WorkspaceId,
+        user: UserId,
+    },
     /// A member renamed or moved their mount of a shared workspace.
     WorkspaceUpdated { workspace: Workspace },
 }

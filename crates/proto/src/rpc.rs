@@ -15,7 +15,11 @@ use crate::item::{ChangesPage, CommitRequest, CommitResult, ItemMeta};
 pub enum Request {
     GetAccount,
     GetWorkspaces,
-    GetChanges { workspace: WorkspaceId, since: u64, limit: u32 },
+    GetChanges {
+        workspace: WorkspaceId,
+        since: u64,
+        limit: u32,
+    },
     Commit(CommitRequest),
     /// Registers a device (`id: None`) or updates its description.
     UpdateDevice {
@@ -27,18 +31,38 @@ pub enum Request {
         app_version: String,
     },
     /// Renames or moves one member's mount of a shared workspace.
-    UpdateWorkspace { workspace: WorkspaceId, name: String, mount_parent: Option<ItemId> },
+    UpdateWorkspace {
+        workspace: WorkspaceId,
+        name: String,
+        mount_parent: Option<ItemId>,
+    },
     CreateShareProposal {
         workspace: WorkspaceId,
         folder: ItemId,
         emails: Vec<String>,
         encryption: EncryptionMode,
     },
-    AnswerShareProposal { proposal: Uuid, accept: bool },
-    Unshare { workspace: WorkspaceId, emails: Vec<String> },
-    GetMembers { workspace: WorkspaceId },
-    GetVersions { workspace: WorkspaceId, item: ItemId },
-    Restore { workspace: WorkspaceId, item: ItemId, version: u64, device: DeviceId },
+    AnswerShareProposal {
+        proposal: Uuid,
+        accept: bool,
+    },
+    Unshare {
+        workspace: WorkspaceId,
+        emails: Vec<String>,
+    },
+    GetMembers {
+        workspace: WorkspaceId,
+    },
+    GetVersions {
+        workspace: WorkspaceId,
+        item: ItemId,
+    },
+    Restore {
+        workspace: WorkspaceId,
+        item: ItemId,
+        version: u64,
+        device: DeviceId,
+    },
 }
 
 /// The successful answer to a [`Request`], one variant per operation.
@@ -46,17 +70,32 @@ pub enum Request {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Reply {
     Account(Account),
-    Workspaces { workspaces: Vec<Workspace> },
+    Workspaces {
+        workspaces: Vec<Workspace>,
+    },
     Changes(ChangesPage),
     Commit(CommitResult),
     Device(Device),
     Workspace(Workspace),
-    ShareProposal { proposal: Uuid, shared_to: Vec<String> },
-    ShareAnswered { workspace: Option<Workspace> },
-    Unshared { removed: Vec<String> },
-    Members { members: Vec<Member> },
-    Versions { versions: Vec<ItemMeta> },
-    Restored { meta: ItemMeta },
+    ShareProposal {
+        proposal: Uuid,
+        shared_to: Vec<String>,
+    },
+    ShareAnswered {
+        workspace: Option<Workspace>,
+    },
+    Unshared {
+        removed: Vec<String>,
+    },
+    Members {
+        members: Vec<Member>,
+    },
+    Versions {
+        versions: Vec<ItemMeta>,
+    },
+    Restored {
+        meta: ItemMeta,
+    },
 }
 
 /// A request as it travels: who asks (a session token the service checks on

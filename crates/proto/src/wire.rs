@@ -40,8 +40,11 @@ struct VersionOnly {
 pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
     // Serializing our own types to JSON cannot fail: no maps with non-string
     // keys, no foreign Serialize impls that error.
-    serde_json::to_vec(&EnvelopeOut { v: PROTOCOL_VERSION, body })
-        .expect("protocol types always serialize to JSON")
+    serde_json::to_vec(&EnvelopeOut {
+        v: PROTOCOL_VERSION,
+        body,
+    })
+    .expect("protocol types always serialize to JSON")
 }
 
 /// Decodes a message, refusing oversized input, unknown future versions and
@@ -51,7 +54,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("message of {} bytes exceeds {MAX_MESSAGE_BYTES}", bytes.len()),
+            format!(
+                "message of {} bytes exceeds {MAX_MESSAGE_BYTES}",
+                bytes.len()
+            ),
         ));
     }
     let version: VersionOnly = serde_json::from_slice(bytes)
@@ -59,7 +65,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if version.v == 0 || version.v > PROTOCOL_VERSION {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
-            format!("protocol version {} not supported (this side speaks 1..={PROTOCOL_VERSION})", version.v),
+            format!(
+                "protocol version {} not supported (this side speaks 1..={PROTOCOL_VERSION})",
+                version.v
+            ),
         ));
     }
     let env: EnvelopeIn<T> = serde_json::from_slice(bytes)
@@ -70,14 +79,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::{Request, RpcRequest};
     use crate::WorkspaceId;
+    use crate::rpc::{Request, RpcRequest};
 
     fn sample() -> RpcRequest {
         RpcRequest {
             request_id: uuid::Uuid::nil(),
             token: "t".into(),
-            request: Request::GetChanges { workspace: WorkspaceId::NIL, since: 7, limit: 100 },
+            request: Request::GetChanges {
+                workspace: WorkspaceId::NIL,
+                since: 7,
+                limit: 100,
+            },
         }
     }
 
@@ -102,9 +115,20 @@ mod tests {
         v["v"] = serde_json::json!(PROTOCOL_VERSION + 1);
         let err = decode::<RpcRequest>(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::UnsupportedVersion);
-        assert_eq!(decode::<RpcRequest>(b"{").unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(decode::<RpcRequest>(b"{\"v\":1,\"body\":{}}").unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(
+            decode::<RpcRequest>(b"{").unwrap_err().kind,
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            decode::<RpcRequest>(b"{\"v\":1,\"body\":{}}")
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadRequest
+        );
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
-        assert_eq!(decode::<RpcRequest>(&huge).unwrap_err().kind, ErrorKind::TooLarge);
+        assert_eq!(
+            decode::<RpcRequest>(&huge).unwrap_err().kind,
+            ErrorKind::TooLarge
+        );
     }
 }

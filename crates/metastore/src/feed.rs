@@ -1,0 +1,235 @@
+//! Reading items back: the incremental change feed, single items, versions.
+
+use std::collections::HashMap;
+
+use sqlx::AnyConnection;
+use stacksync_proto::{ChangesPage, Error, ItemId, ItemMeta, WorkspaceId};
+
+use crate::MetaStore;
+use crate::error::{DbContext, StoreError};
+use crate::rows::dynamic;
+use crate::rows::{ITEM_COLS, VERSION_COLS, chunk_from_row, get, item_from_row, to_u64};
+
+/// Largest page of the change feed.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The latest state of an item, without its chunk list.
+pub(crate) async fn load_item(
+    conn: &mut AnyConnection,
+    id: ItemId,
+) -> Result<Option<ItemMeta>, StoreError> {
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {ITEM_COLS} FROM items WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .ctx("reading an item")?;
+    row.map(|r| item_from_row("items", &r)).transpose()
+}
+
+/// One stored version with its chunks.
+pub(crate) async fn load_version(
+    conn: &mut AnyConnection,
+    id: ItemId,
+    version: u64,
+) -> Result<Option<ItemMeta>, StoreError> {
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {VERSION_COLS} FROM item_versions WHERE item_id = $1 AND version = $2"
+    )))
+    .bind(id.to_string())
+    .bind(version as i64)
+    .fetch_optional(&mut *conn)
+    .await
+    .ctx("reading a version")?;
+    match row {
+        Some(r) => Ok(Some(
+            attach_chunks(conn, item_from_row("item_versions", &r)?).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Fills in the chunk list of `meta`'s version.
+pub(crate) async fn attach_chunks(
+    conn: &mut AnyConnection,
+    mut meta: ItemMeta,
+) -> Result<ItemMeta, StoreError> {
+    if meta.is_folder || meta.size == 0 {
+        return Ok(meta);
+    }
+    let rows = sqlx::query("SELECT chunk_id, size FROM version_chunks WHERE item_id = $1 AND version = $2 ORDER BY seq")
+        .bind(meta.id.to_string())
+        .bind(meta.version as i64)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reading chunks")?;
+    meta.chunks = rows.iter().map(chunk_from_row).collect::<Result<_, _>>()?;
+    Ok(meta)
+}
+
+/// Fills in the chunk lists of many versions with one query. Version chunk
+/// rows never change once written, so this needs no snapshot shared with
+/// the query that found the versions.
+async fn attach_chunks_many(
+    conn: &mut AnyConnection,
+    items: &mut [ItemMeta],
+) -> Result<(), StoreError> {
+    let wanted: Vec<usize> = (0..items.len())
+        .filter(|&i| !items[i].is_folder && items[i].size > 0)
+        .collect();
+    for group in wanted.chunks(400) {
+        let marks: Vec<String> = (0..group.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT item_id, version, chunk_id, size FROM version_chunks WHERE (item_id, version) IN ({}) \
+             ORDER BY item_id, version, seq",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(dynamic(sql));
+        for &i in group {
+            q = q
+                .bind(items[i].id.to_string())
+                .bind(items[i].version as i64);
+        }
+        let by_key: HashMap<(String, i64), usize> = group
+            .iter()
+            .map(|&i| ((items[i].id.to_string(), items[i].version as i64), i))
+            .collect();
+        for row in q.fetch_all(&mut *conn).await.ctx("reading chunks")? {
+            let key = (
+                get::<String>(&row, "item_id")?,
+                get::<i64>(&row, "version")?,
+            );
+            if let Some(&i) = by_key.get(&key) {
+                items[i].chunks.push(chunk_from_row(&row)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl MetaStore {
+    /// Items of `ws` changed after revision `since`, oldest change first, at
+    /// most `limit` (clamped to 1..=1000) per page. `since = 0` lists the
+    /// whole workspace. A cursor past the workspace's revision (a client
+    /// restored from an old backup of the server, or a bug) is refused so
+    /// the client starts over from 0 instead of silently missing changes.
+    pub async fn get_changes(
+        &self,
+        ws: WorkspaceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<ChangesPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let latest = sqlx::query("SELECT latest_revision FROM workspaces WHERE id = $1")
+            .bind(ws.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .ctx("reading a workspace revision")?
+            .ok_or_else(|| Error::not_found(format!("no workspace {ws}")))?;
+        let latest = to_u64("workspaces", get(&latest, "latest_revision")?)?;
+        if since > latest {
+            return Err(Error::bad_request(format!(
+                "cursor {since} is ahead of workspace revision {latest}; list again from 0"
+            ))
+            .into());
+        }
+        let rows = sqlx::query(dynamic(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND revision > $2 ORDER BY revision LIMIT $3"
+        )))
+        .bind(ws.to_string())
+        .bind(since as i64)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reading changes")?;
+        let has_more = rows.len() > limit as usize;
+        let mut items: Vec<ItemMeta> = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| item_from_row("items", r))
+            .collect::<Result<_, _>>()?;
+        attach_chunks_many(&mut conn, &mut items).await?;
+        let cursor = items.last().map_or(since, |m| m.revision);
+        Ok(ChangesPage {
+            workspace: ws,
+            items,
+            cursor,
+            has_more,
+        })
+    }
+
+    /// The latest state of an item of `ws`, with its chunks.
+    pub async fn item(&self, ws: WorkspaceId, id: ItemId) -> Result<ItemMeta, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        match load_item(&mut conn, id).await? {
+            Some(m) if m.workspace == ws => attach_chunks(&mut conn, m).await,
+            _ => Err(Error::not_found(format!("no item {id} in workspace {ws}")).into()),
+        }
+    }
+
+    /// One version of an item of `ws`, with its chunks.
+    pub async fn version(
+        &self,
+        ws: WorkspaceId,
+        id: ItemId,
+        version: u64,
+    ) -> Result<ItemMeta, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        match load_version(&mut conn, id, version).await? {
+            Some(m) if m.workspace == ws => Ok(m),
+            _ => Err(Error::not_found(format!(
+                "no version {version} of item {id} in workspace {ws}"
+            ))
+            .into()),
+        }
+    }
+
+    /// Every version of an item of `ws`, oldest first, with chunks.
+    pub async fn versions(&self, ws: WorkspaceId, id: ItemId) -> Result<Vec<ItemMeta>, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let rows = sqlx::query(dynamic(format!(
+            "SELECT {VERSION_COLS} FROM item_versions WHERE item_id = $1 AND workspace_id = $2 ORDER BY version"
+        )))
+        .bind(id.to_string())
+        .bind(ws.to_string())
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reading versions")?;
+        if rows.is_empty() {
+            return Err(Error::not_found(format!("no item {id} in workspace {ws}")).into());
+        }
+        let mut versions: Vec<ItemMeta> = rows
+            .iter()
+            .map(|r| item_from_row("item_versions", r))
+            .collect::<Result<_, _>>()?;
+        attach_chunks_many(&mut conn, &mut versions).await?;
+        Ok(versions)
+    }
+
+    /// Live children of a folder (`None`: the top of the workspace), by name.
+    pub async fn children(
+        &self,
+        ws: WorkspaceId,
+        parent: Option<ItemId>,
+    ) -> Result<Vec<ItemMeta>, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let rows = sqlx::query(dynamic(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND parent_id = $2 AND status <> 'DELETED' ORDER BY name"
+        )))
+        .bind(ws.to_string())
+        .bind(crate::rows::parent_to_db(parent))
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("listing a folder")?;
+        let mut items: Vec<ItemMeta> = rows
+            .iter()
+            .map(|r| item_from_row("items", r))
+            .collect::<Result<_, _>>()?;
+        attach_chunks_many(&mut conn, &mut items).await?;
+        Ok(items)
+    }
+}

@@ -1,0 +1,369 @@
+//! Workspaces, their members, and share proposals.
+
+use sqlx::any::AnyRow;
+use stacksync_proto::{EncryptionMode, Error, ItemId, Member, UserId, Workspace, WorkspaceId};
+use uuid::Uuid;
+
+use crate::error::{DbContext, StoreError};
+use crate::rows::dynamic;
+use crate::rows::{corrupt, flag, get, parse_id, to_u64};
+use crate::users::normalize_email;
+use crate::{MetaStore, now_ms};
+
+/// A share proposal: an owner offers a folder to people by email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareProposal {
+    pub id: Uuid,
+    pub owner: UserId,
+    pub workspace: WorkspaceId,
+    pub folder: ItemId,
+    pub encryption: EncryptionMode,
+    /// The shared workspace, once it has been created.
+    pub shared_workspace: Option<WorkspaceId>,
+    pub invitees: Vec<(String, InviteeState)>,
+}
+
+/// Where one invitee stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteeState {
+    Pending,
+    Accepted,
+    Declined,
+}
+
+impl InviteeState {
+    fn as_str(self) -> &'static str {
+        match self {
+            InviteeState::Pending => "pending",
+            InviteeState::Accepted => "accepted",
+            InviteeState::Declined => "declined",
+        }
+    }
+    fn parse(s: &str) -> Option<InviteeState> {
+        Some(match s {
+            "pending" => InviteeState::Pending,
+            "accepted" => InviteeState::Accepted,
+            "declined" => InviteeState::Declined,
+            _ => return None,
+        })
+    }
+}
+
+const WS_COLS: &str = "w.id, w.owner_id, w.is_shared, w.encryption, w.container, w.latest_revision, \
+     m.name, m.mount_parent";
+
+fn workspace_from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
+    let enc: String = get(row, "encryption")?;
+    let mount: Option<String> = get(row, "mount_parent")?;
+    Ok(Workspace {
+        id: parse_id("workspaces", &get::<String>(row, "id")?)?,
+        owner: parse_id("workspaces", &get::<String>(row, "owner_id")?)?,
+        name: get(row, "name")?,
+        is_shared: flag(row, "is_shared")?,
+        encryption: EncryptionMode::parse(&enc)
+            .ok_or_else(|| corrupt("workspaces", enc.clone()))?,
+        container: get(row, "container")?,
+        latest_revision: to_u64("workspaces", get(row, "latest_revision")?)?,
+        mount_parent: mount
+            .map(|m| parse_id("workspace_members", &m))
+            .transpose()?,
+    })
+}
+
+impl MetaStore {
+    /// Creates a workspace owned by `owner`, who becomes its first member
+    /// under `name`. Its storage container is `ws-<id>`.
+    pub async fn create_workspace(
+        &self,
+        owner: UserId,
+        name: &str,
+        is_shared: bool,
+        encryption: EncryptionMode,
+    ) -> Result<Workspace, StoreError> {
+        let id = WorkspaceId::new();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
+        sqlx::query(
+            "INSERT INTO workspaces (id, owner_id, is_shared, encryption, container, latest_revision, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        )
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .bind(i64::from(is_shared))
+        .bind(encryption.as_str())
+        .bind(format!("ws-{id}"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("creating a workspace")?;
+        sqlx::query(
+            "INSERT INTO workspace_members (workspace_id, user_id, name, mount_parent, is_owner, joined_at) \
+             VALUES ($1, $2, $3, NULL, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .bind(name)
+        .bind(1i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("adding the owner to a workspace")?;
+        tx.commit().await.ctx("committing a new workspace")?;
+        self.workspace_as(owner, id).await
+    }
+
+    /// Every workspace `user` belongs to, own and shared.
+    pub async fn workspaces_of(&self, user: UserId) -> Result<Vec<Workspace>, StoreError> {
+        let rows = sqlx::query(dynamic(format!(
+            "SELECT {WS_COLS} FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id \
+             WHERE m.user_id = $1 ORDER BY w.created_at, w.id"
+        )))
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing workspaces")?;
+        rows.iter().map(workspace_from_row).collect()
+    }
+
+    /// The workspace as `user` sees it. Not being a member is forbidden,
+    /// whether or not the workspace exists (so ids cannot be probed).
+    pub async fn workspace_as(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+    ) -> Result<Workspace, StoreError> {
+        let row = sqlx::query(dynamic(format!(
+            "SELECT {WS_COLS} FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id \
+             WHERE w.id = $1 AND m.user_id = $2"
+        )))
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a workspace")?
+        .ok_or_else(|| Error::forbidden(format!("not a member of workspace {ws}")))?;
+        workspace_from_row(&row)
+    }
+
+    /// Adds `user` to `ws` (idempotent: an existing member is left as is).
+    pub async fn add_member(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        name: &str,
+        mount_parent: Option<ItemId>,
+        wrapped_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workspace_members (workspace_id, user_id, name, mount_parent, is_owner, joined_at, wrapped_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace_id, user_id) DO NOTHING",
+        )
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(name)
+        .bind(mount_parent.map(|p| p.to_string()))
+        .bind(0i64)
+        .bind(now_ms())
+        .bind(wrapped_key)
+        .execute(&self.pool)
+        .await
+        .ctx("adding a member")?;
+        Ok(())
+    }
+
+    /// Removes a member who is not the owner. Returns whether one was removed.
+    pub async fn remove_member(&self, ws: WorkspaceId, user: UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 AND is_owner = $3")
+            .bind(ws.to_string())
+            .bind(user.to_string())
+            .bind(0i64)
+            .execute(&self.pool)
+            .await
+            .ctx("removing a member")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Renames or re-mounts a workspace for one member.
+    pub async fn update_membership(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        name: &str,
+        mount_parent: Option<ItemId>,
+    ) -> Result<Workspace, StoreError> {
+        let done = sqlx::query("UPDATE workspace_members SET name = $1, mount_parent = $2 WHERE workspace_id = $3 AND user_id = $4")
+            .bind(name)
+            .bind(mount_parent.map(|p| p.to_string()))
+            .bind(ws.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .ctx("updating a membership")?;
+        if done.rows_affected() == 0 {
+            return Err(Error::forbidden(format!("not a member of workspace {ws}")).into());
+        }
+        self.workspace_as(user, ws).await
+    }
+
+    /// The members of a workspace, owner first.
+    pub async fn members(&self, ws: WorkspaceId) -> Result<Vec<Member>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, u.name, u.email, m.is_owner, m.joined_at FROM workspace_members m \
+             JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 ORDER BY m.is_owner DESC, m.joined_at, u.email",
+        )
+        .bind(ws.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing members")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Member {
+                    user: parse_id("workspace_members", &get::<String>(r, "user_id")?)?,
+                    name: get(r, "name")?,
+                    email: get(r, "email")?,
+                    is_owner: flag(r, "is_owner")?,
+                    joined_at: get(r, "joined_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a share proposal for `folder` of `ws` to `emails`.
+    pub async fn create_share_proposal(
+        &self,
+        owner: UserId,
+        ws: WorkspaceId,
+        folder: ItemId,
+        emails: &[String],
+        encryption: EncryptionMode,
+    ) -> Result<ShareProposal, StoreError> {
+        if emails.is_empty() || emails.len() > 100 {
+            return Err(Error::bad_request("a share proposal names 1 to 100 people").into());
+        }
+        let emails: Vec<String> = emails
+            .iter()
+            .map(|e| normalize_email(e))
+            .collect::<Result<_, _>>()?;
+        let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
+        sqlx::query(
+            "INSERT INTO share_proposals (id, owner_id, workspace_id, folder_id, encryption, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .bind(ws.to_string())
+        .bind(folder.to_string())
+        .bind(encryption.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .ctx("creating a share proposal")?;
+        for email in &emails {
+            sqlx::query(
+                "INSERT INTO share_invitees (proposal_id, email, user_id, state) \
+                 VALUES ($1, $2, (SELECT id FROM users WHERE email = $3), $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(id.to_string())
+            .bind(email)
+            .bind(email)
+            .bind(InviteeState::Pending.as_str())
+            .execute(&mut *tx)
+            .await
+            .ctx("inviting to a share proposal")?;
+        }
+        tx.commit().await.ctx("committing a share proposal")?;
+        self.share_proposal(id).await
+    }
+
+    /// A share proposal with its invitees.
+    pub async fn share_proposal(&self, id: Uuid) -> Result<ShareProposal, StoreError> {
+        let row = sqlx::query(
+            "SELECT owner_id, workspace_id, folder_id, encryption, shared_workspace_id FROM share_proposals WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a share proposal")?
+        .ok_or_else(|| Error::not_found(format!("no share proposal {id}")))?;
+        let invitees = sqlx::query(
+            "SELECT email, state FROM share_invitees WHERE proposal_id = $1 ORDER BY email",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading share invitees")?
+        .iter()
+        .map(|r| {
+            let state: String = get(r, "state")?;
+            Ok((
+                get::<String>(r, "email")?,
+                InviteeState::parse(&state)
+                    .ok_or_else(|| corrupt("share_invitees", state.clone()))?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let enc: String = get(&row, "encryption")?;
+        let shared: Option<String> = get(&row, "shared_workspace_id")?;
+        Ok(ShareProposal {
+            id,
+            owner: parse_id("share_proposals", &get::<String>(&row, "owner_id")?)?,
+            workspace: parse_id("share_proposals", &get::<String>(&row, "workspace_id")?)?,
+            folder: parse_id("share_proposals", &get::<String>(&row, "folder_id")?)?,
+            encryption: EncryptionMode::parse(&enc)
+                .ok_or_else(|| corrupt("share_proposals", enc.clone()))?,
+            shared_workspace: shared
+                .map(|s| parse_id("share_proposals", &s))
+                .transpose()?,
+            invitees,
+        })
+    }
+
+    /// Records an invitee's answer. Only a pending invitation can be answered.
+    pub async fn answer_share_proposal(
+        &self,
+        id: Uuid,
+        email: &str,
+        accept: bool,
+    ) -> Result<(), StoreError> {
+        let email = normalize_email(email)?;
+        let state = if accept {
+            InviteeState::Accepted
+        } else {
+            InviteeState::Declined
+        };
+        let done = sqlx::query(
+            "UPDATE share_invitees SET state = $1, answered_at = $2 WHERE proposal_id = $3 AND email = $4 AND state = $5",
+        )
+        .bind(state.as_str())
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(&email)
+        .bind(InviteeState::Pending.as_str())
+        .execute(&self.pool)
+        .await
+        .ctx("answering a share proposal")?;
+        if done.rows_affected() == 0 {
+            return Err(Error::forbidden(format!(
+                "no pending invitation for {email} in proposal {id}"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Links a proposal to the shared workspace made for it.
+    pub async fn set_proposal_workspace(
+        &self,
+        id: Uuid,
+        shared: WorkspaceId,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE share_proposals SET shared_workspace_id = $1 WHERE id = $2")
+            .bind(shared.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .ctx("linking a share proposal")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! Users, devices and login sessions.
+
+use sqlx::any::AnyRow;
+use stacksync_proto::{Account, Device, DeviceId, Error, UserId};
+
+use crate::error::{DbContext, StoreError};
+use crate::rows::dynamic;
+use crate::rows::{get, parse_id, to_u64};
+use crate::{MetaStore, now_ms};
+
+/// A user to create. The password must already be hashed (the service uses
+/// Argon2id); the store never sees a password.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub quota_limit: u64,
+    pub storage_user: Option<String>,
+}
+
+/// A stored user, with the password hash for the service to verify.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub account: Account,
+    pub password_hash: String,
+}
+
+const USER_COLS: &str = "id, email, name, password_hash, storage_user, quota_limit, quota_used";
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        account: Account {
+            id: parse_id("users", &get::<String>(row, "id")?)?,
+            name: get(row, "name")?,
+            email: get(row, "email")?,
+            quota_limit: to_u64("users", get(row, "quota_limit")?)?,
+            quota_used: to_u64("users", get(row, "quota_used")?)?,
+            storage_user: get(row, "storage_user")?,
+        },
+        password_hash: get(row, "password_hash")?,
+    })
+}
+
+fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: parse_id("devices", &get::<String>(row, "id")?)?,
+        user: parse_id("devices", &get::<String>(row, "user_id")?)?,
+        name: get(row, "name")?,
+        os: get(row, "os")?,
+        app_version: get(row, "app_version")?,
+        last_ip: get(row, "last_ip")?,
+        last_access: get(row, "last_access")?,
+    })
+}
+
+/// Lower-cases and trims an email; refuses what cannot be an address.
+pub(crate) fn normalize_email(email: &str) -> Result<String, Error> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(e)
+    } else {
+        Err(Error::bad_request(format!(
+            "not an email address: {email:?}"
+        )))
+    }
+}
+
+fn limited(field: &str, s: &str, max: usize) -> Result<(), Error> {
+    if s.len() > max || s.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "{field} is longer than {max} bytes or has control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl MetaStore {
+    /// Creates a user. An email already in use is a bad request.
+    pub async fn create_user(&self, new: NewUser) -> Result<Account, StoreError> {
+        let email = normalize_email(&new.email)?;
+        limited("name", &new.name, 255)?;
+        let quota =
+            i64::try_from(new.quota_limit).map_err(|_| Error::bad_request("quota too large"))?;
+        let id = UserId::new();
+        let taken = sqlx::query("SELECT 1 AS one FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("checking an email")?;
+        if taken.is_some() {
+            return Err(
+                Error::bad_request(format!("a user with email {email} exists already")).into(),
+            );
+        }
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, storage_user, quota_limit, quota_used, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+        )
+        .bind(id.to_string())
+        .bind(&email)
+        .bind(&new.name)
+        .bind(&new.password_hash)
+        .bind(&new.storage_user)
+        .bind(quota)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .ctx("creating a user")?;
+        Ok(self.user(id).await?.account)
+    }
+
+    /// The user with this id.
+    pub async fn user(&self, id: UserId) -> Result<UserRecord, StoreError> {
+        let row = sqlx::query(dynamic(format!(
+            "SELECT {USER_COLS} FROM users WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a user")?
+        .ok_or_else(|| Error::not_found(format!("no user {id}")))?;
+        user_from_row(&row)
+    }
+
+    /// The user with this email (case-insensitive), if any.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let Ok(email) = normalize_email(email) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(dynamic(format!(
+            "SELECT {USER_COLS} FROM users WHERE email = $1"
+        )))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a user by email")?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Registers a device for `user` (`id: None`, or an id not yet known) or
+    /// updates one the user owns. A device id of another user is forbidden.
+    pub async fn upsert_device(
+        &self,
+        user: UserId,
+        id: Option<DeviceId>,
+        name: &str,
+        os: &str,
+        app_version: &str,
+        last_ip: Option<&str>,
+    ) -> Result<Device, StoreError> {
+        limited("device name", name, 255)?;
+        limited("os", os, 255)?;
+        limited("app version", app_version, 64)?;
+        let now = now_ms();
+        let id = id.unwrap_or_else(DeviceId::new);
+        if id == DeviceId::NIL {
+            return Err(Error::bad_request("the nil device id is not a device").into());
+        }
+        match self.device(id).await? {
+            Some(d) if d.user != user => {
+                return Err(
+                    Error::forbidden(format!("device {id} belongs to another user")).into(),
+                );
+            }
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE devices SET name = $1, os = $2, app_version = $3, last_ip = $4, last_access = $5 \
+                     WHERE id = $6",
+                )
+                .bind(name)
+                .bind(os)
+                .bind(app_version)
+                .bind(last_ip)
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .ctx("updating a device")?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO devices (id, user_id, name, os, app_version, last_ip, last_access) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .bind(name)
+                .bind(os)
+                .bind(app_version)
+                .bind(last_ip)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .ctx("registering a device")?;
+            }
+        }
+        self.device(id)
+            .await?
+            .ok_or_else(|| Error::internal("device vanished").into())
+    }
+
+    /// The device with this id, if any.
+    pub async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, user_id, name, os, app_version, last_ip, last_access FROM devices WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a device")?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// Records a login session under the hash of its token.
+    pub async fn create_session(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(user.to_string())
+            .bind(now_ms())
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .ctx("creating a session")?;
+        Ok(())
+    }
+
+    /// The user of an unexpired session, if any.
+    pub async fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StoreError> {
+        let row =
+            sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(now_ms())
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("reading a session")?;
+        row.map(|r| parse_id("sessions", &get::<String>(&r, "user_id")?))
+            .transpose()
+    }
+
+    /// Ends a session.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .ctx("deleting a session")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+# Shared by scripts/test and scripts/bench: toolchain and service checks.
+# shellcheck shell=bash
+
+in_ci() { [ "${CI:-}" = "true" ]; }
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# apt-get install, with one `apt-get update` first when the lists are empty.
+apt_install() {
+    local need=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+    [ ${#need[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing packages ${need[*]} and no apt-get to install them"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "installing ${need[*]}"
+    if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then $sudo apt-get update -qq; fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+        || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+}
+
+# Rust toolchain (rustup's stable) and cargo-nextest.
+ensure_toolchain() {
+    if ! command -v cargo >/dev/null; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null; then
+        say "installing Rust with rustup"
+        apt_install curl ca-certificates build-essential pkg-config
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cc >/dev/null || apt_install build-essential
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        say "installing cargo-nextest (one time)"
+        cargo install --locked cargo-nextest
+    fi
+}
+
+# tcp_open HOST PORT: is something listening?
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Waits up to $3 seconds for HOST:PORT.
+wait_tcp() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do tcp_open "$1" "$2" && return 0; sleep 0.1; done
+    return 1
+}
+
+ensure_postgres() {
+    export STACKSYNC_TEST_POSTGRES="${STACKSYNC_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+    tcp_open 127.0.0.1 5432 && return 0
+    if in_ci; then die "PostgreSQL is not reachable on 127.0.0.1:5432 (CI=true: the machine must provide it)"; fi
+    if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+        say "starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+        wait_tcp 127.0.0.1 5432 20 && return 0
+    fi
+    die "PostgreSQL is not reachable on 127.0.0.1:5432. Install it (apt-get install postgresql), allow trust auth for user postgres on 127.0.0.1, or set STACKSYNC_TEST_POSTGRES to an admin URL."
+}
+
+ensure_rabbitmq() {
+    export STACKSYNC_TEST_AMQP="${STACKSYNC_TEST_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+    tcp_open 127.0.0.1 5672 && return 0
+    if in_ci; then die "RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: the machine must provide it)"; fi
+    if command -v rabbitmq-server >/dev/null; then
+        say "starting RabbitMQ"
+        rabbitmq-server -detached || true
+        wait_tcp 127.0.0.1 5672 60 && return 0
+    fi
+    die "RabbitMQ is not reachable on 127.0.0.1:5672. Install it (apt-get install rabbitmq-server) and start it, or set STACKSYNC_TEST_AMQP."
+}
