@@ -1,0 +1,121 @@
+//! The conformance suite on the local-directory backend, plus what only a
+//! local store can be tested for: on-disk corruption and leftover files.
+
+mod conformance;
+
+use std::sync::Arc;
+
+use conformance::{Backend, data, id_of};
+use stacksync_blobstore::{BlobErrorKind, ByteRange, LocalStore, StorageUser};
+
+async fn local_backend(dir: &tempfile::TempDir) -> Backend {
+    let owner = LocalStore::open(dir.path()).await.unwrap();
+    let other_user = StorageUser::new("test2:tester2").unwrap();
+    let other = owner.as_user(other_user.clone());
+    Backend {
+        owner: Arc::new(owner),
+        other: Arc::new(other),
+        other_user,
+        _keep: None,
+    }
+}
+
+async fn make() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = local_backend(&dir).await;
+    backend._keep = Some(Box::new(dir));
+    Some(backend)
+}
+
+conformance_tests!(make());
+
+fn object_file(root: &std::path::Path, container: &str, hex: &str) -> std::path::PathBuf {
+    root.join(container)
+        .join("objects")
+        .join(&hex[..2])
+        .join(&hex[2..4])
+        .join(hex)
+}
+
+#[tokio::test]
+async fn corruption_is_detected_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = local_backend(&dir).await;
+    let c = conformance::fresh_container(&b).await;
+    let body = data(10, 500_000);
+    let id = id_of(&body);
+    b.owner.put_bytes(&c, &id, body.clone()).await.unwrap();
+    let path = object_file(dir.path(), c.as_str(), &id.to_hex());
+    let mut raw = std::fs::read(&path).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 0x40;
+    std::fs::write(&path, &raw).unwrap();
+
+    assert_eq!(
+        b.owner.get_bytes(&c, &id).await.unwrap_err().kind,
+        BlobErrorKind::Integrity
+    );
+    // Even a range that avoids the damaged byte proves the whole object.
+    let range = ByteRange {
+        start: 0,
+        end: Some(10),
+    };
+    let stream = b.owner.get(&c, &id, Some(range)).await.unwrap();
+    assert_eq!(
+        stacksync_blobstore::collect(stream).await.unwrap_err().kind,
+        BlobErrorKind::Integrity
+    );
+
+    raw.truncate(raw.len() - 100);
+    std::fs::write(&path, &raw).unwrap();
+    assert_eq!(
+        b.owner.get_bytes(&c, &id).await.unwrap_err().kind,
+        BlobErrorKind::Integrity
+    );
+    std::fs::write(&path, b"garbage").unwrap();
+    assert_eq!(
+        b.owner.head(&c, &id).await.unwrap_err().kind,
+        BlobErrorKind::Integrity
+    );
+}
+
+#[tokio::test]
+async fn no_temporary_files_are_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = local_backend(&dir).await;
+    let c = conformance::fresh_container(&b).await;
+    for i in 0..4 {
+        let body = data(20 + i, 50_000);
+        b.owner.put_bytes(&c, &id_of(&body), body).await.unwrap();
+    }
+    conformance::failing_body(&b).await;
+    let tmp = dir.path().join(c.as_str()).join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in tmp: {left:?}");
+}
+
+#[tokio::test]
+async fn stores_opened_twice_share_data_and_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = local_backend(&dir).await;
+    let c = conformance::fresh_container(&b).await;
+    b.owner
+        .grant(&c, &b.other_user, stacksync_blobstore::Access::Read)
+        .await
+        .unwrap();
+    let body = data(30, 1000);
+    b.owner
+        .put_bytes(&c, &id_of(&body), body.clone())
+        .await
+        .unwrap();
+    let config = stacksync_blobstore::StoreConfig::Local {
+        root: dir.path().to_owned(),
+        user: Some(b.other_user.clone()),
+    };
+    let reopened = stacksync_blobstore::open_store(&config).await.unwrap();
+    assert_eq!(reopened.get_bytes(&c, &id_of(&body)).await.unwrap(), body);
+    assert_eq!(
+        reopened.create_container(&c).await.unwrap_err().kind,
+        BlobErrorKind::Forbidden
+    );
+}
