@@ -71,3 +71,13 @@ ensure_rabbitmq() {
     fi
     die "RabbitMQ is not reachable on 127.0.0.1:5672. Install it (apt-get install rabbitmq-server) and start it, or set STACKSYNC_TEST_AMQP."
 }
+
+# A single-node Swift on loopback (scripts/swift installs Debian's packages if
+# missing); exports STACKSYNC_TEST_SWIFT and friends.
+ensure_swift() {
+    if ! bash scripts/swift start >&2; then
+        if in_ci; then die "OpenStack Swift could not be started (CI=true); see the log folder scripts/swift printed"; fi
+        die "OpenStack Swift could not be started: scripts/swift needs root and Debian's swift packages (see its messages above)"
+    fi
+    eval "$(bash scripts/swift env)"
+}
