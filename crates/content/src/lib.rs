@@ -1,1 +1,36 @@
-//! Placeholder; see ARCHITECTURE.md.
+//! The StackSync content pipeline: turns a file's bytes into chunks and back.
+//! It cuts streams with content-defined chunking (FastCDC) so that an edit
+//! only changes nearby chunks, names chunks by BLAKE3 (keyed with the
+//! workspace key in encrypted workspaces), compresses with zstd only when a
+//! cheap sample says it pays, encrypts with XChaCha20-Poly1305, and wraps
+//! workspace keys under passphrases (Argon2id) or members' X25519 keys.
+//!
+//! This crate must never do network or database I/O, and decoding must never
+//! panic, allocate without bound, or return bytes that do not match the id
+//! they were asked for: everything it decodes comes from an untrusted
+//! server.
+//!
+//! Entry points: [`FileEncoder`] (a `Read` to encoded chunks plus a
+//! [`FileSummary`], in parallel), [`FileDecoder`] (encoded chunks back to a
+//! `Write`), [`ChunkCodec`] (one chunk), [`chunk_reader`] (chunking alone),
+//! [`WorkspaceKey`] and [`WrappedKey`] (keys).
+
+#![deny(missing_docs)]
+
+mod chunker;
+mod codec;
+mod error;
+mod filehash;
+mod format;
+pub mod fuzz;
+mod keys;
+mod pipeline;
+mod wrap;
+
+pub use chunker::{Chunk, ChunkReader, ChunkerConfig, MAX_CHUNK_LEN, chunk_reader};
+pub use codec::{ChunkCodec, Compression, ContentHasher, EncodedChunk};
+pub use error::{ChunkProblem, ContentError, KeyProblem};
+pub use format::FORMAT_VERSION;
+pub use keys::WorkspaceKey;
+pub use pipeline::{EncodeError, FileDecoder, FileEncoder, FileSummary, PipelineConfig};
+pub use wrap::{KdfParams, MemberPublicKey, MemberSecretKey, WrappedKey};

@@ -1,0 +1,214 @@
+//! Content-defined chunking of a byte stream with bounded memory.
+//!
+//! Cut points come from FastCDC (the `fastcdc` crate's 2020 algorithm), so an
+//! insertion or deletion only changes the chunks around it and every other
+//! chunk keeps its id, which is what lets the client skip re-uploading them.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020;
+
+use crate::error::ContentError;
+
+/// The hard maximum size of one chunk's plaintext. Decoders refuse to
+/// allocate more than this for any chunk, whatever a header claims; it is also
+/// the largest maximum FastCDC supports.
+pub const MAX_CHUNK_LEN: usize = 16 * 1024 * 1024;
+
+/// Chunk size bounds for content-defined chunking, in bytes.
+///
+/// The default is min 256 KiB, average 1 MiB, max 4 MiB. Why this point:
+/// every chunk costs one object-store request, one metadata row and up to
+/// 56 bytes of header and tag, so small chunks multiply per-request latency
+/// on Swift, while a local edit re-sends about one to two average chunks.
+/// Measured here (`bench --sweep`, 64 MiB random data, 1-byte inserts at 8
+/// places, min = avg/4, max = 4 avg):
+///
+/// | avg    | chunks per GiB | re-sent per insert |
+/// |--------|----------------|--------------------|
+/// | 128 KiB| 6720           | 175 KiB            |
+/// | 256 KiB| 3376           | 311 KiB            |
+/// | 1 MiB  | 832            | 1.8 MiB            |
+/// | 4 MiB  | 224            | 5.4 MiB            |
+///
+/// At 1 MiB an edit re-sends ~2 % of a 64 MiB file (the old fixed 512 KiB
+/// chunking re-sent 50 % after an insertion in the middle) and a 1 GiB file
+/// is ~830 PUTs; going smaller quadruples requests to save ~1.5 MiB per
+/// edit. Chunking speed differed by less than the run-to-run noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkerConfig {
+    /// No chunk is shorter than this, except the last chunk of a file.
+    pub min: u32,
+    /// Target average chunk size.
+    pub avg: u32,
+    /// No chunk is longer than this.
+    pub max: u32,
+}
+
+impl Default for ChunkerConfig {
+    fn default() -> Self {
+        ChunkerConfig {
+            min: 256 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerConfig {
+    /// A configuration with the given bounds, validated.
+    pub fn new(min: u32, avg: u32, max: u32) -> Result<Self, ContentError> {
+        let config = ChunkerConfig { min, avg, max };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the bounds against what FastCDC accepts; FastCDC itself only
+    /// checks them with debug assertions, so bad values must stop here.
+    pub fn validate(&self) -> Result<(), ContentError> {
+        let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
+        let bad = |why: String| Err(ContentError::InvalidConfig(why));
+        if !(v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&min) {
+            return bad(format!(
+                "min {min} outside {}..={}",
+                v2020::MINIMUM_MIN,
+                v2020::MINIMUM_MAX
+            ));
+        }
+        if !(v2020::AVERAGE_MIN..=v2020::AVERAGE_MAX).contains(&avg) {
+            return bad(format!(
+                "avg {avg} outside {}..={}",
+                v2020::AVERAGE_MIN,
+                v2020::AVERAGE_MAX
+            ));
+        }
+        if !(v2020::MAXIMUM_MIN..=v2020::MAXIMUM_MAX.min(MAX_CHUNK_LEN)).contains(&max) {
+            return bad(format!(
+                "max {max} outside {}..={}",
+                v2020::MAXIMUM_MIN,
+                MAX_CHUNK_LEN
+            ));
+        }
+        if !(min <= avg && avg <= max) {
+            return bad(format!("need min <= avg <= max, got {min}, {avg}, {max}"));
+        }
+        if min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
+            return bad(format!("sizes must be even, got {min}, {avg}, {max}"));
+        }
+        Ok(())
+    }
+}
+
+/// One chunk of plaintext and where it starts in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Byte offset of the chunk in the file.
+    pub offset: u64,
+    /// The chunk's bytes (at most [`ChunkerConfig::max`]).
+    pub data: Vec<u8>,
+}
+
+/// A streaming chunker over any [`Read`]: yields chunks in order and holds at
+/// most three maximum-size chunks of input at a time, whatever the file size.
+///
+/// Made by [`chunk_reader`].
+pub struct ChunkReader<R> {
+    source: R,
+    config: ChunkerConfig,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    failed: bool,
+    /// File offset of `buf[start]`.
+    offset: u64,
+}
+
+/// Chunks `source` with `config`. The configuration is validated first.
+pub fn chunk_reader<R: Read>(
+    source: R,
+    config: ChunkerConfig,
+) -> Result<ChunkReader<R>, ContentError> {
+    config.validate()?;
+    // Three max-size chunks: refills then move less than one chunk of
+    // leftover bytes per two chunks read, instead of StreamCDC's move of the
+    // whole buffer on every chunk.
+    let capacity = 3 * config.max as usize;
+    Ok(ChunkReader {
+        source,
+        config,
+        buf: vec![0; capacity],
+        start: 0,
+        end: 0,
+        eof: false,
+        failed: false,
+        offset: 0,
+    })
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// Moves leftover bytes to the front and reads until the buffer is full
+    /// or the source ends.
+    fn refill(&mut self) -> io::Result<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        while !self.eof && self.end < self.buf.len() {
+            match self.source.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes buffered but not yet handed out.
+    fn available(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+impl<R: Read> Iterator for ChunkReader<R> {
+    type Item = Result<Chunk, ContentError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        // A cut found with less than `max` bytes in view might move once more
+        // data arrives, so only cut with a full window or at end of input.
+        if self.available() < self.config.max as usize && !self.eof {
+            let buffered = self.offset + self.available() as u64;
+            if let Err(source) = self.refill() {
+                self.failed = true;
+                return Some(Err(ContentError::Read {
+                    offset: buffered,
+                    source,
+                }));
+            }
+        }
+        if self.available() == 0 {
+            return None;
+        }
+        let window = &self.buf[self.start..self.end];
+        let cdc = v2020::FastCDC::new(
+            window,
+            self.config.min as usize,
+            self.config.avg as usize,
+            self.config.max as usize,
+        );
+        let (_gear, cut) = cdc.cut(0, window.len());
+        // FastCDC never returns an empty cut for a non-empty window; taking
+        // the whole window instead keeps the iterator finite regardless.
+        let len = if cut == 0 { window.len() } else { cut };
+        let chunk = Chunk {
+            offset: self.offset,
+            data: window[..len].to_vec(),
+        };
+        self.start += len;
+        self.offset += len as u64;
+        Some(Ok(chunk))
+    }
+}
