@@ -1,0 +1,296 @@
+//! The executor: pulls remote changes, scans, plans, and applies the plan
+//! one operation at a time, saving the sync state after each.
+//!
+//! Crash safety: an operation first changes the world (disk or server) and
+//! only then the saved state. A crash in between leaves a state that the
+//! next plan recognises — a local change already made is claimed by path,
+//! file id or hash; a commit already accepted comes back in the change feed
+//! and is matched, and re-committing an identical version is idempotent on
+//! the server. So restarting from any point re-plans and converges.
+
+mod apply;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stacksync_proto::ItemId;
+
+use crate::error::EngineError;
+use crate::ignore::DOWNLOAD_TEMP_PREFIX;
+use crate::io::{Clock, ContentStore, Fs, IdSource, Remote, StateStore};
+use crate::path::RelPath;
+use crate::planner::{self, Key, LocalItem, PlanInput};
+use crate::scan::{self, HashCache, Skipped};
+use crate::tree::SyncState;
+
+/// Settings of one engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Shown in conflicted-copy names.
+    pub device_name: String,
+    /// Change-feed page size.
+    pub page_limit: u32,
+    /// Most plan-and-apply rounds in one [`Engine::sync`]; each round
+    /// normally makes progress, this bounds a pathological case (a folder
+    /// that cannot be deleted because of ignored files in it).
+    pub max_rounds: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            device_name: "device".into(),
+            page_limit: 500,
+            max_rounds: 12,
+        }
+    }
+}
+
+/// What one [`Engine::sync`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Plan-and-apply rounds run.
+    pub rounds: usize,
+    /// True when the last round found nothing to do.
+    pub converged: bool,
+    /// Operations applied.
+    pub applied: usize,
+    /// Operations skipped, with why; they are retried in a later round.
+    pub skipped: Vec<String>,
+    /// Local paths whose names the server refused (not retried).
+    pub refused: Vec<(RelPath, String)>,
+    /// Conflicted copies made.
+    pub conflicts: usize,
+    /// Entries the scanner left out (ignored, symlinks, special files,
+    /// impossible names), as `parent/name: why`.
+    pub not_synced: Vec<String>,
+}
+
+/// The effects an engine works through.
+#[derive(Clone)]
+pub struct EngineIo {
+    /// The synced folder.
+    pub fs: Arc<dyn Fs>,
+    /// The sync service (change feed and commits).
+    pub remote: Arc<dyn Remote>,
+    /// The content pipeline and chunk store.
+    pub content: Arc<dyn ContentStore>,
+    /// Time for conflicted-copy names.
+    pub clock: Arc<dyn Clock>,
+    /// Ids for new items.
+    pub ids: Arc<dyn IdSource>,
+    /// Where the sync state is persisted.
+    pub store: Arc<dyn StateStore>,
+}
+
+/// One folder kept in sync with one workspace.
+pub struct Engine {
+    io: EngineIo,
+    config: EngineConfig,
+    state: SyncState,
+    cache: HashCache,
+}
+
+/// Working state while a plan is applied.
+struct Exec {
+    /// Where each key is on disk now.
+    local: BTreeMap<Key, LocalItem>,
+    /// Ids given to new items once committed.
+    created: BTreeMap<u32, ItemId>,
+}
+
+impl Exec {
+    fn id_of(&self, key: Key) -> Option<ItemId> {
+        match key {
+            Key::Item(id) => Some(id),
+            Key::New(n) => self.created.get(&n).copied(),
+        }
+    }
+}
+
+impl Engine {
+    /// Opens an engine, loading the saved state (empty on first run).
+    pub async fn open(io: EngineIo, config: EngineConfig) -> Result<Engine, EngineError> {
+        let state = io
+            .store
+            .load()
+            .await
+            .map_err(EngineError::Store)?
+            .unwrap_or_default();
+        let mut cache = HashCache::default();
+        for (id, s) in &state.synced {
+            if let (Some(stamp), Some(hash), Some(path)) =
+                (s.stamp, s.content_hash, state.synced_path(*id))
+            {
+                cache.insert(path, stamp, hash);
+            }
+        }
+        Ok(Engine {
+            io,
+            config,
+            state,
+            cache,
+        })
+    }
+
+    /// The current sync state (remote tree, synced tree, cursor).
+    pub fn state(&self) -> &SyncState {
+        &self.state
+    }
+
+    /// Runs rounds of pull, scan, plan and apply until a plan is empty (or
+    /// `max_rounds`). Start-up reconciliation of offline edits is simply
+    /// the first round: the scan is compared with the saved synced tree.
+    pub async fn sync(&mut self) -> Result<SyncReport, EngineError> {
+        let mut report = SyncReport::default();
+        while report.rounds < self.config.max_rounds {
+            report.rounds += 1;
+            if !self.round(&mut report).await? {
+                report.converged = true;
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reads the change feed from the saved cursor to its end.
+    pub async fn pull(&mut self) -> Result<(), EngineError> {
+        loop {
+            let page = self
+                .io
+                .remote
+                .get_changes(self.state.cursor, self.config.page_limit)
+                .await
+                .map_err(|source| EngineError::Remote {
+                    doing: "reading the change feed".into(),
+                    source,
+                })?;
+            if page.cursor < self.state.cursor {
+                return Err(EngineError::Protocol(format!(
+                    "change feed went back from {} to {}",
+                    self.state.cursor, page.cursor
+                )));
+            }
+            let progressed = page.cursor > self.state.cursor;
+            for meta in page.items {
+                self.state.remote.apply(meta);
+            }
+            self.state.cursor = page.cursor;
+            self.save().await?;
+            if !page.has_more || !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One round; returns whether the plan had operations.
+    async fn round(&mut self, report: &mut SyncReport) -> Result<bool, EngineError> {
+        self.pull().await?;
+        let scan = scan::scan(self.io.fs.as_ref(), &self.cache).await?;
+        report.not_synced = scan
+            .skipped
+            .iter()
+            .filter(|(_, _, why)| *why != Skipped::Ignored)
+            .map(|(dir, name, why)| format!("{dir}/{name}: {why:?}"))
+            .collect();
+        for (path, e) in &scan.tree {
+            if let Some(h) = e.hash {
+                self.cache.insert(path.clone(), e.stamp, h);
+            }
+        }
+        // A refused name is retried once the path has gone away (renamed).
+        let before = self.state.refused.len();
+        self.state.refused.retain(|p, _| scan.tree.contains_key(p));
+        if self.state.refused.len() != before {
+            self.save().await?;
+        }
+        let now = self.io.clock.now_millis();
+        let plan = planner::plan(&PlanInput {
+            state: &self.state,
+            local: &scan.tree,
+            ignore: &scan.ignore,
+            device_name: &self.config.device_name,
+            now,
+        });
+        // Leftovers of interrupted downloads: kept if this plan downloads
+        // the same content again (it resumes them), removed otherwise.
+        let wanted: Vec<String> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                planner::Op::Download { content, .. } => {
+                    Some(format!("{DOWNLOAD_TEMP_PREFIX}{}", content.hash.to_hex()))
+                }
+                _ => None,
+            })
+            .collect();
+        for temp in &scan.stale_temps {
+            if !temp
+                .name()
+                .is_some_and(|n| wanted.iter().any(|w| w == n.as_str()))
+            {
+                let _ = self.io.fs.remove_file(temp).await;
+            }
+        }
+        // Files that changed while being hashed are not done: another
+        // round rescans them (a file written without pause keeps the sync
+        // from converging until it settles, which the report shows).
+        let unstable: Vec<&RelPath> = scan
+            .tree
+            .iter()
+            .filter(|(_, e)| !e.is_folder && e.hash.is_none())
+            .map(|(p, _)| p)
+            .collect();
+        if plan.ops.is_empty() {
+            report.refused = self
+                .state
+                .refused
+                .iter()
+                .map(|(p, r)| (p.clone(), r.reason.clone()))
+                .collect();
+            if unstable.is_empty() {
+                return Ok(false);
+            }
+            report.skipped.extend(
+                unstable
+                    .iter()
+                    .map(|p| format!("{p}: changed while being read; rescanning")),
+            );
+            return Ok(true);
+        }
+        tracing::debug!(ops = plan.ops.len(), "applying plan");
+        let mut exec = Exec {
+            local: plan.local,
+            created: BTreeMap::new(),
+        };
+        for op in plan.ops {
+            match self.apply(&mut exec, &op).await? {
+                apply::Outcome::Applied => report.applied += 1,
+                apply::Outcome::Conflict => {
+                    report.applied += 1;
+                    report.conflicts += 1;
+                }
+                apply::Outcome::Skipped(why) => report.skipped.push(format!("{op:?}: {why}")),
+                apply::Outcome::Replan(why) => {
+                    report.skipped.push(format!("{op:?}: {why}"));
+                    break;
+                }
+            }
+        }
+        report.refused = self
+            .state
+            .refused
+            .iter()
+            .map(|(p, r)| (p.clone(), r.reason.clone()))
+            .collect();
+        Ok(true)
+    }
+
+    async fn save(&self) -> Result<(), EngineError> {
+        self.io
+            .store
+            .save(&self.state)
+            .await
+            .map_err(EngineError::Store)
+    }
+}

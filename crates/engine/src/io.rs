@@ -1,0 +1,209 @@
+//! Every effect the engine has goes through these traits, so that tests can
+//! replace the disk, the server, the content pipeline and the clock with
+//! deterministic doubles (see [`crate::sim`]).
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use stacksync_proto::{
+    ChangesPage, ChunkRef, CommitResult, ContentHash, ItemId, Millis, ProposedItem,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::FsError;
+use crate::path::RelPath;
+use crate::tree::{Stamp, SyncState};
+
+/// A stream of a file's bytes.
+pub type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
+/// A sink for a file's bytes.
+pub type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// What kind of directory entry this is.
+///
+/// Policy for everything that is not a regular file or folder: symlinks
+/// are never followed and never synced (following them could leave the
+/// folder or loop); sockets, FIFOs and devices are skipped likewise. Both
+/// are reported by the scanner as skipped, and the engine never writes over
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Folder,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// Socket, FIFO, device, or anything else.
+    Special,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The raw name; may not be a valid [`stacksync_proto::ItemName`]
+    /// (the scanner reports such names instead of syncing them).
+    pub name: String,
+    /// What it is (symlinks are not followed).
+    pub kind: EntryKind,
+    /// Size, mtime and file id.
+    pub stamp: Stamp,
+}
+
+/// Kind and stamp of one path (symlinks are not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    /// What it is.
+    pub kind: EntryKind,
+    /// Size, mtime and file id.
+    pub stamp: Stamp,
+}
+
+/// The synced folder on disk. Paths are relative to its root.
+#[async_trait]
+pub trait Fs: Send + Sync {
+    /// The entries of a folder, in any order.
+    async fn list_dir(&self, path: &RelPath) -> Result<Vec<DirEntry>, FsError>;
+    /// Kind and stamp, or `None` if nothing is there.
+    async fn stat(&self, path: &RelPath) -> Result<Option<Metadata>, FsError>;
+    /// Streams a regular file's content.
+    async fn open_read(&self, path: &RelPath) -> Result<ByteReader, FsError>;
+    /// Creates (or truncates) a temporary file at `path` for writing.
+    async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError>;
+    /// Reopens a temporary file to continue writing after its first `keep`
+    /// bytes (anything beyond is cut off): how an interrupted download
+    /// resumes without fetching the chunks it already has.
+    async fn resume_temp(&self, path: &RelPath, keep: u64) -> Result<ByteWriter, FsError>;
+    /// Makes a finished temporary file durable (fsync) and renames it over
+    /// `dest`, atomically replacing any file there.
+    async fn persist_temp(&self, temp: &RelPath, dest: &RelPath) -> Result<(), FsError>;
+    /// Creates a folder; its parent must exist.
+    async fn mkdir(&self, path: &RelPath) -> Result<(), FsError>;
+    /// Removes a regular file.
+    async fn remove_file(&self, path: &RelPath) -> Result<(), FsError>;
+    /// Removes an empty folder.
+    async fn remove_dir(&self, path: &RelPath) -> Result<(), FsError>;
+    /// Renames without clobbering: fails with `AlreadyExists` if `to`
+    /// exists.
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), FsError>;
+}
+
+/// The sync service, seen from one device in one workspace.
+#[async_trait]
+pub trait Remote: Send + Sync {
+    /// One page of the change feed after `since`.
+    async fn get_changes(
+        &self,
+        since: u64,
+        limit: u32,
+    ) -> Result<ChangesPage, stacksync_proto::Error>;
+    /// Proposes versions; the outcome of each is in the result, in order.
+    async fn commit(
+        &self,
+        items: Vec<ProposedItem>,
+    ) -> Result<CommitResult, stacksync_proto::Error>;
+}
+
+/// What an upload produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// BLAKE3 of the bytes actually read.
+    pub hash: ContentHash,
+    /// Bytes read.
+    pub size: u64,
+    /// The chunks the content was cut into, in order.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// The content pipeline and chunk store (chunking, hashing, compression,
+/// encryption, transfer).
+#[async_trait]
+pub trait ContentStore: Send + Sync {
+    /// Reads the stream to its end, storing every chunk the store does not
+    /// have yet (so an interrupted upload resumes by skipping the chunks
+    /// already sent). Memory stays bounded by the chunk size.
+    async fn upload(&self, content: ByteReader) -> Result<Uploaded, stacksync_proto::Error>;
+    /// Writes the plaintext of `chunks`, in order, to `dest`. The engine
+    /// verifies the whole-file hash itself.
+    async fn download(
+        &self,
+        chunks: &[ChunkRef],
+        dest: &mut ByteWriter,
+    ) -> Result<(), stacksync_proto::Error>;
+}
+
+/// Wall-clock time, only used to name conflicted copies.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch, UTC.
+    fn now_millis(&self) -> Millis;
+}
+
+/// Where ids of new items come from (random in production, seeded in tests).
+pub trait IdSource: Send + Sync {
+    /// A fresh item id, never handed out before.
+    fn new_item_id(&self) -> ItemId;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> Millis {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        // A clock before 1970 is a broken machine; name copies as of 1970.
+        now.map(|d| d.as_millis() as Millis).unwrap_or(0)
+    }
+}
+
+/// Random (UUIDv7) item ids.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn new_item_id(&self) -> ItemId {
+        ItemId::new()
+    }
+}
+
+/// Durable storage of the [`SyncState`]. `save` must be atomic: after a
+/// crash, `load` returns either the previous or the new state.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The last saved state, or `None` on first run.
+    async fn load(&self) -> Result<Option<SyncState>, String>;
+    /// Replaces the saved state.
+    async fn save(&self, state: &SyncState) -> Result<(), String>;
+}
+
+/// A [`StateStore`] in memory: survives an engine being dropped (a
+/// simulated crash) as long as the store itself is kept.
+#[derive(Debug, Default)]
+pub struct MemStateStore {
+    state: Mutex<Option<SyncState>>,
+}
+
+impl MemStateStore {
+    /// An empty store (first run).
+    pub fn new() -> MemStateStore {
+        MemStateStore::default()
+    }
+}
+
+#[async_trait]
+impl StateStore for MemStateStore {
+    async fn load(&self) -> Result<Option<SyncState>, String> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| "state store lock poisoned".to_string())?
+            .clone())
+    }
+    async fn save(&self, state: &SyncState) -> Result<(), String> {
+        *self
+            .state
+            .lock()
+            .map_err(|_| "state store lock poisoned".to_string())? = Some(state.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! Step 1 of planning: give every local path a key.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use stacksync_proto::{ContentHash, ItemId};
+
+use super::{Key, PlanInput, Pos};
+use crate::path::RelPath;
+use crate::tree::{LocalEntry, Stamp};
+
+/// A local entry as the planner sees it: keyed, positioned by parent key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalItem {
+    /// Where it is on disk, by parent key.
+    pub pos: Pos,
+    /// Folder or file.
+    pub is_folder: bool,
+    /// `None` for folders and for files that could not be read stably.
+    pub hash: Option<ContentHash>,
+    /// Size, mtime and file id when scanned (or after the engine's own
+    /// change): a delete or overwrite only happens if it still matches.
+    pub stamp: Stamp,
+}
+
+/// The outcome of claiming.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    pub local: BTreeMap<Key, LocalItem>,
+    /// New local items that must not be created remotely (their name, or
+    /// a parent's, was refused by the server).
+    pub refused: BTreeSet<Key>,
+    /// The next unused [`Key::New`] number.
+    pub next_new: u32,
+}
+
+/// Matches local paths to items, in decreasing order of evidence:
+/// 1. the file id recorded at the last agreement (survives renames);
+/// 2. the synced path (same place, same kind);
+/// 3. the remote path (both sides created the same thing, or a local move
+///    of the remote change already happened before a crash);
+/// 4. for files, the synced content hash (a move on a platform without
+///    file ids).
+///
+/// Whatever is left is a new item. Candidates are visited in id and path
+/// order so the result is deterministic.
+pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
+    let state = input.state;
+    let local = input.local;
+    let mut by_path: BTreeMap<RelPath, Key> = BTreeMap::new();
+    let mut claimed: BTreeSet<ItemId> = BTreeSet::new();
+
+    let kind_ok =
+        |path: &RelPath, is_folder: bool| local.get(path).is_some_and(|e| e.is_folder == is_folder);
+
+    // 1. File ids, when unique on both sides. File systems reuse inode
+    // numbers, so a file only counts as the same one if its content (or
+    // size and mtime) is unchanged too; a file both moved and edited is
+    // then a delete plus a new file, which loses nothing.
+    let same_file = |e: &LocalEntry, s: &crate::tree::SyncedItem, st: &Stamp| {
+        s.is_folder
+            || e.hash == s.content_hash
+            || (e.stamp.size == st.size && e.stamp.mtime == st.mtime)
+    };
+    let mut by_file_id: HashMap<u64, Vec<&RelPath>> = HashMap::new();
+    for (path, e) in local {
+        if let Some(f) = e.stamp.file_id {
+            by_file_id.entry(f).or_default().push(path);
+        }
+    }
+    for (id, s) in &state.synced {
+        let Some((f, st)) = s.stamp.and_then(|st| st.file_id.map(|f| (f, st))) else {
+            continue;
+        };
+        if let Some([path]) = by_file_id.get(&f).map(Vec::as_slice)
+            && !by_path.contains_key(*path)
+            && kind_ok(path, s.is_folder)
+            && same_file(&local[*path], s, &st)
+        {
+            by_path.insert((*path).clone(), Key::Item(*id));
+            claimed.insert(*id);
+        }
+    }
+
+    // 2. Synced paths.
+    for (id, s) in &state.synced {
+        if claimed.contains(id) {
+            continue;
+        }
+        if let Some(path) = state.synced_path(*id)
+            && !by_path.contains_key(&path)
+            && kind_ok(&path, s.is_folder)
+        {
+            by_path.insert(path, Key::Item(*id));
+            claimed.insert(*id);
+        }
+    }
+
+    // 3. Remote paths.
+    for meta in state.remote.iter() {
+        if claimed.contains(&meta.id) {
+            continue;
+        }
+        if let Some(path) = state.remote.path_of(meta.id)
+            && !by_path.contains_key(&path)
+            && kind_ok(&path, meta.is_folder)
+        {
+            by_path.insert(path, Key::Item(meta.id));
+            claimed.insert(meta.id);
+        }
+    }
+
+    // 4. Content hashes of synced files.
+    let mut by_hash: BTreeMap<ContentHash, Vec<&RelPath>> = BTreeMap::new();
+    for (path, e) in local {
+        if let (false, Some(h)) = (e.is_folder, e.hash) {
+            by_hash.entry(h).or_default().push(path);
+        }
+    }
+    for (id, s) in &state.synced {
+        if claimed.contains(id) || s.is_folder {
+            continue;
+        }
+        let Some(h) = s.content_hash else { continue };
+        let Some(paths) = by_hash.get(&h) else {
+            continue;
+        };
+        if let Some(path) = paths.iter().find(|p| !by_path.contains_key(**p)) {
+            by_path.insert((*path).clone(), Key::Item(*id));
+            claimed.insert(*id);
+        }
+    }
+
+    // The rest are new, numbered in path order (parents first).
+    let mut claims = Claims::default();
+    for path in local.keys() {
+        if !by_path.contains_key(path) {
+            by_path.insert(path.clone(), Key::New(claims.next_new));
+            claims.next_new += 1;
+        }
+    }
+
+    for (path, key) in &by_path {
+        let entry: &LocalEntry = &local[path];
+        let parent = path
+            .parent()
+            .filter(|p| !p.is_root())
+            .and_then(|p| by_path.get(&p).copied());
+        let Some(name) = path.name() else { continue };
+        if let Key::New(_) = key
+            && (state.refused.contains_key(path)
+                || parent.is_some_and(|p| claims.refused.contains(&p)))
+        {
+            claims.refused.insert(*key);
+        }
+        claims.local.insert(
+            *key,
+            LocalItem {
+                pos: Pos {
+                    parent,
+                    name: name.clone(),
+                },
+                is_folder: entry.is_folder,
+                hash: if entry.is_folder { None } else { entry.hash },
+                stamp: entry.stamp,
+            },
+        );
+    }
+    claims
+}

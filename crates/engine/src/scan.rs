@@ -1,0 +1,220 @@
+//! Scanning the local folder into a [`LocalTree`], hashing only what
+//! changed since it was last hashed.
+
+use std::collections::HashMap;
+
+use stacksync_proto::{ContentHash, ItemName};
+use tokio::io::AsyncReadExt;
+
+use crate::error::{FsError, FsErrorKind};
+use crate::ignore::{BadPattern, DOWNLOAD_TEMP_PREFIX, IGNORE_FILE, IgnoreRules};
+use crate::io::{EntryKind, Fs};
+use crate::path::RelPath;
+use crate::tree::{LocalEntry, LocalTree, Stamp};
+
+/// Largest ignore file read; the rest is not looked at.
+const MAX_IGNORE_FILE: u64 = 1 << 20;
+/// Read buffer for hashing; memory stays bounded whatever the file size.
+const READ_BUF: usize = 64 * 1024;
+
+/// Hashes already known for a stamp, so that unchanged files are not read.
+#[derive(Debug, Default, Clone)]
+pub struct HashCache {
+    by_path: HashMap<RelPath, (Stamp, ContentHash)>,
+    by_file_id: HashMap<u64, (Stamp, ContentHash)>,
+}
+
+impl HashCache {
+    /// Remembers that the file at `path` with `stamp` has `hash`.
+    pub fn insert(&mut self, path: RelPath, stamp: Stamp, hash: ContentHash) {
+        if let Some(f) = stamp.file_id {
+            self.by_file_id.insert(f, (stamp, hash));
+        }
+        self.by_path.insert(path, (stamp, hash));
+    }
+
+    fn get(&self, path: &RelPath, stamp: &Stamp) -> Option<ContentHash> {
+        let hit = |e: Option<&(Stamp, ContentHash)>| e.filter(|(s, _)| s == stamp).map(|(_, h)| *h);
+        hit(self.by_path.get(path))
+            .or_else(|| stamp.file_id.and_then(|f| hit(self.by_file_id.get(&f))))
+    }
+}
+
+/// Why an entry on disk is not in the local tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// Matched an ignore rule.
+    Ignored,
+    /// A symbolic link (never followed, never synced).
+    Symlink,
+    /// A socket, FIFO or device.
+    Special,
+    /// The name cannot be a StackSync name.
+    InvalidName(String),
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// Every synced-eligible entry.
+    pub tree: LocalTree,
+    /// The rules in force (defaults plus the root ignore file).
+    pub ignore: IgnoreRules,
+    /// Entries left out, with why (the parent path and the raw name).
+    pub skipped: Vec<(RelPath, String, Skipped)>,
+    /// Lines of the ignore file that are not valid patterns.
+    pub bad_patterns: Vec<BadPattern>,
+    /// Leftover download temporaries (from an interrupted download).
+    pub stale_temps: Vec<RelPath>,
+}
+
+/// Walks the whole folder. Files whose stamp is in `cache` keep the cached
+/// hash; others are read and hashed. A file that changes while being read
+/// gets no hash (it is left alone this round).
+pub async fn scan(fs: &dyn Fs, cache: &HashCache) -> Result<Scan, FsError> {
+    let (ignore, bad_patterns) = load_ignore(fs).await?;
+    let mut out = Scan {
+        tree: LocalTree::new(),
+        ignore,
+        skipped: Vec::new(),
+        bad_patterns,
+        stale_temps: Vec::new(),
+    };
+    let mut pending = vec![RelPath::root()];
+    while let Some(dir) = pending.pop() {
+        let entries = match fs.list_dir(&dir).await {
+            Ok(e) => e,
+            // Removed while we walked: the next scan sees the new state.
+            Err(e) if e.kind == FsErrorKind::NotFound && !dir.is_root() => continue,
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let name = match ItemName::new(e.name.clone()) {
+                Ok(n) => n,
+                Err(why) => {
+                    out.skipped
+                        .push((dir.clone(), e.name, Skipped::InvalidName(why.to_string())));
+                    continue;
+                }
+            };
+            let path = dir.join(&name);
+            let is_folder = match e.kind {
+                EntryKind::Folder => true,
+                EntryKind::File => false,
+                EntryKind::Symlink => {
+                    out.skipped.push((dir.clone(), e.name, Skipped::Symlink));
+                    continue;
+                }
+                EntryKind::Special => {
+                    out.skipped.push((dir.clone(), e.name, Skipped::Special));
+                    continue;
+                }
+            };
+            if out.ignore.is_ignored(&path, is_folder) {
+                if !is_folder && name.as_str().starts_with(DOWNLOAD_TEMP_PREFIX) {
+                    out.stale_temps.push(path);
+                } else {
+                    out.skipped.push((dir.clone(), e.name, Skipped::Ignored));
+                }
+                continue;
+            }
+            if is_folder {
+                pending.push(path.clone());
+                out.tree.insert(
+                    path,
+                    LocalEntry {
+                        is_folder,
+                        stamp: e.stamp,
+                        hash: None,
+                    },
+                );
+                continue;
+            }
+            let hash = match cache.get(&path, &e.stamp) {
+                Some(h) => Some((h, e.stamp)),
+                None => hash_file(fs, &path).await?,
+            };
+            if let Some((h, stamp)) = hash {
+                out.tree.insert(
+                    path,
+                    LocalEntry {
+                        is_folder,
+                        stamp,
+                        hash: Some(h),
+                    },
+                );
+            } else if let Ok(Some(m)) = fs.stat(&path).await {
+                // Unstable or vanished: keep the entry without a hash so the
+                // planner leaves it alone instead of thinking it deleted.
+                out.tree.insert(
+                    path,
+                    LocalEntry {
+                        is_folder,
+                        stamp: m.stamp,
+                        hash: None,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Hashes a file with BLAKE3, streaming. `None` if the file changed while
+/// being read (stamp before differs from after) or vanished.
+pub async fn hash_file(
+    fs: &dyn Fs,
+    path: &RelPath,
+) -> Result<Option<(ContentHash, Stamp)>, FsError> {
+    let Some(before) = fs.stat(path).await? else {
+        return Ok(None);
+    };
+    let mut reader = match fs.open_read(path).await {
+        Ok(r) => r,
+        Err(e) if e.kind == FsErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| FsError::new(FsErrorKind::Other, path, format!("read: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let after = fs.stat(path).await?;
+    if after.map(|m| m.stamp) != Some(before.stamp) {
+        return Ok(None);
+    }
+    Ok(Some((
+        ContentHash(*hasher.finalize().as_bytes()),
+        before.stamp,
+    )))
+}
+
+async fn load_ignore(fs: &dyn Fs) -> Result<(IgnoreRules, Vec<BadPattern>), FsError> {
+    let path = RelPath::root()
+        .join(&ItemName::new(IGNORE_FILE).expect("the ignore file name is a valid name"));
+    match fs.stat(&path).await? {
+        Some(m) if m.kind == EntryKind::File => {}
+        _ => return Ok((IgnoreRules::defaults(), Vec::new())),
+    }
+    let reader = match fs.open_read(&path).await {
+        Ok(r) => r,
+        Err(e) if e.kind == FsErrorKind::NotFound => {
+            return Ok((IgnoreRules::defaults(), Vec::new()));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_IGNORE_FILE)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| FsError::new(FsErrorKind::Other, &path, format!("read: {e}")))?;
+    Ok(IgnoreRules::with_file(&String::from_utf8_lossy(&bytes)))
+}

@@ -1,0 +1,333 @@
+//! An in-memory sync server and chunk store that apply the commit rules of
+//! the real metadata store (reference section 4).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use stacksync_proto::{
+    ChangesPage, ChunkId, ChunkRef, CommitOutcome, CommitResult, ContentHash, DeviceId, Error,
+    ErrorKind, ItemCommitResult, ItemId, ItemMeta, NameError, ProposedItem, WorkspaceId,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::io::{ByteReader, ByteWriter, ContentStore, Remote, Uploaded};
+
+#[derive(Debug, Default)]
+struct State {
+    workspace: WorkspaceId,
+    revision: u64,
+    /// Every version of every item, oldest first.
+    items: BTreeMap<ItemId, Vec<ItemMeta>>,
+    chunks: HashMap<ChunkId, Arc<Vec<u8>>>,
+    chunk_uploads: u64,
+    chunk_downloads: u64,
+    chunk_size: usize,
+    refuse_names_containing: Option<String>,
+    clock: i64,
+}
+
+/// The server side of a simulation: items with full history, a change feed,
+/// and a chunk store that counts uploads.
+#[derive(Debug, Clone)]
+pub struct FakeServer {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for FakeServer {
+    fn default() -> Self {
+        FakeServer::new(4096)
+    }
+}
+
+impl FakeServer {
+    /// A server whose clients cut files into `chunk_size`-byte chunks.
+    pub fn new(chunk_size: usize) -> FakeServer {
+        let state = State {
+            workspace: WorkspaceId(uuid::Uuid::from_u64_pair(7, 7)),
+            chunk_size: chunk_size.max(1),
+            ..State::default()
+        };
+        FakeServer {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses (as an invalid name) any name containing `s`, the way a
+    /// server might refuse names some platform cannot store.
+    pub fn refuse_names_containing(&self, s: &str) {
+        self.lock().refuse_names_containing = Some(s.to_string());
+    }
+
+    /// The connection of one device.
+    pub fn device(&self, device: DeviceId) -> DeviceLink {
+        DeviceLink {
+            server: self.clone(),
+            device,
+            lose_next_reply: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Chunks stored so far (each distinct chunk counts once).
+    pub fn chunk_uploads(&self) -> u64 {
+        self.lock().chunk_uploads
+    }
+
+    /// Chunks served to downloads so far.
+    pub fn chunk_downloads(&self) -> u64 {
+        self.lock().chunk_downloads
+    }
+
+    /// Every content hash any version of any file ever had: the version
+    /// history a user can restore from.
+    pub fn all_contents(&self) -> BTreeSet<ContentHash> {
+        self.lock()
+            .items
+            .values()
+            .flatten()
+            .filter_map(|m| m.content_hash)
+            .collect()
+    }
+
+    /// The latest version of every item.
+    pub fn latest(&self) -> Vec<ItemMeta> {
+        self.lock()
+            .items
+            .values()
+            .filter_map(|v| v.last().cloned())
+            .collect()
+    }
+
+    /// Every version of one item.
+    pub fn history(&self, id: ItemId) -> Vec<ItemMeta> {
+        self.lock().items.get(&id).cloned().unwrap_or_default()
+    }
+
+    fn commit_one(s: &mut State, device: DeviceId, p: ProposedItem) -> CommitOutcome {
+        if let Err(error) = p.check_shape() {
+            return CommitOutcome::Refused { error };
+        }
+        if let Some(bad) = &s.refuse_names_containing
+            && p.name.as_str().contains(bad.as_str())
+        {
+            return CommitOutcome::Refused {
+                error: Error::invalid_name(p.name.as_str(), NameError::Slash),
+            };
+        }
+        let history = s.items.get(&p.id);
+        let latest = history.and_then(|h| h.last());
+        if let Some(latest) = latest {
+            if p.version <= latest.version {
+                let stored =
+                    &history.expect("latest came from this history")[(p.version - 1) as usize];
+                let same = stored.parent == p.parent
+                    && stored.name == p.name
+                    && stored.is_folder == p.is_folder
+                    && stored.status == p.status
+                    && stored.content_hash == p.content_hash
+                    && stored.chunks == p.chunks;
+                return if same {
+                    CommitOutcome::Committed {
+                        meta: stored.clone(),
+                    }
+                } else {
+                    CommitOutcome::Conflict {
+                        current: latest.clone(),
+                    }
+                };
+            }
+            if p.version != latest.version + 1 || latest.is_folder != p.is_folder {
+                return CommitOutcome::Conflict {
+                    current: latest.clone(),
+                };
+            }
+        } else if p.version != 1 {
+            return CommitOutcome::Refused {
+                error: Error::not_found(format!("item {} does not exist", p.id)),
+            };
+        }
+        let live = p.status.is_live();
+        if live {
+            if let Some(parent) = p.parent {
+                let ok = s
+                    .items
+                    .get(&parent)
+                    .and_then(|h| h.last())
+                    .is_some_and(|m| m.is_folder && m.status.is_live());
+                if !ok {
+                    return CommitOutcome::Refused {
+                        error: Error::not_found(format!("parent {parent} is not a live folder")),
+                    };
+                }
+            }
+            let taken = s.items.values().filter_map(|h| h.last()).any(|m| {
+                m.id != p.id && m.status.is_live() && m.parent == p.parent && m.name == p.name
+            });
+            if taken {
+                return CommitOutcome::Refused {
+                    error: Error::new(
+                        ErrorKind::BadRequest,
+                        format!("name {} is taken in that folder", p.name),
+                    ),
+                };
+            }
+            if let Some(missing) = p.chunks.iter().find(|c| !s.chunks.contains_key(&c.id)) {
+                return CommitOutcome::Refused {
+                    error: Error::bad_request(format!("chunk {} was never uploaded", missing.id)),
+                };
+            }
+        }
+        s.revision += 1;
+        s.clock += 1;
+        let meta = ItemMeta {
+            id: p.id,
+            workspace: s.workspace,
+            parent: p.parent,
+            name: p.name,
+            is_folder: p.is_folder,
+            mimetype: p.mimetype,
+            status: p.status,
+            version: p.version,
+            content_hash: p.content_hash,
+            size: p.size,
+            client_modified: p.client_modified,
+            server_modified: s.clock,
+            device,
+            revision: s.revision,
+            chunks: p.chunks,
+        };
+        s.items.entry(meta.id).or_default().push(meta.clone());
+        CommitOutcome::Committed { meta }
+    }
+}
+
+/// One device's connection: implements [`Remote`] and [`ContentStore`].
+#[derive(Debug, Clone)]
+pub struct DeviceLink {
+    server: FakeServer,
+    device: DeviceId,
+    lose_next_reply: Arc<AtomicBool>,
+}
+
+impl DeviceLink {
+    /// The next commit is applied but its reply is lost (the transport
+    /// fails), as when a client crashes right after sending.
+    pub fn lose_next_reply(&self) {
+        self.lose_next_reply.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Remote for DeviceLink {
+    async fn get_changes(&self, since: u64, limit: u32) -> Result<ChangesPage, Error> {
+        let s = self.server.lock();
+        let mut changed: Vec<&ItemMeta> = s
+            .items
+            .values()
+            .filter_map(|h| h.last())
+            .filter(|m| m.revision > since)
+            .collect();
+        changed.sort_by_key(|m| m.revision);
+        let limit = limit.max(1) as usize;
+        let has_more = changed.len() > limit;
+        let items: Vec<ItemMeta> = changed.into_iter().take(limit).cloned().collect();
+        let cursor = items.last().map_or(since, |m| m.revision);
+        Ok(ChangesPage {
+            workspace: s.workspace,
+            items,
+            cursor,
+            has_more,
+        })
+    }
+
+    async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {
+        let mut s = self.server.lock();
+        let results = items
+            .into_iter()
+            .map(|p| {
+                let (id, version) = (p.id, p.version);
+                ItemCommitResult {
+                    id,
+                    version,
+                    outcome: FakeServer::commit_one(&mut s, self.device, p),
+                }
+            })
+            .collect();
+        if self.lose_next_reply.swap(false, Ordering::SeqCst) {
+            return Err(Error::unavailable("reply lost (simulated)"));
+        }
+        Ok(CommitResult {
+            workspace: s.workspace,
+            device: self.device,
+            results,
+            revision: s.revision,
+        })
+    }
+}
+
+#[async_trait]
+impl ContentStore for DeviceLink {
+    async fn upload(&self, mut content: ByteReader) -> Result<Uploaded, Error> {
+        let chunk_size = self.server.lock().chunk_size;
+        let mut hasher = blake3::Hasher::new();
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; chunk_size];
+        loop {
+            // Fill a whole chunk (reads may return less).
+            let mut n = 0;
+            while n < chunk_size {
+                let got = content
+                    .read(&mut buf[n..])
+                    .await
+                    .map_err(|e| Error::internal(format!("read: {e}")))?;
+                if got == 0 {
+                    break;
+                }
+                n += got;
+            }
+            if n == 0 {
+                break;
+            }
+            let data = &buf[..n];
+            hasher.update(data);
+            size += n as u64;
+            let id = ChunkId(*blake3::hash(data).as_bytes());
+            let mut s = self.server.lock();
+            if let std::collections::hash_map::Entry::Vacant(e) = s.chunks.entry(id) {
+                e.insert(Arc::new(data.to_vec()));
+                s.chunk_uploads += 1;
+            }
+            chunks.push(ChunkRef { id, size: n as u32 });
+            if n < chunk_size {
+                break;
+            }
+        }
+        Ok(Uploaded {
+            hash: ContentHash(*hasher.finalize().as_bytes()),
+            size,
+            chunks,
+        })
+    }
+
+    async fn download(&self, chunks: &[ChunkRef], dest: &mut ByteWriter) -> Result<(), Error> {
+        for c in chunks {
+            let data = {
+                let mut s = self.server.lock();
+                s.chunk_downloads += 1;
+                s.chunks.get(&c.id).cloned()
+            };
+            let data =
+                data.ok_or_else(|| Error::not_found(format!("chunk {} is not stored", c.id)))?;
+            dest.write_all(&data)
+                .await
+                .map_err(|e| Error::internal(format!("write: {e}")))?;
+        }
+        Ok(())
+    }
+}

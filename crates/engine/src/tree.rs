@@ -1,0 +1,189 @@
+//! The three trees: remote (what the server has), synced (what both sides
+//! last agreed on) and local (what the disk has now), plus the persisted
+//! sync state that holds the first two.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stacksync_proto::{ContentHash, ItemId, ItemMeta, ItemName, Millis};
+
+use crate::path::RelPath;
+
+/// What the file system says about an entry without reading it. Two equal
+/// stamps mean "assume the content did not change", which is how a rescan
+/// avoids re-hashing every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Length in bytes (0 for folders).
+    pub size: u64,
+    /// Modification time in milliseconds.
+    pub mtime: Millis,
+    /// A stable identity of the entry across renames (an inode number on
+    /// Unix), when the platform has one. Used to recognise local moves.
+    pub file_id: Option<u64>,
+}
+
+/// One entry of the local tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalEntry {
+    /// Folder or regular file (other kinds never enter the tree).
+    pub is_folder: bool,
+    /// Size, mtime and file id as last seen.
+    pub stamp: Stamp,
+    /// BLAKE3 of the content for files; `None` for folders and for files
+    /// whose content could not be read stably (they are left alone this
+    /// round and retried later).
+    pub hash: Option<ContentHash>,
+}
+
+/// The local tree: every synced-eligible entry under the root by path.
+pub type LocalTree = BTreeMap<RelPath, LocalEntry>;
+
+/// The last state of an item that the local disk and the server agreed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedItem {
+    /// Containing folder; `None` at the root.
+    pub parent: Option<ItemId>,
+    /// Name in that folder.
+    pub name: ItemName,
+    /// Folder or file.
+    pub is_folder: bool,
+    /// The server version both sides had.
+    pub version: u64,
+    /// BLAKE3 of the content both sides had (files).
+    pub content_hash: Option<ContentHash>,
+    /// Size in bytes.
+    pub size: u64,
+    /// The local stamp when the agreement was recorded; `None` when the
+    /// local copy must not be recognised by identity (after its bytes were
+    /// moved aside into a conflicted copy).
+    pub stamp: Option<Stamp>,
+}
+
+impl SyncedItem {
+    /// The synced record for a remote version as it now also exists locally.
+    pub fn from_meta(meta: &ItemMeta, stamp: Option<Stamp>) -> SyncedItem {
+        SyncedItem {
+            parent: meta.parent,
+            name: meta.name.clone(),
+            is_folder: meta.is_folder,
+            version: meta.version,
+            content_hash: meta.content_hash,
+            size: meta.size,
+            stamp,
+        }
+    }
+}
+
+/// What the server has, built from the change feed: the latest version of
+/// every item seen, deleted ones included (their version is needed to
+/// commit a restore on top of a delete).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteTree {
+    items: BTreeMap<ItemId, ItemMeta>,
+}
+
+impl RemoteTree {
+    /// Records `meta` unless a newer version of the item is already known
+    /// (feed pages and commit replies can arrive in either order).
+    pub fn apply(&mut self, meta: ItemMeta) {
+        match self.items.get(&meta.id) {
+            Some(old) if old.version > meta.version => {}
+            _ => {
+                self.items.insert(meta.id, meta);
+            }
+        }
+    }
+
+    /// The latest known version, deleted or not.
+    pub fn latest(&self, id: ItemId) -> Option<&ItemMeta> {
+        self.items.get(&id)
+    }
+
+    /// The item if it is live and every ancestor is live: an item under a
+    /// deleted folder counts as deleted.
+    pub fn live(&self, id: ItemId) -> Option<&ItemMeta> {
+        let meta = self.items.get(&id)?;
+        let mut cur = Some(meta);
+        // An ancestor chain longer than the number of items is a cycle.
+        for _ in 0..=self.items.len() {
+            match cur {
+                None => return None,
+                Some(m) if !m.status.is_live() => return None,
+                Some(m) => match m.parent {
+                    None => return Some(meta),
+                    Some(p) => cur = self.items.get(&p),
+                },
+            }
+        }
+        None
+    }
+
+    /// Every known item, deleted ones included, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &ItemMeta> {
+        self.items.values()
+    }
+
+    /// The path of a live item.
+    pub fn path_of(&self, id: ItemId) -> Option<RelPath> {
+        let mut names = Vec::new();
+        let mut cur = self.live(id)?;
+        loop {
+            names.push(cur.name.clone());
+            match cur.parent {
+                None => break,
+                Some(p) => cur = self.items.get(&p)?,
+            }
+        }
+        let mut path = RelPath::root();
+        for n in names.iter().rev() {
+            path = path.join(n);
+        }
+        Some(path)
+    }
+}
+
+/// Why a local path is not uploaded (the server refused its name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The server's message.
+    pub reason: String,
+}
+
+/// Everything the engine persists between runs. Saved as a whole after
+/// every applied operation, so a crash loses at most the operation in
+/// flight, which the next plan redoes or recognises as done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// Change-feed cursor matching `remote`.
+    pub cursor: u64,
+    /// The server's tree as of `cursor` plus our own accepted commits.
+    pub remote: RemoteTree,
+    /// The last agreed state of each item.
+    pub synced: BTreeMap<ItemId, SyncedItem>,
+    /// Local paths whose names the server refused; not retried until the
+    /// path goes away.
+    pub refused: BTreeMap<RelPath, Refusal>,
+}
+
+impl SyncState {
+    /// The path of a synced item, following synced parents.
+    pub fn synced_path(&self, id: ItemId) -> Option<RelPath> {
+        let mut names = Vec::new();
+        let mut cur = self.synced.get(&id)?;
+        for _ in 0..=self.synced.len() {
+            names.push(cur.name.clone());
+            match cur.parent {
+                None => {
+                    let mut path = RelPath::root();
+                    for n in names.iter().rev() {
+                        path = path.join(n);
+                    }
+                    return Some(path);
+                }
+                Some(p) => cur = self.synced.get(&p)?,
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,231 @@
+//! A small world of devices around one fake server, for scenario tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
+use stacksync_engine::io::MemStateStore;
+use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer, MemFs, SeqIds};
+use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, SyncReport};
+use stacksync_proto::{ContentHash, DeviceId};
+
+pub struct Device {
+    pub name: String,
+    pub fs: MemFs,
+    pub store: Arc<MemStateStore>,
+    pub link: DeviceLink,
+    pub clock: Arc<FakeClock>,
+    pub ids: Arc<SeqIds>,
+    engine: Option<Engine>,
+}
+
+impl Device {
+    fn io(&self) -> EngineIo {
+        EngineIo {
+            fs: Arc::new(self.fs.clone()),
+            remote: Arc::new(self.link.clone()),
+            content: Arc::new(self.link.clone()),
+            clock: self.clock.clone(),
+            ids: self.ids.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// One sync call, opening the engine if it is not running (a restart).
+    pub async fn try_sync(&mut self) -> Result<SyncReport, EngineError> {
+        if self.engine.is_none() {
+            let config = EngineConfig {
+                device_name: self.name.clone(),
+                page_limit: 7,
+                max_rounds: 12,
+            };
+            self.engine = Some(Engine::open(self.io(), config).await?);
+        }
+        let engine = self.engine.as_mut().expect("engine opened just above");
+        let r = engine.sync().await;
+        if r.is_err() {
+            // An engine that failed mid-round is dropped, like a crashed
+            // process; the next call restarts from the saved state.
+            self.engine = None;
+        }
+        r
+    }
+
+    pub async fn sync(&mut self) -> SyncReport {
+        match self.try_sync().await {
+            Ok(r) => r,
+            Err(e) => panic!("{}: sync failed: {e}", self.name),
+        }
+    }
+
+    /// Drops the running engine (process exit or crash).
+    pub fn stop(&mut self) {
+        self.engine = None;
+    }
+
+    pub fn write(&self, path: &str, data: &[u8]) {
+        self.fs.user_write(path, data);
+    }
+
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.fs.user_read(path)
+    }
+
+    /// The content of every file on this device by hash, except files
+    /// about to be changed by an injected fault.
+    pub fn contents(&self) -> BTreeMap<ContentHash, String> {
+        let pending = self.fs.pending_changes_on_read();
+        self.fs
+            .snapshot()
+            .into_iter()
+            .filter(|(p, _)| !pending.contains(p))
+            // The engine's download temporaries are not user content.
+            .filter(|(p, _)| {
+                !p.rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .starts_with(DOWNLOAD_TEMP_PREFIX)
+            })
+            .filter_map(|(_, d)| d)
+            .map(|d| {
+                (
+                    ContentHash(*blake3::hash(&d).as_bytes()),
+                    String::from_utf8_lossy(&d).into_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub struct World {
+    pub server: FakeServer,
+    pub devices: Vec<Device>,
+    /// Every content a user had on disk when an engine looked.
+    pub saved: BTreeMap<ContentHash, String>,
+}
+
+impl World {
+    pub fn new(n: usize) -> World {
+        World::with_chunk_size(n, 64)
+    }
+
+    pub fn with_chunk_size(n: usize, chunk: usize) -> World {
+        let server = FakeServer::new(chunk);
+        let devices = (0..n)
+            .map(|i| {
+                let name = format!("dev{i}");
+                Device {
+                    name,
+                    fs: MemFs::new(),
+                    store: Arc::new(MemStateStore::new()),
+                    link: server.device(DeviceId(uuid::Uuid::from_u64_pair(1, i as u64 + 1))),
+                    clock: Arc::new(FakeClock::default()),
+                    ids: Arc::new(SeqIds::new(i as u64 + 1)),
+                    engine: None,
+                }
+            })
+            .collect();
+        World {
+            server,
+            devices,
+            saved: BTreeMap::new(),
+        }
+    }
+
+    pub fn dev(&mut self, i: usize) -> &mut Device {
+        &mut self.devices[i]
+    }
+
+    /// Syncs device `i`, recording what the user had saved first.
+    pub async fn sync(&mut self, i: usize) -> SyncReport {
+        self.saved.extend(self.devices[i].contents());
+        self.devices[i].sync().await
+    }
+
+    /// Syncs every device in turn until a whole pass changes nothing, then
+    /// checks that all devices hold the same tree and nothing was lost.
+    pub async fn converge(&mut self) {
+        for _pass in 0..8 {
+            let mut quiet = true;
+            for i in 0..self.devices.len() {
+                let r = self.sync(i).await;
+                if std::env::var("STACKSYNC_TRACE").is_ok() {
+                    eprintln!("converge {}: {r:#?}", self.devices[i].name);
+                }
+                assert!(
+                    r.converged,
+                    "{} did not converge in one sync: {r:#?}",
+                    self.devices[i].name
+                );
+                if r.applied > 0 || r.rounds > 1 {
+                    quiet = false;
+                }
+            }
+            if quiet {
+                self.assert_same();
+                self.assert_nothing_lost();
+                return;
+            }
+        }
+        panic!("devices did not settle after 8 passes");
+    }
+
+    pub fn assert_same(&self) {
+        let first = self.devices[0].fs.snapshot();
+        for d in &self.devices[1..] {
+            let snap = d.fs.snapshot();
+            if snap != first {
+                let show = |m: &BTreeMap<String, Option<Vec<u8>>>| -> Vec<String> {
+                    m.iter()
+                        .map(|(k, v)| {
+                            format!(
+                                "{k} {:?}",
+                                v.as_ref().map(|d| String::from_utf8_lossy(d).into_owned())
+                            )
+                        })
+                        .collect()
+                };
+                panic!(
+                    "{} and {} differ:\n{:#?}\nvs\n{:#?}",
+                    self.devices[0].name,
+                    d.name,
+                    show(&first),
+                    show(&snap)
+                );
+            }
+        }
+    }
+
+    /// Every content saved is on some device or in the server's history.
+    pub fn assert_nothing_lost(&self) {
+        let mut kept = self.server.all_contents();
+        for d in &self.devices {
+            kept.extend(d.contents().into_keys());
+            // Overwritten by the simulated user during a read: gone by the
+            // user's own hand.
+            kept.extend(
+                d.fs.overwritten_by_fault()
+                    .iter()
+                    .map(|c| ContentHash(*blake3::hash(c).as_bytes())),
+            );
+        }
+        let lost: Vec<&String> = self
+            .saved
+            .iter()
+            .filter(|(h, _)| !kept.contains(h))
+            .map(|(_, c)| c)
+            .collect();
+        assert!(lost.is_empty(), "contents lost: {lost:?}");
+    }
+
+    /// Paths that are conflicted copies on device `i`.
+    pub fn conflicted_copies(&self, i: usize) -> Vec<String> {
+        self.devices[i]
+            .fs
+            .snapshot()
+            .into_keys()
+            .filter(|k| k.contains("(conflicted copy from"))
+            .collect()
+    }
+}
