@@ -11,18 +11,18 @@
 //! so the change feed can page at any point). The whole batch, quota and
 //! revision included, becomes durable together or not at all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::AnyConnection;
 use stacksync_proto::{
-    ChunkRef, CommitOutcome, CommitRequest, CommitResult, DeviceId, Error, ErrorKind,
+    ChunkId, ChunkRef, CommitOutcome, CommitRequest, CommitResult, DeviceId, Error, ErrorKind,
     ItemCommitResult, ItemId, ItemMeta, ItemStatus, ProposedItem, UserId, WorkspaceId,
 };
 
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item, load_version};
 use crate::rows::dynamic;
-use crate::rows::{flag, get, parent_to_db, parse_id, to_u64};
+use crate::rows::{ITEM_COLS, chunk_from_row, get, item_from_row, parent_to_db, parse_id, to_u64};
 use crate::{MetaStore, now_ms};
 
 /// Deepest folder nesting the store accepts; also bounds the cycle check.
@@ -36,6 +36,14 @@ struct Batch {
     quota_limit: u64,
     quota_used: u64,
     now: i64,
+    /// Latest state (without chunks) of every item the batch has looked at
+    /// or written, `None` for ids known not to exist. Read once up front for
+    /// the batch's own ids; kept current as the batch writes.
+    items: HashMap<ItemId, Option<ItemMeta>>,
+    /// Size of every chunk of this workspace the batch has seen.
+    chunk_sizes: HashMap<ChunkId, u32>,
+    /// Versions accepted so far, written together at the end of the batch.
+    accepted: Vec<ItemMeta>,
 }
 
 impl MetaStore {
@@ -60,12 +68,13 @@ impl MetaStore {
         // Write first: in PostgreSQL this locks the workspace row, so commits
         // to one workspace serialize; in SQLite it takes the write lock up
         // front instead of upgrading a read lock later (which can deadlock).
-        let locked =
-            sqlx::query("UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1")
-                .bind(&ws)
-                .execute(&mut *tx)
-                .await
-                .ctx("locking the workspace")?;
+        let locked = sqlx::query(
+            "UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1",
+        )
+        .bind(&ws)
+        .execute(&mut *tx)
+        .await
+        .ctx("locking the workspace")?;
         if locked.rows_affected() == 0 {
             return Err(Error::not_found(format!("no workspace {}", req.workspace)).into());
         }
@@ -86,17 +95,17 @@ impl MetaStore {
             quota_limit: to_u64("users", get(&row, "quota_limit")?)?,
             quota_used: to_u64("users", get(&row, "quota_used")?)?,
             now: now_ms(),
+            items: prefetch_items(&mut tx, &req.items).await?,
+            chunk_sizes: prefetch_chunk_sizes(&mut tx, req.workspace, &req.items).await?,
+            accepted: Vec::new(),
         };
         let quota_before = batch.quota_used;
         let mut results = Vec::with_capacity(req.items.len());
         for item in &req.items {
             let outcome = commit_one(&mut tx, &mut batch, item).await?;
-            results.push(ItemCommitResult {
-                id: item.id,
-                version: item.version,
-                outcome,
-            });
+            results.push(ItemCommitResult { id: item.id, version: item.version, outcome });
         }
+        write_history(&mut tx, req.workspace, &batch.accepted).await?;
         if batch.revision != start {
             sqlx::query("UPDATE workspaces SET latest_revision = $1 WHERE id = $2")
                 .bind(batch.revision as i64)
@@ -123,6 +132,63 @@ impl MetaStore {
     }
 }
 
+/// Rows bound per multi-row statement (well under both databases' limits on
+/// bound parameters).
+const ROWS: usize = 400;
+
+/// The current rows of the batch's items, in one query per 400 ids.
+async fn prefetch_items(
+    conn: &mut AnyConnection,
+    items: &[ProposedItem],
+) -> Result<HashMap<ItemId, Option<ItemMeta>>, StoreError> {
+    let ids: Vec<ItemId> = items.iter().map(|p| p.id).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut known: HashMap<ItemId, Option<ItemMeta>> = ids.iter().map(|id| (*id, None)).collect();
+    for group in ids.chunks(ROWS) {
+        let marks: Vec<String> = (1..=group.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT {ITEM_COLS} FROM items WHERE id IN ({})", marks.join(", "));
+        let mut q = sqlx::query(dynamic(sql));
+        for id in group {
+            q = q.bind(id.to_string());
+        }
+        for row in q.fetch_all(&mut *conn).await.ctx("reading the batch's items")? {
+            let m = item_from_row("items", &row)?;
+            known.insert(m.id, Some(m));
+        }
+    }
+    Ok(known)
+}
+
+/// The stored sizes of every chunk the batch names, in this workspace.
+async fn prefetch_chunk_sizes(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    items: &[ProposedItem],
+) -> Result<HashMap<ChunkId, u32>, StoreError> {
+    let ids: Vec<ChunkId> = items
+        .iter()
+        .flat_map(|p| p.chunks.iter().map(|c| c.id))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut sizes = HashMap::new();
+    for group in ids.chunks(ROWS) {
+        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT chunk_id, size FROM chunk_refs WHERE workspace_id = $1 AND chunk_id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
+        for id in group {
+            q = q.bind(id.to_hex());
+        }
+        for row in q.fetch_all(&mut *conn).await.ctx("reading chunk sizes")? {
+            let c = chunk_from_row(&row)?;
+            sizes.insert(c.id, c.size);
+        }
+    }
+    Ok(sizes)
+}
+
 fn refused(error: Error) -> Result<CommitOutcome, StoreError> {
     Ok(CommitOutcome::Refused { error })
 }
@@ -135,7 +201,7 @@ async fn commit_one(
     if let Err(error) = p.check_shape() {
         return refused(error);
     }
-    let current = load_item(conn, p.id).await?;
+    let current = lookup(conn, batch, p.id).await?;
     if let Some(cur) = &current {
         if cur.workspace != batch.workspace {
             // Do not reveal anything about an item of another workspace.
@@ -180,7 +246,7 @@ async fn commit_one(
         _ => (p.parent, p.name.clone()),
     };
     if status.is_live() {
-        if let Some(error) = check_placement(conn, batch.workspace, p, parent).await? {
+        if let Some(error) = check_parent(conn, batch, p, parent).await? {
             return refused(error);
         }
     } else if p.is_folder && has_live_children(conn, batch.workspace, p.id).await? {
@@ -189,27 +255,19 @@ async fn commit_one(
             p.id
         )));
     }
-    if let Some(error) = check_chunk_sizes(conn, batch.workspace, &p.chunks).await? {
+    if let Some(error) = check_chunk_sizes(batch, &p.chunks) {
         return refused(error);
     }
 
-    let old_size = current
-        .as_ref()
-        .filter(|c| c.status.is_live())
-        .map_or(0, |c| c.size);
+    let old_size = current.as_ref().filter(|c| c.status.is_live()).map_or(0, |c| c.size);
     let new_size = if status.is_live() { p.size } else { 0 };
-    let used = batch
-        .quota_used
-        .saturating_sub(old_size)
-        .saturating_add(new_size);
+    let used = batch.quota_used.saturating_sub(old_size).saturating_add(new_size);
     if new_size > old_size && used > batch.quota_limit {
         return refused(Error::quota_exceeded(format!(
             "storing {} bytes for item {} would exceed the quota of {} bytes",
             new_size, p.id, batch.quota_limit
         )));
     }
-    batch.quota_used = used;
-    batch.revision += 1;
 
     let meta = ItemMeta {
         id: p.id,
@@ -220,20 +278,54 @@ async fn commit_one(
         mimetype: p.mimetype.clone(),
         status,
         version: p.version,
-        content_hash: if status.is_live() {
-            p.content_hash
-        } else {
-            None
-        },
+        content_hash: if status.is_live() { p.content_hash } else { None },
         size: new_size,
         client_modified: p.client_modified,
         server_modified: batch.now,
         device: batch.device,
-        revision: batch.revision,
-        chunks: p.chunks.clone(),
+        revision: batch.revision + 1,
+        chunks: if status.is_live() { p.chunks.clone() } else { Vec::new() },
     };
-    write_version(conn, &meta, current.is_some()).await?;
+    // Only a version that newly takes a name can clash with a live sibling.
+    let takes_name = status.is_live()
+        && current.as_ref().is_none_or(|c| {
+            !c.status.is_live() || c.parent != meta.parent || c.name != meta.name
+        });
+    if takes_name && current.is_some() {
+        if let Some(error) = name_clash(conn, &meta).await? {
+            return refused(error);
+        }
+    }
+    if !write_item(conn, &meta, current.is_some()).await? {
+        // The live-name index refused the new row: say who holds the name.
+        return refused(name_clash(conn, &meta).await?.unwrap_or_else(|| {
+            Error::internal(format!("item {} could not be stored", meta.id))
+        }));
+    }
+    batch.quota_used = used;
+    batch.revision = meta.revision;
+    for c in &meta.chunks {
+        batch.chunk_sizes.insert(c.id, c.size);
+    }
+    let mut cached = meta.clone();
+    cached.chunks = Vec::new();
+    batch.items.insert(meta.id, Some(cached));
+    batch.accepted.push(meta.clone());
     Ok(CommitOutcome::Committed { meta })
+}
+
+/// The latest state of an item, from the batch's cache or the database.
+async fn lookup(
+    conn: &mut AnyConnection,
+    batch: &mut Batch,
+    id: ItemId,
+) -> Result<Option<ItemMeta>, StoreError> {
+    if let Some(known) = batch.items.get(&id) {
+        return Ok(known.clone());
+    }
+    let loaded = load_item(conn, id).await?;
+    batch.items.insert(id, loaded.clone());
+    Ok(loaded)
 }
 
 /// The server decides what a version did; the client's claim is not trusted.
@@ -267,11 +359,11 @@ fn same_version(stored: &ItemMeta, p: &ProposedItem, device: DeviceId) -> bool {
         && stored.client_modified == p.client_modified
 }
 
-/// Checks the parent (a live folder of the same workspace, not inside the
-/// item itself) and that the name is free among live siblings.
-async fn check_placement(
+/// Checks the parent: a live folder of the same workspace, and not inside
+/// the item itself (only a folder that moves can make a cycle).
+async fn check_parent(
     conn: &mut AnyConnection,
-    ws: WorkspaceId,
+    batch: &mut Batch,
     p: &ProposedItem,
     parent: Option<ItemId>,
 ) -> Result<Option<Error>, StoreError> {
@@ -290,63 +382,47 @@ async fn check_placement(
                 "folders nest deeper than {MAX_DEPTH}"
             ))));
         }
-        let row = sqlx::query(
-            "SELECT workspace_id, parent_id, is_folder, status FROM items WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .ctx("reading a parent")?;
-        let Some(row) = row else {
+        let folder = lookup(conn, batch, id).await?;
+        let Some(folder) = folder.filter(|f| {
+            f.workspace == batch.workspace && f.is_folder && f.status.is_live()
+        }) else {
             return Ok(Some(Error::not_found(format!(
                 "parent folder {id} does not exist"
             ))));
         };
-        let live = get::<String>(&row, "status")? != ItemStatus::Deleted.as_str();
-        if get::<String>(&row, "workspace_id")? != ws.to_string()
-            || !flag(&row, "is_folder")?
-            || !live
-        {
-            return Ok(Some(Error::not_found(format!(
-                "parent folder {id} does not exist"
-            ))));
-        }
-        // Only a folder that moves can create a cycle; a file stops here.
         if !p.is_folder {
             break;
         }
-        let up: String = get(&row, "parent_id")?;
-        cursor = if up.is_empty() {
-            None
-        } else {
-            Some(parse_id("items", &up)?)
-        };
+        cursor = folder.parent;
     }
+    Ok(None)
+}
+
+/// The live sibling that holds `m`'s name, as a conflict error.
+async fn name_clash(conn: &mut AnyConnection, m: &ItemMeta) -> Result<Option<Error>, StoreError> {
     let clash = sqlx::query(dynamic(format!(
-        "SELECT {} FROM items WHERE workspace_id = $1 AND parent_id = $2 AND name = $3 AND status <> 'DELETED' AND id <> $4",
-        crate::rows::ITEM_COLS
+        "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND parent_id = $2 AND name = $3 \
+         AND status <> 'DELETED' AND id <> $4"
     )))
-    .bind(ws.to_string())
-    .bind(parent_to_db(parent))
-    .bind(p.name.as_str())
-    .bind(p.id.to_string())
+    .bind(m.workspace.to_string())
+    .bind(parent_to_db(m.parent))
+    .bind(m.name.as_str())
+    .bind(m.id.to_string())
     .fetch_optional(&mut *conn)
     .await
     .ctx("checking a name")?;
-    if let Some(row) = clash {
-        let other = crate::rows::item_from_row("items", &row)?;
-        let mut error = Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "the name {:?} is taken in that folder by item {}",
-                p.name.as_str(),
-                other.id
-            ),
-        );
-        error.current = Some(Box::new(other));
-        return Ok(Some(error));
-    }
-    Ok(None)
+    let Some(row) = clash else { return Ok(None) };
+    let other = item_from_row("items", &row)?;
+    let mut error = Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "the name {:?} is taken in that folder by item {}",
+            m.name.as_str(),
+            other.id
+        ),
+    );
+    error.current = Some(Box::new(other));
+    Ok(Some(error))
 }
 
 async fn has_live_children(
@@ -365,49 +441,42 @@ async fn has_live_children(
 
 /// A chunk id names one content, so it has one size: a version that claims
 /// another size for a known chunk is lying or broken.
-async fn check_chunk_sizes(
-    conn: &mut AnyConnection,
-    ws: WorkspaceId,
-    chunks: &[ChunkRef],
-) -> Result<Option<Error>, StoreError> {
-    let distinct: BTreeSet<_> = chunks.iter().map(|c| (c.id, c.size)).collect();
-    let ids: BTreeSet<_> = distinct.iter().map(|(id, _)| *id).collect();
-    if ids.len() != distinct.len() {
-        return Ok(Some(Error::bad_request("one chunk id is given two sizes")));
-    }
-    for group in distinct.iter().collect::<Vec<_>>().chunks(500) {
-        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT chunk_id, size FROM chunk_refs WHERE workspace_id = $1 AND chunk_id IN ({})",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
-        for (id, _) in group {
-            q = q.bind(id.to_hex());
+fn check_chunk_sizes(batch: &Batch, chunks: &[ChunkRef]) -> Option<Error> {
+    let mut seen: HashMap<ChunkId, u32> = HashMap::new();
+    for c in chunks {
+        let known = seen.get(&c.id).or_else(|| batch.chunk_sizes.get(&c.id));
+        if let Some(size) = known
+            && *size != c.size
+        {
+            return Some(Error::bad_request(format!(
+                "chunk {} has {size} bytes, not {}",
+                c.id, c.size
+            )));
         }
-        for row in q.fetch_all(&mut *conn).await.ctx("checking chunk sizes")? {
-            let id: String = get(&row, "chunk_id")?;
-            let size: i64 = get(&row, "size")?;
-            if let Some((_, claimed)) = group.iter().find(|(c, _)| c.to_hex() == id)
-                && i64::from(*claimed) != size
-            {
-                return Ok(Some(Error::bad_request(format!(
-                    "chunk {id} has {size} bytes on the server, not {claimed}"
-                ))));
-            }
-        }
+        seen.insert(c.id, c.size);
     }
-    Ok(None)
+    None
 }
 
-async fn write_version(
+/// Writes one version outside a batch: the item's row and its history.
+pub(crate) async fn write_version(
     conn: &mut AnyConnection,
     m: &ItemMeta,
     exists: bool,
 ) -> Result<(), StoreError> {
-    let id = m.id.to_string();
-    let parent = parent_to_db(m.parent);
-    let hash = m.content_hash.map(|h| h.to_hex());
+    if !write_item(conn, m, exists).await? {
+        return Err(name_clash(conn, m)
+            .await?
+            .unwrap_or_else(|| Error::internal(format!("item {} could not be stored", m.id)))
+            .into());
+    }
+    write_history(conn, m.workspace, std::slice::from_ref(m)).await
+}
+
+/// Writes the item's latest-state row. A new row that would take a live
+/// name already taken is not written (`false`): the database's unique
+/// index decides, inside the same statement.
+async fn write_item(conn: &mut AnyConnection, m: &ItemMeta, exists: bool) -> Result<bool, StoreError> {
     let sql = if exists {
         "UPDATE items SET parent_id = $2, name = $3, mimetype = $4, status = $5, latest_version = $6, \
          revision = $7, content_hash = $8, size = $9, client_modified = $10, server_modified = $11, \
@@ -415,17 +484,17 @@ async fn write_version(
     } else {
         "INSERT INTO items (id, parent_id, name, mimetype, status, latest_version, revision, content_hash, \
          size, client_modified, server_modified, device_id, is_folder, workspace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
     };
-    sqlx::query(sql)
-        .bind(&id)
-        .bind(&parent)
+    let done = sqlx::query(sql)
+        .bind(m.id.to_string())
+        .bind(parent_to_db(m.parent))
         .bind(m.name.as_str())
         .bind(&m.mimetype)
         .bind(m.status.as_str())
         .bind(m.version as i64)
         .bind(m.revision as i64)
-        .bind(&hash)
+        .bind(m.content_hash.map(|h| h.to_hex()))
         .bind(m.size as i64)
         .bind(m.client_modified)
         .bind(m.server_modified)
@@ -435,72 +504,101 @@ async fn write_version(
         .execute(&mut *conn)
         .await
         .ctx("writing an item")?;
-    sqlx::query(
-        "INSERT INTO item_versions (item_id, version, workspace_id, parent_id, name, is_folder, mimetype, status, \
-         revision, content_hash, size, client_modified, server_modified, device_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(&id)
-    .bind(m.version as i64)
-    .bind(m.workspace.to_string())
-    .bind(&parent)
-    .bind(m.name.as_str())
-    .bind(i64::from(m.is_folder))
-    .bind(&m.mimetype)
-    .bind(m.status.as_str())
-    .bind(m.revision as i64)
-    .bind(&hash)
-    .bind(m.size as i64)
-    .bind(m.client_modified)
-    .bind(m.server_modified)
-    .bind(m.device.to_string())
-    .execute(&mut *conn)
-    .await
-    .ctx("writing a version")?;
-    write_chunks(conn, m).await
+    Ok(done.rows_affected() == 1)
 }
 
-/// Version chunk rows and reference counts, in multi-row statements (a
-/// large file has thousands of chunks).
-async fn write_chunks(conn: &mut AnyConnection, m: &ItemMeta) -> Result<(), StoreError> {
-    const ROWS: usize = 400;
-    let id = m.id.to_string();
-    for (g, group) in m.chunks.chunks(ROWS).enumerate() {
+/// Version rows, their chunk lists and the chunk reference counts of
+/// `versions`, in multi-row statements (a batch or a large file means
+/// thousands of rows).
+async fn write_history(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    versions: &[ItemMeta],
+) -> Result<(), StoreError> {
+    const COLS: usize = 14;
+    for group in versions.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
-            .map(|i| format!("($1, $2, ${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+            .map(|r| {
+                let cols: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+                format!("({})", cols.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO item_versions (item_id, version, workspace_id, parent_id, name, is_folder, \
+             mimetype, status, revision, content_hash, size, client_modified, server_modified, device_id) \
+             VALUES {}",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(dynamic(sql));
+        for m in group {
+            q = q
+                .bind(m.id.to_string())
+                .bind(m.version as i64)
+                .bind(m.workspace.to_string())
+                .bind(parent_to_db(m.parent))
+                .bind(m.name.as_str())
+                .bind(i64::from(m.is_folder))
+                .bind(m.mimetype.clone())
+                .bind(m.status.as_str())
+                .bind(m.revision as i64)
+                .bind(m.content_hash.map(|h| h.to_hex()))
+                .bind(m.size as i64)
+                .bind(m.client_modified)
+                .bind(m.server_modified)
+                .bind(m.device.to_string());
+        }
+        q.execute(&mut *conn).await.ctx("writing versions")?;
+    }
+    let rows: Vec<(&ItemMeta, usize, &ChunkRef)> = versions
+        .iter()
+        .flat_map(|m| m.chunks.iter().enumerate().map(move |(seq, c)| (m, seq, c)))
+        .collect();
+    for group in rows.chunks(ROWS) {
+        let marks: Vec<String> = (0..group.len())
+            .map(|r| {
+                let b = r * 5;
+                format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+            })
             .collect();
         let sql = format!(
             "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size) VALUES {}",
             marks.join(", ")
         );
-        let mut q = sqlx::query(dynamic(sql)).bind(&id).bind(m.version as i64);
-        for (i, c) in group.iter().enumerate() {
+        let mut q = sqlx::query(dynamic(sql));
+        for (m, seq, c) in group {
             q = q
-                .bind((g * ROWS + i) as i64)
+                .bind(m.id.to_string())
+                .bind(m.version as i64)
+                .bind(*seq as i64)
                 .bind(c.id.to_hex())
                 .bind(i64::from(c.size));
         }
         q.execute(&mut *conn).await.ctx("writing version chunks")?;
     }
-    // One reference per version that uses a chunk, however often it repeats.
-    let distinct: BTreeSet<_> = m.chunks.iter().map(|c| (c.id, c.size)).collect();
-    let distinct: Vec<_> = distinct.into_iter().collect();
-    for group in distinct.chunks(ROWS) {
+    // One reference per version that uses a chunk, however often it repeats
+    // in that version.
+    let mut refs: BTreeMap<ChunkId, (u32, i64)> = BTreeMap::new();
+    for m in versions {
+        let distinct: BTreeSet<(ChunkId, u32)> = m.chunks.iter().map(|c| (c.id, c.size)).collect();
+        for (id, size) in distinct {
+            refs.entry(id).or_insert((size, 0)).1 += 1;
+        }
+    }
+    let refs: Vec<_> = refs.into_iter().collect();
+    for group in refs.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
-            .map(|i| format!("($1, ${}, ${}, 1)", 2 * i + 2, 2 * i + 3))
+            .map(|r| format!("($1, ${}, ${}, ${})", 3 * r + 2, 3 * r + 3, 3 * r + 4))
             .collect();
         let sql = format!(
             "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs) VALUES {} \
-             ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + 1",
+             ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + excluded.refs",
             marks.join(", ")
         );
-        let mut q = sqlx::query(dynamic(sql)).bind(m.workspace.to_string());
-        for (cid, size) in group {
-            q = q.bind(cid.to_hex()).bind(i64::from(*size));
+        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
+        for (id, (size, n)) in group {
+            q = q.bind(id.to_hex()).bind(i64::from(*size)).bind(*n);
         }
-        q.execute(&mut *conn)
-            .await
-            .ctx("counting chunk references")?;
+        q.execute(&mut *conn).await.ctx("counting chunk references")?;
     }
     Ok(())
 }
