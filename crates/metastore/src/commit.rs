@@ -68,13 +68,12 @@ impl MetaStore {
         // Write first: in PostgreSQL this locks the workspace row, so commits
         // to one workspace serialize; in SQLite it takes the write lock up
         // front instead of upgrading a read lock later (which can deadlock).
-        let locked = sqlx::query(
-            "UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1",
-        )
-        .bind(&ws)
-        .execute(&mut *tx)
-        .await
-        .ctx("locking the workspace")?;
+        let locked =
+            sqlx::query("UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1")
+                .bind(&ws)
+                .execute(&mut *tx)
+                .await
+                .ctx("locking the workspace")?;
         if locked.rows_affected() == 0 {
             return Err(Error::not_found(format!("no workspace {}", req.workspace)).into());
         }
@@ -103,7 +102,11 @@ impl MetaStore {
         let mut results = Vec::with_capacity(req.items.len());
         for item in &req.items {
             let outcome = commit_one(&mut tx, &mut batch, item).await?;
-            results.push(ItemCommitResult { id: item.id, version: item.version, outcome });
+            results.push(ItemCommitResult {
+                id: item.id,
+                version: item.version,
+                outcome,
+            });
         }
         write_history(&mut tx, req.workspace, &batch.accepted).await?;
         if batch.revision != start {
@@ -141,16 +144,28 @@ async fn prefetch_items(
     conn: &mut AnyConnection,
     items: &[ProposedItem],
 ) -> Result<HashMap<ItemId, Option<ItemMeta>>, StoreError> {
-    let ids: Vec<ItemId> = items.iter().map(|p| p.id).collect::<BTreeSet<_>>().into_iter().collect();
+    let ids: Vec<ItemId> = items
+        .iter()
+        .map(|p| p.id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut known: HashMap<ItemId, Option<ItemMeta>> = ids.iter().map(|id| (*id, None)).collect();
     for group in ids.chunks(ROWS) {
         let marks: Vec<String> = (1..=group.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {ITEM_COLS} FROM items WHERE id IN ({})", marks.join(", "));
+        let sql = format!(
+            "SELECT {ITEM_COLS} FROM items WHERE id IN ({})",
+            marks.join(", ")
+        );
         let mut q = sqlx::query(dynamic(sql));
         for id in group {
             q = q.bind(id.to_string());
         }
-        for row in q.fetch_all(&mut *conn).await.ctx("reading the batch's items")? {
+        for row in q
+            .fetch_all(&mut *conn)
+            .await
+            .ctx("reading the batch's items")?
+        {
             let m = item_from_row("items", &row)?;
             known.insert(m.id, Some(m));
         }
@@ -259,9 +274,15 @@ async fn commit_one(
         return refused(error);
     }
 
-    let old_size = current.as_ref().filter(|c| c.status.is_live()).map_or(0, |c| c.size);
+    let old_size = current
+        .as_ref()
+        .filter(|c| c.status.is_live())
+        .map_or(0, |c| c.size);
     let new_size = if status.is_live() { p.size } else { 0 };
-    let used = batch.quota_used.saturating_sub(old_size).saturating_add(new_size);
+    let used = batch
+        .quota_used
+        .saturating_sub(old_size)
+        .saturating_add(new_size);
     if new_size > old_size && used > batch.quota_limit {
         return refused(Error::quota_exceeded(format!(
             "storing {} bytes for item {} would exceed the quota of {} bytes",
@@ -278,29 +299,40 @@ async fn commit_one(
         mimetype: p.mimetype.clone(),
         status,
         version: p.version,
-        content_hash: if status.is_live() { p.content_hash } else { None },
+        content_hash: if status.is_live() {
+            p.content_hash
+        } else {
+            None
+        },
         size: new_size,
         client_modified: p.client_modified,
         server_modified: batch.now,
         device: batch.device,
         revision: batch.revision + 1,
-        chunks: if status.is_live() { p.chunks.clone() } else { Vec::new() },
+        chunks: if status.is_live() {
+            p.chunks.clone()
+        } else {
+            Vec::new()
+        },
     };
     // Only a version that newly takes a name can clash with a live sibling.
     let takes_name = status.is_live()
-        && current.as_ref().is_none_or(|c| {
-            !c.status.is_live() || c.parent != meta.parent || c.name != meta.name
-        });
-    if takes_name && current.is_some() {
-        if let Some(error) = name_clash(conn, &meta).await? {
-            return refused(error);
-        }
+        && current
+            .as_ref()
+            .is_none_or(|c| !c.status.is_live() || c.parent != meta.parent || c.name != meta.name);
+    if takes_name
+        && current.is_some()
+        && let Some(error) = name_clash(conn, &meta).await?
+    {
+        return refused(error);
     }
     if !write_item(conn, &meta, current.is_some()).await? {
         // The live-name index refused the new row: say who holds the name.
-        return refused(name_clash(conn, &meta).await?.unwrap_or_else(|| {
-            Error::internal(format!("item {} could not be stored", meta.id))
-        }));
+        return refused(
+            name_clash(conn, &meta).await?.unwrap_or_else(|| {
+                Error::internal(format!("item {} could not be stored", meta.id))
+            }),
+        );
     }
     batch.quota_used = used;
     batch.revision = meta.revision;
@@ -383,9 +415,9 @@ async fn check_parent(
             ))));
         }
         let folder = lookup(conn, batch, id).await?;
-        let Some(folder) = folder.filter(|f| {
-            f.workspace == batch.workspace && f.is_folder && f.status.is_live()
-        }) else {
+        let Some(folder) =
+            folder.filter(|f| f.workspace == batch.workspace && f.is_folder && f.status.is_live())
+        else {
             return Ok(Some(Error::not_found(format!(
                 "parent folder {id} does not exist"
             ))));
@@ -476,7 +508,11 @@ pub(crate) async fn write_version(
 /// Writes the item's latest-state row. A new row that would take a live
 /// name already taken is not written (`false`): the database's unique
 /// index decides, inside the same statement.
-async fn write_item(conn: &mut AnyConnection, m: &ItemMeta, exists: bool) -> Result<bool, StoreError> {
+async fn write_item(
+    conn: &mut AnyConnection,
+    m: &ItemMeta,
+    exists: bool,
+) -> Result<bool, StoreError> {
     let sql = if exists {
         "UPDATE items SET parent_id = $2, name = $3, mimetype = $4, status = $5, latest_version = $6, \
          revision = $7, content_hash = $8, size = $9, client_modified = $10, server_modified = $11, \
@@ -557,7 +593,14 @@ async fn write_history(
         let marks: Vec<String> = (0..group.len())
             .map(|r| {
                 let b = r * 5;
-                format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
             })
             .collect();
         let sql = format!(
@@ -598,7 +641,9 @@ async fn write_history(
         for (id, (size, n)) in group {
             q = q.bind(id.to_hex()).bind(i64::from(*size)).bind(*n);
         }
-        q.execute(&mut *conn).await.ctx("counting chunk references")?;
+        q.execute(&mut *conn)
+            .await
+            .ctx("counting chunk references")?;
     }
     Ok(())
 }

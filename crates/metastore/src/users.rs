@@ -157,7 +157,11 @@ impl MetaStore {
         limited("os", os, 255)?;
         limited("app version", app_version, 64)?;
         let now = now_ms();
-        let id = id.unwrap_or_else(DeviceId::new);
+        // Not `unwrap_or_default`: the default id is NIL, a new device needs a fresh one.
+        let id = match id {
+            Some(id) => id,
+            None => DeviceId::new(),
+        };
         if id == DeviceId::NIL {
             return Err(Error::bad_request("the nil device id is not a device").into());
         }
