@@ -1,1 +1,31 @@
-//! Placeholder; see ARCHITECTURE.md.
+//! The StackSync desktop client's building blocks: the engine's traits on
+//! real things — [`LocalFs`] (the synced folder on disk),
+//! [`SqliteStateStore`] (the sync state in a local database),
+//! [`ChunkedContentStore`] (the content pipeline over a [`ChunkTransport`])
+//! — plus the client's [`Profile`] (configuration and state folder) and a
+//! debounced folder [`Watcher`]. The `stacksync` binary wires these to an
+//! [`stacksync_engine::Engine`] and a transport.
+//!
+//! This crate must never depend on the server (`stacksync-service`,
+//! `stacksync-metastore`, the gateway's server half), never touch a path
+//! outside the synced folder except its own state folder, never follow a
+//! symlink inside the synced folder, and never overwrite a file by a
+//! rename: everything it writes into the folder goes through a temporary
+//! file that is fsynced and renamed into place.
+
+#![warn(missing_docs)]
+
+pub mod localfs;
+pub mod profile;
+pub mod state;
+pub mod transfer;
+pub mod watcher;
+
+pub use localfs::{LocalFs, OpenFolderError};
+pub use profile::{Profile, ProfileConfig, ProfileError, TransportKind};
+pub use state::{SqliteStateStore, StateDbError};
+pub use transfer::{
+    BlobTransport, ChunkTransport, ChunkedContentStore, TokenBucket, TransferConfig, TransferError,
+    TransferStats,
+};
+pub use watcher::{WatchConfig, WatchError, WatchEvent, Watcher};

@@ -1,0 +1,441 @@
+//! The engine's [`Fs`] on a real folder.
+//!
+//! Every call runs on tokio's blocking pool: the standard library's file
+//! calls block, and a slow disk must not stall the runtime. Paths are built
+//! only from a [`RelPath`] (whose components can be neither `.`, `..`, empty
+//! nor contain `/`), and every folder on the way is checked not to be a
+//! symlink, so no call can reach outside the root.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rustix::fs::{CWD, OFlags, RenameFlags};
+use rustix::io::Errno;
+use stacksync_engine::io::{DirEntry, EntryKind, Metadata};
+use stacksync_engine::{ByteReader, ByteWriter, Fs, FsError, FsErrorKind, RelPath, Stamp};
+
+/// The synced folder on the local disk.
+#[derive(Debug, Clone)]
+pub struct LocalFs {
+    root: Arc<PathBuf>,
+}
+
+/// Why a [`LocalFs`] could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenFolderError {
+    /// The root could not be examined.
+    #[error("cannot open synced folder {path}: {source}")]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The platform error.
+        #[source]
+        source: io::Error,
+    },
+    /// The root is not a real folder (a file, or a symlink, which is
+    /// refused so that the synced folder is exactly the one configured).
+    #[error("synced folder {0} is not a folder")]
+    NotAFolder(PathBuf),
+}
+
+impl LocalFs {
+    /// Opens the folder at `root`, which must exist and be a real folder.
+    pub fn open(root: impl Into<PathBuf>) -> Result<LocalFs, OpenFolderError> {
+        let root = root.into();
+        let meta = fs::symlink_metadata(&root).map_err(|source| OpenFolderError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(OpenFolderError::NotAFolder(root));
+        }
+        Ok(LocalFs {
+            root: Arc::new(root),
+        })
+    }
+
+    /// The folder's absolute location.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `f` with the absolute path of `rel` on the blocking pool, after
+    /// checking that no folder between the root and `rel` is a symlink.
+    async fn blocking<T, F>(&self, rel: &RelPath, f: F) -> Result<T, FsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(PathBuf) -> Result<T, FsError> + Send + 'static,
+    {
+        let root = Arc::clone(&self.root);
+        let rel2 = rel.clone();
+        let job = tokio::task::spawn_blocking(move || f(resolve(&root, &rel2)?));
+        match job.await {
+            Ok(r) => r,
+            Err(e) => Err(FsError::new(
+                FsErrorKind::Other,
+                rel,
+                format!("file-system task failed: {e}"),
+            )),
+        }
+    }
+}
+
+/// The absolute path of `rel` under `root`. Refuses (as `WrongKind`) a path
+/// whose folders include a symlink, which could point anywhere; a missing
+/// folder on the way is `NotFound`.
+fn resolve(root: &Path, rel: &RelPath) -> Result<PathBuf, FsError> {
+    let mut path = root.to_path_buf();
+    let parts = rel.components();
+    for (i, name) in parts.iter().enumerate() {
+        path.push(name.as_str());
+        if i + 1 == parts.len() {
+            break;
+        }
+        let meta = fs::symlink_metadata(&path).map_err(|e| io_error(rel, "resolve", &e))?;
+        if meta.file_type().is_symlink() {
+            return Err(FsError::new(
+                FsErrorKind::WrongKind,
+                rel,
+                format!(
+                    "{} is a symlink; refusing to leave the synced folder",
+                    path.display()
+                ),
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(FsError::new(
+                FsErrorKind::WrongKind,
+                rel,
+                format!("{} is not a folder", path.display()),
+            ));
+        }
+    }
+    Ok(path)
+}
+
+/// Maps an io error to the engine's kinds, which decide retry or skip.
+fn io_error(path: &RelPath, doing: &str, e: &io::Error) -> FsError {
+    let kind = match e.kind() {
+        io::ErrorKind::NotFound => FsErrorKind::NotFound,
+        io::ErrorKind::AlreadyExists => FsErrorKind::AlreadyExists,
+        io::ErrorKind::DirectoryNotEmpty => FsErrorKind::NotEmpty,
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => FsErrorKind::WrongKind,
+        // O_NOFOLLOW on a symlink.
+        _ if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => FsErrorKind::WrongKind,
+        _ => FsErrorKind::Other,
+    };
+    FsError::new(kind, path, format!("{doing}: {e}"))
+}
+
+fn kind_of(meta: &fs::Metadata) -> EntryKind {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        EntryKind::Symlink
+    } else if t.is_dir() {
+        EntryKind::Folder
+    } else if t.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Special
+    }
+}
+
+fn stamp_of(meta: &fs::Metadata) -> Stamp {
+    let mtime = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
+    Stamp {
+        size: if meta.is_dir() { 0 } else { meta.len() },
+        mtime,
+        file_id: Some(meta.ino()),
+    }
+}
+
+/// Opens a file for writing without following a symlink at `path`.
+fn open_for_write(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Makes a folder's entries durable: a rename or create is only safe from
+/// a power cut once its folder is synced, and the engine records it as done
+/// right after.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(path)
+}
+
+fn refuse_root(rel: &RelPath, doing: &str) -> Result<(), FsError> {
+    if rel.is_root() {
+        return Err(FsError::new(
+            FsErrorKind::WrongKind,
+            rel,
+            format!("{doing}: not allowed on the synced folder itself"),
+        ));
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists, atomically where the kernel
+/// and file system support `RENAME_NOREPLACE`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Older kernels and some file systems (network, FUSE) lack the flag.
+        Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::NOTSUP) => rename_fallback(from, to),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// No-clobber rename without `RENAME_NOREPLACE`.
+fn rename_fallback(from: &Path, to: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.is_file() {
+        // link(2) never replaces its target: atomic no-clobber, and the
+        // inode (the engine's file id) is kept.
+        fs::hard_link(from, to)?;
+        fs::remove_file(from)
+    } else {
+        // Folders cannot be hard-linked; a window remains between the
+        // check and the rename, the best such a system allows.
+        match fs::symlink_metadata(to) {
+            Ok(_) => Err(io::Error::from(io::ErrorKind::AlreadyExists)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Fs for LocalFs {
+    async fn list_dir(&self, path: &RelPath) -> Result<Vec<DirEntry>, FsError> {
+        let rel = path.clone();
+        self.blocking(path, move |abs| {
+            let err = |e: io::Error| io_error(&rel, "list", &e);
+            let meta = fs::symlink_metadata(&abs).map_err(err)?;
+            if !meta.is_dir() {
+                return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a folder"));
+            }
+            let mut out = Vec::new();
+            for entry in fs::read_dir(&abs).map_err(err)? {
+                let entry = entry.map_err(err)?;
+                // DirEntry::metadata does not follow symlinks on Unix.
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // vanished
+                    Err(e) => return Err(err(e)),
+                };
+                let (name, kind) = match entry.file_name().into_string() {
+                    Ok(name) => (name, kind_of(&meta)),
+                    // A name that is not UTF-8 cannot be synced; report it
+                    // as special so the scanner skips it rather than look up
+                    // a lossy name that names another file.
+                    Err(raw) => (raw.to_string_lossy().into_owned(), EntryKind::Special),
+                };
+                out.push(DirEntry {
+                    name,
+                    kind,
+                    stamp: stamp_of(&meta),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn stat(&self, path: &RelPath) -> Result<Option<Metadata>, FsError> {
+        let rel = path.clone();
+        let result = self
+            .blocking(path, move |abs| match fs::symlink_metadata(&abs) {
+                Ok(meta) => Ok(Some(Metadata {
+                    kind: kind_of(&meta),
+                    stamp: stamp_of(&meta),
+                })),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_error(&rel, "stat", &e)),
+            })
+            .await;
+        match result {
+            // A missing folder on the way, or one that is a file or a
+            // symlink, means nothing of ours is there.
+            Err(e) if matches!(e.kind, FsErrorKind::NotFound | FsErrorKind::WrongKind) => Ok(None),
+            other => other,
+        }
+    }
+
+    async fn open_read(&self, path: &RelPath) -> Result<ByteReader, FsError> {
+        let rel = path.clone();
+        let file = self
+            .blocking(path, move |abs| {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+                    .open(&abs)
+                    .map_err(|e| io_error(&rel, "open", &e))?;
+                let meta = file.metadata().map_err(|e| io_error(&rel, "open", &e))?;
+                if !meta.is_file() {
+                    return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a file"));
+                }
+                Ok(file)
+            })
+            .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError> {
+        refuse_root(path, "create")?;
+        let rel = path.clone();
+        let file = self
+            .blocking(path, move |abs| {
+                open_for_write(&abs, true).map_err(|e| io_error(&rel, "create", &e))
+            })
+            .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn resume_temp(&self, path: &RelPath, keep: u64) -> Result<ByteWriter, FsError> {
+        refuse_root(path, "resume")?;
+        let rel = path.clone();
+        let file = self
+            .blocking(path, move |abs| {
+                let err = |e: io::Error| io_error(&rel, "resume", &e);
+                let mut file = open_for_write(&abs, false).map_err(err)?;
+                if !file.metadata().map_err(err)?.is_file() {
+                    return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a file"));
+                }
+                file.set_len(keep).map_err(err)?;
+                file.seek(SeekFrom::Start(keep)).map_err(err)?;
+                Ok(file)
+            })
+            .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn persist_temp(&self, temp: &RelPath, dest: &RelPath) -> Result<(), FsError> {
+        refuse_root(dest, "persist")?;
+        let dest_abs = self.blocking(dest, Ok).await?;
+        let rel = temp.clone();
+        self.blocking(temp, move |abs| {
+            let err = |e: io::Error| io_error(&rel, "persist", &e);
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+                .open(&abs)
+                .map_err(err)?;
+            file.sync_all().map_err(err)?;
+            drop(file);
+            fs::rename(&abs, &dest_abs).map_err(err)?;
+            sync_dir(parent_of(&dest_abs)).map_err(err)?;
+            if parent_of(&abs) != parent_of(&dest_abs) {
+                sync_dir(parent_of(&abs)).map_err(err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mkdir(&self, path: &RelPath) -> Result<(), FsError> {
+        refuse_root(path, "mkdir")?;
+        let rel = path.clone();
+        self.blocking(path, move |abs| {
+            let err = |e: io::Error| io_error(&rel, "mkdir", &e);
+            fs::create_dir(&abs).map_err(err)?;
+            sync_dir(parent_of(&abs)).map_err(err)
+        })
+        .await
+    }
+
+    async fn remove_file(&self, path: &RelPath) -> Result<(), FsError> {
+        refuse_root(path, "remove")?;
+        let rel = path.clone();
+        self.blocking(path, move |abs| {
+            let err = |e: io::Error| io_error(&rel, "remove", &e);
+            let meta = fs::symlink_metadata(&abs).map_err(err)?;
+            if !meta.is_file() {
+                return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a file"));
+            }
+            fs::remove_file(&abs).map_err(err)?;
+            sync_dir(parent_of(&abs)).map_err(err)
+        })
+        .await
+    }
+
+    async fn remove_dir(&self, path: &RelPath) -> Result<(), FsError> {
+        refuse_root(path, "rmdir")?;
+        let rel = path.clone();
+        self.blocking(path, move |abs| {
+            let err = |e: io::Error| io_error(&rel, "rmdir", &e);
+            let meta = fs::symlink_metadata(&abs).map_err(err)?;
+            if !meta.is_dir() {
+                return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a folder"));
+            }
+            fs::remove_dir(&abs).map_err(err)?;
+            sync_dir(parent_of(&abs)).map_err(err)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), FsError> {
+        refuse_root(from, "rename")?;
+        refuse_root(to, "rename")?;
+        let to_abs = self.blocking(to, Ok).await?;
+        let (rel, to_rel) = (from.clone(), to.clone());
+        self.blocking(from, move |abs| {
+            rename_noreplace(&abs, &to_abs).map_err(|e| {
+                // The engine branches on AlreadyExists for the target.
+                let on = if e.kind() == io::ErrorKind::AlreadyExists {
+                    &to_rel
+                } else {
+                    &rel
+                };
+                io_error(on, &format!("rename {rel} to {to_rel}"), &e)
+            })?;
+            sync_dir(parent_of(&to_abs)).map_err(|e| io_error(&rel, "rename", &e))?;
+            if parent_of(&abs) != parent_of(&to_abs) {
+                sync_dir(parent_of(&abs)).map_err(|e| io_error(&rel, "rename", &e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_rename_never_overwrites() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        fs::write(&a, b"A").expect("write a");
+        fs::write(&b, b"B").expect("write b");
+        let err = rename_fallback(&a, &b).expect_err("target exists");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).expect("read b"), b"B");
+        let ino = fs::metadata(&a).expect("stat a").ino();
+        rename_fallback(&a, &c).expect("free target");
+        assert!(!a.exists());
+        assert_eq!(fs::metadata(&c).expect("stat c").ino(), ino);
+        let (d, e) = (dir.path().join("d"), dir.path().join("e"));
+        fs::create_dir(&d).expect("mkdir d");
+        fs::create_dir(&e).expect("mkdir e");
+        let err = rename_fallback(&d, &e).expect_err("folder exists");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        rename_fallback(&d, &dir.path().join("f")).expect("free folder target");
+        assert!(!d.exists());
+    }
+}

@@ -1,0 +1,251 @@
+//! The client's configuration and state folder (its "home").
+//!
+//! `STACKSYNC_HOME` selects the folder; without it, the platform's
+//! configuration folder (`$XDG_CONFIG_HOME/stacksync`, else
+//! `~/.config/stacksync`). Inside: `profile.toml` (server, account, device,
+//! synced folder, transport), `session.token` (mode 0600, never in the
+//! TOML so the profile can be shown or shared without the secret), and
+//! `state.sqlite` (the sync state). These are small files read once at
+//! start-up, so plain blocking calls are used.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use stacksync_proto::DeviceId;
+
+/// Environment variable that selects the client's home folder.
+pub const HOME_ENV: &str = "STACKSYNC_HOME";
+const PROFILE_FILE: &str = "profile.toml";
+const TOKEN_FILE: &str = "session.token";
+const STATE_FILE: &str = "state.sqlite";
+
+/// How the client reaches the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// Through the HTTP/WebSocket gateway (metadata RPC, chunks and
+    /// notifications over one endpoint).
+    #[default]
+    Gateway,
+    /// Directly to the message bus and Swift, as the original client did.
+    Direct,
+}
+
+/// What `profile.toml` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileConfig {
+    /// The service's base URL.
+    pub server_url: String,
+    /// The account's e-mail address.
+    pub email: String,
+    /// This device's id, chosen at setup.
+    pub device_id: DeviceId,
+    /// Shown in conflicted-copy names.
+    #[serde(default = "default_device_name")]
+    pub device_name: String,
+    /// The synced folder (absolute).
+    pub folder: PathBuf,
+    /// How the service is reached.
+    #[serde(default)]
+    pub transport: TransportKind,
+}
+
+fn default_device_name() -> String {
+    "device".into()
+}
+
+/// Why a profile could not be created or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Neither `STACKSYNC_HOME` nor a home folder is known.
+    #[error("cannot tell where the client's profile lives: set {HOME_ENV} or HOME")]
+    NoHome,
+    /// No profile at this home yet.
+    #[error("no profile in {0}; run `stacksync setup` first")]
+    NotSetUp(PathBuf),
+    /// `create` found a profile already there.
+    #[error("a profile already exists in {0}")]
+    AlreadyExists(PathBuf),
+    /// A field has an unusable value.
+    #[error("invalid profile: {0}")]
+    Invalid(String),
+    /// `profile.toml` does not parse.
+    #[error("cannot parse {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The token file can be read by other users.
+    #[error("{0} is readable by other users; run `chmod 600` on it or log in again")]
+    TokenExposed(PathBuf),
+    /// A file could not be read or written.
+    #[error("{doing} {path}: {source}")]
+    Io {
+        /// What was being done.
+        doing: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The platform error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(doing: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProfileError {
+    let path = path.to_path_buf();
+    move |source| ProfileError::Io {
+        doing,
+        path,
+        source,
+    }
+}
+
+/// A loaded profile: its home folder and configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    home: PathBuf,
+    /// The configuration from `profile.toml`.
+    pub config: ProfileConfig,
+}
+
+impl Profile {
+    /// The home folder from `STACKSYNC_HOME`, else the platform default.
+    pub fn home_from_env() -> Result<PathBuf, ProfileError> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(home) = var(HOME_ENV) {
+            return Ok(PathBuf::from(home));
+        }
+        if let Some(xdg) = var("XDG_CONFIG_HOME") {
+            return Ok(PathBuf::from(xdg).join("stacksync"));
+        }
+        var("HOME")
+            .map(|h| PathBuf::from(h).join(".config").join("stacksync"))
+            .ok_or(ProfileError::NoHome)
+    }
+
+    /// Creates a profile in `home` (made with mode 0700 if missing);
+    /// refuses to replace an existing one.
+    pub fn create(home: &Path, config: ProfileConfig) -> Result<Profile, ProfileError> {
+        validate(&config)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(home)
+            .map_err(io_err("creating", home))?;
+        let path = home.join(PROFILE_FILE);
+        if path.exists() {
+            return Err(ProfileError::AlreadyExists(home.to_path_buf()));
+        }
+        let text = toml::to_string(&config)
+            .map_err(|e| ProfileError::Invalid(format!("cannot encode: {e}")))?;
+        write_atomic(&path, text.as_bytes(), 0o644)?;
+        Ok(Profile {
+            home: home.to_path_buf(),
+            config,
+        })
+    }
+
+    /// Loads the profile in `home`.
+    pub fn load(home: &Path) -> Result<Profile, ProfileError> {
+        let path = home.join(PROFILE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ProfileError::NotSetUp(home.to_path_buf()));
+            }
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let config: ProfileConfig =
+            toml::from_str(&text).map_err(|source| ProfileError::Parse { path, source })?;
+        validate(&config)?;
+        Ok(Profile {
+            home: home.to_path_buf(),
+            config,
+        })
+    }
+
+    /// The home folder.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Where the sync state database lives.
+    pub fn state_db_path(&self) -> PathBuf {
+        self.home.join(STATE_FILE)
+    }
+
+    /// Stores the session token, readable by the owner only.
+    pub fn save_token(&self, token: &str) -> Result<(), ProfileError> {
+        write_atomic(&self.home.join(TOKEN_FILE), token.as_bytes(), 0o600)
+    }
+
+    /// The session token, or `None` when not logged in. Refuses a token
+    /// file others can read: the token is as good as the password.
+    pub fn load_token(&self) -> Result<Option<String>, ProfileError> {
+        let path = self.home.join(TOKEN_FILE);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(ProfileError::TokenExposed(path));
+        }
+        let token = fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+        Ok(Some(token.trim().to_string()).filter(|t| !t.is_empty()))
+    }
+
+    /// Forgets the session token (logout); fine if there was none.
+    pub fn remove_token(&self) -> Result<(), ProfileError> {
+        let path = self.home.join(TOKEN_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn validate(config: &ProfileConfig) -> Result<(), ProfileError> {
+    let url = config.server_url.as_str();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ProfileError::Invalid(format!(
+            "server_url {url:?} must start with http:// or https://"
+        )));
+    }
+    if !config.email.contains('@') {
+        return Err(ProfileError::Invalid(format!(
+            "email {:?} is not an address",
+            config.email
+        )));
+    }
+    if !config.folder.is_absolute() {
+        return Err(ProfileError::Invalid(format!(
+            "folder {} must be an absolute path",
+            config.folder.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` through a temporary file created with `mode`
+/// and renamed into place, so a crash never leaves a half-written profile
+/// and the token is never briefly readable by others.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProfileError> {
+    let temp = path.with_extension("tmp-write");
+    let _ = fs::remove_file(&temp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temp)
+        .map_err(io_err("creating", &temp))?;
+    file.write_all(data).map_err(io_err("writing", &temp))?;
+    file.sync_all().map_err(io_err("syncing", &temp))?;
+    fs::rename(&temp, path).map_err(io_err("replacing", path))
+}

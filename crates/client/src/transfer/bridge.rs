@@ -1,0 +1,77 @@
+//! The content pipeline reads with blocking `std::io::Read` on its own
+//! threads; the engine hands over an async reader. This moves bytes from one
+//! to the other through a bounded channel, so memory stays bounded whatever
+//! the file size.
+
+use std::io::{self, Read};
+
+use bytes::{Buf, Bytes};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use stacksync_engine::ByteReader;
+
+/// Size of each piece read from the async side.
+const PIECE: usize = 256 * 1024;
+
+/// Reads `content` to its end into `tx`; a read error is sent on as the last
+/// item. Returns once everything is sent or the receiving side is gone.
+pub(crate) async fn pump(mut content: ByteReader, tx: mpsc::Sender<io::Result<Bytes>>) {
+    loop {
+        let mut buf = vec![0u8; PIECE];
+        let item = match content.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Bytes::from(buf))
+            }
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The blocking end: a `Read` over the pieces [`pump`] sends, hashing the
+/// plaintext with unkeyed BLAKE3 on the way when asked (the engine compares
+/// uploads against its scan, which hashes unkeyed).
+pub(crate) struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    hasher: Option<blake3::Hasher>,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Bytes>>, hash: bool) -> ChannelReader {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+            hasher: hash.then(blake3::Hasher::new),
+        }
+    }
+
+    /// The unkeyed hash of everything read, if hashing was asked for.
+    pub(crate) fn plain_hash(&self) -> Option<[u8; 32]> {
+        self.hasher.as_ref().map(|h| *h.finalize().as_bytes())
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(piece) => self.current = piece?,
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}

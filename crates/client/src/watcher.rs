@@ -1,0 +1,204 @@
+//! Tells the daemon when to sync: file-system events on the synced folder,
+//! debounced, plus a periodic rescan as a safety net for events the
+//! platform drops (inotify queue overflow, network file systems, changes
+//! made while a folder was not yet watched).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Timing of a [`Watcher`].
+#[derive(Debug, Clone, Copy)]
+pub struct WatchConfig {
+    /// Quiet time after the last event before reporting a change, so a
+    /// burst (an editor's save, an unpacked archive) becomes one sync.
+    pub quiet: Duration,
+    /// Longest a change waits while events keep coming, so a folder that
+    /// never falls quiet still gets synced.
+    pub max_delay: Duration,
+    /// Period of the safety-net rescan.
+    pub rescan_every: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            quiet: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            rescan_every: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the watcher reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Something in the folder changed; `events` raw events were coalesced.
+    Changed {
+        /// How many platform events this stands for.
+        events: usize,
+    },
+    /// The periodic rescan is due.
+    Rescan,
+}
+
+/// Why a watch could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path}: {source}")]
+pub struct WatchError {
+    /// The folder.
+    pub path: std::path::PathBuf,
+    /// The platform error.
+    #[source]
+    pub source: notify::Error,
+}
+
+/// A running watch of one folder; stops when dropped.
+pub struct Watcher {
+    rx: mpsc::Receiver<WatchEvent>,
+    task: JoinHandle<()>,
+    // Kept alive: dropping it removes the platform watch.
+    _inner: RecommendedWatcher,
+}
+
+impl Watcher {
+    /// Starts watching `root` recursively. Must be called within a tokio
+    /// runtime.
+    pub fn start(root: &Path, config: WatchConfig) -> Result<Watcher, WatchError> {
+        // Capacity 1: the debouncer only needs to know that something
+        // happened; the count says how much, so no event is ever queued
+        // unboundedly however busy the folder is.
+        let (raw_tx, raw_rx) = mpsc::channel::<()>(1);
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let relevant = match res {
+                Ok(event) => is_relevant(&event),
+                // An error (such as a queue overflow) may hide changes.
+                Err(_) => true,
+            };
+            if relevant {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let _ = raw_tx.try_send(());
+            }
+        })
+        .map_err(|source| WatchError {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        inner
+            .watch(root, RecursiveMode::Recursive)
+            .map_err(|source| WatchError {
+                path: root.to_path_buf(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(debounce(raw_rx, count, tx, config));
+        Ok(Watcher {
+            rx,
+            task,
+            _inner: inner,
+        })
+    }
+
+    /// The next event; `None` if the watch has stopped.
+    pub async fn next(&mut self) -> Option<WatchEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether an event can mean a change to sync: not a mere read, and not
+/// only about the engine's own download temporaries.
+fn is_relevant(event: &notify::Event) -> bool {
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    if event.need_rescan() || event.paths.is_empty() {
+        return true;
+    }
+    event.paths.iter().any(|p| {
+        !p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DOWNLOAD_TEMP_PREFIX))
+    })
+}
+
+async fn debounce(
+    mut raw: mpsc::Receiver<()>,
+    count: Arc<AtomicUsize>,
+    tx: mpsc::Sender<WatchEvent>,
+    config: WatchConfig,
+) {
+    let mut rescan = tokio::time::interval_at(
+        Instant::now() + config.rescan_every,
+        config.rescan_every.max(Duration::from_millis(1)),
+    );
+    rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            got = raw.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                let deadline = Instant::now() + config.max_delay;
+                // Wait for a quiet period, but never past the deadline.
+                loop {
+                    let until = (Instant::now() + config.quiet).min(deadline);
+                    match tokio::time::timeout_at(until, raw.recv()).await {
+                        Ok(Some(())) if Instant::now() < deadline => continue,
+                        Ok(None) => return,
+                        _ => break,
+                    }
+                }
+                WatchEvent::Changed { events: count.swap(0, Ordering::Relaxed) }
+            }
+            _ = rescan.tick() => WatchEvent::Rescan,
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, ModifyKind};
+
+    fn event(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(path.into())
+    }
+
+    #[test]
+    fn reads_and_download_temporaries_are_not_changes() {
+        let create = EventKind::Create(CreateKind::File);
+        assert!(is_relevant(&event(create, "/f/a.txt")));
+        assert!(is_relevant(&event(
+            EventKind::Modify(ModifyKind::Any),
+            "/f/x"
+        )));
+        assert!(!is_relevant(&event(create, "/f/.stacksync-dl-abc")));
+        assert!(!is_relevant(&event(
+            EventKind::Access(AccessKind::Any),
+            "/f/a.txt"
+        )));
+        // A rename from a temporary to a real name is a change.
+        let rename = notify::Event::new(EventKind::Modify(ModifyKind::Any))
+            .add_path("/f/.stacksync-dl-abc".into())
+            .add_path("/f/a.txt".into());
+        assert!(is_relevant(&rename));
+    }
+}
