@@ -1,1 +1,171 @@
-fn main() { println!("stacksync: not yet"); }
+//! The `stacksync` binary: `stacksync server` runs the sync service (RPC
+//! workers on the bus and the HTTP surface), `stacksync admin` manages
+//! users. Thin by design: argument parsing, configuration and wiring of the
+//! library crates only; it must never hold sync logic of its own.
+
+mod config;
+mod server;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{BusKind, Config};
+
+#[derive(Parser, Debug)]
+#[command(name = "stacksync", version, about = "StackSync personal cloud")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the sync service and its HTTP surface.
+    Server(Overrides),
+    /// Administration of the installation.
+    Admin {
+        #[command(flatten)]
+        overrides: Overrides,
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
+}
+
+/// Where the configuration comes from. Each flag can also be given by its
+/// environment variable; flags win over variables, variables over the file.
+#[derive(Args, Debug, Clone)]
+struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "STACKSYNC_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data folder (database, local blobs).
+    #[arg(long, env = "STACKSYNC_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address, e.g. 127.0.0.1:8080.
+    #[arg(long, env = "STACKSYNC_LISTEN", global = true)]
+    listen: Option<String>,
+    /// Metadata database URL (sqlite:// or postgres://).
+    #[arg(long, env = "STACKSYNC_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Bus backend.
+    #[arg(long, env = "STACKSYNC_BUS_KIND", value_enum, global = true)]
+    bus_kind: Option<BusKind>,
+    /// AMQP URL; implies the RabbitMQ bus unless --bus-kind says otherwise.
+    #[arg(long, env = "STACKSYNC_BUS_URL", global = true)]
+    bus_url: Option<String>,
+    /// Namespace of the bus's queues and exchanges.
+    #[arg(long, env = "STACKSYNC_BUS_NAMESPACE", global = true)]
+    bus_namespace: Option<String>,
+    /// Requests each consumer holds at once.
+    #[arg(long, env = "STACKSYNC_PREFETCH", global = true)]
+    prefetch: Option<u16>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// User accounts.
+    User {
+        #[command(subcommand)]
+        what: UserCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Creates a user and their private workspace; prints the user id.
+    Add {
+        /// The user's email (their login).
+        email: String,
+        /// The user's password.
+        #[arg(long)]
+        password: String,
+        /// Display name (default: the part of the email before '@').
+        #[arg(long)]
+        name: Option<String>,
+        /// Quota in bytes (default 10 GiB).
+        #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
+        quota: u64,
+        /// The Swift user this account maps to, if clients reach Swift.
+        #[arg(long)]
+        storage_user: Option<String>,
+    },
+}
+
+impl Overrides {
+    /// The file's configuration with variables and flags applied.
+    fn resolve(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir = Some(d.clone());
+        }
+        if let Some(l) = &self.listen {
+            config.listen = Some(l.clone());
+        }
+        if let Some(u) = &self.database_url {
+            config.database.url = Some(u.clone());
+        }
+        if let Some(u) = &self.bus_url {
+            config.bus.url = Some(u.clone());
+            config.bus.kind = BusKind::Rabbitmq;
+        }
+        if let Some(k) = self.bus_kind {
+            config.bus.kind = k;
+        }
+        if let Some(n) = &self.bus_namespace {
+            config.bus.namespace = n.clone();
+        }
+        if let Some(p) = self.prefetch {
+            config.prefetch = Some(p);
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Server(o) => server::run(o.resolve()?).await,
+            Command::Admin { overrides, what } => {
+                let config = overrides.resolve()?;
+                match what {
+                    AdminCommand::User {
+                        what:
+                            UserCommand::Add {
+                                email,
+                                password,
+                                name,
+                                quota,
+                                storage_user,
+                            },
+                    } => {
+                        let name = name.unwrap_or_else(|| {
+                            email.split('@').next().unwrap_or(&email).to_owned()
+                        });
+                        let service = server::open_service(&config, false).await?;
+                        let (account, _) = service
+                            .create_user(&email, &name, &password, quota, storage_user)
+                            .await
+                            .with_context(|| format!("creating user {email}"))?;
+                        println!("{}", account.id);
+                        service.store().close().await;
+                        Ok(())
+                    }
+                }
+            }
+        }
+    })
+}

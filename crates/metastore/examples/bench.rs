@@ -107,7 +107,10 @@ async fn recent_changes(
     for _ in 0..400 {
         for ((ws, latest), out) in [(small, &mut times.0), (large, &mut times.1)] {
             let t = Instant::now();
-            let page = store.get_changes(ws, latest - 10, 100).await.expect("bench feed");
+            let page = store
+                .get_changes(ws, latest - 10, 100)
+                .await
+                .expect("bench feed");
             out.push(t.elapsed());
             assert_eq!(page.items.len(), 10);
         }

@@ -12,6 +12,7 @@
 mod commit;
 mod error;
 mod feed;
+mod folder_move;
 mod oauth;
 mod rows;
 mod sharing;
@@ -20,6 +21,7 @@ pub mod testing;
 mod users;
 
 pub use error::StoreError;
+pub use folder_move::FolderMove;
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
 pub use sharing::{InviteeState, ShareProposal};
 pub use store::{Backend, MetaStore};

@@ -80,7 +80,33 @@ impl MetaStore {
         is_shared: bool,
         encryption: EncryptionMode,
     ) -> Result<Workspace, StoreError> {
-        let id = WorkspaceId::new();
+        self.create_workspace_with_id(WorkspaceId::new(), owner, name, is_shared, encryption)
+            .await
+    }
+
+    /// [`MetaStore::create_workspace`] with an id chosen by the caller (the
+    /// service derives it from a request, so that a retried request finds
+    /// the workspace its first attempt created). Idempotent for the same
+    /// owner; an id taken by another owner's workspace is forbidden.
+    pub async fn create_workspace_with_id(
+        &self,
+        id: WorkspaceId,
+        owner: UserId,
+        name: &str,
+        is_shared: bool,
+        encryption: EncryptionMode,
+    ) -> Result<Workspace, StoreError> {
+        let existing = sqlx::query("SELECT owner_id FROM workspaces WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("looking up a workspace id")?;
+        if let Some(row) = existing {
+            if get::<String>(&row, "owner_id")? != owner.to_string() {
+                return Err(Error::forbidden(format!("workspace {id} exists already")).into());
+            }
+            return self.workspace_as(owner, id).await;
+        }
         let now = now_ms();
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
         sqlx::query(
@@ -237,6 +263,31 @@ impl MetaStore {
         emails: &[String],
         encryption: EncryptionMode,
     ) -> Result<ShareProposal, StoreError> {
+        self.create_share_proposal_with_id(Uuid::now_v7(), owner, ws, folder, emails, encryption)
+            .await
+    }
+
+    /// [`MetaStore::create_share_proposal`] with an id chosen by the caller,
+    /// so that a retried request finds the proposal its first attempt made.
+    /// Idempotent for the same owner; an id of another owner's proposal is
+    /// forbidden.
+    pub async fn create_share_proposal_with_id(
+        &self,
+        id: Uuid,
+        owner: UserId,
+        ws: WorkspaceId,
+        folder: ItemId,
+        emails: &[String],
+        encryption: EncryptionMode,
+    ) -> Result<ShareProposal, StoreError> {
+        match self.share_proposal(id).await {
+            Ok(p) if p.owner == owner => return Ok(p),
+            Ok(_) => {
+                return Err(Error::forbidden(format!("share proposal {id} exists already")).into());
+            }
+            Err(StoreError::Refused(e)) if e.kind == stacksync_proto::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         if emails.is_empty() || emails.len() > 100 {
             return Err(Error::bad_request("a share proposal names 1 to 100 people").into());
         }
@@ -244,7 +295,6 @@ impl MetaStore {
             .iter()
             .map(|e| normalize_email(e))
             .collect::<Result<_, _>>()?;
-        let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
         sqlx::query(
             "INSERT INTO share_proposals (id, owner_id, workspace_id, folder_id, encryption, created_at) \

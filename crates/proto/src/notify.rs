@@ -33,4 +33,26 @@ pub enum Notification {
     },
     /// A member renamed or moved their mount of a shared workspace.
     WorkspaceUpdated { workspace: Workspace },
+    /// Notifications may have been lost on the way to this device (the
+    /// gateway's or the bus's buffer overflowed, or a connection was
+    /// re-established): re-read the change feed of every workspace. Sent by
+    /// transports, never published by the service.
+    Resync,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_has_a_bare_tag() {
+        let bytes = crate::wire::encode(&Notification::Resync);
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"v": 1, "body": {"type": "resync"}})
+        );
+        let back: Notification = crate::wire::decode(&bytes).unwrap();
+        assert_eq!(back, Notification::Resync);
+    }
 }

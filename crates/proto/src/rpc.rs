@@ -4,15 +4,23 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::Millis;
 use crate::account::{Account, Device, EncryptionMode, Member, Workspace};
 use crate::error::Error;
-use crate::ids::{DeviceId, ItemId, WorkspaceId};
+use crate::ids::{DeviceId, ItemId, UserId, WorkspaceId};
 use crate::item::{ChangesPage, CommitRequest, CommitResult, ItemMeta};
 
 /// One operation of the sync service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
+    /// Opens a session: the only request that needs no token. The password
+    /// travels inside the request, so the transport must be trusted (the
+    /// broker's network, or TLS in front of the gateway).
+    Login {
+        email: String,
+        password: String,
+    },
     GetAccount,
     GetWorkspaces,
     GetChanges {
@@ -69,6 +77,13 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Reply {
+    /// A new session: pass `token` in every later [`RpcRequest`].
+    Session {
+        token: String,
+        user: UserId,
+        /// When the token stops working (milliseconds since the epoch).
+        expires_at: Millis,
+    },
     Account(Account),
     Workspaces {
         workspaces: Vec<Workspace>,

@@ -1,0 +1,159 @@
+//! Wiring of `stacksync server`: store, blobs, bus, service, RPC workers,
+//! HTTP, and graceful shutdown on SIGINT/SIGTERM.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use anyhow::Context;
+use stacksync_blobstore::{StoreConfig, open_store};
+use stacksync_bus::{Bus, BusConfig, MemoryConfig, QueueKind};
+use stacksync_metastore::MetaStore;
+use stacksync_service::{Service, ServiceConfig, run_rpc_workers};
+use tokio::sync::watch;
+
+use crate::config::{BusKind, Config, QueueKindName, StorageKind};
+
+/// Opens every handle the configuration names and builds the service.
+/// `with_bus: false` gives an in-process bus whatever the configuration says
+/// (administration commands publish nothing anyone listens to).
+pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Service> {
+    let data_dir = config.data_dir()?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data folder {}", data_dir.display()))?;
+    let db_url = config.database_url(&data_dir);
+    let store = MetaStore::connect(&db_url)
+        .await
+        .context("opening the metadata database")?;
+    let blob_config = match config.storage.kind {
+        StorageKind::Local => StoreConfig::Local {
+            root: config
+                .storage
+                .root
+                .clone()
+                .unwrap_or_else(|| data_dir.join("blobs")),
+            user: None,
+        },
+        StorageKind::Swift => StoreConfig::Swift(Box::new(
+            config
+                .storage
+                .swift
+                .clone()
+                .context("storage kind \"swift\" needs a [storage.swift] section")?,
+        )),
+    };
+    let blobs = open_store(&blob_config)
+        .await
+        .context("opening the blob store")?;
+    let bus = if with_bus {
+        open_bus(config).await?
+    } else {
+        Bus::in_process(MemoryConfig::default())
+    };
+    let service_config = ServiceConfig {
+        session_ttl: Duration::from_secs(config.session_ttl_days.unwrap_or(30) * 24 * 3600),
+        storage_url: config.storage.storage_url.clone(),
+    };
+    Ok(Service::new(store, blobs, bus, service_config))
+}
+
+async fn open_bus(config: &Config) -> anyhow::Result<Bus> {
+    Ok(match config.bus.kind {
+        BusKind::InProcess => Bus::in_process(MemoryConfig::default()),
+        BusKind::Rabbitmq => {
+            let url = config
+                .bus
+                .url
+                .clone()
+                .context("bus kind \"rabbitmq\" needs [bus] url (or STACKSYNC_BUS_URL)")?;
+            let mut bc = BusConfig::new(url, config.bus.namespace.clone());
+            bc.queue_kind = match config.bus.queue_kind {
+                QueueKindName::Classic => QueueKind::Classic,
+                QueueKindName::Durable => QueueKind::Durable,
+                QueueKindName::Quorum => QueueKind::Quorum,
+            };
+            bc.rpc_timeout = Duration::from_millis(config.bus.rpc_timeout_ms.max(1));
+            Bus::rabbitmq(bc).await.context("connecting to RabbitMQ")?
+        }
+    })
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn termination() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without a SIGTERM handler only Ctrl-C stops the server.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir()?;
+    let service = open_service(&config, true).await?;
+    let listen = config
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    println!("StackSync server {}", env!("CARGO_PKG_VERSION"));
+    println!("data folder: {}", data_dir.display());
+    println!("listening on http://{addr}");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which is a stop too.
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let prefetch = config.prefetch.unwrap_or(16);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..config.workers.unwrap_or(1).max(1) {
+        workers.spawn(run_rpc_workers(
+            service.clone(),
+            service.bus().clone(),
+            prefetch,
+            stopped(stop_rx.clone()),
+        ));
+    }
+    let app = stacksync_gateway::router(service.clone());
+    let http_task = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
+    );
+    println!("ready");
+    tokio::select! {
+        () = termination() => tracing::info!("stopping on signal"),
+        Some(done) = workers.join_next() => {
+            // A consumer ending on its own means the bus failed for good.
+            done.context("RPC workers crashed")?.context("RPC workers stopped")?;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let mut served = 0u64;
+    while let Some(done) = workers.join_next().await {
+        served += done
+            .context("RPC workers crashed")?
+            .context("RPC workers failed")?;
+    }
+    http_task.await.context("HTTP task crashed")??;
+    service.store().close().await;
+    tracing::info!(served, "stopped");
+    println!("served {served} requests");
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! The device side of the StackSync gateway: the same RPCs, chunk transfer
+//! and push notifications as over RabbitMQ, but over HTTP and WebSocket, for
+//! devices that cannot or should not reach the broker (and for the embedded
+//! default server).
+//!
+//! This crate must never depend on the server crates (`service`,
+//! `metastore`, `gateway`): the desktop client links it, and the client
+//! never links the server. It speaks only `stacksync-proto` messages.
+
+#![warn(missing_docs)]
+
+mod error;
+mod notifications;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
+use stacksync_proto::{ChunkId, Error, Millis, UserId, WorkspaceId, wire};
+
+pub use error::ClientError;
+pub use notifications::Notifications;
+
+/// How often and how patiently transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (0 is taken as 1).
+    pub attempts: u32,
+    /// Wait before the first retry; doubled each time, with jitter.
+    pub initial_delay: Duration,
+    /// Upper bound on one wait.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1-based): exponential with
+    /// "equal jitter", so that many clients cut off together do not come
+    /// back in lockstep.
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
+        let exp = self
+            .initial_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_delay);
+        let half = capped / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// A session opened by [`GatewayClient::login`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Session {
+    /// Bearer token for every later call.
+    pub token: String,
+    /// Who logged in.
+    pub user: UserId,
+    /// When the token stops working (milliseconds since the epoch).
+    pub expires_at: Millis,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Error,
+}
+
+/// A logged-in connection to one gateway. Cheap to clone (the HTTP
+/// connection pool is shared).
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    http: reqwest::Client,
+    base: Url,
+    session: Session,
+    retry: RetryPolicy,
+}
+
+/// Per-request timeout: generous because chunk bodies may be large and slow
+/// links are common; a hung connection still surfaces as a transient error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+const JSON: &str = "application/json";
+const OCTETS: &str = "application/octet-stream";
+
+fn install_tls_provider() {
+    // reqwest is built without a default crypto provider (aws-lc-rs needs
+    // cmake); `ring` is installed once per process. A second install (by
+    // another crate) fails harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn parse_base(url: &str) -> Result<Url, ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut base = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(bad("scheme must be http or https"));
+    }
+    // `join` replaces the last path segment unless the path ends in '/'.
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok(base)
+}
+
+fn http_client() -> Result<reqwest::Client, ClientError> {
+    install_tls_provider();
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ClientError::BadUrl {
+            url: String::new(),
+            reason: format!("cannot build the HTTP client: {e}"),
+        })
+}
+
+impl GatewayClient {
+    /// Logs in with an email and password and keeps the session.
+    pub async fn login(url: &str, email: &str, password: &str) -> Result<GatewayClient, Error> {
+        let base = parse_base(url)?;
+        let http = http_client()?;
+        let endpoint = "api/v1/login";
+        let target = join(&base, endpoint)?;
+        let body = serde_json::json!({ "email": email, "password": password });
+        let response = http
+            .post(target)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|source| transport(endpoint, source))?;
+        let bytes = read_ok(endpoint, response).await?;
+        let session: Session =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse {
+                endpoint: endpoint.to_owned(),
+                status: 200,
+                reason: e.to_string(),
+            })?;
+        Ok(GatewayClient::with_session(url, session)?)
+    }
+
+    /// A client for a session obtained earlier (for example, stored on disk).
+    pub fn with_session(url: &str, session: Session) -> Result<GatewayClient, ClientError> {
+        Ok(GatewayClient {
+            http: http_client()?,
+            base: parse_base(url)?,
+            session,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> GatewayClient {
+        self.retry = retry;
+        self
+    }
+
+    /// The session this client uses.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Sends one sync-service operation. Transient failures are retried
+    /// with the same request id, so the service recognises a repeat of a
+    /// request it already carried out.
+    pub async fn rpc(&self, request: Request) -> Result<Reply, Error> {
+        let message = RpcRequest {
+            request_id: uuid::Uuid::now_v7(),
+            token: self.session.token.clone(),
+            request,
+        };
+        let body = Bytes::from(wire::encode(&message));
+        let endpoint = "api/v1/rpc";
+        let mut attempt = 1;
+        loop {
+            let bytes = self
+                .send_retrying(Method::POST, endpoint, Some((body.clone(), JSON)))
+                .await?;
+            let response: RpcResponse =
+                wire::decode(&bytes).map_err(|e| ClientError::BadResponse {
+                    endpoint: endpoint.to_owned(),
+                    status: 200,
+                    reason: e.message,
+                })?;
+            if response.request_id != message.request_id {
+                return Err(Error::internal(format!(
+                    "gateway answered request {} with the reply to {}",
+                    message.request_id, response.request_id
+                )));
+            }
+            // The service's own errors come back inside a 200; a transient
+            // one is retried too, still with the same id.
+            match response.result {
+                Err(err) if err.kind.is_transient() && attempt < self.retry.attempts => {
+                    tracing::debug!(%err, attempt, "service unavailable; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Stores one encoded chunk in a workspace (idempotent).
+    pub async fn put_chunk(
+        &self,
+        workspace: WorkspaceId,
+        id: &ChunkId,
+        data: Bytes,
+    ) -> Result<(), Error> {
+        let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
+        self.send_retrying(Method::PUT, &endpoint, Some((data, OCTETS)))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads one encoded chunk of a workspace.
+    pub async fn get_chunk(&self, workspace: WorkspaceId, id: &ChunkId) -> Result<Bytes, Error> {
+        let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
+        Ok(self.send_retrying(Method::GET, &endpoint, None).await?)
+    }
+
+    /// Which of `ids` the workspace already stores, in the same order.
+    pub async fn has_chunks(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ChunkId],
+    ) -> Result<Vec<bool>, Error> {
+        let endpoint = format!("api/v1/workspaces/{workspace}/chunks/exists");
+        let hex: Vec<String> = ids.iter().map(ChunkId::to_hex).collect();
+        let body =
+            Bytes::from(serde_json::to_vec(&hex).map_err(|e| Error::internal(e.to_string()))?);
+        let bytes = self
+            .send_retrying(Method::POST, &endpoint, Some((body, JSON)))
+            .await?;
+        let present: Vec<bool> =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse {
+                endpoint: endpoint.clone(),
+                status: 200,
+                reason: e.to_string(),
+            })?;
+        if present.len() != ids.len() {
+            return Err(Error::internal(format!(
+                "{endpoint}: asked about {} chunks, got {} answers",
+                ids.len(),
+                present.len()
+            )));
+        }
+        Ok(present)
+    }
+
+    /// Opens the push-notification stream. The connection is re-established
+    /// on its own after a failure, and a [`stacksync_proto::Notification::Resync`]
+    /// is yielded whenever notifications may have been lost.
+    pub fn notifications(&self) -> Result<Notifications, Error> {
+        let mut url = join(&self.base, "api/v1/notifications")?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme).map_err(|()| ClientError::BadUrl {
+            url: url.to_string(),
+            reason: "cannot switch to a websocket scheme".into(),
+        })?;
+        Ok(Notifications::open(
+            url,
+            self.session.token.clone(),
+            self.retry,
+        ))
+    }
+
+    /// One HTTP exchange, repeated on transient failures; the body of a
+    /// successful (2xx) response.
+    async fn send_retrying(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<(Bytes, &'static str)>,
+    ) -> Result<Bytes, ClientError> {
+        let target = join(&self.base, endpoint)?;
+        let mut attempt = 1;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), target.clone())
+                .bearer_auth(&self.session.token);
+            if let Some((body, content_type)) = &body {
+                // `Bytes` clones share the buffer; no copy per attempt.
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+            }
+            let outcome = match request.send().await {
+                Ok(response) => read_ok(endpoint, response).await,
+                Err(source) => Err(transport(endpoint, source)),
+            };
+            match outcome {
+                Err(err) if err.is_transient() && attempt < self.retry.attempts => {
+                    tracing::debug!(%err, attempt, "gateway call failed; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn join(base: &Url, endpoint: &str) -> Result<Url, ClientError> {
+    base.join(endpoint).map_err(|e| ClientError::BadUrl {
+        url: format!("{base}{endpoint}"),
+        reason: e.to_string(),
+    })
+}
+
+fn transport(endpoint: &str, source: reqwest::Error) -> ClientError {
+    ClientError::Transport {
+        endpoint: endpoint.to_owned(),
+        source,
+    }
+}
+
+/// The body of a 2xx response, or the server's JSON error.
+async fn read_ok(endpoint: &str, response: reqwest::Response) -> Result<Bytes, ClientError> {
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|source| transport(endpoint, source))?;
+    if status.is_success() {
+        return Ok(bytes);
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(ErrorBody { error }) => Err(ClientError::Server {
+            endpoint: endpoint.to_owned(),
+            error,
+        }),
+        Err(_) => Err(ClientError::BadResponse {
+            endpoint: endpoint.to_owned(),
+            status: status.as_u16(),
+            reason: describe_status(status, &bytes),
+        }),
+    }
+}
+
+fn describe_status(status: StatusCode, body: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    format!("{status}: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_gain_a_trailing_slash() {
+        let base = parse_base("http://127.0.0.1:8080/prefix").unwrap();
+        assert_eq!(
+            join(&base, "api/v1/rpc").unwrap().as_str(),
+            "http://127.0.0.1:8080/prefix/api/v1/rpc"
+        );
+        assert!(parse_base("ftp://x").is_err());
+        assert!(parse_base("not a url").is_err());
+    }
+
+    #[test]
+    fn retry_delays_grow_and_stay_capped() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for retry in 1..40 {
+            let d = policy.delay(retry);
+            let cap = (Duration::from_millis(100) * 2u32.pow((retry - 1).min(10)))
+                .min(Duration::from_secs(1));
+            assert!(d >= cap / 2 && d <= cap, "retry {retry}: {d:?} vs {cap:?}");
+        }
+    }
+}

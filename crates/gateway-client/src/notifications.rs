@@ -1,0 +1,182 @@
+//! The push-notification stream over WebSocket, kept open across failures.
+//!
+//! Notifications are hints that a change feed moved, never the data itself,
+//! so losing some is acceptable as long as the device is told: the gateway
+//! sends `Resync` when its subscription is live (on every connection, the
+//! first included) and whenever it had to drop notifications, and the
+//! device then re-reads its change feeds.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use reqwest::Url;
+use stacksync_proto::{Error, Notification, wire};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::{ClientError, ErrorBody, RetryPolicy};
+
+/// The gateway pings every 20 s; three missed pings mean the connection is
+/// dead even if TCP has not noticed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Notifications buffered for a slow consumer before the socket stops being
+/// read (the gateway then drops and later sends `Resync`).
+const BUFFER: usize = 256;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The stream of notifications for the logged-in user's devices. Yields an
+/// `Err` and ends only when the gateway refuses the session (for example,
+/// it expired); transport failures are retried for as long as this lives.
+pub struct Notifications {
+    rx: mpsc::Receiver<Result<Notification, Error>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifications")
+    }
+}
+
+impl Notifications {
+    pub(crate) fn open(url: Url, token: String, retry: RetryPolicy) -> Notifications {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let task = tokio::spawn(run(url, token, retry, tx));
+        Notifications { rx, task }
+    }
+
+    /// The next notification; `None` after the stream ended.
+    pub async fn next(&mut self) -> Option<Result<Notification, Error>> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for Notifications {
+    type Item = Result<Notification, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Notifications {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why one connection ended.
+enum Ended {
+    /// Nobody listens any more: stop for good.
+    ConsumerGone,
+    /// The connection broke or the server closed it: reconnect.
+    Broken,
+}
+
+async fn run(
+    url: Url,
+    token: String,
+    retry: RetryPolicy,
+    tx: mpsc::Sender<Result<Notification, Error>>,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        match connect(&url, &token).await {
+            Ok(socket) => {
+                failures = 0;
+                match pump(socket, &tx).await {
+                    Ended::ConsumerGone => return,
+                    Ended::Broken => {
+                        tracing::debug!(%url, "notification socket closed; reconnecting")
+                    }
+                }
+            }
+            Err(err) if !err.is_transient() => {
+                let _ = tx.send(Err(err.into())).await;
+                return;
+            }
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!(%err, failures, "notification socket failed to open");
+                tokio::time::sleep(retry.delay(failures)).await;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn connect(url: &Url, token: &str) -> Result<Socket, ClientError> {
+    let mut request = url.as_str().into_client_request().map_err(Box::new)?;
+    let bearer =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ClientError::BadUrl {
+            url: url.to_string(),
+            reason: format!("token cannot travel in a header: {e}"),
+        })?;
+    request.headers_mut().insert("authorization", bearer);
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response.body().as_deref().unwrap_or_default();
+            let endpoint = "api/v1/notifications".to_owned();
+            Err(match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(ErrorBody { error }) => ClientError::Server { endpoint, error },
+                Err(_) => ClientError::BadResponse {
+                    endpoint,
+                    status,
+                    reason: String::from_utf8_lossy(body).chars().take(200).collect(),
+                },
+            })
+        }
+        Err(err) => Err(ClientError::WebSocket(Box::new(err))),
+    }
+}
+
+async fn pump(mut socket: Socket, tx: &mpsc::Sender<Result<Notification, Error>>) -> Ended {
+    loop {
+        let frame = tokio::select! {
+            frame = socket.next() => frame,
+            () = tx.closed() => {
+                let _ = socket.close(None).await;
+                return Ended::ConsumerGone;
+            }
+            () = tokio::time::sleep(IDLE_TIMEOUT) => return Ended::Broken,
+        };
+        let notification = match frame {
+            Some(Ok(Message::Text(text))) => match wire::decode::<Notification>(text.as_bytes()) {
+                Ok(notification) => notification,
+                // A newer gateway may send kinds this build does not know;
+                // something changed, so the safe answer is to re-read.
+                Err(err) => {
+                    tracing::debug!(%err, "unknown notification; asking for a resync");
+                    Notification::Resync
+                }
+            },
+            // tungstenite answers pings itself while the stream is read.
+            Some(Ok(
+                Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_),
+            )) => {
+                continue;
+            }
+            Some(Ok(Message::Close(_))) | None => return Ended::Broken,
+            Some(Err(err)) => {
+                tracing::debug!(%err, "notification socket failed");
+                return Ended::Broken;
+            }
+        };
+        if tx.send(Ok(notification)).await.is_err() {
+            let _ = socket.close(None).await;
+            return Ended::ConsumerGone;
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The one place where gateway failures become HTTP responses: every error
+//! body is `{"error": {"kind": ..., "message": ...}}` with the status that
+//! [`ErrorKind::http_status`] gives the kind.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use stacksync_proto::{Error, ErrorKind, ParseIdError};
+
+/// Why a gateway request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The service refused or failed the operation.
+    #[error(transparent)]
+    Service(#[from] Error),
+    /// No credentials came with a request that needs them.
+    #[error("missing credentials: send `Authorization: Bearer TOKEN`{also}")]
+    MissingToken {
+        /// Other accepted ways, if the endpoint has any.
+        also: &'static str,
+    },
+    /// The `Authorization` header is not a bearer token.
+    #[error("malformed Authorization header: expected `Bearer TOKEN`")]
+    BadAuthorization,
+    /// The header and the body carry different tokens.
+    #[error("the Authorization header and the request carry different tokens")]
+    TokenMismatch,
+    /// An id in the path does not parse.
+    #[error("bad {what} in path: {source}")]
+    BadId {
+        /// Which id.
+        what: &'static str,
+        /// Why it was refused.
+        #[source]
+        source: ParseIdError,
+    },
+    /// The request body is over the endpoint's limit.
+    #[error("{endpoint}: request body over {limit} bytes")]
+    BodyTooLarge {
+        /// The endpoint.
+        endpoint: &'static str,
+        /// Its limit in bytes.
+        limit: usize,
+    },
+    /// The request body is malformed or could not be read.
+    #[error("{endpoint}: bad request body: {reason}")]
+    BadBody {
+        /// The endpoint.
+        endpoint: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Too many chunk ids in one existence query.
+    #[error("{count} chunk ids in one query; at most {limit}")]
+    TooManyIds {
+        /// How many were sent.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl GatewayError {
+    /// The protocol error this failure is reported as.
+    pub fn to_proto(&self) -> Error {
+        let kind = match self {
+            GatewayError::Service(err) => return err.clone(),
+            GatewayError::MissingToken { .. } | GatewayError::BadAuthorization => {
+                ErrorKind::Unauthenticated
+            }
+            GatewayError::TokenMismatch
+            | GatewayError::BadId { .. }
+            | GatewayError::BadBody { .. } => ErrorKind::BadRequest,
+            GatewayError::BodyTooLarge { .. } | GatewayError::TooManyIds { .. } => {
+                ErrorKind::TooLarge
+            }
+        };
+        Error::new(kind, self.to_string())
+    }
+}
+
+/// The JSON error body.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: Error,
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let error = self.to_proto();
+        let status = StatusCode::from_u16(error.kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(%error, "gateway request failed");
+        }
+        (status, Json(ErrorBody { error })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_the_status_of_its_kind() {
+        let cases = [
+            (
+                GatewayError::MissingToken { also: "" },
+                StatusCode::UNAUTHORIZED,
+            ),
+            (GatewayError::TokenMismatch, StatusCode::BAD_REQUEST),
+            (
+                GatewayError::BodyTooLarge {
+                    endpoint: "rpc",
+                    limit: 1,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                GatewayError::Service(Error::new(ErrorKind::UnsupportedVersion, "v9")),
+                StatusCode::UPGRADE_REQUIRED,
+            ),
+            (
+                GatewayError::Service(Error::forbidden("not a member")),
+                StatusCode::FORBIDDEN,
+            ),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.into_response().status(), status);
+        }
+    }
+}

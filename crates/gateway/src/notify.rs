@@ -1,0 +1,235 @@
+//! `GET /api/v1/notifications`: a user's push notifications over WebSocket.
+//!
+//! Each socket owns one bus subscription (the user's topic and one topic per
+//! workspace, kept up to date as the user joins and leaves workspaces) and
+//! forwards every payload as a text frame. Writing to the client happens in
+//! its own task behind a small bounded outbox: when a client reads too
+//! slowly the outbox fills, further notifications are dropped, and a
+//! `Resync` goes out as soon as there is room, so that a slow client costs
+//! only itself. A `Resync` also goes out once the subscription is live, so
+//! a client knows from when on it may rely on the stream.
+
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use stacksync_bus::{Subscription, SubscriptionEvent, Topic};
+use stacksync_proto::{Notification, UserId, wire};
+use stacksync_service::Service;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::PING_INTERVAL;
+use crate::auth::bearer;
+use crate::error::GatewayError;
+
+/// Frames waiting for a slow client before notifications are dropped.
+const OUTBOX: usize = 64;
+
+/// How long a closing socket may take to flush before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// `?token=` for clients (browsers) that cannot set headers on a WebSocket.
+#[derive(Deserialize)]
+pub(crate) struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Authenticates, subscribes, then upgrades. Subscribing before the
+/// upgrade lets a client see a bus failure as an HTTP error it can retry.
+pub(crate) async fn notifications(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, GatewayError> {
+    let token = match bearer(&headers)? {
+        Some(token) => token,
+        None => query
+            .token
+            .filter(|t| !t.is_empty())
+            .ok_or(GatewayError::MissingToken {
+                also: " or `?token=TOKEN`",
+            })?,
+    };
+    let user = service.authenticate(&token).await?;
+    let upgrade = upgrade.map_err(|r| GatewayError::BadBody {
+        endpoint: "notifications",
+        reason: r.body_text(),
+    })?;
+    // The user's own topic first: a workspace joined between reading the
+    // list and subscribing is then announced on it and followed below.
+    let subscription = service
+        .bus()
+        .subscribe(&[Topic::User(user)])
+        .await
+        .map_err(stacksync_proto::Error::from)?;
+    for topic in service.topics_for(user).await? {
+        if topic != Topic::User(user) {
+            subscription
+                .add(topic)
+                .await
+                .map_err(stacksync_proto::Error::from)?;
+        }
+    }
+    Ok(upgrade.on_upgrade(move |socket| forward(socket, subscription, user)))
+}
+
+fn resync() -> Message {
+    Message::Text(Utf8Bytes::from(
+        String::from_utf8(wire::encode(&Notification::Resync))
+            .unwrap_or_else(|_| unreachable!("JSON is UTF-8")),
+    ))
+}
+
+/// The sending half as the forwarding loop sees it: never blocks.
+struct Outbox {
+    tx: mpsc::Sender<Message>,
+    /// Notifications were dropped and the client has not been told yet.
+    owes_resync: bool,
+}
+
+impl Outbox {
+    /// Queues `message`, or drops it when the client is behind. `false`
+    /// when the writer is gone (the client went away).
+    fn offer(&mut self, message: Message) -> bool {
+        if self.owes_resync {
+            match self.tx.try_send(resync()) {
+                Ok(()) => self.owes_resync = false,
+                Err(mpsc::error::TrySendError::Full(_)) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        let is_ping = matches!(message, Message::Ping(_));
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // A dropped ping loses nothing; a dropped notification
+                // must be made up for.
+                self.owes_resync |= !is_ping;
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Follows the user into and out of workspaces. Only notifications on the
+/// user's own topic are trusted for this: a workspace topic carries other
+/// members' news.
+async fn follow_membership(
+    subscription: &Subscription,
+    user: UserId,
+    topic: Topic,
+    payload: &[u8],
+) {
+    if topic != Topic::User(user) {
+        return;
+    }
+    let change = match wire::decode::<Notification>(payload) {
+        Ok(Notification::WorkspaceJoined { workspace }) => Ok(Topic::Workspace(workspace.id)),
+        Ok(Notification::Unshared {
+            workspace,
+            user: who,
+        }) if who == user => Err(Topic::Workspace(workspace)),
+        _ => return,
+    };
+    let result = match change {
+        Ok(topic) => subscription.add(topic).await,
+        Err(topic) => subscription.remove(&topic).await,
+    };
+    if let Err(err) = result {
+        // The client re-reads its workspace list on the notification it is
+        // about to receive; at worst it misses this workspace's hints.
+        tracing::warn!(%user, %err, "could not follow a membership change");
+    }
+}
+
+async fn forward(socket: WebSocket, mut subscription: Subscription, user: UserId) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
+    // The only task that waits on the client.
+    let mut writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut outbox = Outbox {
+        tx,
+        owes_resync: false,
+    };
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut last_heard = Instant::now();
+    let mut open = outbox.offer(resync());
+    while open {
+        tokio::select! {
+            event = subscription.recv() => match event {
+                Some(SubscriptionEvent::Message { topic, payload }) => {
+                    follow_membership(&subscription, user, topic, &payload).await;
+                    match String::from_utf8(payload.to_vec()) {
+                        Ok(text) => open = outbox.offer(Message::Text(text.into())),
+                        Err(_) => tracing::warn!(%topic, "dropping a non-UTF-8 notification"),
+                    }
+                }
+                Some(SubscriptionEvent::Lagged { .. } | SubscriptionEvent::Reconnected) => {
+                    open = outbox.offer(resync());
+                }
+                // The bus shut down: the server is stopping.
+                None => break,
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                // Pongs, and anything else the client sends, prove it alive.
+                Some(Ok(_)) => last_heard = Instant::now(),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > PING_INTERVAL * 3 {
+                    tracing::debug!(%user, "notification client stopped answering");
+                    break;
+                }
+                open = outbox.offer(Message::Ping(Default::default()));
+            }
+        }
+    }
+    drop(outbox);
+    // A client that stopped reading would keep the writer blocked forever.
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_and_then_owes_a_resync() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut outbox = Outbox {
+            tx,
+            owes_resync: false,
+        };
+        assert!(outbox.offer(Message::Text("a".into())));
+        assert!(outbox.offer(Message::Text("b".into())));
+        assert!(outbox.offer(Message::Text("c".into())));
+        assert!(outbox.owes_resync);
+        assert_eq!(rx.recv().await, Some(Message::Text("a".into())));
+        assert_eq!(rx.recv().await, Some(Message::Text("b".into())));
+        assert!(outbox.offer(Message::Text("d".into())));
+        assert_eq!(rx.recv().await, Some(resync()));
+        assert_eq!(rx.recv().await, Some(Message::Text("d".into())));
+        drop(rx);
+        assert!(!outbox.offer(Message::Text("e".into())));
+    }
+}

@@ -1,0 +1,104 @@
+//! Login and the RPC endpoint: the same `RpcRequest`/`RpcResponse` messages
+//! as on the bus, one per HTTP request.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use stacksync_proto::rpc::RpcRequest;
+use stacksync_proto::{Millis, UserId, wire};
+use stacksync_service::Service;
+
+use crate::auth::{PeerAddr, bearer};
+use crate::error::GatewayError;
+
+/// `POST /api/v1/login` body.
+#[derive(Deserialize)]
+pub(crate) struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/v1/login` answer.
+#[derive(Serialize)]
+pub(crate) struct LoginReply {
+    token: String,
+    user: UserId,
+    expires_at: Millis,
+}
+
+/// Turns a body-reading failure into our error, keeping "too large" apart
+/// from "malformed" (axum reports both as rejections).
+fn body_error(
+    endpoint: &'static str,
+    limit: usize,
+    status: StatusCode,
+    reason: String,
+) -> GatewayError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        GatewayError::BodyTooLarge { endpoint, limit }
+    } else {
+        GatewayError::BadBody { endpoint, reason }
+    }
+}
+
+pub(crate) fn bytes_error(
+    endpoint: &'static str,
+    limit: usize,
+    rejection: BytesRejection,
+) -> GatewayError {
+    body_error(endpoint, limit, rejection.status(), rejection.body_text())
+}
+
+pub(crate) fn json_error(
+    endpoint: &'static str,
+    limit: usize,
+    rejection: JsonRejection,
+) -> GatewayError {
+    body_error(endpoint, limit, rejection.status(), rejection.body_text())
+}
+
+/// `POST /api/v1/login`: email and password in, session out.
+pub(crate) async fn login(
+    State(service): State<Service>,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> Result<Json<LoginReply>, GatewayError> {
+    // The default body limit (2 MiB) applies; a login body is tiny.
+    let Json(body) = body.map_err(|r| json_error("login", 2 << 20, r))?;
+    let session = service.login(&body.email, &body.password).await?;
+    Ok(Json(LoginReply {
+        token: session.token,
+        user: session.user,
+        expires_at: session.expires_at,
+    }))
+}
+
+/// `POST /api/v1/rpc`: a `wire`-encoded `RpcRequest` in, the `wire`-encoded
+/// `RpcResponse` out with 200 even when the operation failed (the error is
+/// in the response, as on the bus). Only a message that cannot be read at
+/// all gets an HTTP error.
+pub(crate) async fn rpc(
+    State(service): State<Service>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let body = body.map_err(|r| bytes_error("rpc", wire::MAX_MESSAGE_BYTES, r))?;
+    let mut request: RpcRequest = wire::decode(&body)?;
+    if let Some(token) = bearer(&headers)? {
+        if request.token.is_empty() {
+            request.token = token;
+        } else if request.token != token {
+            return Err(GatewayError::TokenMismatch);
+        }
+    }
+    let response = service.handle(request, peer).await;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        wire::encode(&response),
+    )
+        .into_response())
+}

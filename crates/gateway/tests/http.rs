@@ -1,0 +1,286 @@
+//! The gateway's HTTP endpoints against a real service: pages, login, the
+//! RPC endpoint with every way a message can be refused, and chunk transfer
+//! with its authorization.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Gateway, PASSWORD, http, new_folder};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stacksync_gateway_client::{GatewayClient, Session};
+use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
+use stacksync_proto::{ChunkId, ErrorKind, wire};
+
+/// Asserts an HTTP error response: its status and the kind in its JSON body.
+async fn check_error(response: reqwest::Response, status: StatusCode, kind: &str) {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("an error body is JSON");
+    assert_eq!(body["error"]["kind"], kind, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+fn rpc_body(token: &str, request: Request) -> Vec<u8> {
+    wire::encode(&RpcRequest {
+        request_id: uuid::Uuid::new_v4(),
+        token: token.into(),
+        request,
+    })
+}
+
+#[tokio::test]
+async fn landing_page_and_health() {
+    let gw = Gateway::start().await;
+    let health: Value = http()
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "version": stacksync_gateway::VERSION, "database": true})
+    );
+    let page = http().get(&gw.url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("StackSync server") && text.contains("/health"));
+}
+
+#[tokio::test]
+async fn login_gives_a_session_and_refuses_wrong_passwords() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let login = format!("{}/api/v1/login", gw.url);
+    let ok: Value = http()
+        .post(&login)
+        .json(&json!({"email": "alice@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["user"], json!(alice.id));
+    assert!(ok["token"].as_str().is_some_and(|t| t.len() >= 32));
+    assert!(ok["expires_at"].as_i64().is_some());
+
+    let wrong = http()
+        .post(&login)
+        .json(&json!({"email": "alice@example.org", "password": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    check_error(wrong, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let garbage = http().post(&login).body("{").send().await.unwrap();
+    check_error(garbage, StatusCode::BAD_REQUEST, "bad_request").await;
+
+    let err = GatewayClient::login(&gw.url, "alice@example.org", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthenticated);
+}
+
+#[tokio::test]
+async fn rpc_round_trips_and_reports_service_errors_in_the_body() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let Reply::Account(account) = alice.client.rpc(Request::GetAccount).await.unwrap() else {
+        panic!("GetAccount answers with an account");
+    };
+    assert_eq!(account.email, "alice@example.org");
+    let Reply::Commit(result) = alice
+        .client
+        .rpc(new_folder(&alice.private, alice.device, "docs"))
+        .await
+        .unwrap()
+    else {
+        panic!("a commit answers with a commit result");
+    };
+    assert_eq!(result.workspace, alice.private.id);
+
+    // A bad token is the service's answer: HTTP 200, the error inside.
+    let rpc = format!("{}/api/v1/rpc", gw.url);
+    let response = http()
+        .post(&rpc)
+        .body(rpc_body("not-a-token", Request::GetAccount))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let decoded: RpcResponse = wire::decode(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(decoded.result.unwrap_err().kind, ErrorKind::Unauthenticated);
+    let bogus = GatewayClient::with_session(
+        &gw.url,
+        Session {
+            token: "not-a-token".into(),
+            user: alice.id,
+            expires_at: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        bogus.rpc(Request::GetAccount).await.unwrap_err().kind,
+        ErrorKind::Unauthenticated
+    );
+
+    // The bearer header fills an empty token, and must agree with a
+    // present one.
+    let token = &alice.client.session().token;
+    let response = http()
+        .post(&rpc)
+        .bearer_auth(token)
+        .body(rpc_body("", Request::GetAccount))
+        .send()
+        .await
+        .unwrap();
+    let decoded: RpcResponse = wire::decode(&response.bytes().await.unwrap()).unwrap();
+    assert!(matches!(decoded.result, Ok(Reply::Account(_))));
+    let mismatch = http()
+        .post(&rpc)
+        .bearer_auth(token)
+        .body(rpc_body("another", Request::GetAccount))
+        .send()
+        .await
+        .unwrap();
+    check_error(mismatch, StatusCode::BAD_REQUEST, "bad_request").await;
+}
+
+#[tokio::test]
+async fn unreadable_rpc_messages_get_http_errors() {
+    let gw = Gateway::start().await;
+    let rpc = format!("{}/api/v1/rpc", gw.url);
+    let post = |body: Vec<u8>| http().post(&rpc).body(body).send();
+
+    check_error(
+        post(b"{".to_vec()).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    check_error(
+        post(br#"{"v":1,"body":{"token":"x"}}"#.to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let mut future: Value = serde_json::from_slice(&rpc_body("t", Request::GetAccount)).unwrap();
+    future["v"] = json!(wire::PROTOCOL_VERSION + 1);
+    check_error(
+        post(serde_json::to_vec(&future).unwrap()).await.unwrap(),
+        StatusCode::UPGRADE_REQUIRED,
+        "unsupported_version",
+    )
+    .await;
+    check_error(
+        post(vec![b' '; wire::MAX_MESSAGE_BYTES + 1]).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+}
+
+fn chunk(seed: &str) -> (ChunkId, Bytes) {
+    let data = Bytes::from(format!("encoded chunk {seed}").repeat(100));
+    (ChunkId(*blake3::hash(&data).as_bytes()), data)
+}
+
+#[tokio::test]
+async fn chunks_go_up_and_down_for_members_only() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let bob = gw.user("bob@example.org").await;
+    let ws = alice.private.id;
+    let (a, a_data) = chunk("a");
+    let (b, _) = chunk("b");
+
+    alice
+        .client
+        .put_chunk(ws, &a, a_data.clone())
+        .await
+        .unwrap();
+    // Idempotent: a repeat (a retry) is fine.
+    alice
+        .client
+        .put_chunk(ws, &a, a_data.clone())
+        .await
+        .unwrap();
+    assert_eq!(alice.client.get_chunk(ws, &a).await.unwrap(), a_data);
+    assert_eq!(
+        alice.client.has_chunks(ws, &[b, a, b]).await.unwrap(),
+        vec![false, true, false]
+    );
+    assert_eq!(
+        alice.client.get_chunk(ws, &b).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+
+    for err in [
+        bob.client.get_chunk(ws, &a).await.unwrap_err(),
+        bob.client
+            .put_chunk(ws, &b, Bytes::from_static(b"x"))
+            .await
+            .unwrap_err(),
+        bob.client.has_chunks(ws, &[a]).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(err.kind, ErrorKind::Forbidden | ErrorKind::NotFound),
+            "a non-member is refused: {err:?}"
+        );
+    }
+
+    let base = format!("{}/api/v1/workspaces", gw.url);
+    let token = alice.client.session().token.clone();
+    let get = |path: String| {
+        http()
+            .get(format!("{base}/{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    check_error(
+        get(format!("{ws}/chunks/zz")).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    check_error(
+        get(format!("not-a-uuid/chunks/{}", a.to_hex()))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let anonymous = http()
+        .get(format!("{base}/{ws}/chunks/{}", a.to_hex()))
+        .send()
+        .await
+        .unwrap();
+    check_error(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+
+    let too_many: Vec<String> = vec![a.to_hex(); stacksync_gateway::MAX_EXISTS_IDS + 1];
+    let response = http()
+        .post(format!("{base}/{ws}/chunks/exists"))
+        .bearer_auth(&token)
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
+    check_error(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+    let garbage_ids = http()
+        .post(format!("{base}/{ws}/chunks/exists"))
+        .bearer_auth(&token)
+        .json(&json!(["abc"]))
+        .send()
+        .await
+        .unwrap();
+    check_error(garbage_ids, StatusCode::BAD_REQUEST, "bad_request").await;
+}

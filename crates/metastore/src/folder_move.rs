@@ -1,0 +1,274 @@
+//! Turning a folder of one workspace into a workspace of its own, as sharing
+//! does (reference section 6): the folder's subtree moves, with its history
+//! and chunk references, and the folder itself gets a DELETED version in the
+//! source workspace so that the owner's other devices see it leave the
+//! private tree (the shared workspace is mounted in its place).
+//!
+//! Item ids are global, so moved items keep their ids; each gets a fresh
+//! revision in the target workspace so the target's change feed lists it.
+//! The folder's direct children become top-level items of the target, in
+//! their whole history (the folder does not exist there).
+
+use std::collections::BTreeMap;
+
+use sqlx::AnyConnection;
+use stacksync_proto::{ChunkId, DeviceId, Error, ItemId, ItemMeta, ItemStatus, WorkspaceId};
+
+use crate::commit::write_version;
+use crate::error::{DbContext, StoreError};
+use crate::feed::{attach_chunks, load_item};
+use crate::rows::{get, to_u64};
+use crate::{MetaStore, now_ms};
+
+/// Most ids bound in one `IN (...)` list.
+const GROUP: usize = 400;
+
+/// What [`MetaStore::move_folder_to_workspace`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderMove {
+    /// The folder's DELETED version in the source workspace; `None` when an
+    /// earlier call already moved the folder (the call is idempotent).
+    pub folder: Option<ItemMeta>,
+    /// Every moved item's latest state in the target workspace, parents
+    /// before children.
+    pub moved: Vec<ItemMeta>,
+    /// The source workspace's revision afterwards.
+    pub source_revision: u64,
+    /// The target workspace's revision afterwards.
+    pub target_revision: u64,
+}
+
+/// Ids of every item under `folder` in `ws` (deleted ones too: their
+/// history moves with them), parents before children.
+async fn subtree(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    folder: ItemId,
+) -> Result<Vec<ItemId>, StoreError> {
+    let mut out = Vec::new();
+    let mut frontier = vec![folder];
+    // Bounded by the store's nesting limit: a cycle cannot exist (commit
+    // refuses it), but a bound keeps a corrupt database from looping.
+    for _ in 0..crate::commit::MAX_DEPTH {
+        if frontier.is_empty() {
+            return Ok(out);
+        }
+        let mut next = Vec::new();
+        for group in frontier.chunks(GROUP) {
+            let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id FROM items WHERE workspace_id = $1 AND parent_id IN ({}) ORDER BY revision",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(crate::rows::dynamic(sql)).bind(ws.to_string());
+            for id in group {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(&mut *conn).await.ctx("listing a subtree")? {
+                next.push(crate::rows::parse_id("items", &get::<String>(&row, "id")?)?);
+            }
+        }
+        out.extend_from_slice(&next);
+        frontier = next;
+    }
+    Err(crate::rows::corrupt(
+        "items",
+        format!("folder {folder} is nested deeper than the store allows"),
+    ))
+}
+
+/// How many version rows of `items` reference each chunk.
+async fn chunk_uses(
+    conn: &mut AnyConnection,
+    items: &[ItemId],
+) -> Result<BTreeMap<(String, i64), i64>, StoreError> {
+    let mut uses = BTreeMap::new();
+    for group in items.chunks(GROUP) {
+        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "SELECT chunk_id, size, COUNT(*) AS n FROM version_chunks WHERE item_id IN ({}) \
+             GROUP BY chunk_id, size",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(crate::rows::dynamic(sql));
+        for id in group {
+            q = q.bind(id.to_string());
+        }
+        for row in q.fetch_all(&mut *conn).await.ctx("counting chunk uses")? {
+            let key = (get::<String>(&row, "chunk_id")?, get::<i64>(&row, "size")?);
+            *uses.entry(key).or_insert(0) += get::<i64>(&row, "n")?;
+        }
+    }
+    Ok(uses)
+}
+
+async fn lock_revision(conn: &mut AnyConnection, ws: WorkspaceId) -> Result<u64, StoreError> {
+    let locked =
+        sqlx::query("UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1")
+            .bind(ws.to_string())
+            .execute(&mut *conn)
+            .await
+            .ctx("locking a workspace")?;
+    if locked.rows_affected() == 0 {
+        return Err(Error::not_found(format!("no workspace {ws}")).into());
+    }
+    let row = sqlx::query("SELECT latest_revision FROM workspaces WHERE id = $1")
+        .bind(ws.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .ctx("reading a workspace revision")?;
+    to_u64("workspaces", get(&row, "latest_revision")?)
+}
+
+async fn set_revision(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    revision: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE workspaces SET latest_revision = $1 WHERE id = $2")
+        .bind(revision as i64)
+        .bind(ws.to_string())
+        .execute(&mut *conn)
+        .await
+        .ctx("advancing a workspace revision")?;
+    Ok(())
+}
+
+impl MetaStore {
+    /// Every chunk referenced by any version of any item under `folder` in
+    /// `ws`: what must be copied to the container of a workspace the folder
+    /// moves to.
+    pub async fn subtree_chunks(
+        &self,
+        ws: WorkspaceId,
+        folder: ItemId,
+    ) -> Result<Vec<ChunkId>, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let items = subtree(&mut conn, ws, folder).await?;
+        chunk_uses(&mut conn, &items)
+            .await?
+            .into_keys()
+            .map(|(id, _)| {
+                ChunkId::from_hex(&id).map_err(|_| crate::rows::corrupt("version_chunks", id))
+            })
+            .collect()
+    }
+
+    /// Moves everything under `folder` (a folder of `from`) into the empty
+    /// or partly filled workspace `to`, and deletes the folder in `from`
+    /// with a version attributed to `device` (the nil device when the
+    /// server does it on its own). One transaction; idempotent: a repeat
+    /// finds nothing left to move and reports `folder: None`.
+    pub async fn move_folder_to_workspace(
+        &self,
+        from: WorkspaceId,
+        folder: ItemId,
+        to: WorkspaceId,
+        device: DeviceId,
+    ) -> Result<FolderMove, StoreError> {
+        if from == to {
+            return Err(Error::bad_request("a folder cannot move into its own workspace").into());
+        }
+        let mut tx = self.pool.begin().await.ctx("beginning a folder move")?;
+        // Lock in id order so that two moves between the same workspaces
+        // cannot deadlock.
+        let (first, second) = if from < to { (from, to) } else { (to, from) };
+        let r1 = lock_revision(&mut tx, first).await?;
+        let r2 = lock_revision(&mut tx, second).await?;
+        let (mut from_rev, mut to_rev) = if first == from { (r1, r2) } else { (r2, r1) };
+        let current = match load_item(&mut tx, folder).await? {
+            Some(m) if m.workspace == from && m.is_folder => m,
+            _ => {
+                return Err(
+                    Error::not_found(format!("no folder {folder} in workspace {from}")).into(),
+                );
+            }
+        };
+        let items = subtree(&mut tx, from, folder).await?;
+        for id in &items {
+            to_rev += 1;
+            let top = sqlx::query("SELECT parent_id FROM items WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .ctx("reading a parent")?;
+            let direct = get::<String>(&top, "parent_id")? == folder.to_string();
+            let parent_sql = if direct { "''" } else { "parent_id" };
+            sqlx::query(crate::rows::dynamic(format!(
+                "UPDATE items SET workspace_id = $1, revision = $2, parent_id = {parent_sql} WHERE id = $3"
+            )))
+            .bind(to.to_string())
+            .bind(to_rev as i64)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .ctx("moving an item")?;
+            sqlx::query(crate::rows::dynamic(format!(
+                "UPDATE item_versions SET workspace_id = $1, parent_id = {parent_sql} WHERE item_id = $2"
+            )))
+            .bind(to.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .ctx("moving an item's history")?;
+        }
+        for ((chunk, size), n) in chunk_uses(&mut tx, &items).await? {
+            sqlx::query(
+                "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + excluded.refs",
+            )
+            .bind(to.to_string())
+            .bind(&chunk)
+            .bind(size)
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .ctx("moving chunk references")?;
+            sqlx::query(
+                "UPDATE chunk_refs SET refs = refs - $1 WHERE workspace_id = $2 AND chunk_id = $3",
+            )
+            .bind(n)
+            .bind(from.to_string())
+            .bind(&chunk)
+            .execute(&mut *tx)
+            .await
+            .ctx("moving chunk references")?;
+        }
+        sqlx::query("DELETE FROM chunk_refs WHERE workspace_id = $1 AND refs <= 0")
+            .bind(from.to_string())
+            .execute(&mut *tx)
+            .await
+            .ctx("dropping unused chunk references")?;
+        let deleted = if current.status.is_live() {
+            from_rev += 1;
+            let meta = ItemMeta {
+                status: ItemStatus::Deleted,
+                version: current.version + 1,
+                revision: from_rev,
+                server_modified: now_ms(),
+                device,
+                ..current
+            };
+            write_version(&mut tx, &meta, true).await?;
+            Some(meta)
+        } else {
+            None
+        };
+        set_revision(&mut tx, from, from_rev).await?;
+        set_revision(&mut tx, to, to_rev).await?;
+        tx.commit().await.ctx("committing a folder move")?;
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let mut moved = Vec::with_capacity(items.len());
+        for id in items {
+            if let Some(m) = load_item(&mut conn, id).await? {
+                moved.push(attach_chunks(&mut conn, m).await?);
+            }
+        }
+        Ok(FolderMove {
+            folder: deleted,
+            moved,
+            source_revision: from_rev,
+            target_revision: to_rev,
+        })
+    }
+}

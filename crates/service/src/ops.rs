@@ -1,0 +1,279 @@
+//! Dispatch of RPC requests and the operations on one workspace: the change
+//! feed, commits, devices, mounts, members, versions and restore.
+//!
+//! Authorization happens here, before any effect: a workspace is reached
+//! only through `MetaStore::workspace_as` (forbidden to non-members, whether
+//! or not it exists), and a device id in a request must belong to the caller.
+
+use std::net::IpAddr;
+
+use stacksync_bus::Topic;
+use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
+use stacksync_proto::{
+    CommitOutcome, CommitRequest, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus,
+    Notification, ProposedItem, UserId, Workspace, WorkspaceId,
+};
+use uuid::Uuid;
+
+use crate::Service;
+use crate::auth::derived_id;
+use crate::error::ServiceError;
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl Service {
+    /// Serves one request: authenticates its token (except for `Login`),
+    /// authorizes, executes, and publishes notifications once the change is
+    /// durable. Never panics on input; every failure is an error reply.
+    pub async fn handle(&self, req: RpcRequest, peer: Option<IpAddr>) -> RpcResponse {
+        let request_id = req.request_id;
+        let result = self.dispatch(req, peer).await.map_err(|e| e.to_proto());
+        RpcResponse { request_id, result }
+    }
+
+    async fn dispatch(&self, req: RpcRequest, peer: Option<IpAddr>) -> Result<Reply> {
+        if let Request::Login { email, password } = &req.request {
+            let s = self.login(email, password).await?;
+            return Ok(Reply::Session {
+                token: s.token,
+                user: s.user,
+                expires_at: s.expires_at,
+            });
+        }
+        let user = self.authenticate(&req.token).await?;
+        let store = self.store();
+        Ok(match req.request {
+            Request::Login { .. } => unreachable!("login is answered before authentication"),
+            Request::GetAccount => Reply::Account(store.user(user).await?.account),
+            Request::GetWorkspaces => Reply::Workspaces {
+                workspaces: store.workspaces_of(user).await?,
+            },
+            Request::GetChanges {
+                workspace,
+                since,
+                limit,
+            } => {
+                self.member_of(user, workspace).await?;
+                Reply::Changes(store.get_changes(workspace, since, limit).await?)
+            }
+            Request::Commit(commit) => Reply::Commit(self.commit(user, commit).await?),
+            Request::UpdateDevice {
+                id,
+                name,
+                os,
+                app_version,
+            } => {
+                // A new device's id comes from the request id, so that a
+                // retry updates the device the first attempt registered.
+                let id =
+                    id.unwrap_or_else(|| DeviceId(derived_id("device", user.0, req.request_id)));
+                let ip = peer.map(|p| p.to_string());
+                Reply::Device(
+                    store
+                        .upsert_device(user, Some(id), &name, &os, &app_version, ip.as_deref())
+                        .await?,
+                )
+            }
+            Request::UpdateWorkspace {
+                workspace,
+                name,
+                mount_parent,
+            } => Reply::Workspace(
+                self.update_workspace(user, workspace, &name, mount_parent)
+                    .await?,
+            ),
+            Request::CreateShareProposal {
+                workspace,
+                folder,
+                emails,
+                encryption,
+            } => {
+                self.create_share_proposal(
+                    user,
+                    req.request_id,
+                    workspace,
+                    folder,
+                    &emails,
+                    encryption,
+                )
+                .await?
+            }
+            Request::AnswerShareProposal { proposal, accept } => {
+                self.answer_share_proposal(user, proposal, accept).await?
+            }
+            Request::Unshare { workspace, emails } => {
+                self.unshare(user, workspace, &emails).await?
+            }
+            Request::GetMembers { workspace } => {
+                self.member_of(user, workspace).await?;
+                Reply::Members {
+                    members: store.members(workspace).await?,
+                }
+            }
+            Request::GetVersions { workspace, item } => {
+                self.member_of(user, workspace).await?;
+                Reply::Versions {
+                    versions: store.versions(workspace, item).await?,
+                }
+            }
+            Request::Restore {
+                workspace,
+                item,
+                version,
+                device,
+            } => Reply::Restored {
+                meta: self.restore(user, workspace, item, version, device).await?,
+            },
+        })
+    }
+
+    /// The workspace as `user` sees it; forbidden unless a member.
+    pub(crate) async fn member_of(&self, user: UserId, ws: WorkspaceId) -> Result<Workspace> {
+        Ok(self.store().workspace_as(user, ws).await?)
+    }
+
+    /// Refuses a device that is not `user`'s.
+    async fn own_device(&self, user: UserId, device: DeviceId) -> Result<()> {
+        match self.store().device(device).await? {
+            Some(d) if d.user == user => Ok(()),
+            _ => Err(Error::forbidden(format!("device {device} is not one of yours")).into()),
+        }
+    }
+
+    async fn commit(
+        &self,
+        user: UserId,
+        commit: CommitRequest,
+    ) -> Result<stacksync_proto::CommitResult> {
+        self.member_of(user, commit.workspace).await?;
+        self.own_device(user, commit.device).await?;
+        let result = self.store().commit(&commit).await?;
+        let items: Vec<ItemMeta> = result
+            .results
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                CommitOutcome::Committed { meta } => Some(meta.clone()),
+                _ => None,
+            })
+            .collect();
+        if !items.is_empty() {
+            let n = Notification::Commit {
+                workspace: commit.workspace,
+                device: commit.device,
+                revision: result.revision,
+                items,
+            };
+            self.notify(Topic::Workspace(commit.workspace), &n).await;
+        }
+        Ok(result)
+    }
+
+    async fn update_workspace(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+        name: &str,
+        mount_parent: Option<ItemId>,
+    ) -> Result<Workspace> {
+        // Authorize first, so that a bad name from a non-member is still
+        // reported as forbidden.
+        self.member_of(user, ws).await?;
+        ItemName::new(name).map_err(|why| Error::invalid_name(name, why))?;
+        let updated = self
+            .store()
+            .update_membership(ws, user, name, mount_parent)
+            .await?;
+        let n = Notification::WorkspaceUpdated {
+            workspace: updated.clone(),
+        };
+        self.notify(Topic::User(user), &n).await;
+        Ok(updated)
+    }
+
+    /// Commits a new version whose content is that of `version` (history
+    /// is kept). If the item already looks like that version (a retried
+    /// restore, or nothing to undo), the current version is the answer.
+    async fn restore(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+        item: ItemId,
+        version: u64,
+        device: DeviceId,
+    ) -> Result<ItemMeta> {
+        self.member_of(user, ws).await?;
+        self.own_device(user, device).await?;
+        let old = self.store().version(ws, item, version).await?;
+        let current = self.store().item(ws, item).await?;
+        if same_content(&old, &current) {
+            return Ok(current);
+        }
+        let live = old.status.is_live();
+        let proposed = ProposedItem {
+            id: item,
+            parent: old.parent,
+            name: old.name.clone(),
+            is_folder: old.is_folder,
+            mimetype: old.mimetype.clone(),
+            // The store normalizes the status (moved, renamed) itself.
+            status: if live {
+                ItemStatus::Changed
+            } else {
+                ItemStatus::Deleted
+            },
+            version: current.version + 1,
+            content_hash: if live { old.content_hash } else { None },
+            size: if live { old.size } else { 0 },
+            client_modified: old.client_modified,
+            chunks: if live { old.chunks.clone() } else { Vec::new() },
+        };
+        let request = CommitRequest {
+            workspace: ws,
+            device,
+            items: vec![proposed],
+        };
+        let result = self.store().commit(&request).await?;
+        let outcome = result
+            .results
+            .into_iter()
+            .next()
+            .map(|r| r.outcome)
+            .ok_or_else(|| Error::internal("a one-item commit returned no result"))?;
+        match outcome {
+            CommitOutcome::Committed { meta } => {
+                let n = Notification::Commit {
+                    workspace: ws,
+                    device,
+                    revision: result.revision,
+                    items: vec![meta.clone()],
+                };
+                self.notify(Topic::Workspace(ws), &n).await;
+                Ok(meta)
+            }
+            CommitOutcome::Conflict { current } => Err(Error::conflict(current).into()),
+            CommitOutcome::Refused { error } => Err(error.into()),
+        }
+    }
+}
+
+/// Whether two versions have the same place, kind and content.
+fn same_content(a: &ItemMeta, b: &ItemMeta) -> bool {
+    a.status.is_live() == b.status.is_live()
+        && a.parent == b.parent
+        && a.name == b.name
+        && a.is_folder == b.is_folder
+        && (!a.status.is_live()
+            || (a.content_hash == b.content_hash && a.size == b.size && a.chunks == b.chunks))
+}
+
+/// The request id as a scope for derived ids (kept here so that every
+/// derived id of the service names its purpose in one place).
+pub(crate) fn share_proposal_id(owner: UserId, request: Uuid) -> Uuid {
+    derived_id("share proposal", owner.0, request)
+}
+
+/// The shared workspace made for a proposal: one per proposal, whoever
+/// accepts first.
+pub(crate) fn shared_workspace_id(proposal: Uuid) -> WorkspaceId {
+    WorkspaceId(derived_id("shared workspace", proposal, Uuid::nil()))
+}

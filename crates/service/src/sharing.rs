@@ -1,0 +1,288 @@
+//! Sharing a folder (reference section 6): proposal, answer, unshare.
+//!
+//! On the first acceptance of a proposal the folder becomes a workspace of
+//! its own: a new workspace and container, the folder's chunks copied into
+//! the container, its items moved (the folder gets a DELETED version in the
+//! owner's private workspace, and the owner mounts the shared workspace in
+//! its place), then members are added and granted the container through the
+//! storage ACLs. Every step is idempotent, so a retried or redelivered
+//! answer (or a crash half-way) is finished by the next attempt.
+
+use futures::{StreamExt, TryStreamExt};
+use stacksync_blobstore::{Access, StorageUser};
+use stacksync_bus::Topic;
+use stacksync_metastore::{InviteeState, ShareProposal};
+use stacksync_proto::rpc::Reply;
+use stacksync_proto::{
+    DeviceId, EncryptionMode, Error, ErrorKind, ItemId, Notification, UserId, Workspace,
+    WorkspaceId,
+};
+use uuid::Uuid;
+
+use crate::error::{BlobContext, ServiceError};
+use crate::ops::{share_proposal_id, shared_workspace_id};
+use crate::{Service, container_name};
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Chunks copied at once into a new shared container.
+const COPY_CONCURRENCY: usize = 8;
+
+impl Service {
+    pub(crate) async fn create_share_proposal(
+        &self,
+        user: UserId,
+        request_id: Uuid,
+        ws: WorkspaceId,
+        folder: ItemId,
+        emails: &[String],
+        encryption: EncryptionMode,
+    ) -> Result<Reply> {
+        let workspace = self.member_of(user, ws).await?;
+        if workspace.owner != user {
+            return Err(
+                Error::forbidden("only the workspace's owner can share its folders").into(),
+            );
+        }
+        if workspace.is_shared {
+            return Err(Error::bad_request(
+                "a folder of a shared workspace cannot be shared again",
+            )
+            .into());
+        }
+        let item = self.store().item(ws, folder).await?;
+        if !item.is_folder || !item.status.is_live() {
+            return Err(Error::bad_request(format!("{folder} is not a live folder")).into());
+        }
+        let me = self.store().user(user).await?.account;
+        if emails
+            .iter()
+            .any(|e| e.trim().eq_ignore_ascii_case(&me.email))
+        {
+            return Err(Error::bad_request("you cannot invite yourself").into());
+        }
+        let id = share_proposal_id(user, request_id);
+        let proposal = self
+            .store()
+            .create_share_proposal_with_id(id, user, ws, folder, emails, encryption)
+            .await?;
+        let n = Notification::ShareProposal {
+            proposal: id,
+            from: user,
+            folder_name: item.name.to_string(),
+        };
+        for (email, _) in &proposal.invitees {
+            if let Some(invitee) = self.store().user_by_email(email).await? {
+                self.notify(Topic::User(invitee.account.id), &n).await;
+            }
+        }
+        Ok(Reply::ShareProposal {
+            proposal: id,
+            shared_to: proposal.invitees.into_iter().map(|(e, _)| e).collect(),
+        })
+    }
+
+    pub(crate) async fn answer_share_proposal(
+        &self,
+        user: UserId,
+        id: Uuid,
+        accept: bool,
+    ) -> Result<Reply> {
+        // Not being invited and the proposal not existing look the same, so
+        // that proposal ids cannot be probed.
+        let not_invited = || Error::forbidden(format!("no invitation for you in proposal {id}"));
+        let proposal = match self.store().share_proposal(id).await {
+            Ok(p) => p,
+            Err(e) if e.to_proto().kind == ErrorKind::NotFound => {
+                return Err(not_invited().into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let me = self.store().user(user).await?.account;
+        let state = proposal
+            .invitees
+            .iter()
+            .find(|(e, _)| e.eq_ignore_ascii_case(&me.email))
+            .map(|(_, s)| *s)
+            .ok_or_else(not_invited)?;
+        match (state, accept) {
+            (InviteeState::Pending, _) => {
+                self.store()
+                    .answer_share_proposal(id, &me.email, accept)
+                    .await?;
+            }
+            // A retry of the same answer finishes what the first began.
+            (InviteeState::Accepted, true) | (InviteeState::Declined, false) => {}
+            _ => {
+                return Err(Error::forbidden(format!("proposal {id} was answered already")).into());
+            }
+        }
+        if !accept {
+            return Ok(Reply::ShareAnswered { workspace: None });
+        }
+        let shared = self.ensure_shared_workspace(&proposal).await?;
+        let folder_name = self
+            .store()
+            .workspace_as(proposal.owner, shared)
+            .await?
+            .name;
+        self.store()
+            .add_member(shared, user, &folder_name, None, None)
+            .await?;
+        let workspace = self.store().workspace_as(user, shared).await?;
+        self.grant(&workspace, me.storage_user.as_deref()).await?;
+        let n = Notification::WorkspaceJoined {
+            workspace: workspace.clone(),
+        };
+        self.notify(Topic::User(user), &n).await;
+        Ok(Reply::ShareAnswered {
+            workspace: Some(workspace),
+        })
+    }
+
+    /// Creates (or finds) the proposal's shared workspace, with the folder
+    /// moved into it and its container filled and granted to the owner.
+    async fn ensure_shared_workspace(&self, p: &ShareProposal) -> Result<WorkspaceId> {
+        let id = p
+            .shared_workspace
+            .unwrap_or_else(|| shared_workspace_id(p.id));
+        let folder = self.store().item(p.workspace, p.folder).await?;
+        let ws = self
+            .store()
+            .create_workspace_with_id(id, p.owner, folder.name.as_str(), true, p.encryption)
+            .await?;
+        self.ensure_container(&ws.container).await?;
+        // Chunks first, items second: when clients learn of the moved items
+        // their chunks are already in the new container.
+        let source = self.store().workspace_as(p.owner, p.workspace).await?;
+        self.copy_chunks(&source, &ws, p.folder).await?;
+        let moved = self
+            .store()
+            .move_folder_to_workspace(p.workspace, p.folder, id, DeviceId::NIL)
+            .await?;
+        let owner_view = self
+            .store()
+            .update_membership(id, p.owner, folder.name.as_str(), folder.parent)
+            .await?;
+        self.store().set_proposal_workspace(p.id, id).await?;
+        let owner = self.store().user(p.owner).await?.account;
+        self.grant(&owner_view, owner.storage_user.as_deref())
+            .await?;
+        if let Some(deleted) = moved.folder {
+            let gone = Notification::Commit {
+                workspace: p.workspace,
+                device: DeviceId::NIL,
+                revision: moved.source_revision,
+                items: vec![deleted],
+            };
+            self.notify(Topic::Workspace(p.workspace), &gone).await;
+            let joined = Notification::WorkspaceJoined {
+                workspace: owner_view,
+            };
+            self.notify(Topic::User(p.owner), &joined).await;
+        }
+        Ok(id)
+    }
+
+    /// Copies every chunk the folder's versions reference from the source
+    /// container into the shared one, skipping those already there.
+    async fn copy_chunks(&self, from: &Workspace, to: &Workspace, folder: ItemId) -> Result<()> {
+        let chunks = self.store().subtree_chunks(from.id, folder).await?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let (src, dst) = (
+            container_name(&from.container)?,
+            container_name(&to.container)?,
+        );
+        let blobs = self.blobs().clone();
+        let present = blobs
+            .existing(&dst, &chunks)
+            .await
+            .blob(|| format!("listing chunks of {dst}"))?;
+        let missing: Vec<_> = chunks
+            .into_iter()
+            .filter(|c| !present.contains(c))
+            .collect();
+        futures::stream::iter(missing)
+            .map(|chunk| {
+                let (blobs, src, dst) = (blobs.clone(), &src, &dst);
+                async move {
+                    let data = blobs
+                        .get_bytes(src, &chunk)
+                        .await
+                        .blob(|| format!("reading chunk {chunk} from {src}"))?;
+                    blobs
+                        .put_bytes(dst, &chunk, data)
+                        .await
+                        .blob(|| format!("copying chunk {chunk} into {dst}"))?;
+                    Ok::<_, ServiceError>(())
+                }
+            })
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Lets a member's storage user read and write the workspace's
+    /// container (members without a storage user go through the service).
+    async fn grant(&self, ws: &Workspace, storage_user: Option<&str>) -> Result<()> {
+        let Some(name) = storage_user else {
+            return Ok(());
+        };
+        let user = StorageUser::new(name).blob(|| format!("naming storage user {name:?}"))?;
+        let container = container_name(&ws.container)?;
+        self.blobs()
+            .grant(&container, &user, Access::ReadWrite)
+            .await
+            .blob(|| format!("granting {name} on {container}"))
+    }
+
+    pub(crate) async fn unshare(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+        emails: &[String],
+    ) -> Result<Reply> {
+        let workspace = self.member_of(user, ws).await?;
+        if workspace.owner != user {
+            return Err(Error::forbidden("only the workspace's owner can unshare it").into());
+        }
+        if !workspace.is_shared {
+            return Err(Error::bad_request(format!("workspace {ws} is not shared")).into());
+        }
+        let container = container_name(&workspace.container)?;
+        let mut removed = Vec::with_capacity(emails.len());
+        for email in emails {
+            let Some(member) = self.store().user_by_email(email).await? else {
+                removed.push(email.trim().to_lowercase());
+                continue;
+            };
+            let account = member.account;
+            if account.id == workspace.owner {
+                return Err(
+                    Error::bad_request("the owner cannot be removed from a workspace").into(),
+                );
+            }
+            if self.store().remove_member(ws, account.id).await? {
+                if let Some(name) = &account.storage_user {
+                    let su =
+                        StorageUser::new(name).blob(|| format!("naming storage user {name:?}"))?;
+                    self.blobs()
+                        .revoke(&container, &su, Access::ReadWrite)
+                        .await
+                        .blob(|| format!("revoking {name} on {container}"))?;
+                }
+                let n = Notification::Unshared {
+                    workspace: ws,
+                    user: account.id,
+                };
+                self.notify(Topic::User(account.id), &n).await;
+                self.notify(Topic::Workspace(ws), &n).await;
+            }
+            removed.push(account.email);
+        }
+        Ok(Reply::Unshared { removed })
+    }
+}

@@ -1,0 +1,94 @@
+//! Serving the bus's shared request queue.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use stacksync_bus::{Bus, IncomingRequest};
+use stacksync_proto::rpc::{RpcRequest, RpcResponse};
+use stacksync_proto::wire;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::Service;
+use crate::error::ServiceError;
+
+/// Takes requests from `bus`'s shared queue until `shutdown` completes,
+/// handling up to `prefetch` at once (the bus hands out no more than that,
+/// so idle instances get the rest). Requests in flight at shutdown are
+/// finished and answered before this returns. Returns how many requests
+/// were answered.
+///
+/// A malformed payload gets an error reply (with the nil request id when
+/// even that cannot be read), never a crash. A request is acknowledged only
+/// after its reply is sent, so one whose instance dies is redelivered to
+/// another; the operations are idempotent under such a repeat.
+pub async fn run_rpc_workers(
+    service: Service,
+    bus: Bus,
+    prefetch: u16,
+    shutdown: impl Future<Output = ()>,
+) -> Result<u64, ServiceError> {
+    let mut requests = bus.serve(prefetch).await?;
+    let served = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "request task failed");
+                }
+            }
+            next = requests.next() => {
+                let Some(incoming) = next else {
+                    tracing::info!("the bus shut down; no more requests");
+                    break;
+                };
+                let (service, served) = (service.clone(), served.clone());
+                tasks.spawn(async move {
+                    if serve_one(&service, incoming).await {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        }
+    }
+    // Stop taking requests (unstarted ones go back to the queue for other
+    // instances) and finish the ones already started.
+    drop(requests);
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "request task failed");
+        }
+    }
+    Ok(served.load(Ordering::Relaxed))
+}
+
+/// Handles one request and replies; true if the reply went out.
+async fn serve_one(service: &Service, incoming: IncomingRequest) -> bool {
+    let response = match wire::decode::<RpcRequest>(incoming.payload()) {
+        Ok(req) => {
+            let (id, redelivered) = (req.request_id, incoming.redelivered());
+            let response = service.handle(req, None).await;
+            tracing::debug!(request = %id, redelivered, ok = response.result.is_ok(), "served");
+            response
+        }
+        Err(error) => {
+            tracing::warn!(%error, "malformed request on the bus");
+            RpcResponse {
+                request_id: Uuid::nil(),
+                result: Err(error),
+            }
+        }
+    };
+    match incoming.reply(wire::encode(&response).into()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "reply not sent; the request will be retried");
+            false
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Authorization, data-driven: one table with every request variant, sent
+//! by a user who is not a member (or with a device that is not theirs).
+//! Each must be refused with the expected kind and change nothing.
+
+mod common;
+
+use common::{Env, User, file, folder};
+use stacksync_proto::rpc::{Reply, Request};
+use stacksync_proto::{CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemMeta, Member};
+use uuid::Uuid;
+
+/// The variant's name. Exhaustive on purpose: a new variant does not
+/// compile until it is added here, and the coverage check below then fails
+/// until the table has a row for it.
+fn variant(r: &Request) -> &'static str {
+    match r {
+        Request::Login { .. } => "login",
+        Request::GetAccount => "get_account",
+        Request::GetWorkspaces => "get_workspaces",
+        Request::GetChanges { .. } => "get_changes",
+        Request::Commit(_) => "commit",
+        Request::UpdateDevice { .. } => "update_device",
+        Request::UpdateWorkspace { .. } => "update_workspace",
+        Request::CreateShareProposal { .. } => "create_share_proposal",
+        Request::AnswerShareProposal { .. } => "answer_share_proposal",
+        Request::Unshare { .. } => "unshare",
+        Request::GetMembers { .. } => "get_members",
+        Request::GetVersions { .. } => "get_versions",
+        Request::Restore { .. } => "restore",
+    }
+}
+
+const ALL: &[&str] = &[
+    "login",
+    "get_account",
+    "get_workspaces",
+    "get_changes",
+    "commit",
+    "update_device",
+    "update_workspace",
+    "create_share_proposal",
+    "answer_share_proposal",
+    "unshare",
+    "get_members",
+    "get_versions",
+    "restore",
+];
+
+/// Everything a refused request must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    revision: u64,
+    members: Vec<Member>,
+    feed: Vec<ItemMeta>,
+    workspace_names: Vec<String>,
+    device_name: String,
+    invitees: Vec<(String, String)>,
+    mallory_revision: u64,
+}
+
+struct World {
+    alice: User,
+    bob: User,
+    mallory: User,
+    doc: ItemId,
+    dir: ItemId,
+    proposal: Uuid,
+}
+
+async fn snapshot(env: &Env, w: &World) -> Snapshot {
+    let store = env.service.store();
+    let ws = w.alice.private.id;
+    Snapshot {
+        revision: store
+            .workspace_as(w.alice.id, ws)
+            .await
+            .unwrap()
+            .latest_revision,
+        members: store.members(ws).await.unwrap(),
+        feed: store.get_changes(ws, 0, 1000).await.unwrap().items,
+        workspace_names: store
+            .workspaces_of(w.alice.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name)
+            .collect(),
+        device_name: store.device(w.alice.device).await.unwrap().unwrap().name,
+        invitees: store
+            .share_proposal(w.proposal)
+            .await
+            .unwrap()
+            .invitees
+            .into_iter()
+            .map(|(e, s)| (e, format!("{s:?}")))
+            .collect(),
+        mallory_revision: store
+            .workspace_as(w.mallory.id, w.mallory.private.id)
+            .await
+            .unwrap()
+            .latest_revision,
+    }
+}
+
+async fn world(env: &Env) -> World {
+    let alice = env.user("alice@example.com").await;
+    let bob = env.user("bob@example.com").await;
+    let mallory = env.user("mallory@example.com").await;
+    let (dir, doc) = (ItemId::new(), ItemId::new());
+    let c = CommitRequest {
+        workspace: alice.private.id,
+        device: alice.device,
+        items: vec![
+            folder(dir, None, "Secret"),
+            file(doc, Some(dir), "plan.txt", 1, "p"),
+        ],
+    };
+    env.call(&alice.token, Request::Commit(c)).await.unwrap();
+    let Ok(Reply::ShareProposal { proposal, .. }) = env
+        .call(
+            &alice.token,
+            Request::CreateShareProposal {
+                workspace: alice.private.id,
+                folder: dir,
+                emails: vec![bob.email.clone()],
+                encryption: EncryptionMode::Plain,
+            },
+        )
+        .await
+    else {
+        panic!("alice proposes to bob");
+    };
+    World {
+        alice,
+        bob,
+        mallory,
+        doc,
+        dir,
+        proposal,
+    }
+}
+
+/// The table: (request sent by mallory, expected error kind, or `None` for
+/// requests on the caller's own data, which must answer with only that).
+fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
+    let ws = w.alice.private.id;
+    let forbidden = Some(ErrorKind::Forbidden);
+    vec![
+        (
+            Request::Login {
+                email: w.alice.email.clone(),
+                password: "wrong".into(),
+            },
+            Some(ErrorKind::Unauthenticated),
+        ),
+        (Request::GetAccount, None),
+        (Request::GetWorkspaces, None),
+        (
+            Request::GetChanges {
+                workspace: ws,
+                since: 0,
+                limit: 10,
+            },
+            forbidden,
+        ),
+        (
+            Request::Commit(CommitRequest {
+                workspace: ws,
+                device: w.mallory.device,
+                items: vec![file(ItemId::new(), None, "evil", 1, "e")],
+            }),
+            forbidden,
+        ),
+        // Mallory's own workspace, but alice's device.
+        (
+            Request::Commit(CommitRequest {
+                workspace: w.mallory.private.id,
+                device: w.alice.device,
+                items: vec![file(ItemId::new(), None, "spoof", 1, "s")],
+            }),
+            forbidden,
+        ),
+        (
+            Request::UpdateDevice {
+                id: Some(w.alice.device),
+                name: "pwned".into(),
+                os: String::new(),
+                app_version: String::new(),
+            },
+            forbidden,
+        ),
+        (
+            Request::UpdateWorkspace {
+                workspace: ws,
+                name: "mine".into(),
+                mount_parent: None,
+            },
+            forbidden,
+        ),
+        (
+            Request::CreateShareProposal {
+                workspace: ws,
+                folder: w.dir,
+                emails: vec![w.mallory.email.clone()],
+                encryption: EncryptionMode::Plain,
+            },
+            forbidden,
+        ),
+        (
+            Request::AnswerShareProposal {
+                proposal: w.proposal,
+                accept: true,
+            },
+            forbidden,
+        ),
+        (
+            Request::AnswerShareProposal {
+                proposal: Uuid::new_v4(),
+                accept: true,
+            },
+            forbidden,
+        ),
+        (
+            Request::Unshare {
+                workspace: ws,
+                emails: vec![w.bob.email.clone()],
+            },
+            forbidden,
+        ),
+        (Request::GetMembers { workspace: ws }, forbidden),
+        (
+            Request::GetVersions {
+                workspace: ws,
+                item: w.doc,
+            },
+            forbidden,
+        ),
+        (
+            Request::Restore {
+                workspace: ws,
+                item: w.doc,
+                version: 1,
+                device: w.mallory.device,
+            },
+            forbidden,
+        ),
+        // Her own workspace, alice's device.
+        (
+            Request::Restore {
+                workspace: w.mallory.private.id,
+                item: w.doc,
+                version: 1,
+                device: w.alice.device,
+            },
+            forbidden,
+        ),
+    ]
+}
+
+async fn non_members_are_refused_and_nothing_changes(env: &Env) {
+    let w = world(env).await;
+    let rows = table(&w);
+    let covered: std::collections::BTreeSet<_> = rows.iter().map(|(r, _)| variant(r)).collect();
+    assert_eq!(
+        covered,
+        ALL.iter().copied().collect(),
+        "the table covers every request variant"
+    );
+    let before = snapshot(env, &w).await;
+    for (request, expected) in rows {
+        let name = variant(&request);
+        let result = env.call(&w.mallory.token, request).await;
+        match (expected, result) {
+            (Some(kind), Err(e)) => assert_eq!(e.kind, kind, "{name}: {e}"),
+            (Some(kind), Ok(reply)) => panic!("{name}: expected {kind:?}, got {reply:?}"),
+            (None, Ok(Reply::Account(a))) => assert_eq!(a.id, w.mallory.id, "{name}"),
+            (None, Ok(Reply::Workspaces { workspaces })) => {
+                assert!(
+                    workspaces.iter().all(|ws| ws.owner == w.mallory.id),
+                    "{name}: {workspaces:?}"
+                );
+            }
+            (None, other) => panic!("{name}: unexpected {other:?}"),
+        }
+        assert_eq!(snapshot(env, &w).await, before, "{name} changed something");
+    }
+}
+both_combos!(non_members_are_refused_and_nothing_changes);
+
+async fn bad_tokens_are_unauthenticated(env: &Env) {
+    let w = world(env).await;
+    let expired = "ab".repeat(32);
+    env.service
+        .store()
+        .create_session(w.alice.id, &stacksync_service::token_hash(&expired), 1)
+        .await
+        .unwrap();
+    let unknown = "cd".repeat(32);
+    let before = snapshot(env, &w).await;
+    for (request, _) in table(&w) {
+        if matches!(request, Request::Login { .. }) {
+            continue;
+        }
+        let name = variant(&request);
+        for token in ["", "not-a-token", unknown.as_str(), expired.as_str()] {
+            let e = env.call(token, request.clone()).await.unwrap_err();
+            assert_eq!(
+                e.kind,
+                ErrorKind::Unauthenticated,
+                "{name} with token {token:?}"
+            );
+        }
+    }
+    assert_eq!(snapshot(env, &w).await, before);
+}
+both_combos!(bad_tokens_are_unauthenticated);

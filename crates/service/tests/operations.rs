@@ -1,0 +1,423 @@
+//! The operations end to end over the bus: feed, commit with notification,
+//! versions and restore, idempotent retries, sharing and unsharing.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Env, file, folder, next_notification};
+use stacksync_blobstore::{ContainerName, StorageUser};
+use stacksync_proto::rpc::{Reply, Request, RpcRequest};
+use stacksync_proto::{
+    ChunkId, ChunkRef, CommitOutcome, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemStatus,
+    Notification, wire,
+};
+use uuid::Uuid;
+
+async fn commit_flow(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let ws = alice.private.id;
+    let mut sub = env
+        .bus
+        .subscribe(&env.service.topics_for(alice.id).await.unwrap())
+        .await
+        .unwrap();
+    let (dir, doc) = (ItemId::new(), ItemId::new());
+    let commit = CommitRequest {
+        workspace: ws,
+        device: alice.device,
+        items: vec![
+            folder(dir, None, "docs"),
+            file(doc, Some(dir), "a.txt", 1, "one"),
+        ],
+    };
+    let Ok(Reply::Commit(result)) = env.call(&alice.token, Request::Commit(commit)).await else {
+        panic!("the commit is answered");
+    };
+    assert!(
+        result
+            .results
+            .iter()
+            .all(|r| matches!(r.outcome, CommitOutcome::Committed { .. }))
+    );
+    match next_notification(&mut sub).await {
+        Notification::Commit {
+            workspace,
+            items,
+            revision,
+            ..
+        } => {
+            assert_eq!(workspace, ws);
+            assert_eq!(revision, result.revision);
+            assert_eq!(
+                items.iter().map(|m| m.id).collect::<Vec<_>>(),
+                vec![dir, doc]
+            );
+        }
+        other => panic!("expected a commit notification, got {other:?}"),
+    }
+    // Two more versions, then restore the first.
+    for (v, seed) in [(2, "two"), (3, "three")] {
+        let c = CommitRequest {
+            workspace: ws,
+            device: alice.device,
+            items: vec![file(doc, Some(dir), "a.txt", v, seed)],
+        };
+        env.call(&alice.token, Request::Commit(c)).await.unwrap();
+    }
+    let Ok(Reply::Restored { meta }) = env
+        .call(
+            &alice.token,
+            Request::Restore {
+                workspace: ws,
+                item: doc,
+                version: 1,
+                device: alice.device,
+            },
+        )
+        .await
+    else {
+        panic!("restore works");
+    };
+    assert_eq!(meta.version, 4);
+    assert_eq!(
+        meta.content_hash,
+        file(doc, None, "a.txt", 1, "one").content_hash
+    );
+    let Ok(Reply::Versions { versions }) = env
+        .call(
+            &alice.token,
+            Request::GetVersions {
+                workspace: ws,
+                item: doc,
+            },
+        )
+        .await
+    else {
+        panic!("versions are listed");
+    };
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    let Ok(Reply::Changes(page)) = env
+        .call(
+            &alice.token,
+            Request::GetChanges {
+                workspace: ws,
+                since: 0,
+                limit: 100,
+            },
+        )
+        .await
+    else {
+        panic!("the feed answers");
+    };
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.cursor, meta.revision);
+    let Ok(Reply::Account(account)) = env.call(&alice.token, Request::GetAccount).await else {
+        panic!("account");
+    };
+    assert_eq!(account.email, "alice@example.com");
+    let Ok(Reply::Workspaces { workspaces }) = env.call(&alice.token, Request::GetWorkspaces).await
+    else {
+        panic!("workspaces");
+    };
+    assert_eq!(workspaces.len(), 1);
+    assert_eq!(workspaces[0].latest_revision, meta.revision);
+}
+both_combos!(commit_flow);
+
+async fn retries_are_idempotent(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let ws = alice.private.id;
+    let doc = ItemId::new();
+    let req = RpcRequest {
+        request_id: Uuid::new_v4(),
+        token: alice.token.clone(),
+        request: Request::Commit(CommitRequest {
+            workspace: ws,
+            device: alice.device,
+            items: vec![file(doc, None, "x", 1, "x1")],
+        }),
+    };
+    let first = env.call_raw(&req).await.result.unwrap();
+    let again = env.call_raw(&req).await.result.unwrap();
+    assert_eq!(first, again, "a retried commit reports the same outcome");
+    let Ok(Reply::Versions { versions }) = env
+        .call(
+            &alice.token,
+            Request::GetVersions {
+                workspace: ws,
+                item: doc,
+            },
+        )
+        .await
+    else {
+        panic!("versions");
+    };
+    assert_eq!(versions.len(), 1, "a retried commit adds no version");
+    let register = RpcRequest {
+        request_id: Uuid::new_v4(),
+        token: alice.token.clone(),
+        request: Request::UpdateDevice {
+            id: None,
+            name: "phone".into(),
+            os: String::new(),
+            app_version: String::new(),
+        },
+    };
+    let (Ok(Reply::Device(d1)), Ok(Reply::Device(d2))) = (
+        env.call_raw(&register).await.result,
+        env.call_raw(&register).await.result,
+    ) else {
+        panic!("device registration works");
+    };
+    assert_eq!(d1.id, d2.id, "a retried registration finds the same device");
+    let malformed = env
+        .bus
+        .call(Bytes::from_static(b"{not json"), common::DEADLINE)
+        .await
+        .unwrap();
+    let resp: stacksync_proto::rpc::RpcResponse = wire::decode(&malformed).unwrap();
+    assert_eq!(resp.result.unwrap_err().kind, ErrorKind::BadRequest);
+}
+both_combos!(retries_are_idempotent);
+
+async fn share_accept_and_unshare(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let bob = env.user("bob@example.com").await;
+    let ws = alice.private.id;
+    let (dir, doc) = (ItemId::new(), ItemId::new());
+    let data = Bytes::from_static(b"encoded chunk bytes");
+    let chunk = ChunkId(*blake3::hash(&data).as_bytes());
+    env.service
+        .put_chunk(alice.id, ws, &chunk, data.clone())
+        .await
+        .unwrap();
+    let mut f = file(doc, Some(dir), "report.txt", 1, "report");
+    f.size = data.len() as u64;
+    f.chunks = vec![ChunkRef {
+        id: chunk,
+        size: data.len() as u32,
+    }];
+    let commit = CommitRequest {
+        workspace: ws,
+        device: alice.device,
+        items: vec![folder(dir, None, "Project"), f],
+    };
+    env.call(&alice.token, Request::Commit(commit))
+        .await
+        .unwrap();
+
+    let mut bob_sub = env
+        .bus
+        .subscribe(&env.service.topics_for(bob.id).await.unwrap())
+        .await
+        .unwrap();
+    let propose = RpcRequest {
+        request_id: Uuid::new_v4(),
+        token: alice.token.clone(),
+        request: Request::CreateShareProposal {
+            workspace: ws,
+            folder: dir,
+            emails: vec!["Bob@Example.com".into()],
+            encryption: EncryptionMode::Plain,
+        },
+    };
+    let Ok(Reply::ShareProposal {
+        proposal,
+        shared_to,
+    }) = env.call_raw(&propose).await.result
+    else {
+        panic!("the proposal is made");
+    };
+    assert_eq!(shared_to, vec!["bob@example.com".to_string()]);
+    let Ok(Reply::ShareProposal {
+        proposal: again, ..
+    }) = env.call_raw(&propose).await.result
+    else {
+        panic!("a retried proposal is answered");
+    };
+    assert_eq!(proposal, again, "a retried proposal finds the first");
+    match next_notification(&mut bob_sub).await {
+        Notification::ShareProposal {
+            proposal: p,
+            from,
+            folder_name,
+        } => {
+            assert_eq!(
+                (p, from, folder_name.as_str()),
+                (proposal, alice.id, "Project")
+            );
+        }
+        other => panic!("expected a share proposal, got {other:?}"),
+    }
+
+    let Ok(Reply::ShareAnswered {
+        workspace: Some(shared),
+    }) = env
+        .call(
+            &bob.token,
+            Request::AnswerShareProposal {
+                proposal,
+                accept: true,
+            },
+        )
+        .await
+    else {
+        panic!("bob accepts");
+    };
+    assert!(shared.is_shared);
+    assert_eq!(shared.owner, alice.id);
+    assert_eq!(shared.name, "Project");
+    // A retried acceptance gives the same workspace.
+    let Ok(Reply::ShareAnswered {
+        workspace: Some(same),
+    }) = env
+        .call(
+            &bob.token,
+            Request::AnswerShareProposal {
+                proposal,
+                accept: true,
+            },
+        )
+        .await
+    else {
+        panic!("a retried acceptance is answered");
+    };
+    assert_eq!(same.id, shared.id);
+
+    // The file now lives at the top of the shared workspace, with its chunk.
+    let Ok(Reply::Changes(page)) = env
+        .call(
+            &bob.token,
+            Request::GetChanges {
+                workspace: shared.id,
+                since: 0,
+                limit: 100,
+            },
+        )
+        .await
+    else {
+        panic!("bob reads the shared feed");
+    };
+    assert_eq!(page.items.len(), 1);
+    assert_eq!((page.items[0].id, page.items[0].parent), (doc, None));
+    assert_eq!(
+        env.service
+            .get_chunk(bob.id, shared.id, &chunk)
+            .await
+            .unwrap(),
+        data
+    );
+    // In alice's private tree the folder is gone; she mounts the shared one there.
+    let Ok(Reply::Changes(private)) = env
+        .call(
+            &alice.token,
+            Request::GetChanges {
+                workspace: ws,
+                since: 0,
+                limit: 100,
+            },
+        )
+        .await
+    else {
+        panic!("alice reads her feed");
+    };
+    assert_eq!(private.items.len(), 1);
+    assert_eq!(
+        (private.items[0].id, private.items[0].status),
+        (dir, ItemStatus::Deleted)
+    );
+    let Ok(Reply::Workspaces { workspaces }) = env.call(&alice.token, Request::GetWorkspaces).await
+    else {
+        panic!("alice's workspaces");
+    };
+    assert!(
+        workspaces
+            .iter()
+            .any(|w| w.id == shared.id && w.mount_parent.is_none() && w.name == "Project")
+    );
+    let container = ContainerName::new(&shared.container).unwrap();
+    let bob_su = StorageUser::new("t:bob").unwrap();
+    assert!(
+        env.blobs
+            .acl(&container)
+            .await
+            .unwrap()
+            .write
+            .contains(&bob_su)
+    );
+    let Ok(Reply::Members { members }) = env
+        .call(
+            &bob.token,
+            Request::GetMembers {
+                workspace: shared.id,
+            },
+        )
+        .await
+    else {
+        panic!("members");
+    };
+    assert_eq!(
+        members.iter().map(|m| m.email.as_str()).collect::<Vec<_>>(),
+        vec!["alice@example.com", "bob@example.com"]
+    );
+    // Bob commits into the shared workspace.
+    let c = CommitRequest {
+        workspace: shared.id,
+        device: bob.device,
+        items: vec![file(ItemId::new(), None, "bob.txt", 1, "b")],
+    };
+    env.call(&bob.token, Request::Commit(c)).await.unwrap();
+
+    // Unshare: bob is told, loses access and his ACL.
+    let Ok(Reply::Unshared { removed }) = env
+        .call(
+            &alice.token,
+            Request::Unshare {
+                workspace: shared.id,
+                emails: vec!["bob@example.com".into()],
+            },
+        )
+        .await
+    else {
+        panic!("unshare works");
+    };
+    assert_eq!(removed, vec!["bob@example.com".to_string()]);
+    loop {
+        match next_notification(&mut bob_sub).await {
+            Notification::Unshared { workspace, user } => {
+                assert_eq!((workspace, user), (shared.id, bob.id));
+                break;
+            }
+            // The join comes first, and the retried proposal may have been
+            // announced twice (notifications are hints, not a log).
+            Notification::ShareProposal { .. }
+            | Notification::Commit { .. }
+            | Notification::WorkspaceJoined { .. } => {}
+            other => panic!("unexpected notification {other:?}"),
+        }
+    }
+    let err = env
+        .call(
+            &bob.token,
+            Request::GetChanges {
+                workspace: shared.id,
+                since: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Forbidden);
+    assert!(
+        !env.blobs
+            .acl(&container)
+            .await
+            .unwrap()
+            .write
+            .contains(&bob_su)
+    );
+}
+both_combos!(share_accept_and_unshare);
