@@ -1,9 +1,15 @@
 //! The `stacksync` binary: `stacksync server` runs the sync service (RPC
 //! workers on the bus and the HTTP surface), `stacksync admin` manages
-//! users. Thin by design: argument parsing, configuration and wiring of the
-//! library crates only; it must never hold sync logic of its own.
+//! users, and the client commands (`setup`, `sync`, `status`, `versions`,
+//! `restore`) run the desktop client. Thin by design: argument parsing,
+//! configuration and wiring of the library crates only; it must never hold
+//! sync logic of its own. Built with `--no-default-features`, the binary
+//! has the client commands only and links no server code.
 
+mod client;
+#[cfg(feature = "server")]
 mod config;
+#[cfg(feature = "server")]
 mod server;
 
 use std::path::PathBuf;
@@ -11,6 +17,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "server")]
 use crate::config::{BusKind, Config};
 
 #[derive(Parser, Debug)]
@@ -23,16 +30,21 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs the sync service and its HTTP surface.
+    #[cfg(feature = "server")]
     Server(Overrides),
     /// Administration of the installation.
+    #[cfg(feature = "server")]
     Admin {
         #[command(flatten)]
         overrides: Overrides,
         #[command(subcommand)]
         what: AdminCommand,
     },
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
+#[cfg(feature = "server")]
 /// Where the configuration comes from. Each flag can also be given by its
 /// environment variable; flags win over variables, variables over the file.
 #[derive(Args, Debug, Clone)]
@@ -63,6 +75,7 @@ struct Overrides {
     prefetch: Option<u16>,
 }
 
+#[cfg(feature = "server")]
 #[derive(Subcommand, Debug)]
 enum AdminCommand {
     /// User accounts.
@@ -72,6 +85,7 @@ enum AdminCommand {
     },
 }
 
+#[cfg(feature = "server")]
 #[derive(Subcommand, Debug)]
 enum UserCommand {
     /// Creates a user and their private workspace; prints the user id.
@@ -93,6 +107,7 @@ enum UserCommand {
     },
 }
 
+#[cfg(feature = "server")]
 impl Overrides {
     /// The file's configuration with variables and flags applied.
     fn resolve(&self) -> anyhow::Result<Config> {
@@ -138,7 +153,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
+            Command::Client(c) => client::run(c).await,
+            #[cfg(feature = "server")]
             Command::Server(o) => server::run(o.resolve()?).await,
+            #[cfg(feature = "server")]
             Command::Admin { overrides, what } => {
                 let config = overrides.resolve()?;
                 match what {

@@ -15,15 +15,27 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
+pub mod connection;
+pub mod desktop;
+pub mod direct;
 pub mod localfs;
 pub mod profile;
 pub mod state;
+pub mod status;
 pub mod transfer;
 pub mod watcher;
 
+pub use app::{AppError, ClientOptions, STATUS_SOCKET, SyncClient, offline_status};
+pub use connection::{
+    Connection, GatewayConnection, GatewayTransport, NotificationStream, WorkspaceRemote,
+};
+pub use direct::{DirectConfig, DirectConnection};
 pub use localfs::{LocalFs, OpenFolderError};
-pub use profile::{Profile, ProfileConfig, ProfileError, TransportKind};
+pub use profile::{DirectProfile, Profile, ProfileConfig, ProfileError, TransportKind};
+pub use desktop::{DesktopNotifier, Urgency};
 pub use state::{SqliteStateStore, StateDbError};
+pub use status::{FileStatus, StatusEntry, StatusReport};
 pub use transfer::{
     BlobTransport, ChunkTransport, ChunkedContentStore, TokenBucket, TransferConfig, TransferError,
     TransferStats,

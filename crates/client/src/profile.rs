@@ -14,13 +14,14 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use stacksync_proto::DeviceId;
+use stacksync_proto::{DeviceId, UserId, WorkspaceId};
 
 /// Environment variable that selects the client's home folder.
 pub const HOME_ENV: &str = "STACKSYNC_HOME";
 const PROFILE_FILE: &str = "profile.toml";
 const TOKEN_FILE: &str = "session.token";
 const STATE_FILE: &str = "state.sqlite";
+const SWIFT_KEY_FILE: &str = "swift.key";
 
 /// How the client reaches the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -51,6 +52,44 @@ pub struct ProfileConfig {
     /// How the service is reached.
     #[serde(default)]
     pub transport: TransportKind,
+    /// The account (from the login at setup).
+    #[serde(default)]
+    pub user_id: UserId,
+    /// The private workspace this folder mirrors, recorded at the first
+    /// sync: a profile later pointed at another server or account is
+    /// refused instead of merging two accounts' files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceId>,
+    /// How to reach RabbitMQ and Swift when `transport = "direct"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<DirectProfile>,
+}
+
+/// `[direct]`: the broker and Swift, for `transport = "direct"`. Secrets
+/// are not here: the Swift key is in `swift.key` (mode 0600) and the broker
+/// password may be given by `STACKSYNC_AMQP_URL` instead of `amqp_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectProfile {
+    /// The broker, e.g. `amqp://user@host:5672/%2f` (without a password
+    /// when it comes from `STACKSYNC_AMQP_URL`).
+    pub amqp_url: String,
+    /// The server's `[bus] namespace`.
+    pub namespace: String,
+    /// The server's `[bus] queue_kind`: "classic", "durable" or "quorum".
+    #[serde(default = "default_queue_kind")]
+    pub queue_kind: String,
+    /// Swift TempAuth (v1) URL.
+    pub swift_auth_url: String,
+    /// The account's storage user, `account:user`.
+    pub swift_user: String,
+    /// The installation's Swift account (e.g. `AUTH_stacksync`) when it is
+    /// not the storage user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swift_account: Option<String>,
+}
+
+fn default_queue_kind() -> String {
+    "durable".into()
 }
 
 fn default_device_name() -> String {
@@ -151,6 +190,36 @@ impl Profile {
         })
     }
 
+    /// Rewrites `profile.toml` with the current configuration (atomically).
+    pub fn save(&self) -> Result<(), ProfileError> {
+        validate(&self.config)?;
+        let text = toml::to_string(&self.config)
+            .map_err(|e| ProfileError::Invalid(format!("cannot encode: {e}")))?;
+        write_atomic(&self.home.join(PROFILE_FILE), text.as_bytes(), 0o644)
+    }
+
+    /// Removes an existing profile's configuration, token and sync state
+    /// (for `stacksync setup --force`); the synced folder is not touched.
+    pub fn remove(home: &Path) -> Result<(), ProfileError> {
+        for name in [
+            PROFILE_FILE,
+            TOKEN_FILE,
+            SWIFT_KEY_FILE,
+            STATE_FILE,
+            "state.sqlite-wal",
+            "state.sqlite-shm",
+        ] {
+            let path = home.join(name);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("removing", &path)(e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the profile in `home`.
     pub fn load(home: &Path) -> Result<Profile, ProfileError> {
         let path = home.join(PROFILE_FILE);
@@ -188,17 +257,18 @@ impl Profile {
     /// The session token, or `None` when not logged in. Refuses a token
     /// file others can read: the token is as good as the password.
     pub fn load_token(&self) -> Result<Option<String>, ProfileError> {
-        let path = self.home.join(TOKEN_FILE);
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("reading", &path)(e)),
-        };
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(ProfileError::TokenExposed(path));
-        }
-        let token = fs::read_to_string(&path).map_err(io_err("reading", &path))?;
-        Ok(Some(token.trim().to_string()).filter(|t| !t.is_empty()))
+        read_secret(&self.home.join(TOKEN_FILE))
+    }
+
+    /// Stores the Swift key of the direct transport, readable by the owner only.
+    pub fn save_swift_key(&self, key: &str) -> Result<(), ProfileError> {
+        write_atomic(&self.home.join(SWIFT_KEY_FILE), key.as_bytes(), 0o600)
+    }
+
+    /// The Swift key of the direct transport, if stored; refused when
+    /// others can read it.
+    pub fn load_swift_key(&self) -> Result<Option<String>, ProfileError> {
+        read_secret(&self.home.join(SWIFT_KEY_FILE))
     }
 
     /// Forgets the session token (logout); fine if there was none.
@@ -211,9 +281,30 @@ impl Profile {
     }
 }
 
+/// A secret file's trimmed content; `None` when absent or empty. Refused
+/// when others can read it: the token is as good as the password.
+fn read_secret(path: &Path) -> Result<Option<String>, ProfileError> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("reading", path)(e)),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(ProfileError::TokenExposed(path.to_path_buf()));
+    }
+    let secret = fs::read_to_string(path).map_err(io_err("reading", path))?;
+    Ok(Some(secret.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
 fn validate(config: &ProfileConfig) -> Result<(), ProfileError> {
     let url = config.server_url.as_str();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    if config.transport == TransportKind::Direct {
+        if config.direct.is_none() {
+            return Err(ProfileError::Invalid(
+                "transport \"direct\" needs a [direct] section".into(),
+            ));
+        }
+    } else if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(ProfileError::Invalid(format!(
             "server_url {url:?} must start with http:// or https://"
         )));

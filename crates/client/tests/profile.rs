@@ -13,6 +13,9 @@ fn config(folder: &std::path::Path) -> ProfileConfig {
         device_name: "laptop".into(),
         folder: folder.to_path_buf(),
         transport: TransportKind::Gateway,
+        user_id: stacksync_proto::UserId::new(),
+        workspace: None,
+        direct: None,
     }
 }
 

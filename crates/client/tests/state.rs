@@ -31,6 +31,7 @@ fn sample_state(cursor: u64) -> SyncState {
         RelPath::parse("bad/na:me").unwrap(),
         Refusal {
             reason: "refused".into(),
+            stamp: None,
         },
     );
     state.remote.apply(sample_meta(id, name));

@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use fastcdc::v2020;
 
 use crate::error::ContentError;
+use crate::gear::GearCutter;
 
 /// The hard maximum size of one chunk's plaintext. Decoders refuse to
 /// allocate more than this for any chunk, whatever a header claims; it is also
@@ -122,6 +123,7 @@ pub struct ChunkReader<R> {
     failed: bool,
     /// File offset of `buf[start]`.
     offset: u64,
+    cutter: GearCutter,
 }
 
 /// Chunks `source` with `config`. The configuration is validated first.
@@ -129,11 +131,23 @@ pub fn chunk_reader<R: Read>(
     source: R,
     config: ChunkerConfig,
 ) -> Result<ChunkReader<R>, ContentError> {
-    config.validate()?;
     // Three max-size chunks: refills then move less than one chunk of
     // leftover bytes per two chunks read, instead of StreamCDC's move of the
     // whole buffer on every chunk.
-    let capacity = 3 * config.max as usize;
+    chunk_reader_with_buffer(source, config, 3 * config.max as usize)
+}
+
+/// [`chunk_reader`] with a buffer of `capacity` bytes (at least three
+/// maximum-size chunks). A larger buffer means fewer, larger reads and
+/// proportionally fewer leftover bytes moved per refill; cut points do not
+/// depend on it (see `next_slice`).
+pub(crate) fn chunk_reader_with_buffer<R: Read>(
+    source: R,
+    config: ChunkerConfig,
+    capacity: usize,
+) -> Result<ChunkReader<R>, ContentError> {
+    config.validate()?;
+    let capacity = capacity.max(3 * config.max as usize);
     Ok(ChunkReader {
         source,
         config,
@@ -143,6 +157,11 @@ pub fn chunk_reader<R: Read>(
         eof: false,
         failed: false,
         offset: 0,
+        cutter: GearCutter::new(
+            config.min as usize,
+            config.avg as usize,
+            config.max as usize,
+        ),
     })
 }
 
@@ -170,10 +189,14 @@ impl<R: Read> ChunkReader<R> {
     }
 }
 
-impl<R: Read> Iterator for ChunkReader<R> {
-    type Item = Result<Chunk, ContentError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: Read> ChunkReader<R> {
+    /// The next chunk's file offset and bytes, borrowed from the buffer until
+    /// the next call: what [`Iterator::next`] returns, without the copy.
+    ///
+    /// Cut points never depend on how the input arrives or on the buffer
+    /// size: a cut is only searched for with at least `max` bytes in view
+    /// (or at the end of input), and FastCDC never looks past `max` bytes.
+    pub(crate) fn next_slice(&mut self) -> Option<Result<(u64, &[u8]), ContentError>> {
         if self.failed {
             return None;
         }
@@ -193,22 +216,24 @@ impl<R: Read> Iterator for ChunkReader<R> {
             return None;
         }
         let window = &self.buf[self.start..self.end];
-        let cdc = v2020::FastCDC::new(
-            window,
-            self.config.min as usize,
-            self.config.avg as usize,
-            self.config.max as usize,
-        );
-        let (_gear, cut) = cdc.cut(0, window.len());
+        let cut = self.cutter.cut(window);
         // FastCDC never returns an empty cut for a non-empty window; taking
         // the whole window instead keeps the iterator finite regardless.
         let len = if cut == 0 { window.len() } else { cut };
-        let chunk = Chunk {
-            offset: self.offset,
-            data: window[..len].to_vec(),
-        };
+        let (start, offset) = (self.start, self.offset);
         self.start += len;
         self.offset += len as u64;
-        Some(Ok(chunk))
+        Some(Ok((offset, &self.buf[start..start + len])))
+    }
+}
+
+impl<R: Read> Iterator for ChunkReader<R> {
+    type Item = Result<Chunk, ContentError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.next_slice()?.map(|(offset, data)| Chunk {
+            offset,
+            data: data.to_vec(),
+        }))
     }
 }

@@ -15,6 +15,7 @@ use crate::error::{ContentError, KeyProblem};
 const CHUNK_ID_CONTEXT: &str = "StackSync 2026 content v1 chunk id key";
 const CONTENT_HASH_CONTEXT: &str = "StackSync 2026 content v1 file content hash key";
 const CHUNK_AEAD_CONTEXT: &str = "StackSync 2026 content v1 chunk XChaCha20-Poly1305 key";
+const CHUNK_AES_CONTEXT: &str = "StackSync 2026 content v1 chunk AES-256-GCM master key";
 
 /// Fills `out` from the operating system's random source.
 pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), ContentError> {
@@ -78,5 +79,12 @@ impl WorkspaceKey {
     /// The XChaCha20-Poly1305 key for chunk bodies.
     pub(crate) fn chunk_aead_key(&self) -> Secret32 {
         Secret32(blake3::derive_key(CHUNK_AEAD_CONTEXT, &self.bytes.0))
+    }
+
+    /// The master key from which each AES-256-GCM chunk's own key is
+    /// derived (see `format`); distinct from the XChaCha20 key so that one
+    /// key never serves two ciphers.
+    pub(crate) fn chunk_aes_master_key(&self) -> Secret32 {
+        Secret32(blake3::derive_key(CHUNK_AES_CONTEXT, &self.bytes.0))
     }
 }

@@ -2,7 +2,8 @@
 //! It cuts streams with content-defined chunking (FastCDC) so that an edit
 //! only changes nearby chunks, names chunks by BLAKE3 (keyed with the
 //! workspace key in encrypted workspaces), compresses with zstd only when a
-//! cheap sample says it pays, encrypts with XChaCha20-Poly1305, and wraps
+//! cheap sample says it pays, encrypts with AES-256-GCM where the CPU has
+//! AES instructions and XChaCha20-Poly1305 elsewhere (see [`Cipher`]), and wraps
 //! workspace keys under passphrases (Argon2id) or members' X25519 keys.
 //!
 //! This crate must never do network or database I/O, and decoding must never
@@ -23,12 +24,13 @@ mod error;
 mod filehash;
 mod format;
 pub mod fuzz;
+mod gear;
 mod keys;
 mod pipeline;
 mod wrap;
 
 pub use chunker::{Chunk, ChunkReader, ChunkerConfig, MAX_CHUNK_LEN, chunk_reader};
-pub use codec::{ChunkCodec, Compression, ContentHasher, EncodedChunk};
+pub use codec::{ChunkCodec, Cipher, Compression, ContentHasher, EncodedChunk};
 pub use error::{ChunkProblem, ContentError, KeyProblem};
 pub use format::FORMAT_VERSION;
 pub use keys::WorkspaceKey;

@@ -4,7 +4,7 @@ mod common;
 
 use proptest::prelude::*;
 use stacksync_content::{
-    ChunkCodec, ChunkProblem, Compression, ContentError, MAX_CHUNK_LEN, WorkspaceKey,
+    ChunkCodec, ChunkProblem, Cipher, Compression, ContentError, MAX_CHUNK_LEN, WorkspaceKey,
 };
 use stacksync_proto::{ChunkId, ErrorKind};
 
@@ -12,8 +12,10 @@ fn codecs(key: &WorkspaceKey) -> Vec<ChunkCodec> {
     vec![
         ChunkCodec::plain(),
         ChunkCodec::compressed(),
-        ChunkCodec::encrypted(key),
-        ChunkCodec::new(Compression::Off, Some(key)),
+        ChunkCodec::encrypted(key).with_cipher(Cipher::XChaCha20Poly1305),
+        ChunkCodec::encrypted(key).with_cipher(Cipher::Aes256Gcm),
+        ChunkCodec::new(Compression::Off, Some(key)).with_cipher(Cipher::XChaCha20Poly1305),
+        ChunkCodec::new(Compression::Off, Some(key)).with_cipher(Cipher::Aes256Gcm),
         ChunkCodec::new(Compression::Zstd { level: -1 }, None),
     ]
 }
@@ -197,4 +199,49 @@ fn hostile_headers_are_refused_before_allocating() {
         problem(ChunkCodec::plain().decode(&id, b"NOPE\x01\0\0\0\0\0\0\0\0\0\0\0")),
         ChunkProblem::BadMagic
     );
+}
+
+#[test]
+fn either_cipher_decodes_with_any_codec_of_the_workspace_and_is_authenticated() {
+    let key = WorkspaceKey::from_bytes([6; 32]);
+    let xchacha = ChunkCodec::encrypted(&key).with_cipher(Cipher::XChaCha20Poly1305);
+    let aes = ChunkCodec::encrypted(&key).with_cipher(Cipher::Aes256Gcm);
+    let other = ChunkCodec::encrypted(&WorkspaceKey::from_bytes([7; 32]));
+    for data in [
+        common::random_bytes(1, 70_000),
+        common::text_bytes(2, 70_000),
+        Vec::new(),
+    ] {
+        let a = aes.encode(&data).unwrap();
+        let x = xchacha.encode(&data).unwrap();
+        // Ids do not depend on the cipher: dedup works across devices.
+        assert_eq!(a.id, x.id);
+        assert_eq!((a.bytes[5] & 0b100, x.bytes[5] & 0b100), (0b100, 0));
+        for enc in [&a, &x] {
+            assert_eq!(aes.decode(&enc.id, &enc.bytes).unwrap(), data);
+            assert_eq!(xchacha.decode(&enc.id, &enc.bytes).unwrap(), data);
+            assert_eq!(
+                problem(other.decode(&enc.id, &enc.bytes)),
+                ChunkProblem::Authentication
+            );
+            // The cipher bit is in the authenticated header: switching the
+            // cipher of a chunk fails authentication, whichever way.
+            let mut switched = enc.bytes.clone();
+            switched[5] ^= 0b100;
+            assert_eq!(
+                problem(aes.decode(&enc.id, &switched)),
+                ChunkProblem::Authentication
+            );
+        }
+        // Same plaintext, fresh nonces: never the same object twice.
+        assert_ne!(aes.encode(&data).unwrap().bytes, a.bytes);
+    }
+    // The AES bit means nothing without the encrypted bit.
+    let plain = ChunkCodec::plain().encode(b"hello").unwrap();
+    let mut bad = plain.bytes.clone();
+    bad[5] |= 0b100;
+    assert!(matches!(
+        problem(ChunkCodec::plain().decode(&plain.id, &bad)),
+        ChunkProblem::UnknownBits { .. }
+    ));
 }

@@ -6,7 +6,7 @@ mod common;
 
 use proptest::prelude::*;
 use stacksync_content::fuzz::{FUZZ_KEY, decode_any, unwrap_any};
-use stacksync_content::{ChunkCodec, Compression, MemberSecretKey, WorkspaceKey};
+use stacksync_content::{ChunkCodec, Cipher, Compression, MemberSecretKey, WorkspaceKey};
 
 /// Valid encodings (id ++ chunk) of small inputs with every codec kind.
 fn seeds() -> Vec<Vec<u8>> {
@@ -21,7 +21,9 @@ fn seeds() -> Vec<Vec<u8>> {
         for codec in [
             ChunkCodec::plain(),
             ChunkCodec::new(Compression::default(), None),
-            ChunkCodec::new(Compression::default(), Some(&key)),
+            ChunkCodec::new(Compression::default(), Some(&key))
+                .with_cipher(Cipher::XChaCha20Poly1305),
+            ChunkCodec::new(Compression::default(), Some(&key)).with_cipher(Cipher::Aes256Gcm),
         ] {
             let enc = codec.encode(&data).unwrap();
             let mut v = enc.id.0.to_vec();
@@ -81,9 +83,10 @@ fn apply(v: &mut Vec<u8>, m: &Mutation) {
 #[test]
 fn seeds_decode_with_exactly_their_codec() {
     // Unencrypted chunks open with both unencrypted codecs (compression is
-    // per chunk), encrypted ones only with the keyed codec.
+    // per chunk), encrypted ones (either cipher) only with the keyed codec.
     for (i, s) in seeds().iter().enumerate() {
-        let expected = if i % 3 == 2 { 1 } else { 2 };
+        // Four codecs per input: two unencrypted, then one per cipher.
+        let expected = if i % 4 >= 2 { 1 } else { 2 };
         assert_eq!(decode_any(s), expected, "seed {i}");
     }
 }
@@ -92,7 +95,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
 
     #[test]
-    fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), flags in 0u8..4) {
+    fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), flags in 0u8..8) {
         prop_assert_eq!(decode_any(&data), 0);
         let _ = unwrap_any(&data);
         // Behind a valid magic and version, so the random bytes reach the

@@ -256,3 +256,64 @@ fn decoder_refuses_wrong_sizes_and_wrong_file_hash() {
         Err(ContentError::ContentHashMismatch { .. })
     ));
 }
+
+/// Cut points and ids from the plain serial chunker, over a reader that
+/// hands out odd-sized pieces.
+fn serial_chunks(
+    codec: &ChunkCodec,
+    data: &[u8],
+    config: ChunkerConfig,
+) -> Vec<(u64, u32, [u8; 32])> {
+    chunk_reader(Trickle(data), config)
+        .unwrap()
+        .map(|c| {
+            let c = c.unwrap();
+            (c.offset, c.data.len() as u32, codec.chunk_id(&c.data).0)
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_pipeline_cuts_and_names_chunks_exactly_like_the_serial_chunker() {
+    let key = WorkspaceKey::from_bytes([12; 32]);
+    // Sizes around the pipeline's 16 MiB read window (plus one maximum
+    // chunk) exercise its refills; the small config gives many chunks.
+    let big = common::random_bytes(31, (16 << 20) + (4 << 20) + 3 * 65_536 + 17);
+    let cases: [(ChunkerConfig, &[usize]); 2] = [
+        (SMALL, &[0, 1, 1025, 16_384, 100_003, 3 << 20]),
+        (
+            ChunkerConfig::default(),
+            &[(256 << 10) + 1, 5 << 20, (16 << 20) + 12_345, big.len()],
+        ),
+    ];
+    for (config, sizes) in cases {
+        for &len in sizes {
+            let data = &big[..len];
+            for codec in [ChunkCodec::plain(), ChunkCodec::encrypted(&key)] {
+                let expected = serial_chunks(&codec, data, config);
+                let runs: &[(usize, usize)] = if len > 1 << 20 {
+                    &[(2, 0), (3, 1)]
+                } else {
+                    &[(1, 1), (2, 0), (3, 2)]
+                };
+                for &(workers, max_in_flight) in runs {
+                    let (summary, chunks) = encode(
+                        &codec,
+                        PipelineConfig {
+                            chunker: config,
+                            workers,
+                            max_in_flight,
+                        },
+                        data,
+                    );
+                    let got: Vec<_> = chunks
+                        .iter()
+                        .map(|c| (c.offset, c.plaintext_len, c.id.0))
+                        .collect();
+                    assert_eq!(got, expected, "len {len} workers {workers}");
+                    assert_eq!(summary.content_hash, codec.content_hash(data));
+                }
+            }
+        }
+    }
+}

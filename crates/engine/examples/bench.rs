@@ -4,11 +4,20 @@
 //! compared with the initial sync measured in the same run; and the pure
 //! planner on a large tree.
 //!
-//! `cargo run --release -p stacksync-engine --example bench -- [--files N] [--size BYTES]`
+//! `cargo run --release -p stacksync-engine --example bench -- [--files N] [--size BYTES]
+//! [--large N] [--latency-ms MS]`
+//!
+//! `--large N` adds N files of 16 MiB; `--latency-ms MS` makes every
+//! server round trip (one change-feed page, one commit batch, one upload or
+//! download call) wait MS milliseconds, the way a network does, so that
+//! what parallel transfers and batched commits save shows up.
 //! The last line of stdout is one JSON object.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use stacksync_engine::io::{ByteReader, ByteWriter, ContentStore, Remote, Uploaded};
 
 use stacksync_engine::io::MemStateStore;
 use stacksync_engine::sim::{FakeClock, FakeServer, MemFs, SeqIds, SimRng};
@@ -16,17 +25,61 @@ use stacksync_engine::{
     Engine, EngineConfig, EngineIo, IgnoreRules, LocalEntry, LocalTree, PlanInput, RelPath, Stamp,
     SyncState, plan,
 };
-use stacksync_proto::{ContentHash, DeviceId};
+use stacksync_proto::{
+    ChangesPage, ChunkRef, CommitResult, ContentHash, DeviceId, Error, ProposedItem,
+};
 
 struct Args {
     files: usize,
     size: usize,
+    large: usize,
+    latency_ms: u64,
+}
+
+/// A server link that waits one round trip before every call.
+struct Latent {
+    inner: stacksync_engine::sim::DeviceLink,
+    rtt: Duration,
+}
+
+impl Latent {
+    async fn round_trip(&self) {
+        if !self.rtt.is_zero() {
+            tokio::time::sleep(self.rtt).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Remote for Latent {
+    async fn get_changes(&self, since: u64, limit: u32) -> Result<ChangesPage, Error> {
+        self.round_trip().await;
+        self.inner.get_changes(since, limit).await
+    }
+    async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {
+        self.round_trip().await;
+        self.inner.commit(items).await
+    }
+}
+
+#[async_trait]
+impl ContentStore for Latent {
+    async fn upload(&self, content: ByteReader) -> Result<Uploaded, Error> {
+        self.round_trip().await;
+        self.inner.upload(content).await
+    }
+    async fn download(&self, chunks: &[ChunkRef], dest: &mut ByteWriter) -> Result<(), Error> {
+        self.round_trip().await;
+        self.inner.download(chunks, dest).await
+    }
 }
 
 fn args() -> Args {
     let mut a = Args {
         files: 1000,
         size: 32 * 1024,
+        large: 0,
+        latency_ms: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -34,8 +87,10 @@ fn args() -> Args {
         match (flag.as_str(), value) {
             ("--files", Some(v)) => a.files = v,
             ("--size", Some(v)) => a.size = v,
+            ("--large", Some(v)) => a.large = v,
+            ("--latency-ms", Some(v)) => a.latency_ms = v as u64,
             _ => {
-                eprintln!("usage: bench [--files N] [--size BYTES]");
+                eprintln!("usage: bench [--files N] [--size BYTES] [--large N] [--latency-ms MS]");
                 std::process::exit(2);
             }
         }
@@ -43,12 +98,15 @@ fn args() -> Args {
     a
 }
 
-async fn engine(server: &FakeServer, fs: &MemFs, n: u64) -> Engine {
-    let link = server.device(DeviceId(uuid::Uuid::from_u64_pair(9, n)));
+async fn engine(server: &FakeServer, fs: &MemFs, n: u64, rtt: Duration) -> Engine {
+    let link = Arc::new(Latent {
+        inner: server.device(DeviceId(uuid::Uuid::from_u64_pair(9, n))),
+        rtt,
+    });
     let io = EngineIo {
         fs: Arc::new(fs.clone()),
-        remote: Arc::new(link.clone()),
-        content: Arc::new(link),
+        remote: link.clone(),
+        content: link,
         clock: Arc::new(FakeClock::default()),
         ids: Arc::new(SeqIds::new(n)),
         store: Arc::new(MemStateStore::new()),
@@ -57,6 +115,7 @@ async fn engine(server: &FakeServer, fs: &MemFs, n: u64) -> Engine {
         device_name: format!("bench{n}"),
         page_limit: 1000,
         max_rounds: 12,
+        ..EngineConfig::default()
     };
     Engine::open(io, config)
         .await
@@ -154,10 +213,16 @@ async fn main() {
         let data: Vec<u8> = (0..a.size).map(|_| rng.next_u64() as u8).collect();
         fs_a.user_write(&format!("tree/d{}/f{i}.bin", i % 20), &data);
     }
-    let mib = (a.files * a.size) as f64 / (1024.0 * 1024.0);
+    const LARGE: usize = 16 * 1024 * 1024;
+    for i in 0..a.large {
+        let data: Vec<u8> = (0..LARGE).map(|_| rng.next_u64() as u8).collect();
+        fs_a.user_write(&format!("tree/large/l{i}.bin"), &data);
+    }
+    let mib = (a.files * a.size + a.large * LARGE) as f64 / (1024.0 * 1024.0);
+    let rtt = Duration::from_millis(a.latency_ms);
     let (mut ea, mut eb) = (
-        engine(&server, &fs_a, 1).await,
-        engine(&server, &fs_b, 2).await,
+        engine(&server, &fs_a, 1, rtt).await,
+        engine(&server, &fs_b, 2, rtt).await,
     );
 
     let up_ms = timed_sync(&mut ea).await;
@@ -170,9 +235,11 @@ async fn main() {
         "devices differ after the initial sync"
     );
     println!(
-        "engine bench: {} files x {} KiB = {mib:.1} MiB, 16 KiB chunks (in-memory fs and server)",
+        "engine bench: {} files x {} KiB + {} x 16 MiB = {mib:.1} MiB, 16 KiB chunks (in-memory fs and server, {} ms per round trip)",
         a.files,
-        a.size / 1024
+        a.size / 1024,
+        a.large,
+        a.latency_ms
     );
     println!(
         "  initial sync (baseline): upload {up_ms:.0} ms + download {down_ms:.0} ms = {initial_ms:.0} ms, {:.0} MiB/s, {chunks} chunks",
@@ -205,8 +272,10 @@ async fn main() {
     println!("  planner, 10,000 synced files with one edit: {plan_ms:.1} ms for {ops} op(s)");
 
     println!(
-        "{{\"bench\":\"engine\",\"files\":{},\"mib\":{mib:.1},\"initial_sync_ms\":{initial_ms:.0},\"initial_mib_per_s\":{:.1},\"noop_resync_ms\":{noop_ms:.1},\"ratio_noop_to_initial\":{:.4},\"rename_tree_ms\":{rename_ms:.1},\"ratio_rename_to_initial\":{:.4},\"rename_chunks_reuploaded\":{resent},\"plan_10k_ms\":{plan_ms:.1}}}",
+        "{{\"bench\":\"engine\",\"files\":{},\"large\":{},\"latency_ms\":{},\"mib\":{mib:.1},\"initial_sync_ms\":{initial_ms:.0},\"initial_mib_per_s\":{:.1},\"noop_resync_ms\":{noop_ms:.1},\"ratio_noop_to_initial\":{:.4},\"rename_tree_ms\":{rename_ms:.1},\"ratio_rename_to_initial\":{:.4},\"rename_chunks_reuploaded\":{resent},\"plan_10k_ms\":{plan_ms:.1}}}",
         a.files,
+        a.large,
+        a.latency_ms,
         2.0 * mib / (initial_ms / 1000.0),
         noop_ms / initial_ms,
         rename_ms / initial_ms

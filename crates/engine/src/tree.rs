@@ -135,19 +135,50 @@ impl RemoteTree {
                 Some(p) => cur = self.items.get(&p)?,
             }
         }
-        let mut path = RelPath::root();
-        for n in names.iter().rev() {
-            path = path.join(n);
-        }
-        Some(path)
+        Some(path_from_leaf_up(&names))
     }
 }
 
-/// Why a local path is not uploaded (the server refused its name).
+/// The path whose components are `names` listed from the leaf up.
+fn path_from_leaf_up(names: &[ItemName]) -> RelPath {
+    let mut path = RelPath::root();
+    for n in names.iter().rev() {
+        path = path.join(n);
+    }
+    path
+}
+
+impl RemoteTree {
+    /// The path an item had at its latest version, following parents
+    /// whether or not they are live (how a deleted file is found again to
+    /// be restored).
+    pub fn path_including_deleted(&self, id: ItemId) -> Option<RelPath> {
+        let mut names = Vec::new();
+        let mut cur = self.items.get(&id)?;
+        // An ancestor chain longer than the number of items is a cycle.
+        for _ in 0..=self.items.len() {
+            names.push(cur.name.clone());
+            match cur.parent {
+                None => return Some(path_from_leaf_up(&names)),
+                Some(p) => cur = self.items.get(&p)?,
+            }
+        }
+        None
+    }
+}
+
+/// Why a local path is not uploaded: the server refused its name, or
+/// refused the file for a reason retrying cannot fix (over quota,
+/// forbidden, too large).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     /// The server's message.
     pub reason: String,
+    /// The local stamp of the refused file; once the file has another
+    /// stamp, it is tried again. `None` for a refused name, which is tried
+    /// again only once the path goes away.
+    #[serde(default)]
+    pub stamp: Option<Stamp>,
 }
 
 /// Everything the engine persists between runs. Saved as a whole after
@@ -161,8 +192,8 @@ pub struct SyncState {
     pub remote: RemoteTree,
     /// The last agreed state of each item.
     pub synced: BTreeMap<ItemId, SyncedItem>,
-    /// Local paths whose names the server refused; not retried until the
-    /// path goes away.
+    /// Local paths the server refused; not retried until the path goes
+    /// away or (for a refusal with a stamp) the file changes.
     pub refused: BTreeMap<RelPath, Refusal>,
 }
 
@@ -174,13 +205,7 @@ impl SyncState {
         for _ in 0..=self.synced.len() {
             names.push(cur.name.clone());
             match cur.parent {
-                None => {
-                    let mut path = RelPath::root();
-                    for n in names.iter().rev() {
-                        path = path.join(n);
-                    }
-                    return Some(path);
-                }
+                None => return Some(path_from_leaf_up(&names)),
                 Some(p) => cur = self.synced.get(&p)?,
             }
         }

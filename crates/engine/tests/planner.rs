@@ -465,6 +465,7 @@ fn refused_names_are_not_retried() {
         RelPath::parse("bad:name").unwrap(),
         stacksync_engine::tree::Refusal {
             reason: "no".into(),
+            stamp: None,
         },
     );
     let tree = local("bad:name =x\nok =y");

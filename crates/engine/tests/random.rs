@@ -48,6 +48,12 @@ async fn run(seed: u64) {
     let n = 2 + rng.below(2);
     // Small chunks so that files span several and downloads can resume.
     let mut w = World::with_chunk_size(n, 8);
+    // Parallel transfers and commit batches of several sizes (from the seed,
+    // so that the random actions of a seed stay the same).
+    for d in &mut w.devices {
+        d.transfers = [8, 1, 2][(seed % 3) as usize];
+        d.commit_batch = [1000, 1, 3][(seed / 3 % 3) as usize];
+    }
     for step in 0..steps() {
         let d = rng.below(n);
         // The user does not touch the engine's download temporaries.

@@ -157,6 +157,12 @@ impl Service {
             .await
             .map_err(ServiceError::from)?;
         self.ensure_container(&ws.container).await?;
+        // A client that reaches Swift directly does so as the account's
+        // storage user, which needs the container's ACL like a member of a
+        // shared workspace.
+        self.grant(&ws, account.storage_user.as_deref())
+            .await
+            .map_err(Error::from)?;
         Ok((account, ws))
     }
 

@@ -227,7 +227,7 @@ impl Service {
 
     /// Lets a member's storage user read and write the workspace's
     /// container (members without a storage user go through the service).
-    async fn grant(&self, ws: &Workspace, storage_user: Option<&str>) -> Result<()> {
+    pub(crate) async fn grant(&self, ws: &Workspace, storage_user: Option<&str>) -> Result<()> {
         let Some(name) = storage_user else {
             return Ok(());
         };

@@ -1,22 +1,16 @@
 //! Applying one operation, with its preconditions re-checked against the
 //! disk and the server at the moment it runs.
 
-use stacksync_proto::{
-    CommitOutcome, ContentHash, ErrorKind, ItemMeta, ItemName, ItemStatus, ProposedItem,
-};
-use tokio::io::AsyncWriteExt;
+use stacksync_proto::{ContentHash, ItemName};
 
+use super::prefetch::{fill_temp, temp_name};
 use super::{Engine, Exec};
 use crate::error::{EngineError, FsError, FsErrorKind};
-use crate::ignore::DOWNLOAD_TEMP_PREFIX;
 use crate::io::EntryKind;
 use crate::path::RelPath;
-use crate::planner::{Key, LocalItem, Op, Pos, RemoteChange, RemoteContent, path_in};
+use crate::planner::{Key, LocalItem, Op, Pos, RemoteContent, path_in};
 use crate::scan::hash_file;
-use crate::tree::{Refusal, SyncedItem};
-
-/// Hash, size and chunks of a version being committed.
-type CommitContent = (Option<ContentHash>, u64, Vec<stacksync_proto::ChunkRef>);
+use crate::tree::SyncedItem;
 
 /// What came of one operation.
 pub(super) enum Outcome {
@@ -30,23 +24,9 @@ pub(super) enum Outcome {
     Replan(String),
 }
 
-/// How many leading chunks a partial file of `size` bytes holds whole, and
-/// their total size.
-fn resume_point(chunks: &[stacksync_proto::ChunkRef], size: u64) -> (usize, u64) {
-    let mut done = 0u64;
-    for (i, c) in chunks.iter().enumerate() {
-        let next = done + u64::from(c.size);
-        if next > size {
-            return (i, done);
-        }
-        done = next;
-    }
-    (chunks.len(), done)
-}
-
 /// Item-level file-system failures skip the operation; others (disk
 /// failure, simulated crash) end the round.
-fn item_level(e: FsError) -> Result<Outcome, EngineError> {
+pub(super) fn item_level(e: FsError) -> Result<Outcome, EngineError> {
     match e.kind {
         FsErrorKind::NotFound
         | FsErrorKind::AlreadyExists
@@ -84,7 +64,13 @@ impl Engine {
                 content,
                 replace,
             } => self.download(exec, *key, pos, content, *replace).await?,
-            Op::Commit { key, change } => self.commit(exec, *key, change).await?,
+            Op::Commit { .. } => {
+                let mut outcomes = self.commit_batch(exec, std::slice::from_ref(op)).await?;
+                // A batch of one commit has one outcome, and saved already.
+                return Ok(outcomes
+                    .pop()
+                    .expect("a batch takes at least one operation"));
+            }
         };
         if matches!(out, Outcome::Applied | Outcome::Conflict) {
             self.save().await?;
@@ -102,7 +88,7 @@ impl Engine {
 
     /// Records agreement for `key` if its local and remote states match (or
     /// forgets it if both sides deleted it).
-    fn settle(&mut self, exec: &Exec, key: Key) {
+    pub(super) fn settle(&mut self, exec: &Exec, key: Key) {
         let Some(id) = exec.id_of(key) else { return };
         let r = self.state.remote.live(id).cloned();
         match (r, exec.local.get(&key)) {
@@ -246,43 +232,25 @@ impl Engine {
         let Some(dest) = self.pos_path(exec, pos) else {
             return Ok(Outcome::Skipped("folder not on disk".into()));
         };
-        let dir = dest.parent().unwrap_or_default();
-        let temp_name = format!("{DOWNLOAD_TEMP_PREFIX}{}", content.hash.to_hex());
-        let temp = dir.join(
-            &ItemName::new(temp_name).expect("a fixed prefix and hex digits make a valid name"),
-        );
-        // A temporary left by an interrupted download of the same content
-        // is continued after its last whole chunk.
-        let partial = fs_try!(self.io.fs.stat(&temp).await)
-            .filter(|m| m.kind == EntryKind::File && m.stamp.size > 0)
-            .map(|m| m.stamp.size);
-        let (mut writer, skip) = match partial {
-            Some(size) => {
-                let (skip, keep) = resume_point(&content.chunks, size);
-                (fs_try!(self.io.fs.resume_temp(&temp, keep).await), skip)
-            }
-            None => (fs_try!(self.io.fs.create_temp(&temp).await), 0),
-        };
-        let fetched = self
-            .io
-            .content
-            .download(&content.chunks[skip..], &mut writer)
-            .await;
-        let flushed = writer.shutdown().await;
-        drop(writer);
-        // On failure the temporary is kept, so the next attempt resumes.
-        if let Err(source) = fetched {
-            return Err(EngineError::Remote {
-                doing: format!("downloading {dest}"),
-                source,
+        // Where the temporary is: where a prefetch left it complete, else
+        // in the destination folder (where an interrupted download of the
+        // same content left it, to be continued).
+        let prefetched = exec
+            .prefetched
+            .downloads
+            .remove(&content.hash)
+            .and_then(|holder| match holder {
+                None => Some(RelPath::root()),
+                Some(k) => path_in(&exec.local, k),
             });
-        }
-        if let Err(e) = flushed {
-            return Err(EngineError::Fs(FsError::new(
-                FsErrorKind::Other,
-                &temp,
-                e.to_string(),
-            )));
+        let dir = prefetched.unwrap_or_else(|| dest.parent().unwrap_or_default());
+        let temp = dir.join(&temp_name(&content.hash));
+        let fs = self.io.fs.clone();
+        let store = self.io.content.clone();
+        match fill_temp(fs.as_ref(), store.as_ref(), &temp, content).await {
+            Ok(()) => {}
+            Err(EngineError::Fs(e)) => return item_level(e),
+            Err(e) => return Err(e),
         }
         // Verify what is on disk, not what was sent.
         let got: Option<ContentHash> =
@@ -326,183 +294,5 @@ impl Engine {
         );
         self.settle(exec, key);
         Ok(Outcome::Applied)
-    }
-
-    async fn commit(
-        &mut self,
-        exec: &mut Exec,
-        key: Key,
-        change: &RemoteChange,
-    ) -> Result<Outcome, EngineError> {
-        let latest: Option<ItemMeta> = exec
-            .id_of(key)
-            .and_then(|id| self.state.remote.latest(id).cloned());
-        let proposal = match change {
-            RemoteChange::Delete => {
-                let Some(m) = latest.filter(|m| m.status.is_live()) else {
-                    return Ok(Outcome::Skipped("already deleted".into()));
-                };
-                ProposedItem {
-                    id: m.id,
-                    parent: m.parent,
-                    name: m.name.clone(),
-                    is_folder: m.is_folder,
-                    mimetype: m.mimetype.clone(),
-                    status: ItemStatus::Deleted,
-                    version: m.version + 1,
-                    // A delete carries no content; the history keeps it.
-                    content_hash: None,
-                    size: 0,
-                    client_modified: self.io.clock.now_millis(),
-                    chunks: Vec::new(),
-                }
-            }
-            RemoteChange::Put {
-                pos,
-                is_folder,
-                upload,
-            } => {
-                let parent = match pos.parent {
-                    None => None,
-                    Some(pk) => match exec.id_of(pk) {
-                        Some(id) => Some(id),
-                        None => return Ok(Outcome::Skipped("parent not created yet".into())),
-                    },
-                };
-                let id = exec.id_of(key).unwrap_or_else(|| self.io.ids.new_item_id());
-                let version = latest.as_ref().map_or(1, |m| m.version + 1);
-                let status = match &latest {
-                    None => ItemStatus::New,
-                    Some(m) if m.parent != parent => ItemStatus::Moved,
-                    Some(m) if m.name != pos.name => ItemStatus::Renamed,
-                    Some(_) => ItemStatus::Changed,
-                };
-                let local = exec.local.get(&key).cloned();
-                let client_modified = local
-                    .as_ref()
-                    .map_or_else(|| self.io.clock.now_millis(), |l| l.stamp.mtime);
-                let (content_hash, size, chunks) = if *is_folder {
-                    (None, 0, Vec::new())
-                } else if *upload {
-                    match self.upload(exec, key).await? {
-                        Ok(u) => u,
-                        Err(skip) => return Ok(skip),
-                    }
-                } else {
-                    match &latest {
-                        Some(m) => (m.content_hash, m.size, m.chunks.clone()),
-                        None => return Ok(Outcome::Skipped("no content to commit".into())),
-                    }
-                };
-                ProposedItem {
-                    id,
-                    parent,
-                    name: pos.name.clone(),
-                    is_folder: *is_folder,
-                    mimetype: latest.and_then(|m| m.mimetype),
-                    status,
-                    version,
-                    content_hash,
-                    size,
-                    client_modified,
-                    chunks,
-                }
-            }
-        };
-        let id = proposal.id;
-        let result = self
-            .io
-            .remote
-            .commit(vec![proposal])
-            .await
-            .map_err(|source| EngineError::Remote {
-                doing: format!("committing {id}"),
-                source,
-            })?;
-        let Some(item) = result.results.into_iter().find(|r| r.id == id) else {
-            return Err(EngineError::Protocol(format!(
-                "commit reply has no result for {id}"
-            )));
-        };
-        match item.outcome {
-            CommitOutcome::Committed { meta } => {
-                self.state.remote.apply(meta);
-                if let Key::New(n) = key {
-                    exec.created.insert(n, id);
-                }
-                self.settle(exec, key);
-                Ok(Outcome::Applied)
-            }
-            CommitOutcome::Conflict { current } => {
-                // The server moved on: learn what it has and plan again; the
-                // merge then keeps our bytes as a conflicted copy if needed.
-                self.state.remote.apply(current);
-                self.save().await?;
-                Ok(Outcome::Replan(format!("conflict on {id}")))
-            }
-            CommitOutcome::Refused { error } if error.kind == ErrorKind::InvalidName => {
-                if let Some(path) = path_in(&exec.local, key) {
-                    self.state.refused.insert(
-                        path,
-                        Refusal {
-                            reason: error.message.clone(),
-                        },
-                    );
-                    self.save().await?;
-                }
-                Ok(Outcome::Skipped(format!("name refused: {}", error.message)))
-            }
-            // A name taken by an item we have not seen yet, a missing parent:
-            // the feed will tell; a clash then becomes a conflicted copy.
-            CommitOutcome::Refused { error } => Ok(Outcome::Replan(format!("refused: {error}"))),
-        }
-    }
-
-    /// Uploads the local file of `key`, making sure it did not change while
-    /// being read (else it is retried in a later round).
-    /// The inner `Err` is an outcome for the operation (skip and retry).
-    async fn upload(
-        &mut self,
-        exec: &Exec,
-        key: Key,
-    ) -> Result<Result<CommitContent, Outcome>, EngineError> {
-        let Some(l) = exec.local.get(&key) else {
-            return Ok(Err(Outcome::Skipped("no local file".into())));
-        };
-        let Some(path) = path_in(&exec.local, key) else {
-            return Ok(Err(Outcome::Skipped("no local path".into())));
-        };
-        let before = match self.io.fs.stat(&path).await {
-            Ok(m) => m.map(|m| m.stamp),
-            Err(e) => return item_level(e).map(Err),
-        };
-        if before != Some(l.stamp) {
-            return Ok(Err(Outcome::Skipped(format!(
-                "{path} changed since the scan"
-            ))));
-        }
-        let reader = match self.io.fs.open_read(&path).await {
-            Ok(r) => r,
-            Err(e) => return item_level(e).map(Err),
-        };
-        let up = self
-            .io
-            .content
-            .upload(reader)
-            .await
-            .map_err(|source| EngineError::Remote {
-                doing: format!("uploading {path}"),
-                source,
-            })?;
-        let after = match self.io.fs.stat(&path).await {
-            Ok(m) => m.map(|m| m.stamp),
-            Err(e) => return item_level(e).map(Err),
-        };
-        if after != before || Some(up.hash) != l.hash {
-            return Ok(Err(Outcome::Skipped(format!(
-                "{path} changed while being read; retried later"
-            ))));
-        }
-        Ok(Ok((Some(up.hash), up.size, up.chunks)))
     }
 }

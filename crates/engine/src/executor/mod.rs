@@ -1,5 +1,13 @@
 //! The executor: pulls remote changes, scans, plans, and applies the plan
-//! one operation at a time, saving the sync state after each.
+//! in order, saving the sync state after each applied operation (after
+//! each batch for runs of commits, see [`commit`]).
+//!
+//! Before the ordered apply, the transfers of the plan run N at a time
+//! ([`prefetch`]): uploads of the files it commits, downloads of the files
+//! it creates, each into a download temporary. The ordered operations then
+//! only commit or put verified temporaries in place; they fall back to
+//! transferring themselves whenever a prefetched result is not provably
+//! for the file as it is now.
 //!
 //! Crash safety: an operation first changes the world (disk or server) and
 //! only then the saved state. A crash in between leaves a state that the
@@ -9,6 +17,8 @@
 //! the server. So restarting from any point re-plans and converges.
 
 mod apply;
+mod commit;
+mod prefetch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +26,6 @@ use std::sync::Arc;
 use stacksync_proto::ItemId;
 
 use crate::error::EngineError;
-use crate::ignore::DOWNLOAD_TEMP_PREFIX;
 use crate::io::{Clock, ContentStore, Fs, IdSource, Remote, StateStore};
 use crate::path::RelPath;
 use crate::planner::{self, Key, LocalItem, PlanInput};
@@ -34,6 +43,13 @@ pub struct EngineConfig {
     /// normally makes progress, this bounds a pathological case (a folder
     /// that cannot be deleted because of ignored files in it).
     pub max_rounds: usize,
+    /// Uploads (and, separately, downloads) run at the same time while a
+    /// plan's transfers are prefetched; 1 transfers one file at a time.
+    pub transfers: usize,
+    /// Most items in one commit call (the service takes at most
+    /// [`stacksync_proto::CommitRequest::MAX_ITEMS`]); 1 commits one item
+    /// per call.
+    pub commit_batch: usize,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +58,8 @@ impl Default for EngineConfig {
             device_name: "device".into(),
             page_limit: 500,
             max_rounds: 12,
+            transfers: 8,
+            commit_batch: stacksync_proto::CommitRequest::MAX_ITEMS,
         }
     }
 }
@@ -57,7 +75,9 @@ pub struct SyncReport {
     pub applied: usize,
     /// Operations skipped, with why; they are retried in a later round.
     pub skipped: Vec<String>,
-    /// Local paths whose names the server refused (not retried).
+    /// Local paths the server refused, with why: names it does not accept
+    /// (retried once the path goes away), and files it refused for good
+    /// (over quota, forbidden, too large: retried once the file changes).
     pub refused: Vec<(RelPath, String)>,
     /// Conflicted copies made.
     pub conflicts: usize,
@@ -97,6 +117,8 @@ struct Exec {
     local: BTreeMap<Key, LocalItem>,
     /// Ids given to new items once committed.
     created: BTreeMap<u32, ItemId>,
+    /// Transfers done ahead of the ordered operations.
+    prefetched: prefetch::Prefetched,
 }
 
 impl Exec {
@@ -198,9 +220,14 @@ impl Engine {
                 self.cache.insert(path.clone(), e.stamp, h);
             }
         }
-        // A refused name is retried once the path has gone away (renamed).
+        // A refused name is retried once the path has gone away (renamed);
+        // a refused file also once it changed.
         let before = self.state.refused.len();
-        self.state.refused.retain(|p, _| scan.tree.contains_key(p));
+        self.state.refused.retain(|p, r| {
+            scan.tree
+                .get(p)
+                .is_some_and(|e| r.stamp.is_none_or(|s| s == e.stamp))
+        });
         if self.state.refused.len() != before {
             self.save().await?;
         }
@@ -214,21 +241,16 @@ impl Engine {
         });
         // Leftovers of interrupted downloads: kept if this plan downloads
         // the same content again (it resumes them), removed otherwise.
-        let wanted: Vec<String> = plan
+        let wanted: Vec<stacksync_proto::ItemName> = plan
             .ops
             .iter()
             .filter_map(|op| match op {
-                planner::Op::Download { content, .. } => {
-                    Some(format!("{DOWNLOAD_TEMP_PREFIX}{}", content.hash.to_hex()))
-                }
+                planner::Op::Download { content, .. } => Some(prefetch::temp_name(&content.hash)),
                 _ => None,
             })
             .collect();
         for temp in &scan.stale_temps {
-            if !temp
-                .name()
-                .is_some_and(|n| wanted.iter().any(|w| w == n.as_str()))
-            {
+            if !temp.name().is_some_and(|n| wanted.contains(n)) {
                 let _ = self.io.fs.remove_file(temp).await;
             }
         }
@@ -259,22 +281,58 @@ impl Engine {
             return Ok(true);
         }
         tracing::debug!(ops = plan.ops.len(), "applying plan");
+        let (fs, content) = (self.io.fs.clone(), self.io.content.clone());
+        let parallel = self.config.transfers.max(1);
+        let (uploads, downloads) = futures::join!(
+            prefetch::uploads(
+                fs.as_ref(),
+                content.as_ref(),
+                &plan.local,
+                &plan.ops,
+                parallel
+            ),
+            prefetch::downloads(
+                fs.as_ref(),
+                content.as_ref(),
+                &plan.local,
+                &plan.ops,
+                parallel
+            ),
+        );
         let mut exec = Exec {
             local: plan.local,
             created: BTreeMap::new(),
+            prefetched: prefetch::Prefetched { uploads, downloads },
         };
-        for op in plan.ops {
-            match self.apply(&mut exec, &op).await? {
-                apply::Outcome::Applied => report.applied += 1,
-                apply::Outcome::Conflict => {
-                    report.applied += 1;
-                    report.conflicts += 1;
+        let mut next = 0;
+        let mut replan = false;
+        'plan: while next < plan.ops.len() {
+            let taken = match &plan.ops[next] {
+                planner::Op::Commit { .. } => {
+                    self.commit_batch(&mut exec, &plan.ops[next..]).await?
                 }
-                apply::Outcome::Skipped(why) => report.skipped.push(format!("{op:?}: {why}")),
-                apply::Outcome::Replan(why) => {
-                    report.skipped.push(format!("{op:?}: {why}"));
-                    break;
+                op => vec![self.apply(&mut exec, op).await?],
+            };
+            let ops = &plan.ops[next..next + taken.len()];
+            next += taken.len();
+            for (op, outcome) in ops.iter().zip(taken) {
+                match outcome {
+                    apply::Outcome::Applied => report.applied += 1,
+                    apply::Outcome::Conflict => {
+                        report.applied += 1;
+                        report.conflicts += 1;
+                    }
+                    apply::Outcome::Skipped(why) => report.skipped.push(format!("{op:?}: {why}")),
+                    apply::Outcome::Replan(why) => {
+                        report.skipped.push(format!("{op:?}: {why}"));
+                        // The rest of a batch was answered; its outcomes
+                        // are in the state, so they count.
+                        replan = true;
+                    }
                 }
+            }
+            if replan {
+                break 'plan;
             }
         }
         report.refused = self

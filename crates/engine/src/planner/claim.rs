@@ -26,8 +26,9 @@ pub struct LocalItem {
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
     pub local: BTreeMap<Key, LocalItem>,
-    /// New local items that must not be created remotely (their name, or
-    /// a parent's, was refused by the server).
+    /// Local items whose change must not reach the server: new items whose
+    /// name (or a parent's) was refused, and known items whose change was
+    /// refused (left alone, like a file being written).
     pub refused: BTreeSet<Key>,
     /// The next unused [`Key::New`] number.
     pub next_new: u32,
@@ -146,10 +147,17 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
             .filter(|p| !p.is_root())
             .and_then(|p| by_path.get(&p).copied());
         let Some(name) = path.name() else { continue };
-        if let Key::New(_) = key
-            && (state.refused.contains_key(path)
-                || parent.is_some_and(|p| claims.refused.contains(&p)))
-        {
+        let refused = match key {
+            Key::New(_) => {
+                state.refused.contains_key(path)
+                    || parent.is_some_and(|p| claims.refused.contains(&p))
+            }
+            // A change to a known item that the server refused (a rename to
+            // a refused name, an edit over quota): left alone until the
+            // refusal is dropped.
+            Key::Item(_) => state.refused.contains_key(path),
+        };
+        if refused {
             claims.refused.insert(*key);
         }
         claims.local.insert(

@@ -98,6 +98,13 @@ pub(crate) fn merge(input: &PlanInput<'_>, claims: &Claims) -> Merged {
             m.fin.insert(key, from_local(l));
             continue;
         }
+        if let (Key::Item(_), Some(l)) = (key, l)
+            && claims.refused.contains(&key)
+        {
+            m.busy.insert(key);
+            m.fin.insert(key, from_local(l));
+            continue;
+        }
         let id = match key {
             Key::New(_) => {
                 if let Some(l) = l

@@ -25,6 +25,10 @@ struct State {
     chunk_downloads: u64,
     chunk_size: usize,
     refuse_names_containing: Option<String>,
+    /// Bytes the live files may hold in total, if limited.
+    quota: Option<u64>,
+    commit_calls: u64,
+    largest_batch: usize,
     clock: i64,
 }
 
@@ -62,6 +66,23 @@ impl FakeServer {
     /// server might refuse names some platform cannot store.
     pub fn refuse_names_containing(&self, s: &str) {
         self.lock().refuse_names_containing = Some(s.to_string());
+    }
+
+    /// Limits the bytes all live files may hold together; a version that
+    /// would grow them past `bytes` is refused as over quota (as the real
+    /// metadata store does).
+    pub fn set_quota(&self, bytes: Option<u64>) {
+        self.lock().quota = bytes;
+    }
+
+    /// `commit` calls served so far (each batch counts once).
+    pub fn commit_calls(&self) -> u64 {
+        self.lock().commit_calls
+    }
+
+    /// The most items any one `commit` call carried.
+    pub fn largest_batch(&self) -> usize {
+        self.lock().largest_batch
     }
 
     /// The connection of one device.
@@ -176,6 +197,24 @@ impl FakeServer {
                     ),
                 };
             }
+            if let Some(limit) = s.quota {
+                let live_size = |m: &ItemMeta| if m.status.is_live() { m.size } else { 0 };
+                let used: u64 = s
+                    .items
+                    .values()
+                    .filter_map(|h| h.last())
+                    .map(live_size)
+                    .sum();
+                let old = latest.map_or(0, live_size);
+                if p.size > old && used - old + p.size > limit {
+                    return CommitOutcome::Refused {
+                        error: Error::quota_exceeded(format!(
+                            "storing {} bytes for item {} would exceed the quota of {limit} bytes",
+                            p.size, p.id
+                        )),
+                    };
+                }
+            }
             if let Some(missing) = p.chunks.iter().find(|c| !s.chunks.contains_key(&c.id)) {
                 return CommitOutcome::Refused {
                     error: Error::bad_request(format!("chunk {} was never uploaded", missing.id)),
@@ -247,6 +286,8 @@ impl Remote for DeviceLink {
 
     async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {
         let mut s = self.server.lock();
+        s.commit_calls += 1;
+        s.largest_batch = s.largest_batch.max(items.len());
         let results = items
             .into_iter()
             .map(|p| {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
-use stacksync_engine::io::MemStateStore;
+use stacksync_engine::io::{ContentStore, MemStateStore};
 use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer, MemFs, SeqIds};
 use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, SyncReport};
 use stacksync_proto::{ContentHash, DeviceId};
@@ -17,6 +17,12 @@ pub struct Device {
     pub link: DeviceLink,
     pub clock: Arc<FakeClock>,
     pub ids: Arc<SeqIds>,
+    /// Transfers at a time and items per commit call for this device's
+    /// engine (taken when it is next opened).
+    pub transfers: usize,
+    pub commit_batch: usize,
+    /// Replaces the content store the engine uses (to observe it).
+    pub content: Option<Arc<dyn ContentStore>>,
     engine: Option<Engine>,
 }
 
@@ -25,7 +31,10 @@ impl Device {
         EngineIo {
             fs: Arc::new(self.fs.clone()),
             remote: Arc::new(self.link.clone()),
-            content: Arc::new(self.link.clone()),
+            content: self
+                .content
+                .clone()
+                .unwrap_or_else(|| Arc::new(self.link.clone())),
             clock: self.clock.clone(),
             ids: self.ids.clone(),
             store: self.store.clone(),
@@ -39,6 +48,8 @@ impl Device {
                 device_name: self.name.clone(),
                 page_limit: 7,
                 max_rounds: 12,
+                transfers: self.transfers,
+                commit_batch: self.commit_batch,
             };
             self.engine = Some(Engine::open(self.io(), config).await?);
         }
@@ -122,6 +133,9 @@ impl World {
                     link: server.device(DeviceId(uuid::Uuid::from_u64_pair(1, i as u64 + 1))),
                     clock: Arc::new(FakeClock::default()),
                     ids: Arc::new(SeqIds::new(i as u64 + 1)),
+                    transfers: EngineConfig::default().transfers,
+                    commit_batch: EngineConfig::default().commit_batch,
+                    content: None,
                     engine: None,
                 }
             })

@@ -1,0 +1,587 @@
+//! The desktop client's commands: `setup`, `login`, `sync [--once]`,
+//! `status`, `versions`, `restore`. Wiring only: the work is in
+//! `stacksync-client` (which never links server code).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use stacksync_client::status::{self, FileStatus, StatusReport};
+use stacksync_blobstore::{SwiftAuth, SwiftConfig};
+use stacksync_bus::QueueKind;
+use stacksync_client::{
+    ClientOptions, Connection, DirectConfig, DirectConnection, DirectProfile, GatewayConnection,
+    Profile, ProfileConfig, STATUS_SOCKET, SyncClient, TransportKind, offline_status,
+};
+use stacksync_gateway_client::{GatewayClient, Session};
+use stacksync_proto::rpc::{Reply, Request};
+use stacksync_proto::ItemStatus;
+
+/// The client's commands.
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Creates this device's client profile (no prompts): logs in,
+    /// registers the device and chooses the synced folder.
+    Setup {
+        /// The server's URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: String,
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+        /// The account's password (or STACKSYNC_PASSWORD).
+        #[arg(long, env = "STACKSYNC_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// The folder to sync (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// This device's name, shown in conflicted copies (default: the host name).
+        #[arg(long)]
+        device_name: Option<String>,
+        /// Replaces an existing profile (its sync state is forgotten; the
+        /// folder's files are kept and re-synced).
+        #[arg(long)]
+        force: bool,
+        /// How to reach the service: through the server's HTTP gateway, or
+        /// directly to RabbitMQ (metadata, push) and Swift (data). With
+        /// "direct", --server is the broker's amqp:// URL.
+        #[arg(long, value_enum, default_value = "gateway")]
+        transport: TransportArg,
+        #[command(flatten)]
+        direct: DirectArgs,
+    },
+    /// Opens a new session for the profile (after the old one expired).
+    Login {
+        /// The account's password (or STACKSYNC_PASSWORD).
+        #[arg(long, env = "STACKSYNC_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Syncs the folder: as a daemon, or with --once until nothing is left.
+    Sync {
+        /// Syncs until nothing is left to do, then exits (0 on success).
+        #[arg(long)]
+        once: bool,
+        /// No progress display even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+        /// With --once: prints a JSON summary (operations, conflicts, bytes
+        /// and chunks moved, refused names) on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Upload limit in KiB/s.
+        #[arg(long)]
+        upload_limit: Option<u64>,
+        /// Download limit in KiB/s.
+        #[arg(long)]
+        download_limit: Option<u64>,
+    },
+    /// Per-file sync status: synced, syncing, pending, conflict, error, ignored.
+    Status {
+        /// A file or folder in the synced folder (default: all of it).
+        path: Option<PathBuf>,
+        /// Prints JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the stored versions of a file.
+    Versions {
+        /// A file in the synced folder (deleted files too).
+        path: PathBuf,
+        /// Prints JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Brings back a version of a file (also undeletes it).
+    Restore {
+        /// A file in the synced folder (deleted files too).
+        path: PathBuf,
+        /// The version to bring back (see `stacksync versions`).
+        #[arg(long)]
+        version: u64,
+    },
+}
+
+/// `--transport`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportArg {
+    /// HTTP + WebSocket to the server (chunks through the server).
+    Gateway,
+    /// RabbitMQ for metadata and push, Swift for chunks.
+    Direct,
+}
+
+/// Settings of the direct transport (`setup --transport direct`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DirectArgs {
+    /// The server's bus namespace.
+    #[arg(long, default_value = "stacksync")]
+    namespace: String,
+    /// The server's queue kind: classic, durable or quorum.
+    #[arg(long, default_value = "durable")]
+    queue_kind: String,
+    /// Swift TempAuth (v1) URL.
+    #[arg(long)]
+    swift_auth_url: Option<String>,
+    /// The account's storage user (`account:user`).
+    #[arg(long)]
+    swift_user: Option<String>,
+    /// The storage user's key (or STACKSYNC_SWIFT_KEY).
+    #[arg(long, env = "STACKSYNC_SWIFT_KEY", hide_env_values = true)]
+    swift_key: Option<String>,
+    /// The installation's Swift account, when not the storage user's own.
+    #[arg(long)]
+    swift_account: Option<String>,
+}
+
+/// Runs one client command.
+pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
+    let home = Profile::home_from_env()?;
+    match command {
+        ClientCommand::Setup {
+            server,
+            email,
+            password,
+            dir,
+            device_name,
+            force,
+            transport,
+            direct,
+        } => {
+            let direct = match transport {
+                TransportArg::Gateway => None,
+                TransportArg::Direct => Some(direct_setup(&server, direct)?),
+            };
+            setup(&home, server, email, password, dir, device_name, force, direct).await
+        }
+        ClientCommand::Login { password } => {
+            let mut profile = Profile::load(&home)?;
+            let (token, user) = match profile.config.transport {
+                TransportKind::Gateway => {
+                    let client = GatewayClient::login(
+                        &profile.config.server_url,
+                        &profile.config.email,
+                        &password,
+                    )
+                    .await
+                    .context("logging in")?;
+                    (client.session().token.clone(), client.session().user)
+                }
+                TransportKind::Direct => {
+                    let conn = DirectConnection::login(
+                        direct_config(&profile)?,
+                        &profile.config.email,
+                        &password,
+                    )
+                    .await
+                    .context("logging in")?;
+                    (conn.token().to_owned(), conn.user())
+                }
+            };
+            profile.config.user_id = user;
+            profile.save()?;
+            profile.save_token(&token)?;
+            println!("logged in as {}", profile.config.email);
+            Ok(())
+        }
+        ClientCommand::Sync {
+            once,
+            quiet,
+            json,
+            upload_limit,
+            download_limit,
+        } => {
+            let mut options = ClientOptions::default();
+            options.transfer.upload_limit = upload_limit.map(|k| k * 1024);
+            options.transfer.download_limit = download_limit.map(|k| k * 1024);
+            let mut client = open(&home, options).await?;
+            if once {
+                let progress = (!quiet && std::io::stderr().is_terminal()).then(|| progress(&client));
+                let result = client.sync_until_done().await;
+                if let Some(p) = progress {
+                    p.abort();
+                    eprintln!();
+                }
+                let report = result.context("sync failed")?;
+                for (path, why) in &report.refused {
+                    eprintln!("not synced: {path}: {why}");
+                }
+                let stats = client.stats();
+                if json {
+                    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                    let summary = serde_json::json!({
+                        "applied": report.applied,
+                        "conflicts": report.conflicts,
+                        "rounds": report.rounds,
+                        "bytes_uploaded": load(&stats.bytes_uploaded),
+                        "chunks_uploaded": load(&stats.chunks_uploaded),
+                        "chunks_deduplicated": load(&stats.chunks_deduplicated),
+                        "bytes_downloaded": load(&stats.bytes_downloaded),
+                        "chunks_downloaded": load(&stats.chunks_downloaded),
+                        "refused": report.refused.iter().map(|(p, why)| serde_json::json!({"path": p.to_string(), "reason": why})).collect::<Vec<_>>(),
+                        "not_synced": report.not_synced,
+                    });
+                    println!("{summary}");
+                }
+                eprintln!(
+                    "synced: {} operation(s), {} conflicted copy(ies), {} uploaded, {} downloaded",
+                    report.applied,
+                    report.conflicts,
+                    human(stats.bytes_uploaded.load(Ordering::Relaxed)),
+                    human(stats.bytes_downloaded.load(Ordering::Relaxed)),
+                );
+                Ok(())
+            } else {
+                eprintln!(
+                    "syncing {} (status: `stacksync status`; stop with Ctrl-C)",
+                    client.folder().display()
+                );
+                client.run(shutdown_signal()).await.context("sync stopped")?;
+                Ok(())
+            }
+        }
+        ClientCommand::Status { path, json } => {
+            let profile = Profile::load(&home)?;
+            let abs = path.map(|p| absolute(&p)).transpose()?;
+            let report = match status::query(&home.join(STATUS_SOCKET), abs.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?
+            {
+                Some(r) => r,
+                None => {
+                    let target = abs.unwrap_or_else(|| profile.config.folder.clone());
+                    offline_status(&profile, &target).await?
+                }
+            };
+            print_status(&report, json)
+        }
+        ClientCommand::Versions { path, json } => {
+            let mut client = open(&home, quiet_options()).await?;
+            let rel = client.relative(&absolute(&path)?)?;
+            let versions = client.versions(&rel).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+                return Ok(());
+            }
+            println!("{:>7}  {:<8}  {:>10}  {:<19}  content", "version", "state", "size", "modified (UTC)");
+            for v in versions {
+                let state = match v.status {
+                    ItemStatus::Deleted => "deleted",
+                    _ => "present",
+                };
+                let hash = v.content_hash.map(|h| h.to_hex()[..12].to_string()).unwrap_or_default();
+                println!(
+                    "{:>7}  {:<8}  {:>10}  {:<19}  {}",
+                    v.version,
+                    state,
+                    human(v.size),
+                    stacksync_engine::conflict::format_utc(v.client_modified),
+                    hash
+                );
+            }
+            Ok(())
+        }
+        ClientCommand::Restore { path, version } => {
+            let mut client = open(&home, quiet_options()).await?;
+            let rel = client.relative(&absolute(&path)?)?;
+            let meta = client.restore(&rel, version).await?;
+            println!("restored {rel} to the content of version {version} (now version {})", meta.version);
+            Ok(())
+        }
+    }
+}
+
+fn quiet_options() -> ClientOptions {
+    ClientOptions {
+        desktop: false,
+        ..ClientOptions::default()
+    }
+}
+
+/// Opens the profile's connection and folder.
+async fn open(home: &Path, options: ClientOptions) -> anyhow::Result<SyncClient> {
+    let profile = Profile::load(home)?;
+    let conn = connect(&profile).await?;
+    Ok(SyncClient::open(profile, conn, options).await?)
+}
+
+/// The connection the profile asks for.
+async fn connect(profile: &Profile) -> anyhow::Result<Arc<dyn Connection>> {
+    let token = profile
+        .load_token()?
+        .context("not logged in: run `stacksync login --password ...`")?;
+    match profile.config.transport {
+        TransportKind::Gateway => {
+            let session = Session {
+                token,
+                user: profile.config.user_id,
+                expires_at: 0,
+            };
+            let client = GatewayClient::with_session(&profile.config.server_url, session)?;
+            Ok(Arc::new(GatewayConnection::new(client)))
+        }
+        TransportKind::Direct => {
+            let conn = DirectConnection::connect(direct_config(profile)?, &token)
+                .await
+                .context("connecting to RabbitMQ and Swift")?;
+            Ok(Arc::new(conn))
+        }
+    }
+}
+
+/// The direct transport's configuration from a profile and its key file.
+fn direct_config(profile: &Profile) -> anyhow::Result<DirectConfig> {
+    let d = profile
+        .config
+        .direct
+        .as_ref()
+        .context("the profile's transport is \"direct\" but it has no [direct] section")?;
+    let key = profile
+        .load_swift_key()?
+        .context("no Swift key stored; run `stacksync setup --force --transport direct ...`")?;
+    direct_config_from(d, key)
+}
+
+/// The direct transport's configuration from its profile section and key.
+/// `STACKSYNC_AMQP_URL` overrides the broker URL (so its password need not
+/// be stored in the profile).
+fn direct_config_from(d: &DirectProfile, key: String) -> anyhow::Result<DirectConfig> {
+    let amqp_url = std::env::var("STACKSYNC_AMQP_URL").unwrap_or_else(|_| d.amqp_url.clone());
+    let mut swift = SwiftConfig::new(SwiftAuth::V1 {
+        auth_url: d.swift_auth_url.clone(),
+        user: d.swift_user.clone(),
+        key,
+    });
+    swift.account = d.swift_account.clone();
+    let mut config = DirectConfig::new(amqp_url, d.namespace.clone(), swift);
+    config.bus.queue_kind = match d.queue_kind.as_str() {
+        "classic" => QueueKind::Classic,
+        "durable" => QueueKind::Durable,
+        "quorum" => QueueKind::Quorum,
+        other => bail!("queue_kind {other:?} must be classic, durable or quorum"),
+    };
+    Ok(config)
+}
+
+/// Checks the direct transport's flags; returns the profile section and the key.
+fn direct_setup(server: &str, args: DirectArgs) -> anyhow::Result<(DirectProfile, String)> {
+    if !server.starts_with("amqp://") && !server.starts_with("amqps://") {
+        bail!("with --transport direct, --server is the broker's amqp:// URL");
+    }
+    let missing = |flag: &str| anyhow::anyhow!("--transport direct needs --{flag}");
+    let profile = DirectProfile {
+        amqp_url: server.to_owned(),
+        namespace: args.namespace,
+        queue_kind: args.queue_kind,
+        swift_auth_url: args.swift_auth_url.ok_or_else(|| missing("swift-auth-url"))?,
+        swift_user: args.swift_user.ok_or_else(|| missing("swift-user"))?,
+        swift_account: args.swift_account,
+    };
+    let key = args.swift_key.ok_or_else(|| missing("swift-key"))?;
+    Ok((profile, key))
+}
+
+async fn setup(
+    home: &Path,
+    server: String,
+    email: String,
+    password: String,
+    dir: PathBuf,
+    device_name: Option<String>,
+    force: bool,
+    direct: Option<(DirectProfile, String)>,
+) -> anyhow::Result<()> {
+    if Profile::load(home).is_ok() {
+        if !force {
+            bail!(
+                "a profile already exists in {}; use --force to replace it (or set STACKSYNC_HOME for another one)",
+                home.display()
+            );
+        }
+        Profile::remove(home)?;
+    }
+    let folder = absolute(&dir)?;
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("creating the synced folder {}", folder.display()))?;
+    let folder = folder
+        .canonicalize()
+        .with_context(|| format!("resolving {}", folder.display()))?;
+    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    let home_abs = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+    if home_abs.starts_with(&folder) || folder.starts_with(&home_abs) {
+        bail!(
+            "the synced folder {} and the client's state folder {} must not contain each other",
+            folder.display(),
+            home_abs.display()
+        );
+    }
+    let (conn, token, user): (Arc<dyn Connection>, String, _) = match &direct {
+        None => {
+            let client = GatewayClient::login(&server, &email, &password)
+                .await
+                .with_context(|| format!("logging in to {server} as {email}"))?;
+            let (token, user) = (client.session().token.clone(), client.session().user);
+            (Arc::new(GatewayConnection::new(client)), token, user)
+        }
+        Some((d, key)) => {
+            let conn = DirectConnection::login(direct_config_from(d, key.clone())?, &email, &password)
+                .await
+                .with_context(|| format!("logging in over {} as {email}", d.namespace))?;
+            let (token, user) = (conn.token().to_owned(), conn.user());
+            (Arc::new(conn), token, user)
+        }
+    };
+    let device_name = device_name.unwrap_or_else(host_name);
+    let device = match conn
+        .rpc(Request::UpdateDevice {
+            id: None,
+            name: device_name.clone(),
+            os: std::env::consts::OS.to_owned(),
+            app_version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .await
+        .context("registering this device")?
+    {
+        Reply::Device(d) => d,
+        other => bail!("the server answered the device registration with {other:?}"),
+    };
+    let profile = Profile::create(
+        home,
+        ProfileConfig {
+            server_url: server.clone(),
+            email: email.clone(),
+            device_id: device.id,
+            device_name: device_name.clone(),
+            folder: folder.clone(),
+            transport: if direct.is_some() {
+                TransportKind::Direct
+            } else {
+                TransportKind::Gateway
+            },
+            user_id: user,
+            workspace: None,
+            direct: direct.as_ref().map(|(d, _)| d.clone()),
+        },
+    )?;
+    profile.save_token(&token)?;
+    if let Some((_, key)) = &direct {
+        profile.save_swift_key(key)?;
+    }
+    println!(
+        "set up: {} syncs with {server} as {email} (device \u{201c}{device_name}\u{201d}); run `stacksync sync`",
+        folder.display()
+    );
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "device".into())
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .context("reading the current folder")?
+            .join(path))
+    }
+}
+
+fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    let target = if report.target.path.is_empty() {
+        report.folder.display().to_string()
+    } else {
+        report.target.path.clone()
+    };
+    let daemon = if !report.daemon_running {
+        "daemon not running".to_owned()
+    } else if report.daemon.busy {
+        "daemon syncing".to_owned()
+    } else if let Some(e) = &report.daemon.last_error {
+        format!("daemon retrying: {e}")
+    } else {
+        "daemon idle".to_owned()
+    };
+    println!("{target}: {} ({daemon})", report.target.status.as_str());
+    if let Some(d) = &report.target.detail {
+        println!("  {d}");
+    }
+    if !report.counts.is_empty() {
+        let counts: Vec<String> = report.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("files: {}", counts.join(", "));
+    }
+    for e in &report.entries {
+        if e.status == FileStatus::Synced && report.target.path.is_empty() {
+            continue;
+        }
+        let slash = if e.is_folder { "/" } else { "" };
+        match &e.detail {
+            Some(d) => println!("{:<8} {}{slash}  ({d})", e.status.as_str(), e.path),
+            None => println!("{:<8} {}{slash}", e.status.as_str(), e.path),
+        }
+    }
+    Ok(())
+}
+
+/// Shows transfer progress on stderr until aborted.
+fn progress(client: &SyncClient) -> tokio::task::JoinHandle<()> {
+    let content = client.content();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let s = content.stats();
+            eprint!(
+                "\r\x1b[Ksyncing: \u{2191} {} ({} chunks, {} already there)  \u{2193} {} ({} chunks)",
+                human(s.bytes_uploaded.load(Ordering::Relaxed)),
+                s.chunks_uploaded.load(Ordering::Relaxed),
+                s.chunks_deduplicated.load(Ordering::Relaxed),
+                human(s.bytes_downloaded.load(Ordering::Relaxed)),
+                s.chunks_downloaded.load(Ordering::Relaxed),
+            );
+        }
+    })
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+

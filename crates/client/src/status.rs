@@ -1,0 +1,520 @@
+//! Per-file sync status — what a file manager's overlay icon shows — and
+//! the local socket that serves it.
+//!
+//! A status is derived, never stored: from the engine's [`SyncState`] (the
+//! remote tree and the last agreed state of each item), what the disk has
+//! now (a stamp: size, mtime, inode), the ignore rules, and whether a sync
+//! is running. A file is **synced** when the disk still holds exactly what
+//! was last agreed with the server and the server has nothing newer;
+//! anything else is **syncing** while the daemon works and **pending**
+//! otherwise. A folder takes the worst status found beneath it.
+//!
+//! The socket (`status.sock` in the client's home, mode 0600) speaks one
+//! JSON line each way: `{"path": "<absolute path or null>"}` in, a
+//! [`StatusReport`] out. `stacksync status` uses it when the daemon runs
+//! and computes the same answer from the state database when it does not.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use stacksync_engine::io::{EntryKind, Fs};
+use stacksync_engine::{IgnoreRules, RelPath, SyncState};
+use stacksync_proto::{ItemId, Millis};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::localfs::LocalFs;
+
+pub use stacksync_engine::ignore::IGNORE_FILE;
+/// Marker in the name of every conflicted copy the engine makes.
+pub const CONFLICT_MARKER: &str = " (conflicted copy from ";
+/// Most entries a report lists, so a huge folder cannot flood the socket.
+pub const MAX_LISTED: usize = 1000;
+
+/// The status of one path, best first (a folder shows its worst child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Excluded by the ignore rules, or a symlink or special file.
+    Ignored,
+    /// Disk and server agree.
+    Synced,
+    /// A conflicted copy (kept bytes of a losing edit), synced or not.
+    Conflict,
+    /// Differs from the server; the daemon is not running or is idle.
+    Pending,
+    /// Differs from the server and the daemon is working on it.
+    Syncing,
+    /// The server refused it (a name it does not accept) or it failed.
+    Error,
+}
+
+impl FileStatus {
+    /// The word shown to people and scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Ignored => "ignored",
+            FileStatus::Synced => "synced",
+            FileStatus::Conflict => "conflict",
+            FileStatus::Pending => "pending",
+            FileStatus::Syncing => "syncing",
+            FileStatus::Error => "error",
+        }
+    }
+
+    /// How bad, for folder aggregation: errors first, then work to do.
+    fn severity(self) -> u8 {
+        match self {
+            FileStatus::Ignored => 0,
+            FileStatus::Synced => 1,
+            FileStatus::Conflict => 2,
+            FileStatus::Pending => 3,
+            FileStatus::Syncing => 4,
+            FileStatus::Error => 5,
+        }
+    }
+}
+
+/// One path in a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEntry {
+    /// Path relative to the synced folder ("" for the folder itself).
+    pub path: String,
+    /// Its status.
+    pub status: FileStatus,
+    /// Folder or file.
+    pub is_folder: bool,
+    /// Why, for errors (and pending downloads: "to download").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What the daemon is doing as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonState {
+    /// A sync round is running.
+    pub busy: bool,
+    /// The last sync failed with this (cleared by the next success).
+    pub last_error: Option<String>,
+    /// When the last sync finished without error (ms since the epoch).
+    pub last_synced: Option<Millis>,
+    /// Bytes uploaded and downloaded since the daemon started.
+    pub bytes_up: u64,
+    /// Bytes downloaded since the daemon started.
+    pub bytes_down: u64,
+}
+
+/// The answer to a status query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The synced folder.
+    pub folder: PathBuf,
+    /// Whether a daemon answered (false: computed from the state database).
+    pub daemon_running: bool,
+    /// The daemon's state (default when none runs).
+    pub daemon: DaemonState,
+    /// The queried path itself.
+    pub target: StatusEntry,
+    /// Its children (for a folder), or for the whole folder every path
+    /// that is not synced; at most [`MAX_LISTED`].
+    pub entries: Vec<StatusEntry>,
+    /// Counts of files by status under the target.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// What a status is computed from; the daemon keeps one up to date.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The engine's state after the last round.
+    pub state: SyncState,
+    /// The daemon's activity.
+    pub daemon: DaemonState,
+}
+
+/// The daemon's shared [`Snapshot`].
+pub type StatusBoard = Arc<Mutex<Snapshot>>;
+
+/// Why a status could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The path is not inside the synced folder.
+    #[error("{0} is not inside the synced folder {1}")]
+    Outside(PathBuf, PathBuf),
+    /// A component of the path is not a name the service can hold.
+    #[error("{0}: {1}")]
+    BadPath(PathBuf, String),
+    /// The disk could not be read.
+    #[error("reading {0}: {1}")]
+    Io(String, String),
+}
+
+/// Resolves a user-given path (absolute, or relative to the current
+/// folder) to a path inside `folder`. Symlinks are not resolved: the
+/// folder's own entries are what is asked about.
+pub fn relative_to_folder(folder: &Path, path: &Path) -> Result<RelPath, StatusError> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| StatusError::Io(".".into(), e.to_string()))?
+            .join(path)
+    };
+    // Lexical normalization: `.` and `..` are folded, nothing is followed.
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(s) => parts.push(s),
+            _ => {}
+        }
+    }
+    let norm: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts)
+        .collect();
+    let rest = norm
+        .strip_prefix(folder)
+        .map_err(|_| StatusError::Outside(norm.clone(), folder.to_path_buf()))?;
+    let text = rest
+        .to_str()
+        .ok_or_else(|| StatusError::BadPath(norm.clone(), "not valid UTF-8".into()))?;
+    if text.is_empty() {
+        return Ok(RelPath::root());
+    }
+    RelPath::parse(text).map_err(|e| StatusError::BadPath(norm.clone(), e.to_string()))
+}
+
+/// Synced items by their path, with the id.
+fn synced_paths(state: &SyncState) -> BTreeMap<RelPath, ItemId> {
+    state
+        .synced
+        .keys()
+        .filter_map(|id| state.synced_path(*id).map(|p| (p, *id)))
+        .collect()
+}
+
+/// Reads the ignore rules the engine uses for this folder.
+async fn ignore_rules(fs: &LocalFs) -> IgnoreRules {
+    match tokio::fs::read_to_string(fs.root().join(IGNORE_FILE)).await {
+        Ok(text) => IgnoreRules::with_file(&text).0,
+        Err(_) => IgnoreRules::defaults(),
+    }
+}
+
+struct Ctx<'a> {
+    fs: &'a LocalFs,
+    state: &'a SyncState,
+    ignore: IgnoreRules,
+    synced: BTreeMap<RelPath, ItemId>,
+    busy: bool,
+    counts: BTreeMap<String, u64>,
+    listed: Vec<StatusEntry>,
+    list_all_unsynced: bool,
+}
+
+impl Ctx<'_> {
+    fn not_synced(&self) -> FileStatus {
+        if self.busy {
+            FileStatus::Syncing
+        } else {
+            FileStatus::Pending
+        }
+    }
+
+    fn count(&mut self, status: FileStatus) {
+        *self.counts.entry(status.as_str().to_owned()).or_default() += 1;
+    }
+
+    /// Status of one local file (not a folder).
+    fn file_status(&self, path: &RelPath, stamp: stacksync_engine::Stamp) -> (FileStatus, Option<String>) {
+        if let Some(r) = self.state.refused.get(path) {
+            return (FileStatus::Error, Some(r.reason.clone()));
+        }
+        let agreed = self.synced.get(path).and_then(|id| {
+            let s = self.state.synced.get(id)?;
+            let remote = self.state.remote.live(*id)?;
+            Some(!s.is_folder && s.stamp == Some(stamp) && remote.version == s.version)
+        });
+        let is_copy = path
+            .name()
+            .is_some_and(|n| n.as_str().contains(CONFLICT_MARKER));
+        match agreed {
+            Some(true) if is_copy => (FileStatus::Conflict, None),
+            Some(true) => (FileStatus::Synced, None),
+            _ => (self.not_synced(), None),
+        }
+    }
+
+    /// Status of a path and (for folders) everything beneath it. Lists
+    /// children when `list_children`.
+    async fn walk(
+        &mut self,
+        path: &RelPath,
+        kind: EntryKind,
+        stamp: stacksync_engine::Stamp,
+        list_children: bool,
+    ) -> Result<FileStatus, StatusError> {
+        let ignored = !path.is_root()
+            && (matches!(kind, EntryKind::Symlink | EntryKind::Special)
+                || self
+                    .ignore
+                    .is_ignored_path(path, kind == EntryKind::Folder));
+        if ignored {
+            return Ok(FileStatus::Ignored);
+        }
+        if kind == EntryKind::File {
+            let (status, detail) = self.file_status(path, stamp);
+            self.count(status);
+            if self.list_all_unsynced && status != FileStatus::Synced && self.listed.len() < MAX_LISTED {
+                self.listed.push(StatusEntry {
+                    path: path.to_string(),
+                    status,
+                    is_folder: false,
+                    detail,
+                });
+            }
+            return Ok(status);
+        }
+        let mut worst = if path.is_root() || self.synced.contains_key(path) {
+            FileStatus::Synced
+        } else if self.state.refused.contains_key(path) {
+            FileStatus::Error
+        } else {
+            self.not_synced()
+        };
+        let entries = self
+            .fs
+            .list_dir(path)
+            .await
+            .map_err(|e| StatusError::Io(path.to_string(), e.to_string()))?;
+        let mut local_names = std::collections::HashSet::new();
+        for e in entries {
+            let Ok(name) = stacksync_proto::ItemName::new(&e.name) else {
+                continue;
+            };
+            local_names.insert(e.name.clone());
+            let child = path.join(&name);
+            let status = Box::pin(self.walk(&child, e.kind, e.stamp, false)).await?;
+            if list_children && self.listed.len() < MAX_LISTED {
+                let detail = self.state.refused.get(&child).map(|r| r.reason.clone());
+                self.listed.push(StatusEntry {
+                    path: child.to_string(),
+                    status,
+                    is_folder: e.kind == EntryKind::Folder,
+                    detail,
+                });
+            }
+            if status.severity() > worst.severity() {
+                worst = status;
+            }
+        }
+        // Items the server has here that the disk does not: downloads to come.
+        let parent_id = if path.is_root() {
+            None
+        } else {
+            match self.synced.get(path) {
+                Some(id) => Some(*id),
+                None => return Ok(worst),
+            }
+        };
+        let missing: Vec<(String, bool)> = self
+            .state
+            .remote
+            .iter()
+            .filter(|m| m.parent == parent_id && !local_names.contains(m.name.as_str()))
+            .filter(|m| self.state.remote.live(m.id).is_some())
+            .filter(|m| !self.ignore.is_ignored_path(&path.join(&m.name), m.is_folder))
+            .map(|m| (m.name.as_str().to_owned(), m.is_folder))
+            .collect();
+        for (name, is_folder) in missing {
+            let status = self.not_synced();
+            self.count(status);
+            let child = format!("{}{}{}", path, if path.is_root() { "" } else { "/" }, name);
+            if (list_children || self.list_all_unsynced) && self.listed.len() < MAX_LISTED {
+                self.listed.push(StatusEntry {
+                    path: child,
+                    status,
+                    is_folder,
+                    detail: Some("to download".into()),
+                });
+            }
+            if status.severity() > worst.severity() {
+                worst = status;
+            }
+        }
+        Ok(worst)
+    }
+}
+
+/// Computes the status of `path` (the whole folder when it is the root).
+pub async fn compute(
+    fs: &LocalFs,
+    snapshot: &Snapshot,
+    path: &RelPath,
+    daemon_running: bool,
+) -> Result<StatusReport, StatusError> {
+    let mut ctx = Ctx {
+        fs,
+        state: &snapshot.state,
+        ignore: ignore_rules(fs).await,
+        synced: synced_paths(&snapshot.state),
+        busy: snapshot.daemon.busy,
+        counts: BTreeMap::new(),
+        listed: Vec::new(),
+        list_all_unsynced: path.is_root(),
+    };
+    let meta = fs
+        .stat(path)
+        .await
+        .map_err(|e| StatusError::Io(path.to_string(), e.to_string()))?;
+    let (status, is_folder, detail) = match meta {
+        Some(m) => {
+            let is_folder = m.kind == EntryKind::Folder;
+            let status = ctx.walk(path, m.kind, m.stamp, is_folder && !path.is_root()).await?;
+            let detail = ctx.state.refused.get(path).map(|r| r.reason.clone());
+            (status, is_folder, detail)
+        }
+        None => {
+            // Not on disk: known to the server (a download to come) or not at all.
+            let on_server = ctx
+                .state
+                .remote
+                .iter()
+                .find(|m| ctx.state.remote.path_of(m.id).as_ref() == Some(path));
+            match on_server {
+                Some(m) => (ctx.not_synced(), m.is_folder, Some("to download".into())),
+                None => {
+                    return Err(StatusError::Io(
+                        path.to_string(),
+                        "no such file or folder, here or on the server".into(),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(StatusReport {
+        folder: fs.root().to_path_buf(),
+        daemon_running,
+        daemon: snapshot.daemon.clone(),
+        target: StatusEntry {
+            path: path.to_string(),
+            status,
+            is_folder,
+            detail,
+        },
+        entries: ctx.listed,
+        counts: ctx.counts,
+    })
+}
+
+/// A status query on the socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusQuery {
+    /// Absolute path to ask about; `None` for the whole folder.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StatusAnswer {
+    Ok(Box<StatusReport>),
+    Error(String),
+}
+
+/// Longest query line accepted (a path, with room to spare).
+const MAX_QUERY: usize = 64 * 1024;
+
+/// Serves status queries on `socket` until the task is dropped. A stale
+/// socket file (left by a crashed daemon) is replaced; a live one (another
+/// daemon on the same profile) is an error.
+pub async fn serve(
+    socket: &Path,
+    fs: Arc<LocalFs>,
+    board: StatusBoard,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if socket.exists() {
+        if UnixStream::connect(socket).await.is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "another stacksync daemon already runs for this profile ({} answers)",
+                    socket.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(socket)?;
+    }
+    let listener = UnixListener::bind(socket)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let fs = Arc::clone(&fs);
+            let board = Arc::clone(&board);
+            tokio::spawn(async move {
+                let _ = answer(stream, &fs, &board).await;
+            });
+        }
+    }))
+}
+
+async fn answer(stream: UnixStream, fs: &LocalFs, board: &StatusBoard) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_QUERY as u64));
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let answer = match serde_json::from_str::<StatusQuery>(&line) {
+        Err(e) => StatusAnswer::Error(format!("bad query: {e}")),
+        Ok(q) => {
+            let snapshot = board.lock().map(|s| s.clone()).unwrap_or_default();
+            let path = match &q.path {
+                None => Ok(RelPath::root()),
+                Some(p) if !p.is_absolute() => Err(StatusError::BadPath(
+                    p.clone(),
+                    "the socket takes absolute paths".into(),
+                )),
+                Some(p) => relative_to_folder(fs.root(), p),
+            };
+            match path {
+                Err(e) => StatusAnswer::Error(e.to_string()),
+                Ok(rel) => match compute(fs, &snapshot, &rel, true).await {
+                    Ok(r) => StatusAnswer::Ok(Box::new(r)),
+                    Err(e) => StatusAnswer::Error(e.to_string()),
+                },
+            }
+        }
+    };
+    let mut out = serde_json::to_vec(&answer).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Asks a running daemon; `Ok(None)` when none answers on `socket`.
+pub async fn query(socket: &Path, path: Option<PathBuf>) -> Result<Option<StatusReport>, String> {
+    let Ok(stream) = UnixStream::connect(socket).await else {
+        return Ok(None);
+    };
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(&StatusQuery { path }).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    write.write_all(&line).await.map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(read);
+    let mut reply = String::new();
+    reader
+        .read_line(&mut reply)
+        .await
+        .map_err(|e| format!("reading the daemon's answer: {e}"))?;
+    match serde_json::from_str::<StatusAnswer>(&reply)
+        .map_err(|e| format!("the daemon's answer does not parse: {e}"))?
+    {
+        StatusAnswer::Ok(r) => Ok(Some(*r)),
+        StatusAnswer::Error(e) => Err(e),
+    }
+}

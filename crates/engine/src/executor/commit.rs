@@ -1,0 +1,361 @@
+//! Commit operations, sent in batches: a run of consecutive `Commit`
+//! operations of a plan becomes one [`crate::Remote::commit`] call.
+//!
+//! Proposals are built in plan order. A new item gets its client-chosen id
+//! when its proposal is built, so a later item of the same batch can name
+//! it as its parent (the server takes a batch's items in order). Outcomes
+//! are then applied in plan order, exactly as single commits were, and the
+//! state is saved once for the batch. A crash between the server's reply
+//! and that save loses nothing: the next run reads the accepted versions
+//! from the change feed and recognises them (new items by path and hash),
+//! and a re-commit of a stored version is idempotent on the server.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use stacksync_proto::{
+    CommitOutcome, CommitRequest, ContentHash, ErrorKind, ItemId, ItemMeta, ItemStatus,
+    ProposedItem,
+};
+
+use super::apply::{Outcome, item_level};
+use super::prefetch::{NotUploaded, upload_file};
+use super::{Engine, Exec};
+use crate::error::EngineError;
+use crate::planner::{Key, Op, RemoteChange, path_in};
+use crate::tree::Refusal;
+
+/// Most chunk references in one batch, which keeps a commit message well
+/// under the wire limit (about 100 bytes each as JSON, against 16 MiB).
+const MAX_BATCH_CHUNKS: usize = 50_000;
+
+/// Hash, size and chunks of a version being committed.
+type CommitContent = (Option<ContentHash>, u64, Vec<stacksync_proto::ChunkRef>);
+
+/// A proposal and what its outcome needs.
+struct Proposed {
+    /// Index of the operation in the batch.
+    op: usize,
+    key: Key,
+    item: ProposedItem,
+    /// The new item whose parent is this item's parent, if that parent is
+    /// itself new in this batch.
+    parent_new: Option<u32>,
+}
+
+/// Whether a refusal is final for this content: retrying the same file
+/// cannot succeed, so it is recorded and reported (and retried once the
+/// file changes) instead of being retried round after round.
+///
+/// * `QuotaExceeded`: the account is full for this size of file.
+/// * `Forbidden`: the item is not ours to write (another workspace's id,
+///   a read-only share).
+/// * `TooLarge`: the version is bigger than the server accepts.
+///
+/// Not final: `NotFound` (a parent created or deleted by someone else, the
+/// change feed will tell), `BadRequest` (a name taken by an item not seen
+/// yet, a folder not empty yet: the next plan resolves both), and anything
+/// transient (`Unavailable`, `Internal`).
+fn final_refusal(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::QuotaExceeded | ErrorKind::Forbidden | ErrorKind::TooLarge
+    )
+}
+
+impl Engine {
+    /// Commits the leading run of `ops` (all `Commit`s) as one batch, or
+    /// less of it (at most `commit_batch` items, [`MAX_BATCH_CHUNKS`]
+    /// chunks, one operation per item). Returns the outcome of each
+    /// operation taken, in order; at least one is taken.
+    pub(super) async fn commit_batch(
+        &mut self,
+        exec: &mut Exec,
+        ops: &[Op],
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let max_items = self.config.commit_batch.clamp(1, CommitRequest::MAX_ITEMS);
+        let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+        let mut proposed: Vec<Proposed> = Vec::new();
+        let mut keys = BTreeSet::new();
+        // Ids given to new items of this batch, not yet accepted.
+        let mut pending: BTreeMap<u32, ItemId> = BTreeMap::new();
+        let mut chunks = 0usize;
+        for op in ops {
+            let Op::Commit { key, change } = op else {
+                break;
+            };
+            let full = proposed.len() >= max_items || chunks >= MAX_BATCH_CHUNKS;
+            // A second change to one item needs the first one's outcome.
+            if !outcomes.is_empty() && (full || keys.contains(key)) {
+                break;
+            }
+            keys.insert(*key);
+            let index = outcomes.len();
+            match self.propose(exec, &pending, *key, change).await? {
+                Ok((item, parent_new)) => {
+                    if let Key::New(n) = key {
+                        pending.insert(*n, item.id);
+                    }
+                    chunks += item.chunks.len();
+                    outcomes.push(None);
+                    proposed.push(Proposed {
+                        op: index,
+                        key: *key,
+                        item,
+                        parent_new,
+                    });
+                }
+                Err(skip) => outcomes.push(Some(skip)),
+            }
+        }
+        if !proposed.is_empty() {
+            self.send(exec, proposed, &mut outcomes).await?;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every proposal got an outcome from send"))
+            .collect())
+    }
+
+    /// Sends one batch and applies its outcomes in order, then saves once.
+    async fn send(
+        &mut self,
+        exec: &mut Exec,
+        proposed: Vec<Proposed>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), EngineError> {
+        let items: Vec<ProposedItem> = proposed.iter().map(|p| p.item.clone()).collect();
+        let count = items.len();
+        let result = self
+            .io
+            .remote
+            .commit(items)
+            .await
+            .map_err(|source| EngineError::Remote {
+                doing: format!("committing {count} item(s)"),
+                source,
+            })?;
+        let mut by_id: BTreeMap<ItemId, CommitOutcome> = result
+            .results
+            .into_iter()
+            .map(|r| (r.id, r.outcome))
+            .collect();
+        if let Some(p) = proposed.iter().find(|p| !by_id.contains_key(&p.item.id)) {
+            return Err(EngineError::Protocol(format!(
+                "commit reply has no result for {}",
+                p.item.id
+            )));
+        }
+        // New items this batch failed to create: their children in the
+        // batch were refused for lack of a parent, as expected.
+        let mut not_created = BTreeSet::new();
+        for p in proposed {
+            let outcome = by_id
+                .remove(&p.item.id)
+                .expect("checked above that every proposal has a result");
+            let out = self.commit_outcome(exec, &p, outcome, &not_created);
+            if !matches!(out, Outcome::Applied)
+                && let Key::New(n) = p.key
+            {
+                not_created.insert(n);
+            }
+            outcomes[p.op] = Some(out);
+        }
+        self.save().await
+    }
+
+    /// Applies the server's verdict on one proposal to the state.
+    fn commit_outcome(
+        &mut self,
+        exec: &mut Exec,
+        p: &Proposed,
+        outcome: CommitOutcome,
+        not_created: &BTreeSet<u32>,
+    ) -> Outcome {
+        let id = p.item.id;
+        match outcome {
+            CommitOutcome::Committed { meta } => {
+                self.state.remote.apply(meta);
+                if let Key::New(n) = p.key {
+                    exec.created.insert(n, id);
+                }
+                self.settle(exec, p.key);
+                Outcome::Applied
+            }
+            CommitOutcome::Conflict { current } => {
+                // The server moved on: learn what it has and plan again; the
+                // merge then keeps our bytes as a conflicted copy if needed.
+                self.state.remote.apply(current);
+                Outcome::Replan(format!("conflict on {id}"))
+            }
+            CommitOutcome::Refused { error } if error.kind == ErrorKind::InvalidName => {
+                // A name is refused whatever the content: retried only once
+                // the path goes away (renamed).
+                if let Some(path) = path_in(&exec.local, p.key) {
+                    let reason = error.message.clone();
+                    self.state.refused.insert(
+                        path,
+                        Refusal {
+                            reason,
+                            stamp: None,
+                        },
+                    );
+                }
+                Outcome::Skipped(format!("name refused: {}", error.message))
+            }
+            CommitOutcome::Refused { error } if final_refusal(error.kind) => {
+                // Retried once the file changes (or goes away).
+                if let Some(path) = path_in(&exec.local, p.key) {
+                    let stamp = exec.local.get(&p.key).map(|l| l.stamp);
+                    self.state.refused.insert(
+                        path,
+                        Refusal {
+                            reason: error.to_string(),
+                            stamp,
+                        },
+                    );
+                }
+                Outcome::Skipped(format!("refused: {error}"))
+            }
+            CommitOutcome::Refused { .. }
+                if p.parent_new.is_some_and(|n| not_created.contains(&n)) =>
+            {
+                Outcome::Skipped("parent not created".into())
+            }
+            // A name taken by an item we have not seen yet, a missing parent:
+            // the feed will tell; a clash then becomes a conflicted copy.
+            CommitOutcome::Refused { error } => Outcome::Replan(format!("refused: {error}")),
+        }
+    }
+
+    /// The proposal for one commit operation, or why there is none.
+    async fn propose(
+        &mut self,
+        exec: &mut Exec,
+        pending: &BTreeMap<u32, ItemId>,
+        key: Key,
+        change: &RemoteChange,
+    ) -> Result<Result<(ProposedItem, Option<u32>), Outcome>, EngineError> {
+        let id_of = |k: Key| match k {
+            Key::New(n) => exec.created.get(&n).or_else(|| pending.get(&n)).copied(),
+            Key::Item(id) => Some(id),
+        };
+        let latest: Option<ItemMeta> =
+            id_of(key).and_then(|id| self.state.remote.latest(id).cloned());
+        let (pos, is_folder, upload) = match change {
+            RemoteChange::Delete => {
+                let Some(m) = latest.filter(|m| m.status.is_live()) else {
+                    return Ok(Err(Outcome::Skipped("already deleted".into())));
+                };
+                let item = ProposedItem {
+                    id: m.id,
+                    parent: m.parent,
+                    name: m.name.clone(),
+                    is_folder: m.is_folder,
+                    mimetype: m.mimetype.clone(),
+                    status: ItemStatus::Deleted,
+                    version: m.version + 1,
+                    // A delete carries no content; the history keeps it.
+                    content_hash: None,
+                    size: 0,
+                    client_modified: self.io.clock.now_millis(),
+                    chunks: Vec::new(),
+                };
+                return Ok(Ok((item, None)));
+            }
+            RemoteChange::Put {
+                pos,
+                is_folder,
+                upload,
+            } => (pos, *is_folder, *upload),
+        };
+        let (parent, parent_new) = match pos.parent {
+            None => (None, None),
+            Some(pk) => match id_of(pk) {
+                Some(id) => {
+                    let fresh = match pk {
+                        Key::New(n) if !exec.created.contains_key(&n) => Some(n),
+                        _ => None,
+                    };
+                    (Some(id), fresh)
+                }
+                None => return Ok(Err(Outcome::Skipped("parent not created yet".into()))),
+            },
+        };
+        let id = id_of(key).unwrap_or_else(|| self.io.ids.new_item_id());
+        let version = latest.as_ref().map_or(1, |m| m.version + 1);
+        let status = match &latest {
+            None => ItemStatus::New,
+            Some(m) if m.parent != parent => ItemStatus::Moved,
+            Some(m) if m.name != pos.name => ItemStatus::Renamed,
+            Some(_) => ItemStatus::Changed,
+        };
+        let client_modified = exec
+            .local
+            .get(&key)
+            .map_or_else(|| self.io.clock.now_millis(), |l| l.stamp.mtime);
+        let (content_hash, size, chunks) = if is_folder {
+            (None, 0, Vec::new())
+        } else if upload {
+            match self.upload(exec, key).await? {
+                Ok(u) => u,
+                Err(skip) => return Ok(Err(skip)),
+            }
+        } else {
+            match &latest {
+                Some(m) => (m.content_hash, m.size, m.chunks.clone()),
+                None => return Ok(Err(Outcome::Skipped("no content to commit".into()))),
+            }
+        };
+        let item = ProposedItem {
+            id,
+            parent,
+            name: pos.name.clone(),
+            is_folder,
+            mimetype: latest.and_then(|m| m.mimetype),
+            status,
+            version,
+            content_hash,
+            size,
+            client_modified,
+            chunks,
+        };
+        Ok(Ok((item, parent_new)))
+    }
+
+    /// The uploaded content of the local file of `key`: prefetched if the
+    /// file still has the stamp it had when it was read, else uploaded now,
+    /// making sure it did not change while being read (else the operation
+    /// is skipped and retried in a later round).
+    async fn upload(
+        &mut self,
+        exec: &mut Exec,
+        key: Key,
+    ) -> Result<Result<CommitContent, Outcome>, EngineError> {
+        let Some(l) = exec.local.get(&key).cloned() else {
+            return Ok(Err(Outcome::Skipped("no local file".into())));
+        };
+        let Some(path) = path_in(&exec.local, key) else {
+            return Ok(Err(Outcome::Skipped("no local path".into())));
+        };
+        if let Some(pre) = exec.prefetched.uploads.remove(&key)
+            && pre.stamp == l.stamp
+            && Some(pre.uploaded.hash) == l.hash
+        {
+            let now = match self.io.fs.stat(&path).await {
+                Ok(m) => m.map(|m| m.stamp),
+                Err(e) => return item_level(e).map(Err),
+            };
+            if now == Some(l.stamp) {
+                let up = pre.uploaded;
+                return Ok(Ok((Some(up.hash), up.size, up.chunks)));
+            }
+        }
+        let fs = self.io.fs.clone();
+        let content = self.io.content.clone();
+        match upload_file(fs.as_ref(), content.as_ref(), &path, l.stamp, l.hash).await? {
+            Ok(up) => Ok(Ok((Some(up.hash), up.size, up.chunks))),
+            Err(NotUploaded::Changed(why)) => Ok(Err(Outcome::Skipped(why))),
+            Err(NotUploaded::Fs(e)) => item_level(e).map(Err),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Transfers started before a plan is applied, N at a time: the content of
+//! every file the plan uploads, and of every file it downloads.
+//!
+//! Nothing here changes the sync state or a user's file, so no crash-safety
+//! argument depends on it: an upload is idempotent (a prefetched upload
+//! whose commit never happens costs only bytes), and a download only fills
+//! a download temporary, which the ordered `Download` operation verifies
+//! and puts in place (or a later round resumes or removes). The ordered
+//! operations use a prefetched result only when the file is provably the
+//! one that was read (same stamp, same expected hash), and do the transfer
+//! themselves otherwise.
+//!
+//! Where a prefetched download is written: a download temporary normally
+//! lives in the destination folder (so putting it in place is a rename
+//! within one folder). A plan may download into a folder that an earlier
+//! operation of the same plan creates (a first sync creates every folder),
+//! so that folder does not exist yet while prefetching. Such downloads are
+//! prefetched into the synced folder's root instead, which always exists;
+//! the ordered operation then moves the temporary from there. Temporaries
+//! in an existing folder are located by the folder's key, not its path, so
+//! they are found even after the plan moved the folder (the temporary moved
+//! with it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use stacksync_proto::{ContentHash, ItemName};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{EngineError, FsError, FsErrorKind};
+use crate::ignore::DOWNLOAD_TEMP_PREFIX;
+use crate::io::{ContentStore, EntryKind, Fs, Uploaded};
+use crate::path::RelPath;
+use crate::planner::{Key, LocalItem, Op, RemoteChange, RemoteContent, path_in};
+use crate::tree::Stamp;
+
+/// An upload done ahead of its commit.
+pub(super) struct PrefetchedUpload {
+    /// The stamp the file had before and after it was read.
+    pub stamp: Stamp,
+    /// What was uploaded (its hash is the one the plan expected).
+    pub uploaded: Uploaded,
+}
+
+/// Results of the prefetch stage of one plan.
+#[derive(Default)]
+pub(super) struct Prefetched {
+    /// Uploads by the key of the item whose commit will use them.
+    pub uploads: BTreeMap<Key, PrefetchedUpload>,
+    /// Content hashes whose download temporary is complete, with the folder
+    /// holding it (`None`: the root).
+    pub downloads: BTreeMap<ContentHash, Option<Key>>,
+}
+
+/// The name of the download temporary of `hash`.
+pub(super) fn temp_name(hash: &ContentHash) -> ItemName {
+    ItemName::new(format!("{DOWNLOAD_TEMP_PREFIX}{}", hash.to_hex()))
+        .expect("a fixed prefix and hex digits make a valid name")
+}
+
+/// How many leading chunks a partial file of `size` bytes holds whole, and
+/// their total size.
+fn resume_point(chunks: &[stacksync_proto::ChunkRef], size: u64) -> (usize, u64) {
+    let mut done = 0u64;
+    for (i, c) in chunks.iter().enumerate() {
+        let next = done + u64::from(c.size);
+        if next > size {
+            return (i, done);
+        }
+        done = next;
+    }
+    (chunks.len(), done)
+}
+
+/// Why a file was not uploaded.
+pub(super) enum NotUploaded {
+    /// The file is not the one the plan saw, or changed while being read.
+    Changed(String),
+    /// An item-level file-system failure (the caller decides).
+    Fs(FsError),
+}
+
+/// Reads and uploads the file at `path`, making sure it still has `stamp`
+/// before and after the read and that its content has `hash`.
+pub(super) async fn upload_file(
+    fs: &dyn Fs,
+    content: &dyn ContentStore,
+    path: &RelPath,
+    stamp: Stamp,
+    hash: Option<ContentHash>,
+) -> Result<Result<Uploaded, NotUploaded>, EngineError> {
+    let before = match fs.stat(path).await {
+        Ok(m) => m.map(|m| m.stamp),
+        Err(e) => return Ok(Err(NotUploaded::Fs(e))),
+    };
+    if before != Some(stamp) {
+        return Ok(Err(NotUploaded::Changed(format!(
+            "{path} changed since the scan"
+        ))));
+    }
+    let reader = match fs.open_read(path).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(NotUploaded::Fs(e))),
+    };
+    let up = content
+        .upload(reader)
+        .await
+        .map_err(|source| EngineError::Remote {
+            doing: format!("uploading {path}"),
+            source,
+        })?;
+    let after = match fs.stat(path).await {
+        Ok(m) => m.map(|m| m.stamp),
+        Err(e) => return Ok(Err(NotUploaded::Fs(e))),
+    };
+    if after != before || Some(up.hash) != hash {
+        return Ok(Err(NotUploaded::Changed(format!(
+            "{path} changed while being read; retried later"
+        ))));
+    }
+    Ok(Ok(up))
+}
+
+/// Makes `temp` hold the whole `content`: continues a partial temporary
+/// after its last whole chunk, does nothing if it is complete already.
+/// The caller verifies the hash of what is on disk. On failure the
+/// temporary is kept, so that the next attempt resumes it.
+pub(super) async fn fill_temp(
+    fs: &dyn Fs,
+    store: &dyn ContentStore,
+    temp: &RelPath,
+    content: &RemoteContent,
+) -> Result<(), EngineError> {
+    let partial = fs
+        .stat(temp)
+        .await?
+        .filter(|m| m.kind == EntryKind::File && m.stamp.size > 0)
+        .map(|m| m.stamp.size);
+    let (mut writer, skip) = match partial {
+        Some(size) if size == content.size => return Ok(()),
+        Some(size) => {
+            let (skip, keep) = resume_point(&content.chunks, size);
+            (fs.resume_temp(temp, keep).await?, skip)
+        }
+        None => (fs.create_temp(temp).await?, 0),
+    };
+    let fetched = store.download(&content.chunks[skip..], &mut writer).await;
+    let flushed = writer.shutdown().await;
+    drop(writer);
+    if let Err(source) = fetched {
+        return Err(EngineError::Remote {
+            doing: format!("downloading into {temp}"),
+            source,
+        });
+    }
+    flushed.map_err(|e| EngineError::Fs(FsError::new(FsErrorKind::Other, temp, e.to_string())))
+}
+
+/// Uploads the content of every file `ops` will commit with `upload`, up to
+/// `parallel` at a time. A file that changed, or any failure, leaves its
+/// commit to upload by itself; a server failure stops starting new uploads
+/// (the ordered commit then meets it and reports it).
+pub(super) async fn uploads(
+    fs: &dyn Fs,
+    store: &dyn ContentStore,
+    local: &BTreeMap<Key, LocalItem>,
+    ops: &[Op],
+    parallel: usize,
+) -> BTreeMap<Key, PrefetchedUpload> {
+    let jobs: Vec<(Key, RelPath, Stamp, ContentHash)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Commit {
+                key,
+                change:
+                    RemoteChange::Put {
+                        is_folder: false,
+                        upload: true,
+                        ..
+                    },
+            } => {
+                let l = local.get(key)?;
+                Some((*key, path_in(local, *key)?, l.stamp, l.hash?))
+            }
+            _ => None,
+        })
+        .collect();
+    if jobs.len() < 2 {
+        // Nothing to overlap: the commit uploads by itself.
+        return BTreeMap::new();
+    }
+    let stopped = AtomicBool::new(false);
+    let stopped = &stopped;
+    futures::stream::iter(jobs)
+        .map(|(key, path, stamp, hash)| async move {
+            if stopped.load(Ordering::Relaxed) {
+                return None;
+            }
+            match upload_file(fs, store, &path, stamp, Some(hash)).await {
+                Ok(Ok(uploaded)) => Some((key, PrefetchedUpload { stamp, uploaded })),
+                Ok(Err(_)) => None,
+                Err(e) => {
+                    tracing::debug!("prefetching uploads stopped: {e}");
+                    stopped.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+        .buffer_unordered(parallel.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+}
+
+/// Downloads the content of every file `ops` downloads into its temporary,
+/// up to `parallel` at a time (each content once). Where the temporary
+/// goes: see the module documentation. A failure stops starting new
+/// downloads and leaves the rest to the ordered operations.
+pub(super) async fn downloads(
+    fs: &dyn Fs,
+    store: &dyn ContentStore,
+    local: &BTreeMap<Key, LocalItem>,
+    ops: &[Op],
+    parallel: usize,
+) -> BTreeMap<ContentHash, Option<Key>> {
+    let mut seen = BTreeSet::new();
+    let jobs: Vec<(Option<Key>, RelPath, &RemoteContent)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Download { pos, content, .. } if seen.insert(content.hash) => {
+                // The destination folder, if it is on disk as the plan starts.
+                let holder = pos
+                    .parent
+                    .filter(|p| local.get(p).is_some_and(|l| l.is_folder))
+                    .and_then(|p| Some((Some(p), path_in(local, p)?)));
+                let (holder, dir) = holder.unwrap_or((None, RelPath::root()));
+                Some((holder, dir.join(&temp_name(&content.hash)), content))
+            }
+            _ => None,
+        })
+        .collect();
+    if jobs.len() < 2 {
+        return BTreeMap::new();
+    }
+    let stopped = AtomicBool::new(false);
+    let stopped = &stopped;
+    futures::stream::iter(jobs)
+        .map(|(holder, temp, content)| async move {
+            if stopped.load(Ordering::Relaxed) {
+                return None;
+            }
+            // An earlier prefetch, interrupted, may have left this content
+            // at the root while the folder did not exist yet: continue it.
+            let at_root = RelPath::root().join(&temp_name(&content.hash));
+            let (holder, temp) = match fs.stat(&at_root).await {
+                Ok(Some(m)) if holder.is_some() && m.kind == EntryKind::File => (None, at_root),
+                _ => (holder, temp),
+            };
+            match fill_temp(fs, store, &temp, content).await {
+                Ok(()) => Some((content.hash, holder)),
+                // About this one file (its folder went away): the ordered
+                // operation sees it again.
+                Err(EngineError::Fs(e)) if e.kind != FsErrorKind::Other => None,
+                Err(e) => {
+                    tracing::debug!("prefetching downloads stopped: {e}");
+                    stopped.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+        .buffer_unordered(parallel.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+}
