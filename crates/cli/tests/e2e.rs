@@ -101,6 +101,46 @@ async fn every_operation_converges(backend: Backend) {
     b.sync();
     let s = a.status(None);
     assert_eq!(s["target"]["status"], "synced", "{s}");
+
+    for local_only in ["draft.swp", "link-out"] {
+        std::fs::remove_file(a.path(local_only)).unwrap();
+    }
+    std::fs::remove_dir_all(a.path("build")).unwrap();
+
+    // A name no server could hold (not UTF-8) is reported, not synced, and
+    // does not stop the rest.
+    use std::os::unix::ffi::OsStrExt;
+    let bad = a.folder.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name.txt"));
+    std::fs::write(&bad, b"unnameable").unwrap();
+    a.write("good.txt", b"fine");
+    let out = a.sync();
+    assert!(out.applied > 0);
+    b.sync();
+    assert!(b.path("good.txt").exists());
+    std::fs::remove_file(&bad).unwrap();
+
+    // A file being written while the client reads it: the client waits for
+    // it to settle and syncs the final bytes.
+    let path = a.path("growing.log");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path).unwrap();
+        for i in 0..40 {
+            f.write_all(&random_bytes(64 * 1024, 1000 + i)).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    });
+    let during = a.run(&["sync", "--once", "--json"]);
+    writer.join().unwrap();
+    assert!(
+        during.status.success(),
+        "a file changing during the sync is retried, not a failure: {}",
+        String::from_utf8_lossy(&during.stderr)
+    );
+    a.sync();
+    b.sync();
+    assert_converged(&[&a, &b]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! FastCDC 2020 cut-point search, bit-for-bit the cut points of
 //! `fastcdc::v2020::cut` with the default gear table and normalization
-//! level 1 (the `fastcdc` crate stays the reference: the tests below compare
+//! level 2 (see [`NORMALIZATION`]) (the `fastcdc` crate stays the reference: the tests below compare
 //! the two on many windows), written for a shorter dependency chain.
 //!
 //! Why not call the crate: its loop adds two table values to the running
@@ -14,6 +14,15 @@
 use std::borrow::Cow;
 
 use fastcdc::v2020::{Normalization, get_gear_with_seed, select_masks};
+
+/// FastCDC's normalization level. Level 2 keeps chunk sizes close to the
+/// average. What a small edit re-sends is the chunk (or two) around it, and
+/// the chunk a random position falls in is size-biased (long chunks cover
+/// more positions), so a narrow spread is what keeps edits cheap. Measured
+/// with 256 KiB / 1 MiB / 4 MiB on eight 64 MiB random files, one byte
+/// inserted at a random place: level 1 re-sent 1.5–5.3% of the file (mean
+/// 2.85%), level 2 1.6–3.0% (mean 2.20%), with about as many chunks.
+pub const NORMALIZATION: Normalization = Normalization::Level2;
 
 /// The masks and gear tables for one chunk-size configuration.
 pub(crate) struct GearCutter {
@@ -36,7 +45,7 @@ impl GearCutter {
     /// A cutter for sizes already validated by `ChunkerConfig::validate`
     /// (even, within FastCDC's ranges).
     pub fn new(min: usize, avg: usize, max: usize) -> GearCutter {
-        let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
+        let (mask_s, mask_l) = select_masks(avg, NORMALIZATION);
         let (gear, gear_ls) = get_gear_with_seed(0);
         GearCutter {
             min,
@@ -122,7 +131,7 @@ mod tests {
     /// lengths equals the `fastcdc` crate's.
     fn check(data: &[u8], min: usize, avg: usize, max: usize) {
         let cutter = GearCutter::new(min, avg, max);
-        let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
+        let (mask_s, mask_l) = select_masks(avg, NORMALIZATION);
         let mut lens: Vec<usize> = vec![
             0,
             1,

@@ -33,6 +33,7 @@ pub use chunker::{Chunk, ChunkReader, ChunkerConfig, MAX_CHUNK_LEN, chunk_reader
 pub use codec::{ChunkCodec, Cipher, Compression, ContentHasher, EncodedChunk};
 pub use error::{ChunkProblem, ContentError, KeyProblem};
 pub use format::FORMAT_VERSION;
+pub use gear::NORMALIZATION;
 pub use keys::WorkspaceKey;
 pub use pipeline::{EncodeError, FileDecoder, FileEncoder, FileSummary, PipelineConfig};
 pub use wrap::{KdfParams, MemberPublicKey, MemberSecretKey, WrappedKey};
