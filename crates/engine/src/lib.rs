@@ -33,4 +33,6 @@ pub use io::{
 };
 pub use path::RelPath;
 pub use planner::{Key, Op, Plan, PlanInput, Pos, plan};
-pub use tree::{LocalEntry, LocalTree, RemoteTree, Stamp, SyncState, SyncedItem};
+pub use tree::{
+    LocalEntry, LocalTree, PendingCommit, RemoteTree, Resolved, Stamp, SyncState, SyncedItem,
+};

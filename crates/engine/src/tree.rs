@@ -181,6 +181,70 @@ pub struct Refusal {
     pub stamp: Option<Stamp>,
 }
 
+/// A proposal sent to the server whose outcome is not saved yet: the intent
+/// record written before a commit batch is sent and cleared in the save
+/// that records the batch's outcomes. Left over after a crash (or a lost
+/// reply), it lets the next run tell whether the server accepted the
+/// version and, if so, record the agreement the lost outcome would have
+/// recorded — so that a later local edit is an edit, not a conflict with
+/// our own version, and a later local rename moves the items the server
+/// already has instead of creating them again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCommit {
+    /// The version proposed.
+    pub version: u64,
+    /// The proposed parent; `None` at the root.
+    pub parent: Option<ItemId>,
+    /// The proposed name.
+    pub name: ItemName,
+    /// Folder or file.
+    pub is_folder: bool,
+    /// The proposed content (files; `None` for folders and deletes).
+    pub content_hash: Option<ContentHash>,
+    /// The proposed size in bytes.
+    pub size: u64,
+    /// The proposal is a delete.
+    pub deleted: bool,
+    /// The local stamp the proposal was made from (`None` for a delete, or
+    /// when there was no local entry): recorded as the synced stamp, so the
+    /// scan recognises the entry by file id even after it moved.
+    pub stamp: Option<Stamp>,
+}
+
+impl PendingCommit {
+    /// Whether the server's latest version of the item shows this proposal
+    /// landed. Either that version is the proposed one, with the same
+    /// place, kind and content (or deleted, for a delete); or the proposal
+    /// created the item (version 1) and the server has any later version
+    /// of it: item ids are chosen by this client and never reused, so only
+    /// this proposal can have created it.
+    pub fn landed(&self, latest: &ItemMeta) -> bool {
+        if latest.version == self.version {
+            latest.is_folder == self.is_folder
+                && latest.status.is_live() != self.deleted
+                && (self.deleted
+                    || (latest.parent == self.parent
+                        && latest.name == self.name
+                        && latest.content_hash == self.content_hash))
+        } else {
+            self.version == 1 && latest.version > 1
+        }
+    }
+
+    /// The synced record of this proposal once it landed (for a put).
+    pub fn synced(&self) -> SyncedItem {
+        SyncedItem {
+            parent: self.parent,
+            name: self.name.clone(),
+            is_folder: self.is_folder,
+            version: self.version,
+            content_hash: self.content_hash,
+            size: self.size,
+            stamp: self.stamp,
+        }
+    }
+}
+
 /// Everything the engine persists between runs. Saved as a whole after
 /// every applied operation, so a crash loses at most the operation in
 /// flight, which the next plan redoes or recognises as done.
@@ -195,9 +259,52 @@ pub struct SyncState {
     /// Local paths the server refused; not retried until the path goes
     /// away or (for a refusal with a stamp) the file changes.
     pub refused: BTreeMap<RelPath, Refusal>,
+    /// Proposals of the commit batch in flight (see [`PendingCommit`]);
+    /// empty except between sending a batch and saving its outcomes, or
+    /// after a crash in that window until the next pull resolves them.
+    #[serde(default)]
+    pub pending: BTreeMap<ItemId, PendingCommit>,
+}
+
+/// What resolving the pending proposals found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Proposals the server had accepted: their agreement is now recorded.
+    pub landed: usize,
+    /// Proposals that never landed (or were superseded): forgotten, the
+    /// next plan redoes whatever is still needed.
+    pub dropped: usize,
 }
 
 impl SyncState {
+    /// Resolves every pending proposal against the remote tree, which must
+    /// hold the change feed read to its end. A proposal that landed is
+    /// recorded exactly as its committed outcome would have been: a put
+    /// becomes the synced state of the item (with the stamp it was made
+    /// from), a delete removes the item from the synced tree. Every other
+    /// proposal is dropped. Afterwards nothing is pending.
+    pub fn resolve_pending(&mut self) -> Resolved {
+        let mut resolved = Resolved::default();
+        for (id, p) in std::mem::take(&mut self.pending) {
+            let landed = self.remote.latest(id).is_some_and(|m| p.landed(m));
+            if !landed {
+                resolved.dropped += 1;
+                continue;
+            }
+            resolved.landed += 1;
+            if p.deleted {
+                self.synced.remove(&id);
+            } else {
+                let synced = match self.remote.latest(id) {
+                    Some(m) if m.version == p.version => SyncedItem::from_meta(m, p.stamp),
+                    _ => p.synced(),
+                };
+                self.synced.insert(id, synced);
+            }
+        }
+        resolved
+    }
+
     /// The path of a synced item, following synced parents.
     pub fn synced_path(&self, id: ItemId) -> Option<RelPath> {
         let mut names = Vec::new();

@@ -5,10 +5,18 @@
 //! when its proposal is built, so a later item of the same batch can name
 //! it as its parent (the server takes a batch's items in order). Outcomes
 //! are then applied in plan order, exactly as single commits were, and the
-//! state is saved once for the batch. A crash between the server's reply
-//! and that save loses nothing: the next run reads the accepted versions
-//! from the change feed and recognises them (new items by path and hash),
-//! and a re-commit of a stored version is idempotent on the server.
+//! state is saved once for the batch.
+//!
+//! Before a batch is sent, its proposals are saved as an intent record
+//! (`SyncState::pending`), cleared by the save of the outcomes. A crash
+//! between the server's acceptance and that save loses nothing: the next
+//! run reads the accepted versions from the change feed, finds the intent
+//! record, and records the agreement each lost outcome would have recorded
+//! (with the local stamp the proposal was made from). The user's edits and
+//! renames since then are then planned as edits and moves of known items,
+//! not as conflicts with our own versions or as new items. A proposal that
+//! never landed is forgotten and planned again; a re-commit of a stored
+//! version is idempotent on the server.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +30,7 @@ use super::prefetch::{NotUploaded, upload_file};
 use super::{Engine, Exec};
 use crate::error::EngineError;
 use crate::planner::{Key, Op, RemoteChange, path_in};
-use crate::tree::Refusal;
+use crate::tree::{PendingCommit, Refusal, Stamp};
 
 /// Most chunk references in one batch, which keeps a commit message well
 /// under the wire limit (about 100 bytes each as JSON, against 16 MiB).
@@ -60,6 +68,20 @@ fn final_refusal(kind: ErrorKind) -> bool {
         kind,
         ErrorKind::QuotaExceeded | ErrorKind::Forbidden | ErrorKind::TooLarge
     )
+}
+
+/// The intent record of a proposal made from a local entry with `stamp`.
+fn intent(item: &ProposedItem, stamp: Option<Stamp>) -> PendingCommit {
+    PendingCommit {
+        version: item.version,
+        parent: item.parent,
+        name: item.name.clone(),
+        is_folder: item.is_folder,
+        content_hash: item.content_hash,
+        size: item.size,
+        deleted: !item.status.is_live(),
+        stamp,
+    }
 }
 
 impl Engine {
@@ -125,6 +147,18 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let items: Vec<ProposedItem> = proposed.iter().map(|p| p.item.clone()).collect();
         let count = items.len();
+        // The intent first: if the server accepts the batch and we die
+        // before saving its outcomes, the next run finds out from the feed
+        // which proposals landed (see `SyncState::resolve_pending`).
+        for p in &proposed {
+            let stamp = match p.item.status {
+                ItemStatus::Deleted => None,
+                _ => exec.local.get(&p.key).map(|l| l.stamp),
+            };
+            self.state.pending.insert(p.item.id, intent(&p.item, stamp));
+        }
+        self.save().await?;
+        tracing::debug!(items = count, "commit intent saved; sending commit batch");
         let result = self
             .io
             .remote
@@ -134,6 +168,11 @@ impl Engine {
                 doing: format!("committing {count} item(s)"),
                 source,
             })?;
+        tracing::debug!(
+            items = count,
+            revision = result.revision,
+            "commit batch answered; applying outcomes"
+        );
         let mut by_id: BTreeMap<ItemId, CommitOutcome> = result
             .results
             .into_iter()
@@ -158,9 +197,12 @@ impl Engine {
             {
                 not_created.insert(n);
             }
+            self.state.pending.remove(&p.item.id);
             outcomes[p.op] = Some(out);
         }
-        self.save().await
+        self.save().await?;
+        tracing::debug!(items = count, "commit outcomes saved");
+        Ok(())
     }
 
     /// Applies the server's verdict on one proposal to the state.

@@ -12,9 +12,11 @@
 //! Crash safety: an operation first changes the world (disk or server) and
 //! only then the saved state. A crash in between leaves a state that the
 //! next plan recognises — a local change already made is claimed by path,
-//! file id or hash; a commit already accepted comes back in the change feed
-//! and is matched, and re-committing an identical version is idempotent on
-//! the server. So restarting from any point re-plans and converges.
+//! file id or hash; a commit batch is preceded by an intent record of its
+//! proposals, so a commit already accepted is recognised when it comes
+//! back in the change feed (even if the user edited or moved the files
+//! since), and re-committing an identical version is idempotent on the
+//! server. So restarting from any point re-plans and converges.
 
 mod apply;
 mod commit;
@@ -175,7 +177,8 @@ impl Engine {
         Ok(report)
     }
 
-    /// Reads the change feed from the saved cursor to its end.
+    /// Reads the change feed from the saved cursor to its end, then
+    /// resolves any commit proposals left pending by an interrupted batch.
     pub async fn pull(&mut self) -> Result<(), EngineError> {
         loop {
             let page = self
@@ -200,9 +203,35 @@ impl Engine {
             self.state.cursor = page.cursor;
             self.save().await?;
             if !page.has_more || !progressed {
-                return Ok(());
+                return self.resolve_pending().await;
             }
         }
+    }
+
+    /// Resolves the proposals of a commit batch whose outcomes were never
+    /// saved (a crash or a lost reply after sending it), now that the feed
+    /// has been read to its end; see [`SyncState::resolve_pending`].
+    async fn resolve_pending(&mut self) -> Result<(), EngineError> {
+        if self.state.pending.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<ItemId> = self.state.pending.keys().copied().collect();
+        let resolved = self.state.resolve_pending();
+        // The agreed files need no re-hashing while their stamp holds.
+        for id in ids {
+            if let Some(s) = self.state.synced.get(&id)
+                && let (Some(stamp), Some(hash), Some(path)) =
+                    (s.stamp, s.content_hash, self.state.synced_path(id))
+            {
+                self.cache.insert(path, stamp, hash);
+            }
+        }
+        tracing::debug!(
+            landed = resolved.landed,
+            dropped = resolved.dropped,
+            "resolved commits pending from an interrupted batch"
+        );
+        self.save().await
     }
 
     /// One round; returns whether the plan had operations.
