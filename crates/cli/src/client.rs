@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use stacksync_client::status::{self, FileStatus, StatusReport};
 use stacksync_blobstore::{SwiftAuth, SwiftConfig};
 use stacksync_bus::QueueKind;
+use stacksync_client::status::{self, FileStatus, StatusReport};
 use stacksync_client::{
     ClientOptions, Connection, DirectConfig, DirectConnection, DirectProfile, GatewayConnection,
     Profile, ProfileConfig, STATUS_SOCKET, SyncClient, TransportKind, offline_status,
 };
 use stacksync_gateway_client::{GatewayClient, Session};
-use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::ItemStatus;
+use stacksync_proto::rpc::{Reply, Request};
 
 /// The client's commands.
 #[derive(Subcommand, Debug)]
@@ -155,7 +155,17 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 TransportArg::Gateway => None,
                 TransportArg::Direct => Some(direct_setup(&server, direct)?),
             };
-            setup(&home, server, email, password, dir, device_name, force, direct).await
+            setup(
+                &home,
+                server,
+                email,
+                password,
+                dir,
+                device_name,
+                force,
+                direct,
+            )
+            .await
         }
         ClientCommand::Login { password } => {
             let mut profile = Profile::load(&home)?;
@@ -199,7 +209,8 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             options.transfer.download_limit = download_limit.map(|k| k * 1024);
             let mut client = open(&home, options).await?;
             if once {
-                let progress = (!quiet && std::io::stderr().is_terminal()).then(|| progress(&client));
+                let progress =
+                    (!quiet && std::io::stderr().is_terminal()).then(|| progress(&client));
                 let result = client.sync_until_done().await;
                 if let Some(p) = progress {
                     p.abort();
@@ -239,7 +250,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                     "syncing {} (status: `stacksync status`; stop with Ctrl-C)",
                     client.folder().display()
                 );
-                client.run(shutdown_signal()).await.context("sync stopped")?;
+                client
+                    .run(shutdown_signal())
+                    .await
+                    .context("sync stopped")?;
                 Ok(())
             }
         }
@@ -266,13 +280,19 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&versions)?);
                 return Ok(());
             }
-            println!("{:>7}  {:<8}  {:>10}  {:<19}  content", "version", "state", "size", "modified (UTC)");
+            println!(
+                "{:>7}  {:<8}  {:>10}  {:<19}  content",
+                "version", "state", "size", "modified (UTC)"
+            );
             for v in versions {
                 let state = match v.status {
                     ItemStatus::Deleted => "deleted",
                     _ => "present",
                 };
-                let hash = v.content_hash.map(|h| h.to_hex()[..12].to_string()).unwrap_or_default();
+                let hash = v
+                    .content_hash
+                    .map(|h| h.to_hex()[..12].to_string())
+                    .unwrap_or_default();
                 println!(
                     "{:>7}  {:<8}  {:>10}  {:<19}  {}",
                     v.version,
@@ -288,7 +308,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             let mut client = open(&home, quiet_options()).await?;
             let rel = client.relative(&absolute(&path)?)?;
             let meta = client.restore(&rel, version).await?;
-            println!("restored {rel} to the content of version {version} (now version {})", meta.version);
+            println!(
+                "restored {rel} to the content of version {version} (now version {})",
+                meta.version
+            );
             Ok(())
         }
     }
@@ -376,7 +399,9 @@ fn direct_setup(server: &str, args: DirectArgs) -> anyhow::Result<(DirectProfile
         amqp_url: server.to_owned(),
         namespace: args.namespace,
         queue_kind: args.queue_kind,
-        swift_auth_url: args.swift_auth_url.ok_or_else(|| missing("swift-auth-url"))?,
+        swift_auth_url: args
+            .swift_auth_url
+            .ok_or_else(|| missing("swift-auth-url"))?,
         swift_user: args.swift_user.ok_or_else(|| missing("swift-user"))?,
         swift_account: args.swift_account,
     };
@@ -427,9 +452,10 @@ async fn setup(
             (Arc::new(GatewayConnection::new(client)), token, user)
         }
         Some((d, key)) => {
-            let conn = DirectConnection::login(direct_config_from(d, key.clone())?, &email, &password)
-                .await
-                .with_context(|| format!("logging in over {} as {email}", d.namespace))?;
+            let conn =
+                DirectConnection::login(direct_config_from(d, key.clone())?, &email, &password)
+                    .await
+                    .with_context(|| format!("logging in over {} as {email}", d.namespace))?;
             let (token, user) = (conn.token().to_owned(), conn.user());
             (Arc::new(conn), token, user)
         }
@@ -519,7 +545,11 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
         println!("  {d}");
     }
     if !report.counts.is_empty() {
-        let counts: Vec<String> = report.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let counts: Vec<String> = report
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
         println!("files: {}", counts.join(", "));
     }
     for e in &report.entries {
@@ -584,4 +614,3 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
-

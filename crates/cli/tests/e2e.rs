@@ -35,7 +35,10 @@ async fn every_operation_converges(backend: Backend) {
     std::fs::create_dir_all(a.path("empty folder")).unwrap();
     let t = step(&a, &b);
     assert!(t.contains_key("empty folder"), "empty folders sync: {t:?}");
-    assert_eq!(b.read("big/video.mkv"), random_bytes(20 * 1024 * 1024 + 17, 2));
+    assert_eq!(
+        b.read("big/video.mkv"),
+        random_bytes(20 * 1024 * 1024 + 17, 2)
+    );
 
     // Modify (content and size), in place.
     a.write("notes.txt", b"second words, longer than the first");
@@ -54,7 +57,11 @@ async fn every_operation_converges(backend: Backend) {
 
     // Rename and move a file; rename and move a folder.
     std::fs::rename(a.path("notes.txt"), a.path("renamed notes.txt")).unwrap();
-    std::fs::rename(a.path("photos/été 2026 \u{1f3d6}.jpg"), a.path("docs/beach.jpg")).unwrap();
+    std::fs::rename(
+        a.path("photos/été 2026 \u{1f3d6}.jpg"),
+        a.path("docs/beach.jpg"),
+    )
+    .unwrap();
     std::fs::rename(a.path("docs/deep"), a.path("moved-deep")).unwrap();
     std::fs::rename(a.path("big"), a.path("docs/big")).unwrap();
     let up = a.sync();
@@ -67,14 +74,21 @@ async fn every_operation_converges(backend: Backend) {
     std::fs::remove_file(a.path("empty.bin")).unwrap();
     std::fs::remove_dir_all(a.path("moved-deep")).unwrap();
     let t = step(&a, &b);
-    assert!(!t.keys().any(|k| k.starts_with("moved-deep") || k == "empty.bin"), "{t:?}");
+    assert!(
+        !t.keys()
+            .any(|k| k.starts_with("moved-deep") || k == "empty.bin"),
+        "{t:?}"
+    );
 
     // The other direction, from B.
     b.write("from-b/hello.txt", b"hi from b");
     std::fs::rename(b.path("renamed notes.txt"), b.path("from-b/notes.txt")).unwrap();
     std::fs::remove_dir(b.path("empty folder")).unwrap();
     let t = step(&b, &a);
-    assert_eq!(a.read("from-b/notes.txt"), b"second words, longer than the first");
+    assert_eq!(
+        a.read("from-b/notes.txt"),
+        b"second words, longer than the first"
+    );
     assert!(!t.contains_key("empty folder"));
 
     // Ignored files and symlinks stay local; the status says so.
@@ -84,9 +98,15 @@ async fn every_operation_converges(backend: Backend) {
     std::os::unix::fs::symlink("/etc/passwd", a.path("link-out")).unwrap();
     a.sync();
     b.sync();
-    assert!(b.path(".stacksyncignore").exists(), "the ignore file itself syncs");
+    assert!(
+        b.path(".stacksyncignore").exists(),
+        "the ignore file itself syncs"
+    );
     for local_only in ["draft.swp", "build", "link-out"] {
-        assert!(!b.path(local_only).exists(), "{local_only} must not reach B");
+        assert!(
+            !b.path(local_only).exists(),
+            "{local_only} must not reach B"
+        );
         let s = a.status(Some(local_only));
         assert_eq!(s["target"]["status"], "ignored", "{local_only}: {s}");
     }
@@ -96,7 +116,10 @@ async fn every_operation_converges(backend: Backend) {
     let s = a.status(Some("from-b/notes.txt"));
     assert_eq!(s["target"]["status"], "pending", "{s}");
     let s = a.status(Some("from-b"));
-    assert_eq!(s["target"]["status"], "pending", "a folder shows its worst child: {s}");
+    assert_eq!(
+        s["target"]["status"], "pending",
+        "a folder shows its worst child: {s}"
+    );
     a.sync();
     b.sync();
     let s = a.status(None);
@@ -110,7 +133,9 @@ async fn every_operation_converges(backend: Backend) {
     // A name no server could hold (not UTF-8) is reported, not synced, and
     // does not stop the rest.
     use std::os::unix::ffi::OsStrExt;
-    let bad = a.folder.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name.txt"));
+    let bad = a
+        .folder
+        .join(std::ffi::OsStr::from_bytes(b"bad-\xff-name.txt"));
     std::fs::write(&bad, b"unnameable").unwrap();
     a.write("good.txt", b"fine");
     let out = a.sync();
@@ -180,11 +205,17 @@ async fn concurrent_edit_one_conflicted_copy(backend: Backend) {
     let first = a.sync();
     assert_eq!(first.conflicts, 0);
     let second = b.sync();
-    assert_eq!(second.conflicts, 1, "the later commit loses and keeps a copy");
+    assert_eq!(
+        second.conflicts, 1,
+        "the later commit loses and keeps a copy"
+    );
     a.sync();
     c.sync();
     let t = assert_converged(&[&a, &b, &c]);
-    let copies: Vec<&String> = t.keys().filter(|k| k.contains("(conflicted copy from beta ")).collect();
+    let copies: Vec<&String> = t
+        .keys()
+        .filter(|k| k.contains("(conflicted copy from beta "))
+        .collect();
     assert_eq!(copies.len(), 1, "exactly one conflicted copy: {t:?}");
     assert_eq!(c.read("plan.txt"), b"alpha's plan");
     assert_eq!(c.read(copies[0]), b"beta's plan, which is different");
@@ -227,10 +258,16 @@ async fn rename_of_1gib_tree_reuploads_nothing(backend: Backend) {
     let b = cluster.client("two", &email);
     const FILE: usize = 16 * 1024 * 1024;
     for i in 0..64u64 {
-        a.write(&format!("media/set{}/clip{i:02}.bin", i % 4), &random_bytes(FILE, 100 + i));
+        a.write(
+            &format!("media/set{}/clip{i:02}.bin", i % 4),
+            &random_bytes(FILE, 100 + i),
+        );
     }
     let first = a.sync();
-    assert!(first.bytes_uploaded >= 1 << 30, "the first sync uploads the tree");
+    assert!(
+        first.bytes_uploaded >= 1 << 30,
+        "the first sync uploads the tree"
+    );
     let got = b.sync();
     assert!(got.bytes_downloaded >= 1 << 30);
     std::fs::rename(a.path("media"), a.path("archive-2026")).unwrap();
@@ -238,9 +275,17 @@ async fn rename_of_1gib_tree_reuploads_nothing(backend: Backend) {
     assert_eq!(renamed.chunks_uploaded, 0, "a rename re-uploads no chunk");
     assert_eq!(renamed.bytes_uploaded, 0);
     let follow = b.sync();
-    assert_eq!(follow.chunks_downloaded, 0, "the other device moves, not downloads");
+    assert_eq!(
+        follow.chunks_downloaded, 0,
+        "the other device moves, not downloads"
+    );
     let t = assert_converged(&[&a, &b]);
-    assert_eq!(t.keys().filter(|k| k.starts_with("archive-2026/") && t[*k].is_some()).count(), 64);
+    assert_eq!(
+        t.keys()
+            .filter(|k| k.starts_with("archive-2026/") && t[*k].is_some())
+            .count(),
+        64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +317,10 @@ async fn daemons_push_changes(backend: Backend) {
     a.start_daemon();
     b.start_daemon();
     let limit = Duration::from_secs(30);
-    eventually(limit, "the offline edit reaches B", || b.path("before-start.txt").exists()).await;
+    eventually(limit, "the offline edit reaches B", || {
+        b.path("before-start.txt").exists()
+    })
+    .await;
     for i in 0..5 {
         let name = format!("live-{i}.txt");
         let body = format!("edit number {i}");
@@ -285,8 +333,14 @@ async fn daemons_push_changes(backend: Backend) {
     b.write("reply.txt", b"from the right");
     eventually(limit, "B's edit reaches A", || a.path("reply.txt").exists()).await;
     std::fs::remove_file(a.path("live-0.txt")).unwrap();
-    eventually(limit, "the delete reaches B", || !b.path("live-0.txt").exists()).await;
-    eventually(limit, "both folders agree", || tree(&a.folder) == tree(&b.folder)).await;
+    eventually(limit, "the delete reaches B", || {
+        !b.path("live-0.txt").exists()
+    })
+    .await;
+    eventually(limit, "both folders agree", || {
+        tree(&a.folder) == tree(&b.folder)
+    })
+    .await;
     eventually(limit, "A's daemon reports synced", || {
         let s = a.status(None);
         s["daemon_running"] == true && s["target"]["status"] == "synced"
@@ -295,7 +349,10 @@ async fn daemons_push_changes(backend: Backend) {
     a.stop_daemon().await;
     b.stop_daemon().await;
     let s = a.status(None);
-    assert_eq!(s["daemon_running"], false, "after the daemon stops, status is computed offline");
+    assert_eq!(
+        s["daemon_running"], false,
+        "after the daemon stops, status is computed offline"
+    );
     assert_eq!(s["target"]["status"], "synced", "{s}");
 }
 
@@ -325,11 +382,24 @@ async fn versions_restore_quota_and_setup_errors() {
         a.sync();
     }
     let out = a.run(&["versions", a.path("story.txt").to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let versions: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(versions.len(), 3, "{versions:?}");
-    let out = a.run(&["restore", a.path("story.txt").to_str().unwrap(), "--version", "1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = a.run(&[
+        "restore",
+        a.path("story.txt").to_str().unwrap(),
+        "--version",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(a.read("story.txt"), b"one");
     b.sync();
     assert_eq!(b.read("story.txt"), b"one");
@@ -337,8 +407,17 @@ async fn versions_restore_quota_and_setup_errors() {
     // A deleted file is restored too.
     std::fs::remove_file(a.path("story.txt")).unwrap();
     a.sync();
-    let out = a.run(&["restore", a.path("story.txt").to_str().unwrap(), "--version", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = a.run(&[
+        "restore",
+        a.path("story.txt").to_str().unwrap(),
+        "--version",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(a.read("story.txt"), b"two");
 
     // Over quota: refused, reported, the rest still syncs, exit 0, and the
@@ -347,7 +426,11 @@ async fn versions_restore_quota_and_setup_errors() {
     a.write("small.txt", b"fits");
     let s = a.sync();
     assert_eq!(s.refused.len(), 1, "{:?}", s.refused);
-    assert!(s.refused[0]["reason"].as_str().unwrap().contains("quota"), "{:?}", s.refused);
+    assert!(
+        s.refused[0]["reason"].as_str().unwrap().contains("quota"),
+        "{:?}",
+        s.refused
+    );
     let again = a.sync();
     assert_eq!(again.bytes_uploaded, 0, "a refused file is not re-sent");
     b.sync();
@@ -360,25 +443,53 @@ async fn versions_restore_quota_and_setup_errors() {
     // outside the folder, an unknown version.
     let c = common_client(&cluster, "c");
     let out = c.run(&[
-        "setup", "--server", &cluster.url, "--email", &email, "--password", "wrong",
-        "--dir", c.folder.to_str().unwrap(),
+        "setup",
+        "--server",
+        &cluster.url,
+        "--email",
+        &email,
+        "--password",
+        "wrong",
+        "--dir",
+        c.folder.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("password")
-        || String::from_utf8_lossy(&out.stderr).contains("unauthenticated"),
-        "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("password")
+            || String::from_utf8_lossy(&out.stderr).contains("unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = a.run(&[
-        "setup", "--server", &cluster.url, "--email", &email, "--password", "secret-pw",
-        "--dir", a.folder.to_str().unwrap(),
+        "setup",
+        "--server",
+        &cluster.url,
+        "--email",
+        &email,
+        "--password",
+        "secret-pw",
+        "--dir",
+        a.folder.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     let out = a.run(&["versions", "/etc/passwd"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not inside the synced folder"));
-    let out = a.run(&["restore", a.path("story.txt").to_str().unwrap(), "--version", "99"]);
+    let out = a.run(&[
+        "restore",
+        a.path("story.txt").to_str().unwrap(),
+        "--version",
+        "99",
+    ]);
     assert!(!out.status.success());
-    assert_eq!(a.read("story.txt"), b"two", "a failed restore changes nothing");
+    assert_eq!(
+        a.read("story.txt"),
+        b"two",
+        "a failed restore changes nothing"
+    );
     let out = common_client(&cluster, "nobody").run(&["sync", "--once"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stacksync setup"));

@@ -210,7 +210,11 @@ impl SyncClient {
         let device = profile.config.device_id;
         let io = EngineIo {
             fs: Arc::clone(&fs) as Arc<dyn stacksync_engine::Fs>,
-            remote: Arc::new(WorkspaceRemote::new(Arc::clone(&conn), workspace.id, device)),
+            remote: Arc::new(WorkspaceRemote::new(
+                Arc::clone(&conn),
+                workspace.id,
+                device,
+            )),
             content: Arc::new(content.clone()),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
@@ -306,7 +310,8 @@ impl SyncClient {
                 );
             }
             if report.refused.len() > refused_before {
-                let names: Vec<String> = report.refused.iter().map(|(p, _)| p.to_string()).collect();
+                let names: Vec<String> =
+                    report.refused.iter().map(|(p, _)| p.to_string()).collect();
                 self.desktop.notify(
                     Urgency::Critical,
                     "StackSync: some names cannot be synced",
@@ -435,7 +440,11 @@ impl SyncClient {
                         // Not transient, but a daemon keeps going: the next
                         // change or rescan tries again, slowly.
                         tracing::error!(%e, "sync failed");
-                        self.desktop.notify(Urgency::Critical, "StackSync: sync failed", &e.to_string());
+                        self.desktop.notify(
+                            Urgency::Critical,
+                            "StackSync: sync failed",
+                            &e.to_string(),
+                        );
                         dirty = true;
                         retry_at = Some(Instant::now() + self.options.max_backoff);
                     }
@@ -582,8 +591,9 @@ impl SyncClient {
             .conn
             .rpc(request)
             .await
-            .map_err(AppError::service(format!("restoring {path} to version {version}")))?
-        {
+            .map_err(AppError::service(format!(
+                "restoring {path} to version {version}"
+            )))? {
             Reply::Restored { meta } => meta,
             other => {
                 return Err(AppError::Service {

@@ -16,8 +16,8 @@ use stacksync_engine::Remote;
 use stacksync_gateway_client::GatewayClient;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
-    ChangesPage, ChunkId, CommitRequest, CommitResult, DeviceId, Error, Notification,
-    ProposedItem, Workspace, WorkspaceId,
+    ChangesPage, ChunkId, CommitRequest, CommitResult, DeviceId, Error, Notification, ProposedItem,
+    Workspace, WorkspaceId,
 };
 
 use crate::transfer::ChunkTransport;

@@ -58,7 +58,14 @@ impl DesktopNotifier {
             Urgency::Critical => "critical",
         };
         let spawned = std::process::Command::new(program)
-            .args(["--app-name=StackSync", "--urgency", urgency, "--", summary, body])
+            .args([
+                "--app-name=StackSync",
+                "--urgency",
+                urgency,
+                "--",
+                summary,
+                body,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

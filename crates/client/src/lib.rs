@@ -30,10 +30,10 @@ pub use app::{AppError, ClientOptions, STATUS_SOCKET, SyncClient, offline_status
 pub use connection::{
     Connection, GatewayConnection, GatewayTransport, NotificationStream, WorkspaceRemote,
 };
+pub use desktop::{DesktopNotifier, Urgency};
 pub use direct::{DirectConfig, DirectConnection};
 pub use localfs::{LocalFs, OpenFolderError};
 pub use profile::{DirectProfile, Profile, ProfileConfig, ProfileError, TransportKind};
-pub use desktop::{DesktopNotifier, Urgency};
 pub use state::{SqliteStateStore, StateDbError};
 pub use status::{FileStatus, StatusEntry, StatusReport};
 pub use transfer::{

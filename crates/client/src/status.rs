@@ -229,7 +229,11 @@ impl Ctx<'_> {
     }
 
     /// Status of one local file (not a folder).
-    fn file_status(&self, path: &RelPath, stamp: stacksync_engine::Stamp) -> (FileStatus, Option<String>) {
+    fn file_status(
+        &self,
+        path: &RelPath,
+        stamp: stacksync_engine::Stamp,
+    ) -> (FileStatus, Option<String>) {
         if let Some(r) = self.state.refused.get(path) {
             return (FileStatus::Error, Some(r.reason.clone()));
         }
@@ -259,16 +263,17 @@ impl Ctx<'_> {
     ) -> Result<FileStatus, StatusError> {
         let ignored = !path.is_root()
             && (matches!(kind, EntryKind::Symlink | EntryKind::Special)
-                || self
-                    .ignore
-                    .is_ignored_path(path, kind == EntryKind::Folder));
+                || self.ignore.is_ignored_path(path, kind == EntryKind::Folder));
         if ignored {
             return Ok(FileStatus::Ignored);
         }
         if kind == EntryKind::File {
             let (status, detail) = self.file_status(path, stamp);
             self.count(status);
-            if self.list_all_unsynced && status != FileStatus::Synced && self.listed.len() < MAX_LISTED {
+            if self.list_all_unsynced
+                && status != FileStatus::Synced
+                && self.listed.len() < MAX_LISTED
+            {
                 self.listed.push(StatusEntry {
                     path: path.to_string(),
                     status,
@@ -326,7 +331,11 @@ impl Ctx<'_> {
             .iter()
             .filter(|m| m.parent == parent_id && !local_names.contains(m.name.as_str()))
             .filter(|m| self.state.remote.live(m.id).is_some())
-            .filter(|m| !self.ignore.is_ignored_path(&path.join(&m.name), m.is_folder))
+            .filter(|m| {
+                !self
+                    .ignore
+                    .is_ignored_path(&path.join(&m.name), m.is_folder)
+            })
             .map(|m| (m.name.as_str().to_owned(), m.is_folder))
             .collect();
         for (name, is_folder) in missing {
@@ -373,7 +382,9 @@ pub async fn compute(
     let (status, is_folder, detail) = match meta {
         Some(m) => {
             let is_folder = m.kind == EntryKind::Folder;
-            let status = ctx.walk(path, m.kind, m.stamp, is_folder && !path.is_root()).await?;
+            let status = ctx
+                .walk(path, m.kind, m.stamp, is_folder && !path.is_root())
+                .await?;
             let detail = ctx.state.refused.get(path).map(|r| r.reason.clone());
             (status, is_folder, detail)
         }

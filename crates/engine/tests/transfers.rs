@@ -91,6 +91,27 @@ async fn many_new_files_are_committed_in_few_commit_calls() {
 }
 
 #[tokio::test]
+async fn a_large_first_sync_commits_in_windows_so_others_start_early() {
+    let mut w = World::new(2);
+    // 12 files of 8 MiB: 96 MiB, more than one 32 MiB transfer window.
+    for i in 0..12u8 {
+        w.dev(0).write(&format!("big/f{i}.bin"), &vec![i; 8 << 20]);
+    }
+    let r = w.sync(0).await;
+    assert!(r.converged, "{r:#?}");
+    assert_eq!(r.applied, 13, "{r:#?}");
+    // Windows of at most 32 MiB: the first files are committed (and other
+    // devices notified) while later ones are still to be uploaded.
+    assert!(
+        w.server.commit_calls() >= 3,
+        "{} commit calls for 96 MiB",
+        w.server.commit_calls()
+    );
+    w.converge().await;
+    assert_eq!(w.dev(1).read("big/f11.bin"), Some(vec![11u8; 8 << 20]));
+}
+
+#[tokio::test]
 async fn commit_batches_are_split_at_the_configured_size() {
     let mut w = World::new(2);
     w.dev(0).commit_batch = 50;

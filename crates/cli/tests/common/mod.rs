@@ -35,7 +35,9 @@ fn env_or_skip(var: &str) -> Option<String> {
             panic!("{var} is not set under CI=true: the end-to-end tests on real backends must run")
         }
         _ => {
-            eprintln!("SKIP: {var} is not set; end-to-end test on real backends skipped (run scripts/test)");
+            eprintln!(
+                "SKIP: {var} is not set; end-to-end test on real backends skipped (run scripts/test)"
+            );
             None
         }
     }
@@ -75,7 +77,10 @@ async fn create_database(admin_url: &str) -> (String, String) {
         .await
         .expect("a scratch database can be created");
     let _ = admin.close().await;
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
     (name.clone(), format!("{base}/{name}"))
 }
 
@@ -185,11 +190,31 @@ impl Cluster {
             self.dir.path().join(format!("{name}-folder")),
         );
         let out = client.run(&[
-            "setup", "--transport", "direct", "--server", &amqp, "--namespace", &ns,
-            "--queue-kind", "classic", "--swift-auth-url", &swift, "--swift-user", "test2:tester2",
-            "--swift-key", "testing2", "--swift-account", "AUTH_test", "--email", email,
-            "--password", "secret-pw", "--dir", client.folder.to_str().expect("utf-8"),
-            "--device-name", name,
+            "setup",
+            "--transport",
+            "direct",
+            "--server",
+            &amqp,
+            "--namespace",
+            &ns,
+            "--queue-kind",
+            "classic",
+            "--swift-auth-url",
+            &swift,
+            "--swift-user",
+            "test2:tester2",
+            "--swift-key",
+            "testing2",
+            "--swift-account",
+            "AUTH_test",
+            "--email",
+            email,
+            "--password",
+            "secret-pw",
+            "--dir",
+            client.folder.to_str().expect("utf-8"),
+            "--device-name",
+            name,
         ]);
         assert!(
             out.status.success(),
@@ -238,7 +263,10 @@ impl Drop for Cluster {
             // Best effort: scripts/test also drops leftovers.
             let _ = std::process::Command::new("psql")
                 .arg(&admin)
-                .args(["-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .args([
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
                 .output();
         }
     }
@@ -317,7 +345,8 @@ impl Client {
     }
 
     pub fn read(&self, rel: &str) -> Vec<u8> {
-        std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("{}: reading {rel}: {e}", self.name))
+        std::fs::read(self.path(rel))
+            .unwrap_or_else(|e| panic!("{}: reading {rel}: {e}", self.name))
     }
 
     /// Starts `stacksync sync` (the daemon).
@@ -340,12 +369,20 @@ impl Client {
     pub async fn stop_daemon(&mut self) {
         let mut child = self.daemon.take().expect("a daemon runs");
         let pid = child.id().expect("running").to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
             .await
             .expect("the daemon exits after SIGTERM")
             .unwrap();
-        assert!(status.success(), "{}: daemon exited with {status}; log:\n{}", self.name, self.daemon_log());
+        assert!(
+            status.success(),
+            "{}: daemon exited with {status}; log:\n{}",
+            self.name,
+            self.daemon_log()
+        );
     }
 
     pub fn daemon_log(&self) -> String {
@@ -361,7 +398,11 @@ impl Client {
             args.insert(1, p.to_str().unwrap());
         }
         let out = self.run(&args);
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status prints JSON")
     }
 }
@@ -378,7 +419,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<String>>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let path = e.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(".stacksync-") {
             continue;
@@ -402,8 +447,16 @@ pub fn assert_converged(clients: &[&Client]) -> BTreeMap<String, Option<String>>
     for c in &clients[1..] {
         let t = tree(&c.folder);
         if t != first {
-            let only_a: Vec<_> = first.iter().filter(|(k, v)| t.get(*k) != Some(v)).map(|(k, _)| k).collect();
-            let only_b: Vec<_> = t.iter().filter(|(k, v)| first.get(*k) != Some(v)).map(|(k, _)| k).collect();
+            let only_a: Vec<_> = first
+                .iter()
+                .filter(|(k, v)| t.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            let only_b: Vec<_> = t
+                .iter()
+                .filter(|(k, v)| first.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
             panic!(
                 "{} and {} differ: {:?} vs {:?}",
                 clients[0].name, c.name, only_a, only_b

@@ -2,9 +2,10 @@
 //! in order, saving the sync state after each applied operation (after
 //! each batch for runs of commits, see [`commit`]).
 //!
-//! Before the ordered apply, the transfers of the plan run N at a time
-//! ([`prefetch`]): uploads of the files it commits, downloads of the files
-//! it creates, each into a download temporary. The ordered operations then
+//! The plan is applied in windows of bounded transfer volume. Before each
+//! window's ordered apply, its transfers run N at a time ([`prefetch`]):
+//! uploads of the files it commits, downloads of the files it creates, each
+//! into a download temporary. The ordered operations then
 //! only commit or put verified temporaries in place; they fall back to
 //! transferring themselves whenever a prefetched result is not provably
 //! for the file as it is now.
@@ -312,56 +313,55 @@ impl Engine {
         tracing::debug!(ops = plan.ops.len(), "applying plan");
         let (fs, content) = (self.io.fs.clone(), self.io.content.clone());
         let parallel = self.config.transfers.max(1);
-        let (uploads, downloads) = futures::join!(
-            prefetch::uploads(
-                fs.as_ref(),
-                content.as_ref(),
-                &plan.local,
-                &plan.ops,
-                parallel
-            ),
-            prefetch::downloads(
-                fs.as_ref(),
-                content.as_ref(),
-                &plan.local,
-                &plan.ops,
-                parallel
-            ),
-        );
         let mut exec = Exec {
             local: plan.local,
             created: BTreeMap::new(),
-            prefetched: prefetch::Prefetched { uploads, downloads },
+            prefetched: prefetch::Prefetched::default(),
         };
         let mut next = 0;
         let mut replan = false;
+        // The plan runs in windows of bounded transfer volume: each window's
+        // transfers are prefetched, then its operations applied (its commits
+        // batched). Other devices see the first files committed while later
+        // ones are still uploading, instead of everything at the very end.
         'plan: while next < plan.ops.len() {
-            let taken = match &plan.ops[next] {
-                planner::Op::Commit { .. } => {
-                    self.commit_batch(&mut exec, &plan.ops[next..]).await?
-                }
-                op => vec![self.apply(&mut exec, op).await?],
-            };
-            let ops = &plan.ops[next..next + taken.len()];
-            next += taken.len();
-            for (op, outcome) in ops.iter().zip(taken) {
-                match outcome {
-                    apply::Outcome::Applied => report.applied += 1,
-                    apply::Outcome::Conflict => {
-                        report.applied += 1;
-                        report.conflicts += 1;
+            let end = window_end(&plan.ops, next, &exec.local);
+            let window = &plan.ops[next..end];
+            let (uploads, downloads) = futures::join!(
+                prefetch::uploads(fs.as_ref(), content.as_ref(), &exec.local, window, parallel),
+                prefetch::downloads(fs.as_ref(), content.as_ref(), &exec.local, window, parallel),
+            );
+            exec.prefetched = prefetch::Prefetched { uploads, downloads };
+            while next < end {
+                let taken = match &plan.ops[next] {
+                    planner::Op::Commit { .. } => {
+                        self.commit_batch(&mut exec, &plan.ops[next..end]).await?
                     }
-                    apply::Outcome::Skipped(why) => report.skipped.push(format!("{op:?}: {why}")),
-                    apply::Outcome::Replan(why) => {
-                        report.skipped.push(format!("{op:?}: {why}"));
-                        // The rest of a batch was answered; its outcomes
-                        // are in the state, so they count.
-                        replan = true;
+                    op => vec![self.apply(&mut exec, op).await?],
+                };
+                let ops = &plan.ops[next..next + taken.len()];
+                next += taken.len();
+                for (op, outcome) in ops.iter().zip(taken) {
+                    match outcome {
+                        apply::Outcome::Applied => report.applied += 1,
+                        apply::Outcome::Conflict => {
+                            report.applied += 1;
+                            report.conflicts += 1;
+                        }
+                        apply::Outcome::Skipped(why) => {
+                            report.skipped.push(format!("{op:?}: {why}"))
+                        }
+                        apply::Outcome::Replan(why) => {
+                            report.skipped.push(format!("{op:?}: {why}"));
+                            // The rest of a batch was answered; its outcomes
+                            // are in the state, so they count.
+                            replan = true;
+                        }
                     }
                 }
-            }
-            if replan {
-                break 'plan;
+                if replan {
+                    break 'plan;
+                }
             }
         }
         report.refused = self
@@ -380,4 +380,40 @@ impl Engine {
             .await
             .map_err(EngineError::Store)
     }
+}
+
+/// Transfer volume of one window of a plan (see [`Engine::round`]): large
+/// enough that transfers overlap well, small enough that other devices start
+/// on the first files early.
+const WINDOW_BYTES: u64 = 32 * 1024 * 1024;
+/// Most files transferred in one window.
+const WINDOW_FILES: usize = 256;
+
+/// Where the window of `ops` that starts at `start` ends (exclusive; at
+/// least one operation).
+fn window_end(ops: &[planner::Op], start: usize, local: &BTreeMap<Key, LocalItem>) -> usize {
+    let (mut bytes, mut files) = (0u64, 0usize);
+    for (i, op) in ops.iter().enumerate().skip(start) {
+        let size = match op {
+            planner::Op::Download { content, .. } => Some(content.size),
+            planner::Op::Commit {
+                key,
+                change:
+                    planner::RemoteChange::Put {
+                        is_folder: false,
+                        upload: true,
+                        ..
+                    },
+            } => Some(local.get(key).map_or(0, |l| l.stamp.size)),
+            _ => None,
+        };
+        if let Some(size) = size {
+            if files > 0 && (bytes + size > WINDOW_BYTES || files >= WINDOW_FILES) {
+                return i;
+            }
+            bytes += size;
+            files += 1;
+        }
+    }
+    ops.len()
 }
