@@ -26,34 +26,7 @@ use stacksync_proto::rpc::{Reply, Request};
 pub enum ClientCommand {
     /// Creates this device's client profile (no prompts): logs in,
     /// registers the device and chooses the synced folder.
-    Setup {
-        /// The server's URL, e.g. http://127.0.0.1:8080.
-        #[arg(long)]
-        server: String,
-        /// The account's email.
-        #[arg(long)]
-        email: String,
-        /// The account's password (or STACKSYNC_PASSWORD).
-        #[arg(long, env = "STACKSYNC_PASSWORD", hide_env_values = true)]
-        password: String,
-        /// The folder to sync (created if missing).
-        #[arg(long)]
-        dir: PathBuf,
-        /// This device's name, shown in conflicted copies (default: the host name).
-        #[arg(long)]
-        device_name: Option<String>,
-        /// Replaces an existing profile (its sync state is forgotten; the
-        /// folder's files are kept and re-synced).
-        #[arg(long)]
-        force: bool,
-        /// How to reach the service: through the server's HTTP gateway, or
-        /// directly to RabbitMQ (metadata, push) and Swift (data). With
-        /// "direct", --server is the broker's amqp:// URL.
-        #[arg(long, value_enum, default_value = "gateway")]
-        transport: TransportArg,
-        #[command(flatten)]
-        direct: DirectArgs,
-    },
+    Setup(Box<SetupArgs>),
     /// Opens a new session for the profile (after the old one expired).
     Login {
         /// The account's password (or STACKSYNC_PASSWORD).
@@ -105,6 +78,37 @@ pub enum ClientCommand {
     },
 }
 
+/// `stacksync setup`.
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {
+    /// The server's URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub server: String,
+    /// The account's email.
+    #[arg(long)]
+    pub email: String,
+    /// The account's password (or STACKSYNC_PASSWORD).
+    #[arg(long, env = "STACKSYNC_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// The folder to sync (created if missing).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// This device's name, shown in conflicted copies (default: the host name).
+    #[arg(long)]
+    pub device_name: Option<String>,
+    /// Replaces an existing profile (its sync state is forgotten; the
+    /// folder's files are kept and re-synced).
+    #[arg(long)]
+    pub force: bool,
+    /// How to reach the service: through the server's HTTP gateway, or
+    /// directly to RabbitMQ (metadata, push) and Swift (data). With
+    /// "direct", --server is the broker's amqp:// URL.
+    #[arg(long, value_enum, default_value = "gateway")]
+    pub transport: TransportArg,
+    #[command(flatten)]
+    pub direct: DirectArgs,
+}
+
 /// `--transport`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportArg {
@@ -141,31 +145,13 @@ pub struct DirectArgs {
 pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
     let home = Profile::home_from_env()?;
     match command {
-        ClientCommand::Setup {
-            server,
-            email,
-            password,
-            dir,
-            device_name,
-            force,
-            transport,
-            direct,
-        } => {
-            let direct = match transport {
+        ClientCommand::Setup(args) => {
+            let args = *args;
+            let direct = match args.transport {
                 TransportArg::Gateway => None,
-                TransportArg::Direct => Some(direct_setup(&server, direct)?),
+                TransportArg::Direct => Some(direct_setup(&args.server, args.direct.clone())?),
             };
-            setup(
-                &home,
-                server,
-                email,
-                password,
-                dir,
-                device_name,
-                force,
-                direct,
-            )
-            .await
+            setup(&home, &args, direct).await
         }
         ClientCommand::Login { password } => {
             let mut profile = Profile::load(&home)?;
@@ -411,14 +397,21 @@ fn direct_setup(server: &str, args: DirectArgs) -> anyhow::Result<(DirectProfile
 
 async fn setup(
     home: &Path,
-    server: String,
-    email: String,
-    password: String,
-    dir: PathBuf,
-    device_name: Option<String>,
-    force: bool,
+    args: &SetupArgs,
     direct: Option<(DirectProfile, String)>,
 ) -> anyhow::Result<()> {
+    let SetupArgs {
+        server,
+        email,
+        password,
+        dir,
+        device_name,
+        force,
+        ..
+    } = args;
+    let (server, email, password, force) =
+        (server.clone(), email.clone(), password.as_str(), *force);
+    let device_name = device_name.clone();
     if Profile::load(home).is_ok() {
         if !force {
             bail!(
@@ -428,7 +421,7 @@ async fn setup(
         }
         Profile::remove(home)?;
     }
-    let folder = absolute(&dir)?;
+    let folder = absolute(dir)?;
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("creating the synced folder {}", folder.display()))?;
     let folder = folder
@@ -445,7 +438,7 @@ async fn setup(
     }
     let (conn, token, user): (Arc<dyn Connection>, String, _) = match &direct {
         None => {
-            let client = GatewayClient::login(&server, &email, &password)
+            let client = GatewayClient::login(&server, &email, password)
                 .await
                 .with_context(|| format!("logging in to {server} as {email}"))?;
             let (token, user) = (client.session().token.clone(), client.session().user);
@@ -453,7 +446,7 @@ async fn setup(
         }
         Some((d, key)) => {
             let conn =
-                DirectConnection::login(direct_config_from(d, key.clone())?, &email, &password)
+                DirectConnection::login(direct_config_from(d, key.clone())?, &email, password)
                     .await
                     .with_context(|| format!("logging in over {} as {email}", d.namespace))?;
             let (token, user) = (conn.token().to_owned(), conn.user());
