@@ -347,33 +347,48 @@ impl BlobStore for SwiftStore {
     }
 
     async fn list(&self, c: &ContainerName) -> Result<Vec<ChunkId>> {
-        let mut out = self
-            .list_pages(c, usize::MAX)
-            .await?
-            .expect("an unbounded listing is never cut short");
+        let what = format!("GET container {c}");
+        let mut out = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let (resp, _permit) = self
+                .send(&what, None, |http, s| {
+                    let base = container_url(&s.storage_url, c);
+                    let marker = percent_encode(&marker);
+                    http.get(format!(
+                        "{base}?format=json&limit={LIST_PAGE}&marker={marker}"
+                    ))
+                    .header("X-Auth-Token", &s.token)
+                })
+                .await?;
+            let page: Vec<ListEntry> = match resp.status() {
+                StatusCode::NO_CONTENT => Vec::new(),
+                StatusCode::OK => resp.json().await.map_err(|e| {
+                    BlobError::with_source(
+                        BlobErrorKind::Protocol,
+                        format!("{what}: bad listing"),
+                        e,
+                    )
+                })?,
+                other => return Err(status_error(other, &what)),
+            };
+            let full = page.len() >= LIST_PAGE;
+            if let Some(last) = page.last() {
+                marker = last.name.clone();
+            }
+            // Objects not named by a chunk id are not ours to report.
+            out.extend(page.iter().filter_map(|e| ChunkId::from_hex(&e.name).ok()));
+            if !full {
+                break;
+            }
+        }
         out.sort();
         Ok(out)
     }
 
     async fn existing(&self, c: &ContainerName, ids: &[ChunkId]) -> Result<HashSet<ChunkId>> {
-        // A large batch is answered by the container listing when it fits in
-        // a few pages (a new or small workspace: one GET instead of a HEAD
-        // per id, which on a first sync doubled Swift's requests). A listing
-        // may lag a PUT made moments ago; that only costs an upload of a
-        // chunk already there (PUTs are idempotent). A bigger container, or
-        // a listing this user may not read, falls back to one HEAD per id.
-        if ids.len() >= LISTING_MIN_BATCH {
-            match self.list_pages(c, LISTING_MAX_PAGES).await {
-                Ok(Some(names)) => {
-                    let wanted: HashSet<ChunkId> = ids.iter().copied().collect();
-                    return Ok(names.into_iter().filter(|id| wanted.contains(id)).collect());
-                }
-                Ok(None) => {}
-                Err(e) if e.kind == BlobErrorKind::Forbidden || e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        // One HEAD per id, in parallel (bounded by the store's semaphore).
+        // One HEAD per id, in parallel (bounded by the store's semaphore):
+        // a batch is small next to a container listing.
         futures::stream::iter(ids.iter().copied())
             .map(|id| async move {
                 match self.head(c, &id).await {
@@ -420,57 +435,5 @@ mod tests {
     fn percent_encoding() {
         assert_eq!(super::percent_encode("ab-_.~9"), "ab-_.~9");
         assert_eq!(super::percent_encode("a b/é&"), "a%20b%2F%C3%A9%26");
-    }
-}
-
-/// Smallest `existing` batch answered by a listing instead of HEADs.
-const LISTING_MIN_BATCH: usize = 8;
-/// Most listing pages `existing` reads before falling back to HEADs.
-const LISTING_MAX_PAGES: usize = 2;
-
-impl SwiftStore {
-    /// The chunk ids in a container, reading at most `max_pages` pages of
-    /// the listing; `None` when there are more.
-    async fn list_pages(
-        &self,
-        c: &ContainerName,
-        max_pages: usize,
-    ) -> Result<Option<Vec<ChunkId>>> {
-        let what = format!("GET container {c}");
-        let mut out = Vec::new();
-        let mut marker = String::new();
-        for _ in 0..max_pages {
-            let (resp, _permit) = self
-                .send(&what, None, |http, s| {
-                    let base = container_url(&s.storage_url, c);
-                    let marker = percent_encode(&marker);
-                    http.get(format!(
-                        "{base}?format=json&limit={LIST_PAGE}&marker={marker}"
-                    ))
-                    .header("X-Auth-Token", &s.token)
-                })
-                .await?;
-            let page: Vec<ListEntry> = match resp.status() {
-                StatusCode::NO_CONTENT => Vec::new(),
-                StatusCode::OK => resp.json().await.map_err(|e| {
-                    BlobError::with_source(
-                        BlobErrorKind::Protocol,
-                        format!("{what}: bad listing"),
-                        e,
-                    )
-                })?,
-                other => return Err(status_error(other, &what)),
-            };
-            let full = page.len() >= LIST_PAGE;
-            if let Some(last) = page.last() {
-                marker = last.name.clone();
-            }
-            // Objects not named by a chunk id are not ours to report.
-            out.extend(page.iter().filter_map(|e| ChunkId::from_hex(&e.name).ok()));
-            if !full {
-                return Ok(Some(out));
-            }
-        }
-        Ok(None)
     }
 }
