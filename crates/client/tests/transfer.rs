@@ -176,3 +176,74 @@ async fn a_bandwidth_limit_still_moves_everything() {
         .unwrap();
     assert_eq!(out, data);
 }
+
+/// A transport that counts the chunk ids it was asked about.
+struct CountingTransport {
+    inner: stacksync_client::BlobTransport,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl stacksync_client::ChunkTransport for CountingTransport {
+    async fn has_chunks(
+        &self,
+        ids: &[stacksync_proto::ChunkId],
+    ) -> Result<Vec<bool>, stacksync_proto::Error> {
+        self.asked.fetch_add(ids.len(), Ordering::Relaxed);
+        self.inner.has_chunks(ids).await
+    }
+    async fn put_chunk(
+        &self,
+        id: &stacksync_proto::ChunkId,
+        data: Bytes,
+    ) -> Result<(), stacksync_proto::Error> {
+        self.inner.put_chunk(id, data).await
+    }
+    async fn get_chunk(
+        &self,
+        id: &stacksync_proto::ChunkId,
+    ) -> Result<Bytes, stacksync_proto::Error> {
+        self.inner.get_chunk(id).await
+    }
+}
+
+#[tokio::test]
+async fn small_chunks_are_sent_without_asking_and_large_ones_are_asked_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, container) = blob_store(dir.path()).await;
+    let transport = std::sync::Arc::new(CountingTransport {
+        inner: stacksync_client::BlobTransport::new(std::sync::Arc::clone(&store), container),
+        asked: Default::default(),
+    });
+    let config = stacksync_client::TransferConfig {
+        ask_min_bytes: 16 * 1024,
+        ..common::small_chunks()
+    };
+    let cs = stacksync_client::ChunkedContentStore::new(
+        ChunkCodec::compressed(),
+        transport.clone(),
+        config,
+    )
+    .unwrap();
+    // A small file: one chunk under the threshold, sent without a question,
+    // twice (the second time is a harmless idempotent re-send).
+    let small = bytes("small", 10_000);
+    cs.upload(reader(&small)).await.unwrap();
+    cs.upload(reader(&small)).await.unwrap();
+    assert_eq!(transport.asked.load(Ordering::Relaxed), 0);
+    assert_eq!(cs.stats().chunks_uploaded.load(Ordering::Relaxed), 2);
+    // A larger file: chunks of up to 64 KiB, the big ones asked about, and
+    // on a second upload those are not sent again.
+    let large = bytes("large", 600_000);
+    let first = cs.upload(reader(&large)).await.unwrap();
+    let asked = transport.asked.load(Ordering::Relaxed);
+    assert!(asked > 0 && asked <= first.chunks.len(), "{asked} asked");
+    let sent = cs.stats().chunks_uploaded.load(Ordering::Relaxed);
+    cs.upload(reader(&large)).await.unwrap();
+    let resent = cs.stats().chunks_uploaded.load(Ordering::Relaxed) - sent;
+    assert_eq!(
+        resent as usize,
+        first.chunks.len() - asked,
+        "only unasked chunks are re-sent"
+    );
+}

@@ -51,6 +51,11 @@ pub struct TransferConfig {
     pub max_uploads: usize,
     /// Chunk downloads in flight at once.
     pub max_downloads: usize,
+    /// Encoded chunks smaller than this are sent without asking whether
+    /// the store has them: the question costs a round trip and a storage
+    /// request (a HEAD on Swift), about what sending a small chunk costs, and
+    /// a small file is a single small chunk. 0 asks about every chunk.
+    pub ask_min_bytes: usize,
     /// Upload limit in (encoded) bytes per second; `None` for none.
     pub upload_limit: Option<u64>,
     /// Download limit in (encoded) bytes per second; `None` for none.
@@ -65,6 +70,7 @@ impl Default for TransferConfig {
             batch_bytes: 16 * 1024 * 1024,
             max_uploads: 4,
             max_downloads: 4,
+            ask_min_bytes: 64 * 1024,
             upload_limit: None,
             download_limit: None,
         }
@@ -255,20 +261,29 @@ impl ChunkedContentStore {
             if batch.is_empty() {
                 continue;
             }
-            let ids: Vec<ChunkId> = batch.iter().map(|c| c.id).collect();
-            let present = self.transport.has_chunks(&ids).await.map_err(|source| {
-                TransferError::Transport {
-                    doing: format!("asking about {} chunks", ids.len()),
-                    source,
+            let (batch, small): (Vec<EncodedChunk>, Vec<EncodedChunk>) = batch
+                .into_iter()
+                .partition(|c| c.bytes.len() >= self.config.ask_min_bytes);
+            let present = if batch.is_empty() {
+                Vec::new()
+            } else {
+                let ids: Vec<ChunkId> = batch.iter().map(|c| c.id).collect();
+                let present = self.transport.has_chunks(&ids).await.map_err(|source| {
+                    TransferError::Transport {
+                        doing: format!("asking about {} chunks", ids.len()),
+                        source,
+                    }
+                })?;
+                if present.len() != ids.len() {
+                    return Err(TransferError::BadAnswer {
+                        asked: ids.len(),
+                        got: present.len(),
+                    });
                 }
-            })?;
-            if present.len() != ids.len() {
-                return Err(TransferError::BadAnswer {
-                    asked: ids.len(),
-                    got: present.len(),
-                });
-            }
-            for (chunk, has) in batch.into_iter().zip(present) {
+                present
+            };
+            let unasked = small.into_iter().map(|c| (c, false));
+            for (chunk, has) in batch.into_iter().zip(present).chain(unasked) {
                 if has {
                     self.stats
                         .chunks_deduplicated

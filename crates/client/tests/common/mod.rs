@@ -25,6 +25,8 @@ pub fn small_chunks() -> TransferConfig {
             workers: 2,
             max_in_flight: 0,
         },
+        // Ask about every chunk, however small, so dedup is exercised.
+        ask_min_bytes: 0,
         ..TransferConfig::default()
     }
 }
