@@ -12,10 +12,12 @@
 //! from the content crate: compressed, maybe encrypted), never trust a
 //! caller's names without validating them ([`ContainerName`],
 //! [`StorageUser`]), never leave a partial object visible, and never
-//! return bytes it has not checked: the local backend keeps a BLAKE3
-//! checksum of the stored bytes in each file's header (the id is a hash of
-//! the plaintext, so it cannot serve), and the Swift backend checks MD5
-//! against the ETag on PUT and on whole-object GET. It knows nothing of
+//! return a whole object it has not checked: the local backend keeps a
+//! BLAKE3 checksum of the stored bytes in each file's header (the id is a
+//! hash of the plaintext, so it cannot serve), and the Swift backend checks
+//! MD5 against the ETag on PUT and on whole-object GET. Range reads (a
+//! chunk out of a pack) cost only the range and are not checked here: the
+//! chunk decoder checks each chunk against its id. It knows nothing of
 //! users' files, metadata or quotas.
 //!
 //! Tests: the conformance suite runs on a temporary folder always, and on a

@@ -131,7 +131,8 @@ impl ContainerAcl {
 /// installation's account, who manages containers and ACLs) or another user
 /// who reaches the owner's containers only through ACLs. Objects are opaque
 /// bytes named by [`ChunkId`]; a store never interprets them, but it does
-/// check that what it returns is what was stored (see each backend).
+/// check that a whole object it returns is what was stored (see each
+/// backend and [`BlobStore::get`] for range reads).
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Creates a container; succeeds if it already exists.
@@ -150,8 +151,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         body: ByteStream,
     ) -> Result<ObjectInfo>;
 
-    /// Streams an object, or part of it. Integrity is checked as the stream
-    /// ends: a mismatch is the stream's last item, as an `Integrity` error.
+    /// Streams an object, or part of it.
+    ///
+    /// A whole object is integrity-checked as the stream ends: a mismatch
+    /// is the stream's last item, as an `Integrity` error. A range read
+    /// (`range` covering less than the whole object) is not: it costs only
+    /// the range, and neither backend can check part of an object against
+    /// a whole-object checksum (Swift's ETag is the whole object's MD5).
+    /// Callers reading ranges check what they get themselves; chunks in a
+    /// pack are verified against their ids by the chunk decoder. A range is
+    /// clamped to the object: one past its end gives fewer bytes or none.
     async fn get(
         &self,
         container: &ContainerName,

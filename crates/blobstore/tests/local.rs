@@ -55,22 +55,49 @@ async fn corruption_is_detected_on_read() {
         b.owner.get_bytes(&c, &id).await.unwrap_err().kind,
         BlobErrorKind::Integrity
     );
-    // Even a range that avoids the damaged byte proves the whole object.
-    let range = ByteRange {
-        start: 0,
-        end: Some(10),
+    let read = |start, end| {
+        let owner = b.owner.clone();
+        let c = c.clone();
+        async move {
+            let range = ByteRange { start, end };
+            stacksync_blobstore::collect(owner.get(&c, &id, Some(range)).await?).await
+        }
     };
-    let stream = b.owner.get(&c, &id, Some(range)).await.unwrap();
+    // A range covering the whole object is a whole read: checked.
     assert_eq!(
-        stacksync_blobstore::collect(stream).await.unwrap_err().kind,
+        read(0, Some(500_000)).await.unwrap_err().kind,
         BlobErrorKind::Integrity
     );
+    assert_eq!(
+        read(0, None).await.unwrap_err().kind,
+        BlobErrorKind::Integrity
+    );
+    // A range read costs only the range: damage elsewhere goes unseen
+    // (the chunk decoder checks what a range holds) ...
+    assert_eq!(read(0, Some(10)).await.unwrap(), body.slice(0..10));
+    assert_eq!(
+        read(262_000, Some(499_999)).await.unwrap(),
+        body.slice(262_000..499_999)
+    );
+    // ... and damage inside it comes back as stored.
+    let mut damaged = body[499_990..].to_vec();
+    damaged[9] ^= 0x40;
+    assert_eq!(read(499_990, None).await.unwrap(), damaged);
 
     raw.truncate(raw.len() - 100);
     std::fs::write(&path, &raw).unwrap();
     assert_eq!(
         b.owner.get_bytes(&c, &id).await.unwrap_err().kind,
         BlobErrorKind::Integrity
+    );
+    // A range reaching into the missing tail is refused, not cut short.
+    assert_eq!(
+        read(499_000, Some(499_950)).await.unwrap_err().kind,
+        BlobErrorKind::Integrity
+    );
+    assert_eq!(
+        read(1000, Some(2000)).await.unwrap(),
+        body.slice(1000..2000)
     );
     std::fs::write(&path, b"garbage").unwrap();
     assert_eq!(

@@ -1118,11 +1118,12 @@ async fn first_sync(
     let (b_first, b_last) = b_done.await??;
     let cpu_b_done = Cpu::now(server_pid, b_pid);
     println!(
-        "(a) ours: A `sync --once` {:.2} s (uploaded {:.1} MiB in {} chunks, {} deduplicated); \
+        "(a) ours: A `sync --once` {:.2} s (uploaded {:.1} MiB in {} chunks in {} pack objects, {} deduplicated); \
          B's daemon had the first file at {:.2} s, all {} verified at {:.2} s ({:.2} s after A finished)",
         a_took.as_secs_f64(),
         a_summary["bytes_uploaded"].as_u64().unwrap_or(0) as f64 / MIB as f64,
         a_summary["chunks_uploaded"],
+        a_summary["packs_uploaded"],
         a_summary["chunks_deduplicated"],
         b_first.as_secs_f64(),
         manifest.len(),

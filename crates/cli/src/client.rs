@@ -215,6 +215,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                         "rounds": report.rounds,
                         "bytes_uploaded": load(&stats.bytes_uploaded),
                         "chunks_uploaded": load(&stats.chunks_uploaded),
+                        "packs_uploaded": load(&stats.packs_uploaded),
                         "chunks_deduplicated": load(&stats.chunks_deduplicated),
                         "bytes_downloaded": load(&stats.bytes_downloaded),
                         "chunks_downloaded": load(&stats.chunks_downloaded),

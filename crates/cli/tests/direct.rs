@@ -181,10 +181,7 @@ fn new_file(parent: Option<ItemId>, name: &str, id: &ChunkId, data: &Bytes) -> P
         content_hash: Some(ContentHash(*blake3::hash(data).as_bytes())),
         size: data.len() as u64,
         client_modified: 1,
-        chunks: vec![ChunkRef {
-            id: *id,
-            size: data.len() as u32,
-        }],
+        chunks: vec![ChunkRef::whole(*id, data.len() as u32)],
     }
 }
 

@@ -27,7 +27,9 @@ use crate::localfs::{LocalFs, OpenFolderError};
 use crate::profile::{Profile, ProfileError};
 use crate::state::{SqliteStateStore, StateDbError};
 use crate::status::{self, DaemonState, Snapshot, StatusBoard};
-use crate::transfer::{ChunkedContentStore, TransferConfig, TransferError, TransferStats};
+use crate::transfer::{
+    ChunkedContentStore, JournalError, TransferConfig, TransferError, TransferStats, UploadJournal,
+};
 use crate::watcher::{WatchConfig, WatchError, Watcher};
 
 /// Name of the status socket in the client's home.
@@ -82,6 +84,9 @@ pub enum AppError {
     /// The local state database failed.
     #[error("state database: {0}")]
     State(#[from] StateDbError),
+    /// The upload journal (next to the state database) failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// The service refused or failed.
     #[error("{doing}: {source}")]
     Service {
@@ -205,7 +210,9 @@ impl SyncClient {
             .chunks(&workspace)
             .await
             .map_err(AppError::service("opening the chunk store"))?;
-        let content = ChunkedContentStore::new(codec, transport, options.transfer)?;
+        let journal = UploadJournal::open(&profile.uploads_db_path(), workspace.id).await?;
+        let content =
+            ChunkedContentStore::with_journal(codec, transport, options.transfer, Some(journal))?;
         let state = SqliteStateStore::open(&profile.state_db_path(), workspace.id).await?;
         let device = profile.config.device_id;
         let io = EngineIo {

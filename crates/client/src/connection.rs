@@ -16,8 +16,8 @@ use stacksync_engine::Remote;
 use stacksync_gateway_client::GatewayClient;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
-    ChangesPage, ChunkId, CommitRequest, CommitResult, DeviceId, Error, Notification, ProposedItem,
-    Workspace, WorkspaceId,
+    ChangesPage, ChunkId, ChunkRef, CommitRequest, CommitResult, DeviceId, Error, Notification,
+    ProposedItem, Workspace, WorkspaceId,
 };
 
 use crate::transfer::ChunkTransport;
@@ -53,6 +53,52 @@ pub async fn workspaces(conn: &dyn Connection) -> Result<Vec<Workspace>, Error> 
         Reply::Workspaces { workspaces } => Ok(workspaces),
         other => Err(unexpected("get_workspaces", other)),
     }
+}
+
+/// Where the service stores each of `ids` in `workspace`, asked through
+/// `rpc` in requests of at most [`Request::MAX_LOCATE_IDS`] ids. An answer
+/// of the wrong length or naming another chunk is an error: the service is
+/// broken, and guessing which answer belongs to which id could commit a
+/// chunk at someone else's location.
+pub(crate) async fn locate_chunks<F, Fut>(
+    workspace: WorkspaceId,
+    ids: &[ChunkId],
+    rpc: F,
+) -> Result<Vec<Option<ChunkRef>>, Error>
+where
+    F: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Reply, Error>>,
+{
+    let mut located = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(Request::MAX_LOCATE_IDS) {
+        let request = Request::LocateChunks {
+            workspace,
+            ids: batch.to_vec(),
+        };
+        let chunks = match rpc(request).await? {
+            Reply::ChunkLocations { chunks } => chunks,
+            other => return Err(unexpected("locate_chunks", other)),
+        };
+        if chunks.len() != batch.len() {
+            return Err(Error::internal(format!(
+                "the service located {} chunks when asked about {}",
+                chunks.len(),
+                batch.len()
+            )));
+        }
+        for (id, chunk) in batch.iter().zip(chunks) {
+            if let Some(c) = &chunk
+                && c.id != *id
+            {
+                return Err(Error::internal(format!(
+                    "asked where chunk {id} is, the service answered about {}",
+                    c.id
+                )));
+            }
+            located.push(chunk);
+        }
+    }
+    Ok(located)
 }
 
 /// The engine's view of one workspace through a connection.
@@ -159,7 +205,8 @@ impl Connection for GatewayConnection {
     }
 }
 
-/// Chunks of one workspace through the gateway.
+/// Chunks and packs of one workspace through the gateway (range reads
+/// included), and the service's chunk index through its RPC.
 #[derive(Debug, Clone)]
 pub struct GatewayTransport {
     client: GatewayClient,
@@ -185,5 +232,89 @@ impl ChunkTransport for GatewayTransport {
 
     async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes, Error> {
         self.client.get_chunk(self.workspace, id).await
+    }
+
+    async fn get_range(&self, id: &ChunkId, offset: u64, len: u32) -> Result<Bytes, Error> {
+        self.client
+            .get_chunk_range(self.workspace, id, offset, len)
+            .await
+    }
+
+    async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        locate_chunks(self.workspace, ids, |r| self.client.rpc(r)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn id(n: usize) -> ChunkId {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        ChunkId(b)
+    }
+
+    /// Answers like the service, storing every chunk whose number is even.
+    fn answer(request: &Request) -> Vec<Option<ChunkRef>> {
+        let Request::LocateChunks { ids, .. } = request else {
+            panic!("not a locate request: {request:?}");
+        };
+        ids.iter()
+            .map(|i| (i.0[0] % 2 == 0).then(|| ChunkRef::whole(*i, 7)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn large_asks_are_split_and_answers_kept_in_order() {
+        let ids: Vec<ChunkId> = (0..2500).map(id).collect();
+        let sizes = Mutex::new(Vec::new());
+        let located = locate_chunks(WorkspaceId::NIL, &ids, |r| {
+            let Request::LocateChunks { ids, .. } = &r else {
+                panic!("not a locate request");
+            };
+            sizes.lock().unwrap().push(ids.len());
+            let chunks = answer(&r);
+            async move { Ok(Reply::ChunkLocations { chunks }) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(*sizes.lock().unwrap(), vec![1000, 1000, 500]);
+        assert_eq!(located.len(), 2500);
+        for (n, c) in located.iter().enumerate() {
+            assert_eq!(c.map(|c| c.id), (n % 2 == 0).then(|| id(n)), "{n}");
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_about_other_chunks_or_of_another_length_are_refused() {
+        let ids: Vec<ChunkId> = (0..3).map(id).collect();
+        let short = locate_chunks(WorkspaceId::NIL, &ids, |_| async {
+            Ok(Reply::ChunkLocations { chunks: vec![None] })
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            short
+                .message
+                .contains("located 1 chunks when asked about 3"),
+            "{short}"
+        );
+        let swapped = locate_chunks(WorkspaceId::NIL, &ids, |_| async {
+            Ok(Reply::ChunkLocations {
+                chunks: vec![Some(ChunkRef::whole(id(1), 7)), None, None],
+            })
+        })
+        .await
+        .unwrap_err();
+        assert!(swapped.message.contains("answered about"), "{swapped}");
+        let wrong = locate_chunks(WorkspaceId::NIL, &ids, |_| async {
+            Ok(Reply::Members { members: vec![] })
+        })
+        .await
+        .unwrap_err();
+        assert!(wrong.message.contains("locate_chunks"), "{wrong}");
     }
 }

@@ -23,10 +23,12 @@ use stacksync_blobstore::{BlobStore, ContainerName, SwiftAuth, SwiftConfig, Swif
 use stacksync_bus::{Bus, BusConfig, BusError, Subscription, SubscriptionEvent, Topic};
 use stacksync_gateway_client::RetryPolicy;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
-use stacksync_proto::{ChunkId, Error, ErrorKind, Notification, UserId, Workspace, wire};
+use stacksync_proto::{
+    ChunkId, ChunkRef, Error, ErrorKind, Notification, UserId, Workspace, WorkspaceId, wire,
+};
 use uuid::Uuid;
 
-use crate::connection::{Connection, NotificationStream, unexpected};
+use crate::connection::{Connection, NotificationStream, locate_chunks, unexpected};
 use crate::transfer::{BlobTransport, ChunkTransport};
 
 /// Everything the direct transport needs besides the session.
@@ -199,6 +201,8 @@ impl Connection for DirectConnection {
         let store: Arc<dyn BlobStore> = self.inner.store.clone();
         Ok(Arc::new(SwiftTransport {
             blobs: BlobTransport::new(store, container),
+            service: Arc::clone(&self.inner),
+            workspace: workspace.id,
             context: format!(
                 "container {} of workspace {:?} ({}) as storage user {}",
                 workspace.container, workspace.name, workspace.id, self.inner.storage_user
@@ -303,10 +307,13 @@ fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
     half + half.mul_f64(fraction)
 }
 
-/// Chunks of one workspace in its Swift container, with errors that say
-/// which container, workspace and storage user were refused.
+/// Chunks and packs of one workspace in its Swift container, with errors
+/// that say which container, workspace and storage user were refused; the
+/// service's chunk index is asked over the bus.
 struct SwiftTransport {
     blobs: BlobTransport,
+    service: Arc<Inner>,
+    workspace: WorkspaceId,
     context: String,
 }
 
@@ -343,6 +350,17 @@ impl ChunkTransport for SwiftTransport {
 
     async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes, Error> {
         self.blobs.get_chunk(id).await.map_err(|e| self.explain(e))
+    }
+
+    async fn get_range(&self, id: &ChunkId, offset: u64, len: u32) -> Result<Bytes, Error> {
+        self.blobs
+            .get_range(id, offset, len)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        locate_chunks(self.workspace, ids, |r| self.service.rpc(r)).await
     }
 }
 

@@ -1,7 +1,8 @@
 //! The StackSync desktop client's building blocks: the engine's traits on
 //! real things — [`LocalFs`] (the synced folder on disk),
 //! [`SqliteStateStore`] (the sync state in a local database),
-//! [`ChunkedContentStore`] (the content pipeline over a [`ChunkTransport`])
+//! [`ChunkedContentStore`] (the content pipeline over a [`ChunkTransport`],
+//! packing chunks into few objects, with an [`UploadJournal`] to resume)
 //! — plus the client's [`Profile`] (configuration and state folder) and a
 //! debounced folder [`Watcher`]. The `stacksync` binary wires these to an
 //! [`stacksync_engine::Engine`] and a transport.
@@ -37,7 +38,7 @@ pub use profile::{DirectProfile, Profile, ProfileConfig, ProfileError, Transport
 pub use state::{SqliteStateStore, StateDbError};
 pub use status::{FileStatus, StatusEntry, StatusReport};
 pub use transfer::{
-    BlobTransport, ChunkTransport, ChunkedContentStore, TokenBucket, TransferConfig, TransferError,
-    TransferStats,
+    BlobTransport, ChunkTransport, ChunkedContentStore, JournalError, TokenBucket, TransferConfig,
+    TransferError, TransferStats, UploadJournal,
 };
 pub use watcher::{WatchConfig, WatchError, WatchEvent, Watcher};

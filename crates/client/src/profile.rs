@@ -4,9 +4,10 @@
 //! configuration folder (`$XDG_CONFIG_HOME/stacksync`, else
 //! `~/.config/stacksync`). Inside: `profile.toml` (server, account, device,
 //! synced folder, transport), `session.token` (mode 0600, never in the
-//! TOML so the profile can be shown or shared without the secret), and
-//! `state.sqlite` (the sync state). These are small files read once at
-//! start-up, so plain blocking calls are used.
+//! TOML so the profile can be shown or shared without the secret),
+//! `state.sqlite` (the sync state) and `uploads.sqlite` (the upload
+//! journal). These are small files read once at start-up, so plain
+//! blocking calls are used.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -21,6 +22,7 @@ pub const HOME_ENV: &str = "STACKSYNC_HOME";
 const PROFILE_FILE: &str = "profile.toml";
 const TOKEN_FILE: &str = "session.token";
 const STATE_FILE: &str = "state.sqlite";
+const UPLOADS_FILE: &str = "uploads.sqlite";
 const SWIFT_KEY_FILE: &str = "swift.key";
 
 /// How the client reaches the service.
@@ -208,6 +210,9 @@ impl Profile {
             STATE_FILE,
             "state.sqlite-wal",
             "state.sqlite-shm",
+            UPLOADS_FILE,
+            "uploads.sqlite-wal",
+            "uploads.sqlite-shm",
         ] {
             let path = home.join(name);
             match fs::remove_file(&path) {
@@ -247,6 +252,12 @@ impl Profile {
     /// Where the sync state database lives.
     pub fn state_db_path(&self) -> PathBuf {
         self.home.join(STATE_FILE)
+    }
+
+    /// Where the upload journal lives (chunks written into packs, so that
+    /// an upload interrupted by a crash resumes without sending them again).
+    pub fn uploads_db_path(&self) -> PathBuf {
+        self.home.join(UPLOADS_FILE)
     }
 
     /// Stores the session token, readable by the owner only.

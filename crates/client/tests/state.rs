@@ -54,10 +54,7 @@ fn sample_meta(id: ItemId, name: ItemName) -> ItemMeta {
         server_modified: 2,
         device: DeviceId::NIL,
         revision: 4,
-        chunks: vec![ChunkRef {
-            id: ChunkId([1; 32]),
-            size: 12,
-        }],
+        chunks: vec![ChunkRef::whole(ChunkId([1; 32]), 12)],
     }
 }
 

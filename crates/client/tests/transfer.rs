@@ -1,4 +1,6 @@
-//! `ChunkedContentStore` over a local blob store.
+//! `ChunkedContentStore` over a local blob store: round trips, dedup,
+//! integrity checks and limits (packing, journal and read-ahead are in
+//! `packs.rs`).
 
 mod common;
 
@@ -11,7 +13,7 @@ use stacksync_engine::io::Uploaded;
 use stacksync_engine::{ByteReader, ContentStore};
 use stacksync_proto::ContentHash;
 
-use common::{blob_store, bytes, content_store};
+use common::{Probe, blob_store, bytes, content_store};
 
 fn reader(data: &[u8]) -> ByteReader {
     Box::new(std::io::Cursor::new(data.to_vec()))
@@ -26,6 +28,7 @@ async fn check_round_trip(codec: ChunkCodec, data: &[u8], min_chunks: usize) {
     let (store, container) = blob_store(dir.path()).await;
     let cs = content_store(&store, &container, codec);
     let up: Uploaded = cs.upload(reader(data)).await.expect("upload");
+    cs.flush().await.expect("flush");
     assert_eq!(up.size, data.len() as u64);
     assert_eq!(up.hash, plain_hash(data), "the engine's (unkeyed) hash");
     assert!(up.chunks.len() >= min_chunks, "{} chunks", up.chunks.len());
@@ -33,10 +36,17 @@ async fn check_round_trip(codec: ChunkCodec, data: &[u8], min_chunks: usize) {
         up.chunks.iter().map(|c| c.size as u64).sum::<u64>(),
         up.size
     );
+    // Every chunk is written once, in packs: one object per pack.
+    let distinct: std::collections::HashSet<_> = up.chunks.iter().map(|c| c.id).collect();
+    assert_eq!(
+        cs.stats().chunks_uploaded.load(Ordering::Relaxed),
+        distinct.len() as u64
+    );
     assert_eq!(
         store.list(&container).await.unwrap().len() as u64,
-        cs.stats().chunks_uploaded.load(Ordering::Relaxed)
+        cs.stats().packs_uploaded.load(Ordering::Relaxed)
     );
+    assert!(up.chunks.iter().all(|c| c.span.is_some()), "{up:?}");
     let mut out = Vec::new();
     cs.download_to(&up.chunks, &mut out, Some(up.hash))
         .await
@@ -64,9 +74,11 @@ async fn second_upload_of_same_content_sends_nothing() {
     let cs = content_store(&store, &container, ChunkCodec::compressed());
     let data = bytes("dedup", 400_000);
     let first = cs.upload(reader(&data)).await.unwrap();
+    cs.flush().await.unwrap();
     let sent = cs.stats().chunks_uploaded.load(Ordering::Relaxed);
     assert_eq!(sent as usize, first.chunks.len());
     let second = cs.upload(reader(&data)).await.unwrap();
+    cs.flush().await.unwrap();
     assert_eq!(first, second);
     assert_eq!(
         cs.stats().chunks_uploaded.load(Ordering::Relaxed),
@@ -81,6 +93,7 @@ async fn second_upload_of_same_content_sends_nothing() {
     let mut edited = data.clone();
     edited[200_000] ^= 0xff;
     let third = cs.upload(reader(&edited)).await.unwrap();
+    cs.flush().await.unwrap();
     let new = cs.stats().chunks_uploaded.load(Ordering::Relaxed) - sent;
     assert!(
         new >= 1 && (new as usize) < third.chunks.len() / 2,
@@ -95,13 +108,24 @@ async fn a_chunk_that_is_not_what_its_id_names_is_refused() {
     let cs = content_store(&store, &container, ChunkCodec::compressed());
     let data = bytes("victim", 150_000);
     let up = cs.upload(reader(&data)).await.unwrap();
-    let other = ChunkCodec::compressed()
-        .encode(b"some other chunk")
+    cs.flush().await.unwrap();
+    // Chunk 1's bytes in its pack are replaced by another chunk's encoding
+    // of the same length. The store's own checksum is fine: the
+    // substitution is only visible to the codec's id check.
+    let span = up.chunks[1].span.expect("a packed chunk");
+    let mut pack = store
+        .get_bytes(&container, &span.pack)
+        .await
+        .unwrap()
+        .to_vec();
+    let other = ChunkCodec::plain()
+        .encode(&bytes("other", up.chunks[1].size as usize))
         .unwrap();
-    // The store's own checksum is fine: the substitution is only visible
-    // to the codec's id check.
+    let at = span.offset as usize;
+    let len = (span.len as usize).min(other.bytes.len());
+    pack[at..at + len].copy_from_slice(&other.bytes[..len]);
     store
-        .put_bytes(&container, &up.chunks[1].id, Bytes::from(other.bytes))
+        .put_bytes(&container, &span.pack, Bytes::from(pack))
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -126,6 +150,7 @@ async fn whole_file_hash_is_checked_when_known() {
     let (store, container) = blob_store(dir.path()).await;
     let cs = content_store(&store, &container, ChunkCodec::compressed());
     let up = cs.upload(reader(b"hello")).await.unwrap();
+    cs.flush().await.unwrap();
     let mut out = Vec::new();
     let err = cs
         .download_to(&up.chunks, &mut out, Some(plain_hash(b"other")))
@@ -140,7 +165,9 @@ async fn a_missing_chunk_is_a_transport_error() {
     let (store, container) = blob_store(dir.path()).await;
     let cs = content_store(&store, &container, ChunkCodec::compressed());
     let up = cs.upload(reader(b"gone soon")).await.unwrap();
-    store.delete(&container, &up.chunks[0].id).await.unwrap();
+    cs.flush().await.unwrap();
+    let pack = up.chunks[0].span.expect("a packed chunk").pack;
+    store.delete(&container, &pack).await.unwrap();
     let mut out = Vec::new();
     let err = cs
         .download_to(&up.chunks, &mut out, None)
@@ -170,6 +197,7 @@ async fn a_bandwidth_limit_still_moves_everything() {
             .unwrap();
     let data = bytes("limited", 100_000);
     let up = cs.upload(reader(&data)).await.unwrap();
+    cs.flush().await.unwrap();
     let mut out = Vec::new();
     cs.download_to(&up.chunks, &mut out, Some(up.hash))
         .await
@@ -177,73 +205,65 @@ async fn a_bandwidth_limit_still_moves_everything() {
     assert_eq!(out, data);
 }
 
-/// A transport that counts the chunk ids it was asked about.
-struct CountingTransport {
-    inner: stacksync_client::BlobTransport,
-    asked: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl stacksync_client::ChunkTransport for CountingTransport {
-    async fn has_chunks(
-        &self,
-        ids: &[stacksync_proto::ChunkId],
-    ) -> Result<Vec<bool>, stacksync_proto::Error> {
-        self.asked.fetch_add(ids.len(), Ordering::Relaxed);
-        self.inner.has_chunks(ids).await
-    }
-    async fn put_chunk(
-        &self,
-        id: &stacksync_proto::ChunkId,
-        data: Bytes,
-    ) -> Result<(), stacksync_proto::Error> {
-        self.inner.put_chunk(id, data).await
-    }
-    async fn get_chunk(
-        &self,
-        id: &stacksync_proto::ChunkId,
-    ) -> Result<Bytes, stacksync_proto::Error> {
-        self.inner.get_chunk(id).await
-    }
-}
-
 #[tokio::test]
-async fn small_chunks_are_sent_without_asking_and_large_ones_are_asked_about() {
+async fn small_chunks_are_packed_without_asking_and_large_ones_are_asked_about() {
     let dir = tempfile::tempdir().unwrap();
     let (store, container) = blob_store(dir.path()).await;
-    let transport = std::sync::Arc::new(CountingTransport {
-        inner: stacksync_client::BlobTransport::new(std::sync::Arc::clone(&store), container),
-        asked: Default::default(),
-    });
+    let transport = std::sync::Arc::new(Probe::new(&store, &container));
     let config = stacksync_client::TransferConfig {
         ask_min_bytes: 16 * 1024,
         ..common::small_chunks()
     };
-    let cs = stacksync_client::ChunkedContentStore::new(
-        ChunkCodec::compressed(),
-        transport.clone(),
-        config,
-    )
-    .unwrap();
-    // A small file: one chunk under the threshold, sent without a question,
-    // twice (the second time is a harmless idempotent re-send).
+    let open = || {
+        stacksync_client::ChunkedContentStore::new(
+            ChunkCodec::compressed(),
+            transport.clone(),
+            config,
+        )
+        .unwrap()
+    };
+    let cs = open();
+    // A small file: one chunk under the threshold, packed without a
+    // question; uploaded again, this store knows where it put it.
     let small = bytes("small", 10_000);
     cs.upload(reader(&small)).await.unwrap();
     cs.upload(reader(&small)).await.unwrap();
-    assert_eq!(transport.asked.load(Ordering::Relaxed), 0);
-    assert_eq!(cs.stats().chunks_uploaded.load(Ordering::Relaxed), 2);
-    // A larger file: chunks of up to 64 KiB, the big ones asked about, and
-    // on a second upload those are not sent again.
+    cs.flush().await.unwrap();
+    assert_eq!(Probe::count(&transport.located), 0);
+    assert_eq!(cs.stats().chunks_uploaded.load(Ordering::Relaxed), 1);
+    // A larger file: chunks of up to 64 KiB, the big ones asked about.
     let large = bytes("large", 600_000);
     let first = cs.upload(reader(&large)).await.unwrap();
-    let asked = transport.asked.load(Ordering::Relaxed);
-    assert!(asked > 0 && asked <= first.chunks.len(), "{asked} asked");
-    let sent = cs.stats().chunks_uploaded.load(Ordering::Relaxed);
-    cs.upload(reader(&large)).await.unwrap();
-    let resent = cs.stats().chunks_uploaded.load(Ordering::Relaxed) - sent;
+    cs.flush().await.unwrap();
+    let asked = Probe::count(&transport.located);
+    assert!(asked > 0 && asked < first.chunks.len(), "{asked} asked");
+    // The service learns the chunks when they are committed. Another
+    // process (no journal) asks again and sends only the unasked ones.
+    transport.index(&first.chunks);
+    let other = open();
+    let again = other.upload(reader(&large)).await.unwrap();
+    other.flush().await.unwrap();
+    assert_eq!(Probe::count(&transport.located), 2 * asked);
     assert_eq!(
-        resent as usize,
+        other.stats().chunks_uploaded.load(Ordering::Relaxed) as usize,
         first.chunks.len() - asked,
-        "only unasked chunks are re-sent"
+        "only unasked chunks are sent again"
     );
+    assert_eq!(
+        other.stats().chunks_deduplicated.load(Ordering::Relaxed) as usize,
+        asked
+    );
+    // The located chunks keep the service's location.
+    let located: Vec<_> = again
+        .chunks
+        .iter()
+        .filter(|c| first.chunks.contains(c))
+        .collect();
+    assert_eq!(located.len(), asked);
+    let mut out = Vec::new();
+    other
+        .download_to(&again.chunks, &mut out, Some(again.hash))
+        .await
+        .unwrap();
+    assert_eq!(out, large);
 }

@@ -1,7 +1,7 @@
 //! Two real folders (each with its own `LocalFs` and `SqliteStateStore`)
-//! syncing through the engine's `FakeServer`, chunks in one shared
+//! syncing through the engine's `FakeServer`, chunks packed into one shared
 //! `LocalStore`: create, edit, rename, delete and a concurrent edit, each
-//! converging.
+//! converging, and every commit naming only chunks already stored.
 
 mod common;
 
@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use stacksync_blobstore::{BlobStore, ContainerName};
 use stacksync_client::{
     BlobTransport, ChunkTransport, ChunkedContentStore, LocalFs, SqliteStateStore,
@@ -18,34 +17,43 @@ use stacksync_client::{
 use stacksync_content::ChunkCodec;
 use stacksync_engine::io::RandomIds;
 use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer};
-use stacksync_engine::{ContentStore, Engine, EngineConfig, EngineIo};
-use stacksync_proto::{ChunkId, DeviceId, Error, WorkspaceId};
+use stacksync_engine::{ContentStore, Engine, EngineConfig, EngineIo, Remote};
+use stacksync_proto::{
+    ChangesPage, ChunkRef, CommitResult, DeviceId, Error, ProposedItem, WorkspaceId,
+};
 
 use common::{blob_store, bytes, small_chunks};
 
-/// The chunk transport to the shared `LocalStore`, which also tells the
-/// fake server about each chunk stored: like the real service, it refuses
-/// commits naming chunks it has never seen. For the plain and compressed
-/// codecs a chunk's id is the BLAKE3 of its plaintext, which is also how
-/// the fake server names a chunk uploaded as one piece.
-struct RegisteringTransport {
-    inner: BlobTransport,
-    codec: ChunkCodec,
+/// The server connection of a device, checking what the fake server cannot:
+/// before a commit is applied, every chunk it names must be readable where
+/// it says it is (in its pack, or as an object of its own) in the shared
+/// `LocalStore`, and decode to its id; the chunk is then registered with
+/// the fake server, which refuses commits naming chunks it never saw. A
+/// commit sent before the content store flushed its packs fails here. For
+/// the compressed codec a chunk's id is the BLAKE3 of its plaintext, which
+/// is also how the fake server names a chunk uploaded as one piece.
+struct CheckingRemote {
     link: DeviceLink,
+    chunks: BlobTransport,
+    codec: ChunkCodec,
 }
 
-#[async_trait]
-impl ChunkTransport for RegisteringTransport {
-    async fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>, Error> {
-        self.inner.has_chunks(ids).await
-    }
-
-    async fn put_chunk(&self, id: &ChunkId, data: Bytes) -> Result<(), Error> {
+impl CheckingRemote {
+    async fn register(&self, chunk: &ChunkRef) -> Result<(), Error> {
+        let encoded = match chunk.span {
+            Some(s) => self.chunks.get_range(&s.pack, s.offset, s.len).await,
+            None => self.chunks.get_chunk(&chunk.id).await,
+        }
+        .map_err(|e| {
+            Error::internal(format!(
+                "commit names chunk {} that is not stored: {e}",
+                chunk.id
+            ))
+        })?;
         let plain = self
             .codec
-            .decode(id, &data)
-            .map_err(|e| Error::internal(e.to_string()))?;
-        self.inner.put_chunk(id, data).await?;
+            .decode(&chunk.id, &encoded)
+            .map_err(|e| Error::internal(format!("chunk {} is damaged: {e}", chunk.id)))?;
         let up = self
             .link
             .upload(Box::new(std::io::Cursor::new(plain)))
@@ -55,12 +63,26 @@ impl ChunkTransport for RegisteringTransport {
             1,
             "a chunk fits the fake server's piece size"
         );
-        assert_eq!(up.chunks[0].id, *id, "the fake server names chunks alike");
+        assert_eq!(
+            up.chunks[0].id, chunk.id,
+            "the fake server names chunks alike"
+        );
         Ok(())
     }
+}
 
-    async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes, Error> {
-        self.inner.get_chunk(id).await
+#[async_trait]
+impl Remote for CheckingRemote {
+    async fn get_changes(&self, since: u64, limit: u32) -> Result<ChangesPage, Error> {
+        self.link.get_changes(since, limit).await
+    }
+
+    async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {
+        for chunk in items.iter().flat_map(|i| &i.chunks) {
+            self.register(chunk).await?;
+        }
+        self.link.flush().await?;
+        self.link.commit(items).await
     }
 }
 
@@ -84,21 +106,18 @@ impl Device {
         let state = SqliteStateStore::open(&base.join(format!("{name}.sqlite")), WorkspaceId::NIL)
             .await
             .unwrap();
-        let link = server.device(DeviceId::new());
-        let transport = RegisteringTransport {
-            inner: BlobTransport::new(Arc::clone(store), container.clone()),
+        let chunks = BlobTransport::new(Arc::clone(store), container.clone());
+        let remote = CheckingRemote {
+            link: server.device(DeviceId::new()),
+            chunks: chunks.clone(),
             codec: ChunkCodec::compressed(),
-            link: link.clone(),
         };
-        let content = ChunkedContentStore::new(
-            ChunkCodec::compressed(),
-            Arc::new(transport),
-            small_chunks(),
-        )
-        .unwrap();
+        let content =
+            ChunkedContentStore::new(ChunkCodec::compressed(), Arc::new(chunks), small_chunks())
+                .unwrap();
         let io = EngineIo {
             fs: Arc::new(LocalFs::open(&folder).unwrap()),
-            remote: Arc::new(link),
+            remote: Arc::new(remote),
             content: Arc::new(content.clone()),
             clock: Arc::new(FakeClock::default()),
             ids: Arc::new(RandomIds),

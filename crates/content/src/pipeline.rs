@@ -299,10 +299,7 @@ fn collect<E>(
             for cv in cvs {
                 stack.push(cv);
             }
-            refs.push(ChunkRef {
-                id: encoded.id,
-                size: encoded.plaintext_len,
-            });
+            refs.push(ChunkRef::whole(encoded.id, encoded.plaintext_len));
             sink(encoded).map_err(EncodeError::Sink)?;
             // The reader sent this chunk's token before dispatching it, so
             // this returns at once; it lets the reader read one more.

@@ -68,6 +68,10 @@ impl ContentStore for Latent {
         self.round_trip().await;
         self.inner.upload(content).await
     }
+    async fn flush(&self) -> Result<(), Error> {
+        self.round_trip().await;
+        self.inner.flush().await
+    }
     async fn download(&self, chunks: &[ChunkRef], dest: &mut ByteWriter) -> Result<(), Error> {
         self.round_trip().await;
         self.inner.download(chunks, dest).await

@@ -117,12 +117,37 @@ pub struct Uploaded {
 
 /// The content pipeline and chunk store (chunking, hashing, compression,
 /// encryption, transfer).
+///
+/// Uploads may be *staged*: a store that gathers the chunks of many files
+/// into pack objects (object stores charge per request, not per byte)
+/// returns from [`ContentStore::upload`] with chunks placed in a pack it has
+/// not written yet. [`ContentStore::flush`] makes them durable; the
+/// executor calls it before every commit that carries content, because a
+/// commit must never name a chunk that is not stored.
 #[async_trait]
 pub trait ContentStore: Send + Sync {
-    /// Reads the stream to its end, storing every chunk the store does not
-    /// have yet (so an interrupted upload resumes by skipping the chunks
-    /// already sent). Memory stays bounded by the chunk size.
+    /// Reads the stream to its end, storing (or staging, see
+    /// [`ContentStore::flush`]) every chunk the store does not have yet, so
+    /// an interrupted upload resumes by skipping the chunks already sent.
+    /// The returned chunks carry where each is stored. Memory stays
+    /// bounded by the chunk size (and the store's pack buffers).
     async fn upload(&self, content: ByteReader) -> Result<Uploaded, stacksync_proto::Error>;
+    /// Makes every chunk of every upload returned so far durable. On
+    /// failure the chunks of the uploads returned before it must not be
+    /// committed: the caller uploads the files again (the store forgets
+    /// what it failed to write, so they are staged anew). A store that
+    /// writes each chunk before `upload` returns has nothing to do.
+    async fn flush(&self) -> Result<(), stacksync_proto::Error> {
+        Ok(())
+    }
+    /// A hint: `chunks` are about to be downloaded (by calls to
+    /// [`ContentStore::download`] that may run in parallel), so a store
+    /// can fetch neighbouring chunks of one pack with one request instead
+    /// of one per chunk. A new hint replaces the previous one. Correctness
+    /// never depends on it.
+    fn expect_downloads(&self, chunks: &[ChunkRef]) {
+        let _ = chunks;
+    }
     /// Writes the plaintext of `chunks`, in order, to `dest`. The engine
     /// verifies the whole-file hash itself.
     async fn download(

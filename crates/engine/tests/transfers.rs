@@ -51,6 +51,9 @@ impl ContentStore for InFlight {
     async fn upload(&self, content: ByteReader) -> Result<Uploaded, Error> {
         self.uploads.around(self.inner.upload(content)).await
     }
+    async fn flush(&self) -> Result<(), Error> {
+        self.inner.flush().await
+    }
     async fn download(&self, chunks: &[ChunkRef], dest: &mut ByteWriter) -> Result<(), Error> {
         self.downloads
             .around(self.inner.download(chunks, dest))

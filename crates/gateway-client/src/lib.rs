@@ -232,6 +232,39 @@ impl GatewayClient {
         Ok(self.send_retrying(Method::GET, &endpoint, None).await?)
     }
 
+    /// Reads bytes `offset..offset + len` of an object of a workspace (a
+    /// chunk inside a pack), with an HTTP range request. Fails unless
+    /// exactly `len` bytes come back.
+    pub async fn get_chunk_range(
+        &self,
+        workspace: WorkspaceId,
+        id: &ChunkId,
+        offset: u64,
+        len: u32,
+    ) -> Result<Bytes, Error> {
+        let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let last = offset + u64::from(len) - 1;
+        let range = format!("bytes={offset}-{last}");
+        let bytes = self
+            .send_retrying_with(Method::GET, &endpoint, None, Some(range))
+            .await?;
+        if bytes.len() != len as usize {
+            return Err(ClientError::BadResponse {
+                endpoint,
+                status: 206,
+                reason: format!(
+                    "asked for {len} bytes at offset {offset}, got {}",
+                    bytes.len()
+                ),
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
     /// Which of `ids` the workspace already stores, in the same order.
     pub async fn has_chunks(
         &self,
@@ -286,6 +319,17 @@ impl GatewayClient {
         endpoint: &str,
         body: Option<(Bytes, &'static str)>,
     ) -> Result<Bytes, ClientError> {
+        self.send_retrying_with(method, endpoint, body, None).await
+    }
+
+    /// [`GatewayClient::send_retrying`] with an optional `Range` header.
+    async fn send_retrying_with(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<(Bytes, &'static str)>,
+        range: Option<String>,
+    ) -> Result<Bytes, ClientError> {
         let target = join(&self.base, endpoint)?;
         let mut attempt = 1;
         loop {
@@ -293,6 +337,9 @@ impl GatewayClient {
                 .http
                 .request(method.clone(), target.clone())
                 .bearer_auth(&self.session.token);
+            if let Some(range) = &range {
+                request = request.header(reqwest::header::RANGE, range.as_str());
+            }
             if let Some((body, content_type)) = &body {
                 // `Bytes` clones share the buffer; no copy per attempt.
                 request = request

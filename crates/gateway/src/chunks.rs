@@ -13,6 +13,7 @@ use stacksync_service::Service;
 
 use crate::auth::required_bearer;
 use crate::error::GatewayError;
+use crate::range;
 use crate::rpc::{bytes_error, json_error};
 use crate::{MAX_CHUNK_BYTES, MAX_EXISTS_IDS};
 
@@ -50,7 +51,10 @@ pub(crate) async fn put(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/workspaces/{ws}/chunks/{id}`: the encoded chunk, or 404.
+/// `GET /api/v1/workspaces/{ws}/chunks/{id}`: the object (an encoded chunk
+/// or a pack), or 404. With `Range: bytes=FIRST-LAST` (one chunk of a
+/// pack): 206 and exactly those bytes, 416 if the object is shorter, 400
+/// for any other form of range.
 pub(crate) async fn get(
     State(service): State<Service>,
     Path((ws, id)): Path<(String, String)>,
@@ -58,8 +62,21 @@ pub(crate) async fn get(
 ) -> Result<Response, GatewayError> {
     let (ws, id) = (workspace_id(&ws)?, chunk_id(&id)?);
     let user = caller(&service, &headers).await?;
-    let data = service.get_chunk(user, ws, &id).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+    let range = range::requested(&headers)?;
+    let data = service.get_chunk(user, ws, &id, range).await?;
+    let octets = (header::CONTENT_TYPE, "application/octet-stream".to_owned());
+    let ranges = (header::ACCEPT_RANGES, "bytes".to_owned());
+    Ok(match range {
+        // The service returned exactly the range, so its ends are known;
+        // the object's size is not (finding it would cost a request), and
+        // HTTP lets it be `*`.
+        Some(r) => {
+            let last = r.start + data.len() as u64 - 1;
+            let span = (header::CONTENT_RANGE, format!("bytes {}-{last}/*", r.start));
+            (StatusCode::PARTIAL_CONTENT, [octets, ranges, span], data).into_response()
+        }
+        None => ([octets, ranges], data).into_response(),
+    })
 }
 
 /// `POST /api/v1/workspaces/{ws}/chunks/exists`: a JSON list of hex ids in,

@@ -3,9 +3,10 @@
 //! [`ErrorKind::http_status`] gives the kind.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stacksync_proto::{Error, ErrorKind, ParseIdError};
+use stacksync_service::ServiceError;
 
 /// Why a gateway request failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,20 @@ pub enum GatewayError {
         /// What was wrong.
         reason: String,
     },
+    /// The `Range` header is not one the chunk endpoint serves.
+    #[error("bad Range header: {reason}")]
+    BadRange {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The requested range reaches past the end of the object (HTTP 416).
+    #[error("{message}")]
+    RangeNotSatisfiable {
+        /// What was asked of which object.
+        message: String,
+        /// The object's size, for `Content-Range: bytes */SIZE`.
+        size: u64,
+    },
     /// Too many chunk ids in one existence query.
     #[error("{count} chunk ids in one query; at most {limit}")]
     TooManyIds {
@@ -70,7 +85,10 @@ impl GatewayError {
             }
             GatewayError::TokenMismatch
             | GatewayError::BadId { .. }
-            | GatewayError::BadBody { .. } => ErrorKind::BadRequest,
+            | GatewayError::BadBody { .. }
+            | GatewayError::BadRange { .. }
+            // The protocol has no kind of its own for it; HTTP says 416.
+            | GatewayError::RangeNotSatisfiable { .. } => ErrorKind::BadRequest,
             GatewayError::BodyTooLarge { .. } | GatewayError::TooManyIds { .. } => {
                 ErrorKind::TooLarge
             }
@@ -85,8 +103,30 @@ struct ErrorBody {
     error: Error,
 }
 
+impl From<ServiceError> for GatewayError {
+    fn from(e: ServiceError) -> GatewayError {
+        match e {
+            ServiceError::RangeNotSatisfiable { size, .. } => GatewayError::RangeNotSatisfiable {
+                message: e.to_string(),
+                size,
+            },
+            other => GatewayError::Service(other.to_proto()),
+        }
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
+        if let GatewayError::RangeNotSatisfiable { size, .. } = &self {
+            let content_range = format!("bytes */{size}");
+            let error = self.to_proto();
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, content_range)],
+                Json(ErrorBody { error }),
+            )
+                .into_response();
+        }
         let error = self.to_proto();
         let status = StatusCode::from_u16(error.kind.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -123,6 +163,17 @@ mod tests {
             (
                 GatewayError::Service(Error::forbidden("not a member")),
                 StatusCode::FORBIDDEN,
+            ),
+            (
+                GatewayError::BadRange { reason: "x".into() },
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                GatewayError::RangeNotSatisfiable {
+                    message: "x".into(),
+                    size: 3,
+                },
+                StatusCode::RANGE_NOT_SATISFIABLE,
             ),
         ];
         for (err, status) in cases {

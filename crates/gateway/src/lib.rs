@@ -16,6 +16,7 @@ mod chunks;
 mod error;
 mod notify;
 mod pages;
+mod range;
 mod rpc;
 
 use std::time::Duration;
@@ -27,9 +28,10 @@ use stacksync_service::Service;
 
 pub use error::GatewayError;
 
-/// Largest chunk body accepted by `PUT .../chunks/{id}`: an encoded chunk
-/// is at most a few MiB; this leaves room for any chunker setting.
-pub const MAX_CHUNK_BYTES: usize = 32 * 1024 * 1024;
+/// Largest body accepted by `PUT .../chunks/{id}`: a pack of encoded
+/// chunks, the largest object a client writes (an encoded chunk alone is
+/// at most [`stacksync_proto::MAX_ENCODED_CHUNK`], which is smaller).
+pub const MAX_CHUNK_BYTES: usize = stacksync_proto::PackSpan::MAX_PACK_BYTES as usize;
 
 /// Most chunk ids in one `POST .../chunks/exists`.
 pub const MAX_EXISTS_IDS: usize = 10_000;
@@ -66,6 +68,8 @@ pub fn router(service: Service) -> Router {
         )
         .route(
             "/api/v1/workspaces/{ws}/chunks/{id}",
+            // `layer` wraps only the handlers added before it: the limit is
+            // the upload's; a GET has no body to limit.
             put(chunks::put)
                 .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
                 .get(chunks::get),

@@ -284,3 +284,137 @@ async fn chunks_go_up_and_down_for_members_only() {
         .unwrap();
     check_error(garbage_ids, StatusCode::BAD_REQUEST, "bad_request").await;
 }
+
+/// `len` bytes that differ at every offset (a stand-in for a pack).
+fn pack_bytes(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect()
+}
+
+#[tokio::test]
+async fn chunk_ranges_are_served_exactly() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let bob = gw.user("bob@example.org").await;
+    let ws = alice.private.id;
+    let pack = ChunkId([0x5a; 32]);
+    let data = pack_bytes(300_000);
+    alice
+        .client
+        .put_chunk(ws, &pack, data.clone())
+        .await
+        .unwrap();
+    // Ranges at the start, across the local store's read block, at the end.
+    for (offset, len) in [(0u64, 1u32), (17, 4096), (262_000, 1000), (299_000, 1000)] {
+        let got = alice
+            .client
+            .get_chunk_range(ws, &pack, offset, len)
+            .await
+            .unwrap();
+        let at = offset as usize;
+        assert_eq!(got, data.slice(at..at + len as usize), "{offset}+{len}");
+    }
+    let past = alice
+        .client
+        .get_chunk_range(ws, &pack, 299_990, 20)
+        .await
+        .unwrap_err();
+    assert_eq!(past.kind, ErrorKind::BadRequest, "{past}");
+    let stranger = bob
+        .client
+        .get_chunk_range(ws, &pack, 0, 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stranger.kind, ErrorKind::Forbidden | ErrorKind::NotFound),
+        "a non-member is refused: {stranger:?}"
+    );
+
+    let url = format!("{}/api/v1/workspaces/{ws}/chunks/{}", gw.url, pack.to_hex());
+    let token = alice.client.session().token.clone();
+    let get = |ranges: &[&str]| {
+        let mut request = http().get(&url).bearer_auth(&token);
+        for r in ranges {
+            request = request.header(reqwest::header::RANGE, *r);
+        }
+        request.send()
+    };
+    let partial = get(&["bytes=10-19"]).await.unwrap();
+    assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(partial.headers()["content-range"], "bytes 10-19/*");
+    assert_eq!(partial.bytes().await.unwrap(), data.slice(10..20));
+    let whole = get(&[]).await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.bytes().await.unwrap(), data);
+
+    for malformed in [
+        &["bytes=10-"][..],
+        &["bytes=-10"],
+        &["bytes=0-1,5-6"],
+        &["bytes=9-5"],
+        &["items=0-5"],
+        &["bytes=x-y"],
+        &["bytes=0-1", "bytes=5-6"],
+    ] {
+        let response = get(malformed).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{malformed:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], "bad_request", "{malformed:?}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Range")),
+            "{malformed:?}: {body}"
+        );
+    }
+    for beyond in [
+        "bytes=299990-300009",
+        "bytes=300000-300000",
+        "bytes=400000-400010",
+    ] {
+        let response = get(&[beyond]).await.unwrap();
+        assert_eq!(
+            response.headers()["content-range"],
+            "bytes */300000",
+            "{beyond}"
+        );
+        check_error(response, StatusCode::RANGE_NOT_SATISFIABLE, "bad_request").await;
+    }
+}
+
+#[tokio::test]
+async fn uploads_up_to_a_pack_are_accepted() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let ws = alice.private.id;
+    let max = stacksync_proto::PackSpan::MAX_PACK_BYTES as usize;
+    assert_eq!(stacksync_gateway::MAX_CHUNK_BYTES, max);
+    let pack = ChunkId([0x77; 32]);
+    let data = pack_bytes(max);
+    alice
+        .client
+        .put_chunk(ws, &pack, data.clone())
+        .await
+        .unwrap();
+    let tail = alice
+        .client
+        .get_chunk_range(ws, &pack, max as u64 - 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(tail, data.slice(max - 10..));
+
+    let url = format!(
+        "{}/api/v1/workspaces/{ws}/chunks/{}",
+        gw.url,
+        ChunkId([0x78; 32]).to_hex()
+    );
+    let response = http()
+        .put(&url)
+        .bearer_auth(&alice.client.session().token)
+        .body(vec![0u8; max + 1])
+        .send()
+        .await
+        .unwrap();
+    check_error(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+}

@@ -34,10 +34,7 @@ fn proposal(i: u64, parent: Option<ItemId>) -> ProposedItem {
         content_hash: Some(ContentHash(seed)),
         size: 4096,
         client_modified: 1_700_000_000_000,
-        chunks: vec![ChunkRef {
-            id: ChunkId(seed),
-            size: 4096,
-        }],
+        chunks: vec![ChunkRef::whole(ChunkId(seed), 4096)],
     }
 }
 

@@ -16,13 +16,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sqlx::AnyConnection;
 use stacksync_proto::{
     ChunkId, ChunkRef, CommitOutcome, CommitRequest, CommitResult, DeviceId, Error, ErrorKind,
-    ItemCommitResult, ItemId, ItemMeta, ItemStatus, ProposedItem, UserId, WorkspaceId,
+    ItemCommitResult, ItemId, ItemMeta, ItemStatus, ProposedItem, UserId, WorkspaceId, same_chunks,
 };
 
+use crate::chunk_index::{check_chunk_sizes, locate, stored_chunks};
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item, load_version};
 use crate::rows::dynamic;
-use crate::rows::{ITEM_COLS, chunk_from_row, get, item_from_row, parent_to_db, parse_id, to_u64};
+use crate::rows::{ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_u64};
 use crate::{MetaStore, now_ms};
 
 /// Deepest folder nesting the store accepts; also bounds the cycle check.
@@ -40,8 +41,10 @@ struct Batch {
     /// or written, `None` for ids known not to exist. Read once up front for
     /// the batch's own ids; kept current as the batch writes.
     items: HashMap<ItemId, Option<ItemMeta>>,
-    /// Size of every chunk of this workspace the batch has seen.
-    chunk_sizes: HashMap<ChunkId, u32>,
+    /// The workspace's chunk index entry (size and location) of every
+    /// chunk the batch names that was stored before it, plus those its
+    /// accepted versions brought in: the first claim of a location wins.
+    chunks: HashMap<ChunkId, ChunkRef>,
     /// Versions accepted so far, written together at the end of the batch.
     accepted: Vec<ItemMeta>,
 }
@@ -87,6 +90,11 @@ impl MetaStore {
         .ctx("reading the workspace")?;
         let owner: UserId = parse_id("workspaces", &get::<String>(&row, "owner_id")?)?;
         let start = to_u64("workspaces", get(&row, "latest_revision")?)?;
+        let named: Vec<ChunkId> = req
+            .items
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(|c| c.id))
+            .collect();
         let mut batch = Batch {
             workspace: req.workspace,
             device: req.device,
@@ -95,7 +103,7 @@ impl MetaStore {
             quota_used: to_u64("users", get(&row, "quota_used")?)?,
             now: now_ms(),
             items: prefetch_items(&mut tx, &req.items).await?,
-            chunk_sizes: prefetch_chunk_sizes(&mut tx, req.workspace, &req.items).await?,
+            chunks: stored_chunks(&mut tx, req.workspace, &named, false).await?,
             accepted: Vec::new(),
         };
         let quota_before = batch.quota_used;
@@ -137,7 +145,7 @@ impl MetaStore {
 
 /// Rows bound per multi-row statement (well under both databases' limits on
 /// bound parameters).
-const ROWS: usize = 400;
+pub(crate) const ROWS: usize = 400;
 
 /// The current rows of the batch's items, in one query per 400 ids.
 async fn prefetch_items(
@@ -171,37 +179,6 @@ async fn prefetch_items(
         }
     }
     Ok(known)
-}
-
-/// The stored sizes of every chunk the batch names, in this workspace.
-async fn prefetch_chunk_sizes(
-    conn: &mut AnyConnection,
-    ws: WorkspaceId,
-    items: &[ProposedItem],
-) -> Result<HashMap<ChunkId, u32>, StoreError> {
-    let ids: Vec<ChunkId> = items
-        .iter()
-        .flat_map(|p| p.chunks.iter().map(|c| c.id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut sizes = HashMap::new();
-    for group in ids.chunks(ROWS) {
-        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT chunk_id, size FROM chunk_refs WHERE workspace_id = $1 AND chunk_id IN ({})",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
-        for id in group {
-            q = q.bind(id.to_hex());
-        }
-        for row in q.fetch_all(&mut *conn).await.ctx("reading chunk sizes")? {
-            let c = chunk_from_row(&row)?;
-            sizes.insert(c.id, c.size);
-        }
-    }
-    Ok(sizes)
 }
 
 fn refused(error: Error) -> Result<CommitOutcome, StoreError> {
@@ -270,9 +247,14 @@ async fn commit_one(
             p.id
         )));
     }
-    if let Some(error) = check_chunk_sizes(batch, &p.chunks) {
+    if let Some(error) = check_chunk_sizes(&batch.chunks, &p.chunks) {
         return refused(error);
     }
+    let chunks = if status.is_live() {
+        locate(&batch.chunks, &p.chunks)
+    } else {
+        Vec::new()
+    };
 
     let old_size = current
         .as_ref()
@@ -309,11 +291,7 @@ async fn commit_one(
         server_modified: batch.now,
         device: batch.device,
         revision: batch.revision + 1,
-        chunks: if status.is_live() {
-            p.chunks.clone()
-        } else {
-            Vec::new()
-        },
+        chunks,
     };
     // Only a version that newly takes a name can clash with a live sibling.
     let takes_name = status.is_live()
@@ -337,7 +315,7 @@ async fn commit_one(
     batch.quota_used = used;
     batch.revision = meta.revision;
     for c in &meta.chunks {
-        batch.chunk_sizes.insert(c.id, c.size);
+        batch.chunks.entry(c.id).or_insert(*c);
     }
     let mut cached = meta.clone();
     cached.chunks = Vec::new();
@@ -386,7 +364,10 @@ fn same_version(stored: &ItemMeta, p: &ProposedItem, device: DeviceId) -> bool {
         && stored.is_folder == p.is_folder
         && stored.content_hash == p.content_hash
         && stored.size == p.size
-        && stored.chunks == p.chunks
+        // Where chunks are stored is the index's business, not the
+        // version's: a retry may name other locations (another device
+        // stored a chunk first) and still be the same version.
+        && same_chunks(&stored.chunks, &p.chunks)
         && stored.mimetype == p.mimetype
         && stored.client_modified == p.client_modified
 }
@@ -469,25 +450,6 @@ async fn has_live_children(
         .await
         .ctx("checking a folder's children")?;
     Ok(row.is_some())
-}
-
-/// A chunk id names one content, so it has one size: a version that claims
-/// another size for a known chunk is lying or broken.
-fn check_chunk_sizes(batch: &Batch, chunks: &[ChunkRef]) -> Option<Error> {
-    let mut seen: HashMap<ChunkId, u32> = HashMap::new();
-    for c in chunks {
-        let known = seen.get(&c.id).or_else(|| batch.chunk_sizes.get(&c.id));
-        if let Some(size) = known
-            && *size != c.size
-        {
-            return Some(Error::bad_request(format!(
-                "chunk {} has {size} bytes, not {}",
-                c.id, c.size
-            )));
-        }
-        seen.insert(c.id, c.size);
-    }
-    None
 }
 
 /// Writes one version outside a batch: the item's row and its history.
@@ -619,27 +581,40 @@ async fn write_history(
         q.execute(&mut *conn).await.ctx("writing version chunks")?;
     }
     // One reference per version that uses a chunk, however often it repeats
-    // in that version.
-    let mut refs: BTreeMap<ChunkId, (u32, i64)> = BTreeMap::new();
+    // in that version. The versions' chunks carry the locations `locate`
+    // settled on, which for a chunk indexed before the batch is the stored
+    // one: an existing entry's location is never rewritten.
+    let mut refs: BTreeMap<ChunkId, (ChunkRef, i64)> = BTreeMap::new();
     for m in versions {
-        let distinct: BTreeSet<(ChunkId, u32)> = m.chunks.iter().map(|c| (c.id, c.size)).collect();
-        for (id, size) in distinct {
-            refs.entry(id).or_insert((size, 0)).1 += 1;
+        let distinct: BTreeMap<ChunkId, ChunkRef> = m.chunks.iter().map(|c| (c.id, *c)).collect();
+        for (id, chunk) in distinct {
+            refs.entry(id).or_insert((chunk, 0)).1 += 1;
         }
     }
-    let refs: Vec<_> = refs.into_iter().collect();
+    let refs: Vec<_> = refs.into_values().collect();
     for group in refs.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
-            .map(|r| format!("($1, ${}, ${}, ${})", 3 * r + 2, 3 * r + 3, 3 * r + 4))
+            .map(|r| {
+                let cols: Vec<String> = (2..=7).map(|c| format!("${}", 6 * r + c)).collect();
+                format!("($1, {})", cols.join(", "))
+            })
             .collect();
         let sql = format!(
-            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs) VALUES {} \
+            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs, pack_id, pack_offset, pack_len) \
+             VALUES {} \
              ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + excluded.refs",
             marks.join(", ")
         );
         let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
-        for (id, (size, n)) in group {
-            q = q.bind(id.to_hex()).bind(i64::from(*size)).bind(*n);
+        for (chunk, n) in group {
+            let (pack, offset, len) = span_to_db(chunk.span);
+            q = q
+                .bind(chunk.id.to_hex())
+                .bind(i64::from(chunk.size))
+                .bind(*n)
+                .bind(pack)
+                .bind(offset)
+                .bind(len);
         }
         q.execute(&mut *conn)
             .await

@@ -50,7 +50,19 @@ pub(crate) async fn load_version(
     }
 }
 
-/// Fills in the chunk list of `meta`'s version.
+/// A version's chunks with their locations: `version_chunks` rows (aliased
+/// `vc`) and the chunk index entry of the workspace that holds the version.
+const CHUNKS_WITH_LOCATION: &str = "vc.chunk_id, vc.size, cr.pack_id, cr.pack_offset, cr.pack_len";
+
+/// Joins each `vc` row to its chunk index entry, by primary keys only, so
+/// reading a page costs the same per chunk however large the workspace. A
+/// chunk's location lives in the index (one per chunk and workspace), not
+/// in the version: it is where the workspace stores the chunk now. LEFT:
+/// a chunk the index somehow lacks is still listed, as an object of its own.
+const LOCATION_JOIN: &str = "JOIN item_versions iv ON iv.item_id = vc.item_id AND iv.version = vc.version \
+     LEFT JOIN chunk_refs cr ON cr.workspace_id = iv.workspace_id AND cr.chunk_id = vc.chunk_id";
+
+/// Fills in the chunk list of `meta`'s version, with locations.
 pub(crate) async fn attach_chunks(
     conn: &mut AnyConnection,
     mut meta: ItemMeta,
@@ -58,17 +70,21 @@ pub(crate) async fn attach_chunks(
     if meta.is_folder || meta.size == 0 {
         return Ok(meta);
     }
-    let rows = sqlx::query("SELECT chunk_id, size FROM version_chunks WHERE item_id = $1 AND version = $2 ORDER BY seq")
-        .bind(meta.id.to_string())
-        .bind(meta.version as i64)
-        .fetch_all(&mut *conn)
-        .await
-        .ctx("reading chunks")?;
+    let rows = sqlx::query(dynamic(format!(
+        "SELECT {CHUNKS_WITH_LOCATION} FROM version_chunks vc {LOCATION_JOIN} \
+         WHERE vc.item_id = $1 AND vc.version = $2 ORDER BY vc.seq"
+    )))
+    .bind(meta.id.to_string())
+    .bind(meta.version as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("reading chunks")?;
     meta.chunks = rows.iter().map(chunk_from_row).collect::<Result<_, _>>()?;
     Ok(meta)
 }
 
-/// Fills in the chunk lists of many versions with one query. Version chunk
+/// Fills in the chunk lists of many versions, with locations, in one query
+/// per 400 versions. Version chunk
 /// rows never change once written, so this needs no snapshot shared with
 /// the query that found the versions.
 async fn attach_chunks_many(
@@ -83,8 +99,8 @@ async fn attach_chunks_many(
             .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
             .collect();
         let sql = format!(
-            "SELECT item_id, version, chunk_id, size FROM version_chunks WHERE (item_id, version) IN ({}) \
-             ORDER BY item_id, version, seq",
+            "SELECT vc.item_id, vc.version, {CHUNKS_WITH_LOCATION} FROM version_chunks vc {LOCATION_JOIN} \
+             WHERE (vc.item_id, vc.version) IN ({}) ORDER BY vc.item_id, vc.version, vc.seq",
             marks.join(", ")
         );
         let mut q = sqlx::query(dynamic(sql));

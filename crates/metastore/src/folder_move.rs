@@ -12,8 +12,11 @@
 use std::collections::BTreeMap;
 
 use sqlx::AnyConnection;
-use stacksync_proto::{ChunkId, DeviceId, Error, ItemId, ItemMeta, ItemStatus, WorkspaceId};
+use stacksync_proto::{
+    ChunkId, ChunkRef, DeviceId, Error, ItemId, ItemMeta, ItemStatus, WorkspaceId,
+};
 
+use crate::chunk_index::stored_chunks;
 use crate::commit::write_version;
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item};
@@ -136,22 +139,36 @@ async fn set_revision(
 
 impl MetaStore {
     /// Every chunk referenced by any version of any item under `folder` in
-    /// `ws`: what must be copied to the container of a workspace the folder
-    /// moves to.
+    /// `ws`, with where `ws` stores it, by id: what must be copied to the
+    /// container of a workspace the folder moves to. (The target indexes
+    /// each as an object of its own, so a copy never carries the pack it
+    /// sits in: a pack also holds chunks of files that stay private.)
     pub async fn subtree_chunks(
         &self,
         ws: WorkspaceId,
         folder: ItemId,
-    ) -> Result<Vec<ChunkId>, StoreError> {
+    ) -> Result<Vec<ChunkRef>, StoreError> {
         let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
         let items = subtree(&mut conn, ws, folder).await?;
-        chunk_uses(&mut conn, &items)
+        let used = chunk_uses(&mut conn, &items)
             .await?
             .into_keys()
-            .map(|(id, _)| {
-                ChunkId::from_hex(&id).map_err(|_| crate::rows::corrupt("version_chunks", id))
+            .map(|(id, size)| {
+                let id = ChunkId::from_hex(&id)
+                    .map_err(|_| crate::rows::corrupt("version_chunks", id))?;
+                let size = u32::try_from(size)
+                    .map_err(|_| crate::rows::corrupt("version_chunks", format!("size {size}")))?;
+                Ok(ChunkRef::whole(id, size))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let ids: Vec<ChunkId> = used.iter().map(|c| c.id).collect();
+        let index = stored_chunks(&mut conn, ws, &ids, false).await?;
+        // A chunk the index lacks (it should not happen) is looked for
+        // where chunks were always stored: as an object named by its id.
+        Ok(used
+            .into_iter()
+            .map(|c| index.get(&c.id).copied().unwrap_or(c))
+            .collect())
     }
 
     /// Moves everything under `folder` (a folder of `from`) into the empty
@@ -212,6 +229,9 @@ impl MetaStore {
             .await
             .ctx("moving an item's history")?;
         }
+        // The target indexes the moved chunks without a location: the
+        // service copies each into the target's container as an object of
+        // its own. A chunk the target indexed already keeps its entry.
         for ((chunk, size), n) in chunk_uses(&mut tx, &items).await? {
             sqlx::query(
                 "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs) VALUES ($1, $2, $3, $4) \

@@ -6,7 +6,8 @@ use std::str::FromStr;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use stacksync_proto::{
-    ChunkId, ChunkRef, ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId,
+    ChunkId, ChunkRef, ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, PackSpan,
+    WorkspaceId,
 };
 
 use crate::error::{DbContext, StoreError};
@@ -82,14 +83,56 @@ pub(crate) fn item_from_row(table: &'static str, row: &AnyRow) -> Result<ItemMet
     })
 }
 
-/// One `version_chunks` row.
+/// Columns that [`chunk_from_row`] reads: a chunk's id and size (from
+/// `version_chunks` or `chunk_refs`) and its location in the workspace's
+/// chunk index (`chunk_refs`, joined when the row comes from elsewhere).
+pub(crate) const CHUNK_COLS: &str = "chunk_id, size, pack_id, pack_offset, pack_len";
+
+/// One chunk with its stored location: a row with [`CHUNK_COLS`].
 pub(crate) fn chunk_from_row(row: &AnyRow) -> Result<ChunkRef, StoreError> {
     let id: String = get(row, "chunk_id")?;
     let size: i64 = get(row, "size")?;
-    Ok(ChunkRef {
-        id: ChunkId::from_hex(&id).map_err(|e| corrupt("version_chunks", e.to_string()))?,
-        size: u32::try_from(size).map_err(|_| corrupt("version_chunks", format!("size {size}")))?,
-    })
+    let mut chunk = ChunkRef::whole(
+        ChunkId::from_hex(&id).map_err(|e| corrupt("version_chunks", e.to_string()))?,
+        u32::try_from(size).map_err(|_| corrupt("version_chunks", format!("size {size}")))?,
+    );
+    chunk.span = span_from_row(row)?;
+    Ok(chunk)
+}
+
+/// The location columns of a `chunk_refs` row: all NULL (an object of its
+/// own) or all set (a span of a pack).
+fn span_from_row(row: &AnyRow) -> Result<Option<PackSpan>, StoreError> {
+    let pack: Option<String> = get(row, "pack_id")?;
+    let offset: Option<i64> = get(row, "pack_offset")?;
+    let len: Option<i64> = get(row, "pack_len")?;
+    match (pack, offset, len) {
+        (None, None, None) => Ok(None),
+        (Some(pack), Some(offset), Some(len)) => Ok(Some(PackSpan {
+            pack: ChunkId::from_hex(&pack).map_err(|e| corrupt("chunk_refs", e.to_string()))?,
+            offset: to_u64("chunk_refs", offset)?,
+            len: u32::try_from(len)
+                .map_err(|_| corrupt("chunk_refs", format!("pack length {len}")))?,
+        })),
+        (pack, offset, len) => Err(corrupt(
+            "chunk_refs",
+            format!("partial location: pack {pack:?}, offset {offset:?}, length {len:?}"),
+        )),
+    }
+}
+
+/// A chunk's location as the three nullable `chunk_refs` columns.
+pub(crate) fn span_to_db(span: Option<PackSpan>) -> (Option<String>, Option<i64>, Option<i64>) {
+    match span {
+        Some(s) => (
+            Some(s.pack.to_hex()),
+            // Spans are checked against the pack size limit before they are
+            // stored, so the offset fits an i64.
+            Some(s.offset as i64),
+            Some(i64::from(s.len)),
+        ),
+        None => (None, None, None),
+    }
 }
 
 /// Marks a statement assembled at run time as safe: every dynamic statement

@@ -22,7 +22,9 @@ pub struct MetaStore {
     backend: Backend,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Every schema migration, in order (`migrations/NNNN_*.sql`), embedded in
+/// the binary: `connect` brings any older database up to date.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl MetaStore {
     /// Connects to `url` (`sqlite:///path/db.sqlite?mode=rwc` or

@@ -8,14 +8,25 @@
 
 use std::path::PathBuf;
 
-use sqlx::Connection;
+use sqlx::{AnyPool, Connection};
 
 use crate::MetaStore;
 
 /// A store on a database that lives as long as this value.
 pub struct TestDb {
     pub store: MetaStore,
-    cleanup: Cleanup,
+    _cleanup: Cleanup,
+}
+
+/// A database as an older server left it: only the migrations up to a
+/// given version applied, and no store on it yet (a store's `connect`
+/// would upgrade it). Lives as long as this value.
+pub struct OldSchemaDb {
+    /// Where it is: pass to [`MetaStore::connect`] to upgrade it.
+    pub url: String,
+    /// A plain connection pool, for writing rows in the old schema.
+    pub pool: AnyPool,
+    _cleanup: Cleanup,
 }
 
 enum Cleanup {
@@ -42,64 +53,86 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
-impl TestDb {
-    /// A store on a fresh SQLite file.
-    pub async fn sqlite() -> TestDb {
+/// A new, empty database: a SQLite file in a temporary folder, or a
+/// PostgreSQL database (`None` when PostgreSQL tests are skipped).
+async fn fresh_database(postgres: bool) -> Option<(String, Cleanup)> {
+    if !postgres {
         let dir =
             std::env::temp_dir().join(format!("stacksync-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("the temp dir is writable");
         let url = format!("sqlite://{}?mode=rwc", dir.join("meta.sqlite").display());
-        let store = MetaStore::connect(&url)
+        return Some((url, Cleanup::Dir(dir)));
+    }
+    let admin_url = postgres_admin_url()?;
+    sqlx::any::install_default_drivers();
+    let name = format!("stacksync_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at STACKSYNC_TEST_POSTGRES is unreachable: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("CREATE DATABASE works");
+    admin.close().await.ok();
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("STACKSYNC_TEST_POSTGRES must end in /DATABASE"),
+    };
+    Some((url, Cleanup::Postgres { admin_url, name }))
+}
+
+impl TestDb {
+    /// A store on a fresh SQLite file.
+    pub async fn sqlite() -> TestDb {
+        TestDb::new(false)
             .await
-            .expect("a fresh SQLite database opens");
-        TestDb {
-            store,
-            cleanup: Cleanup::Dir(dir),
-        }
+            .expect("SQLite tests are never skipped")
     }
 
     /// A store on a fresh PostgreSQL database, or `None` when PostgreSQL
     /// tests are skipped (see the module docs).
     pub async fn postgres() -> Option<TestDb> {
-        let admin_url = postgres_admin_url()?;
-        sqlx::any::install_default_drivers();
-        let name = format!("stacksync_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::AnyConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at STACKSYNC_TEST_POSTGRES is unreachable: {e}")
-            });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("CREATE DATABASE works");
-        admin.close().await.ok();
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("STACKSYNC_TEST_POSTGRES must end in /DATABASE"),
-        };
-        let store = MetaStore::connect(&url)
-            .await
-            .expect("a fresh PostgreSQL database opens");
-        Some(TestDb {
-            store,
-            cleanup: Cleanup::Postgres { admin_url, name },
-        })
+        TestDb::new(true).await
     }
 
     /// The SQLite test database, or the PostgreSQL one when `postgres`.
     pub async fn new(postgres: bool) -> Option<TestDb> {
-        if postgres {
-            TestDb::postgres().await
-        } else {
-            Some(TestDb::sqlite().await)
-        }
+        let (url, cleanup) = fresh_database(postgres).await?;
+        let store = MetaStore::connect(&url)
+            .await
+            .expect("a fresh database opens");
+        Some(TestDb {
+            store,
+            _cleanup: cleanup,
+        })
     }
 }
 
-impl Drop for TestDb {
+impl OldSchemaDb {
+    /// A fresh database (SQLite, or PostgreSQL when `postgres`; `None` when
+    /// PostgreSQL tests are skipped) with the migrations up to `version`
+    /// applied, as a server of that schema would have left it.
+    pub async fn new(postgres: bool, version: i64) -> Option<OldSchemaDb> {
+        let (url, cleanup) = fresh_database(postgres).await?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPool::connect(&url)
+            .await
+            .expect("a fresh database opens");
+        crate::store::MIGRATOR
+            .run_to(version, &pool)
+            .await
+            .expect("the old migrations apply");
+        Some(OldSchemaDb {
+            url,
+            pool,
+            _cleanup: cleanup,
+        })
+    }
+}
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        match &self.cleanup {
+        match self {
             Cleanup::Dir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -127,13 +127,7 @@ async fn batch_creates_folder_with_children(store: &MetaStore) {
     }
     let item = store.item(f.ws.id, report).await.unwrap();
     assert_eq!(item.parent, Some(sub));
-    assert_eq!(
-        item.chunks,
-        vec![ChunkRef {
-            id: ChunkId([7; 32]),
-            size: 100
-        }]
-    );
+    assert_eq!(item.chunks, vec![ChunkRef::whole(ChunkId([7; 32]), 100)]);
     assert_eq!(
         store.children(f.ws.id, Some(docs)).await.unwrap()[0].id,
         sub
@@ -434,10 +428,7 @@ async fn chunk_sizes_cannot_lie(store: &MetaStore) {
     let f = fixture(store, "a@x.org", 1 << 30).await;
     committed(&commit(store, &f, vec![file(ItemId::new(), None, "a", 1, 5, 100)]).await);
     let mut liar = file(ItemId::new(), None, "b", 1, 5, 1);
-    liar.chunks = vec![ChunkRef {
-        id: ChunkId([5; 32]),
-        size: 1,
-    }];
+    liar.chunks = vec![ChunkRef::whole(ChunkId([5; 32]), 1)];
     let r = commit(store, &f, vec![liar]).await;
     assert!(
         matches!(&r.results[0].outcome, CommitOutcome::Refused { error } if error.kind == ErrorKind::BadRequest)

@@ -137,11 +137,78 @@ impl AsRef<str> for ItemName {
 /// One chunk of a file version, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkRef {
-    /// The chunk object's name.
+    /// The chunk's name: an object of its own when `span` is `None`.
     pub id: ChunkId,
     /// Plaintext length of the chunk in bytes.
     pub size: u32,
+    /// Where the encoded chunk is stored when it shares a pack object with
+    /// other chunks. The server keeps one location per chunk and workspace:
+    /// what it sends is where the chunk is; what a client proposes is only
+    /// used for a chunk the workspace did not know yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<PackSpan>,
 }
+
+impl ChunkRef {
+    /// A chunk stored as an object of its own, named by its id.
+    pub fn whole(id: ChunkId, size: u32) -> ChunkRef {
+        ChunkRef {
+            id,
+            size,
+            span: None,
+        }
+    }
+
+    /// The chunk's name and size, without where it is stored: what makes
+    /// two chunk lists the same content.
+    pub fn content(&self) -> (ChunkId, u32) {
+        (self.id, self.size)
+    }
+}
+
+/// Whether two chunk lists name the same content in the same order,
+/// wherever their chunks are stored.
+pub fn same_chunks(a: &[ChunkRef], b: &[ChunkRef]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.content() == y.content())
+}
+
+/// Bytes `offset..offset + len` of the pack object `pack`: where an encoded
+/// chunk is stored when it shares an object with others.
+///
+/// Object stores charge per request far more than per byte (a Swift PUT of
+/// 32 KiB costs about what one of 1 MiB does), so clients gather the chunks
+/// of many files into packs of a few MiB and fetch them with range reads.
+/// A pack is an object in the workspace's container like any chunk; its
+/// name is random (a pack is written once, by one client), so it never
+/// collides with a content-named chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PackSpan {
+    /// The pack object's name.
+    pub pack: ChunkId,
+    /// First byte of the encoded chunk in the pack.
+    pub offset: u64,
+    /// Length of the encoded chunk.
+    pub len: u32,
+}
+
+impl PackSpan {
+    /// Largest pack object: what a client may write and a server must be
+    /// ready to store.
+    pub const MAX_PACK_BYTES: u64 = 32 * 1024 * 1024;
+
+    /// One past the span's last byte.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
+/// Largest plaintext chunk the protocol carries (the content pipeline cuts
+/// at most this much).
+pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
+
+/// Largest encoded chunk: the plaintext, never expanded by compression
+/// (stored raw when zstd does not pay), plus the format's header and tag.
+pub const MAX_ENCODED_CHUNK: u32 = MAX_CHUNK_SIZE + 4096;
 
 /// Metadata of one version of an item, as the server stores and sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +313,23 @@ impl ProposedItem {
                 return Err(Error::bad_request(format!(
                     "file {} has an empty chunk",
                     self.id
+                )));
+            }
+            if let Some(c) = self.chunks.iter().find(|c| c.size > MAX_CHUNK_SIZE) {
+                return Err(Error::bad_request(format!(
+                    "file {}: chunk {} of {} bytes is larger than {MAX_CHUNK_SIZE}",
+                    self.id, c.id, c.size
+                )));
+            }
+            if let Some(s) = self.chunks.iter().filter_map(|c| c.span).find(|s| {
+                s.len == 0 || s.len > MAX_ENCODED_CHUNK || s.end() > PackSpan::MAX_PACK_BYTES
+            }) {
+                return Err(Error::bad_request(format!(
+                    "file {}: bytes {}..{} of pack {} cannot hold a chunk",
+                    self.id,
+                    s.offset,
+                    s.end(),
+                    s.pack
                 )));
             }
         }

@@ -19,7 +19,8 @@ pub use error::{Error, ErrorKind};
 pub use ids::{ChunkId, ContentHash, DeviceId, ItemId, ParseIdError, UserId, WorkspaceId};
 pub use item::{
     ChangesPage, ChunkRef, CommitOutcome, CommitRequest, CommitResult, ItemCommitResult, ItemMeta,
-    ItemName, ItemStatus, NameError, ProposedItem,
+    ItemName, ItemStatus, MAX_CHUNK_SIZE, MAX_ENCODED_CHUNK, NameError, PackSpan, ProposedItem,
+    same_chunks,
 };
 pub use notify::Notification;
 

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use crate::Millis;
 use crate::account::{Account, Device, EncryptionMode, Member, Workspace};
 use crate::error::Error;
-use crate::ids::{DeviceId, ItemId, UserId, WorkspaceId};
-use crate::item::{ChangesPage, CommitRequest, CommitResult, ItemMeta};
+use crate::ids::{ChunkId, DeviceId, ItemId, UserId, WorkspaceId};
+use crate::item::{ChangesPage, ChunkRef, CommitRequest, CommitResult, ItemMeta};
 
 /// One operation of the sync service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,18 @@ pub enum Request {
         version: u64,
         device: DeviceId,
     },
+    /// Which of `ids` the workspace already stores, and where: asked before
+    /// uploading, so that a chunk any version of the workspace uses is not
+    /// sent again. At most [`Request::MAX_LOCATE_IDS`] ids.
+    LocateChunks {
+        workspace: WorkspaceId,
+        ids: Vec<ChunkId>,
+    },
+}
+
+impl Request {
+    /// Most ids in one [`Request::LocateChunks`].
+    pub const MAX_LOCATE_IDS: usize = 1000;
 }
 
 /// The successful answer to a [`Request`], one variant per operation.
@@ -110,6 +122,11 @@ pub enum Reply {
     },
     Restored {
         meta: ItemMeta,
+    },
+    /// For each id asked about, in order: the stored chunk (with its
+    /// location), or `None` if the workspace does not have it.
+    ChunkLocations {
+        chunks: Vec<Option<ChunkRef>>,
     },
 }
 

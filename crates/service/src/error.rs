@@ -3,7 +3,7 @@
 use stacksync_blobstore::BlobError;
 use stacksync_bus::BusError;
 use stacksync_metastore::StoreError;
-use stacksync_proto::{Error, ErrorKind};
+use stacksync_proto::{ChunkId, Error, ErrorKind};
 
 /// What can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,19 @@ pub enum ServiceError {
         /// The store's error.
         #[source]
         source: BlobError,
+    },
+    /// A read of bytes `start..end` of an object that has only `size`
+    /// bytes (HTTP answers it with 416 and the size).
+    #[error("object {object} has {size} bytes; bytes {start}..{end} are not all there")]
+    RangeNotSatisfiable {
+        /// The object read.
+        object: ChunkId,
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The object's size.
+        size: u64,
     },
     /// The bus failed (serving requests; publishing is never fatal).
     #[error("bus: {0}")]
@@ -46,6 +59,7 @@ impl ServiceError {
                 e.message = format!("{} while {context}", e.message);
                 e
             }
+            ServiceError::RangeNotSatisfiable { .. } => Error::bad_request(self.to_string()),
             ServiceError::Bus(e) if e.is_transient() => {
                 Error::unavailable("message bus unavailable")
             }

@@ -32,6 +32,8 @@ use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, User
 pub use auth::{hash_password, token_hash, verify_password};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
+/// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
+pub use stacksync_blobstore::ByteRange;
 pub use workers::run_rpc_workers;
 
 use crate::error::BlobContext;

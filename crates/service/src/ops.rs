@@ -11,7 +11,7 @@ use stacksync_bus::Topic;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
 use stacksync_proto::{
     CommitOutcome, CommitRequest, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus,
-    Notification, ProposedItem, UserId, Workspace, WorkspaceId,
+    Notification, ProposedItem, UserId, Workspace, WorkspaceId, same_chunks,
 };
 use uuid::Uuid;
 
@@ -124,6 +124,20 @@ impl Service {
             } => Reply::Restored {
                 meta: self.restore(user, workspace, item, version, device).await?,
             },
+            Request::LocateChunks { workspace, ids } => {
+                self.member_of(user, workspace).await?;
+                if ids.len() > Request::MAX_LOCATE_IDS {
+                    return Err(Error::bad_request(format!(
+                        "locate at most {} chunks per request, not {}",
+                        Request::MAX_LOCATE_IDS,
+                        ids.len()
+                    ))
+                    .into());
+                }
+                Reply::ChunkLocations {
+                    chunks: store.locate_chunks(workspace, &ids).await?,
+                }
+            }
         })
     }
 
@@ -263,7 +277,9 @@ fn same_content(a: &ItemMeta, b: &ItemMeta) -> bool {
         && a.name == b.name
         && a.is_folder == b.is_folder
         && (!a.status.is_live()
-            || (a.content_hash == b.content_hash && a.size == b.size && a.chunks == b.chunks))
+            || (a.content_hash == b.content_hash
+                && a.size == b.size
+                && same_chunks(&a.chunks, &b.chunks)))
 }
 
 /// The request id as a scope for derived ids (kept here so that every

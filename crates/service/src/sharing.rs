@@ -9,16 +9,17 @@
 //! answer (or a crash half-way) is finished by the next attempt.
 
 use futures::{StreamExt, TryStreamExt};
-use stacksync_blobstore::{Access, StorageUser};
+use stacksync_blobstore::{Access, ByteRange, StorageUser};
 use stacksync_bus::Topic;
 use stacksync_metastore::{InviteeState, ShareProposal};
 use stacksync_proto::rpc::Reply;
 use stacksync_proto::{
-    DeviceId, EncryptionMode, Error, ErrorKind, ItemId, Notification, UserId, Workspace,
-    WorkspaceId,
+    ChunkId, ChunkRef, DeviceId, EncryptionMode, Error, ErrorKind, ItemId, Notification, UserId,
+    Workspace, WorkspaceId,
 };
 use uuid::Uuid;
 
+use crate::chunks::read_object;
 use crate::error::{BlobContext, ServiceError};
 use crate::ops::{share_proposal_id, shared_workspace_id};
 use crate::{Service, container_name};
@@ -185,7 +186,11 @@ impl Service {
     }
 
     /// Copies every chunk the folder's versions reference from the source
-    /// container into the shared one, skipping those already there.
+    /// container into the shared one, each as an object of its own named
+    /// by its id (as the shared workspace indexes them), skipping those
+    /// already there. A chunk stored in a pack is copied as its range of
+    /// the pack: the rest of the pack may be other, private files' chunks,
+    /// which must never reach a container other people read.
     async fn copy_chunks(&self, from: &Workspace, to: &Workspace, folder: ItemId) -> Result<()> {
         let chunks = self.store().subtree_chunks(from.id, folder).await?;
         if chunks.is_empty() {
@@ -196,26 +201,36 @@ impl Service {
             container_name(&to.container)?,
         );
         let blobs = self.blobs().clone();
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
         let present = blobs
-            .existing(&dst, &chunks)
+            .existing(&dst, &ids)
             .await
             .blob(|| format!("listing chunks of {dst}"))?;
-        let missing: Vec<_> = chunks
+        let missing: Vec<ChunkRef> = chunks
             .into_iter()
-            .filter(|c| !present.contains(c))
+            .filter(|c| !present.contains(&c.id))
             .collect();
         futures::stream::iter(missing)
             .map(|chunk| {
-                let (blobs, src, dst) = (blobs.clone(), &src, &dst);
+                // Owned handles: a future borrowing from this function trips
+                // the compiler's Send check of the whole request future.
+                let (blobs, src, dst) = (blobs.clone(), src.clone(), dst.clone());
                 async move {
-                    let data = blobs
-                        .get_bytes(src, &chunk)
-                        .await
-                        .blob(|| format!("reading chunk {chunk} from {src}"))?;
+                    let (object, range) = match chunk.span {
+                        Some(span) => (
+                            span.pack,
+                            Some(ByteRange {
+                                start: span.offset,
+                                end: Some(span.end()),
+                            }),
+                        ),
+                        None => (chunk.id, None),
+                    };
+                    let data = read_object(blobs.as_ref(), &src, &object, range).await?;
                     blobs
-                        .put_bytes(dst, &chunk, data)
+                        .put_bytes(&dst, &chunk.id, data)
                         .await
-                        .blob(|| format!("copying chunk {chunk} into {dst}"))?;
+                        .blob(|| format!("copying chunk {} into {dst}", chunk.id))?;
                     Ok::<_, ServiceError>(())
                 }
             })

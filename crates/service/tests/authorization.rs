@@ -6,7 +6,9 @@ mod common;
 
 use common::{Env, User, file, folder};
 use stacksync_proto::rpc::{Reply, Request};
-use stacksync_proto::{CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemMeta, Member};
+use stacksync_proto::{
+    ChunkId, ChunkRef, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemMeta, Member, PackSpan,
+};
 use uuid::Uuid;
 
 /// The variant's name. Exhaustive on purpose: a new variant does not
@@ -27,6 +29,7 @@ fn variant(r: &Request) -> &'static str {
         Request::GetMembers { .. } => "get_members",
         Request::GetVersions { .. } => "get_versions",
         Request::Restore { .. } => "restore",
+        Request::LocateChunks { .. } => "locate_chunks",
     }
 }
 
@@ -44,6 +47,7 @@ const ALL: &[&str] = &[
     "get_members",
     "get_versions",
     "restore",
+    "locate_chunks",
 ];
 
 /// Everything a refused request must leave as it was.
@@ -64,6 +68,8 @@ struct World {
     mallory: User,
     doc: ItemId,
     dir: ItemId,
+    /// A chunk of alice's `plan.txt`, stored in a pack.
+    chunk: ChunkId,
     proposal: Uuid,
 }
 
@@ -107,13 +113,22 @@ async fn world(env: &Env) -> World {
     let bob = env.user("bob@example.com").await;
     let mallory = env.user("mallory@example.com").await;
     let (dir, doc) = (ItemId::new(), ItemId::new());
+    let chunk = ChunkId(*blake3::hash(b"the plan").as_bytes());
+    let mut plan = file(doc, Some(dir), "plan.txt", 1, "p");
+    plan.size = 8;
+    plan.chunks = vec![ChunkRef {
+        id: chunk,
+        size: 8,
+        span: Some(PackSpan {
+            pack: ChunkId([7; 32]),
+            offset: 100,
+            len: 40,
+        }),
+    }];
     let c = CommitRequest {
         workspace: alice.private.id,
         device: alice.device,
-        items: vec![
-            folder(dir, None, "Secret"),
-            file(doc, Some(dir), "plan.txt", 1, "p"),
-        ],
+        items: vec![folder(dir, None, "Secret"), plan],
     };
     env.call(&alice.token, Request::Commit(c)).await.unwrap();
     let Ok(Reply::ShareProposal { proposal, .. }) = env
@@ -136,6 +151,7 @@ async fn world(env: &Env) -> World {
         mallory,
         doc,
         dir,
+        chunk,
         proposal,
     }
 }
@@ -254,6 +270,21 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             },
             forbidden,
         ),
+        (
+            Request::LocateChunks {
+                workspace: ws,
+                ids: vec![w.chunk],
+            },
+            forbidden,
+        ),
+        // Her own workspace: alice's chunks are not found there.
+        (
+            Request::LocateChunks {
+                workspace: w.mallory.private.id,
+                ids: vec![w.chunk],
+            },
+            None,
+        ),
     ]
 }
 
@@ -279,6 +310,9 @@ async fn non_members_are_refused_and_nothing_changes(env: &Env) {
                     workspaces.iter().all(|ws| ws.owner == w.mallory.id),
                     "{name}: {workspaces:?}"
                 );
+            }
+            (None, Ok(Reply::ChunkLocations { chunks })) => {
+                assert_eq!(chunks, vec![None], "{name}");
             }
             (None, other) => panic!("{name}: unexpected {other:?}"),
         }

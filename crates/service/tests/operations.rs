@@ -9,7 +9,7 @@ use stacksync_blobstore::{ContainerName, StorageUser};
 use stacksync_proto::rpc::{Reply, Request, RpcRequest};
 use stacksync_proto::{
     ChunkId, ChunkRef, CommitOutcome, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemStatus,
-    Notification, wire,
+    Notification, PackSpan, wire,
 };
 use uuid::Uuid;
 
@@ -196,14 +196,44 @@ async fn share_accept_and_unshare(env: &Env) {
         .unwrap();
     let mut f = file(doc, Some(dir), "report.txt", 1, "report");
     f.size = data.len() as u64;
-    f.chunks = vec![ChunkRef {
-        id: chunk,
+    f.chunks = vec![ChunkRef::whole(chunk, data.len() as u32)];
+    // One pack holds a chunk of a private file and one of a shared file.
+    let private_data = Bytes::from_static(b"the private diary's encoded chunk");
+    let packed_data = Bytes::from_static(b"a packed chunk of the shared folder");
+    let (private_chunk, packed_chunk) = (
+        ChunkId(*blake3::hash(&private_data).as_bytes()),
+        ChunkId(*blake3::hash(&packed_data).as_bytes()),
+    );
+    let pack = ChunkId([0x9a; 32]);
+    env.service
+        .put_chunk(
+            alice.id,
+            ws,
+            &pack,
+            [private_data.clone(), packed_data.clone()].concat().into(),
+        )
+        .await
+        .unwrap();
+    let in_pack = |id, offset: usize, data: &Bytes| ChunkRef {
+        id,
         size: data.len() as u32,
-    }];
+        span: Some(PackSpan {
+            pack,
+            offset: offset as u64,
+            len: data.len() as u32,
+        }),
+    };
+    let (packed_doc, diary) = (ItemId::new(), ItemId::new());
+    let mut g = file(packed_doc, Some(dir), "packed.txt", 1, "packed");
+    g.size = packed_data.len() as u64;
+    g.chunks = vec![in_pack(packed_chunk, private_data.len(), &packed_data)];
+    let mut d = file(diary, None, "diary.txt", 1, "diary");
+    d.size = private_data.len() as u64;
+    d.chunks = vec![in_pack(private_chunk, 0, &private_data)];
     let commit = CommitRequest {
         workspace: ws,
         device: alice.device,
-        items: vec![folder(dir, None, "Project"), f],
+        items: vec![folder(dir, None, "Project"), f, g, d.clone()],
     };
     env.call(&alice.token, Request::Commit(commit))
         .await
@@ -301,15 +331,49 @@ async fn share_accept_and_unshare(env: &Env) {
     else {
         panic!("bob reads the shared feed");
     };
-    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items.len(), 2);
     assert_eq!((page.items[0].id, page.items[0].parent), (doc, None));
+    assert_eq!((page.items[1].id, page.items[1].parent), (packed_doc, None));
+    // The packed chunk was copied out of its pack as an object of its own,
+    // which is where the shared workspace says it is.
     assert_eq!(
-        env.service
-            .get_chunk(bob.id, shared.id, &chunk)
-            .await
-            .unwrap(),
-        data
+        page.items[1].chunks,
+        vec![ChunkRef::whole(packed_chunk, packed_data.len() as u32)]
     );
+    for (id, bytes) in [(chunk, &data), (packed_chunk, &packed_data)] {
+        assert_eq!(
+            &env.service
+                .get_chunk(bob.id, shared.id, &id, None)
+                .await
+                .unwrap(),
+            bytes
+        );
+    }
+    let Ok(Reply::ChunkLocations { chunks }) = env
+        .call(
+            &bob.token,
+            Request::LocateChunks {
+                workspace: shared.id,
+                ids: vec![packed_chunk, private_chunk],
+            },
+        )
+        .await
+    else {
+        panic!("bob locates chunks of the shared workspace");
+    };
+    assert_eq!(
+        chunks,
+        vec![
+            Some(ChunkRef::whole(packed_chunk, packed_data.len() as u32)),
+            None
+        ]
+    );
+    // The pack, with the private chunk in it, never reached the container
+    // bob can read.
+    let shared_container = ContainerName::new(&shared.container).unwrap();
+    let mut expected = vec![chunk, packed_chunk];
+    expected.sort();
+    assert_eq!(env.blobs.list(&shared_container).await.unwrap(), expected);
     // In alice's private tree the folder is gone; she mounts the shared one there.
     let Ok(Reply::Changes(private)) = env
         .call(
@@ -324,9 +388,14 @@ async fn share_accept_and_unshare(env: &Env) {
     else {
         panic!("alice reads her feed");
     };
-    assert_eq!(private.items.len(), 1);
+    assert_eq!(private.items.len(), 2);
+    // The private file's chunk stays where it was, in the pack.
     assert_eq!(
-        (private.items[0].id, private.items[0].status),
+        (private.items[0].id, &private.items[0].chunks),
+        (diary, &d.chunks)
+    );
+    assert_eq!(
+        (private.items[1].id, private.items[1].status),
         (dir, ItemStatus::Deleted)
     );
     let Ok(Reply::Workspaces { workspaces }) = env.call(&alice.token, Request::GetWorkspaces).await

@@ -13,7 +13,7 @@
 //! its final name after the header is in place and synced.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{BlobError, BlobErrorKind, Result};
 use crate::store::ByteStream;
@@ -94,23 +94,27 @@ pub async fn read_header(file: &mut tokio::fs::File, what: &str) -> Result<Heade
     Header::decode(&buf, what)
 }
 
+/// Where a whole read is: the hash so far and the bytes read.
 struct ReadState {
     file: tokio::fs::File,
     hasher: blake3::Hasher,
     header: Header,
     /// Payload bytes read so far.
     pos: u64,
-    /// The payload range to yield.
-    start: u64,
-    end: u64,
     what: String,
     done: bool,
 }
 
 /// Streams `start..end` of the payload of an open object file (positioned
-/// just after its header). The whole payload is read and hashed, so that
-/// even a range read proves the object intact; a mismatch ends the stream
-/// with an `Integrity` error.
+/// just after its header), `start <= end <= header.len`.
+///
+/// A read of the whole payload is hashed, and a mismatch ends the stream
+/// with an `Integrity` error. A read of part of it costs only that part: a
+/// client reads many small chunks out of one pack, and hashing the whole
+/// pack for each would multiply the disk and CPU work by the number of
+/// chunks in it. The bytes of a chunk check themselves (the client's
+/// decoder verifies them against the chunk id), so only truncation is
+/// detected here.
 pub fn payload_stream(
     file: tokio::fs::File,
     header: Header,
@@ -118,70 +122,120 @@ pub fn payload_stream(
     end: u64,
     what: String,
 ) -> ByteStream {
+    if (start, end) == (0, header.len) {
+        whole_payload(file, header, what)
+    } else {
+        payload_range(file, start, end, what)
+    }
+}
+
+/// Where a range read is: the next payload byte to read and the end.
+struct RangeState {
+    file: tokio::fs::File,
+    pos: u64,
+    end: u64,
+    /// Whether the file is positioned at `pos` yet (the first step seeks).
+    positioned: bool,
+    what: String,
+}
+
+/// Streams bytes `start..end` of the payload, reading nothing else.
+fn payload_range(file: tokio::fs::File, start: u64, end: u64, what: String) -> ByteStream {
+    let state = RangeState {
+        file,
+        pos: start,
+        end,
+        positioned: false,
+        what,
+    };
+    Box::pin(futures::stream::try_unfold(state, |mut st| async move {
+        if st.pos >= st.end {
+            return Ok(None);
+        }
+        if !st.positioned {
+            st.file
+                .seek(std::io::SeekFrom::Start(HEADER_LEN + st.pos))
+                .await
+                .map_err(|e| BlobError::io(format!("seek in {}", st.what), e))?;
+            st.positioned = true;
+        }
+        let want = (st.end - st.pos).min(READ_BLOCK as u64) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let got = st
+            .file
+            .read(&mut buf)
+            .await
+            .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
+        if got == 0 {
+            return Err(BlobError::new(
+                BlobErrorKind::Integrity,
+                format!(
+                    "{}: truncated (nothing at payload byte {})",
+                    st.what, st.pos
+                ),
+            ));
+        }
+        buf.truncate(got);
+        st.pos += got as u64;
+        Ok(Some((buf.freeze(), st)))
+    }))
+}
+
+/// Streams the whole payload, checking it against the header's checksum.
+fn whole_payload(file: tokio::fs::File, header: Header, what: String) -> ByteStream {
     let state = ReadState {
         file,
         hasher: blake3::Hasher::new(),
         header,
         pos: 0,
-        start,
-        end,
         what,
         done: false,
     };
     Box::pin(futures::stream::try_unfold(state, |mut st| async move {
-        loop {
-            if st.done {
-                return Ok(None);
-            }
-            let remaining = st.header.len - st.pos;
-            if remaining == 0 {
-                st.done = true;
-                // Anything after the declared payload means the file was
-                // tampered with or mis-written.
-                let mut extra = [0u8; 1];
-                let trailing = st
-                    .file
-                    .read(&mut extra)
-                    .await
-                    .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
-                let actual = st.hasher.finalize();
-                if trailing != 0 || actual.as_bytes() != &st.header.checksum {
-                    return Err(BlobError::new(
-                        BlobErrorKind::Integrity,
-                        format!("{}: stored bytes do not match their checksum", st.what),
-                    ));
-                }
-                return Ok(None);
-            }
-            let want = remaining.min(READ_BLOCK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let got = st
+        if st.done {
+            return Ok(None);
+        }
+        let remaining = st.header.len - st.pos;
+        if remaining == 0 {
+            st.done = true;
+            // Anything after the declared payload means the file was
+            // tampered with or mis-written.
+            let mut extra = [0u8; 1];
+            let trailing = st
                 .file
-                .read(&mut buf)
+                .read(&mut extra)
                 .await
                 .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
-            if got == 0 {
+            let actual = st.hasher.finalize();
+            if trailing != 0 || actual.as_bytes() != &st.header.checksum {
                 return Err(BlobError::new(
                     BlobErrorKind::Integrity,
-                    format!(
-                        "{}: truncated ({} of {} bytes)",
-                        st.what, st.pos, st.header.len
-                    ),
+                    format!("{}: stored bytes do not match their checksum", st.what),
                 ));
             }
-            buf.truncate(got);
-            let piece = buf.freeze();
-            st.hasher = hash_piece(st.hasher, piece.clone()).await?;
-            let piece_start = st.pos;
-            st.pos += got as u64;
-            // Yield the overlap of this piece with the wanted range.
-            let lo = st.start.max(piece_start);
-            let hi = st.end.min(st.pos);
-            if lo < hi {
-                let slice = piece.slice((lo - piece_start) as usize..(hi - piece_start) as usize);
-                return Ok(Some((slice, st)));
-            }
+            return Ok(None);
         }
+        let want = remaining.min(READ_BLOCK as u64) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let got = st
+            .file
+            .read(&mut buf)
+            .await
+            .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
+        if got == 0 {
+            return Err(BlobError::new(
+                BlobErrorKind::Integrity,
+                format!(
+                    "{}: truncated ({} of {} bytes)",
+                    st.what, st.pos, st.header.len
+                ),
+            ));
+        }
+        buf.truncate(got);
+        let piece = buf.freeze();
+        st.hasher = hash_piece(st.hasher, piece.clone()).await?;
+        st.pos += got as u64;
+        Ok(Some((piece, st)))
     }))
 }
 

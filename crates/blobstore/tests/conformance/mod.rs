@@ -112,11 +112,15 @@ pub async fn ranges(b: &Backend) {
     let body = data(2, 300_000);
     let id = id_of(&body);
     b.owner.put_bytes(&c, &id, body.clone()).await.unwrap();
-    let cases: [(u64, Option<u64>, std::ops::Range<usize>); 6] = [
+    let cases: [(u64, Option<u64>, std::ops::Range<usize>); 9] = [
         (0, Some(10), 0..10),
         (5, None, 5..300_000),
         (299_999, None, 299_999..300_000),
         (100_000, Some(200_001), 100_000..200_001),
+        // Across the local backend's read block (256 KiB).
+        (262_100, Some(262_200), 262_100..262_200),
+        (0, Some(300_000), 0..300_000),
+        (0, None, 0..300_000),
         (400_000, None, 300_000..300_000),
         (7, Some(3), 0..0),
     ];

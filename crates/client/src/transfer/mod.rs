@@ -2,60 +2,78 @@
 //! encrypted) by the content pipeline, and the chunks moved by a
 //! [`ChunkTransport`].
 //!
-//! Upload runs three stages at once, joined by bounded channels so memory
-//! stays bounded by a few chunks whatever the file size: the engine's
-//! reader is pumped into the encoder's blocking threads; encoded chunks come
-//! back to this task, are asked about in batches (`has_chunks`), and only
-//! the missing ones are sent, a bounded number at a time. Download fetches
-//! chunks with bounded parallelism, keeps their order, decodes each on the
-//! blocking pool (which checks it against its id) and writes the plaintext.
+//! Object stores charge per request, not per byte, so chunks travel in
+//! packs: an upload stages the chunks the store lacks in a shared open pack
+//! ([`pack`]) that is written in the background once it reaches a few MiB,
+//! and [`ContentStore::flush`] (called by the engine before it commits)
+//! writes what is left and waits. An upload journal ([`journal`]) records
+//! each pack's chunks before the pack is written, so an upload interrupted
+//! by a crash resumes without sending them again ([`upload`] has the order
+//! in which a chunk's existing copies are looked for). Downloads take each
+//! chunk from a read-ahead of whole pack ranges when the engine announced
+//! them ([`readahead`]), else fetch it alone ([`download`]); every chunk is
+//! decoded and checked against its id.
+//!
+//! Memory stays bounded whatever the file sizes: bounded channels between
+//! the reader, the encoder and the packer, a bounded number of packs in
+//! flight, and a byte budget for the read-ahead.
 
 mod bridge;
+mod download;
+pub mod journal;
 mod limit;
+mod pack;
+mod readahead;
 mod transport;
+mod upload;
 
-use std::collections::HashSet;
-use std::future::Future;
+use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use stacksync_content::{
-    ChunkCodec, ContentError, EncodeError, EncodedChunk, FileEncoder, PipelineConfig,
-};
+use stacksync_content::{ChunkCodec, ContentError, FileEncoder, PipelineConfig};
 use stacksync_engine::io::Uploaded;
 use stacksync_engine::{ByteReader, ByteWriter, ContentStore};
-use stacksync_proto::{ChunkId, ChunkRef, ContentHash, Error as ProtoError, ErrorKind};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use stacksync_proto::{ChunkId, ChunkRef, ContentHash, Error as ProtoError, ErrorKind, PackSpan};
 
+pub use journal::{JournalError, UploadJournal};
 pub use limit::TokenBucket;
 pub use transport::{BlobTransport, ChunkTransport};
+
+use pack::{Packer, PackerConfig};
+use readahead::{RangeLimits, ReadAhead};
 
 /// How a [`ChunkedContentStore`] cuts files and how much it does at once.
 #[derive(Debug, Clone, Copy)]
 pub struct TransferConfig {
     /// Chunk sizes and encoder threads.
     pub pipeline: PipelineConfig,
-    /// Most chunk ids asked about in one `has_chunks` call.
+    /// Most chunk ids looked up (journal, service) in one batch.
     pub batch_chunks: usize,
     /// Most encoded bytes gathered into one batch.
     pub batch_bytes: usize,
-    /// Chunk uploads in flight at once.
+    /// Pack objects written at once.
     pub max_uploads: usize,
-    /// Chunk downloads in flight at once.
+    /// Chunk and range reads in flight at once (per download, and for the
+    /// read-ahead).
     pub max_downloads: usize,
-    /// Encoded chunks smaller than this are sent without asking whether
-    /// the store has them: the question costs a round trip and a storage
-    /// request (a HEAD on Swift), about what sending a small chunk costs, and
-    /// a small file is a single small chunk. 0 asks about every chunk.
+    /// Encoded chunks smaller than this are packed without asking the
+    /// service whether it stores them already: the question costs about
+    /// what storing a small chunk in a pack does, and a small file is a
+    /// single small chunk. 0 asks about every chunk.
     pub ask_min_bytes: usize,
+    /// Size at which a pack is sealed and written (at most
+    /// [`PackSpan::MAX_PACK_BYTES`]); a chunk at least this large goes
+    /// alone in its own pack.
+    pub pack_bytes: usize,
+    /// Most bytes read ahead for the downloads the engine announced.
+    pub read_ahead_bytes: u64,
+    /// Largest gap between two chunks of a pack read through in one range.
+    pub range_gap_bytes: u64,
+    /// Largest range read at once.
+    pub max_range_bytes: u64,
     /// Upload limit in (encoded) bytes per second; `None` for none.
     pub upload_limit: Option<u64>,
     /// Download limit in (encoded) bytes per second; `None` for none.
@@ -71,6 +89,10 @@ impl Default for TransferConfig {
             max_uploads: 4,
             max_downloads: 4,
             ask_min_bytes: 64 * 1024,
+            pack_bytes: 4 * 1024 * 1024,
+            read_ahead_bytes: 64 * 1024 * 1024,
+            range_gap_bytes: 256 * 1024,
+            max_range_bytes: 16 * 1024 * 1024,
             upload_limit: None,
             download_limit: None,
         }
@@ -89,18 +111,19 @@ pub enum TransferError {
     /// The transport failed.
     #[error("{doing}: {source}")]
     Transport {
-        /// What was being done, naming the chunk.
+        /// What was being done, naming the chunk or pack.
         doing: String,
         /// The transport's error.
         #[source]
         source: ProtoError,
     },
-    /// The transport answered `has_chunks` with the wrong number of flags.
-    #[error("has_chunks answered {got} flags for {asked} ids")]
+    /// The transport answered a question about `asked` ids with `got`
+    /// answers.
+    #[error("asked about {asked} ids, the transport answered {got}")]
     BadAnswer {
         /// Ids asked about.
         asked: usize,
-        /// Flags received.
+        /// Answers received.
         got: usize,
     },
     /// A fetched chunk failed to decode or is not the chunk asked for.
@@ -154,11 +177,14 @@ impl TransferError {
 /// Counters of what a store moved, for status and tests.
 #[derive(Debug, Default)]
 pub struct TransferStats {
-    /// Chunks sent to the transport.
+    /// Chunks written to the store (inside packs).
     pub chunks_uploaded: AtomicU64,
-    /// Encoded bytes sent.
+    /// Encoded bytes written to the store.
     pub bytes_uploaded: AtomicU64,
-    /// Chunks not sent because the store had them.
+    /// Pack objects written.
+    pub packs_uploaded: AtomicU64,
+    /// Chunks not written because the store had them (or this store had
+    /// staged them already for another file).
     pub chunks_deduplicated: AtomicU64,
     /// Chunks fetched.
     pub chunks_downloaded: AtomicU64,
@@ -167,7 +193,7 @@ pub struct TransferStats {
 }
 
 /// The engine's [`ContentStore`] over the content pipeline and a
-/// [`ChunkTransport`].
+/// [`ChunkTransport`]. Clones share their packs, read-ahead and counters.
 #[derive(Clone)]
 pub struct ChunkedContentStore {
     codec: ChunkCodec,
@@ -175,28 +201,69 @@ pub struct ChunkedContentStore {
     transport: Arc<dyn ChunkTransport>,
     config: TransferConfig,
     stats: Arc<TransferStats>,
-    upload_limit: Option<Arc<TokenBucket>>,
     download_limit: Option<Arc<TokenBucket>>,
+    journal: Option<UploadJournal>,
+    packer: Arc<Packer>,
+    readahead: Arc<ReadAhead>,
+    /// Journaled packs checked for existence in this process.
+    checked_packs: Arc<Mutex<HashMap<ChunkId, bool>>>,
 }
 
 impl ChunkedContentStore {
-    /// A store encoding with `codec` and moving chunks with `transport`;
-    /// fails if the chunker configuration is invalid.
+    /// A store encoding with `codec` and moving chunks with `transport`,
+    /// without an upload journal (an upload interrupted by a crash sends
+    /// its packs again); fails if the chunker configuration is invalid.
     pub fn new(
         codec: ChunkCodec,
         transport: Arc<dyn ChunkTransport>,
         config: TransferConfig,
     ) -> Result<ChunkedContentStore, TransferError> {
+        Self::with_journal(codec, transport, config, None)
+    }
+
+    /// A store as [`ChunkedContentStore::new`] that records the chunks of
+    /// each pack in `journal` before writing it, and reuses journaled
+    /// packs that exist.
+    pub fn with_journal(
+        codec: ChunkCodec,
+        transport: Arc<dyn ChunkTransport>,
+        config: TransferConfig,
+        journal: Option<UploadJournal>,
+    ) -> Result<ChunkedContentStore, TransferError> {
         let encoder =
             FileEncoder::new(codec.clone(), config.pipeline).map_err(TransferError::Encode)?;
+        let stats = Arc::new(TransferStats::default());
+        let upload_limit = config.upload_limit.map(|r| Arc::new(TokenBucket::new(r)));
+        let download_limit = config.download_limit.map(|r| Arc::new(TokenBucket::new(r)));
+        let packer = Packer::new(PackerConfig {
+            transport: Arc::clone(&transport),
+            journal: journal.clone(),
+            stats: Arc::clone(&stats),
+            limit: upload_limit,
+            target: config.pack_bytes,
+            max_uploads: config.max_uploads,
+        });
+        let readahead = ReadAhead::new(
+            Arc::clone(&transport),
+            download_limit.clone(),
+            RangeLimits {
+                gap: config.range_gap_bytes,
+                max_range: config.max_range_bytes.min(PackSpan::MAX_PACK_BYTES),
+                budget: config.read_ahead_bytes,
+            },
+            config.max_downloads,
+        );
         Ok(ChunkedContentStore {
             codec,
             encoder,
             transport,
             config,
-            stats: Arc::new(TransferStats::default()),
-            upload_limit: config.upload_limit.map(|r| Arc::new(TokenBucket::new(r))),
-            download_limit: config.download_limit.map(|r| Arc::new(TokenBucket::new(r))),
+            stats,
+            download_limit,
+            journal,
+            packer: Arc::new(packer),
+            readahead: Arc::new(readahead),
+            checked_packs: Arc::default(),
         })
     }
 
@@ -205,216 +272,16 @@ impl ChunkedContentStore {
         &self.stats
     }
 
-    /// Uploads a file: see [`ContentStore::upload`].
-    pub async fn upload_file(&self, content: ByteReader) -> Result<Uploaded, TransferError> {
-        let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, out_rx) = mpsc::channel::<EncodedChunk>(self.config.max_uploads.max(1));
-        let encoder = self.encoder.clone();
-        // The pipeline's own content hash is keyed in encrypted workspaces;
-        // the engine compares with its unkeyed scan hash, so compute that.
-        let hash_plain = self.codec.is_encrypted();
-        let encode = tokio::task::spawn_blocking(move || {
-            let mut reader = bridge::ChannelReader::new(in_rx, hash_plain);
-            let summary = encoder.encode(&mut reader, |chunk| out_tx.blocking_send(chunk));
-            (summary, reader.plain_hash())
-        });
-        let (_, encoded, sent) = tokio::join!(
-            bridge::pump(content, in_tx),
-            encode,
-            self.send_chunks(out_rx)
-        );
-        let (summary, plain) = encoded.map_err(|e| TransferError::Task(e.to_string()))?;
-        // A failed upload stops the encoder through its sink; report the
-        // cause, not the symptom.
-        sent?;
-        let summary = summary.map_err(|e| match e {
-            EncodeError::Content(ContentError::Read { source, .. }) => TransferError::Read(source),
-            EncodeError::Content(e) => TransferError::Encode(e),
-            EncodeError::Sink(_) => TransferError::Task("upload stopped before the encoder".into()),
-        })?;
-        Ok(Uploaded {
-            hash: plain.map_or(summary.content_hash, ContentHash),
-            size: summary.size,
-            chunks: summary.chunks,
-        })
+    /// Writes every pack staged so far and waits for them: see
+    /// [`ContentStore::flush`].
+    pub async fn flush(&self) -> Result<(), TransferError> {
+        self.packer.flush().await
     }
 
-    /// Sends the chunks the store lacks, as they come from the encoder.
-    async fn send_chunks(&self, mut rx: mpsc::Receiver<EncodedChunk>) -> Result<(), TransferError> {
-        let mut seen = HashSet::new();
-        let mut uploads = JoinSet::new();
-        while let Some(first) = rx.recv().await {
-            let mut bytes = first.bytes.len();
-            let mut batch = vec![first];
-            // Batch what is ready now; waiting for more would idle the link.
-            while batch.len() < self.config.batch_chunks && bytes < self.config.batch_bytes {
-                match rx.try_recv() {
-                    Ok(c) => {
-                        bytes += c.bytes.len();
-                        batch.push(c);
-                    }
-                    Err(_) => break,
-                }
-            }
-            // A chunk repeated within a file is sent once.
-            batch.retain(|c| seen.insert(c.id));
-            if batch.is_empty() {
-                continue;
-            }
-            let (batch, small): (Vec<EncodedChunk>, Vec<EncodedChunk>) = batch
-                .into_iter()
-                .partition(|c| c.bytes.len() >= self.config.ask_min_bytes);
-            let present = if batch.is_empty() {
-                Vec::new()
-            } else {
-                let ids: Vec<ChunkId> = batch.iter().map(|c| c.id).collect();
-                let present = self.transport.has_chunks(&ids).await.map_err(|source| {
-                    TransferError::Transport {
-                        doing: format!("asking about {} chunks", ids.len()),
-                        source,
-                    }
-                })?;
-                if present.len() != ids.len() {
-                    return Err(TransferError::BadAnswer {
-                        asked: ids.len(),
-                        got: present.len(),
-                    });
-                }
-                present
-            };
-            let unasked = small.into_iter().map(|c| (c, false));
-            for (chunk, has) in batch.into_iter().zip(present).chain(unasked) {
-                if has {
-                    self.stats
-                        .chunks_deduplicated
-                        .fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                while uploads.len() >= self.config.max_uploads.max(1) {
-                    join_upload(uploads.join_next().await)?;
-                }
-                // Spawned, so uploads progress while this task batches.
-                let (transport, stats) = (Arc::clone(&self.transport), Arc::clone(&self.stats));
-                let limit = self.upload_limit.clone();
-                uploads.spawn(async move {
-                    let len = chunk.bytes.len() as u64;
-                    if let Some(limit) = limit {
-                        limit.take(len).await;
-                    }
-                    transport
-                        .put_chunk(&chunk.id, Bytes::from(chunk.bytes))
-                        .await
-                        .map_err(|source| TransferError::Transport {
-                            doing: format!("uploading chunk {}", chunk.id),
-                            source,
-                        })?;
-                    stats.chunks_uploaded.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
-                    Ok(())
-                });
-            }
-        }
-        while let Some(r) = uploads.join_next().await {
-            join_upload(Some(r))?;
-        }
-        Ok(())
-    }
-
-    /// Writes the plaintext of `chunks` to `dest`, checking every chunk
-    /// against its id and size, and the whole file against `expected` when
-    /// given. Does not flush or shut `dest` down.
-    pub async fn download_to<W>(
-        &self,
-        chunks: &[ChunkRef],
-        dest: &mut W,
-        expected: Option<ContentHash>,
-    ) -> Result<(), TransferError>
-    where
-        W: tokio::io::AsyncWrite + Unpin + ?Sized,
-    {
-        let mut hasher = blake3::Hasher::new();
-        let mut fetched = futures::stream::iter(chunks.to_vec())
-            .map(|c| AbortOnDrop(tokio::spawn(fetch_one(self.clone(), c))))
-            .buffered(self.config.max_downloads.max(1));
-        while let Some(plain) = fetched.try_next().await? {
-            hasher.update(&plain);
-            dest.write_all(&plain).await.map_err(TransferError::Write)?;
-        }
-        let actual = ContentHash(*hasher.finalize().as_bytes());
-        match expected {
-            Some(expected) if expected != actual => {
-                Err(TransferError::HashMismatch { expected, actual })
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-fn join_upload(
-    r: Option<Result<Result<(), TransferError>, tokio::task::JoinError>>,
-) -> Result<(), TransferError> {
-    match r {
-        None => Ok(()),
-        Some(Ok(r)) => r,
-        Some(Err(e)) => Err(TransferError::Task(e.to_string())),
-    }
-}
-
-/// Fetches and decodes one chunk.
-async fn fetch_one(store: ChunkedContentStore, chunk: ChunkRef) -> Result<Bytes, TransferError> {
-    let encoded = store
-        .transport
-        .get_chunk(&chunk.id)
-        .await
-        .map_err(|source| TransferError::Transport {
-            doing: format!("downloading chunk {}", chunk.id),
-            source,
-        })?;
-    if let Some(limit) = &store.download_limit {
-        limit.take(encoded.len() as u64).await;
-    }
-    store
-        .stats
-        .chunks_downloaded
-        .fetch_add(1, Ordering::Relaxed);
-    store
-        .stats
-        .bytes_downloaded
-        .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-    let codec = store.codec.clone();
-    let plain = tokio::task::spawn_blocking(move || codec.decode(&chunk.id, &encoded))
-        .await
-        .map_err(|e| TransferError::Task(e.to_string()))?
-        .map_err(|source| TransferError::Damaged {
-            id: chunk.id,
-            source,
-        })?;
-    if plain.len() != chunk.size as usize {
-        return Err(TransferError::SizeMismatch {
-            id: chunk.id,
-            declared: chunk.size,
-            actual: plain.len(),
-        });
-    }
-    Ok(Bytes::from(plain))
-}
-
-/// A spawned task that is cancelled if its result is no longer wanted (a
-/// download that failed on an earlier chunk).
-struct AbortOnDrop<T>(JoinHandle<Result<T, TransferError>>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, TransferError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|e| Err(TransferError::Task(e.to_string()))))
+    /// Starts reading ahead the packed chunks of `chunks`: see
+    /// [`ContentStore::expect_downloads`].
+    pub fn expect_downloads(&self, chunks: &[ChunkRef]) {
+        self.readahead.expect(chunks);
     }
 }
 
@@ -422,6 +289,16 @@ impl<T> Future for AbortOnDrop<T> {
 impl ContentStore for ChunkedContentStore {
     async fn upload(&self, content: ByteReader) -> Result<Uploaded, ProtoError> {
         self.upload_file(content).await.map_err(|e| e.to_proto())
+    }
+
+    async fn flush(&self) -> Result<(), ProtoError> {
+        ChunkedContentStore::flush(self)
+            .await
+            .map_err(|e| e.to_proto())
+    }
+
+    fn expect_downloads(&self, chunks: &[ChunkRef]) {
+        ChunkedContentStore::expect_downloads(self, chunks);
     }
 
     /// Checks each chunk; the engine checks the whole file on disk.

@@ -1,29 +1,43 @@
-//! How encoded chunks reach the chunk store: a small trait with one
-//! implementation over a [`BlobStore`] container (direct Swift access, or a
-//! local store in tests); the gateway client provides the other.
+//! How encoded chunks and pack objects reach the store of one workspace: a
+//! small trait with one implementation over a [`BlobStore`] container
+//! (local store in tests, and under the direct transport's Swift one); the
+//! gateway and direct connections provide the others.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use stacksync_blobstore::{BlobStore, ContainerName};
-use stacksync_proto::{ChunkId, Error};
+use stacksync_blobstore::{BlobStore, ByteRange, ContainerName, collect};
+use stacksync_proto::{ChunkId, ChunkRef, Error};
 
-/// Moves encoded chunks to and from the store of one workspace. Errors are
-/// protocol errors, so that a transport's `Unavailable` (retry later) is
-/// told apart from a refusal.
+/// Moves objects (encoded chunks stored on their own, and pack objects
+/// holding many) to and from the store of one workspace, and asks the
+/// service where it already stores chunks. Errors are protocol errors, so
+/// that a transport's `Unavailable` (retry later) is told apart from a
+/// refusal.
 #[async_trait]
 pub trait ChunkTransport: Send + Sync {
-    /// For each id, in order, whether the store already has that chunk.
+    /// For each name, in order, whether the store has an object of that
+    /// name (a chunk or a pack).
     async fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>, Error>;
-    /// Stores one encoded chunk.
+    /// Stores one object: an encoded chunk named by its id, or a pack.
     async fn put_chunk(&self, id: &ChunkId, data: Bytes) -> Result<(), Error>;
-    /// Fetches one encoded chunk (the caller decodes and verifies it).
+    /// Fetches one whole object (the caller decodes and verifies it).
     async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes, Error>;
+    /// Fetches bytes `offset..offset + len` of one object (a chunk inside
+    /// a pack); fails unless exactly `len` bytes come back.
+    async fn get_range(&self, id: &ChunkId, offset: u64, len: u32) -> Result<Bytes, Error>;
+    /// For each id, in order, the chunk as the service stores it (with its
+    /// location) if any version of the workspace uses it, else `None`. Any
+    /// number of ids (implementations split them into requests of at most
+    /// [`stacksync_proto::rpc::Request::MAX_LOCATE_IDS`]). `None` is always
+    /// a safe answer: it only costs sending the chunk again.
+    async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error>;
 }
 
-/// A [`ChunkTransport`] straight to one container of a [`BlobStore`].
+/// A [`ChunkTransport`] straight to one container of a [`BlobStore`]. There
+/// is no service behind it, so it locates nothing.
 #[derive(Clone)]
 pub struct BlobTransport {
     store: Arc<dyn BlobStore>,
@@ -31,7 +45,7 @@ pub struct BlobTransport {
 }
 
 impl BlobTransport {
-    /// Chunks of `container` in `store` (the container must exist).
+    /// Objects of `container` in `store` (the container must exist).
     pub fn new(store: Arc<dyn BlobStore>, container: ContainerName) -> BlobTransport {
         BlobTransport { store, container }
     }
@@ -59,5 +73,27 @@ impl ChunkTransport for BlobTransport {
 
     async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes, Error> {
         Ok(self.store.get_bytes(&self.container, id).await?)
+    }
+
+    async fn get_range(&self, id: &ChunkId, offset: u64, len: u32) -> Result<Bytes, Error> {
+        let range = ByteRange {
+            start: offset,
+            end: Some(offset + u64::from(len)),
+        };
+        let bytes = collect(self.store.get(&self.container, id, Some(range)).await?).await?;
+        if bytes.len() != len as usize {
+            // The store clamps a range to the object: a short answer means
+            // the span points past the end of the object.
+            return Err(Error::not_found(format!(
+                "object {id} has no bytes {offset}..{} (got {} bytes)",
+                offset + u64::from(len),
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        Ok(vec![None; ids.len()])
     }
 }

@@ -53,3 +53,109 @@ pub fn content_store(
     let transport = Arc::new(BlobTransport::new(Arc::clone(store), container.clone()));
     ChunkedContentStore::new(codec, transport, small_chunks()).expect("valid config")
 }
+
+/// A transport to a local store that counts what it is asked, can fail or
+/// hold a given PUT, and answers `locate_chunks` from an index the test
+/// fills (standing in for the service's chunk index).
+pub struct Probe {
+    inner: BlobTransport,
+    /// Names of the objects PUT so far, in call order (failed ones too).
+    pub puts: std::sync::Mutex<Vec<stacksync_proto::ChunkId>>,
+    pub ranges: std::sync::atomic::AtomicUsize,
+    pub gets: std::sync::atomic::AtomicUsize,
+    /// Ids asked about with `locate_chunks`.
+    pub located: std::sync::atomic::AtomicUsize,
+    /// Every PUT fails (`Unavailable`) while set.
+    pub fail_puts: std::sync::atomic::AtomicBool,
+    /// The PUT with this number (1-based) never answers.
+    pub hold_put: Option<usize>,
+    pub index: std::sync::Mutex<
+        std::collections::HashMap<stacksync_proto::ChunkId, stacksync_proto::ChunkRef>,
+    >,
+}
+
+impl Probe {
+    pub fn new(store: &Arc<dyn BlobStore>, container: &ContainerName) -> Probe {
+        Probe {
+            inner: BlobTransport::new(Arc::clone(store), container.clone()),
+            puts: Default::default(),
+            ranges: Default::default(),
+            gets: Default::default(),
+            located: Default::default(),
+            fail_puts: Default::default(),
+            hold_put: None,
+            index: Default::default(),
+        }
+    }
+
+    /// What the service learns from a commit of these chunks.
+    pub fn index(&self, chunks: &[stacksync_proto::ChunkRef]) {
+        let mut index = self.index.lock().unwrap();
+        for c in chunks {
+            index.entry(c.id).or_insert(*c);
+        }
+    }
+
+    pub fn count(counter: &std::sync::atomic::AtomicUsize) -> usize {
+        counter.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl stacksync_client::ChunkTransport for Probe {
+    async fn has_chunks(
+        &self,
+        ids: &[stacksync_proto::ChunkId],
+    ) -> Result<Vec<bool>, stacksync_proto::Error> {
+        self.inner.has_chunks(ids).await
+    }
+
+    async fn put_chunk(
+        &self,
+        id: &stacksync_proto::ChunkId,
+        data: bytes::Bytes,
+    ) -> Result<(), stacksync_proto::Error> {
+        let n = {
+            let mut puts = self.puts.lock().unwrap();
+            puts.push(*id);
+            puts.len()
+        };
+        if self.hold_put == Some(n) {
+            // A PUT the process dies in the middle of.
+            std::future::pending::<()>().await;
+        }
+        if self.fail_puts.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(stacksync_proto::Error::unavailable("PUT refused (test)"));
+        }
+        self.inner.put_chunk(id, data).await
+    }
+
+    async fn get_chunk(
+        &self,
+        id: &stacksync_proto::ChunkId,
+    ) -> Result<bytes::Bytes, stacksync_proto::Error> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get_chunk(id).await
+    }
+
+    async fn get_range(
+        &self,
+        id: &stacksync_proto::ChunkId,
+        offset: u64,
+        len: u32,
+    ) -> Result<bytes::Bytes, stacksync_proto::Error> {
+        self.ranges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get_range(id, offset, len).await
+    }
+
+    async fn locate_chunks(
+        &self,
+        ids: &[stacksync_proto::ChunkId],
+    ) -> Result<Vec<Option<stacksync_proto::ChunkRef>>, stacksync_proto::Error> {
+        self.located
+            .fetch_add(ids.len(), std::sync::atomic::Ordering::SeqCst);
+        let index = self.index.lock().unwrap();
+        Ok(ids.iter().map(|id| index.get(id).copied()).collect())
+    }
+}

@@ -7,6 +7,11 @@
 //! are then applied in plan order, exactly as single commits were, and the
 //! state is saved once for the batch.
 //!
+//! Before a batch that carries content is sent, the content store is
+//! flushed ([`crate::ContentStore::flush`]): uploads may have staged chunks
+//! in pack objects not written yet, and a commit must never name a chunk
+//! that is not stored.
+//!
 //! Before a batch is sent, its proposals are saved as an intent record
 //! (`SyncState::pending`), cleared by the save of the outcomes. A crash
 //! between the server's acceptance and that save loses nothing: the next
@@ -147,6 +152,20 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let items: Vec<ProposedItem> = proposed.iter().map(|p| p.item.clone()).collect();
         let count = items.len();
+        // Uploads may have left chunks staged in packs not written yet; a
+        // commit must never name a chunk that is not stored. A failure
+        // stops the round before anything is sent (the next round uploads
+        // again), so no intent is recorded for it.
+        if items.iter().any(|i| !i.chunks.is_empty()) {
+            self.io
+                .content
+                .flush()
+                .await
+                .map_err(|source| EngineError::Remote {
+                    doing: format!("storing the content of {count} item(s)"),
+                    source,
+                })?;
+        }
         // The intent first: if the server accepts the batch and we die
         // before saving its outcomes, the next run finds out from the feed
         // which proposals landed (see `SyncState::resolve_pending`).

@@ -5,7 +5,11 @@
 //! The plan is applied in windows of bounded transfer volume. Before each
 //! window's ordered apply, its transfers run N at a time ([`prefetch`]):
 //! uploads of the files it commits, downloads of the files it creates, each
-//! into a download temporary. The ordered operations then
+//! into a download temporary (the content store is first told which chunks
+//! the window downloads, so it can fetch neighbours in one request). Uploads
+//! may leave chunks staged in packs the store has not written yet: every
+//! commit batch that carries content flushes the store first. The ordered
+//! operations then
 //! only commit or put verified temporaries in place; they fall back to
 //! transferring themselves whenever a prefetched result is not provably
 //! for the file as it is now.

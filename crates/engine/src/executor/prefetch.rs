@@ -215,8 +215,10 @@ pub(super) async fn uploads(
 
 /// Downloads the content of every file `ops` downloads into its temporary,
 /// up to `parallel` at a time (each content once). Where the temporary
-/// goes: see the module documentation. A failure stops starting new
-/// downloads and leaves the rest to the ordered operations.
+/// goes: see the module documentation. The store is first told every chunk
+/// the window will fetch (after what partial temporaries already hold), so
+/// it can read neighbouring chunks of a pack at once. A failure stops
+/// starting new downloads and leaves the rest to the ordered operations.
 pub(super) async fn downloads(
     fs: &dyn Fs,
     store: &dyn ContentStore,
@@ -225,7 +227,7 @@ pub(super) async fn downloads(
     parallel: usize,
 ) -> BTreeMap<ContentHash, Option<Key>> {
     let mut seen = BTreeSet::new();
-    let jobs: Vec<(Option<Key>, RelPath, &RemoteContent)> = ops
+    let wanted: Vec<(Option<Key>, RelPath, &RemoteContent)> = ops
         .iter()
         .filter_map(|op| match op {
             Op::Download { pos, content, .. } if seen.insert(content.hash) => {
@@ -240,6 +242,34 @@ pub(super) async fn downloads(
             _ => None,
         })
         .collect();
+    let mut jobs = Vec::with_capacity(wanted.len());
+    let mut expected = Vec::new();
+    for (holder, temp, content) in wanted {
+        // An earlier prefetch, interrupted, may have left this content at
+        // the root while the folder did not exist yet: continue it.
+        let at_root = RelPath::root().join(&temp_name(&content.hash));
+        let (holder, temp) = match fs.stat(&at_root).await {
+            Ok(Some(m)) if holder.is_some() && m.kind == EntryKind::File => (None, at_root),
+            _ => (holder, temp),
+        };
+        // What `fill_temp` will skip: the whole chunks already there.
+        let partial = match fs.stat(&temp).await {
+            Ok(Some(m)) if m.kind == EntryKind::File => m.stamp.size,
+            _ => 0,
+        };
+        let skip = if partial == content.size {
+            content.chunks.len()
+        } else {
+            resume_point(&content.chunks, partial).0
+        };
+        expected.extend_from_slice(&content.chunks[skip..]);
+        jobs.push((holder, temp, content));
+    }
+    // Also when one file is left: the ordered operation downloads it, and
+    // its chunks still come in fewer requests.
+    if !expected.is_empty() {
+        store.expect_downloads(&expected);
+    }
     if jobs.len() < 2 {
         return BTreeMap::new();
     }
@@ -250,13 +280,6 @@ pub(super) async fn downloads(
             if stopped.load(Ordering::Relaxed) {
                 return None;
             }
-            // An earlier prefetch, interrupted, may have left this content
-            // at the root while the folder did not exist yet: continue it.
-            let at_root = RelPath::root().join(&temp_name(&content.hash));
-            let (holder, temp) = match fs.stat(&at_root).await {
-                Ok(Some(m)) if holder.is_some() && m.kind == EntryKind::File => (None, at_root),
-                _ => (holder, temp),
-            };
             match fill_temp(fs, store, &temp, content).await {
                 Ok(()) => Some((content.hash, holder)),
                 // About this one file (its folder went away): the ordered

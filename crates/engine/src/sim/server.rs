@@ -1,5 +1,11 @@
 //! An in-memory sync server and chunk store that apply the commit rules of
 //! the real metadata store (reference section 4).
+//!
+//! Uploads are staged the way a packing content store stages them: a
+//! device's uploaded chunks become visible to the server only when that
+//! device flushes, and a commit naming a chunk the server does not hold
+//! fails as a whole (`Internal`), so a test fails if the engine ever
+//! commits before flushing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +15,7 @@ use async_trait::async_trait;
 use stacksync_proto::{
     ChangesPage, ChunkId, ChunkRef, CommitOutcome, CommitResult, ContentHash, DeviceId, Error,
     ErrorKind, ItemCommitResult, ItemId, ItemMeta, NameError, ProposedItem, WorkspaceId,
+    same_chunks,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,6 +29,7 @@ struct State {
     items: BTreeMap<ItemId, Vec<ItemMeta>>,
     chunks: HashMap<ChunkId, Arc<Vec<u8>>>,
     chunk_uploads: u64,
+    flushes: u64,
     chunk_downloads: u64,
     chunk_size: usize,
     refuse_names_containing: Option<String>,
@@ -85,18 +93,32 @@ impl FakeServer {
         self.lock().largest_batch
     }
 
-    /// The connection of one device.
+    /// The connection of one device. Clones of a link share its staged
+    /// uploads.
     pub fn device(&self, device: DeviceId) -> DeviceLink {
         DeviceLink {
             server: self.clone(),
             device,
             lose_next_reply: Arc::new(AtomicBool::new(false)),
+            fail_next_flush: Arc::new(AtomicBool::new(false)),
+            staged: Arc::default(),
         }
     }
 
-    /// Chunks stored so far (each distinct chunk counts once).
+    /// Chunks stored so far (each distinct chunk counts once, when the
+    /// flush that makes it visible stores it).
     pub fn chunk_uploads(&self) -> u64 {
         self.lock().chunk_uploads
+    }
+
+    /// Successful flushes of any device so far.
+    pub fn flushes(&self) -> u64 {
+        self.lock().flushes
+    }
+
+    /// Whether the server holds chunk `id` (staged chunks do not count).
+    pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.lock().chunks.contains_key(id)
     }
 
     /// Chunks served to downloads so far.
@@ -151,7 +173,7 @@ impl FakeServer {
                     && stored.is_folder == p.is_folder
                     && stored.status == p.status
                     && stored.content_hash == p.content_hash
-                    && stored.chunks == p.chunks;
+                    && same_chunks(&stored.chunks, &p.chunks);
                 return if same {
                     CommitOutcome::Committed {
                         meta: stored.clone(),
@@ -215,11 +237,6 @@ impl FakeServer {
                     };
                 }
             }
-            if let Some(missing) = p.chunks.iter().find(|c| !s.chunks.contains_key(&c.id)) {
-                return CommitOutcome::Refused {
-                    error: Error::bad_request(format!("chunk {} was never uploaded", missing.id)),
-                };
-            }
         }
         s.revision += 1;
         s.clock += 1;
@@ -251,6 +268,9 @@ pub struct DeviceLink {
     server: FakeServer,
     device: DeviceId,
     lose_next_reply: Arc<AtomicBool>,
+    fail_next_flush: Arc<AtomicBool>,
+    /// Uploaded chunks the server does not hold until the next flush.
+    staged: Arc<Mutex<HashMap<ChunkId, Arc<Vec<u8>>>>>,
 }
 
 impl DeviceLink {
@@ -258,6 +278,22 @@ impl DeviceLink {
     /// fails), as when a client crashes right after sending.
     pub fn lose_next_reply(&self) {
         self.lose_next_reply.store(true, Ordering::SeqCst);
+    }
+
+    /// The next flush fails (`Unavailable`) and its staged chunks are
+    /// forgotten, as when writing a pack fails: uploading them again
+    /// stages them anew.
+    pub fn fail_next_flush(&self) {
+        self.fail_next_flush.store(true, Ordering::SeqCst);
+    }
+
+    /// Chunks uploaded and not flushed yet.
+    pub fn staged_chunks(&self) -> usize {
+        self.staged().len()
+    }
+
+    fn staged(&self) -> MutexGuard<'_, HashMap<ChunkId, Arc<Vec<u8>>>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -288,6 +324,18 @@ impl Remote for DeviceLink {
         let mut s = self.server.lock();
         s.commit_calls += 1;
         s.largest_batch = s.largest_batch.max(items.len());
+        // Not a refusal the engine could handle: a client that commits a
+        // chunk it has not stored is broken, and the test must fail.
+        if let Some(c) = items
+            .iter()
+            .flat_map(|p| &p.chunks)
+            .find(|c| !s.chunks.contains_key(&c.id))
+        {
+            return Err(Error::internal(format!(
+                "commit names chunk {} that the server does not hold (uploaded but not flushed?)",
+                c.id
+            )));
+        }
         let results = items
             .into_iter()
             .map(|p| {
@@ -339,12 +387,12 @@ impl ContentStore for DeviceLink {
             hasher.update(data);
             size += n as u64;
             let id = ChunkId(*blake3::hash(data).as_bytes());
-            let mut s = self.server.lock();
-            if let std::collections::hash_map::Entry::Vacant(e) = s.chunks.entry(id) {
-                e.insert(Arc::new(data.to_vec()));
-                s.chunk_uploads += 1;
+            if !self.server.has_chunk(&id) {
+                self.staged()
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(data.to_vec()));
             }
-            chunks.push(ChunkRef { id, size: n as u32 });
+            chunks.push(ChunkRef::whole(id, n as u32));
             if n < chunk_size {
                 break;
             }
@@ -354,6 +402,25 @@ impl ContentStore for DeviceLink {
             size,
             chunks,
         })
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        let staged = std::mem::take(&mut *self.staged());
+        if self.fail_next_flush.swap(false, Ordering::SeqCst) {
+            return Err(Error::unavailable(format!(
+                "writing {} staged chunk(s) failed (simulated)",
+                staged.len()
+            )));
+        }
+        let mut s = self.server.lock();
+        for (id, data) in staged {
+            if let std::collections::hash_map::Entry::Vacant(e) = s.chunks.entry(id) {
+                e.insert(data);
+                s.chunk_uploads += 1;
+            }
+        }
+        s.flushes += 1;
+        Ok(())
     }
 
     async fn download(&self, chunks: &[ChunkRef], dest: &mut ByteWriter) -> Result<(), Error> {

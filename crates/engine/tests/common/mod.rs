@@ -7,7 +7,7 @@ use std::sync::Arc;
 use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
 use stacksync_engine::io::{ContentStore, MemStateStore};
 use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer, MemFs, SeqIds};
-use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, SyncReport};
+use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, Remote, SyncReport};
 use stacksync_proto::{ContentHash, DeviceId};
 
 pub struct Device {
@@ -23,6 +23,8 @@ pub struct Device {
     pub commit_batch: usize,
     /// Replaces the content store the engine uses (to observe it).
     pub content: Option<Arc<dyn ContentStore>>,
+    /// Replaces the server connection the engine uses (to observe it).
+    pub remote: Option<Arc<dyn Remote>>,
     engine: Option<Engine>,
 }
 
@@ -30,7 +32,10 @@ impl Device {
     fn io(&self) -> EngineIo {
         EngineIo {
             fs: Arc::new(self.fs.clone()),
-            remote: Arc::new(self.link.clone()),
+            remote: self
+                .remote
+                .clone()
+                .unwrap_or_else(|| Arc::new(self.link.clone())),
             content: self
                 .content
                 .clone()
@@ -136,6 +141,7 @@ impl World {
                     transfers: EngineConfig::default().transfers,
                     commit_batch: EngineConfig::default().commit_batch,
                     content: None,
+                    remote: None,
                     engine: None,
                 }
             })

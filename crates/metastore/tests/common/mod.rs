@@ -77,10 +77,7 @@ pub fn file(
     let chunks = if size == 0 {
         vec![]
     } else {
-        vec![ChunkRef {
-            id: ChunkId([seed; 32]),
-            size,
-        }]
+        vec![ChunkRef::whole(ChunkId([seed; 32]), size)]
     };
     ProposedItem {
         id,

@@ -1,0 +1,146 @@
+//! Download: chunks are fetched with bounded parallelism, in order, each
+//! taken from the read-ahead ([`super::readahead`]) when it is there, else
+//! fetched on its own (a range of its pack, or the object named by its
+//! id); each is decoded on the blocking pool, which checks it against its
+//! id, and its plaintext written.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use stacksync_proto::{ChunkRef, ContentHash, Error as ProtoError, PackSpan};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+
+use super::{ChunkedContentStore, TransferError};
+
+impl ChunkedContentStore {
+    /// Writes the plaintext of `chunks` to `dest`, checking every chunk
+    /// against its id and size, and the whole file against `expected` when
+    /// given. Does not flush or shut `dest` down.
+    pub async fn download_to<W>(
+        &self,
+        chunks: &[ChunkRef],
+        dest: &mut W,
+        expected: Option<ContentHash>,
+    ) -> Result<(), TransferError>
+    where
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        let mut hasher = blake3::Hasher::new();
+        let mut fetched = futures::stream::iter(chunks.to_vec())
+            .map(|c| AbortOnDrop(tokio::spawn(fetch_one(self.clone(), c))))
+            .buffered(self.config.max_downloads.max(1));
+        while let Some(plain) = fetched.try_next().await? {
+            hasher.update(&plain);
+            dest.write_all(&plain).await.map_err(TransferError::Write)?;
+        }
+        let actual = ContentHash(*hasher.finalize().as_bytes());
+        match expected {
+            Some(expected) if expected != actual => {
+                Err(TransferError::HashMismatch { expected, actual })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The encoded bytes of one chunk: read ahead, or fetched now.
+    async fn encoded(&self, chunk: &ChunkRef) -> Result<Bytes, TransferError> {
+        if let Some(ahead) = self.readahead.take(chunk) {
+            match ahead.bytes().await {
+                Ok(bytes) => return Ok(bytes),
+                // Dropped by a newer hint, or the range read failed: the
+                // chunk alone is tried, and its own error reported.
+                Err(e) => tracing::debug!("read-ahead of chunk {} not used: {e}", chunk.id),
+            }
+        }
+        let fetched = match chunk.span {
+            Some(span) => {
+                check_span(&span)?;
+                self.transport
+                    .get_range(&span.pack, span.offset, span.len)
+                    .await
+            }
+            None => self.transport.get_chunk(&chunk.id).await,
+        };
+        let encoded = fetched.map_err(|source| TransferError::Transport {
+            doing: format!("downloading chunk {}", chunk.id),
+            source,
+        })?;
+        if let Some(limit) = &self.download_limit {
+            limit.take(encoded.len() as u64).await;
+        }
+        Ok(encoded)
+    }
+}
+
+/// Refuses a span no pack can hold before asking for it (it comes from
+/// the service, and sizes what is read into memory).
+fn check_span(span: &PackSpan) -> Result<(), TransferError> {
+    if span.len == 0
+        || span.len > stacksync_proto::MAX_ENCODED_CHUNK
+        || span.end() > PackSpan::MAX_PACK_BYTES
+    {
+        return Err(TransferError::Transport {
+            doing: format!(
+                "downloading bytes {}..{} of pack {}",
+                span.offset,
+                span.end(),
+                span.pack
+            ),
+            source: ProtoError::bad_request("no pack can hold such a chunk"),
+        });
+    }
+    Ok(())
+}
+
+/// Fetches and decodes one chunk.
+async fn fetch_one(store: ChunkedContentStore, chunk: ChunkRef) -> Result<Bytes, TransferError> {
+    let encoded = store.encoded(&chunk).await?;
+    store
+        .stats
+        .chunks_downloaded
+        .fetch_add(1, Ordering::Relaxed);
+    store
+        .stats
+        .bytes_downloaded
+        .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+    let codec = store.codec.clone();
+    let plain = tokio::task::spawn_blocking(move || codec.decode(&chunk.id, &encoded))
+        .await
+        .map_err(|e| TransferError::Task(e.to_string()))?
+        .map_err(|source| TransferError::Damaged {
+            id: chunk.id,
+            source,
+        })?;
+    if plain.len() != chunk.size as usize {
+        return Err(TransferError::SizeMismatch {
+            id: chunk.id,
+            declared: chunk.size,
+            actual: plain.len(),
+        });
+    }
+    Ok(Bytes::from(plain))
+}
+
+/// A spawned task that is cancelled if its result is no longer wanted (a
+/// download that failed on an earlier chunk).
+struct AbortOnDrop<T>(JoinHandle<Result<T, TransferError>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, TransferError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|e| Err(TransferError::Task(e.to_string()))))
+    }
+}

@@ -1,0 +1,342 @@
+//! The upload journal: which chunks this client put into which pack, in a
+//! small SQLite database next to the state database, so that an upload
+//! interrupted by a crash resumes without sending again what already
+//! reached the store.
+//!
+//! It is written *ahead*: a pack's chunks are recorded before the pack is
+//! PUT. A record made after the PUT would be lost by a kill between the two,
+//! and the resumed upload would send the pack again. A record for a pack
+//! whose PUT never completed is harmless: before a journaled location is
+//! used, the pack's existence is checked once (per pack and process), and
+//! the rows of a missing pack are deleted. Rows older than
+//! [`UploadJournal::MAX_AGE`] are pruned when the journal is opened: by
+//! then the chunks were committed (the service knows where they are) or
+//! abandoned.
+//!
+//! Durability: WAL with `synchronous = NORMAL`. A row survives the process
+//! being killed (what resuming is about); a power cut may lose the last
+//! rows, which only costs sending those chunks again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite};
+use stacksync_proto::{ChunkId, ChunkRef, PackSpan, WorkspaceId};
+
+/// Why the upload journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Opening or creating the database file failed.
+    #[error("cannot open upload journal {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("upload journal {path}, while {doing}: {source}")]
+    Query {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// One chunk placed in a pack: what the journal records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Its plaintext size.
+    pub size: u32,
+    /// Where it is in its pack.
+    pub span: PackSpan,
+}
+
+/// The journal of one workspace in a SQLite database (several workspaces
+/// may share the file). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UploadJournal {
+    pool: SqlitePool,
+    path: PathBuf,
+    workspace: String,
+}
+
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS packed_chunks (
+        workspace TEXT NOT NULL,
+        chunk BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        pack BLOB NOT NULL,
+        offset INTEGER NOT NULL,
+        len INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (workspace, chunk)
+    )",
+    "CREATE INDEX IF NOT EXISTS packed_chunks_pack ON packed_chunks (workspace, pack)",
+];
+
+/// Most ids in one lookup statement (SQLite limits bound parameters).
+const LOOKUP_BATCH: usize = 500;
+
+impl UploadJournal {
+    /// Rows older than this are pruned at open.
+    pub const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    /// Opens (creating if needed) the journal at `path` for `workspace`,
+    /// pruning rows older than [`UploadJournal::MAX_AGE`].
+    pub async fn open(path: &Path, workspace: WorkspaceId) -> Result<Self, JournalError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        // One connection: pack writers record one transaction each, and a
+        // single writer never sees SQLITE_BUSY from itself.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| JournalError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let journal = UploadJournal {
+            pool,
+            path: path.to_path_buf(),
+            workspace: workspace.to_string(),
+        };
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&journal.pool)
+                .await
+                .map_err(|e| journal.query_error("creating the schema", e))?;
+        }
+        let oldest = now_millis() - Self::MAX_AGE.as_millis() as i64;
+        sqlx::query("DELETE FROM packed_chunks WHERE at < ?1")
+            .bind(oldest)
+            .execute(&journal.pool)
+            .await
+            .map_err(|e| journal.query_error("pruning old rows", e))?;
+        Ok(journal)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records the chunks of one pack, in one transaction (before the pack
+    /// is written: see the module documentation).
+    pub async fn record(&self, entries: &[JournalEntry]) -> Result<(), JournalError> {
+        let at = now_millis();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error("starting a transaction", e))?;
+        for e in entries {
+            // A chunk has one journaled place: the latest pack it went into.
+            sqlx::query(
+                "INSERT INTO packed_chunks (workspace, chunk, size, pack, offset, len, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (workspace, chunk) DO UPDATE SET size = excluded.size,
+                     pack = excluded.pack, offset = excluded.offset, len = excluded.len,
+                     at = excluded.at",
+            )
+            .bind(&self.workspace)
+            .bind(e.id.0.to_vec())
+            .bind(i64::from(e.size))
+            .bind(e.span.pack.0.to_vec())
+            .bind(e.span.offset as i64)
+            .bind(i64::from(e.span.len))
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error("recording a pack", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.query_error("recording a pack", e))
+    }
+
+    /// The journaled location of each of `ids` that has one. Rows that do
+    /// not describe a possible span (a damaged file) are left out.
+    pub async fn lookup(
+        &self,
+        ids: &[ChunkId],
+    ) -> Result<HashMap<ChunkId, ChunkRef>, JournalError> {
+        let mut found = HashMap::new();
+        for batch in ids.chunks(LOOKUP_BATCH) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT chunk, size, pack, offset, len FROM packed_chunks WHERE workspace = ",
+            );
+            q.push_bind(self.workspace.clone());
+            q.push(" AND chunk IN (");
+            let mut list = q.separated(", ");
+            for id in batch {
+                list.push_bind(id.0.to_vec());
+            }
+            q.push(")");
+            let rows: Vec<Row> = q
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.query_error("looking up chunks", e))?;
+            found.extend(rows.into_iter().filter_map(row_to_ref).map(|r| (r.id, r)));
+        }
+        Ok(found)
+    }
+
+    /// Deletes the rows of a pack that turned out not to exist; returns how
+    /// many there were.
+    pub async fn forget_pack(&self, pack: &ChunkId) -> Result<u64, JournalError> {
+        let done = sqlx::query("DELETE FROM packed_chunks WHERE workspace = ?1 AND pack = ?2")
+            .bind(&self.workspace)
+            .bind(pack.0.to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.query_error("forgetting a pack", e))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every pack the journal names, in name order.
+    pub async fn packs(&self) -> Result<Vec<ChunkId>, JournalError> {
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT DISTINCT pack FROM packed_chunks WHERE workspace = ?1 ORDER BY pack",
+        )
+        .bind(&self.workspace)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.query_error("listing packs", e))?;
+        Ok(rows.into_iter().filter_map(|(p,)| chunk_id(&p)).collect())
+    }
+
+    /// Closes the database, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    fn query_error(&self, doing: &'static str, source: sqlx::Error) -> JournalError {
+        JournalError::Query {
+            path: self.path.clone(),
+            doing,
+            source,
+        }
+    }
+}
+
+/// A row of `packed_chunks` as read: chunk, size, pack, offset, len.
+type Row = (Vec<u8>, i64, Vec<u8>, i64, i64);
+
+fn chunk_id(bytes: &[u8]) -> Option<ChunkId> {
+    Some(ChunkId(bytes.try_into().ok()?))
+}
+
+/// A row as a chunk reference, if it describes one a pack can hold.
+fn row_to_ref((chunk, size, pack, offset, len): Row) -> Option<ChunkRef> {
+    let span = PackSpan {
+        pack: chunk_id(&pack)?,
+        offset: u64::try_from(offset).ok()?,
+        len: u32::try_from(len).ok()?,
+    };
+    let size = u32::try_from(size).ok()?;
+    let possible = size > 0
+        && size <= stacksync_proto::MAX_CHUNK_SIZE
+        && span.len > 0
+        && span.len <= stacksync_proto::MAX_ENCODED_CHUNK
+        && span.end() <= PackSpan::MAX_PACK_BYTES;
+    let id = chunk_id(&chunk)?;
+    possible.then_some(ChunkRef {
+        id,
+        size,
+        span: Some(span),
+    })
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, pack: u8, offset: u64) -> JournalEntry {
+        JournalEntry {
+            id: ChunkId([n; 32]),
+            size: 100,
+            span: PackSpan {
+                pack: ChunkId([pack; 32]),
+                offset,
+                len: 50,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_found_forgotten_by_pack_and_pruned_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uploads.sqlite");
+        let ws = WorkspaceId::NIL;
+        let journal = UploadJournal::open(&path, ws).await.unwrap();
+        journal
+            .record(&[entry(1, 9, 0), entry(2, 9, 50)])
+            .await
+            .unwrap();
+        journal.record(&[entry(3, 8, 0)]).await.unwrap();
+        // A chunk written again lives where it was written last.
+        journal.record(&[entry(1, 7, 0)]).await.unwrap();
+        let ids = [ChunkId([1; 32]), ChunkId([2; 32]), ChunkId([4; 32])];
+        let found = journal.lookup(&ids).await.unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[&ids[0]].span.unwrap().pack, ChunkId([7; 32]));
+        assert_eq!(found[&ids[1]].span.unwrap().offset, 50);
+        // Another workspace sharing the file sees none of it.
+        let other = WorkspaceId(uuid::Uuid::from_u64_pair(1, 2));
+        let theirs = UploadJournal::open(&path, other).await.unwrap();
+        assert!(theirs.lookup(&ids).await.unwrap().is_empty());
+        assert_eq!(journal.forget_pack(&ChunkId([9; 32])).await.unwrap(), 1);
+        assert_eq!(
+            journal.packs().await.unwrap(),
+            vec![ChunkId([7; 32]), ChunkId([8; 32])]
+        );
+        // Rows older than the limit go at the next open.
+        let old = now_millis() - UploadJournal::MAX_AGE.as_millis() as i64 - 1000;
+        sqlx::query("UPDATE packed_chunks SET at = ?1 WHERE pack = ?2")
+            .bind(old)
+            .bind(vec![8u8; 32])
+            .execute(&journal.pool)
+            .await
+            .unwrap();
+        journal.close().await;
+        let reopened = UploadJournal::open(&path, ws).await.unwrap();
+        assert_eq!(reopened.packs().await.unwrap(), vec![ChunkId([7; 32])]);
+    }
+
+    #[test]
+    fn impossible_rows_are_ignored() {
+        let row =
+            |size: i64, offset: i64, len: i64| (vec![1u8; 32], size, vec![2u8; 32], offset, len);
+        assert!(row_to_ref(row(10, 0, 20)).is_some());
+        assert!(row_to_ref(row(0, 0, 20)).is_none());
+        assert!(row_to_ref(row(10, -1, 20)).is_none());
+        assert!(row_to_ref(row(10, 0, 0)).is_none());
+        let past_the_end = PackSpan::MAX_PACK_BYTES as i64;
+        assert!(row_to_ref(row(10, past_the_end, 20)).is_none());
+        assert!(row_to_ref((vec![1u8; 31], 10, vec![2u8; 32], 0, 20)).is_none());
+    }
+}

@@ -1,0 +1,109 @@
+//! The chunk index of each workspace (`chunk_refs`): every chunk some
+//! version uses, with its size, how many versions use it, and where it is
+//! stored. One location per chunk and workspace: the first version that
+//! brings a chunk in decides it, and everything the store sends afterwards
+//! carries that location, whatever later proposals claim.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::AnyConnection;
+use stacksync_proto::{ChunkId, ChunkRef, Error, WorkspaceId};
+
+use crate::MetaStore;
+use crate::commit::ROWS;
+use crate::error::{DbContext, StoreError};
+use crate::rows::{CHUNK_COLS, chunk_from_row, dynamic};
+
+/// The index entries of `ids` in `ws` (each id once, whatever its
+/// repetitions), in one query per [`ROWS`] ids. `in_use_only` leaves out
+/// entries no version references any more.
+pub(crate) async fn stored_chunks(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    ids: &[ChunkId],
+    in_use_only: bool,
+) -> Result<HashMap<ChunkId, ChunkRef>, StoreError> {
+    let ids: Vec<ChunkId> = ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let filter = if in_use_only { " AND refs > 0" } else { "" };
+    let mut found = HashMap::new();
+    for group in ids.chunks(ROWS) {
+        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT {CHUNK_COLS} FROM chunk_refs WHERE workspace_id = $1 AND chunk_id IN ({}){filter}",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
+        for id in group {
+            q = q.bind(id.to_hex());
+        }
+        for row in q
+            .fetch_all(&mut *conn)
+            .await
+            .ctx("reading the chunk index")?
+        {
+            let c = chunk_from_row(&row)?;
+            found.insert(c.id, c);
+        }
+    }
+    Ok(found)
+}
+
+/// A chunk id names one content, so it has one size: a version that claims
+/// another size for a chunk `index` (or the version itself) already has is
+/// lying or broken.
+pub(crate) fn check_chunk_sizes(
+    index: &HashMap<ChunkId, ChunkRef>,
+    chunks: &[ChunkRef],
+) -> Option<Error> {
+    let mut seen: HashMap<ChunkId, u32> = HashMap::new();
+    for c in chunks {
+        let known = seen
+            .get(&c.id)
+            .or_else(|| index.get(&c.id).map(|k| &k.size));
+        if let Some(size) = known
+            && *size != c.size
+        {
+            return Some(Error::bad_request(format!(
+                "chunk {} has {size} bytes, not {}",
+                c.id, c.size
+            )));
+        }
+        seen.insert(c.id, c.size);
+    }
+    None
+}
+
+/// The chunks of a version as the workspace will store them: a chunk
+/// `index` has keeps its stored location; a new one takes the location
+/// proposed at its first mention in the version.
+pub(crate) fn locate(index: &HashMap<ChunkId, ChunkRef>, proposed: &[ChunkRef]) -> Vec<ChunkRef> {
+    let mut claimed: HashMap<ChunkId, ChunkRef> = HashMap::new();
+    proposed
+        .iter()
+        .map(|c| {
+            let stored = index.get(&c.id).or_else(|| claimed.get(&c.id)).copied();
+            stored.unwrap_or_else(|| *claimed.entry(c.id).or_insert(*c))
+        })
+        .collect()
+}
+
+impl MetaStore {
+    /// For each of `ids`, in order: the chunk as `ws` stores it (size and
+    /// location) if any version of the workspace uses it, else `None`.
+    /// Clients ask before uploading, so a chunk the workspace has is not
+    /// sent again. The caller checks membership and bounds the list.
+    pub async fn locate_chunks(
+        &self,
+        ws: WorkspaceId,
+        ids: &[ChunkId],
+    ) -> Result<Vec<Option<ChunkRef>>, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let found = stored_chunks(&mut conn, ws, ids, true).await?;
+        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+    }
+}
