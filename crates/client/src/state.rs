@@ -1,21 +1,56 @@
 //! The engine's [`StateStore`] in a SQLite file in the client's state folder.
 //!
-//! For now the whole [`SyncState`] of a workspace is one row, replaced in
-//! a single statement (so a crash leaves the old row or the new, never a
-//! mix). It is encoded as CBOR: self-describing like JSON, so fields the
-//! engine adds later with `#[serde(default)]` still load, but it also
-//! allows the non-string map keys `SyncState` has. Rewriting the whole
-//! state after every operation costs O(items) per operation; the next step
-//! is a per-item delta store (one row per synced item, updated in place).
+//! The [`SyncState`] of a workspace is stored as rows: one per remote item,
+//! synced item, refused path and pending commit (in `sync_entry`, keyed by
+//! workspace, kind and key, the value CBOR so that fields the engine adds
+//! later with `#[serde(default)]` still load), plus the cursor in
+//! `sync_cursor`, whose row is also what says a state was saved. Several
+//! workspaces share one file.
+//!
+//! The engine saves after every applied operation, so a save writes only
+//! what changed since the state this store last loaded or saved, which it
+//! keeps in memory: each map is diffed against that copy (a merge of two
+//! sorted sequences: O(items) comparisons of values already in memory, no
+//! encoding), then only the changed entries are encoded and
+//! written (O(changes) encoding and I/O; a save that changes nothing
+//! writes nothing). The comparisons cost about 0.1 µs per entry once the
+//! state outgrows the CPU caches (`examples/state_bench.rs`: ~4 ms for 20k
+//! items, so ~25 ms at 100k), an order of magnitude below what the
+//! previous layout paid per operation to encode and write the whole state
+//! as one blob, O(n²) over a first sync. That is acceptable until the
+//! engine can say which entries an operation touched, which would remove
+//! the comparisons too. The price is a second copy of the state in memory.
+//!
+//! A save is one transaction (WAL, `synchronous=FULL`: a saved state survives
+//! a power cut, which the engine's commit intents rely on), so a crash
+//! leaves the previous save or the new one, never a mix. The in-memory copy
+//! is dropped when a save starts and put back only once it committed: a
+//! save that failed or whose future was dropped half-way makes the next one
+//! rewrite every row of the workspace, which is also what happens on the
+//! first save after [`SqliteStateStore::open`] without a load. The copy
+//! belongs to this store (and its clones): one store per workspace writes
+//! at a time.
+//!
+//! A database written by the previous layout (table `sync_state`, one CBOR
+//! blob per workspace) is converted by the first load, in one transaction.
 
+mod rows;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, SqliteConnection};
 use stacksync_engine::{StateStore, SyncState};
 use stacksync_proto::WorkspaceId;
+use tokio::sync::Mutex;
+
+use rows::{Changes, Kind, RowWrite, Snapshot};
 
 /// Why the state database failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,29 +83,72 @@ pub enum StateDbError {
         path: PathBuf,
         /// Whose state.
         workspace: WorkspaceId,
-        /// The decoder's message.
+        /// What was unreadable, and the decoder's message.
         message: String,
     },
 }
 
+/// What one save wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaveStats {
+    /// Rows inserted, updated or deleted, as SQLite counted them.
+    pub rows_changed: u64,
+    /// The save rewrote every row of the workspace, because what the
+    /// database held was not known (first save after opening without a
+    /// load, or after a save that did not finish).
+    pub rewrote: bool,
+}
+
 /// The sync state of one workspace in a SQLite database (WAL mode, full
 /// sync, so a saved state survives a power cut).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStateStore {
     pool: SqlitePool,
     path: PathBuf,
     workspace: WorkspaceId,
+    /// The workspace column's value.
+    workspace_key: String,
+    /// The state the database holds, when known. Locked for a whole save
+    /// or load, which also keeps saves of clones in order.
+    saved: Arc<Mutex<Option<Snapshot>>>,
 }
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sync_state (
-    workspace TEXT PRIMARY KEY NOT NULL,
-    cursor INTEGER NOT NULL,
-    state BLOB NOT NULL
-)";
+impl fmt::Debug for SqliteStateStore {
+    // Not derived: the saved copy can hold a hundred thousand items.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStateStore")
+            .field("path", &self.path)
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS sync_cursor (
+        workspace TEXT PRIMARY KEY NOT NULL,
+        cursor INTEGER NOT NULL
+    )",
+    // kind: 1 remote item, 2 synced item, 3 refused path, 4 pending commit
+    // (see `rows::Kind`); key: 16 id bytes, or the path as UTF-8.
+    "CREATE TABLE IF NOT EXISTS sync_entry (
+        workspace TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (workspace, kind, key)
+    ) WITHOUT ROWID",
+];
+
+/// Most rows one statement inserts (four parameters each, far below
+/// SQLite's limit of 32766).
+const PUT_BATCH: usize = 128;
+
+/// The previous layout's table, read only to convert it.
+const LEGACY_TABLE: &str = "sync_state";
 
 impl SqliteStateStore {
     /// Opens (creating if needed) the database at `path` and selects the
-    /// row of `workspace`.
+    /// rows of `workspace`.
     pub async fn open(path: &Path, workspace: WorkspaceId) -> Result<Self, StateDbError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -91,11 +169,15 @@ impl SqliteStateStore {
             pool,
             path: path.to_path_buf(),
             workspace,
+            workspace_key: workspace.to_string(),
+            saved: Arc::default(),
         };
-        sqlx::query(SCHEMA)
-            .execute(&store.pool)
-            .await
-            .map_err(|e| store.query_error("creating the schema", e))?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&store.pool)
+                .await
+                .map_err(|e| store.query_error("creating the schema", e))?;
+        }
         Ok(store)
     }
 
@@ -104,64 +186,261 @@ impl SqliteStateStore {
         &self.path
     }
 
-    /// The saved change-feed cursor, without decoding the whole state (for
-    /// `stacksync status`).
+    /// The saved change-feed cursor, from its own row without reading the
+    /// state (for `stacksync status`).
     pub async fn cursor(&self) -> Result<Option<u64>, StateDbError> {
+        let doing = "reading the cursor";
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.query_error(doing, e))?;
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT cursor FROM sync_cursor WHERE workspace = ?1")
+                .bind(&self.workspace_key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.query_error(doing, e))?;
+        if let Some((cursor,)) = row {
+            return Ok(Some(cursor as u64));
+        }
+        // Not converted yet: the previous layout kept the cursor in a column.
+        if !legacy_table_exists(&mut conn)
+            .await
+            .map_err(|e| self.query_error(doing, e))?
+        {
+            return Ok(None);
+        }
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT cursor FROM sync_state WHERE workspace = ?1")
-                .bind(self.workspace.to_string())
-                .fetch_optional(&self.pool)
+                .bind(&self.workspace_key)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err(|e| self.query_error("reading the cursor", e))?;
+                .map_err(|e| self.query_error(doing, e))?;
         Ok(row.map(|(c,)| c as u64))
     }
 
-    /// The saved state, or `None` on first run.
+    /// The saved state, or `None` on first run. A state in the previous
+    /// layout is converted to rows here, in one transaction.
     pub async fn load_state(&self) -> Result<Option<SyncState>, StateDbError> {
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT state FROM sync_state WHERE workspace = ?1")
-                .bind(self.workspace.to_string())
-                .fetch_optional(&self.pool)
+        let mut saved = self.saved.lock().await;
+        *saved = None;
+        let doing = "loading the state";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error(doing, e))?;
+        let head: Option<(i64,)> =
+            sqlx::query_as("SELECT cursor FROM sync_cursor WHERE workspace = ?1")
+                .bind(&self.workspace_key)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| self.query_error("loading the state", e))?;
-        let Some((bytes,)) = row else {
+                .map_err(|e| self.query_error(doing, e))?;
+        if let Some((cursor,)) = head {
+            let mut snapshot = Snapshot::with_cursor(cursor as u64);
+            let mut rows = sqlx::query_as::<_, (i64, Vec<u8>, Vec<u8>)>(
+                "SELECT kind, key, value FROM sync_entry WHERE workspace = ?1",
+            )
+            .bind(&self.workspace_key)
+            .fetch(&mut *tx);
+            while let Some((kind, key, value)) = rows
+                .try_next()
+                .await
+                .map_err(|e| self.query_error(doing, e))?
+            {
+                snapshot
+                    .insert_row(kind, &key, &value)
+                    .map_err(|m| self.corrupt(m))?;
+            }
+            drop(rows);
+            tx.commit().await.map_err(|e| self.query_error(doing, e))?;
+            let state = snapshot.to_state();
+            *saved = Some(snapshot);
+            return Ok(Some(state));
+        }
+        let Some(state) = self.read_legacy(&mut tx).await? else {
+            // First run. The rows stay unknown: should any be left without a
+            // cursor row, the first save deletes them.
             return Ok(None);
         };
-        ciborium::from_reader(bytes.as_slice())
-            .map(Some)
-            .map_err(|e| StateDbError::Corrupt {
-                path: self.path.clone(),
-                workspace: self.workspace,
-                message: e.to_string(),
-            })
+        let doing = "converting the state to rows";
+        let changes = Changes::everything(&state);
+        self.write(&mut tx, &changes, true).await?;
+        tx.commit().await.map_err(|e| self.query_error(doing, e))?;
+        let mut snapshot = Snapshot::default();
+        changes.apply_to(&mut snapshot);
+        *saved = Some(snapshot);
+        tracing::info!(workspace = %self.workspace, "state database converted to per-item rows");
+        Ok(Some(state))
     }
 
-    /// Replaces the saved state in one statement.
-    pub async fn save_state(&self, state: &SyncState) -> Result<(), StateDbError> {
-        let mut bytes = Vec::new();
-        ciborium::into_writer(state, &mut bytes).map_err(|e| StateDbError::Corrupt {
-            path: self.path.clone(),
-            workspace: self.workspace,
-            message: format!("encoding: {e}"),
-        })?;
-        // SQLite stores INTEGER as i64; a cursor past i64::MAX would be a
-        // server bug, kept as its bit pattern rather than refused.
-        sqlx::query(
-            "INSERT INTO sync_state (workspace, cursor, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT (workspace) DO UPDATE SET cursor = excluded.cursor, state = excluded.state",
-        )
-        .bind(self.workspace.to_string())
-        .bind(state.cursor as i64)
-        .bind(bytes)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.query_error("saving the state", e))?;
-        Ok(())
+    /// Saves `state`, writing only the rows that differ from the state the
+    /// database holds, in one transaction.
+    pub async fn save_state(&self, state: &SyncState) -> Result<SaveStats, StateDbError> {
+        let mut saved = self.saved.lock().await;
+        // Unknown until this save commits: if it fails or is dropped
+        // half-way, the next save must not trust a diff against a state the
+        // database may or may not hold.
+        let previous = saved.take();
+        let rewrote = previous.is_none();
+        let changes = match &previous {
+            Some(old) => Changes::between(old, state),
+            None => Changes::everything(state),
+        };
+        let mut snapshot = previous.unwrap_or_default();
+        if changes.is_empty() {
+            *saved = Some(snapshot);
+            return Ok(SaveStats::default());
+        }
+        let doing = "saving the state";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error(doing, e))?;
+        let rows_changed = self.write(&mut tx, &changes, rewrote).await?;
+        tx.commit().await.map_err(|e| self.query_error(doing, e))?;
+        changes.apply_to(&mut snapshot);
+        *saved = Some(snapshot);
+        Ok(SaveStats {
+            rows_changed,
+            rewrote,
+        })
     }
 
     /// Closes the database, checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;
+    }
+
+    /// Writes `changes` inside the caller's transaction; with `rewrite`,
+    /// first deletes every row the workspace had, in either layout.
+    /// Returns the number of rows SQLite changed.
+    async fn write(
+        &self,
+        conn: &mut SqliteConnection,
+        changes: &Changes<'_>,
+        rewrite: bool,
+    ) -> Result<u64, StateDbError> {
+        let rows = changes
+            .rows()
+            .map_err(|m| self.corrupt(format!("cannot be saved: {m}")))?;
+        let doing = "saving the state";
+        let err = |e: sqlx::Error| self.query_error(doing, e);
+        let mut changed = 0;
+        if rewrite {
+            changed += sqlx::query("DELETE FROM sync_entry WHERE workspace = ?1")
+                .bind(&self.workspace_key)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if legacy_table_exists(conn).await.map_err(err)? {
+                changed += sqlx::query("DELETE FROM sync_state WHERE workspace = ?1")
+                    .bind(&self.workspace_key)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            }
+        }
+        let mut puts = Vec::new();
+        for row in rows {
+            match row {
+                RowWrite::Put { kind, key, value } => {
+                    puts.push((kind, key, value));
+                    if puts.len() == PUT_BATCH {
+                        changed += self.put_rows(conn, &mut puts).await.map_err(err)?;
+                    }
+                }
+                RowWrite::Delete { kind, key } => {
+                    changed += sqlx::query(
+                        "DELETE FROM sync_entry WHERE workspace = ?1 AND kind = ?2 AND key = ?3",
+                    )
+                    .bind(&self.workspace_key)
+                    .bind(kind.code())
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+                }
+            }
+        }
+        if !puts.is_empty() {
+            changed += self.put_rows(conn, &mut puts).await.map_err(err)?;
+        }
+        if let Some(cursor) = changes.cursor() {
+            // SQLite stores INTEGER as i64; a cursor past i64::MAX would be
+            // a server bug, kept as its bit pattern rather than refused.
+            changed += sqlx::query(
+                "INSERT INTO sync_cursor (workspace, cursor) VALUES (?1, ?2)
+                 ON CONFLICT (workspace) DO UPDATE SET cursor = excluded.cursor",
+            )
+            .bind(&self.workspace_key)
+            .bind(cursor as i64)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        }
+        Ok(changed)
+    }
+
+    /// Inserts or replaces `rows` (emptying it) in one statement: a
+    /// statement costs a round trip to SQLite's worker thread, which is
+    /// what a rewrite of many rows would otherwise spend its time on.
+    async fn put_rows(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &mut Vec<(Kind, Vec<u8>, Vec<u8>)>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut sql = String::from("INSERT INTO sync_entry (workspace, kind, key, value) VALUES ");
+        for i in 0..rows.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?)"
+            });
+        }
+        sql.push_str(" ON CONFLICT (workspace, kind, key) DO UPDATE SET value = excluded.value");
+        // Built from constant pieces only; every value is a bound parameter.
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (kind, key, value) in rows.drain(..) {
+            query = query
+                .bind(&self.workspace_key)
+                .bind(kind.code())
+                .bind(key)
+                .bind(value);
+        }
+        Ok(query.execute(conn).await?.rows_affected())
+    }
+
+    /// The workspace's state in the previous layout, if there is one.
+    async fn read_legacy(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> Result<Option<SyncState>, StateDbError> {
+        let doing = "reading the state of the previous layout";
+        if !legacy_table_exists(conn)
+            .await
+            .map_err(|e| self.query_error(doing, e))?
+        {
+            return Ok(None);
+        }
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT state FROM sync_state WHERE workspace = ?1")
+                .bind(&self.workspace_key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.query_error(doing, e))?;
+        let Some((bytes,)) = row else {
+            return Ok(None);
+        };
+        ciborium::from_reader(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| self.corrupt(format!("state blob of the previous layout: {e}")))
     }
 
     fn query_error(&self, doing: &'static str, source: sqlx::Error) -> StateDbError {
@@ -171,6 +450,26 @@ impl SqliteStateStore {
             source,
         }
     }
+
+    fn corrupt(&self, message: String) -> StateDbError {
+        StateDbError::Corrupt {
+            path: self.path.clone(),
+            workspace: self.workspace,
+            message,
+        }
+    }
+}
+
+/// Whether the file still has the previous layout's table (it is never
+/// created any more, and left in place once converted because other
+/// workspaces of the same file may still have rows in it).
+async fn legacy_table_exists(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(LEGACY_TABLE)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_some())
 }
 
 #[async_trait]
@@ -180,6 +479,9 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn save(&self, state: &SyncState) -> Result<(), String> {
-        self.save_state(state).await.map_err(|e| e.to_string())
+        self.save_state(state)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
