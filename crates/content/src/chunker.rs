@@ -117,6 +117,8 @@ pub struct ChunkReader<R> {
     source: R,
     config: ChunkerConfig,
     buf: Vec<u8>,
+    /// What `buf` may grow to.
+    capacity: usize,
     start: usize,
     end: usize,
     eof: bool,
@@ -125,6 +127,10 @@ pub struct ChunkReader<R> {
     offset: u64,
     cutter: GearCutter,
 }
+
+/// The first size of a reader's buffer, which then doubles as the input
+/// turns out to need it.
+const MIN_BUFFER: usize = 64 * 1024;
 
 /// Chunks `source` with `config`. The configuration is validated first.
 pub fn chunk_reader<R: Read>(
@@ -151,7 +157,11 @@ pub(crate) fn chunk_reader_with_buffer<R: Read>(
     Ok(ChunkReader {
         source,
         config,
-        buf: vec![0; capacity],
+        // Grown as data arrives (see `refill`): most files are far smaller
+        // than the window, and zeroing tens of MiB for each would cost more
+        // than chunking them.
+        buf: Vec::new(),
+        capacity,
         start: 0,
         end: 0,
         eof: false,
@@ -172,7 +182,15 @@ impl<R: Read> ChunkReader<R> {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        while !self.eof && self.end < self.buf.len() {
+        while !self.eof {
+            if self.end == self.buf.len() {
+                if self.buf.len() >= self.capacity {
+                    break;
+                }
+                // Doubling: the zeroing stays under twice what is read.
+                let len = (self.buf.len() * 2).max(MIN_BUFFER).min(self.capacity);
+                self.buf.resize(len, 0);
+            }
             match self.source.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -235,5 +253,37 @@ impl<R: Read> Iterator for ChunkReader<R> {
             offset,
             data: data.to_vec(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small file must not cost the whole read window: the window is
+    /// tens of MiB, and zeroing it for each of 500 small files once took
+    /// most of a first sync's CPU.
+    #[test]
+    fn the_buffer_grows_with_the_input_not_to_the_window() {
+        let config = ChunkerConfig::default();
+        let window = 20 * 1024 * 1024;
+        let small = vec![7u8; 10_000];
+        let mut reader = chunk_reader_with_buffer(&small[..], config, window).unwrap();
+        let chunk = reader.next().unwrap().unwrap();
+        assert_eq!(chunk.data, small);
+        assert!(reader.next().is_none());
+        assert!(
+            reader.buf.len() <= MIN_BUFFER,
+            "a 10 kB input grew the buffer to {} bytes",
+            reader.buf.len()
+        );
+        // A large input still fills the whole window before cutting.
+        let large: Vec<u8> = (0..3 * config.max as usize)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect();
+        let mut reader = chunk_reader_with_buffer(&large[..], config, window).unwrap();
+        let total: usize = reader.by_ref().map(|c| c.unwrap().data.len()).sum();
+        assert_eq!(total, large.len());
+        assert!(reader.buf.len() >= large.len());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
@@ -18,13 +18,12 @@ const PIECE: usize = 256 * 1024;
 /// item. Returns once everything is sent or the receiving side is gone.
 pub(crate) async fn pump(mut content: ByteReader, tx: mpsc::Sender<io::Result<Bytes>>) {
     loop {
-        let mut buf = vec![0u8; PIECE];
-        let item = match content.read(&mut buf).await {
+        // Uninitialised capacity: a small file costs what it reads, not a
+        // zeroed piece.
+        let mut buf = BytesMut::with_capacity(PIECE);
+        let item = match content.read_buf(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Bytes::from(buf))
-            }
+            Ok(_) => Ok(buf.freeze()),
             Err(e) => Err(e),
         };
         let failed = item.is_err();
