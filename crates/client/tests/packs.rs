@@ -15,7 +15,7 @@ use stacksync_engine::io::Uploaded;
 use stacksync_engine::{ByteReader, ContentStore};
 use stacksync_proto::{ChunkId, ChunkRef, ErrorKind, WorkspaceId};
 
-use common::{Probe, blob_store, bytes, small_chunks};
+use common::{Probe, blob_store, bytes, check_download, small_chunks};
 
 fn reader(data: &[u8]) -> ByteReader {
     Box::new(std::io::Cursor::new(data.to_vec()))
@@ -43,14 +43,6 @@ async fn upload_all(cs: &ChunkedContentStore, files: &[Vec<u8>]) -> Vec<Uploaded
         .buffered(8)
         .collect()
         .await
-}
-
-async fn check_download(cs: &ChunkedContentStore, up: &Uploaded, data: &[u8]) {
-    let mut out = Vec::new();
-    cs.download_to(&up.chunks, &mut out, Some(up.hash))
-        .await
-        .unwrap();
-    assert_eq!(out, data);
 }
 
 #[tokio::test]

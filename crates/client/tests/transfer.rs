@@ -13,7 +13,7 @@ use stacksync_engine::io::Uploaded;
 use stacksync_engine::{ByteReader, ContentStore};
 use stacksync_proto::ContentHash;
 
-use common::{Probe, blob_store, bytes, content_store};
+use common::{Probe, blob_store, bytes, check_download, content_store};
 
 fn reader(data: &[u8]) -> ByteReader {
     Box::new(std::io::Cursor::new(data.to_vec()))
@@ -47,11 +47,7 @@ async fn check_round_trip(codec: ChunkCodec, data: &[u8], min_chunks: usize) {
         cs.stats().packs_uploaded.load(Ordering::Relaxed)
     );
     assert!(up.chunks.iter().all(|c| c.span.is_some()), "{up:?}");
-    let mut out = Vec::new();
-    cs.download_to(&up.chunks, &mut out, Some(up.hash))
-        .await
-        .expect("download");
-    assert_eq!(out, data);
+    check_download(&cs, &up, data).await;
 }
 
 #[tokio::test]
@@ -198,11 +194,7 @@ async fn a_bandwidth_limit_still_moves_everything() {
     let data = bytes("limited", 100_000);
     let up = cs.upload(reader(&data)).await.unwrap();
     cs.flush().await.unwrap();
-    let mut out = Vec::new();
-    cs.download_to(&up.chunks, &mut out, Some(up.hash))
-        .await
-        .unwrap();
-    assert_eq!(out, data);
+    check_download(&cs, &up, &data).await;
 }
 
 #[tokio::test]
@@ -260,10 +252,5 @@ async fn small_chunks_are_packed_without_asking_and_large_ones_are_asked_about()
         .filter(|c| first.chunks.contains(c))
         .collect();
     assert_eq!(located.len(), asked);
-    let mut out = Vec::new();
-    other
-        .download_to(&again.chunks, &mut out, Some(again.hash))
-        .await
-        .unwrap();
-    assert_eq!(out, large);
+    check_download(&other, &again, &large).await;
 }

@@ -159,14 +159,7 @@ fn payload_range(file: tokio::fs::File, start: u64, end: u64, what: String) -> B
                 .map_err(|e| BlobError::io(format!("seek in {}", st.what), e))?;
             st.positioned = true;
         }
-        let want = (st.end - st.pos).min(READ_BLOCK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let got = st
-            .file
-            .read(&mut buf)
-            .await
-            .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
-        if got == 0 {
+        let Some(piece) = read_block(&mut st.file, st.end - st.pos, &st.what).await? else {
             return Err(BlobError::new(
                 BlobErrorKind::Integrity,
                 format!(
@@ -174,10 +167,9 @@ fn payload_range(file: tokio::fs::File, start: u64, end: u64, what: String) -> B
                     st.what, st.pos
                 ),
             ));
-        }
-        buf.truncate(got);
-        st.pos += got as u64;
-        Ok(Some((buf.freeze(), st)))
+        };
+        st.pos += piece.len() as u64;
+        Ok(Some((piece, st)))
     }))
 }
 
@@ -215,14 +207,7 @@ fn whole_payload(file: tokio::fs::File, header: Header, what: String) -> ByteStr
             }
             return Ok(None);
         }
-        let want = remaining.min(READ_BLOCK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let got = st
-            .file
-            .read(&mut buf)
-            .await
-            .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
-        if got == 0 {
+        let Some(piece) = read_block(&mut st.file, remaining, &st.what).await? else {
             return Err(BlobError::new(
                 BlobErrorKind::Integrity,
                 format!(
@@ -230,13 +215,30 @@ fn whole_payload(file: tokio::fs::File, header: Header, what: String) -> ByteStr
                     st.what, st.pos, st.header.len
                 ),
             ));
-        }
-        buf.truncate(got);
-        let piece = buf.freeze();
+        };
         st.hasher = hash_piece(st.hasher, piece.clone()).await?;
-        st.pos += got as u64;
+        st.pos += piece.len() as u64;
         Ok(Some((piece, st)))
     }))
+}
+
+/// Reads the next piece of at most `remaining` bytes (and at most
+/// [`READ_BLOCK`]); `None` when the file ends first.
+async fn read_block(
+    file: &mut tokio::fs::File,
+    remaining: u64,
+    what: &str,
+) -> Result<Option<Bytes>> {
+    let mut buf = BytesMut::zeroed(remaining.min(READ_BLOCK as u64) as usize);
+    let got = file
+        .read(&mut buf)
+        .await
+        .map_err(|e| BlobError::io(format!("read {what}"), e))?;
+    if got == 0 {
+        return Ok(None);
+    }
+    buf.truncate(got);
+    Ok(Some(buf.freeze()))
 }
 
 #[cfg(test)]

@@ -159,3 +159,17 @@ impl stacksync_client::ChunkTransport for Probe {
         Ok(ids.iter().map(|id| index.get(id).copied()).collect())
     }
 }
+
+/// Downloads `up` from `cs` (checking the whole-file hash) and compares it
+/// with `data`.
+pub async fn check_download(
+    cs: &ChunkedContentStore,
+    up: &stacksync_engine::io::Uploaded,
+    data: &[u8],
+) {
+    let mut out = Vec::new();
+    cs.download_to(&up.chunks, &mut out, Some(up.hash))
+        .await
+        .expect("download");
+    assert_eq!(out, data);
+}
