@@ -206,12 +206,18 @@ pub trait StateStore: Send + Sync {
 #[derive(Debug, Default)]
 pub struct MemStateStore {
     state: Mutex<Option<SyncState>>,
+    saves: std::sync::atomic::AtomicU64,
 }
 
 impl MemStateStore {
     /// An empty store (first run).
     pub fn new() -> MemStateStore {
         MemStateStore::default()
+    }
+
+    /// How many times the state was saved.
+    pub fn saves(&self) -> u64 {
+        self.saves.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -229,6 +235,8 @@ impl StateStore for MemStateStore {
             .state
             .lock()
             .map_err(|_| "state store lock poisoned".to_string())? = Some(state.clone());
+        self.saves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

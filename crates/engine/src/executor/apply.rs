@@ -73,7 +73,15 @@ impl Engine {
             }
         };
         if matches!(out, Outcome::Applied | Outcome::Conflict) {
-            self.save().await?;
+            // A conflicted copy is saved at once: redone from an older
+            // state it would be recognised only as a move of the item. Every
+            // other operation makes disk agree with the server, which the
+            // next plan recognises without its record (see `save_soon`).
+            if matches!(op, Op::ConflictCopy { .. }) {
+                self.save().await?;
+            } else {
+                self.save_soon().await?;
+            }
         }
         Ok(out)
     }
