@@ -129,12 +129,30 @@ impl FileEncoder {
     /// list. Stops at the first error, from either side.
     pub fn encode<R, E>(
         &self,
-        reader: R,
+        mut reader: R,
         mut sink: impl FnMut(EncodedChunk) -> Result<(), E>,
     ) -> Result<FileSummary, EncodeError<E>>
     where
         R: Read + Send,
     {
+        // A file of at most one maximum chunk is encoded on the calling
+        // thread: starting a reader and workers costs more than its work (a
+        // first sync of 10,000 small files spent most of its CPU starting
+        // threads and switching between them). Cut points never depend on
+        // how the input arrives, so both ways give the same chunks.
+        let small = self.config.chunker.max as usize;
+        let mut prefix = Vec::new();
+        (&mut reader)
+            .take(small as u64 + 1)
+            .read_to_end(&mut prefix)
+            .map_err(|source| ContentError::Read {
+                offset: prefix.len() as u64,
+                source,
+            })?;
+        if prefix.len() <= small {
+            return self.encode_here(&prefix, sink);
+        }
+        let reader = std::io::Cursor::new(prefix).chain(reader);
         let workers = self.workers();
         let in_flight = match self.config.max_in_flight {
             0 => 2 * workers + 2,
@@ -180,6 +198,27 @@ impl FileEncoder {
                 Ok(summary) => Ok(summary),
             }
         })
+    }
+}
+
+impl FileEncoder {
+    /// Encodes `data` (at most one maximum chunk) on the calling thread,
+    /// with the pipeline's own stages run one after the other.
+    fn encode_here<E>(
+        &self,
+        data: &[u8],
+        mut sink: impl FnMut(EncodedChunk) -> Result<(), E>,
+    ) -> Result<FileSummary, EncodeError<E>> {
+        let chunker = self.config.chunker;
+        // Room for every chunk at once: FastCDC never cuts below `min`.
+        let room = data.len() / chunker.min.max(1) as usize + 2;
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(room);
+        let (res_tx, res_rx) = mpsc::channel::<Msg>();
+        let (token_tx, token_rx) = mpsc::sync_channel::<()>(room);
+        read_chunks(data, &self.codec, chunker, token_tx, job_tx, res_tx.clone());
+        encode_jobs(&self.codec, &Mutex::new(job_rx), &res_tx);
+        drop(res_tx);
+        collect(&self.codec, &res_rx, &token_rx, &mut sink)
     }
 }
 

@@ -289,7 +289,16 @@ fn parallel_pipeline_cuts_and_names_chunks_exactly_like_the_serial_chunker() {
         (SMALL, &[0, 1, 1025, 16_384, 100_003, 3 << 20]),
         (
             ChunkerConfig::default(),
-            &[(256 << 10) + 1, 5 << 20, (16 << 20) + 12_345, big.len()],
+            // Up to one maximum chunk (4 MiB) a file is encoded on the
+            // calling thread; one byte more takes the threaded pipeline.
+            &[
+                (256 << 10) + 1,
+                4 << 20,
+                (4 << 20) + 1,
+                5 << 20,
+                (16 << 20) + 12_345,
+                big.len(),
+            ],
         ),
     ];
     for (config, sizes) in cases {
