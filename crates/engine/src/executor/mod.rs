@@ -1,6 +1,8 @@
 //! The executor: pulls remote changes, scans, plans, and applies the plan
-//! in order, saving the sync state after each applied operation (after
-//! each batch for runs of commits, see [`commit`]).
+//! in order, saving the sync state as it goes: before and after each commit
+//! batch (see [`commit`]) and after each conflicted copy at once, and after
+//! operations that only make the disk agree with the server every few
+//! operations and at the end of each window (see [`Engine::save_soon`]).
 //!
 //! The plan is applied in windows of bounded transfer volume. Before each
 //! window's ordered apply, its transfers run N at a time ([`prefetch`]):
