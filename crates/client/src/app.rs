@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use stacksync_content::ChunkCodec;
-use stacksync_engine::io::{RandomIds, SystemClock};
+use stacksync_engine::io::{Clock, RandomIds, SystemClock};
 use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, RelPath, SyncReport};
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
@@ -290,7 +290,7 @@ impl SyncClient {
         match result {
             Some(Ok(r)) if r.converged => {
                 b.daemon.last_error = None;
-                b.daemon.last_synced = Some(now_millis());
+                b.daemon.last_synced = Some(SystemClock.now_millis());
             }
             Some(Ok(r)) => b.daemon.last_error = Some(r.skipped.join("; ")),
             Some(Err(e)) => b.daemon.last_error = Some(e.to_string()),
@@ -652,13 +652,6 @@ pub async fn offline_status(
     status::compute(&fs, &snapshot, &rel, false)
         .await
         .map_err(|e| AppError::Path(e.to_string()))
-}
-
-fn now_millis() -> stacksync_proto::Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as stacksync_proto::Millis)
-        .unwrap_or(0)
 }
 
 /// Removes the socket file and stops its server when the daemon ends.

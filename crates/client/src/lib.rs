@@ -22,6 +22,7 @@ pub mod desktop;
 pub mod direct;
 pub mod localfs;
 pub mod profile;
+mod sqlite;
 pub mod state;
 pub mod status;
 pub mod transfer;

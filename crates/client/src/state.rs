@@ -7,8 +7,8 @@
 //! `sync_cursor`, whose row is also what says a state was saved. Several
 //! workspaces share one file.
 //!
-//! The engine saves after every applied operation, so a save writes only
-//! what changed since the state this store last loaded or saved, which it
+//! The engine saves after every batch of applied operations (and at once
+//! after a commit), so a save writes only what changed since the state this store last loaded or saved, which it
 //! keeps in memory: each map is diffed against that copy (a merge of two
 //! sorted sequences: O(items) comparisons of values already in memory, no
 //! encoding), then only the changed entries are encoded and
@@ -42,15 +42,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use stacksync_engine::{StateStore, SyncState};
 use stacksync_proto::WorkspaceId;
 use tokio::sync::Mutex;
 
 use rows::{Changes, Kind, RowWrite, Snapshot};
+
+use crate::sqlite;
 
 /// Why the state database failed.
 #[derive(Debug, thiserror::Error)]
@@ -150,16 +150,7 @@ impl SqliteStateStore {
     /// Opens (creating if needed) the database at `path` and selects the
     /// rows of `workspace`.
     pub async fn open(path: &Path, workspace: WorkspaceId) -> Result<Self, StateDbError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        // One connection: the engine saves sequentially, and a single
-        // writer never sees SQLITE_BUSY from itself.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
+        let pool = sqlite::open(path, SqliteSynchronous::Full)
             .await
             .map_err(|source| StateDbError::Open {
                 path: path.to_path_buf(),
@@ -172,12 +163,9 @@ impl SqliteStateStore {
             workspace_key: workspace.to_string(),
             saved: Arc::default(),
         };
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&store.pool)
-                .await
-                .map_err(|e| store.query_error("creating the schema", e))?;
-        }
+        sqlite::create_schema(&store.pool, &SCHEMA)
+            .await
+            .map_err(|e| store.query_error("creating the schema", e))?;
         Ok(store)
     }
 
@@ -195,14 +183,12 @@ impl SqliteStateStore {
             .acquire()
             .await
             .map_err(|e| self.query_error(doing, e))?;
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT cursor FROM sync_cursor WHERE workspace = ?1")
-                .bind(&self.workspace_key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| self.query_error(doing, e))?;
-        if let Some((cursor,)) = row {
-            return Ok(Some(cursor as u64));
+        if let Some(cursor) = self
+            .saved_cursor(&mut conn)
+            .await
+            .map_err(|e| self.query_error(doing, e))?
+        {
+            return Ok(Some(cursor));
         }
         // Not converted yet: the previous layout kept the cursor in a column.
         if !legacy_table_exists(&mut conn)
@@ -231,14 +217,12 @@ impl SqliteStateStore {
             .begin()
             .await
             .map_err(|e| self.query_error(doing, e))?;
-        let head: Option<(i64,)> =
-            sqlx::query_as("SELECT cursor FROM sync_cursor WHERE workspace = ?1")
-                .bind(&self.workspace_key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.query_error(doing, e))?;
-        if let Some((cursor,)) = head {
-            let mut snapshot = Snapshot::with_cursor(cursor as u64);
+        let head = self
+            .saved_cursor(&mut tx)
+            .await
+            .map_err(|e| self.query_error(doing, e))?;
+        if let Some(cursor) = head {
+            let mut snapshot = Snapshot::with_cursor(cursor);
             let mut rows = sqlx::query_as::<_, (i64, Vec<u8>, Vec<u8>)>(
                 "SELECT kind, key, value FROM sync_entry WHERE workspace = ?1",
             )
@@ -415,6 +399,17 @@ impl SqliteStateStore {
                 .bind(value);
         }
         Ok(query.execute(conn).await?.rows_affected())
+    }
+
+    /// The cursor row of the workspace: present once a state was saved in
+    /// this layout.
+    async fn saved_cursor(&self, conn: &mut SqliteConnection) -> Result<Option<u64>, sqlx::Error> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT cursor FROM sync_cursor WHERE workspace = ?1")
+                .bind(&self.workspace_key)
+                .fetch_optional(conn)
+                .await?;
+        Ok(row.map(|(cursor,)| cursor as u64))
     }
 
     /// The workspace's state in the previous layout, if there is one.

@@ -21,11 +21,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite};
+use stacksync_engine::io::{Clock, SystemClock};
 use stacksync_proto::{ChunkId, ChunkRef, PackSpan, WorkspaceId};
+
+use crate::sqlite;
 
 /// Why the upload journal failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +97,7 @@ impl UploadJournal {
     /// Opens (creating if needed) the journal at `path` for `workspace`,
     /// pruning rows older than [`UploadJournal::MAX_AGE`].
     pub async fn open(path: &Path, workspace: WorkspaceId) -> Result<Self, JournalError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
-        // One connection: pack writers record one transaction each, and a
-        // single writer never sees SQLITE_BUSY from itself.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
+        let pool = sqlite::open(path, SqliteSynchronous::Normal)
             .await
             .map_err(|source| JournalError::Open {
                 path: path.to_path_buf(),
@@ -116,13 +108,10 @@ impl UploadJournal {
             path: path.to_path_buf(),
             workspace: workspace.to_string(),
         };
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&journal.pool)
-                .await
-                .map_err(|e| journal.query_error("creating the schema", e))?;
-        }
-        let oldest = now_millis() - Self::MAX_AGE.as_millis() as i64;
+        sqlite::create_schema(&journal.pool, &SCHEMA)
+            .await
+            .map_err(|e| journal.query_error("creating the schema", e))?;
+        let oldest = SystemClock.now_millis() - Self::MAX_AGE.as_millis() as i64;
         sqlx::query("DELETE FROM packed_chunks WHERE at < ?1")
             .bind(oldest)
             .execute(&journal.pool)
@@ -139,7 +128,7 @@ impl UploadJournal {
     /// Records the chunks of one pack, in one transaction (before the pack
     /// is written: see the module documentation).
     pub async fn record(&self, entries: &[JournalEntry]) -> Result<(), JournalError> {
-        let at = now_millis();
+        let at = SystemClock.now_millis();
         let mut tx = self
             .pool
             .begin()
@@ -264,13 +253,6 @@ fn row_to_ref((chunk, size, pack, offset, len): Row) -> Option<ChunkRef> {
     })
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +297,7 @@ mod tests {
             vec![ChunkId([7; 32]), ChunkId([8; 32])]
         );
         // Rows older than the limit go at the next open.
-        let old = now_millis() - UploadJournal::MAX_AGE.as_millis() as i64 - 1000;
+        let old = SystemClock.now_millis() - UploadJournal::MAX_AGE.as_millis() as i64 - 1000;
         sqlx::query("UPDATE packed_chunks SET at = ?1 WHERE pack = ?2")
             .bind(old)
             .bind(vec![8u8; 32])

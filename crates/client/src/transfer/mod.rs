@@ -172,6 +172,16 @@ impl TransferError {
             _ => ProtoError::new(ErrorKind::Internal, self.to_string()),
         }
     }
+
+    /// Fails with [`TransferError::BadAnswer`] unless the transport gave
+    /// one answer per id asked about.
+    fn check_answers(asked: usize, got: usize) -> Result<(), TransferError> {
+        if asked == got {
+            Ok(())
+        } else {
+            Err(TransferError::BadAnswer { asked, got })
+        }
+    }
 }
 
 /// Counters of what a store moved, for status and tests.

@@ -190,12 +190,7 @@ impl ChunkedContentStore {
                     doing: format!("checking {} journaled pack(s)", unknown.len()),
                     source,
                 })?;
-            if exists.len() != unknown.len() {
-                return Err(TransferError::BadAnswer {
-                    asked: unknown.len(),
-                    got: exists.len(),
-                });
-            }
+            TransferError::check_answers(unknown.len(), exists.len())?;
             for (pack, exists) in unknown.iter().zip(&exists) {
                 if !exists
                     && let Some(journal) = &self.journal
@@ -232,12 +227,7 @@ impl ChunkedContentStore {
                 source,
             }
         })?;
-        if answers.len() != ids.len() {
-            return Err(TransferError::BadAnswer {
-                asked: ids.len(),
-                got: answers.len(),
-            });
-        }
+        TransferError::check_answers(ids.len(), answers.len())?;
         Ok(asked
             .into_iter()
             .zip(answers)
