@@ -204,7 +204,17 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 }
                 let report = result.context("sync failed")?;
                 for (path, why) in &report.refused {
-                    eprintln!("not synced: {path}: {why}");
+                    eprintln!("not synced: {}: {}", shown(&path.to_string()), shown(why));
+                }
+                for line in &report.not_synced {
+                    eprintln!("not synced: {}", shown(line));
+                }
+                for (path, raw) in &report.composed {
+                    eprintln!(
+                        "renamed {} to its composed (NFC) form {}",
+                        shown(&format!("{raw:?}")),
+                        shown(&path.to_string())
+                    );
                 }
                 let stats = client.stats();
                 if json {
@@ -515,6 +525,12 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `s` safe to print: control, bidirectional and invisible characters
+/// escaped, so that a file name cannot rewrite the terminal.
+fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    stacksync_proto::printable(s)
+}
+
 fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -525,18 +541,19 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
     } else {
         report.target.path.clone()
     };
+    let target = shown(&target);
     let daemon = if !report.daemon_running {
         "daemon not running".to_owned()
     } else if report.daemon.busy {
         "daemon syncing".to_owned()
     } else if let Some(e) = &report.daemon.last_error {
-        format!("daemon retrying: {e}")
+        format!("daemon retrying: {}", shown(e))
     } else {
         "daemon idle".to_owned()
     };
     println!("{target}: {} ({daemon})", report.target.status.as_str());
     if let Some(d) = &report.target.detail {
-        println!("  {d}");
+        println!("  {}", shown(d));
     }
     if !report.counts.is_empty() {
         let counts: Vec<String> = report
@@ -551,9 +568,10 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
             continue;
         }
         let slash = if e.is_folder { "/" } else { "" };
+        let path = shown(&e.path);
         match &e.detail {
-            Some(d) => println!("{:<8} {}{slash}  ({d})", e.status.as_str(), e.path),
-            None => println!("{:<8} {}{slash}", e.status.as_str(), e.path),
+            Some(d) => println!("{:<8} {path}{slash}  ({})", e.status.as_str(), shown(d)),
+            None => println!("{:<8} {path}{slash}", e.status.as_str()),
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ use rustix::fs::{CWD, OFlags, RenameFlags};
 use rustix::io::Errno;
 use stacksync_engine::io::{DirEntry, EntryKind, Metadata};
 use stacksync_engine::{ByteReader, ByteWriter, Fs, FsError, FsErrorKind, RelPath, Stamp};
+use stacksync_proto::ItemName;
 
 /// The synced folder on the local disk.
 #[derive(Debug, Clone)]
@@ -404,6 +405,31 @@ impl Fs for LocalFs {
                 sync_dir(parent_of(&abs)).map_err(|e| io_error(&rel, "rename", &e))?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn rename_entry(&self, dir: &RelPath, from: &str, to: &ItemName) -> Result<(), FsError> {
+        let target = dir.join(to);
+        // A raw name from `list_dir` is one component; anything else is
+        // not an entry of `dir` and must not reach outside it.
+        if from.is_empty() || from == "." || from == ".." || from.contains('/') {
+            return Err(FsError::new(
+                FsErrorKind::NotFound,
+                &target,
+                format!(
+                    "{:?} is not an entry name",
+                    stacksync_proto::printable(from)
+                ),
+            ));
+        }
+        let from = from.to_owned();
+        let rel = target.clone();
+        self.blocking(&target, move |to_abs| {
+            let abs = parent_of(&to_abs).join(&from);
+            rename_noreplace(&abs, &to_abs)
+                .map_err(|e| io_error(&rel, "rename to the composed (NFC) name", &e))?;
+            sync_dir(parent_of(&to_abs)).map_err(|e| io_error(&rel, "rename", &e))
         })
         .await
     }

@@ -143,7 +143,7 @@ pub enum StatusError {
     #[error("{0} is not inside the synced folder {1}")]
     Outside(PathBuf, PathBuf),
     /// A component of the path is not a name the service can hold.
-    #[error("{0}: {1}")]
+    #[error("{}: {}", stacksync_proto::printable(&.0.display().to_string()), .1)]
     BadPath(PathBuf, String),
     /// The disk could not be read.
     #[error("reading {0}: {1}")]
@@ -252,6 +252,28 @@ impl Ctx<'_> {
         }
     }
 
+    /// Counts and lists (when asked to) an entry of `dir` whose raw name
+    /// `raw` is not a name StackSync accepts.
+    fn refused_name(
+        &mut self,
+        dir: &RelPath,
+        raw: &str,
+        kind: EntryKind,
+        why: &stacksync_proto::NameError,
+        list_children: bool,
+    ) {
+        self.count(FileStatus::Error);
+        if (list_children || self.list_all_unsynced) && self.listed.len() < MAX_LISTED {
+            let sep = if dir.is_root() { "" } else { "/" };
+            self.listed.push(StatusEntry {
+                path: format!("{dir}{sep}{}", stacksync_proto::printable(raw)),
+                status: FileStatus::Error,
+                is_folder: kind == EntryKind::Folder,
+                detail: Some(format!("not synced: {why}")),
+            });
+        }
+    }
+
     /// Status of a path and (for folders) everything beneath it. Lists
     /// children when `list_children`.
     async fn walk(
@@ -297,8 +319,19 @@ impl Ctx<'_> {
             .map_err(|e| StatusError::Io(path.to_string(), e.to_string()))?;
         let mut local_names = std::collections::HashSet::new();
         for e in entries {
-            let Ok(name) = stacksync_proto::ItemName::new(&e.name) else {
-                continue;
+            let name = match stacksync_proto::ItemName::new(&e.name) {
+                Ok(name) => name,
+                Err(why) => {
+                    // A name StackSync refuses is the user's to fix: an
+                    // error, shown escaped (it may hold control or
+                    // bidirectional characters that would rewrite the
+                    // terminal). A symlink or special file is ignored anyway.
+                    if matches!(e.kind, EntryKind::File | EntryKind::Folder) {
+                        self.refused_name(path, &e.name, e.kind, &why, list_children);
+                        worst = FileStatus::Error;
+                    }
+                    continue;
+                }
             };
             local_names.insert(e.name.clone());
             let child = path.join(&name);

@@ -21,7 +21,14 @@ pub fn conflicted_copy_name(
     };
     let device: String = device
         .chars()
-        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        // Names refuse control and bidirectional characters (NUL among them).
+        .map(|c| {
+            if c == '/' || stacksync_proto::name::refused_char(c).is_some() {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(64)
         .collect();
     let counter = if attempt > 1 {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use stacksync_proto::{
-    ChangesPage, ChunkRef, CommitResult, ContentHash, ItemId, Millis, ProposedItem,
+    ChangesPage, ChunkRef, CommitResult, ContentHash, ItemId, ItemName, Millis, ProposedItem,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -86,6 +86,11 @@ pub trait Fs: Send + Sync {
     /// Renames without clobbering: fails with `AlreadyExists` if `to`
     /// exists.
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), FsError>;
+    /// Renames the entry of folder `dir` whose raw name is `from` (as
+    /// [`DirEntry::name`] gave it; it need not be a valid
+    /// [`stacksync_proto::ItemName`]) to `to` in the same folder, without
+    /// clobbering: fails with `AlreadyExists` if `to` exists.
+    async fn rename_entry(&self, dir: &RelPath, from: &str, to: &ItemName) -> Result<(), FsError>;
 }
 
 /// The sync service, seen from one device in one workspace.

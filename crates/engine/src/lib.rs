@@ -19,6 +19,7 @@ pub mod error;
 pub mod executor;
 pub mod ignore;
 pub mod io;
+mod local_name;
 pub mod path;
 pub mod planner;
 pub mod scan;

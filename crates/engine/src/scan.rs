@@ -9,6 +9,7 @@ use tokio::io::AsyncReadExt;
 use crate::error::{FsError, FsErrorKind};
 use crate::ignore::{BadPattern, DOWNLOAD_TEMP_PREFIX, IGNORE_FILE, IgnoreRules};
 use crate::io::{EntryKind, Fs};
+use crate::local_name::{self, Taken};
 use crate::path::RelPath;
 use crate::tree::{LocalEntry, LocalTree, Stamp};
 
@@ -62,6 +63,9 @@ pub struct Scan {
     pub ignore: IgnoreRules,
     /// Entries left out, with why (the parent path and the raw name).
     pub skipped: Vec<(RelPath, String, Skipped)>,
+    /// Entries renamed on disk to the composed (NFC) form of their name
+    /// (the rule is in `local_name.rs`): the new path and the old raw name.
+    pub composed: Vec<(RelPath, String)>,
     /// Lines of the ignore file that are not valid patterns.
     pub bad_patterns: Vec<BadPattern>,
     /// Leftover download temporaries (from an interrupted download).
@@ -77,6 +81,7 @@ pub async fn scan(fs: &dyn Fs, cache: &HashCache) -> Result<Scan, FsError> {
         tree: LocalTree::new(),
         ignore,
         skipped: Vec::new(),
+        composed: Vec::new(),
         bad_patterns,
         stale_temps: Vec::new(),
     };
@@ -88,12 +93,16 @@ pub async fn scan(fs: &dyn Fs, cache: &HashCache) -> Result<Scan, FsError> {
             Err(e) if e.kind == FsErrorKind::NotFound && !dir.is_root() => continue,
             Err(e) => return Err(e),
         };
-        for e in entries {
-            let name = match ItemName::new(e.name.clone()) {
-                Ok(n) => n,
-                Err(why) => {
+        for e in entries.clone() {
+            let name = match local_name::take(fs, &dir, &e.name, &entries).await {
+                Taken::Valid(n) => n,
+                Taken::Composed(n) => {
+                    out.composed.push((dir.join(&n), e.name.clone()));
+                    n
+                }
+                Taken::Refused(why) => {
                     out.skipped
-                        .push((dir.clone(), e.name, Skipped::InvalidName(why.to_string())));
+                        .push((dir.clone(), e.name, Skipped::InvalidName(why)));
                     continue;
                 }
             };

@@ -411,14 +411,16 @@ async fn check_parent(
     Ok(None)
 }
 
-/// The live sibling that holds `m`'s name, as a conflict error.
+/// The live sibling that holds `m`'s name or its folding key (a name that
+/// differs only in case or Unicode form), as a conflict error.
 async fn name_clash(conn: &mut AnyConnection, m: &ItemMeta) -> Result<Option<Error>, StoreError> {
     let clash = sqlx::query(dynamic(format!(
-        "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND parent_id = $2 AND name = $3 \
-         AND status <> 'DELETED' AND id <> $4"
+        "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND parent_id = $2 \
+         AND (name_key = $3 OR name = $4) AND status <> 'DELETED' AND id <> $5"
     )))
     .bind(m.workspace.to_string())
     .bind(parent_to_db(m.parent))
+    .bind(m.name.fold_key())
     .bind(m.name.as_str())
     .bind(m.id.to_string())
     .fetch_optional(&mut *conn)
@@ -426,14 +428,22 @@ async fn name_clash(conn: &mut AnyConnection, m: &ItemMeta) -> Result<Option<Err
     .ctx("checking a name")?;
     let Some(row) = clash else { return Ok(None) };
     let other = item_from_row("items", &row)?;
-    let mut error = Error::new(
-        ErrorKind::Conflict,
+    let message = if other.name == m.name {
         format!(
             "the name {:?} is taken in that folder by item {}",
             m.name.as_str(),
             other.id
-        ),
-    );
+        )
+    } else {
+        // Two such names would overwrite each other on macOS and Windows.
+        format!(
+            "the name {:?} differs only in case or Unicode form from {:?} (item {}) in that folder",
+            m.name.as_str(),
+            other.name.as_str(),
+            other.id
+        )
+    };
+    let mut error = Error::new(ErrorKind::Conflict, message);
     error.current = Some(Box::new(other));
     Ok(Some(error))
 }
@@ -478,11 +488,11 @@ async fn write_item(
     let sql = if exists {
         "UPDATE items SET parent_id = $2, name = $3, mimetype = $4, status = $5, latest_version = $6, \
          revision = $7, content_hash = $8, size = $9, client_modified = $10, server_modified = $11, \
-         device_id = $12, is_folder = $13, workspace_id = $14 WHERE id = $1"
+         device_id = $12, is_folder = $13, workspace_id = $14, name_key = $15 WHERE id = $1"
     } else {
         "INSERT INTO items (id, parent_id, name, mimetype, status, latest_version, revision, content_hash, \
-         size, client_modified, server_modified, device_id, is_folder, workspace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+         size, client_modified, server_modified, device_id, is_folder, workspace_id, name_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING"
     };
     let done = sqlx::query(sql)
         .bind(m.id.to_string())
@@ -499,6 +509,7 @@ async fn write_item(
         .bind(m.device.to_string())
         .bind(i64::from(m.is_folder))
         .bind(m.workspace.to_string())
+        .bind(m.name.fold_key())
         .execute(&mut *conn)
         .await
         .ctx("writing an item")?;

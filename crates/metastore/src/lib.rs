@@ -14,6 +14,7 @@ mod commit;
 mod error;
 mod feed;
 mod folder_move;
+mod name_keys;
 mod oauth;
 mod rows;
 mod sharing;

@@ -68,6 +68,13 @@ impl MetaStore {
             .await
             .ctx("connecting to the metadata database")?;
         MIGRATOR.run(&pool).await?;
+        let keyed = crate::name_keys::fill_missing(&pool).await?;
+        if keyed > 0 {
+            tracing::info!(
+                items = keyed,
+                "stored the name keys of items written before them"
+            );
+        }
         Ok(MetaStore { pool, backend })
     }
 

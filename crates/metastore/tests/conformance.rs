@@ -220,8 +220,7 @@ async fn live_names_are_unique(store: &MetaStore) {
     };
     assert_eq!(error.kind, ErrorKind::Conflict);
     assert_eq!(error.current.as_ref().unwrap().id, a);
-    // Names differ by case are distinct, like on Linux.
-    committed(&commit(store, &f, vec![file(b, None, "SAME", 1, 2, 1)]).await);
+    // Names that differ only in case are refused too (tests/names.rs).
     // Once the first is deleted, its name is free.
     committed(&commit(store, &f, vec![delete_of(&first)]).await);
     let c = ItemId::new();

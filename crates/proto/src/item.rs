@@ -1,10 +1,9 @@
 //! Items (files and folders), their versions, commits and the change feed.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChunkId, ContentHash, DeviceId, ItemId, WorkspaceId};
+pub use crate::name::{ItemName, NameError};
 use crate::{Error, Millis};
 
 /// What a version did to its item. Deletes are versions too: history is kept.
@@ -50,87 +49,6 @@ impl ItemStatus {
     /// True unless the item is deleted.
     pub fn is_live(self) -> bool {
         self != ItemStatus::Deleted
-    }
-}
-
-/// Why a name was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("name is empty")]
-    Empty,
-    #[error("name is longer than {max} bytes of UTF-8", max = ItemName::MAX_BYTES)]
-    TooLong,
-    #[error("name contains '/'")]
-    Slash,
-    #[error("name contains a NUL byte")]
-    Nul,
-    #[error("name is '.' or '..'")]
-    Dot,
-}
-
-/// A validated file or folder name: one path component.
-///
-/// Invariant: non-empty, at most 255 bytes of UTF-8, no `/`, no NUL, not `.`
-/// or `..`. Anything else a file system might refuse (a backslash on Windows,
-/// say) is the client's business: the server stores any name that is a valid
-/// component on POSIX.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ItemName(String);
-
-impl ItemName {
-    /// Longest name, in bytes of UTF-8 (the common file-system limit).
-    pub const MAX_BYTES: usize = 255;
-
-    /// Validates `name`.
-    pub fn new(name: impl Into<String>) -> Result<ItemName, NameError> {
-        let name = name.into();
-        if name.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if name.len() > Self::MAX_BYTES {
-            return Err(NameError::TooLong);
-        }
-        if name.contains('/') {
-            return Err(NameError::Slash);
-        }
-        if name.contains('\0') {
-            return Err(NameError::Nul);
-        }
-        if name == "." || name == ".." {
-            return Err(NameError::Dot);
-        }
-        Ok(ItemName(name))
-    }
-
-    /// The name as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for ItemName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ItemName::new(s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for ItemName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ItemName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl AsRef<str> for ItemName {
-    fn as_ref(&self) -> &str {
-        &self.0
     }
 }
 
@@ -413,21 +331,6 @@ pub struct ChangesPage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_validated() {
-        assert!(ItemName::new("report.pdf").is_ok());
-        assert!(ItemName::new("ünïcödé 文件").is_ok());
-        assert_eq!(ItemName::new(""), Err(NameError::Empty));
-        assert_eq!(ItemName::new("a/b"), Err(NameError::Slash));
-        assert_eq!(ItemName::new("a\0b"), Err(NameError::Nul));
-        assert_eq!(ItemName::new(".."), Err(NameError::Dot));
-        assert_eq!(ItemName::new("."), Err(NameError::Dot));
-        assert!(ItemName::new("...").is_ok());
-        assert!(ItemName::new("é".repeat(127)).is_ok()); // 254 bytes
-        assert_eq!(ItemName::new("é".repeat(128)), Err(NameError::TooLong));
-        assert!(serde_json::from_str::<ItemName>("\"../x\"").is_err());
-    }
 
     #[test]
     fn status_spelling_round_trips() {

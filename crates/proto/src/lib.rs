@@ -10,6 +10,7 @@ pub mod account;
 pub mod error;
 pub mod ids;
 pub mod item;
+pub mod name;
 pub mod notify;
 pub mod rpc;
 pub mod wire;
@@ -22,6 +23,7 @@ pub use item::{
     ItemName, ItemStatus, MAX_CHUNK_SIZE, MAX_ENCODED_CHUNK, NameError, PackSpan, ProposedItem,
     same_chunks,
 };
+pub use name::{InvisibleKind, fold_key, printable};
 pub use notify::Notification;
 
 /// Milliseconds since the Unix epoch, UTC. Used for every timestamp on the

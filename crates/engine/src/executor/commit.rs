@@ -75,6 +75,23 @@ fn final_refusal(kind: ErrorKind) -> bool {
     )
 }
 
+/// Whether `error` refuses `item` because a live sibling's name differs
+/// from its name only in case or Unicode form (`Report.txt` beside
+/// `report.txt`). Such a refusal is final like a quota refusal: both files
+/// stay on this disk, the second is reported, and it is tried again once
+/// it changes or is renamed. (An exact clash is a sibling not seen yet;
+/// the feed brings it and the merge makes a conflicted copy.)
+fn is_twin(error: &stacksync_proto::Error, item: &ProposedItem) -> bool {
+    error.kind == ErrorKind::Conflict
+        && error.current.as_deref().is_some_and(|c| {
+            c.id != item.id
+                && c.status.is_live()
+                && c.parent == item.parent
+                && c.name != item.name
+                && c.name.fold_key() == item.name.fold_key()
+        })
+}
+
 /// The intent record of a proposal made from a local entry with `stamp`.
 fn intent(item: &ProposedItem, stamp: Option<Stamp>) -> PendingCommit {
     PendingCommit {
@@ -263,7 +280,9 @@ impl Engine {
                 }
                 Outcome::Skipped(format!("name refused: {}", error.message))
             }
-            CommitOutcome::Refused { error } if final_refusal(error.kind) => {
+            CommitOutcome::Refused { error }
+                if final_refusal(error.kind) || is_twin(&error, &p.item) =>
+            {
                 // Retried once the file changes (or goes away).
                 if let Some(path) = path_in(&exec.local, p.key) {
                     let stamp = exec.local.get(&p.key).map(|l| l.stamp);

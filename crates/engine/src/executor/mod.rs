@@ -93,6 +93,9 @@ pub struct SyncReport {
     /// Entries the scanner left out (ignored, symlinks, special files,
     /// impossible names), as `parent/name: why`.
     pub not_synced: Vec<String>,
+    /// Files and folders renamed on disk to the composed (NFC) form of
+    /// their name, which looks the same: the new path and the old raw name.
+    pub composed: Vec<(RelPath, String)>,
 }
 
 /// The effects an engine works through.
@@ -258,8 +261,12 @@ impl Engine {
             .skipped
             .iter()
             .filter(|(_, _, why)| *why != Skipped::Ignored)
-            .map(|(dir, name, why)| format!("{dir}/{name}: {why:?}"))
+            .map(|(dir, name, why)| format!("{dir}/{}: {why:?}", stacksync_proto::printable(name)))
             .collect();
+        for (path, raw) in &scan.composed {
+            tracing::info!(%path, "renamed to the composed (NFC) form of its name");
+            report.composed.push((path.clone(), raw.clone()));
+        }
         for (path, e) in &scan.tree {
             if let Some(h) = e.hash {
                 self.cache.insert(path.clone(), e.stamp, h);

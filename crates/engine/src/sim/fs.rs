@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use stacksync_proto::ItemName;
 use tokio::io::AsyncWrite;
 
 use crate::error::{FsError, FsErrorKind};
@@ -71,6 +72,10 @@ struct State {
     /// without stable ids).
     no_file_ids: bool,
     mutations: u64,
+    /// Files whose names are not valid item names (a decomposed name, a
+    /// control character), by folder and raw name: a path cannot name
+    /// them, so only `list_dir` and `rename_entry` reach them.
+    raw: BTreeMap<(RelPath, String), Node>,
 }
 
 impl State {
@@ -259,6 +264,27 @@ impl MemFs {
         }
     }
 
+    /// Creates a file whose raw name `name` (in folder `dir`) need not be a
+    /// valid item name, as another program could on a real disk.
+    pub fn user_write_raw(&self, dir: &str, name: &str, data: &[u8]) {
+        let dir = rp(dir);
+        self.user_mkdir_p_path(&dir);
+        let mut s = self.lock();
+        let (id, mtime) = s.fresh();
+        let data = Arc::new(data.to_vec());
+        s.raw
+            .insert((dir, name.to_owned()), Node::File { id, mtime, data });
+    }
+
+    /// The content of a file made by [`MemFs::user_write_raw`], while it
+    /// still has its raw name.
+    pub fn user_read_raw(&self, dir: &str, name: &str) -> Option<Vec<u8>> {
+        match self.lock().raw.get(&(rp(dir), name.to_owned())) {
+            Some(Node::File { data, .. }) => Some(data.to_vec()),
+            _ => None,
+        }
+    }
+
     /// Every path with its content (`None` for folders), symlinks and
     /// special files left out: what two converged devices must agree on.
     pub fn snapshot(&self) -> BTreeMap<String, Option<Vec<u8>>> {
@@ -398,6 +424,16 @@ impl Fs for MemFs {
                     stamp: m.stamp,
                 }
             })
+            .chain(
+                s.raw
+                    .iter()
+                    .filter(|((dir, _), _)| dir == path)
+                    .map(|((_, name), n)| DirEntry {
+                        name: name.clone(),
+                        kind: s.meta(n).kind,
+                        stamp: s.meta(n).stamp,
+                    }),
+            )
             .collect())
     }
 
@@ -520,5 +556,22 @@ impl Fs for MemFs {
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), FsError> {
         let mut s = self.check(from, true)?;
         rename_tree(&mut s, from, to)
+    }
+
+    async fn rename_entry(&self, dir: &RelPath, from: &str, to: &ItemName) -> Result<(), FsError> {
+        let target = dir.join(to);
+        let mut s = self.check(&target, true)?;
+        let raw = (dir.clone(), from.to_owned());
+        if !s.raw.contains_key(&raw) {
+            let from = ItemName::new(from)
+                .map_err(|_| err(FsErrorKind::NotFound, dir, "no such entry"))?;
+            return rename_tree(&mut s, &dir.join(&from), &target);
+        }
+        if s.nodes.contains_key(&target) {
+            return Err(err(FsErrorKind::AlreadyExists, &target, "target exists"));
+        }
+        let node = s.raw.remove(&raw).expect("checked just above");
+        s.nodes.insert(target, node);
+        Ok(())
     }
 }

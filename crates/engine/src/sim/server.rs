@@ -208,16 +208,22 @@ impl FakeServer {
                     };
                 }
             }
-            let taken = s.items.values().filter_map(|h| h.last()).any(|m| {
-                m.id != p.id && m.status.is_live() && m.parent == p.parent && m.name == p.name
+            // Like the real server: a live name's folding key is unique in
+            // its folder, and the refusal names the holder.
+            let key = p.name.fold_key();
+            let holder = s.items.values().filter_map(|h| h.last()).find(|m| {
+                m.id != p.id
+                    && m.status.is_live()
+                    && m.parent == p.parent
+                    && m.name.fold_key() == key
             });
-            if taken {
-                return CommitOutcome::Refused {
-                    error: Error::new(
-                        ErrorKind::BadRequest,
-                        format!("name {} is taken in that folder", p.name),
-                    ),
-                };
+            if let Some(holder) = holder {
+                let mut error = Error::new(
+                    ErrorKind::Conflict,
+                    format!("name {} is taken in that folder by {}", p.name, holder.name),
+                );
+                error.current = Some(Box::new(holder.clone()));
+                return CommitOutcome::Refused { error };
             }
             if let Some(limit) = s.quota {
                 let live_size = |m: &ItemMeta| if m.status.is_live() { m.size } else { 0 };
