@@ -1,5 +1,5 @@
-//! The desktop client's commands: `setup`, `login`, `sync [--once]`,
-//! `status`, `versions`, `restore`. Wiring only: the work is in
+//! The desktop client's commands: `setup`, `login`, `logout`, `password`,
+//! `sync [--once]`, `status`, `versions`, `restore`. Wiring only: the work is in
 //! `stacksync-client` (which never links server code).
 
 use std::io::IsTerminal;
@@ -21,6 +21,8 @@ use stacksync_gateway_client::{GatewayClient, Session};
 use stacksync_proto::ItemStatus;
 use stacksync_proto::rpc::{Reply, Request};
 
+use crate::account;
+
 /// The client's commands.
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
@@ -32,6 +34,21 @@ pub enum ClientCommand {
         /// The account's password (or STACKSYNC_PASSWORD).
         #[arg(long, env = "STACKSYNC_PASSWORD", hide_env_values = true)]
         password: String,
+    },
+    /// Ends this device's session on the server and forgets its token.
+    Logout {
+        /// Ends every session of the account instead: every device (this
+        /// one included) must log in again.
+        #[arg(long)]
+        everywhere: bool,
+    },
+    /// Changes the account's password and signs out every other device.
+    /// Reads the current password and the new one, one per line, from
+    /// standard input (or --password-file); nothing is prompted.
+    Password {
+        /// Reads the two lines from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
     },
     /// Syncs the folder: as a daemon, or with --once until nothing is left.
     Sync {
@@ -177,11 +194,20 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                     (conn.token().to_owned(), conn.user())
                 }
             };
+            // The session this login replaces must not keep working.
+            let previous = profile.load_token().ok().flatten();
             profile.config.user_id = user;
             profile.save()?;
             profile.save_token(&token)?;
+            if let Some(old) = previous.filter(|old| *old != token) {
+                account::end_replaced_session(&profile, old).await;
+            }
             println!("logged in as {}", profile.config.email);
             Ok(())
+        }
+        ClientCommand::Logout { everywhere } => account::logout(&home, everywhere).await,
+        ClientCommand::Password { password_file } => {
+            account::change_password(&home, password_file.as_deref()).await
         }
         ClientCommand::Sync {
             once,
@@ -328,11 +354,19 @@ async fn open(home: &Path, options: ClientOptions) -> anyhow::Result<SyncClient>
     Ok(SyncClient::open(profile, conn, options).await?)
 }
 
-/// The connection the profile asks for.
-async fn connect(profile: &Profile) -> anyhow::Result<Arc<dyn Connection>> {
-    let token = profile
-        .load_token()?
-        .context("not logged in: run `stacksync login --password ...`")?;
+/// The connection the profile asks for, with its stored session.
+pub(crate) async fn connect(profile: &Profile) -> anyhow::Result<Arc<dyn Connection>> {
+    let token = profile.load_token()?.context(
+        "this device is not logged in (logged out?): log in again with `stacksync login --password ...`",
+    )?;
+    connect_with(profile, token).await
+}
+
+/// The connection the profile asks for, with the session `token`.
+pub(crate) async fn connect_with(
+    profile: &Profile,
+    token: String,
+) -> anyhow::Result<Arc<dyn Connection>> {
     match profile.config.transport {
         TransportKind::Gateway => {
             let session = Session {
@@ -438,7 +472,7 @@ async fn setup(
     let folder = folder
         .canonicalize()
         .with_context(|| format!("resolving {}", folder.display()))?;
-    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    Profile::prepare_home(home)?;
     let home_abs = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
     if home_abs.starts_with(&folder) || folder.starts_with(&home_abs) {
         bail!(

@@ -175,6 +175,16 @@ impl Config {
         Ok(base.join("stacksync-server"))
     }
 
+    /// The SQLite database file a `sqlite:` URL names (`None` for other
+    /// databases and in-memory SQLite), so that it can be made private.
+    pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+    }
+
     /// The database URL: configured, or SQLite in the data folder.
     pub fn database_url(&self, data_dir: &Path) -> String {
         self.database.url.clone().unwrap_or_else(|| {
@@ -197,6 +207,12 @@ mod tests {
         assert_eq!(c.storage.kind, StorageKind::Local);
         let d = Path::new("/data");
         assert_eq!(c.database_url(d), "sqlite:///data/meta.sqlite?mode=rwc");
+        assert_eq!(
+            Config::sqlite_file(&c.database_url(d)),
+            Some(PathBuf::from("/data/meta.sqlite"))
+        );
+        assert_eq!(Config::sqlite_file("sqlite::memory:"), None);
+        assert_eq!(Config::sqlite_file("postgres://u@h/db"), None);
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! The `stacksync` binary: `stacksync server` runs the sync service (RPC
 //! workers on the bus and the HTTP surface), `stacksync admin` manages
-//! users, and the client commands (`setup`, `sync`, `status`, `versions`,
-//! `restore`) run the desktop client. Thin by design: argument parsing,
+//! users, and the client commands (`setup`, `login`, `logout`, `password`,
+//! `sync`, `status`, `versions`, `restore`) run the desktop client. Thin by design: argument parsing,
 //! configuration and wiring of the library crates only; it must never hold
 //! sync logic of its own. Built with `--no-default-features`, the binary
 //! has the client commands only and links no server code.
 
+mod account;
+#[cfg(feature = "server")]
+mod admin;
 mod client;
 #[cfg(feature = "server")]
 mod config;
+mod secret;
 #[cfg(feature = "server")]
 mod server;
 
@@ -38,7 +42,7 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
         #[command(subcommand)]
-        what: AdminCommand,
+        what: admin::AdminCommand,
     },
     #[command(flatten)]
     Client(client::ClientCommand),
@@ -73,38 +77,6 @@ struct Overrides {
     /// Requests each consumer holds at once.
     #[arg(long, env = "STACKSYNC_PREFETCH", global = true)]
     prefetch: Option<u16>,
-}
-
-#[cfg(feature = "server")]
-#[derive(Subcommand, Debug)]
-enum AdminCommand {
-    /// User accounts.
-    User {
-        #[command(subcommand)]
-        what: UserCommand,
-    },
-}
-
-#[cfg(feature = "server")]
-#[derive(Subcommand, Debug)]
-enum UserCommand {
-    /// Creates a user and their private workspace; prints the user id.
-    Add {
-        /// The user's email (their login).
-        email: String,
-        /// The user's password.
-        #[arg(long)]
-        password: String,
-        /// Display name (default: the part of the email before '@').
-        #[arg(long)]
-        name: Option<String>,
-        /// Quota in bytes (default 10 GiB).
-        #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
-        quota: u64,
-        /// The Swift user this account maps to, if clients reach Swift.
-        #[arg(long)]
-        storage_user: Option<String>,
-    },
 }
 
 #[cfg(feature = "server")]
@@ -157,33 +129,7 @@ fn main() -> anyhow::Result<()> {
             #[cfg(feature = "server")]
             Command::Server(o) => server::run(o.resolve()?).await,
             #[cfg(feature = "server")]
-            Command::Admin { overrides, what } => {
-                let config = overrides.resolve()?;
-                match what {
-                    AdminCommand::User {
-                        what:
-                            UserCommand::Add {
-                                email,
-                                password,
-                                name,
-                                quota,
-                                storage_user,
-                            },
-                    } => {
-                        let name = name.unwrap_or_else(|| {
-                            email.split('@').next().unwrap_or(&email).to_owned()
-                        });
-                        let service = server::open_service(&config, false).await?;
-                        let (account, _) = service
-                            .create_user(&email, &name, &password, quota, storage_user)
-                            .await
-                            .with_context(|| format!("creating user {email}"))?;
-                        println!("{}", account.id);
-                        service.store().close().await;
-                        Ok(())
-                    }
-                }
-            }
+            Command::Admin { overrides, what } => admin::run(&overrides.resolve()?, what).await,
         }
     })
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use stacksync_blobstore::{StoreConfig, open_store};
 use stacksync_bus::{Bus, BusConfig, MemoryConfig, QueueKind};
+use stacksync_client::private;
 use stacksync_metastore::MetaStore;
 use stacksync_service::{Service, ServiceConfig, run_rpc_workers};
 use tokio::sync::watch;
@@ -18,21 +19,29 @@ use crate::config::{BusKind, Config, QueueKindName, StorageKind};
 /// (administration commands publish nothing anyone listens to).
 pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Service> {
     let data_dir = config.data_dir()?;
-    std::fs::create_dir_all(&data_dir)
+    // The data folder holds password hashes and everyone's file names:
+    // private (0700/0600), repaired if an older version left it open.
+    private::dir(&data_dir)
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     let db_url = config.database_url(&data_dir);
+    if let Some(file) = Config::sqlite_file(&db_url) {
+        private::sqlite_file(&file)
+            .with_context(|| format!("creating the database file {}", file.display()))?;
+    }
     let store = MetaStore::connect(&db_url)
         .await
         .context("opening the metadata database")?;
     let blob_config = match config.storage.kind {
-        StorageKind::Local => StoreConfig::Local {
-            root: config
+        StorageKind::Local => {
+            let root = config
                 .storage
                 .root
                 .clone()
-                .unwrap_or_else(|| data_dir.join("blobs")),
-            user: None,
-        },
+                .unwrap_or_else(|| data_dir.join("blobs"));
+            private::dir(&root)
+                .with_context(|| format!("creating the blob folder {}", root.display()))?;
+            StoreConfig::Local { root, user: None }
+        }
         StorageKind::Swift => StoreConfig::Swift(Box::new(
             config
                 .storage

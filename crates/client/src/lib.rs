@@ -21,6 +21,7 @@ pub mod connection;
 pub mod desktop;
 pub mod direct;
 pub mod localfs;
+pub mod private;
 pub mod profile;
 mod sqlite;
 pub mod state;

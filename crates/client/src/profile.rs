@@ -2,7 +2,7 @@
 //!
 //! `STACKSYNC_HOME` selects the folder; without it, the platform's
 //! configuration folder (`$XDG_CONFIG_HOME/stacksync`, else
-//! `~/.config/stacksync`). Inside: `profile.toml` (server, account, device,
+//! `~/.config/stacksync`), private (0700, every file in it 0600). Inside: `profile.toml` (server, account, device,
 //! synced folder, transport), `session.token` (mode 0600, never in the
 //! TOML so the profile can be shown or shared without the secret),
 //! `state.sqlite` (the sync state) and `uploads.sqlite` (the upload
@@ -11,11 +11,13 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use stacksync_proto::{DeviceId, UserId, WorkspaceId};
+
+use crate::private;
 
 /// Environment variable that selects the client's home folder.
 pub const HOME_ENV: &str = "STACKSYNC_HOME";
@@ -174,18 +176,14 @@ impl Profile {
     /// refuses to replace an existing one.
     pub fn create(home: &Path, config: ProfileConfig) -> Result<Profile, ProfileError> {
         validate(&config)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(home)
-            .map_err(io_err("creating", home))?;
+        Profile::prepare_home(home)?;
         let path = home.join(PROFILE_FILE);
         if path.exists() {
             return Err(ProfileError::AlreadyExists(home.to_path_buf()));
         }
         let text = toml::to_string(&config)
             .map_err(|e| ProfileError::Invalid(format!("cannot encode: {e}")))?;
-        write_atomic(&path, text.as_bytes(), 0o644)?;
+        write_atomic(&path, text.as_bytes(), private::FILE_MODE)?;
         Ok(Profile {
             home: home.to_path_buf(),
             config,
@@ -197,7 +195,33 @@ impl Profile {
         validate(&self.config)?;
         let text = toml::to_string(&self.config)
             .map_err(|e| ProfileError::Invalid(format!("cannot encode: {e}")))?;
-        write_atomic(&self.home.join(PROFILE_FILE), text.as_bytes(), 0o644)
+        write_atomic(
+            &self.home.join(PROFILE_FILE),
+            text.as_bytes(),
+            private::FILE_MODE,
+        )
+    }
+
+    /// Creates `home` (mode 0700) if missing, and repairs the modes of an
+    /// existing one: the folder to 0700, every file in it (profile, sync
+    /// state, upload journal, their SQLite companions, the status socket)
+    /// to 0600. Secrets found readable by others (`session.token`,
+    /// `swift.key`) are not repaired but refused when read
+    /// ([`ProfileError::TokenExposed`]): they may have been copied, so the
+    /// user should log in again.
+    pub fn prepare_home(home: &Path) -> Result<(), ProfileError> {
+        private::dir(home).map_err(io_err("creating", home))?;
+        let entries = fs::read_dir(home).map_err(io_err("listing", home))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("listing", home))?;
+            let name = entry.file_name();
+            if name == TOKEN_FILE || name == SWIFT_KEY_FILE {
+                continue;
+            }
+            let path = entry.path();
+            private::narrow(&path).map_err(io_err("making private", &path))?;
+        }
+        Ok(())
     }
 
     /// Removes an existing profile's configuration, token and sync state
@@ -238,6 +262,7 @@ impl Profile {
         let config: ProfileConfig =
             toml::from_str(&text).map_err(|source| ProfileError::Parse { path, source })?;
         validate(&config)?;
+        Profile::prepare_home(home)?;
         Ok(Profile {
             home: home.to_path_buf(),
             config,

@@ -9,11 +9,14 @@ use sqlx::sqlite::{
 
 /// Opens (creating if needed) the database at `path` in WAL mode with the
 /// given durability, as a pool of one connection: each file has a single
-/// writer, which never sees SQLITE_BUSY from itself.
+/// writer, which never sees SQLITE_BUSY from itself. The file (and its
+/// `-wal`/`-shm`, which SQLite creates with the database's mode) is
+/// private: it lists the user's file names and hashes.
 pub(crate) async fn open(
     path: &Path,
     synchronous: SqliteSynchronous,
 ) -> Result<SqlitePool, sqlx::Error> {
+    crate::private::sqlite_file(path)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

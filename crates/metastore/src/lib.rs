@@ -20,6 +20,7 @@ mod rows;
 mod sharing;
 mod store;
 pub mod testing;
+mod user_removal;
 mod users;
 
 pub use error::StoreError;
@@ -27,7 +28,8 @@ pub use folder_move::FolderMove;
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
 pub use sharing::{InviteeState, ShareProposal};
 pub use store::{Backend, MetaStore};
-pub use users::{NewUser, UserRecord};
+pub use user_removal::RemovedUser;
+pub use users::{NewUser, Revocation, UserRecord};
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {

@@ -24,9 +24,25 @@ pub struct NewUser {
 pub struct UserRecord {
     pub account: Account,
     pub password_hash: String,
+    /// Whether an administrator disabled the account: it may not log in and
+    /// none of its sessions authenticates.
+    pub disabled: bool,
 }
 
-const USER_COLS: &str = "id, email, name, password_hash, storage_user, quota_limit, quota_used";
+/// Which of a user's sessions [`MetaStore::revoke_sessions`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation<'a> {
+    /// The one session with this token hash (logout).
+    Only(&'a str),
+    /// Every session but the one with this token hash (a password change
+    /// keeps the session that made it).
+    AllExcept(&'a str),
+    /// Every session (logout everywhere, disable, password reset).
+    All,
+}
+
+const USER_COLS: &str =
+    "id, email, name, password_hash, storage_user, quota_limit, quota_used, disabled_at";
 
 fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
@@ -39,6 +55,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
             storage_user: get(row, "storage_user")?,
         },
         password_hash: get(row, "password_hash")?,
+        disabled: get::<Option<i64>>(row, "disabled_at")?.is_some(),
     })
 }
 
@@ -238,15 +255,19 @@ impl MetaStore {
         Ok(())
     }
 
-    /// The user of an unexpired session, if any.
+    /// The user of an unexpired session of an enabled account, if any.
+    /// Read from the database on every call (never cached), so that a
+    /// revoked session or a disabled account is refused at once.
     pub async fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
-                .bind(token_hash)
-                .bind(now_ms())
-                .fetch_optional(&self.pool)
-                .await
-                .ctx("reading a session")?;
+        let row = sqlx::query(
+            "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a session")?;
         row.map(|r| parse_id("sessions", &get::<String>(&r, "user_id")?))
             .transpose()
     }
@@ -259,5 +280,90 @@ impl MetaStore {
             .await
             .ctx("deleting a session")?;
         Ok(())
+    }
+
+    /// Ends `which` of `user`'s sessions (expired ones included) and
+    /// returns the token hashes it ended, so that whatever was issued per
+    /// session (e.g. broker credentials) can be revoked with them. A token
+    /// hash of another user's session is never touched.
+    pub async fn revoke_sessions(
+        &self,
+        user: UserId,
+        which: Revocation<'_>,
+    ) -> Result<Vec<String>, StoreError> {
+        let (sql, hash) = match which {
+            Revocation::Only(h) => (
+                "DELETE FROM sessions WHERE user_id = $1 AND token_hash = $2 RETURNING token_hash",
+                Some(h),
+            ),
+            Revocation::AllExcept(h) => (
+                "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2 RETURNING token_hash",
+                Some(h),
+            ),
+            Revocation::All => (
+                "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash",
+                None,
+            ),
+        };
+        let mut query = sqlx::query(sql).bind(user.to_string());
+        if let Some(h) = hash {
+            query = query.bind(h);
+        }
+        let rows = query.fetch_all(&self.pool).await.ctx("revoking sessions")?;
+        rows.iter()
+            .map(|r| get::<String>(r, "token_hash"))
+            .collect()
+    }
+
+    /// Replaces a user's password hash (the caller revokes sessions).
+    pub async fn set_password_hash(
+        &self,
+        user: UserId,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .ctx("changing a password")?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no user {user}")).into());
+        }
+        Ok(())
+    }
+
+    /// Disables (`true`) or re-enables a user. Disabling also ends every
+    /// session in the same transaction, so no request of the user succeeds
+    /// once this returns; returns the token hashes it ended.
+    pub async fn set_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
+        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled.then(now_ms))
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .ctx("disabling or enabling a user")?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no user {user}")).into());
+        }
+        let ended = if disabled {
+            let rows = sqlx::query("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
+                .bind(user.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .ctx("ending a disabled user's sessions")?;
+            rows.iter()
+                .map(|r| get::<String>(r, "token_hash"))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await.ctx("committing a disabled user")?;
+        Ok(ended)
     }
 }

@@ -78,6 +78,19 @@ pub enum Request {
         workspace: WorkspaceId,
         ids: Vec<ChunkId>,
     },
+    /// Ends the caller's session, or with `everywhere` every session of
+    /// the account (all devices, this one included).
+    Logout {
+        #[serde(default)]
+        everywhere: bool,
+    },
+    /// Replaces the account's password after checking the current one, and
+    /// ends every other session of the account (the caller's stays). The
+    /// passwords travel inside the request, like [`Request::Login`]'s.
+    ChangePassword {
+        current_password: String,
+        new_password: String,
+    },
 }
 
 impl Request {
@@ -127,6 +140,14 @@ pub enum Reply {
     /// location), or `None` if the workspace does not have it.
     ChunkLocations {
         chunks: Vec<Option<ChunkRef>>,
+    },
+    /// How many sessions [`Request::Logout`] ended.
+    LoggedOut {
+        sessions: u64,
+    },
+    /// The password was changed; `other_sessions` sessions were ended.
+    PasswordChanged {
+        other_sessions: u64,
     },
 }
 

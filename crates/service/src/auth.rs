@@ -85,6 +85,12 @@ impl Service {
         if !ok {
             return Err(refused().into());
         }
+        // Said only to whoever knows the password: it cannot probe accounts.
+        if user.disabled {
+            return Err(
+                Error::unauthenticated("this account is disabled; ask the administrator").into(),
+            );
+        }
         let token = new_token()?;
         let ttl = Millis::try_from(self.config().session_ttl.as_millis()).unwrap_or(Millis::MAX);
         let expires_at = now_ms().saturating_add(ttl);
@@ -107,17 +113,25 @@ impl Service {
         }
         match self.store().session_user(&token_hash(token)).await {
             Ok(Some(user)) => Ok(user),
-            Ok(None) => Err(Error::unauthenticated("unknown or expired session")),
+            Ok(None) => Err(Error::unauthenticated(
+                "the session has ended or expired (logged out, password changed or account disabled): log in again",
+            )),
             Err(e) => Err(ServiceError::from(e).to_proto()),
         }
     }
 
-    /// Ends a session (logout). Unknown tokens are ignored.
+    /// Ends a session (logout). Unknown or ended tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
-        self.store()
-            .delete_session(&token_hash(token))
-            .await
-            .map_err(|e| ServiceError::from(e).to_proto())
+        match self.authenticate(token).await {
+            Ok(user) => {
+                let hash = token_hash(token);
+                self.revoke_sessions(user, stacksync_metastore::Revocation::Only(&hash))
+                    .await
+                    .map(drop)
+            }
+            Err(e) if e.kind == stacksync_proto::ErrorKind::Unauthenticated => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! fail the operation it announces (notifications are hints; clients re-read
 //! the change feed).
 
+mod accounts;
 mod auth;
 mod chunks;
 mod error;
@@ -29,11 +30,14 @@ use stacksync_bus::{Bus, Topic};
 use stacksync_metastore::{MetaStore, NewUser};
 use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, UserId, Workspace};
 
+pub use accounts::{MAX_PASSWORD_BYTES, UserRemoval, check_new_password};
 pub use auth::{hash_password, token_hash, verify_password};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
+/// Which sessions [`Service::revoke_sessions`] ends.
+pub use stacksync_metastore::Revocation;
 pub use workers::run_rpc_workers;
 
 use crate::error::BlobContext;
@@ -138,6 +142,7 @@ impl Service {
         quota_limit: u64,
         storage_user: Option<String>,
     ) -> Result<(Account, Workspace), Error> {
+        check_new_password(password)?;
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await

@@ -138,6 +138,17 @@ impl Service {
                     chunks: store.locate_chunks(workspace, &ids).await?,
                 }
             }
+            Request::Logout { everywhere } => Reply::LoggedOut {
+                sessions: self.logout_request(user, &req.token, everywhere).await?,
+            },
+            Request::ChangePassword {
+                current_password,
+                new_password,
+            } => Reply::PasswordChanged {
+                other_sessions: self
+                    .change_password(user, &req.token, &current_password, &new_password)
+                    .await?,
+            },
         })
     }
 

@@ -30,6 +30,8 @@ fn variant(r: &Request) -> &'static str {
         Request::GetVersions { .. } => "get_versions",
         Request::Restore { .. } => "restore",
         Request::LocateChunks { .. } => "locate_chunks",
+        Request::ChangePassword { .. } => "change_password",
+        Request::Logout { .. } => "logout",
     }
 }
 
@@ -48,6 +50,8 @@ const ALL: &[&str] = &[
     "get_versions",
     "restore",
     "locate_chunks",
+    "change_password",
+    "logout",
 ];
 
 /// Everything a refused request must leave as it was.
@@ -285,6 +289,16 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             },
             None,
         ),
+        // Only her own password, which she must know.
+        (
+            Request::ChangePassword {
+                current_password: "guess".into(),
+                new_password: "mine now".into(),
+            },
+            forbidden,
+        ),
+        // Only her own session; last, since it ends it.
+        (Request::Logout { everywhere: false }, None),
     ]
 }
 
@@ -314,6 +328,7 @@ async fn non_members_are_refused_and_nothing_changes(env: &Env) {
             (None, Ok(Reply::ChunkLocations { chunks })) => {
                 assert_eq!(chunks, vec![None], "{name}");
             }
+            (None, Ok(Reply::LoggedOut { sessions })) => assert_eq!(sessions, 1, "{name}"),
             (None, other) => panic!("{name}: unexpected {other:?}"),
         }
         assert_eq!(snapshot(env, &w).await, before, "{name} changed something");

@@ -1,0 +1,142 @@
+//! `stacksync admin`: administration of the installation, run against its
+//! configuration (database and storage) while the server runs or not.
+//! Each command is a variant of [`AdminCommand`] with its handling in
+//! [`run`]; add new ones the same way.
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::secret::PasswordArgs;
+use crate::server;
+
+/// What `stacksync admin` does.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// User accounts.
+    User {
+        #[command(subcommand)]
+        what: UserCommand,
+    },
+}
+
+/// `stacksync admin user ...`.
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Creates a user and their private workspace; prints the user id.
+    Add {
+        /// The user's email (their login).
+        email: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Display name (default: the part of the email before '@').
+        #[arg(long)]
+        name: Option<String>,
+        /// Quota in bytes (default 10 GiB).
+        #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
+        quota: u64,
+        /// The Swift user this account maps to, if clients reach Swift.
+        #[arg(long)]
+        storage_user: Option<String>,
+    },
+    /// Refuses the user's logins and ends every session of theirs at once.
+    Disable {
+        /// The user's email.
+        email: String,
+    },
+    /// Lets a disabled user log in again.
+    Enable {
+        /// The user's email.
+        email: String,
+    },
+    /// Deletes the user: account, devices, sessions, their workspaces with
+    /// their files, versions and stored objects. Shared folders of other
+    /// users they were a member of stay (without them). Refused while they
+    /// own a folder shared with others.
+    Remove {
+        /// The user's email.
+        email: String,
+    },
+    /// Sets a new password and ends every session of the user.
+    ResetPassword {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+/// Runs one administration command.
+pub async fn run(config: &Config, what: AdminCommand) -> anyhow::Result<()> {
+    let service = server::open_service(config, false).await?;
+    let result = match what {
+        AdminCommand::User { what } => user(&service, what).await,
+    };
+    service.store().close().await;
+    result
+}
+
+async fn user(service: &stacksync_service::Service, what: UserCommand) -> anyhow::Result<()> {
+    match what {
+        UserCommand::Add {
+            email,
+            password,
+            name,
+            quota,
+            storage_user,
+        } => {
+            let password = password.read()?;
+            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+            let (account, _) = service
+                .create_user(&email, &name, &password, quota, storage_user)
+                .await
+                .with_context(|| format!("creating user {email}"))?;
+            println!("{}", account.id);
+        }
+        UserCommand::Disable { email } => {
+            let id = service.user_id(&email).await?;
+            let ended = service
+                .set_user_disabled(id, true)
+                .await
+                .with_context(|| format!("disabling {email}"))?;
+            println!("disabled {email}; {ended} session(s) ended");
+        }
+        UserCommand::Enable { email } => {
+            let id = service.user_id(&email).await?;
+            service
+                .set_user_disabled(id, false)
+                .await
+                .with_context(|| format!("enabling {email}"))?;
+            println!("enabled {email}");
+        }
+        UserCommand::Remove { email } => {
+            let id = service.user_id(&email).await?;
+            let done = service
+                .remove_user(id)
+                .await
+                .with_context(|| format!("removing {email}"))?;
+            println!(
+                "removed {email}: {} workspace(s) deleted, left {} shared workspace(s), {} session(s) ended",
+                done.removed.deleted_containers.len(),
+                done.removed.left_workspaces.len(),
+                done.removed.ended_sessions.len()
+            );
+            if !done.storage_errors.is_empty() {
+                bail!(
+                    "the user is removed, but storage clean-up failed (the objects left are unreferenced): {}",
+                    done.storage_errors.join("; ")
+                );
+            }
+        }
+        UserCommand::ResetPassword { email, password } => {
+            let password = password.read()?;
+            let id = service.user_id(&email).await?;
+            let ended = service
+                .reset_password(id, &password)
+                .await
+                .with_context(|| format!("resetting the password of {email}"))?;
+            println!("password of {email} reset; {ended} session(s) ended");
+        }
+    }
+    Ok(())
+}
