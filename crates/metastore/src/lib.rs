@@ -10,11 +10,14 @@
 //! is handed: callers get a [`stacksync_proto::Error`] with a clear kind.
 
 mod chunk_index;
+mod claims;
 mod commit;
 mod error;
 mod feed;
 mod folder_move;
+mod gc;
 mod oauth;
+mod objects;
 mod rows;
 mod sharing;
 mod store;
@@ -23,7 +26,9 @@ mod users;
 
 pub use error::StoreError;
 pub use folder_move::FolderMove;
+pub use gc::GcPlan;
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
+pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal};
 pub use store::{Backend, MetaStore};
 pub use users::{NewUser, UserRecord};
