@@ -17,7 +17,9 @@
 mod auth;
 mod chunks;
 mod error;
+mod gc;
 mod ops;
+mod quota;
 mod sharing;
 mod workers;
 
@@ -32,6 +34,7 @@ use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, User
 pub use auth::{hash_password, token_hash, verify_password};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
+pub use gc::{GcReport, GcSettings};
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
 pub use workers::run_rpc_workers;
