@@ -6,6 +6,8 @@
 //! sync logic of its own. Built with `--no-default-features`, the binary
 //! has the client commands only and links no server code.
 
+#[cfg(feature = "server")]
+mod admin_gc;
 mod client;
 #[cfg(feature = "server")]
 mod config;
@@ -83,6 +85,8 @@ enum AdminCommand {
         #[command(subcommand)]
         what: UserCommand,
     },
+    /// Deletes stored objects nothing references and expired history.
+    Gc(admin_gc::GcArgs),
 }
 
 #[cfg(feature = "server")]
@@ -160,6 +164,7 @@ fn main() -> anyhow::Result<()> {
             Command::Admin { overrides, what } => {
                 let config = overrides.resolve()?;
                 match what {
+                    AdminCommand::Gc(args) => admin_gc::run(&config, args).await,
                     AdminCommand::User {
                         what:
                             UserCommand::Add {
