@@ -18,6 +18,8 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: UserCommand,
     },
+    /// Deletes stored objects nothing references and expired history.
+    Gc(crate::admin_gc::GcArgs),
 }
 
 /// `stacksync admin user ...`.
@@ -71,6 +73,7 @@ pub async fn run(config: &Config, what: AdminCommand) -> anyhow::Result<()> {
     let service = server::open_service(config, false).await?;
     let result = match what {
         AdminCommand::User { what } => user(&service, what).await,
+        AdminCommand::Gc(args) => crate::admin_gc::run(&service, config, args).await,
     };
     service.store().close().await;
     result

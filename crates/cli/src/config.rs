@@ -22,6 +22,11 @@
 //! queue_kind = "durable"               # "classic" | "durable" | "quorum"
 //! rpc_timeout_ms = 30000
 //!
+//! [gc]                                 # garbage collection of stored objects
+//! interval_minutes = 60                # 0: the server never collects on its own
+//! grace_minutes = 60                   # younger objects are never collected
+//! retention_days = 30                  # history kept after a version is replaced
+//!
 //! [storage]
 //! kind = "swift"                       # or "local" (root defaults to DATA_DIR/blobs)
 //! storage_url = "https://swift.example/v1/AUTH_stacksync"  # told to clients
@@ -61,6 +66,50 @@ pub struct Config {
     pub bus: BusSection,
     /// Chunk storage.
     pub storage: StorageSection,
+    /// Garbage collection.
+    pub gc: GcSection,
+}
+
+/// `[gc]`: when the server collects garbage, and what it keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSection {
+    /// Minutes between collections by a running server; 0 turns them off
+    /// (`stacksync admin gc` still works). Default 60.
+    pub interval_minutes: u64,
+    /// Objects stored less than this many minutes ago are never collected,
+    /// so uploads not committed yet survive. Default 60.
+    pub grace_minutes: u64,
+    /// Days a replaced version (or a deleted file's content) stays in the
+    /// history before its storage can be freed. Default 30.
+    pub retention_days: u64,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            interval_minutes: 60,
+            grace_minutes: 60,
+            retention_days: 30,
+        }
+    }
+}
+
+impl GcSection {
+    /// The collection settings these values give.
+    pub fn settings(&self) -> stacksync_service::GcSettings {
+        stacksync_service::GcSettings {
+            grace: std::time::Duration::from_secs(self.grace_minutes.saturating_mul(60)),
+            retention: std::time::Duration::from_secs(self.retention_days.saturating_mul(86_400)),
+            dry_run: false,
+        }
+    }
+
+    /// How often a server collects, or `None` when it does not.
+    pub fn interval(&self) -> Option<std::time::Duration> {
+        (self.interval_minutes > 0)
+            .then(|| std::time::Duration::from_secs(self.interval_minutes.saturating_mul(60)))
+    }
 }
 
 /// `[database]`.
@@ -229,6 +278,9 @@ mod tests {
             url = "amqp://guest:guest@127.0.0.1:5672/%2f"
             namespace = "t1"
             queue_kind = "classic"
+            [gc]
+            interval_minutes = 0
+            grace_minutes = 5
             [storage]
             kind = "swift"
             [storage.swift]
@@ -240,6 +292,9 @@ mod tests {
         assert_eq!(c.bus.queue_kind, QueueKindName::Classic);
         assert_eq!(c.prefetch, Some(4));
         assert!(c.storage.swift.is_some());
+        assert_eq!(c.gc.interval(), None);
+        assert_eq!(c.gc.settings().grace.as_secs(), 300);
+        assert_eq!(c.gc.retention_days, 30);
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }
 }

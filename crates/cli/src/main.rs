@@ -9,6 +9,8 @@
 mod account;
 #[cfg(feature = "server")]
 mod admin;
+#[cfg(feature = "server")]
+mod admin_gc;
 mod client;
 #[cfg(feature = "server")]
 mod config;

@@ -136,6 +136,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
+    if let Some(every) = config.gc.interval() {
+        let gc = crate::admin_gc::periodic(
+            service.clone(),
+            config.gc.settings(),
+            every,
+            stopped(stop_rx.clone()),
+        );
+        tokio::spawn(gc);
+    }
     let app = stacksync_gateway::router(service.clone());
     let http_task = tokio::spawn(
         axum::serve(

@@ -10,8 +10,14 @@
 //! Accepted versions get consecutive workspace revisions (one per version,
 //! so the change feed can page at any point). The whole batch, quota and
 //! revision included, becomes durable together or not at all.
+//!
+//! Quota is not charged here: it counts bytes stored (the object ledger,
+//! `objects.rs`), which a commit does not add to. What a commit checks is
+//! where its chunks are (`claims.rs`): new location claims must point into
+//! objects the workspace's ledger knows, and none into an object the
+//! garbage collector is deleting.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::AnyConnection;
 use stacksync_proto::{
@@ -20,8 +26,10 @@ use stacksync_proto::{
 };
 
 use crate::chunk_index::{check_chunk_sizes, locate, stored_chunks};
+use crate::claims::{object_of, own_packs, settle};
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item, load_version};
+use crate::objects::{StoredObject, ledger_rows};
 use crate::rows::dynamic;
 use crate::rows::{ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_u64};
 use crate::{MetaStore, now_ms};
@@ -34,8 +42,6 @@ struct Batch {
     workspace: WorkspaceId,
     device: DeviceId,
     revision: u64,
-    quota_limit: u64,
-    quota_used: u64,
     now: i64,
     /// Latest state (without chunks) of every item the batch has looked at
     /// or written, `None` for ids known not to exist. Read once up front for
@@ -47,6 +53,10 @@ struct Batch {
     chunks: HashMap<ChunkId, ChunkRef>,
     /// Versions accepted so far, written together at the end of the batch.
     accepted: Vec<ItemMeta>,
+    /// The ledger rows of every object the batch's chunks name.
+    objects: HashMap<ChunkId, StoredObject>,
+    /// Those of them the committing user uploaded.
+    own: HashSet<ChunkId>,
 }
 
 impl MetaStore {
@@ -80,33 +90,41 @@ impl MetaStore {
         if locked.rows_affected() == 0 {
             return Err(Error::not_found(format!("no workspace {}", req.workspace)).into());
         }
-        let row = sqlx::query(
-            "SELECT w.latest_revision, w.owner_id, u.quota_limit, u.quota_used FROM workspaces w \
-             JOIN users u ON u.id = w.owner_id WHERE w.id = $1",
-        )
-        .bind(&ws)
-        .fetch_one(&mut *tx)
-        .await
-        .ctx("reading the workspace")?;
-        let owner: UserId = parse_id("workspaces", &get::<String>(&row, "owner_id")?)?;
+        let row = sqlx::query("SELECT latest_revision FROM workspaces WHERE id = $1")
+            .bind(&ws)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("reading the workspace")?;
         let start = to_u64("workspaces", get(&row, "latest_revision")?)?;
         let named: Vec<ChunkId> = req
             .items
             .iter()
             .flat_map(|p| p.chunks.iter().map(|c| c.id))
             .collect();
+        let chunks = stored_chunks(&mut tx, req.workspace, &named, false).await?;
+        // The objects both the proposals and the index place chunks in.
+        let proposed = req
+            .items
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(object_of));
+        let objects = ledger_rows(
+            &mut tx,
+            req.workspace,
+            proposed.chain(chunks.values().map(object_of)),
+        )
+        .await?;
+        let own = own_packs(&objects, committer(&mut tx, req.device).await?);
         let mut batch = Batch {
             workspace: req.workspace,
             device: req.device,
             revision: start,
-            quota_limit: to_u64("users", get(&row, "quota_limit")?)?,
-            quota_used: to_u64("users", get(&row, "quota_used")?)?,
             now: now_ms(),
             items: prefetch_items(&mut tx, &req.items).await?,
-            chunks: stored_chunks(&mut tx, req.workspace, &named, false).await?,
+            chunks,
             accepted: Vec::new(),
+            objects,
+            own,
         };
-        let quota_before = batch.quota_used;
         let mut results = Vec::with_capacity(req.items.len());
         for item in &req.items {
             let outcome = commit_one(&mut tx, &mut batch, item).await?;
@@ -116,7 +134,7 @@ impl MetaStore {
                 outcome,
             });
         }
-        write_history(&mut tx, req.workspace, &batch.accepted).await?;
+        write_history(&mut tx, req.workspace, &batch.accepted, &batch.own).await?;
         if batch.revision != start {
             sqlx::query("UPDATE workspaces SET latest_revision = $1 WHERE id = $2")
                 .bind(batch.revision as i64)
@@ -124,14 +142,6 @@ impl MetaStore {
                 .execute(&mut *tx)
                 .await
                 .ctx("advancing the workspace revision")?;
-        }
-        if batch.quota_used != quota_before {
-            sqlx::query("UPDATE users SET quota_used = $1 WHERE id = $2")
-                .bind(batch.quota_used as i64)
-                .bind(owner.to_string())
-                .execute(&mut *tx)
-                .await
-                .ctx("updating the quota")?;
         }
         tx.commit().await.ctx("committing a batch")?;
         Ok(CommitResult {
@@ -146,6 +156,21 @@ impl MetaStore {
 /// Rows bound per multi-row statement (well under both databases' limits on
 /// bound parameters).
 pub(crate) const ROWS: usize = 400;
+
+/// The user whose device commits (`None` for a device the store does not
+/// know; the service has checked it is the caller's).
+async fn committer(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+) -> Result<Option<UserId>, StoreError> {
+    let row = sqlx::query("SELECT user_id FROM devices WHERE id = $1")
+        .bind(device.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .ctx("reading the committing device")?;
+    row.map(|r| parse_id("devices", &get::<String>(&r, "user_id")?))
+        .transpose()
+}
 
 /// The current rows of the batch's items, in one query per 400 ids.
 async fn prefetch_items(
@@ -251,26 +276,21 @@ async fn commit_one(
         return refused(error);
     }
     let chunks = if status.is_live() {
-        locate(&batch.chunks, &p.chunks)
+        let located = locate(&batch.chunks, &p.chunks);
+        match settle(
+            &batch.chunks,
+            &batch.objects,
+            &batch.own,
+            &p.chunks,
+            located,
+        ) {
+            Ok(chunks) => chunks,
+            Err(error) => return refused(error),
+        }
     } else {
         Vec::new()
     };
-
-    let old_size = current
-        .as_ref()
-        .filter(|c| c.status.is_live())
-        .map_or(0, |c| c.size);
     let new_size = if status.is_live() { p.size } else { 0 };
-    let used = batch
-        .quota_used
-        .saturating_sub(old_size)
-        .saturating_add(new_size);
-    if new_size > old_size && used > batch.quota_limit {
-        return refused(Error::quota_exceeded(format!(
-            "storing {} bytes for item {} would exceed the quota of {} bytes",
-            new_size, p.id, batch.quota_limit
-        )));
-    }
 
     let meta = ItemMeta {
         id: p.id,
@@ -312,7 +332,6 @@ async fn commit_one(
             }),
         );
     }
-    batch.quota_used = used;
     batch.revision = meta.revision;
     for c in &meta.chunks {
         batch.chunks.entry(c.id).or_insert(*c);
@@ -474,7 +493,7 @@ pub(crate) async fn write_version(
             .unwrap_or_else(|| Error::internal(format!("item {} could not be stored", m.id)))
             .into());
     }
-    write_history(conn, m.workspace, std::slice::from_ref(m)).await
+    write_history(conn, m.workspace, std::slice::from_ref(m), &HashSet::new()).await
 }
 
 /// Writes the item's latest-state row. A new row that would take a live
@@ -519,10 +538,14 @@ async fn write_item(
 /// Version rows, their chunk lists and the chunk reference counts of
 /// `versions`, in multi-row statements (a batch or a large file means
 /// thousands of rows).
+///
+/// A chunk placed in one of `own` (packs the committer uploaded) keeps
+/// that place as the version's own location (see `claims.rs`).
 async fn write_history(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     versions: &[ItemMeta],
+    own: &HashSet<ChunkId>,
 ) -> Result<(), StoreError> {
     const COLS: usize = 14;
     for group in versions.chunks(ROWS) {
@@ -565,19 +588,13 @@ async fn write_history(
     for group in rows.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
             .map(|r| {
-                let b = r * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                )
+                let cols: Vec<String> = (1..=8).map(|c| format!("${}", r * 8 + c)).collect();
+                format!("({})", cols.join(", "))
             })
             .collect();
         let sql = format!(
-            "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size) VALUES {}",
+            "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size, pack_id, pack_offset, pack_len) \
+             VALUES {}",
             marks.join(", ")
         );
         let mut q = sqlx::query(dynamic(sql));
@@ -588,6 +605,9 @@ async fn write_history(
                 .bind(*seq as i64)
                 .bind(c.id.to_hex())
                 .bind(i64::from(c.size));
+            let own_span = c.span.filter(|s| own.contains(&s.pack));
+            let (pack, offset, len) = span_to_db(own_span);
+            q = q.bind(pack).bind(offset).bind(len);
         }
         q.execute(&mut *conn).await.ctx("writing version chunks")?;
     }

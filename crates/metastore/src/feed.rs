@@ -52,7 +52,12 @@ pub(crate) async fn load_version(
 
 /// A version's chunks with their locations: `version_chunks` rows (aliased
 /// `vc`) and the chunk index entry of the workspace that holds the version.
-const CHUNKS_WITH_LOCATION: &str = "vc.chunk_id, vc.size, cr.pack_id, cr.pack_offset, cr.pack_len";
+/// A version's own location (its committer's upload, see `claims.rs`) comes
+/// before the index's; the three columns are taken from one side only.
+const CHUNKS_WITH_LOCATION: &str = "vc.chunk_id, vc.size, \
+     CASE WHEN vc.pack_id IS NULL THEN cr.pack_id ELSE vc.pack_id END AS pack_id, \
+     CASE WHEN vc.pack_id IS NULL THEN cr.pack_offset ELSE vc.pack_offset END AS pack_offset, \
+     CASE WHEN vc.pack_id IS NULL THEN cr.pack_len ELSE vc.pack_len END AS pack_len";
 
 /// Joins each `vc` row to its chunk index entry, by primary keys only, so
 /// reading a page costs the same per chunk however large the workspace. A

@@ -228,6 +228,15 @@ impl MetaStore {
             .execute(&mut *tx)
             .await
             .ctx("moving an item's history")?;
+            // Own locations name packs of the old container.
+            sqlx::query(
+                "UPDATE version_chunks SET pack_id = NULL, pack_offset = NULL, pack_len = NULL \
+                 WHERE item_id = $1",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .ctx("moving an item's chunk locations")?;
         }
         // The target indexes the moved chunks without a location: the
         // service copies each into the target's container as an object of

@@ -10,12 +10,15 @@
 //! is handed: callers get a [`stacksync_proto::Error`] with a clear kind.
 
 mod chunk_index;
+mod claims;
 mod commit;
 mod error;
 mod feed;
 mod folder_move;
+mod gc;
 mod name_keys;
 mod oauth;
+mod objects;
 mod rows;
 mod sharing;
 mod store;
@@ -25,7 +28,9 @@ mod users;
 
 pub use error::StoreError;
 pub use folder_move::FolderMove;
+pub use gc::GcPlan;
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
+pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal};
 pub use store::{Backend, MetaStore};
 pub use user_removal::RemovedUser;

@@ -33,6 +33,23 @@ fn packed(seed: u8, size: u32, pack: u8, offset: u64) -> ChunkRef {
     }
 }
 
+/// Records the packs these tests place chunks in (5 to 9) as stored in
+/// `ws` by `f`'s user: a location must point into a stored pack.
+async fn stock(store: &MetaStore, f: &Fixture, ws: stacksync_proto::WorkspaceId) {
+    for pack in 5..=9u8 {
+        store
+            .record_object(
+                ws,
+                ChunkId([pack; 32]),
+                1 << 20,
+                Some(f.user.id),
+                stacksync_metastore::Charge::Always,
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// A new file whose content is `chunks`.
 fn file_of(id: ItemId, parent: Option<ItemId>, n: &str, chunks: Vec<ChunkRef>) -> ProposedItem {
     let mut p = file(id, parent, n, 1, chunks[0].id.0[0], 1);
@@ -51,6 +68,7 @@ fn outcome_meta(o: &CommitOutcome) -> &ItemMeta {
 
 async fn locations_are_recorded_and_returned(store: &MetaStore) {
     let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
     let (a, b) = (ItemId::new(), ItemId::new());
     let chunks = vec![packed(1, 100, 9, 0), ChunkRef::whole(ChunkId([2; 32]), 50)];
     let r = commit(
@@ -84,6 +102,7 @@ async fn locations_are_recorded_and_returned(store: &MetaStore) {
 
 async fn first_claim_of_a_location_wins(store: &MetaStore) {
     let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
     let (a, b, c, d) = (ItemId::new(), ItemId::new(), ItemId::new(), ItemId::new());
     // Within one batch, and within one item: the first mention decides.
     let r = commit(
@@ -152,6 +171,7 @@ async fn first_claim_of_a_location_wins(store: &MetaStore) {
 
 async fn recommit_with_other_locations_is_the_same_version(store: &MetaStore) {
     let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
     let (a, b) = (ItemId::new(), ItemId::new());
     // Another device stores the chunk first ...
     let other = store
@@ -196,7 +216,9 @@ async fn recommit_with_other_locations_is_the_same_version(store: &MetaStore) {
 
 async fn locate_chunks_answers_each_id(store: &MetaStore) {
     let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
     let g = fixture(store, "b@x.org", 1 << 30).await;
+    stock(store, &g, g.ws.id).await;
     let mine = packed(1, 100, 8, 0);
     let whole = ChunkRef::whole(ChunkId([2; 32]), 7);
     let theirs = packed(3, 5, 9, 0);
@@ -243,10 +265,12 @@ async fn locate_chunks_answers_each_id(store: &MetaStore) {
 
 async fn moved_folders_index_chunks_as_objects_of_their_own(store: &MetaStore) {
     let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
     let shared = store
         .create_workspace(f.user.id, "Shared", true, Default::default())
         .await
         .unwrap();
+    stock(store, &f, shared.id).await;
     let (dir, inside, outside) = (ItemId::new(), ItemId::new(), ItemId::new());
     let (moving, staying) = (packed(1, 100, 8, 0), packed(2, 50, 8, 140));
     let already = packed(3, 10, 8, 230);

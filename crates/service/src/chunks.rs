@@ -43,6 +43,9 @@ impl Service {
                 ),
             ));
         }
+        // Charged before anything is stored: past the quota, nothing lands.
+        self.record_upload(user, &workspace, id, data.len() as u64)
+            .await?;
         let container = container_name(&workspace.container)?;
         self.blobs()
             .put_bytes(&container, id, data)

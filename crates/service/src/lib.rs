@@ -18,7 +18,9 @@ mod accounts;
 mod auth;
 mod chunks;
 mod error;
+mod gc;
 mod ops;
+mod quota;
 mod sharing;
 mod workers;
 
@@ -34,6 +36,7 @@ pub use accounts::{MAX_PASSWORD_BYTES, UserRemoval, check_new_password};
 pub use auth::{hash_password, token_hash, verify_password};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
+pub use gc::{GcReport, GcSettings};
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
 /// Which sessions [`Service::revoke_sessions`] ends.

@@ -135,7 +135,7 @@ impl Service {
                     .into());
                 }
                 Reply::ChunkLocations {
-                    chunks: store.locate_chunks(workspace, &ids).await?,
+                    chunks: store.locate_chunks_for(workspace, user, &ids).await?,
                 }
             }
             Request::Logout { everywhere } => Reply::LoggedOut {
@@ -170,8 +170,9 @@ impl Service {
         user: UserId,
         commit: CommitRequest,
     ) -> Result<stacksync_proto::CommitResult> {
-        self.member_of(user, commit.workspace).await?;
+        let workspace = self.member_of(user, commit.workspace).await?;
         self.own_device(user, commit.device).await?;
+        self.record_named_objects(user, &workspace, &commit).await?;
         let result = self.store().commit(&commit).await?;
         let items: Vec<ItemMeta> = result
             .results

@@ -11,7 +11,7 @@
 use futures::{StreamExt, TryStreamExt};
 use stacksync_blobstore::{Access, ByteRange, StorageUser};
 use stacksync_bus::Topic;
-use stacksync_metastore::{InviteeState, ShareProposal};
+use stacksync_metastore::{Charge, InviteeState, ShareProposal};
 use stacksync_proto::rpc::Reply;
 use stacksync_proto::{
     ChunkId, ChunkRef, DeviceId, EncryptionMode, Error, ErrorKind, ItemId, Notification, UserId,
@@ -215,6 +215,7 @@ impl Service {
                 // Owned handles: a future borrowing from this function trips
                 // the compiler's Send check of the whole request future.
                 let (blobs, src, dst) = (blobs.clone(), src.clone(), dst.clone());
+                let (store, target) = (self.store().clone(), to.id);
                 async move {
                     let (object, range) = match chunk.span {
                         Some(span) => (
@@ -227,6 +228,11 @@ impl Service {
                         None => (chunk.id, None),
                     };
                     let data = read_object(blobs.as_ref(), &src, &object, range).await?;
+                    // The copy occupies the target's storage: its owner
+                    // pays for it, whatever the quota (the share is made).
+                    store
+                        .record_object(target, chunk.id, data.len() as u64, None, Charge::Always)
+                        .await?;
                     blobs
                         .put_bytes(&dst, &chunk.id, data)
                         .await

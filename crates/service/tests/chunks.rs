@@ -98,6 +98,11 @@ async fn chunks_are_located_over_the_bus(env: &Env) {
             len: 50,
         }),
     };
+    // The pack is stored first: a location must point into a stored pack.
+    env.service
+        .put_chunk(alice.id, ws, &ChunkId([2; 32]), Bytes::from(vec![0u8; 200]))
+        .await
+        .unwrap();
     let mut f = file(ItemId::new(), None, "f.txt", 1, "f");
     f.size = 10;
     f.chunks = vec![stored];

@@ -148,16 +148,15 @@ impl Env {
     /// Creates a user (with a storage user `t:LOCALPART`), logs in over
     /// the bus and registers a device.
     pub async fn user(&self, email: &str) -> User {
+        self.user_with_quota(email, 1 << 30).await
+    }
+
+    /// [`Env::user`] with a quota of `quota` bytes.
+    pub async fn user_with_quota(&self, email: &str, quota: u64) -> User {
         let local = email.split('@').next().unwrap_or(email);
         let (account, private) = self
             .service
-            .create_user(
-                email,
-                local,
-                "pw-123456",
-                1 << 30,
-                Some(format!("t:{local}")),
-            )
+            .create_user(email, local, "pw-123456", quota, Some(format!("t:{local}")))
             .await
             .expect("the user is created");
         let Ok(Reply::Session { token, user, .. }) = self
