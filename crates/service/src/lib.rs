@@ -17,6 +17,7 @@
 mod auth;
 mod chunks;
 mod error;
+mod login_guard;
 mod ops;
 mod sharing;
 mod workers;
@@ -32,11 +33,13 @@ use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, User
 pub use auth::{hash_password, token_hash, verify_password};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
+pub use login_guard::{LoginLimits, address_group};
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
 pub use workers::run_rpc_workers;
 
 use crate::error::BlobContext;
+use crate::login_guard::LoginGuard;
 
 /// Settings of the service that do not come from its handles.
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct ServiceConfig {
     pub session_ttl: Duration,
     /// The storage URL clients use to reach Swift directly, if they may.
     pub storage_url: Option<String>,
+    /// Login throttling and the password hashing pool.
+    pub login: LoginLimits,
 }
 
 impl Default for ServiceConfig {
@@ -52,6 +57,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             storage_url: None,
+            login: LoginLimits::default(),
         }
     }
 }
@@ -78,6 +84,7 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     bus: Bus,
     config: ServiceConfig,
+    login_guard: LoginGuard,
 }
 
 impl std::fmt::Debug for Service {
@@ -91,19 +98,28 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// A service over these handles.
+    /// A service over these handles. Starts the password hashing threads
+    /// (`config.login.hash_workers`).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system refuses to start a thread, as
+    /// `std::thread::spawn` does.
     pub fn new(
         store: MetaStore,
         blobs: Arc<dyn BlobStore>,
         bus: Bus,
         config: ServiceConfig,
     ) -> Service {
+        let login_guard = LoginGuard::new(&config.login)
+            .unwrap_or_else(|e| panic!("cannot start the password hashing threads: {e}"));
         Service {
             inner: Arc::new(Inner {
                 store,
                 blobs,
                 bus,
                 config,
+                login_guard,
             }),
         }
     }
@@ -121,6 +137,17 @@ impl Service {
     /// The bus notifications go out on.
     pub fn bus(&self) -> &Bus {
         &self.inner.bus
+    }
+
+    /// Password verifications run so far, for known and unknown accounts
+    /// alike (a wrong email costs what a wrong password does); for
+    /// monitoring and tests.
+    pub fn password_checks(&self) -> u64 {
+        self.inner.login_guard.verifications()
+    }
+
+    pub(crate) fn login_guard(&self) -> &LoginGuard {
+        &self.inner.login_guard
     }
 
     /// The service's settings.
