@@ -33,13 +33,30 @@
 //! [storage.swift]                      # the blobstore's SwiftConfig
 //! account = "AUTH_stacksync"
 //! auth = { kind = "v1", auth_url = "http://127.0.0.1:8080/auth/v1.0", user = "stacksync:admin", key = "..." }
+//!
+//! [limits]                             # what unauthenticated clients may cost
+//! header_timeout_ms = 15000            # whole request head; also keep-alive idleness
+//! idle_timeout_ms = 90000              # silence while a body/response/WebSocket is open
+//! max_connections = 4096
+//! max_connections_per_address = 64     # per IPv4 address or IPv6 /64
+//! max_sockets_per_user = 16            # notification WebSockets
+//! max_client_message_bytes = 4096      # what a notification client may send
+//! login_hash_workers = 2               # Argon2 hashes at once (~19 MiB each)
+//! login_hash_queue = 16                # logins waiting for one; more get 503
+//! login_account_failures = 5           # failures before an account is blocked
+//! login_address_failures = 20          # failures before an address is blocked
+//! login_backoff_base_ms = 1000         # first block, doubled per failure
+//! login_backoff_max_secs = 900         # longest block
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 use stacksync_blobstore::SwiftConfig;
+use stacksync_gateway::GatewayLimits;
+use stacksync_service::LoginLimits;
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -68,6 +85,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Garbage collection.
     pub gc: GcSection,
+    /// Timeouts and caps against exhaustion.
+    pub limits: LimitsSection,
 }
 
 /// `[gc]`: when the server collects garbage, and what it keeps.
@@ -95,6 +114,60 @@ impl Default for GcSection {
     }
 }
 
+/// `[limits]`: timeouts and caps that keep clients, authenticated or not,
+/// from exhausting the server. The defaults suit a server for a few
+/// thousand devices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Time to send a whole request head, and longest keep-alive idleness.
+    pub header_timeout_ms: u64,
+    /// Longest silence while a request body, a response or a WebSocket is
+    /// open (above the gateway's 20 s ping interval).
+    pub idle_timeout_ms: u64,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Open connections from one IPv4 address or IPv6 /64.
+    pub max_connections_per_address: usize,
+    /// Open notification sockets per user.
+    pub max_sockets_per_user: usize,
+    /// Largest message a notification client may send.
+    pub max_client_message_bytes: usize,
+    /// Password hashes computed at once.
+    pub login_hash_workers: usize,
+    /// Logins waiting for a hashing thread; beyond, refused with 503.
+    pub login_hash_queue: usize,
+    /// Failed logins before an account is blocked.
+    pub login_account_failures: u32,
+    /// Failed logins before an address is blocked.
+    pub login_address_failures: u32,
+    /// The first block, doubled with each further failure.
+    pub login_backoff_base_ms: u64,
+    /// The longest block.
+    pub login_backoff_max_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let gateway = GatewayLimits::default();
+        let login = LoginLimits::default();
+        LimitsSection {
+            header_timeout_ms: millis(gateway.header_timeout),
+            idle_timeout_ms: millis(gateway.idle_timeout),
+            max_connections: gateway.max_connections,
+            max_connections_per_address: gateway.max_connections_per_address,
+            max_sockets_per_user: gateway.max_sockets_per_user,
+            max_client_message_bytes: gateway.max_client_message,
+            login_hash_workers: login.hash_workers,
+            login_hash_queue: login.hash_queue,
+            login_account_failures: login.account_failures,
+            login_address_failures: login.address_failures,
+            login_backoff_base_ms: millis(login.backoff_base),
+            login_backoff_max_secs: login.backoff_max.as_secs(),
+        }
+    }
+}
+
 impl GcSection {
     /// The collection settings these values give.
     pub fn settings(&self) -> stacksync_service::GcSettings {
@@ -109,6 +182,38 @@ impl GcSection {
     pub fn interval(&self) -> Option<std::time::Duration> {
         (self.interval_minutes > 0)
             .then(|| std::time::Duration::from_secs(self.interval_minutes.saturating_mul(60)))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl LimitsSection {
+    /// The gateway's share. Zero caps and timeouts are raised to the
+    /// smallest working value rather than refusing everything.
+    pub fn gateway(&self) -> GatewayLimits {
+        GatewayLimits {
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_address: self.max_connections_per_address.max(1),
+            max_sockets_per_user: self.max_sockets_per_user.max(1),
+            max_client_message: self.max_client_message_bytes.max(128),
+        }
+    }
+
+    /// The service's login limits.
+    pub fn login(&self) -> LoginLimits {
+        LoginLimits {
+            hash_workers: self.login_hash_workers.max(1),
+            hash_queue: self.login_hash_queue,
+            account_failures: self.login_account_failures,
+            address_failures: self.login_address_failures,
+            backoff_base: Duration::from_millis(self.login_backoff_base_ms),
+            backoff_max: Duration::from_secs(self.login_backoff_max_secs),
+            ..LoginLimits::default()
+        }
     }
 }
 
@@ -296,5 +401,21 @@ mod tests {
         assert_eq!(c.gc.settings().grace.as_secs(), 300);
         assert_eq!(c.gc.retention_days, 30);
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn limits_default_to_the_libraries_and_can_be_set() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.limits.gateway(), GatewayLimits::default());
+        assert_eq!(c.limits.login(), LoginLimits::default());
+        let c: Config =
+            toml::from_str("[limits]\nheader_timeout_ms = 500\nlogin_account_failures = 2\n")
+                .unwrap();
+        assert_eq!(
+            c.limits.gateway().header_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(c.limits.login().account_failures, 2);
+        assert!(toml::from_str::<Config>("[limits]\nmax_conections = 1\n").is_err());
     }
 }

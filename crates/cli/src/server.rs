@@ -1,7 +1,6 @@
 //! Wiring of `stacksync server`: store, blobs, bus, service, RPC workers,
 //! HTTP, and graceful shutdown on SIGINT/SIGTERM.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -61,6 +60,7 @@ pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Ser
     let service_config = ServiceConfig {
         session_ttl: Duration::from_secs(config.session_ttl_days.unwrap_or(30) * 24 * 3600),
         storage_url: config.storage.storage_url.clone(),
+        login: config.limits.login(),
     };
     Ok(Service::new(store, blobs, bus, service_config))
 }
@@ -145,15 +145,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(gc);
     }
-    let app = stacksync_gateway::router(service.clone());
-    let http_task = tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
+    let limits = config.limits.gateway();
+    let app = stacksync_gateway::router_with(service.clone(), &limits);
+    let http_task = tokio::spawn(stacksync_gateway::serve(
+        listener,
+        app,
+        limits,
+        stopped(stop_rx.clone()),
+    ));
     println!("ready");
     tokio::select! {
         () = termination() => tracing::info!("stopping on signal"),

@@ -42,6 +42,15 @@ pub enum ClientError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The server's answer is longer than any right answer can be; it was
+    /// refused while it streamed in.
+    #[error("{endpoint}: response over {limit} bytes refused")]
+    ResponseTooLarge {
+        /// The endpoint path.
+        endpoint: String,
+        /// The most this answer may hold.
+        limit: usize,
+    },
     /// The WebSocket could not be opened or broke.
     #[error("notifications: websocket failed: {0}")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
@@ -56,7 +65,7 @@ impl ClientError {
             // A proxy in front of the gateway answering 502/503/504 without
             // our JSON body means the gateway is restarting.
             ClientError::BadResponse { status, .. } => matches!(status, 502..=504),
-            ClientError::BadUrl { .. } => false,
+            ClientError::BadUrl { .. } | ClientError::ResponseTooLarge { .. } => false,
         }
     }
 }
@@ -72,7 +81,9 @@ impl From<ClientError> for Error {
             ClientError::BadResponse {
                 status: 502..=504, ..
             } => Error::unavailable(err.to_string()),
-            ClientError::BadResponse { .. } => Error::new(ErrorKind::Internal, err.to_string()),
+            ClientError::BadResponse { .. } | ClientError::ResponseTooLarge { .. } => {
+                Error::new(ErrorKind::Internal, err.to_string())
+            }
         }
     }
 }

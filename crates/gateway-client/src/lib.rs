@@ -88,6 +88,18 @@ pub struct GatewayClient {
 /// links are common; a hung connection still surfaces as a transient error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Largest login answer (a token, an id and a time) read.
+const MAX_LOGIN_REPLY: usize = 64 * 1024;
+
+/// Largest error body read; longer error answers are cut to this.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Largest answer to an upload (the server sends none to speak of).
+const MAX_PUT_REPLY: usize = 64 * 1024;
+
+/// Largest whole-object read: a pack, the largest object a client writes.
+const MAX_OBJECT: usize = stacksync_proto::PackSpan::MAX_PACK_BYTES as usize;
+
 const JSON: &str = "application/json";
 const OCTETS: &str = "application/octet-stream";
 
@@ -141,7 +153,7 @@ impl GatewayClient {
             .send()
             .await
             .map_err(|source| transport(endpoint, source))?;
-        let bytes = read_ok(endpoint, response).await?;
+        let bytes = read_ok(endpoint, response, MAX_LOGIN_REPLY).await?;
         let session: Session =
             serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse {
                 endpoint: endpoint.to_owned(),
@@ -186,7 +198,12 @@ impl GatewayClient {
         let mut attempt = 1;
         loop {
             let bytes = self
-                .send_retrying(Method::POST, endpoint, Some((body.clone(), JSON)))
+                .send_retrying(
+                    Method::POST,
+                    endpoint,
+                    Some((body.clone(), JSON)),
+                    wire::MAX_MESSAGE_BYTES,
+                )
                 .await?;
             let response: RpcResponse =
                 wire::decode(&bytes).map_err(|e| ClientError::BadResponse {
@@ -221,7 +238,7 @@ impl GatewayClient {
         data: Bytes,
     ) -> Result<(), Error> {
         let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
-        self.send_retrying(Method::PUT, &endpoint, Some((data, OCTETS)))
+        self.send_retrying(Method::PUT, &endpoint, Some((data, OCTETS)), MAX_PUT_REPLY)
             .await?;
         Ok(())
     }
@@ -229,7 +246,9 @@ impl GatewayClient {
     /// Reads one encoded chunk of a workspace.
     pub async fn get_chunk(&self, workspace: WorkspaceId, id: &ChunkId) -> Result<Bytes, Error> {
         let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
-        Ok(self.send_retrying(Method::GET, &endpoint, None).await?)
+        Ok(self
+            .send_retrying(Method::GET, &endpoint, None, MAX_OBJECT)
+            .await?)
     }
 
     /// Reads bytes `offset..offset + len` of an object of a workspace (a
@@ -248,8 +267,10 @@ impl GatewayClient {
         }
         let last = offset + u64::from(len) - 1;
         let range = format!("bytes={offset}-{last}");
+        // Exactly `len` bytes are expected: a longer answer is refused while
+        // it streams in, not after it has been read.
         let bytes = self
-            .send_retrying_with(Method::GET, &endpoint, None, Some(range))
+            .send_retrying_with(Method::GET, &endpoint, None, Some(range), len as usize)
             .await?;
         if bytes.len() != len as usize {
             return Err(ClientError::BadResponse {
@@ -275,8 +296,10 @@ impl GatewayClient {
         let hex: Vec<String> = ids.iter().map(ChunkId::to_hex).collect();
         let body =
             Bytes::from(serde_json::to_vec(&hex).map_err(|e| Error::internal(e.to_string()))?);
+        // `false,` per id, with room for whitespace.
+        let limit = ids.len().saturating_mul(8).saturating_add(1024);
         let bytes = self
-            .send_retrying(Method::POST, &endpoint, Some((body, JSON)))
+            .send_retrying(Method::POST, &endpoint, Some((body, JSON)), limit)
             .await?;
         let present: Vec<bool> =
             serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse {
@@ -312,14 +335,16 @@ impl GatewayClient {
     }
 
     /// One HTTP exchange, repeated on transient failures; the body of a
-    /// successful (2xx) response.
+    /// successful (2xx) response, which may be at most `limit` bytes.
     async fn send_retrying(
         &self,
         method: Method,
         endpoint: &str,
         body: Option<(Bytes, &'static str)>,
+        limit: usize,
     ) -> Result<Bytes, ClientError> {
-        self.send_retrying_with(method, endpoint, body, None).await
+        self.send_retrying_with(method, endpoint, body, None, limit)
+            .await
     }
 
     /// [`GatewayClient::send_retrying`] with an optional `Range` header.
@@ -329,6 +354,7 @@ impl GatewayClient {
         endpoint: &str,
         body: Option<(Bytes, &'static str)>,
         range: Option<String>,
+        limit: usize,
     ) -> Result<Bytes, ClientError> {
         let target = join(&self.base, endpoint)?;
         let mut attempt = 1;
@@ -347,7 +373,7 @@ impl GatewayClient {
                     .body(body.clone());
             }
             let outcome = match request.send().await {
-                Ok(response) => read_ok(endpoint, response).await,
+                Ok(response) => read_ok(endpoint, response, limit).await,
                 Err(source) => Err(transport(endpoint, source)),
             };
             match outcome {
@@ -376,16 +402,18 @@ fn transport(endpoint: &str, source: reqwest::Error) -> ClientError {
     }
 }
 
-/// The body of a 2xx response, or the server's JSON error.
-async fn read_ok(endpoint: &str, response: reqwest::Response) -> Result<Bytes, ClientError> {
+/// The body of a 2xx response (at most `limit` bytes), or the server's
+/// JSON error.
+async fn read_ok(
+    endpoint: &str,
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, ClientError> {
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|source| transport(endpoint, source))?;
     if status.is_success() {
-        return Ok(bytes);
+        return read_capped(endpoint, response, limit, false).await;
     }
+    let bytes = read_capped(endpoint, response, MAX_ERROR_BODY, true).await?;
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(ErrorBody { error }) => Err(ClientError::Server {
             endpoint: endpoint.to_owned(),
@@ -397,6 +425,45 @@ async fn read_ok(endpoint: &str, response: reqwest::Response) -> Result<Bytes, C
             reason: describe_status(status, &bytes),
         }),
     }
+}
+
+/// Reads a body as it streams in, refusing it as soon as it passes
+/// `limit` (or announces a length over it), so that a hostile or broken
+/// server cannot make the client hold more than it expects. With
+/// `truncate`, the first `limit` bytes are returned instead (error bodies
+/// are only shown).
+async fn read_capped(
+    endpoint: &str,
+    mut response: reqwest::Response,
+    limit: usize,
+    truncate: bool,
+) -> Result<Bytes, ClientError> {
+    let too_large = || ClientError::ResponseTooLarge {
+        endpoint: endpoint.to_owned(),
+        limit,
+    };
+    let announced = response.content_length();
+    if !truncate && announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let expected = announced.map_or(0, |n| n.min(limit as u64) as usize);
+    let mut body = bytes::BytesMut::with_capacity(expected);
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .map_err(|source| transport(endpoint, source))?
+    {
+        let room = limit - body.len();
+        if piece.len() > room {
+            if truncate {
+                body.extend_from_slice(&piece[..room]);
+                break;
+            }
+            return Err(too_large());
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body.freeze())
 }
 
 fn describe_status(status: StatusCode, body: &[u8]) -> String {

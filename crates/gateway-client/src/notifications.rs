@@ -18,12 +18,18 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::{ClientError, ErrorBody, RetryPolicy};
 
 /// The gateway pings every 20 s; three missed pings mean the connection is
 /// dead even if TCP has not noticed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest notification (message or frame) accepted: a notification is a
+/// wire message, so the wire maximum bounds it; a longer one breaks the
+/// connection instead of being buffered.
+const MAX_NOTIFICATION: usize = wire::MAX_MESSAGE_BYTES;
 
 /// Notifications buffered for a slow consumer before the socket stops being
 /// read (the gateway then drops and later sends `Resync`).
@@ -99,6 +105,15 @@ async fn run(
                     }
                 }
             }
+            // The user has as many sockets open as the gateway allows:
+            // one may close; come back when told to.
+            Err(ClientError::Server { error, .. })
+                if error.kind == stacksync_proto::ErrorKind::TooManyRequests =>
+            {
+                let wait = Duration::from_secs(error.retry_after_secs.unwrap_or(30));
+                tracing::warn!(%error, "notification socket refused for now");
+                tokio::time::sleep(wait).await;
+            }
             Err(err) if !err.is_transient() => {
                 let _ = tx.send(Err(err.into())).await;
                 return;
@@ -123,7 +138,10 @@ async fn connect(url: &Url, token: &str) -> Result<Socket, ClientError> {
             reason: format!("token cannot travel in a header: {e}"),
         })?;
     request.headers_mut().insert("authorization", bearer);
-    match tokio_tungstenite::connect_async(request).await {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_NOTIFICATION))
+        .max_frame_size(Some(MAX_NOTIFICATION));
+    match tokio_tungstenite::connect_async_with_config(request, Some(config), false).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let status = response.status().as_u16();

@@ -133,7 +133,14 @@ impl IntoResponse for GatewayError {
         if status.is_server_error() {
             tracing::warn!(%error, "gateway request failed");
         }
-        (status, Json(ErrorBody { error })).into_response()
+        let retry_after = error.retry_after_secs;
+        let mut response = (status, Json(ErrorBody { error })).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -179,5 +186,13 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(err.into_response().status(), status);
         }
+    }
+
+    #[test]
+    fn a_refusal_for_now_says_when_to_come_back() {
+        let err = GatewayError::Service(Error::too_many_requests("slow down", 42));
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 }

@@ -14,19 +14,23 @@
 mod auth;
 mod chunks;
 mod error;
+mod idle;
 mod notify;
 mod pages;
 mod range;
 mod rpc;
+mod serve;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post, put};
 use stacksync_service::Service;
 
 pub use error::GatewayError;
+pub use serve::serve;
 
 /// Largest body accepted by `PUT .../chunks/{id}`: a pack of encoded
 /// chunks, the largest object a client writes (an encoded chunk alone is
@@ -40,21 +44,88 @@ pub const MAX_EXISTS_IDS: usize = 10_000;
 /// answered anything for three intervals is disconnected.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 
+/// Largest login body (an email and a password; both are short).
+pub const MAX_LOGIN_BODY: usize = 16 * 1024;
+
+/// Limits that keep connections from exhausting the server: timeouts and
+/// caps of the HTTP server ([`serve`]) and of the notification sockets
+/// ([`router_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayLimits {
+    /// Time a client has to send a whole request head; also how long a
+    /// keep-alive connection may wait idle for its next request. Default 15 s.
+    pub header_timeout: Duration,
+    /// Longest silence (no byte in either direction) while a request body
+    /// is read, a response written or a WebSocket open; must exceed
+    /// [`PING_INTERVAL`], which keeps healthy sockets talking. Default 90 s.
+    pub idle_timeout: Duration,
+    /// Open connections in all. Default 4096.
+    pub max_connections: usize,
+    /// Open connections from one address (an IPv6 /64). Default 64.
+    pub max_connections_per_address: usize,
+    /// Open notification sockets of one user. Default 16.
+    pub max_sockets_per_user: usize,
+    /// Largest message (and frame) a notification client may send; clients
+    /// only ever send control frames. Default 4 KiB.
+    pub max_client_message: usize,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> GatewayLimits {
+        GatewayLimits {
+            header_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 4096,
+            max_connections_per_address: 64,
+            max_sockets_per_user: 16,
+            max_client_message: 4096,
+        }
+    }
+}
+
+/// What every handler may reach: the service, and the gateway's own
+/// bookkeeping of notification sockets.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    service: Service,
+    sockets: Arc<notify::UserSockets>,
+    limits: Arc<GatewayLimits>,
+}
+
+impl FromRef<AppState> for Service {
+    fn from_ref(state: &AppState) -> Service {
+        state.service.clone()
+    }
+}
+
 /// The version reported by `/` and `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The whole gateway. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so that the
 /// service learns each device's address (it is recorded as the device's
-/// last IP); without it the address is simply unknown.
+/// last IP); without it the address is simply unknown. [`serve`] does.
 pub fn router(service: Service) -> Router {
+    router_with(service, &GatewayLimits::default())
+}
+
+/// [`router`] with these limits on notification sockets.
+pub fn router_with(service: Service, limits: &GatewayLimits) -> Router {
+    let state = AppState {
+        service,
+        sockets: Arc::default(),
+        limits: Arc::new(limits.clone()),
+    };
     // A chunk-id list is 65 bytes per id in JSON; this bounds the body
     // before the id count is checked.
     let exists_limit = MAX_EXISTS_IDS * 70 + 1024;
     Router::new()
         .route("/", get(pages::index))
         .route("/health", get(pages::health))
-        .route("/api/v1/login", post(rpc::login))
+        .route(
+            "/api/v1/login",
+            post(rpc::login).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route(
             "/api/v1/rpc",
             post(rpc::rpc).layer(DefaultBodyLimit::max(
@@ -74,5 +145,5 @@ pub fn router(service: Service) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
                 .get(chunks::get),
         )
-        .with_state(service)
+        .with_state(state)
 }

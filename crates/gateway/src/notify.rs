@@ -8,7 +8,13 @@
 //! `Resync` goes out as soon as there is room, so that a slow client costs
 //! only itself. A `Resync` also goes out once the subscription is live, so
 //! a client knows from when on it may rely on the stream.
+//!
+//! Clients only ever send control frames, so a client message or frame over
+//! a few KiB closes the socket, and a user may hold only so many sockets at
+//! once (one per device is the normal case): each costs a bus subscription.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -19,14 +25,13 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use stacksync_bus::{Subscription, SubscriptionEvent, Topic};
-use stacksync_proto::{Notification, UserId, wire};
-use stacksync_service::Service;
+use stacksync_proto::{Error, Notification, UserId, wire};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::PING_INTERVAL;
 use crate::auth::bearer;
 use crate::error::GatewayError;
+use crate::{AppState, PING_INTERVAL};
 
 /// Frames waiting for a slow client before notifications are dropped.
 const OUTBOX: usize = 64;
@@ -40,10 +45,61 @@ pub(crate) struct TokenQuery {
     token: Option<String>,
 }
 
+/// When a user at the socket cap is told to try again: a socket frees up
+/// only when a device disconnects.
+const SOCKET_CAP_RETRY_SECS: u64 = 30;
+
+/// Open notification sockets per user.
+#[derive(Debug, Default)]
+pub(crate) struct UserSockets {
+    counts: Mutex<HashMap<UserId, usize>>,
+}
+
+/// One open socket of a user; released when dropped.
+pub(crate) struct SocketSlot {
+    sockets: Arc<UserSockets>,
+    user: UserId,
+}
+
+impl UserSockets {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, usize>> {
+        // Counters only: a panic elsewhere cannot leave them inconsistent.
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for one more socket of `user`, unless they hold `max` already.
+    fn take(self: &Arc<Self>, user: UserId, max: usize) -> Option<SocketSlot> {
+        let mut counts = self.counts();
+        let n = counts.entry(user).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SocketSlot {
+            sockets: Arc::clone(self),
+            user,
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut counts = self.sockets.counts();
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// Authenticates, subscribes, then upgrades. Subscribing before the
 /// upgrade lets a client see a bus failure as an HTTP error it can retry.
 pub(crate) async fn notifications(
-    State(service): State<Service>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -57,10 +113,18 @@ pub(crate) async fn notifications(
                 also: " or `?token=TOKEN`",
             })?,
     };
+    let service = &state.service;
     let user = service.authenticate(&token).await?;
     let upgrade = upgrade.map_err(|r| GatewayError::BadBody {
         endpoint: "notifications",
         reason: r.body_text(),
+    })?;
+    let max = state.limits.max_sockets_per_user;
+    let slot = state.sockets.take(user, max).ok_or_else(|| {
+        Error::too_many_requests(
+            format!("{max} notification sockets are open for this user already"),
+            SOCKET_CAP_RETRY_SECS,
+        )
     })?;
     // The user's own topic first: a workspace joined between reading the
     // list and subscribing is then announced on it and followed below.
@@ -68,16 +132,20 @@ pub(crate) async fn notifications(
         .bus()
         .subscribe(&[Topic::User(user)])
         .await
-        .map_err(stacksync_proto::Error::from)?;
+        .map_err(Error::from)?;
     for topic in service.topics_for(user).await? {
         if topic != Topic::User(user) {
-            subscription
-                .add(topic)
-                .await
-                .map_err(stacksync_proto::Error::from)?;
+            subscription.add(topic).await.map_err(Error::from)?;
         }
     }
-    Ok(upgrade.on_upgrade(move |socket| forward(socket, subscription, user)))
+    let max_message = state.limits.max_client_message;
+    Ok(upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            forward(socket, subscription, user).await;
+            drop(slot);
+        }))
 }
 
 fn resync() -> Message {
@@ -186,7 +254,12 @@ async fn forward(socket: WebSocket, mut subscription: Subscription, user: UserId
                 None => break,
             },
             frame = stream.next() => match frame {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(err)) => {
+                    // Also what an oversized client message ends in.
+                    tracing::debug!(%user, %err, "notification socket failed");
+                    break;
+                }
                 // Pongs, and anything else the client sends, prove it alive.
                 Some(Ok(_)) => last_heard = Instant::now(),
             },

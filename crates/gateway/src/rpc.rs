@@ -64,11 +64,13 @@ pub(crate) fn json_error(
 /// `POST /api/v1/login`: email and password in, session out.
 pub(crate) async fn login(
     State(service): State<Service>,
+    PeerAddr(peer): PeerAddr,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Json<LoginReply>, GatewayError> {
-    // The default body limit (2 MiB) applies; a login body is tiny.
-    let Json(body) = body.map_err(|r| json_error("login", 2 << 20, r))?;
-    let session = service.login(&body.email, &body.password).await?;
+    let Json(body) = body.map_err(|r| json_error("login", crate::MAX_LOGIN_BODY, r))?;
+    let session = service
+        .login_from(&body.email, &body.password, peer)
+        .await?;
     Ok(Json(LoginReply {
         token: session.token,
         user: session.user,

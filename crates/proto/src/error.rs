@@ -29,6 +29,10 @@ pub enum ErrorKind {
     UnsupportedVersion,
     /// A payload is larger than the server accepts.
     TooLarge,
+    /// Too many attempts (failed logins, sockets): wait
+    /// [`Error::retry_after_secs`] before trying again. Not retried
+    /// automatically: a retry would only prolong the wait.
+    TooManyRequests,
     /// A dependency (database, storage, bus) is unavailable; retry later.
     Unavailable,
     /// A bug or an unexpected state on the server.
@@ -46,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Conflict => 409,
             ErrorKind::TooLarge => 413,
             ErrorKind::UnsupportedVersion => 426,
+            ErrorKind::TooManyRequests => 429,
             ErrorKind::QuotaExceeded => 507,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
@@ -67,6 +72,11 @@ pub struct Error {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<Box<ItemMeta>>,
+    /// How long to wait before trying again, in whole seconds (sent with
+    /// [`ErrorKind::TooManyRequests`] and with overload refusals; HTTP
+    /// shows it as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Error {
@@ -76,6 +86,15 @@ impl Error {
             kind,
             message: message.into(),
             current: None,
+            retry_after_secs: None,
+        }
+    }
+    /// Refused for now: the caller should wait `retry_after_secs` (at
+    /// least one second is announced, so that a client never spins).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Error {
+        Error {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Error::new(ErrorKind::TooManyRequests, message)
         }
     }
     pub fn not_found(message: impl Into<String>) -> Error {
@@ -108,6 +127,7 @@ impl Error {
                 current.id, current.version
             ),
             current: Some(Box::new(current)),
+            retry_after_secs: None,
         }
     }
     /// A refused name, saying which name and why.

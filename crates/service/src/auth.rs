@@ -6,7 +6,9 @@
 
 use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, PasswordVerifier};
-use stacksync_proto::{Error, Millis, UserId};
+use std::net::IpAddr;
+
+use stacksync_proto::{Error, ErrorKind, Millis, UserId};
 use uuid::Uuid;
 
 use crate::error::ServiceError;
@@ -67,9 +69,37 @@ fn now_ms() -> Millis {
 
 impl Service {
     /// Checks a password and opens a session. A wrong password and an
-    /// unknown email give the same answer, so accounts cannot be probed.
+    /// unknown email give the same answer after the same work, so accounts
+    /// cannot be probed. Same as [`Service::login_from`] without an address
+    /// (the bus carries none).
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, Error> {
-        Ok(self.login_inner(email, password).await?)
+        self.login_from(email, password, None).await
+    }
+
+    /// [`Service::login`] from a known client address: failures count
+    /// against the address as well as the account, and either may be
+    /// blocked for a while (`TooManyRequests`, see `login_guard`).
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Session, Error> {
+        let guard = self.login_guard();
+        guard.admit(email, peer)?;
+        match self.login_inner(email, password).await {
+            Ok(session) => {
+                guard.succeeded(email);
+                Ok(session)
+            }
+            Err(e) => {
+                let e = e.to_proto();
+                if e.kind == ErrorKind::Unauthenticated {
+                    guard.failed(email, peer);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn login_inner(&self, email: &str, password: &str) -> Result<Session, ServiceError> {
@@ -77,14 +107,14 @@ impl Service {
         if password.len() > 1024 {
             return Err(refused().into());
         }
-        let Some(user) = self.store().user_by_email(email).await? else {
+        // An unknown email is verified against a dummy hash: the same work
+        // as a wrong password, so timing does not tell accounts apart.
+        let user = self.store().user_by_email(email).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.login_guard().verify(password, stored).await?;
+        let Some(user) = user.filter(|_| ok) else {
             return Err(refused().into());
         };
-        let (password, stored) = (password.to_owned(), user.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await??;
-        if !ok {
-            return Err(refused().into());
-        }
         // Said only to whoever knows the password: it cannot probe accounts.
         if user.disabled {
             return Err(

@@ -19,6 +19,7 @@ mod auth;
 mod chunks;
 mod error;
 mod gc;
+mod login_guard;
 mod ops;
 mod quota;
 mod sharing;
@@ -37,6 +38,7 @@ pub use auth::{hash_password, token_hash, verify_password};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
 pub use gc::{GcReport, GcSettings};
+pub use login_guard::{LoginLimits, address_group};
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
 /// Which sessions [`Service::revoke_sessions`] ends.
@@ -44,6 +46,7 @@ pub use stacksync_metastore::Revocation;
 pub use workers::run_rpc_workers;
 
 use crate::error::BlobContext;
+use crate::login_guard::LoginGuard;
 
 /// Settings of the service that do not come from its handles.
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ pub struct ServiceConfig {
     pub session_ttl: Duration,
     /// The storage URL clients use to reach Swift directly, if they may.
     pub storage_url: Option<String>,
+    /// Login throttling and the password hashing pool.
+    pub login: LoginLimits,
 }
 
 impl Default for ServiceConfig {
@@ -59,6 +64,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             storage_url: None,
+            login: LoginLimits::default(),
         }
     }
 }
@@ -85,6 +91,7 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     bus: Bus,
     config: ServiceConfig,
+    login_guard: LoginGuard,
 }
 
 impl std::fmt::Debug for Service {
@@ -98,19 +105,28 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// A service over these handles.
+    /// A service over these handles. Starts the password hashing threads
+    /// (`config.login.hash_workers`).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system refuses to start a thread, as
+    /// `std::thread::spawn` does.
     pub fn new(
         store: MetaStore,
         blobs: Arc<dyn BlobStore>,
         bus: Bus,
         config: ServiceConfig,
     ) -> Service {
+        let login_guard = LoginGuard::new(&config.login)
+            .unwrap_or_else(|e| panic!("cannot start the password hashing threads: {e}"));
         Service {
             inner: Arc::new(Inner {
                 store,
                 blobs,
                 bus,
                 config,
+                login_guard,
             }),
         }
     }
@@ -128,6 +144,17 @@ impl Service {
     /// The bus notifications go out on.
     pub fn bus(&self) -> &Bus {
         &self.inner.bus
+    }
+
+    /// Password verifications run so far, for known and unknown accounts
+    /// alike (a wrong email costs what a wrong password does); for
+    /// monitoring and tests.
+    pub fn password_checks(&self) -> u64 {
+        self.inner.login_guard.verifications()
+    }
+
+    pub(crate) fn login_guard(&self) -> &LoginGuard {
+        &self.inner.login_guard
     }
 
     /// The service's settings.

@@ -33,7 +33,7 @@ impl Service {
 
     async fn dispatch(&self, req: RpcRequest, peer: Option<IpAddr>) -> Result<Reply> {
         if let Request::Login { email, password } = &req.request {
-            let s = self.login(email, password).await?;
+            let s = self.login_from(email, password, peer).await?;
             return Ok(Reply::Session {
                 token: s.token,
                 user: s.user,

@@ -87,6 +87,12 @@ async fn create_database(admin_url: &str) -> (String, String) {
 impl Cluster {
     /// Starts a server on `backend` and waits until it is ready.
     pub async fn start(backend: &Backend) -> Cluster {
+        Cluster::start_with(backend, "").await
+    }
+
+    /// [`Cluster::start`] with `extra` appended to the server's config file
+    /// (for example a `[limits]` section).
+    pub async fn start_with(backend: &Backend, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("a scratch folder");
         let data = dir.path().join("server");
         let mut text = format!(
@@ -110,6 +116,7 @@ impl Cluster {
             db = Some((name, postgres.clone()));
             direct = Some((amqp.clone(), ns, swift_auth.clone()));
         }
+        text.push_str(extra);
         let config = dir.path().join("server.toml");
         std::fs::write(&config, text).expect("the config is writable");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("a log file");
@@ -154,6 +161,11 @@ impl Cluster {
             dir,
             db,
         }
+    }
+
+    /// The server's process id (for reading its memory use).
+    pub fn server_pid(&self) -> u32 {
+        self.server.id().expect("the server is running")
     }
 
     /// Creates an account; returns its email.
