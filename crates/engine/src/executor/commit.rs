@@ -258,6 +258,7 @@ impl Engine {
                         Refusal {
                             reason,
                             stamp: None,
+                            clash: false,
                         },
                     );
                 }
@@ -272,6 +273,7 @@ impl Engine {
                         Refusal {
                             reason: error.to_string(),
                             stamp,
+                            clash: false,
                         },
                     );
                 }
