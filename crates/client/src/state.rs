@@ -128,8 +128,8 @@ const SCHEMA: [&str; 2] = [
         workspace TEXT PRIMARY KEY NOT NULL,
         cursor INTEGER NOT NULL
     )",
-    // kind: 1 remote item, 2 synced item, 3 refused path, 4 pending commit
-    // (see `rows::Kind`); key: 16 id bytes, or the path as UTF-8.
+    // kind: 1 remote item, 2 synced item, 3 refused path, 4 pending commit,
+    // 5 download temporary (see `rows::Kind`); key: 16 id bytes, or the path as UTF-8.
     "CREATE TABLE IF NOT EXISTS sync_entry (
         workspace TEXT NOT NULL,
         kind INTEGER NOT NULL,

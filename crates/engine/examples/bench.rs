@@ -199,6 +199,7 @@ fn plan_large(n: usize) -> (f64, usize) {
         state: &state,
         local: &local,
         ignore: &ignore,
+        unsynced: &Default::default(),
         device_name: "bench",
         now: 0,
     };

@@ -2,7 +2,10 @@
 //! root (gitignore-like) plus defaults for temporary and editor files and
 //! the engine's own temporary names.
 
+use std::sync::LazyLock;
+
 use globset::{Glob, GlobBuilder, GlobMatcher};
+use stacksync_proto::ItemName;
 
 use crate::path::RelPath;
 
@@ -31,6 +34,20 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
     "desktop.ini",
     ".stacksync-dl-*",
 ];
+
+/// The default rules, compiled once.
+static DEFAULTS: LazyLock<IgnoreRules> = LazyLock::new(IgnoreRules::defaults);
+
+/// Whether `name` is one StackSync keeps for itself on every device: its
+/// download and move temporaries, and the [`DEFAULT_PATTERNS`]. An item the
+/// server has under such a name is a name clash on this device, never
+/// something to download, move into place or delete.
+pub fn is_reserved_name(name: &ItemName, is_folder: bool) -> bool {
+    let n = name.as_str();
+    n.starts_with(DOWNLOAD_TEMP_PREFIX)
+        || n.starts_with(MOVE_TEMP_PREFIX)
+        || DEFAULTS.is_ignored(&RelPath::root().join(name), is_folder)
+}
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -199,6 +216,22 @@ mod tests {
             ".stacksync-move-x",
         ] {
             assert!(!r.is_ignored_path(&p(f), false), "{f}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_are_the_temporaries_and_the_defaults() {
+        let n = |s: &str| ItemName::new(s).unwrap();
+        for f in [
+            ".stacksync-dl-notes",
+            ".stacksync-move-x",
+            "a.tmp",
+            ".DS_Store",
+        ] {
+            assert!(is_reserved_name(&n(f), false), "{f}");
+        }
+        for f in ["notes.txt", "stacksync-dl-x", ".stacksyncignore"] {
+            assert!(!is_reserved_name(&n(f), false), "{f}");
         }
     }
 

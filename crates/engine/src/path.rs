@@ -68,6 +68,12 @@ impl RelPath {
         self.0.starts_with(&other.0)
     }
 
+    /// Every folder above this path and the path itself, outermost first
+    /// (the root excluded).
+    pub fn ancestors_and_self(&self) -> impl Iterator<Item = RelPath> + '_ {
+        (1..=self.0.len()).map(|n| RelPath(self.0[..n].to_vec()))
+    }
+
     /// Number of components (0 for the root).
     pub fn depth(&self) -> usize {
         self.0.len()
@@ -115,5 +121,7 @@ mod tests {
         let n = ItemName::new("z").unwrap();
         assert_eq!(p.join(&n).to_string(), "x/y/z");
         assert!(p.join(&n).starts_with(&p));
+        let all: Vec<String> = p.ancestors_and_self().map(|a| a.to_string()).collect();
+        assert_eq!(all, ["x", "x/y"]);
     }
 }

@@ -2,7 +2,7 @@
 //! last agreed on) and local (what the disk has now), plus the persisted
 //! sync state that holds the first two.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use stacksync_proto::{ContentHash, ItemId, ItemMeta, ItemName, Millis};
@@ -179,6 +179,12 @@ pub struct Refusal {
     /// again only once the path goes away.
     #[serde(default)]
     pub stamp: Option<Stamp>,
+    /// A name clash the planner found on this device (an item the server
+    /// has under a reserved name, or where this device has something that
+    /// is never synced, like a symbolic link) rather than a refusal by the
+    /// server: recomputed by every plan, so it goes away with the clash.
+    #[serde(default)]
+    pub clash: bool,
 }
 
 /// A proposal sent to the server whose outcome is not saved yet: the intent
@@ -264,6 +270,11 @@ pub struct SyncState {
     /// after a crash in that window until the next pull resolves them.
     #[serde(default)]
     pub pending: BTreeMap<ItemId, PendingCommit>,
+    /// Download temporaries this client created, recorded before it
+    /// creates them: the only `.stacksync-dl-*` files it ever removes or
+    /// writes into (a user's file of that name is never touched).
+    #[serde(default)]
+    pub temps: BTreeSet<RelPath>,
 }
 
 /// What resolving the pending proposals found.

@@ -176,6 +176,7 @@ fn short(n: &ItemName) -> String {
 fn render(op: &Op) -> String {
     match op {
         Op::Settle { key: k } => format!("settle {}", key(*k)),
+        Op::Untrack { key: k } => format!("untrack {}", key(*k)),
         Op::ConflictCopy { key: k, copy, name } => format!(
             "conflict-copy {} as {} {}",
             key(*k),
@@ -225,6 +226,7 @@ fn check(remote: &str, synced: &str, local_text: &str, expected: &str) {
         state: &st,
         local: &tree,
         ignore: &ignore,
+        unsynced: &Default::default(),
         device_name: "dev",
         now: 1_735_689_600_000,
     };
@@ -431,6 +433,7 @@ fn swap_goes_through_a_temporary_name() {
             state: &st,
             local: &tree,
             ignore: &ignore,
+            unsynced: &Default::default(),
             device_name: "dev",
             now: 0,
         };
@@ -466,6 +469,7 @@ fn refused_names_are_not_retried() {
         stacksync_engine::tree::Refusal {
             reason: "no".into(),
             stamp: None,
+            clash: false,
         },
     );
     let tree = local("bad:name =x\nok =y");
@@ -474,6 +478,7 @@ fn refused_names_are_not_retried() {
         state: &st,
         local: &tree,
         ignore: &ignore,
+        unsynced: &Default::default(),
         device_name: "dev",
         now: 0,
     };
@@ -491,6 +496,7 @@ fn busy_files_are_left_alone() {
         state: &st,
         local: &tree,
         ignore: &ignore,
+        unsynced: &Default::default(),
         device_name: "dev",
         now: 0,
     };
@@ -517,5 +523,113 @@ fn a_reused_file_id_with_new_content_is_not_a_move() {
         "1 a v1 =x #5",
         "b =other #5",
         "delete-remote #1\nput new0 /b upload",
+    );
+}
+
+/// Like [`check`], with an ignore file and the paths the scan left out;
+/// also checks the clashes reported, as `path: first words of reason`.
+#[track_caller]
+fn check_left_out(
+    remote: &str,
+    synced: &str,
+    local_text: &str,
+    ignore_file: &str,
+    unsynced: &[&str],
+    expected: &str,
+    clashes: &[&str],
+) {
+    let st = state(remote, synced);
+    let tree = local(local_text);
+    let (ignore, _) = IgnoreRules::with_file(ignore_file);
+    let unsynced: BTreeMap<RelPath, Option<Stamp>> = unsynced
+        .iter()
+        .map(|p| (RelPath::parse(p).unwrap(), None))
+        .collect();
+    let input = PlanInput {
+        state: &st,
+        local: &tree,
+        ignore: &ignore,
+        unsynced: &unsynced,
+        device_name: "dev",
+        now: 1_735_689_600_000,
+    };
+    let p = plan(&input);
+    let got: Vec<String> = p.ops.iter().map(render).collect();
+    let want: Vec<String> = lines(expected).map(str::to_string).collect();
+    assert_eq!(got, want, "\ngot:\n{}\n", got.join("\n"));
+    let got: Vec<String> = p.clashes.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(got, clashes, "{:#?}", p.clashes);
+}
+
+#[test]
+fn finding_1_an_ignored_synced_item_is_untracked_not_deleted() {
+    // Ignored where this device has it, or where the server has it.
+    check_left_out(
+        "1 a.txt v1 =x\n2 b/ v1\n3 b/c v1 =y",
+        "1 a.txt v1 =x #1\n2 b/ v1 #2\n3 b/c v1 =y #3",
+        "",
+        "*.txt\nb/\n",
+        &["a.txt", "b"],
+        "untrack #1\nuntrack #2\nuntrack #3",
+        &[],
+    );
+    // Edited or deleted on the server meanwhile: not applied here either.
+    check_left_out(
+        "1 a.txt v3 =z\n2 d.txt v2 deleted",
+        "1 a.txt v1 =x #1\n2 d.txt v1 =y #2",
+        "",
+        "*.txt\n",
+        &["a.txt", "d.txt"],
+        "untrack #1\nuntrack #2",
+        &[],
+    );
+}
+
+#[test]
+fn finding_1_unignored_equal_content_settles_and_different_content_is_a_conflict() {
+    check_left_out(
+        "1 same v2 =x\n2 diff v2 =new",
+        "",
+        "same =x #1\ndiff =old #2",
+        "",
+        &[],
+        "settle #1\nconflict-copy #2 as new0 diff(cc)\ndownload #2 /diff\nput new0 /diff(cc) upload",
+        &[],
+    );
+}
+
+#[test]
+fn finding_2_a_reserved_name_from_the_server_is_a_clash_not_a_delete() {
+    check_left_out(
+        "1 .stacksync-dl-n v2 =x\n2 .stacksync-move-m v1 =y\n3 x.tmp v1 =t",
+        "1 n v1 =x #1",
+        "n =x #1",
+        "",
+        &[],
+        "",
+        &["n", ".stacksync-move-m", "x.tmp"],
+    );
+    // The name an item has in the middle of a swap is not a clash.
+    check_left_out(
+        "1 .stacksync-move-00000000-0000-0000-0000-000000000001 v2 =x",
+        "1 n v1 =x #1",
+        "n =x #1",
+        "",
+        &[],
+        "move #1 /.stacksync-move-00000000-0000-0000-0000-000000000001",
+        &[],
+    );
+}
+
+#[test]
+fn finding_15_an_unsynced_entry_where_the_server_has_an_item_is_one_clash() {
+    check_left_out(
+        "1 d/ v1\n2 d/f v1 =x\n3 g v1 =y\n4 ok v1 =z",
+        "3 g v1 =y #3",
+        "",
+        "",
+        &["d", "g"],
+        "untrack #3\ndownload #4 /ok",
+        &["d", "g"],
     );
 }

@@ -1,7 +1,8 @@
 //! The row layout of a saved [`SyncState`], and the difference between the
 //! state last written and a new one.
 //!
-//! Every entry of the state's four maps is one row keyed by (workspace,
+//! Every entry of the state's maps (and of its set of download
+//! temporaries) is one row keyed by (workspace,
 //! kind, key), its value the entry encoded as CBOR: self-describing like
 //! JSON, so a field the engine adds later with `#[serde(default)]` still
 //! loads, and it needs no schema change. The cursor lives in a row of its
@@ -23,6 +24,7 @@ pub(super) enum Kind {
     Synced = 2,
     Refused = 3,
     Pending = 4,
+    Temp = 5,
 }
 
 impl Kind {
@@ -32,9 +34,15 @@ impl Kind {
     }
 
     fn from_code(code: i64) -> Option<Kind> {
-        [Kind::Remote, Kind::Synced, Kind::Refused, Kind::Pending]
-            .into_iter()
-            .find(|k| k.code() == code)
+        [
+            Kind::Remote,
+            Kind::Synced,
+            Kind::Refused,
+            Kind::Pending,
+            Kind::Temp,
+        ]
+        .into_iter()
+        .find(|k| k.code() == code)
     }
 
     /// What a row of this kind holds, for error messages.
@@ -44,6 +52,7 @@ impl Kind {
             Kind::Synced => "synced item",
             Kind::Refused => "refused path",
             Kind::Pending => "pending commit",
+            Kind::Temp => "download temporary",
         }
     }
 }
@@ -99,6 +108,8 @@ pub(super) struct Snapshot {
     synced: BTreeMap<ItemId, SyncedItem>,
     refused: BTreeMap<RelPath, Refusal>,
     pending: BTreeMap<ItemId, PendingCommit>,
+    /// The state's set of download temporaries (a row holds no value).
+    temps: BTreeMap<RelPath, ()>,
 }
 
 impl Snapshot {
@@ -124,6 +135,7 @@ impl Snapshot {
             synced: self.synced.clone(),
             refused: self.refused.clone(),
             pending: self.pending.clone(),
+            temps: self.temps.keys().cloned().collect(),
         }
     }
 
@@ -155,6 +167,10 @@ impl Snapshot {
                 let (id, pending) = decode_row(kind, key, value)?;
                 self.pending.insert(id, pending);
             }
+            Kind::Temp => {
+                let (path, ()) = decode_row(kind, key, value)?;
+                self.temps.insert(path, ());
+            }
         }
         Ok(())
     }
@@ -185,7 +201,7 @@ fn decode_row<K: RowKey, V: DeserializeOwned>(
 /// A key as a person reads it: item ids hyphenated, paths as text.
 fn display_key(kind: Kind, key: &[u8]) -> Vec<u8> {
     match kind {
-        Kind::Refused => key.to_vec(),
+        Kind::Refused | Kind::Temp => key.to_vec(),
         _ => match ItemId::from_key(key) {
             Some(id) => id.to_string().into_bytes(),
             None => key.to_vec(),
@@ -276,6 +292,7 @@ pub(super) struct Changes<'a> {
     synced: MapChanges<'a, ItemId, SyncedItem>,
     refused: MapChanges<'a, RelPath, Refusal>,
     pending: MapChanges<'a, ItemId, PendingCommit>,
+    temps: MapChanges<'a, RelPath, ()>,
 }
 
 impl<'a> Changes<'a> {
@@ -289,6 +306,7 @@ impl<'a> Changes<'a> {
             synced,
             refused,
             pending,
+            temps,
         } = new;
         Changes {
             cursor: (*cursor != old.cursor).then_some(*cursor),
@@ -298,6 +316,7 @@ impl<'a> Changes<'a> {
             synced: diff_map(&old.synced, synced),
             refused: diff_map(&old.refused, refused),
             pending: diff_map(&old.pending, pending),
+            temps: diff_map(&old.temps, temps.iter().map(|p| (p, &()))),
         }
     }
 
@@ -321,6 +340,7 @@ impl<'a> Changes<'a> {
             && self.synced.is_empty()
             && self.refused.is_empty()
             && self.pending.is_empty()
+            && self.temps.is_empty()
     }
 
     /// The row statements, values encoded: the only encoding a save does,
@@ -331,6 +351,7 @@ impl<'a> Changes<'a> {
         self.synced.encode(Kind::Synced, &mut out)?;
         self.refused.encode(Kind::Refused, &mut out)?;
         self.pending.encode(Kind::Pending, &mut out)?;
+        self.temps.encode(Kind::Temp, &mut out)?;
         Ok(out)
     }
 
@@ -344,6 +365,7 @@ impl<'a> Changes<'a> {
         self.synced.apply_to(&mut snapshot.synced);
         self.refused.apply_to(&mut snapshot.refused);
         self.pending.apply_to(&mut snapshot.pending);
+        self.temps.apply_to(&mut snapshot.temps);
     }
 }
 

@@ -138,7 +138,11 @@ pub fn synced() -> impl Strategy<Value = SyncedItem> {
 }
 
 fn refusal() -> impl Strategy<Value = Refusal> {
-    ("[a-z ]{0,12}", stamp()).prop_map(|(reason, stamp)| Refusal { reason, stamp })
+    ("[a-z ]{0,12}", stamp(), any::<bool>()).prop_map(|(reason, stamp, clash)| Refusal {
+        reason,
+        stamp,
+        clash,
+    })
 }
 
 fn pending() -> impl Strategy<Value = PendingCommit> {
@@ -171,14 +175,18 @@ pub fn state() -> impl Strategy<Value = SyncState> {
         prop::collection::btree_map(item_id(), synced(), 0..12),
         prop::collection::btree_map(path(), refusal(), 0..4),
         prop::collection::btree_map(item_id(), pending(), 0..4),
+        prop::collection::btree_set(path(), 0..3),
     )
-        .prop_map(|(cursor, remote, synced, refused, pending)| SyncState {
-            cursor,
-            remote,
-            synced,
-            refused,
-            pending,
-        })
+        .prop_map(
+            |(cursor, remote, synced, refused, pending, temps)| SyncState {
+                cursor,
+                remote,
+                synced,
+                refused,
+                pending,
+                temps,
+            },
+        )
 }
 
 /// One change between two saves.

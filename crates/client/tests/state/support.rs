@@ -36,6 +36,7 @@ pub fn sample_state(cursor: u64) -> SyncState {
         Refusal {
             reason: "refused".into(),
             stamp: None,
+            clash: false,
         },
     );
     state.remote.apply(sample_meta(id, name));

@@ -52,6 +52,12 @@ impl Engine {
                 self.settle(exec, *key);
                 Outcome::Applied
             }
+            Op::Untrack { key } => {
+                if let Some(id) = exec.id_of(*key) {
+                    self.state.synced.remove(&id);
+                }
+                Outcome::Applied
+            }
             Op::ConflictCopy { key, copy, name } => {
                 self.conflict_copy(exec, *key, *copy, name).await?
             }
@@ -196,6 +202,7 @@ impl Engine {
             return Ok(Outcome::Skipped("target folder not on disk".into()));
         };
         fs_try!(self.io.fs.rename(&from, &dest).await);
+        self.temps_moved(&from, &dest);
         let stamp = fs_try!(self.io.fs.stat(&dest).await).map(|m| m.stamp);
         if let Some(item) = exec.local.get_mut(&key) {
             item.pos = to.clone();
@@ -252,7 +259,17 @@ impl Engine {
                 Some(k) => path_in(&exec.local, k),
             });
         let dir = prefetched.unwrap_or_else(|| dest.parent().unwrap_or_default());
-        let temp = dir.join(&temp_name(&content.hash));
+        // A file not recorded as ours may have the name (a user's, or a
+        // temporary whose record was lost): it is left alone, and the
+        // download goes through the root instead.
+        let at_root = RelPath::root().join(&temp_name(&content.hash));
+        let wanted = [dir.join(&temp_name(&content.hash)), at_root];
+        let ours = self.own_temps(wanted.clone()).await?;
+        let Some(temp) = wanted.into_iter().find(|t| ours.contains(t)) else {
+            return Ok(Outcome::Skipped(format!(
+                "files not made by StackSync have the name of the download temporary for {dest}; left alone"
+            )));
+        };
         let fs = self.io.fs.clone();
         let store = self.io.content.clone();
         match fill_temp(fs.as_ref(), store.as_ref(), &temp, content).await {
@@ -264,7 +281,9 @@ impl Engine {
         let got: Option<ContentHash> =
             fs_try!(hash_file(self.io.fs.as_ref(), &temp).await).map(|(h, _)| h);
         if got != Some(content.hash) {
-            let _ = self.io.fs.remove_file(&temp).await;
+            if self.io.fs.remove_file(&temp).await.is_ok() {
+                self.state.temps.remove(&temp);
+            }
             return Ok(Outcome::Skipped(format!(
                 "downloaded content of {dest} does not match its hash"
             )));
@@ -281,12 +300,17 @@ impl Engine {
             _ => false,
         };
         if !unchanged {
-            let _ = self.io.fs.remove_file(&temp).await;
+            if self.io.fs.remove_file(&temp).await.is_ok() {
+                self.state.temps.remove(&temp);
+            }
             return Ok(Outcome::Skipped(format!(
                 "{dest} changed on disk; kept, retried later"
             )));
         }
         fs_try!(self.io.fs.persist_temp(&temp, &dest).await);
+        // Saved with the download's own record (see `save_soon`); if a
+        // crash drops it, the path is forgotten once nothing is there.
+        self.state.temps.remove(&temp);
         let Some(meta) = fs_try!(self.io.fs.stat(&dest).await) else {
             return Ok(Outcome::Skipped("vanished".into()));
         };

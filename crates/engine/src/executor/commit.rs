@@ -275,6 +275,7 @@ impl Engine {
                         Refusal {
                             reason,
                             stamp: None,
+                            clash: false,
                         },
                     );
                 }
@@ -291,6 +292,7 @@ impl Engine {
                         Refusal {
                             reason: error.to_string(),
                             stamp,
+                            clash: false,
                         },
                     );
                 }

@@ -28,6 +28,7 @@
 mod apply;
 mod commit;
 mod prefetch;
+mod temps;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use crate::io::{Clock, ContentStore, Fs, IdSource, Remote, StateStore};
 use crate::path::RelPath;
 use crate::planner::{self, Key, LocalItem, PlanInput};
 use crate::scan::{self, HashCache, Skipped};
-use crate::tree::SyncState;
+use crate::tree::{Refusal, SyncState};
 
 /// Settings of one engine.
 #[derive(Debug, Clone)]
@@ -273,24 +274,41 @@ impl Engine {
             }
         }
         // A refused name is retried once the path has gone away (renamed);
-        // a refused file also once it changed.
-        let before = self.state.refused.len();
+        // a refused file also once it changed. Clashes are the planner's
+        // own finding: recomputed below.
+        let refused_before = self.state.refused.clone();
         self.state.refused.retain(|p, r| {
-            scan.tree
-                .get(p)
-                .is_some_and(|e| r.stamp.is_none_or(|s| s == e.stamp))
+            !r.clash
+                && scan
+                    .tree
+                    .get(p)
+                    .is_some_and(|e| r.stamp.is_none_or(|s| s == e.stamp))
         });
-        if self.state.refused.len() != before {
-            self.save().await?;
-        }
+        let unsynced = self.unsynced(&scan).await;
         let now = self.io.clock.now_millis();
         let plan = planner::plan(&PlanInput {
             state: &self.state,
             local: &scan.tree,
             ignore: &scan.ignore,
+            unsynced: &unsynced,
             device_name: &self.config.device_name,
             now,
         });
+        // Each clash is reported as a refusal (once: it stays in the state
+        // while the clash lasts, so a daemon does not announce it again).
+        for (path, reason) in &plan.clashes {
+            self.state
+                .refused
+                .entry(path.clone())
+                .or_insert_with(|| Refusal {
+                    reason: reason.clone(),
+                    stamp: None,
+                    clash: true,
+                });
+        }
+        if self.state.refused != refused_before {
+            self.save().await?;
+        }
         // Leftovers of interrupted downloads: kept if this plan downloads
         // the same content again (it resumes them), removed otherwise.
         let wanted: Vec<stacksync_proto::ItemName> = plan
@@ -301,11 +319,8 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        for temp in &scan.stale_temps {
-            if !temp.name().is_some_and(|n| wanted.contains(n)) {
-                let _ = self.io.fs.remove_file(temp).await;
-            }
-        }
+        self.tidy_temps(&scan, &wanted, &mut report.not_synced)
+            .await?;
         // Files that changed while being hashed are not done: another
         // round rescans them (a file written without pause keeps the sync
         // from converging until it settles, which the report shows).
@@ -349,9 +364,19 @@ impl Engine {
         'plan: while next < plan.ops.len() {
             let end = window_end(&plan.ops, next, &exec.local);
             let window = &plan.ops[next..end];
+            let temps = self
+                .own_temps(temps::candidates(window, &exec.local))
+                .await?;
             let (uploads, downloads) = futures::join!(
                 prefetch::uploads(fs.as_ref(), content.as_ref(), &exec.local, window, parallel),
-                prefetch::downloads(fs.as_ref(), content.as_ref(), &exec.local, window, parallel),
+                prefetch::downloads(
+                    fs.as_ref(),
+                    content.as_ref(),
+                    &exec.local,
+                    window,
+                    &temps,
+                    parallel
+                ),
             );
             exec.prefetched = prefetch::Prefetched { uploads, downloads };
             while next < end {

@@ -219,11 +219,13 @@ pub(super) async fn uploads(
 /// the window will fetch (after what partial temporaries already hold), so
 /// it can read neighbouring chunks of a pack at once. A failure stops
 /// starting new downloads and leaves the rest to the ordered operations.
+/// Only temporaries in `ours` (recorded as this client's) are written.
 pub(super) async fn downloads(
     fs: &dyn Fs,
     store: &dyn ContentStore,
     local: &BTreeMap<Key, LocalItem>,
     ops: &[Op],
+    ours: &BTreeSet<RelPath>,
     parallel: usize,
 ) -> BTreeMap<ContentHash, Option<Key>> {
     let mut seen = BTreeSet::new();
@@ -249,9 +251,18 @@ pub(super) async fn downloads(
         // the root while the folder did not exist yet: continue it.
         let at_root = RelPath::root().join(&temp_name(&content.hash));
         let (holder, temp) = match fs.stat(&at_root).await {
-            Ok(Some(m)) if holder.is_some() && m.kind == EntryKind::File => (None, at_root),
+            Ok(Some(m))
+                if holder.is_some() && m.kind == EntryKind::File && ours.contains(&at_root) =>
+            {
+                (None, at_root)
+            }
             _ => (holder, temp),
         };
+        if !ours.contains(&temp) {
+            // Someone else's file has the name: the ordered operation
+            // reports it.
+            continue;
+        }
         // What `fill_temp` will skip: the whole chunks already there.
         let partial = match fs.stat(&temp).await {
             Ok(Some(m)) if m.kind == EntryKind::File => m.stamp.size,

@@ -121,6 +121,14 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
         if claimed.contains(id) || s.is_folder {
             continue;
         }
+        // A file this device now ignores keeps its item: it is not the
+        // source of a move to some other file with the same content.
+        if state
+            .synced_path(*id)
+            .is_some_and(|p| input.ignore.is_ignored_path(&p, false))
+        {
+            continue;
+        }
         let Some(h) = s.content_hash else { continue };
         let Some(paths) = by_hash.get(&h) else {
             continue;

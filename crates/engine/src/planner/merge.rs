@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use stacksync_proto::{ContentHash, ItemMeta, ItemName};
 
 use super::claim::{Claims, LocalItem};
+use super::left_out::left_out;
 use super::{Key, PlanInput, Pos};
 use crate::conflict::conflicted_copy_name;
 use crate::tree::SyncedItem;
@@ -28,8 +29,13 @@ pub(crate) struct Merged {
     /// Local entries to delete because the server deleted them and they did
     /// not change locally. Nothing else is ever deleted locally.
     pub local_deletes: BTreeSet<Key>,
-    /// Keys left alone this round (a file being written).
+    /// Keys left alone this round (a file being written, an item left out
+    /// of sync).
     pub busy: BTreeSet<Key>,
+    /// Items left out of sync whose synced record is forgotten.
+    pub untrack: BTreeSet<Key>,
+    /// Per-file errors of items left out of sync: `(local path, reason)`.
+    pub clashes: Vec<(crate::path::RelPath, String)>,
 }
 
 pub(crate) fn meta_pos(m: &ItemMeta) -> Pos {
@@ -116,18 +122,25 @@ pub(crate) fn merge(input: &PlanInput<'_>, claims: &Claims) -> Merged {
             }
             Key::Item(id) => id,
         };
+        if let Some(out) = left_out(input, &claims.local, id, l) {
+            // Neither side changes; a local entry keeps its place in the
+            // final tree so that nothing else is put there.
+            m.busy.insert(key);
+            if let Some(l) = l {
+                m.fin.insert(key, from_local(l));
+            }
+            if out.untrack {
+                m.untrack.insert(key);
+            }
+            m.clashes.extend(out.report);
+            continue;
+        }
         let s = state.synced.get(&id);
         let r = state.remote.live(id);
         match (s, r, l) {
             (_, None, None) => {}
             (None, Some(r), None) => {
-                let ignored = state
-                    .remote
-                    .path_of(id)
-                    .is_some_and(|p| input.ignore.is_ignored_path(&p, r.is_folder));
-                if !ignored {
-                    m.fin.insert(key, from_remote(r));
-                }
+                m.fin.insert(key, from_remote(r));
             }
             (None, None, Some(l)) => {
                 m.fin.insert(key, from_local(l));

@@ -21,6 +21,7 @@
 //!    temporary name).
 
 mod claim;
+mod left_out;
 mod merge;
 mod ops;
 mod order;
@@ -97,6 +98,9 @@ pub enum RemoteChange {
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Forget the synced record of an item this device leaves out of sync
+    /// (see [`left_out`]): neither side is touched.
+    Untrack { key: Key },
     /// Record the agreement of local and remote state for an item that
     /// needs no transfer (both sides made the same change, or the local
     /// stamp changed without the content).
@@ -127,6 +131,7 @@ impl Op {
     pub fn key(&self) -> Key {
         match self {
             Op::Settle { key }
+            | Op::Untrack { key }
             | Op::ConflictCopy { key, .. }
             | Op::LocalMkdir { key, .. }
             | Op::LocalMove { key, .. }
@@ -144,8 +149,13 @@ pub struct PlanInput<'a> {
     pub state: &'a SyncState,
     /// The result of the latest scan.
     pub local: &'a LocalTree,
-    /// Remote items whose path is ignored are not downloaded.
+    /// Paths these rules cover are left out of sync in both directions.
     pub ignore: &'a IgnoreRules,
+    /// Local paths holding something the scan left out (symbolic links,
+    /// special files, ignored entries), with their stamp when known: a
+    /// remote item there is a clash, and a synced file found there by its
+    /// stamp was moved out of sync by the user.
+    pub unsynced: &'a BTreeMap<RelPath, Option<Stamp>>,
     /// Shown in conflicted-copy names.
     pub device_name: &'a str,
     /// The time shown in conflicted-copy names.
@@ -160,6 +170,10 @@ pub struct Plan {
     /// Where each local entry is, by key, as the plan starts: the executor
     /// resolves keys to paths from this as operations move things.
     pub local: BTreeMap<Key, LocalItem>,
+    /// Items left out of sync because of a clash on this device (a
+    /// reserved name on the server, something unsynced in the way), as
+    /// `(local path, reason)`: per-file errors to report.
+    pub clashes: Vec<(RelPath, String)>,
 }
 
 /// Computes the plan. Pure: see the module documentation.
@@ -170,6 +184,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     Plan {
         ops,
         local: claims.local,
+        clashes: merged.clashes,
     }
 }
 

@@ -10,7 +10,12 @@ use super::{Key, Op, PlanInput, Pos, RemoteChange, RemoteContent};
 use crate::tree::SyncedItem;
 
 pub(crate) fn ops(input: &PlanInput<'_>, claims: &Claims, m: &Merged) -> Vec<Op> {
-    let mut out = settles(input, claims, m);
+    let mut out: Vec<Op> = m
+        .untrack
+        .iter()
+        .map(|key| Op::Untrack { key: *key })
+        .collect();
+    out.extend(settles(input, claims, m));
     for (key, copy, name) in &m.conflicts {
         out.push(Op::ConflictCopy {
             key: *key,
