@@ -78,6 +78,14 @@ pub enum Request {
         workspace: WorkspaceId,
         ids: Vec<ChunkId>,
     },
+    /// Creates this session's own broker user for the direct transport (or
+    /// gives it a new password). Refused on the bus: ask over HTTPS, so the
+    /// password never travels through the broker.
+    IssueBrokerCredentials,
+    /// Binds this session's notification queue to the topics of the
+    /// workspaces the user belongs to now (and unbinds the others); a
+    /// direct client asks again whenever its workspace set changes.
+    BindNotifications,
 }
 
 impl Request {
@@ -127,6 +135,17 @@ pub enum Reply {
     /// location), or `None` if the workspace does not have it.
     ChunkLocations {
         chunks: Vec<Option<ChunkRef>>,
+    },
+    /// This session's broker user, and the queue its notifications arrive
+    /// in (the only queue it may read).
+    BrokerCredentials {
+        user: String,
+        password: String,
+        queue: String,
+    },
+    /// The session's notification queue, bound to its current topics.
+    NotificationsBound {
+        queue: String,
     },
 }
 

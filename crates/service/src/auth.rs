@@ -114,10 +114,17 @@ impl Service {
 
     /// Ends a session (logout). Unknown tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
+        let hash = token_hash(token);
         self.store()
-            .delete_session(&token_hash(token))
+            .delete_session(&hash)
             .await
-            .map_err(|e| ServiceError::from(e).to_proto())
+            .map_err(|e| ServiceError::from(e).to_proto())?;
+        // The session's broker user goes with it; if the broker cannot be
+        // reached now, the periodic sweep withdraws it later.
+        if let Err(e) = self.revoke_broker_session(&hash).await {
+            tracing::warn!(error = %e, "broker user of an ended session not withdrawn yet");
+        }
+        Ok(())
     }
 }
 

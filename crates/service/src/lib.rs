@@ -15,6 +15,7 @@
 //! the change feed).
 
 mod auth;
+mod broker;
 mod chunks;
 mod error;
 mod ops;
@@ -30,6 +31,7 @@ use stacksync_metastore::{MetaStore, NewUser};
 use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, UserId, Workspace};
 
 pub use auth::{hash_password, token_hash, verify_password};
+pub use broker::{BrokerAdmin, BrokerAdminConfig, BrokerCredentials, BrokerError};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
@@ -78,6 +80,8 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     bus: Bus,
     config: ServiceConfig,
+    /// Set when direct clients get their own broker users.
+    broker: Option<BrokerAdmin>,
 }
 
 impl std::fmt::Debug for Service {
@@ -104,8 +108,30 @@ impl Service {
                 blobs,
                 bus,
                 config,
+                broker: None,
             }),
         }
+    }
+
+    /// This service, issuing per-session broker users to direct clients
+    /// through `broker` (and requiring, on the bus, that each request comes
+    /// from its session's own broker user).
+    pub fn with_broker_admin(self, broker: BrokerAdmin) -> Service {
+        let inner = &self.inner;
+        Service {
+            inner: Arc::new(Inner {
+                store: inner.store.clone(),
+                blobs: Arc::clone(&inner.blobs),
+                bus: inner.bus.clone(),
+                config: inner.config.clone(),
+                broker: Some(broker),
+            }),
+        }
+    }
+
+    /// The broker administration, when direct clients get their own users.
+    pub fn broker(&self) -> Option<&BrokerAdmin> {
+        self.inner.broker.as_ref()
     }
 
     /// The metadata store.
