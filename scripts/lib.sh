@@ -60,16 +60,27 @@ ensure_postgres() {
     die "PostgreSQL is not reachable on 127.0.0.1:5432. Install it (apt-get install postgresql), allow trust auth for user postgres on 127.0.0.1, or set STACKSYNC_TEST_POSTGRES to an admin URL."
 }
 
+# RabbitMQ with its management API (the server issues direct clients their
+# own broker users through it); exports STACKSYNC_TEST_AMQP and
+# STACKSYNC_TEST_AMQP_ADMIN (guest is an administrator on loopback).
 ensure_rabbitmq() {
     export STACKSYNC_TEST_AMQP="${STACKSYNC_TEST_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-    tcp_open 127.0.0.1 5672 && return 0
-    if in_ci; then die "RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: the machine must provide it)"; fi
-    if command -v rabbitmq-server >/dev/null; then
+    export STACKSYNC_TEST_AMQP_ADMIN="${STACKSYNC_TEST_AMQP_ADMIN:-http://guest:guest@127.0.0.1:15672}"
+    if ! tcp_open 127.0.0.1 5672; then
+        if in_ci; then die "RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: the machine must provide it)"; fi
+        command -v rabbitmq-server >/dev/null ||
+            die "RabbitMQ is not reachable on 127.0.0.1:5672. Install it (apt-get install rabbitmq-server) and start it, or set STACKSYNC_TEST_AMQP."
         say "starting RabbitMQ"
         rabbitmq-server -detached || true
-        wait_tcp 127.0.0.1 5672 60 && return 0
+        wait_tcp 127.0.0.1 5672 60 || die "RabbitMQ did not start listening on 127.0.0.1:5672"
     fi
-    die "RabbitMQ is not reachable on 127.0.0.1:5672. Install it (apt-get install rabbitmq-server) and start it, or set STACKSYNC_TEST_AMQP."
+    tcp_open 127.0.0.1 15672 && return 0
+    if command -v rabbitmq-plugins >/dev/null; then
+        say "enabling RabbitMQ's management API (rabbitmq_management)"
+        rabbitmq-plugins enable rabbitmq_management >&2 || true
+        wait_tcp 127.0.0.1 15672 60 && return 0
+    fi
+    die "RabbitMQ's management API is not reachable on 127.0.0.1:15672: run \`rabbitmq-plugins enable rabbitmq_management\` (or set STACKSYNC_TEST_AMQP_ADMIN)"
 }
 
 # A single-node Swift on loopback (scripts/swift installs Debian's packages if

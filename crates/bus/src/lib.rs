@@ -28,12 +28,12 @@ use bytes::Bytes;
 pub use error::BusError;
 pub use inbox::SubscriptionEvent;
 pub use memory::MemoryConfig;
-pub use rabbit::{BusConfig, QueueKind, ReconnectBackoff};
+pub use rabbit::{BusConfig, ClientLogin, QueueKind, ReconnectBackoff, Topology};
 pub use topic::{ParseTopicError, Topic};
 
 use inbox::Inbox;
 use memory::{MemoryBus, MemoryRequests, MemorySettle, MemorySubscription};
-use rabbit::{RabbitBus, RabbitRequests, RabbitSettle, RabbitSubscription};
+use rabbit::{RabbitBus, RabbitMailbox, RabbitRequests, RabbitSettle, RabbitSubscription};
 
 /// Default call timeout of the in-process bus.
 const IN_PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,6 +144,49 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Reads notifications from `queue`, a queue the service declared and
+    /// bound for this client (RabbitMQ only: the in-process bus has no
+    /// client that cannot bind its own topics). Follows reconnections; the
+    /// queue keeps what arrives meanwhile, yet a reconnection is still
+    /// reported, as a hint to re-read the change feed.
+    pub async fn mailbox(&self, queue: &str) -> Result<Mailbox, BusError> {
+        match &self.backend {
+            Backend::Memory(_) => Err(BusError::InvalidConfig(
+                "a mailbox needs the RabbitMQ bus".into(),
+            )),
+            Backend::Rabbit(bus) => {
+                let (mailbox, inbox) = bus.mailbox(queue).await?;
+                Ok(Mailbox {
+                    inbox,
+                    _consumer: mailbox,
+                })
+            }
+        }
+    }
+}
+
+/// Notifications from a queue bound by someone else (the service binds a
+/// client's queue to the topics it may hear).
+pub struct Mailbox {
+    inbox: Arc<Inbox>,
+    _consumer: RabbitMailbox,
+}
+
+impl Mailbox {
+    /// The next notification or gap signal; `None` when the bus shut down
+    /// or the queue was deleted.
+    pub async fn recv(&mut self) -> Option<SubscriptionEvent> {
+        self.inbox.recv().await
+    }
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mailbox")
+    }
+}
+
 /// One server's share of the request queue.
 pub struct RequestStream {
     inner: Requests,
@@ -158,18 +201,19 @@ impl RequestStream {
     /// The next request, once this server has a free prefetch slot. `None`
     /// when the bus has shut down. Cancel-safe.
     pub async fn next(&mut self) -> Option<IncomingRequest> {
-        let (payload, redelivered, settle) = match &mut self.inner {
+        let (payload, sender, redelivered, settle) = match &mut self.inner {
             Requests::Memory(requests) => {
                 let (payload, redelivered, settle) = requests.next().await?;
-                (payload, redelivered, Settle::Memory(settle))
+                (payload, None, redelivered, Settle::Memory(settle))
             }
             Requests::Rabbit(requests) => {
-                let (payload, redelivered, settle) = requests.next().await?;
-                (payload, redelivered, Settle::Rabbit(settle))
+                let (payload, sender, redelivered, settle) = requests.next().await?;
+                (payload, sender, redelivered, Settle::Rabbit(settle))
             }
         };
         Some(IncomingRequest {
             payload,
+            sender,
             redelivered,
             settle: Some(settle),
         })
@@ -186,6 +230,7 @@ impl std::fmt::Debug for RequestStream {
 /// dropping it unanswered puts it back in the queue for any server.
 pub struct IncomingRequest {
     payload: Bytes,
+    sender: Option<String>,
     redelivered: bool,
     /// `None` once settled, so that `Drop` knows not to requeue.
     settle: Option<Settle>,
@@ -200,6 +245,14 @@ impl IncomingRequest {
     /// The request as the caller sent it.
     pub fn payload(&self) -> &Bytes {
         &self.payload
+    }
+
+    /// The broker user that published the request, when it said so: on
+    /// RabbitMQ the AMQP `user_id` property, which the broker refuses unless
+    /// it names the publishing connection's user. `None` on the in-process
+    /// bus and for publishers that set none.
+    pub fn sender(&self) -> Option<&str> {
+        self.sender.as_deref()
     }
 
     /// Whether this request was handed out before (to a server that died or
@@ -244,6 +297,7 @@ impl std::fmt::Debug for IncomingRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncomingRequest")
             .field("bytes", &self.payload.len())
+            .field("sender", &self.sender)
             .field("redelivered", &self.redelivered)
             .finish()
     }

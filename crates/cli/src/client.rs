@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use stacksync_blobstore::{SwiftAuth, SwiftConfig};
-use stacksync_bus::QueueKind;
+use stacksync_bus::{ClientLogin, QueueKind};
 use stacksync_client::status::{self, FileStatus, StatusReport};
 use stacksync_client::{
     ClientOptions, Connection, DirectConfig, DirectConnection, DirectProfile, GatewayConnection,
@@ -119,7 +119,8 @@ pub struct SetupArgs {
     pub force: bool,
     /// How to reach the service: through the server's HTTP gateway, or
     /// directly to RabbitMQ (metadata, push) and Swift (data). With
-    /// "direct", --server is the broker's amqp:// URL.
+    /// "direct", --server is still the server's http(s):// URL (the login
+    /// goes there, never over the broker) and --broker is the broker's.
     #[arg(long, value_enum, default_value = "gateway")]
     pub transport: TransportArg,
     #[command(flatten)]
@@ -138,6 +139,10 @@ pub enum TransportArg {
 /// Settings of the direct transport (`setup --transport direct`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct DirectArgs {
+    /// The broker's URL without credentials, e.g. amqps://mq.example:5671/%2f
+    /// (the server issues this session its own broker user).
+    #[arg(long)]
+    broker: Option<String>,
     /// The server's bus namespace.
     #[arg(long, default_value = "stacksync")]
     namespace: String,
@@ -186,11 +191,14 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 TransportKind::Direct => {
                     let conn = DirectConnection::login(
                         direct_config(&profile)?,
+                        &profile.config.server_url,
                         &profile.config.email,
                         &password,
                     )
                     .await
                     .context("logging in")?;
+                    let broker = conn.broker_login();
+                    profile.save_broker_login(&broker.user, &broker.password)?;
                     (conn.token().to_owned(), conn.user())
                 }
             };
@@ -378,7 +386,11 @@ pub(crate) async fn connect_with(
             Ok(Arc::new(GatewayConnection::new(client)))
         }
         TransportKind::Direct => {
-            let conn = DirectConnection::connect(direct_config(profile)?, &token)
+            let (user, password) = profile
+                .load_broker_login()?
+                .context("no broker login stored: run `stacksync login --password ...` again")?;
+            let broker = ClientLogin { user, password };
+            let conn = DirectConnection::connect(direct_config(profile)?, &token, broker)
                 .await
                 .context("connecting to RabbitMQ and Swift")?;
             Ok(Arc::new(conn))
@@ -400,8 +412,8 @@ fn direct_config(profile: &Profile) -> anyhow::Result<DirectConfig> {
 }
 
 /// The direct transport's configuration from its profile section and key.
-/// `STACKSYNC_AMQP_URL` overrides the broker URL (so its password need not
-/// be stored in the profile).
+/// `STACKSYNC_AMQP_URL` overrides the broker URL (its credentials, if any,
+/// are replaced by the session's own broker user).
 fn direct_config_from(d: &DirectProfile, key: String) -> anyhow::Result<DirectConfig> {
     let amqp_url = std::env::var("STACKSYNC_AMQP_URL").unwrap_or_else(|_| d.amqp_url.clone());
     let mut swift = SwiftConfig::new(SwiftAuth::V1 {
@@ -422,12 +434,18 @@ fn direct_config_from(d: &DirectProfile, key: String) -> anyhow::Result<DirectCo
 
 /// Checks the direct transport's flags; returns the profile section and the key.
 fn direct_setup(server: &str, args: DirectArgs) -> anyhow::Result<(DirectProfile, String)> {
-    if !server.starts_with("amqp://") && !server.starts_with("amqps://") {
-        bail!("with --transport direct, --server is the broker's amqp:// URL");
+    if !server.starts_with("http://") && !server.starts_with("https://") {
+        bail!(
+            "with --transport direct, --server is the server's http(s):// URL (the login goes there) and --broker the broker's amqp(s):// URL"
+        );
     }
     let missing = |flag: &str| anyhow::anyhow!("--transport direct needs --{flag}");
+    let broker = args.broker.ok_or_else(|| missing("broker"))?;
+    if !broker.starts_with("amqp://") && !broker.starts_with("amqps://") {
+        bail!("--broker must be an amqp:// or amqps:// URL");
+    }
     let profile = DirectProfile {
-        amqp_url: server.to_owned(),
+        amqp_url: broker,
         namespace: args.namespace,
         queue_kind: args.queue_kind,
         swift_auth_url: args
@@ -481,6 +499,7 @@ async fn setup(
             home_abs.display()
         );
     }
+    let mut broker: Option<ClientLogin> = None;
     let (conn, token, user): (Arc<dyn Connection>, String, _) = match &direct {
         None => {
             let client = GatewayClient::login(&server, &email, password)
@@ -490,11 +509,12 @@ async fn setup(
             (Arc::new(GatewayConnection::new(client)), token, user)
         }
         Some((d, key)) => {
-            let conn =
-                DirectConnection::login(direct_config_from(d, key.clone())?, &email, password)
-                    .await
-                    .with_context(|| format!("logging in over {} as {email}", d.namespace))?;
+            let config = direct_config_from(d, key.clone())?;
+            let conn = DirectConnection::login(config, &server, &email, password)
+                .await
+                .with_context(|| format!("logging in to {server} as {email}"))?;
             let (token, user) = (conn.token().to_owned(), conn.user());
+            broker = Some(conn.broker_login().clone());
             (Arc::new(conn), token, user)
         }
     };
@@ -533,6 +553,9 @@ async fn setup(
     profile.save_token(&token)?;
     if let Some((_, key)) = &direct {
         profile.save_swift_key(key)?;
+    }
+    if let Some(broker) = &broker {
+        profile.save_broker_login(&broker.user, &broker.password)?;
     }
     println!(
         "set up: {} syncs with {server} as {email} (device \u{201c}{device_name}\u{201d}); run `stacksync sync`",

@@ -21,6 +21,12 @@
 //! namespace = "stacksync"              # STACKSYNC_BUS_NAMESPACE, --bus-namespace
 //! queue_kind = "durable"               # "classic" | "durable" | "quorum"
 //! rpc_timeout_ms = 30000
+//! [bus.admin]                          # per-session broker users for direct clients
+//! url = "http://127.0.0.1:15672"       # the rabbitmq_management API
+//! user = "stacksync-admin"             # an administrator; never given to clients
+//! password = "..."                     # STACKSYNC_BUS_ADMIN_PASSWORD
+//! vhost = "/"
+//! sweep_interval_secs = 60             # withdraws broker users of ended sessions
 //!
 //! [gc]                                 # garbage collection of stored objects
 //! interval_minutes = 60                # 0: the server never collects on its own
@@ -265,6 +271,50 @@ pub struct BusSection {
     pub queue_kind: QueueKindName,
     /// Timeout of an RPC and of waits for the broker, milliseconds.
     pub rpc_timeout_ms: u64,
+    /// The broker's management API (RabbitMQ only). When set, direct
+    /// clients get a broker user of their own per session and requests on
+    /// the bus must come from their session's user; unset, the server
+    /// issues none and direct clients cannot log in.
+    pub admin: Option<BusAdminSection>,
+}
+
+/// `[bus.admin]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusAdminSection {
+    /// The management API, e.g. `http://127.0.0.1:15672`.
+    pub url: String,
+    /// A broker administrator.
+    pub user: String,
+    /// Its password (or `STACKSYNC_BUS_ADMIN_PASSWORD`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The bus's virtual host. Default `/`.
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    /// How often broker users of ended sessions are withdrawn. Default 60.
+    #[serde(default = "default_sweep_secs")]
+    pub sweep_interval_secs: u64,
+}
+
+impl std::fmt::Debug for BusAdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is a secret: never in logs.
+        f.debug_struct("BusAdminSection")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("vhost", &self.vhost)
+            .field("sweep_interval_secs", &self.sweep_interval_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_vhost() -> String {
+    "/".into()
+}
+
+fn default_sweep_secs() -> u64 {
+    60
 }
 
 impl Default for BusSection {
@@ -275,6 +325,7 @@ impl Default for BusSection {
             namespace: "stacksync".into(),
             queue_kind: QueueKindName::Durable,
             rpc_timeout_ms: 30_000,
+            admin: None,
         }
     }
 }
@@ -383,6 +434,10 @@ mod tests {
             url = "amqp://guest:guest@127.0.0.1:5672/%2f"
             namespace = "t1"
             queue_kind = "classic"
+            [bus.admin]
+            url = "http://127.0.0.1:15672"
+            user = "admin"
+            password = "secret"
             [gc]
             interval_minutes = 0
             grace_minutes = 5
@@ -400,6 +455,9 @@ mod tests {
         assert_eq!(c.gc.interval(), None);
         assert_eq!(c.gc.settings().grace.as_secs(), 300);
         assert_eq!(c.gc.retention_days, 30);
+        let admin = c.bus.admin.as_ref().expect("a [bus.admin] section");
+        assert_eq!((admin.vhost.as_str(), admin.sweep_interval_secs), ("/", 60));
+        assert!(!format!("{admin:?}").contains("secret"));
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }
 

@@ -8,7 +8,7 @@ use stacksync_blobstore::{StoreConfig, open_store};
 use stacksync_bus::{Bus, BusConfig, MemoryConfig, QueueKind};
 use stacksync_client::private;
 use stacksync_metastore::MetaStore;
-use stacksync_service::{Service, ServiceConfig, run_rpc_workers};
+use stacksync_service::{BrokerAdmin, BrokerAdminConfig, Service, ServiceConfig, run_rpc_workers};
 use tokio::sync::watch;
 
 use crate::config::{BusKind, Config, QueueKindName, StorageKind};
@@ -62,7 +62,58 @@ pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Ser
         storage_url: config.storage.storage_url.clone(),
         login: config.limits.login(),
     };
-    Ok(Service::new(store, blobs, bus, service_config))
+    let service = Service::new(store, blobs, bus, service_config);
+    Ok(match broker_admin(config)? {
+        Some(admin) => service.with_broker_admin(admin),
+        None => service,
+    })
+}
+
+/// The broker administration `[bus.admin]` asks for (RabbitMQ only).
+fn broker_admin(config: &Config) -> anyhow::Result<Option<BrokerAdmin>> {
+    let Some(admin) = &config.bus.admin else {
+        return Ok(None);
+    };
+    if config.bus.kind != BusKind::Rabbitmq {
+        anyhow::bail!("[bus.admin] needs bus kind \"rabbitmq\"");
+    }
+    let password = match std::env::var("STACKSYNC_BUS_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => admin
+            .password
+            .clone()
+            .context("[bus.admin] needs a password (or STACKSYNC_BUS_ADMIN_PASSWORD)")?,
+    };
+    let admin_config = BrokerAdminConfig {
+        url: admin.url.clone(),
+        user: admin.user.clone(),
+        password,
+        vhost: admin.vhost.clone(),
+    };
+    BrokerAdmin::new(admin_config, &config.bus.namespace)
+        .map(Some)
+        .context("setting up the broker administration")
+}
+
+/// Withdraws, every `every`, the broker users whose session ended (however
+/// it ended: logout, revocation, expiry), until `stop`.
+async fn sweep_broker_users(
+    service: Service,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => match service.sweep_broker_users().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(withdrawn = n, "broker users of ended sessions withdrawn"),
+                Err(e) => tracing::warn!(error = %e, "broker user sweep failed; will retry"),
+            },
+        }
+    }
 }
 
 async fn open_bus(config: &Config) -> anyhow::Result<Bus> {
@@ -144,6 +195,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         );
         tokio::spawn(gc);
+    }
+    if let Some(admin) = &config.bus.admin {
+        let every = Duration::from_secs(admin.sweep_interval_secs.max(1));
+        tokio::spawn(sweep_broker_users(
+            service.clone(),
+            every,
+            stopped(stop_rx.clone()),
+        ));
     }
     let limits = config.limits.gateway();
     let app = stacksync_gateway::router_with(service.clone(), &limits);

@@ -1,11 +1,13 @@
 //! The client's direct transport against the real thing: a sync service on
-//! PostgreSQL with its RPC workers on RabbitMQ and its containers in Swift,
-//! and clients that log in over the bus, move chunks straight to Swift with
+//! PostgreSQL with its RPC workers on RabbitMQ, its containers in Swift and
+//! its HTTP gateway on loopback, and clients that log in over HTTP (getting
+//! their own broker users), move chunks straight to Swift with
 //! their own storage user, commit and read the change feed through a
 //! `WorkspaceRemote`, and hear other devices' commits as notifications.
 //!
-//! Needs `STACKSYNC_TEST_POSTGRES`, `STACKSYNC_TEST_AMQP` and
-//! `STACKSYNC_TEST_SWIFT` (`scripts/swift start`; TempAuth users
+//! Needs `STACKSYNC_TEST_POSTGRES`, `STACKSYNC_TEST_AMQP`,
+//! `STACKSYNC_TEST_AMQP_ADMIN` (the management API, with an administrator's
+//! `user:password@`) and `STACKSYNC_TEST_SWIFT` (`scripts/swift start`; TempAuth users
 //! `test:tester` owns the installation's account, `test2:tester2` is a
 //! second storage user). Unset, the tests panic under `CI=true` and print
 //! `SKIP:` otherwise.
@@ -28,7 +30,7 @@ use stacksync_proto::{
     ChunkId, ChunkRef, CommitOutcome, ContentHash, DeviceId, EncryptionMode, ErrorKind, ItemId,
     ItemName, ItemStatus, Notification, ProposedItem, Workspace, WorkspaceId,
 };
-use stacksync_service::{Service, ServiceConfig, run_rpc_workers};
+use stacksync_service::{BrokerAdmin, BrokerAdminConfig, Service, ServiceConfig, run_rpc_workers};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -63,6 +65,8 @@ fn v1(auth_url: &str, user: &str, key: &str) -> SwiftConfig {
 /// A sync service on PostgreSQL, RabbitMQ and Swift, serving the bus.
 struct Env {
     service: Service,
+    /// The server's HTTP gateway, where direct clients log in.
+    url: String,
     amqp_url: String,
     namespace: String,
     swift_auth_url: String,
@@ -70,7 +74,22 @@ struct Env {
     account: String,
     stop: Option<oneshot::Sender<()>>,
     workers: Option<tokio::task::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<()>,
     _db: TestDb,
+}
+
+/// The management API of `STACKSYNC_TEST_AMQP_ADMIN`
+/// (`http://user:password@host:port`).
+fn broker_admin(url: &str) -> BrokerAdminConfig {
+    let (scheme, rest) = url.split_once("://").expect("an http:// URL");
+    let (userinfo, host) = rest.split_once('@').expect("user:password@ in the URL");
+    let (user, password) = userinfo.split_once(':').expect("user:password");
+    BrokerAdminConfig {
+        url: format!("{scheme}://{host}"),
+        user: user.into(),
+        password: password.into(),
+        vhost: "/".into(),
+    }
 }
 
 fn bus_config(url: &str, namespace: &str) -> BusConfig {
@@ -83,6 +102,7 @@ fn bus_config(url: &str, namespace: &str) -> BusConfig {
 impl Env {
     async fn start() -> Option<Env> {
         let amqp_url = env_or_skip("STACKSYNC_TEST_AMQP")?;
+        let admin_url = env_or_skip("STACKSYNC_TEST_AMQP_ADMIN")?;
         let swift_auth_url = env_or_skip("STACKSYNC_TEST_SWIFT")?;
         let db = TestDb::postgres().await?;
         let owner = SwiftStore::new(v1(&swift_auth_url, "test:tester", "testing"))
@@ -106,11 +126,25 @@ impl Env {
                 storage_url: Some(storage_url),
                 ..ServiceConfig::default()
             },
+        )
+        .with_broker_admin(
+            BrokerAdmin::new(broker_admin(&admin_url), &namespace)
+                .expect("a broker administration"),
         );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let router = stacksync_gateway::router(service.clone());
+        let http = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let workers = tokio::spawn(run_workers(service.clone(), bus, stopped));
         Some(Env {
             service,
+            url,
+            http,
             amqp_url,
             namespace,
             swift_auth_url,
@@ -137,6 +171,7 @@ impl Env {
         if let Some(workers) = self.workers.take() {
             workers.await.expect("the RPC workers stop cleanly");
         }
+        self.http.abort();
     }
 }
 
@@ -256,29 +291,36 @@ async fn login_chunks_commits_and_notifications_over_rabbitmq_and_swift() {
         .await
         .expect("the user is created");
 
-    // Login over the bus; a wrong password and a bogus token are refused.
+    // Login over HTTP; a wrong password and a bogus token are refused.
     let ann = DirectConnection::login(
         env.client("test:tester", "testing"),
+        &env.url,
         "ann@example.org",
         "pw-ann-123",
     )
     .await
-    .expect("login over RabbitMQ works");
+    .expect("login over HTTP, then RabbitMQ, works");
     assert_eq!(ann.user(), account.id);
     let refused = DirectConnection::login(
         env.client("test:tester", "testing"),
+        &env.url,
         "ann@example.org",
         "wrong",
     )
     .await
     .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::Unauthenticated, "{refused}");
-    let bogus = DirectConnection::connect(env.client("test:tester", "testing"), &"0".repeat(64))
-        .await
-        .unwrap_err();
+    let bogus = DirectConnection::connect(
+        env.client("test:tester", "testing"),
+        &"0".repeat(64),
+        ann.broker_login().clone(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(bogus.kind, ErrorKind::Unauthenticated, "{bogus}");
     let bad_key = DirectConnection::login(
         env.client("test:tester", "not-the-key"),
+        &env.url,
         "ann@example.org",
         "pw-ann-123",
     )
@@ -288,9 +330,13 @@ async fn login_chunks_commits_and_notifications_over_rabbitmq_and_swift() {
     assert!(bad_key.message.contains("test:tester"), "{bad_key}");
 
     // A second device of Ann's reconnects with the first session's token.
-    let laptop = DirectConnection::connect(env.client("test:tester", "testing"), ann.token())
-        .await
-        .expect("a stored token connects");
+    let laptop = DirectConnection::connect(
+        env.client("test:tester", "testing"),
+        ann.token(),
+        ann.broker_login().clone(),
+    )
+    .await
+    .expect("a stored token and broker login connect");
     assert_eq!(laptop.user(), account.id);
 
     let list = workspaces(&ann).await.expect("get_workspaces over the bus");
@@ -398,6 +444,7 @@ async fn another_storage_user_is_refused_until_a_share_grants_the_container() {
         .expect("Bob is created");
     let ann = DirectConnection::login(
         env.client("test:tester", "testing"),
+        &env.url,
         "ann@example.org",
         "pw-ann-123",
     )
@@ -405,6 +452,7 @@ async fn another_storage_user_is_refused_until_a_share_grants_the_container() {
     .expect("Ann logs in");
     let bob = DirectConnection::login(
         env.client("test2:tester2", "testing2"),
+        &env.url,
         "bob@example.org",
         "pw-bob-123",
     )

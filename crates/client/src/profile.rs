@@ -26,6 +26,8 @@ const TOKEN_FILE: &str = "session.token";
 const STATE_FILE: &str = "state.sqlite";
 const UPLOADS_FILE: &str = "uploads.sqlite";
 const SWIFT_KEY_FILE: &str = "swift.key";
+/// The direct transport's broker user and password, one per line.
+const BROKER_LOGIN_FILE: &str = "broker.login";
 
 /// How the client reaches the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,12 +72,12 @@ pub struct ProfileConfig {
 }
 
 /// `[direct]`: the broker and Swift, for `transport = "direct"`. Secrets
-/// are not here: the Swift key is in `swift.key` (mode 0600) and the broker
-/// password may be given by `STACKSYNC_AMQP_URL` instead of `amqp_url`.
+/// are not here: the Swift key is in `swift.key` and the session's own
+/// broker user in `broker.login` (both mode 0600).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectProfile {
-    /// The broker, e.g. `amqp://user@host:5672/%2f` (without a password
-    /// when it comes from `STACKSYNC_AMQP_URL`).
+    /// The broker, e.g. `amqps://mq.example:5671/%2f`, without credentials
+    /// (the session's broker user is used; `STACKSYNC_AMQP_URL` overrides).
     pub amqp_url: String,
     /// The server's `[bus] namespace`.
     pub namespace: String,
@@ -231,6 +233,7 @@ impl Profile {
             PROFILE_FILE,
             TOKEN_FILE,
             SWIFT_KEY_FILE,
+            BROKER_LOGIN_FILE,
             STATE_FILE,
             "state.sqlite-wal",
             "state.sqlite-shm",
@@ -305,6 +308,24 @@ impl Profile {
     /// others can read it.
     pub fn load_swift_key(&self) -> Result<Option<String>, ProfileError> {
         read_secret(&self.home.join(SWIFT_KEY_FILE))
+    }
+
+    /// Stores the session's broker user of the direct transport (user and
+    /// password, one per line), readable by the owner only.
+    pub fn save_broker_login(&self, user: &str, password: &str) -> Result<(), ProfileError> {
+        let text = format!("{user}\n{password}");
+        write_atomic(&self.home.join(BROKER_LOGIN_FILE), text.as_bytes(), 0o600)
+    }
+
+    /// The stored broker user and password, if any; refused when others
+    /// can read the file.
+    pub fn load_broker_login(&self) -> Result<Option<(String, String)>, ProfileError> {
+        let Some(text) = read_secret(&self.home.join(BROKER_LOGIN_FILE))? else {
+            return Ok(None);
+        };
+        Ok(text
+            .split_once('\n')
+            .map(|(user, password)| (user.trim().to_owned(), password.trim().to_owned())))
     }
 
     /// Forgets the session token (logout); fine if there was none.

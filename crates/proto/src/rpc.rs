@@ -91,6 +91,14 @@ pub enum Request {
         current_password: String,
         new_password: String,
     },
+    /// Creates this session's own broker user for the direct transport (or
+    /// gives it a new password). Refused on the bus: ask over HTTPS, so the
+    /// password never travels through the broker.
+    IssueBrokerCredentials,
+    /// Binds this session's notification queue to the topics of the
+    /// workspaces the user belongs to now (and unbinds the others); a
+    /// direct client asks again whenever its workspace set changes.
+    BindNotifications,
 }
 
 impl Request {
@@ -148,6 +156,17 @@ pub enum Reply {
     /// The password was changed; `other_sessions` sessions were ended.
     PasswordChanged {
         other_sessions: u64,
+    },
+    /// This session's broker user, and the queue its notifications arrive
+    /// in (the only queue it may read).
+    BrokerCredentials {
+        user: String,
+        password: String,
+        queue: String,
+    },
+    /// The session's notification queue, bound to its current topics.
+    NotificationsBound {
+        queue: String,
     },
 }
 

@@ -66,6 +66,13 @@ impl Service {
         if !token_hashes.is_empty() {
             tracing::info!(%user, sessions = token_hashes.len(), "sessions ended");
         }
+        // Each session's broker user goes with it; if the broker cannot be
+        // reached now, the periodic sweep withdraws it later.
+        for hash in token_hashes {
+            if let Err(e) = self.revoke_broker_session(hash).await {
+                tracing::warn!(%user, error = %e, "broker user of an ended session not withdrawn yet");
+            }
+        }
     }
 
     /// `Logout`: ends the caller's session, or every session of the account.

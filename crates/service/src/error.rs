@@ -39,6 +39,10 @@ pub enum ServiceError {
     /// The bus failed (serving requests; publishing is never fatal).
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    /// The broker's management API failed (issuing or withdrawing a
+    /// session's broker user).
+    #[error("broker administration: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
     /// Hashing or verifying a password failed for a reason other than a
     /// wrong password (a malformed stored hash, a broken RNG).
     #[error("password hashing: {0}")]
@@ -64,6 +68,7 @@ impl ServiceError {
                 Error::unavailable("message bus unavailable")
             }
             ServiceError::Bus(_) => Error::internal("message bus error"),
+            ServiceError::Broker(_) => Error::unavailable("broker administration unavailable"),
             ServiceError::Password(_) | ServiceError::Task(_) => Error::internal("internal error"),
         };
         if matches!(e.kind, ErrorKind::Internal | ErrorKind::Unavailable) {

@@ -16,6 +16,7 @@
 
 mod accounts;
 mod auth;
+mod broker;
 mod chunks;
 mod error;
 mod gc;
@@ -35,6 +36,7 @@ use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, User
 
 pub use accounts::{MAX_PASSWORD_BYTES, UserRemoval, check_new_password};
 pub use auth::{hash_password, token_hash, verify_password};
+pub use broker::{BrokerAdmin, BrokerAdminConfig, BrokerCredentials, BrokerError};
 pub use chunks::StorageCredentials;
 pub use error::ServiceError;
 pub use gc::{GcReport, GcSettings};
@@ -92,6 +94,8 @@ struct Inner {
     bus: Bus,
     config: ServiceConfig,
     login_guard: LoginGuard,
+    /// Set when direct clients get their own broker users.
+    broker: Option<BrokerAdmin>,
 }
 
 impl std::fmt::Debug for Service {
@@ -127,8 +131,30 @@ impl Service {
                 bus,
                 config,
                 login_guard,
+                broker: None,
             }),
         }
+    }
+
+    /// This service, issuing per-session broker users to direct clients
+    /// through `broker` (and requiring, on the bus, that each request comes
+    /// from its session's own broker user).
+    pub fn with_broker_admin(self, broker: BrokerAdmin) -> Service {
+        let inner = &self.inner;
+        Service {
+            inner: Arc::new(Inner {
+                store: inner.store.clone(),
+                blobs: Arc::clone(&inner.blobs),
+                bus: inner.bus.clone(),
+                config: inner.config.clone(),
+                broker: Some(broker),
+            }),
+        }
+    }
+
+    /// The broker administration, when direct clients get their own users.
+    pub fn broker(&self) -> Option<&BrokerAdmin> {
+        self.inner.broker.as_ref()
     }
 
     /// The metadata store.

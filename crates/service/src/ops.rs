@@ -42,7 +42,19 @@ impl Service {
         }
         let user = self.authenticate(&req.token).await?;
         let store = self.store();
+        let token = req.token;
         Ok(match req.request {
+            Request::IssueBrokerCredentials => {
+                let c = self.issue_broker_credentials(&token).await?;
+                Reply::BrokerCredentials {
+                    user: c.user,
+                    password: c.password,
+                    queue: c.queue,
+                }
+            }
+            Request::BindNotifications => Reply::NotificationsBound {
+                queue: self.bind_notifications(user, &token).await?,
+            },
             Request::Login { .. } => unreachable!("login is answered before authentication"),
             Request::GetAccount => Reply::Account(store.user(user).await?.account),
             Request::GetWorkspaces => Reply::Workspaces {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use stacksync_bus::{Bus, IncomingRequest};
-use stacksync_proto::rpc::{RpcRequest, RpcResponse};
-use stacksync_proto::wire;
+use stacksync_proto::rpc::{Request, RpcRequest, RpcResponse};
+use stacksync_proto::{Error, wire};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -67,12 +67,33 @@ pub async fn run_rpc_workers(
     Ok(served.load(Ordering::Relaxed))
 }
 
+/// What the bus refuses that HTTPS allows: secrets never travel through the
+/// broker (a password in, broker credentials out), and a request must come
+/// from its session's own broker user when the service issues them.
+fn bus_policy(service: &Service, req: &RpcRequest, sender: Option<&str>) -> Result<(), Error> {
+    match req.request {
+        Request::Login { .. } => Err(Error::bad_request(
+            "log in over HTTPS (the server's /api/v1/login): passwords are not accepted on the message bus",
+        )),
+        Request::IssueBrokerCredentials => Err(Error::bad_request(
+            "broker credentials are issued over HTTPS only",
+        )),
+        _ => service.check_bus_sender(&req.token, sender),
+    }
+}
+
 /// Handles one request and replies; true if the reply went out.
 async fn serve_one(service: &Service, incoming: IncomingRequest) -> bool {
     let response = match wire::decode::<RpcRequest>(incoming.payload()) {
         Ok(req) => {
             let (id, redelivered) = (req.request_id, incoming.redelivered());
-            let response = service.handle(req, None).await;
+            let response = match bus_policy(service, &req, incoming.sender()) {
+                Ok(()) => service.handle(req, None).await,
+                Err(error) => RpcResponse {
+                    request_id: id,
+                    result: Err(error),
+                },
+            };
             tracing::debug!(request = %id, redelivered, ok = response.result.is_ok(), "served");
             response
         }

@@ -9,9 +9,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::{AMQPUri, AMQPUserInfo};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -62,11 +64,10 @@ impl Link {
         names: &Names,
         generation: u64,
     ) -> Result<Arc<Link>, BusError> {
-        let connect = Connection::connect(
-            &config.url,
-            ConnectionProperties::default()
-                .with_connection_name(format!("stacksync-bus {}", config.namespace).into()),
-        );
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("stacksync-bus {}", config.namespace).into());
+        let uri = broker_uri(config)?;
+        let connect = Connection::connect_uri(uri, properties);
         // The URL may carry a password: never echo it.
         let connection = match tokio::time::timeout(config.rpc_timeout, connect).await {
             Ok(Ok(connection)) => connection,
@@ -143,6 +144,11 @@ impl Link {
             .map_err(amqp("open channel"))
     }
 
+    /// Whether the connection is still up.
+    pub(super) fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
     /// Reports that a channel of this link died, so that the supervisor
     /// reconnects even if the connection itself looks alive.
     pub(super) fn mark_broken(&self) {
@@ -188,7 +194,10 @@ async fn open_channels(
         .create_channel()
         .await
         .map_err(amqp("open channel"))?;
-    declare_topology(&publisher, config.queue_kind, names).await?;
+    // A client's broker user may not declare anything; the server did.
+    if config.client.is_none() {
+        declare_topology(&publisher, config.queue_kind, names).await?;
+    }
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -263,7 +272,44 @@ async fn declare_topology(
         )
         .await
         .map_err(amqp("declare request queue"))?;
+    channel
+        .exchange_declare(
+            names.request_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: kind.durable(),
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp("declare request exchange"))?;
+    channel
+        .queue_bind(
+            names.requests.as_str().into(),
+            names.request_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp("bind request queue"))?;
     Ok(())
+}
+
+/// The broker address with a client's own credentials in place of any the
+/// URL carries. Errors never echo the URL (it may hold a password).
+fn broker_uri(config: &BusConfig) -> Result<AMQPUri, BusError> {
+    let mut uri: AMQPUri = config.url.parse().map_err(|_| {
+        BusError::InvalidConfig("the broker URL is not an amqp:// or amqps:// URL".into())
+    })?;
+    if let Some(login) = &config.client {
+        uri.authority.userinfo = AMQPUserInfo {
+            username: login.user.clone(),
+            password: login.password.clone(),
+        };
+    }
+    Ok(uri)
 }
 
 /// Hands each reply to the caller waiting under its correlation id.

@@ -4,6 +4,12 @@
 //! - `<ns>.requests`: one request queue shared by every sync-service
 //!   instance (fair dispatch through `basic.qos(prefetch)`, manual acks after
 //!   the reply is published, so a dead instance's requests are redelivered).
+//! - `<ns>.rpc`: the fanout exchange requests are published to, bound to
+//!   the request queue by the server. Clients publish here and never to the
+//!   default exchange, so that a client's broker user can be allowed to
+//!   write to this one exchange and nowhere else (the default exchange
+//!   would let it publish into any queue, including another client's
+//!   notification queue).
 //! - `<ns>.notify`: one direct exchange for all notifications, routing key
 //!   `ws.<workspace>` or `user.<user>`; each subscriber owns an exclusive,
 //!   auto-delete, server-named queue bound to its keys. This gives the same
@@ -15,12 +21,19 @@
 //!   away is dropped by the broker, which is what we want (the caller
 //!   already got a transient error and retries with the same request id).
 //!
+//! A client (a [`BusConfig`] with [`ClientLogin`]) declares nothing: its
+//! broker user may not. It publishes requests with the AMQP `user_id`
+//! property set to its broker user (which the broker checks), and reads
+//! notifications from a queue the service declared and bound for it
+//! ([`crate::Mailbox`]).
+//!
 //! One [`Link`] is one connection with its channels. A supervisor task
 //! replaces it with a fresh one (exponential backoff with jitter) whenever
 //! it is lost; serving and subscription tasks watch for the new link and
 //! re-attach, and calls in flight on the old link fail as `Disconnected`.
 
 mod link;
+mod mailbox;
 mod notify;
 mod rpc;
 
@@ -33,6 +46,7 @@ use tokio::time::Instant;
 
 use crate::BusError;
 pub(crate) use link::Link;
+pub(crate) use mailbox::RabbitMailbox;
 pub(crate) use notify::RabbitSubscription;
 pub(crate) use rpc::{RabbitRequests, RabbitSettle};
 
@@ -101,6 +115,52 @@ pub struct BusConfig {
     /// How many notifications a subscriber may have unread before further
     /// ones are dropped (and it is told it lagged).
     pub subscriber_buffer: usize,
+    /// Set on a client: the broker user the service issued to its session.
+    /// The bus then logs in as this user (whatever the URL says), declares
+    /// nothing, and stamps every request with the user as AMQP `user_id`.
+    /// `None` on a server, which declares the topology.
+    pub client: Option<ClientLogin>,
+}
+
+/// A client's own broker user, issued by the service for one session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientLogin {
+    /// The broker user name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for ClientLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is a secret: never in logs.
+        f.debug_struct("ClientLogin")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The names of a namespace's exchanges and queue, for whoever grants
+/// broker permissions on them (the service's broker administration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// The shared request queue (`<ns>.requests`).
+    pub requests: String,
+    /// The exchange requests are published to (`<ns>.rpc`, fanout).
+    pub request_exchange: String,
+    /// The notification exchange (`<ns>.notify`, direct).
+    pub notify_exchange: String,
+}
+
+impl Topology {
+    /// The names used under `namespace`.
+    pub fn for_namespace(namespace: &str) -> Topology {
+        Topology {
+            requests: format!("{namespace}.requests"),
+            request_exchange: format!("{namespace}.rpc"),
+            notify_exchange: format!("{namespace}.notify"),
+        }
+    }
 }
 
 impl BusConfig {
@@ -114,6 +174,7 @@ impl BusConfig {
             rpc_timeout: Duration::from_secs(30),
             reconnect: ReconnectBackoff::default(),
             subscriber_buffer: 256,
+            client: None,
         }
     }
 
@@ -139,6 +200,7 @@ impl BusConfig {
 pub(crate) struct Names {
     exchange: String,
     requests: String,
+    request_exchange: String,
 }
 
 /// A connected RabbitMQ bus. Dropping the last handle stops the supervisor,
@@ -159,9 +221,11 @@ impl RabbitBus {
     pub(crate) async fn connect(config: BusConfig) -> Result<RabbitBus, BusError> {
         config.validate()?;
         let config = Arc::new(config);
+        let topology = Topology::for_namespace(&config.namespace);
         let names = Arc::new(Names {
-            exchange: format!("{}.notify", config.namespace),
-            requests: format!("{}.requests", config.namespace),
+            exchange: topology.notify_exchange,
+            requests: topology.requests,
+            request_exchange: topology.request_exchange,
         });
         let first = Link::establish(&config, &names, 1).await?;
         let (links_tx, links) = watch::channel(Some(first));

@@ -16,6 +16,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::link::{REPLY_TO, confirmed};
+
+/// What every direct reply-to address starts with (the broker appends the
+/// caller's channel).
+const DIRECT_REPLY_PREFIX: &str = "amq.rabbitmq.reply-to.";
 use super::{Link, Names, RabbitBus, next_link};
 use crate::BusError;
 
@@ -25,16 +29,21 @@ impl RabbitBus {
         let link = self.link_before(deadline).await?;
         let correlation_id = uuid::Uuid::new_v4().simple().to_string();
         let (_registered, reply) = link.expect_reply(correlation_id.clone());
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_correlation_id(correlation_id.into())
             .with_reply_to(REPLY_TO.into())
             .with_delivery_mode(self.config.queue_kind.delivery_mode());
+        if let Some(login) = &self.config.client {
+            // The broker refuses a `user_id` that is not the connection's
+            // user, so the service can trust it as the sender.
+            properties = properties.with_user_id(login.user.as_str().into());
+        }
         let exchange = async {
             let confirm = link
                 .rpc
                 .basic_publish(
+                    self.names.request_exchange.as_str().into(),
                     "".into(),
-                    self.names.requests.as_str().into(),
                     // Mandatory: if the request queue vanished, say so now
                     // instead of timing out.
                     BasicPublishOptions {
@@ -100,8 +109,9 @@ impl RabbitBus {
     }
 }
 
-/// A request as it leaves the pump: payload, redelivered flag, settlement.
-type Parts = (Bytes, bool, RabbitSettle);
+/// A request as it leaves the pump: payload, sender (the broker-checked
+/// AMQP `user_id`, if the publisher set one), redelivered flag, settlement.
+type Parts = (Bytes, Option<String>, bool, RabbitSettle);
 
 /// One server's stream of requests; keeps consuming across reconnections.
 pub(crate) struct RabbitRequests {
@@ -242,7 +252,17 @@ async fn forward(
             correlation_id: delivery.properties.correlation_id().clone(),
             runtime: runtime.clone(),
         };
-        let parts = (Bytes::from(delivery.data), delivery.redelivered, settle);
+        let sender = delivery
+            .properties
+            .user_id()
+            .as_ref()
+            .map(|u| u.to_string());
+        let parts = (
+            Bytes::from(delivery.data),
+            sender,
+            delivery.redelivered,
+            settle,
+        );
         requests.send(parts).await.map_err(|_| ())?;
     }
     Ok(())
@@ -263,7 +283,20 @@ impl RabbitSettle {
     /// acknowledges the request: a crash in between means redelivery, never
     /// a lost request.
     pub(crate) async fn reply(self, payload: Bytes) -> Result<(), BusError> {
-        if let Some(reply_to) = self.reply_to.clone() {
+        // Replies go out on the default exchange with the reply-to as
+        // routing key: anything but a direct reply-to address would let a
+        // caller aim the service's reply at any queue (another client's
+        // notification queue, the request queue itself).
+        let reply_to = self
+            .reply_to
+            .clone()
+            .filter(|to| to.as_str().starts_with(DIRECT_REPLY_PREFIX));
+        if self.reply_to.is_some() && reply_to.is_none() {
+            tracing::warn!(
+                "request with a reply-to that is not a direct reply-to address; acknowledged without a reply"
+            );
+        }
+        if let Some(reply_to) = reply_to {
             let mut properties = BasicProperties::default();
             if let Some(id) = self.correlation_id.clone() {
                 properties = properties.with_correlation_id(id);

@@ -108,6 +108,10 @@ impl Fixture {
             )
             .await
             .expect("delete test exchange");
+        channel
+            .exchange_delete(format!("{ns}.rpc").into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("delete test request exchange");
         let _ = connection.close(200, "cleanup done".into()).await;
     }
 }

@@ -25,6 +25,11 @@ pub enum Backend {
         postgres: String,
         amqp: String,
         swift_auth: String,
+        /// The broker's management API with an administrator's
+        /// credentials (`STACKSYNC_TEST_AMQP_ADMIN`, e.g.
+        /// `http://guest:guest@127.0.0.1:15672`): the server then issues
+        /// direct clients their own broker users.
+        amqp_admin: String,
     },
 }
 
@@ -50,8 +55,24 @@ impl Backend {
             postgres: env_or_skip("STACKSYNC_TEST_POSTGRES")?,
             amqp: env_or_skip("STACKSYNC_TEST_AMQP")?,
             swift_auth: env_or_skip("STACKSYNC_TEST_SWIFT")?,
+            amqp_admin: env_or_skip("STACKSYNC_TEST_AMQP_ADMIN")?,
         })
     }
+}
+
+/// Splits `http://user:password@host:port` into the URL without
+/// credentials, the user and the password.
+pub fn split_admin_url(url: &str) -> (String, String, String) {
+    let (scheme, rest) = url.split_once("://").expect("an http:// URL");
+    let (userinfo, host) = rest
+        .split_once('@')
+        .expect("STACKSYNC_TEST_AMQP_ADMIN carries user:password@");
+    let (user, password) = userinfo.split_once(':').expect("user:password");
+    (
+        format!("{scheme}://{host}"),
+        user.to_owned(),
+        password.to_owned(),
+    )
 }
 
 /// A running server and its scratch folder.
@@ -63,6 +84,9 @@ pub struct Cluster {
     pub direct: Option<(String, String, String)>,
     server: Child,
     db: Option<(String, String)>,
+    /// The management API URL (with credentials) and the bus namespace,
+    /// to withdraw what the server made on the broker.
+    broker: Option<(String, String)>,
 }
 
 async fn create_database(admin_url: &str) -> (String, String) {
@@ -101,10 +125,12 @@ impl Cluster {
         );
         let mut db = None;
         let mut direct = None;
+        let mut broker = None;
         if let Backend::Full {
             postgres,
             amqp,
             swift_auth,
+            amqp_admin,
         } = backend
         {
             let (name, url) = create_database(postgres).await;
@@ -113,6 +139,13 @@ impl Cluster {
                 "\n[database]\nurl = {url:?}\n\n[bus]\nkind = \"rabbitmq\"\nurl = {amqp:?}\nnamespace = {ns:?}\nqueue_kind = \"classic\"\n\n\
                  [storage]\nkind = \"swift\"\n\n[storage.swift]\nmax_concurrency = 16\n\n[storage.swift.auth]\nkind = \"v1\"\nauth_url = {swift_auth:?}\nuser = \"test:tester\"\nkey = \"testing\"\n"
             ));
+            let (admin_url, user, password) = split_admin_url(amqp_admin);
+            // A short sweep, so that a test sees an ended session's broker
+            // user withdrawn without waiting long.
+            text.push_str(&format!(
+                "\n[bus.admin]\nurl = {admin_url:?}\nuser = {user:?}\npassword = {password:?}\nsweep_interval_secs = 1\n"
+            ));
+            broker = Some((amqp_admin.clone(), ns.clone()));
             db = Some((name, postgres.clone()));
             direct = Some((amqp.clone(), ns, swift_auth.clone()));
         }
@@ -160,12 +193,20 @@ impl Cluster {
             server,
             dir,
             db,
+            broker,
         }
     }
 
     /// The server's process id (for reading its memory use).
     pub fn server_pid(&self) -> u32 {
         self.server.id().expect("the server is running")
+    }
+
+    /// The server's metadata database (real backends only).
+    pub fn database_url(&self) -> Option<String> {
+        let (name, admin) = self.db.as_ref()?;
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+        Some(format!("{base}/{name}"))
     }
 
     /// Creates an account; returns its email.
@@ -206,6 +247,8 @@ impl Cluster {
             "--transport",
             "direct",
             "--server",
+            &self.url,
+            "--broker",
             &amqp,
             "--namespace",
             &ns,
@@ -268,9 +311,45 @@ impl Cluster {
     }
 }
 
+/// Best effort: deletes the broker users and queues of namespace `ns`
+/// (the per-session users and queues outlive the server process).
+fn remove_broker_leftovers(admin: &str, ns: &str) {
+    let curl = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "10"])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    let names = |path: &str| -> Vec<String> {
+        let Some(body) = curl(&[&format!("{admin}/api/{path}")]) else {
+            return Vec::new();
+        };
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+        list.iter()
+            .filter_map(|v| v["name"].as_str().map(str::to_owned))
+            .filter(|name| name.starts_with(&format!("{ns}.")))
+            .collect()
+    };
+    for user in names("users") {
+        curl(&["-X", "DELETE", &format!("{admin}/api/users/{user}")]);
+    }
+    for queue in names("queues/%2F") {
+        curl(&["-X", "DELETE", &format!("{admin}/api/queues/%2F/{queue}")]);
+    }
+    for exchange in names("exchanges/%2F") {
+        curl(&["-X", "DELETE", &format!("{admin}/api/exchanges/%2F/{exchange}")]);
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.server.start_kill();
+        if let Some((admin, ns)) = self.broker.take() {
+            remove_broker_leftovers(&admin, &ns);
+        }
         if let Some((name, admin)) = self.db.take() {
             // Best effort: scripts/test also drops leftovers.
             let _ = std::process::Command::new("psql")

@@ -1,0 +1,233 @@
+//! Requests over the bus: one request id per logical request, retried on
+//! transient failures, and replies matched to it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use stacksync_bus::{Bus, BusError};
+use stacksync_gateway_client::RetryPolicy;
+use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
+use stacksync_proto::{Error, wire};
+use uuid::Uuid;
+
+/// One logical request: one request id, retried on transient failures
+/// (bus timeouts, a lost broker connection, the service's `Unavailable`),
+/// so the service recognises a repeat of a request it already carried out.
+pub(super) async fn call(
+    bus: &Bus,
+    token: &str,
+    request: Request,
+    retry: RetryPolicy,
+    timeout: Duration,
+) -> Result<Reply, Error> {
+    let message = RpcRequest {
+        request_id: Uuid::now_v7(),
+        token: token.to_owned(),
+        request,
+    };
+    let payload = Bytes::from(wire::encode(&message));
+    let mut attempt = 1;
+    loop {
+        let outcome = match bus.call(payload.clone(), timeout).await {
+            Ok(bytes) => read_response(&bytes, message.request_id),
+            Err(e) => Err(bus_error(e)),
+        };
+        match outcome {
+            Err(e) if e.kind.is_transient() && attempt < retry.attempts => {
+                tokio::time::sleep(backoff(&retry, attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(super) fn bus_error(e: BusError) -> Error {
+    if e.is_transient() {
+        Error::unavailable(format!("message bus: {e}"))
+    } else {
+        Error::internal(format!("message bus: {e}"))
+    }
+}
+
+/// The service's answer to request `id`.
+fn read_response(bytes: &[u8], id: Uuid) -> Result<Reply, Error> {
+    let response: RpcResponse = wire::decode(bytes).map_err(|e| {
+        Error::internal(format!(
+            "unreadable reply on the message bus: {}",
+            e.message
+        ))
+    })?;
+    if response.request_id != id {
+        return Err(Error::internal(format!(
+            "the service answered request {id} with the reply to {}",
+            response.request_id
+        )));
+    }
+    response.result
+}
+
+/// The wait before retry number `retry` (1-based): exponential, capped,
+/// with "equal jitter" so that clients cut off together do not return in
+/// lockstep.
+fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
+    let exp = policy
+        .initial_delay
+        .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+    let half = exp.min(policy.max_delay) / 2;
+    // A v4 UUID is 122 random bits from the OS; 53 of them make the fraction.
+    let fraction = (Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
+    half + half.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stacksync_proto::ErrorKind;
+
+    #[test]
+    fn backoff_grows_and_stays_capped() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for retry in 1..40 {
+            let d = backoff(&policy, retry);
+            let cap = (Duration::from_millis(100) * 2u32.pow((retry - 1).min(10)))
+                .min(Duration::from_secs(1));
+            assert!(d >= cap / 2 && d <= cap, "retry {retry}: {d:?} vs {cap:?}");
+        }
+    }
+
+    fn quick_retry(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            initial_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        }
+    }
+
+    /// Serves `answers.len()` requests on `bus`, answering each with the
+    /// next result (`None`: keep the request unanswered until the next one
+    /// arrives, so that the caller times out); returns the request ids seen.
+    fn serve(
+        bus: &Bus,
+        answers: Vec<Option<Result<Reply, Error>>>,
+    ) -> tokio::task::JoinHandle<Vec<Uuid>> {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut requests = bus.serve(4).await.expect("the in-process bus serves");
+            let mut seen = Vec::new();
+            let mut held = Vec::new();
+            for answer in answers {
+                let incoming = requests.next().await.expect("a request arrives");
+                let req: RpcRequest = wire::decode(incoming.payload()).expect("a request decodes");
+                seen.push(req.request_id);
+                match answer {
+                    Some(result) => {
+                        let response = RpcResponse {
+                            request_id: req.request_id,
+                            result,
+                        };
+                        incoming
+                            .reply(wire::encode(&response).into())
+                            .await
+                            .expect("the reply is sent");
+                    }
+                    None => held.push(incoming),
+                }
+            }
+            seen
+        })
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_under_one_request_id() {
+        let bus = Bus::in_process(stacksync_bus::MemoryConfig::default());
+        let done = Reply::Workspaces { workspaces: vec![] };
+        let server = serve(
+            &bus,
+            vec![
+                Some(Err(Error::unavailable("database restarting"))),
+                // No answer: the caller's attempt times out on the bus.
+                None,
+                Some(Ok(done.clone())),
+            ],
+        );
+        let reply = call(
+            &bus,
+            "token",
+            Request::GetWorkspaces,
+            quick_retry(5),
+            Duration::from_millis(300),
+        )
+        .await
+        .expect("the third attempt succeeds");
+        assert_eq!(reply, done);
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|id| *id == seen[0]), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn refusals_are_not_retried_and_retries_end() {
+        let bus = Bus::in_process(stacksync_bus::MemoryConfig::default());
+        let server = serve(&bus, vec![Some(Err(Error::forbidden("not a member")))]);
+        let err = call(
+            &bus,
+            "t",
+            Request::GetAccount,
+            quick_retry(5),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Forbidden);
+        assert_eq!(server.await.unwrap().len(), 1);
+
+        let server = serve(
+            &bus,
+            vec![
+                Some(Err(Error::unavailable("down"))),
+                Some(Err(Error::unavailable("still down"))),
+            ],
+        );
+        let err = call(
+            &bus,
+            "t",
+            Request::GetAccount,
+            quick_retry(2),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::Unavailable, "still down")
+        );
+        assert_eq!(server.await.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn replies_to_other_requests_are_refused() {
+        let id = Uuid::now_v7();
+        let reply = RpcResponse {
+            request_id: Uuid::now_v7(),
+            result: Ok(Reply::Workspaces { workspaces: vec![] }),
+        };
+        let err = read_response(&wire::encode(&reply), id).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(err.message.contains(&id.to_string()), "{err}");
+        let err = read_response(b"not json", id).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        let ok = RpcResponse {
+            request_id: id,
+            result: Err(Error::unauthenticated("expired")),
+        };
+        assert_eq!(
+            read_response(&wire::encode(&ok), id).unwrap_err().kind,
+            ErrorKind::Unauthenticated
+        );
+    }
+}
