@@ -68,6 +68,11 @@ pub enum ClientCommand {
         /// Download limit in KiB/s.
         #[arg(long)]
         download_limit: Option<u64>,
+        /// Seconds without any progress (no RPC answered, no transfer or
+        /// file operation finished) after which a sync round is reported as
+        /// stalled and retried.
+        #[arg(long, env = "STACKSYNC_STALL_SECS")]
+        stall_secs: Option<u64>,
     },
     /// Per-file sync status: synced, syncing, pending, conflict, error, ignored.
     Status {
@@ -223,8 +228,12 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             json,
             upload_limit,
             download_limit,
+            stall_secs,
         } => {
             let mut options = ClientOptions::default();
+            if let Some(secs) = stall_secs {
+                options.deadlines.stall = std::time::Duration::from_secs(secs.max(1));
+            }
             options.transfer.upload_limit = upload_limit.map(|k| k * 1024);
             options.transfer.download_limit = download_limit.map(|k| k * 1024);
             let mut client = open(&home, options).await?;

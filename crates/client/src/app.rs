@@ -28,7 +28,8 @@ use crate::profile::{Profile, ProfileError};
 use crate::state::{SqliteStateStore, StateDbError};
 use crate::status::{self, DaemonState, Snapshot, StatusBoard};
 use crate::transfer::{
-    ChunkedContentStore, JournalError, TransferConfig, TransferError, TransferStats, UploadJournal,
+    Activity, ChunkedContentStore, Deadlines, JournalError, TransferConfig, TransferError,
+    TransferStats, UploadJournal, WatchedConnection, woken_is_progress,
 };
 use crate::watcher::{WatchConfig, WatchError, Watcher};
 
@@ -50,6 +51,8 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Shows desktop notifications when a desktop session exists.
     pub desktop: bool,
+    /// Deadlines on RPCs and transfers, and when a round counts as stalled.
+    pub deadlines: Deadlines,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +70,7 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             desktop: true,
+            deadlines: Deadlines::default(),
         }
     }
 }
@@ -156,6 +160,9 @@ pub struct SyncClient {
     board: StatusBoard,
     desktop: DesktopNotifier,
     options: ClientOptions,
+    /// Progress of RPCs, transfers and file-system calls, for the stall
+    /// watchdog of [`SyncClient::sync_round`].
+    activity: Activity,
 }
 
 impl SyncClient {
@@ -166,7 +173,13 @@ impl SyncClient {
         conn: Arc<dyn Connection>,
         options: ClientOptions,
     ) -> Result<SyncClient, AppError> {
-        let fs = Arc::new(LocalFs::open(&profile.config.folder)?);
+        let activity = Activity::default();
+        let conn: Arc<dyn Connection> = Arc::new(WatchedConnection::new(
+            conn,
+            activity.clone(),
+            options.deadlines,
+        ));
+        let fs = Arc::new(LocalFs::open(&profile.config.folder)?.watched_by(activity.clone()));
         let account = match conn
             .rpc(Request::GetAccount)
             .await
@@ -212,7 +225,8 @@ impl SyncClient {
             .map_err(AppError::service("opening the chunk store"))?;
         let journal = UploadJournal::open(&profile.uploads_db_path(), workspace.id).await?;
         let content =
-            ChunkedContentStore::with_journal(codec, transport, options.transfer, Some(journal))?;
+            ChunkedContentStore::with_journal(codec, transport, options.transfer, Some(journal))?
+                .watched_by(activity.clone());
         let state = SqliteStateStore::open(&profile.state_db_path(), workspace.id).await?;
         let device = profile.config.device_id;
         let io = EngineIo {
@@ -251,6 +265,7 @@ impl SyncClient {
             board,
             desktop,
             options,
+            activity,
         })
     }
 
@@ -303,7 +318,7 @@ impl SyncClient {
     pub async fn sync_round(&mut self) -> Result<SyncReport, EngineError> {
         let refused_before = self.engine.state().refused.len();
         self.publish(true, None);
-        let result = self.engine.sync().await;
+        let result = self.watched_sync().await;
         self.publish(false, Some(&result));
         if let Ok(report) = &result {
             if report.conflicts > 0 {
@@ -327,6 +342,45 @@ impl SyncClient {
             }
         }
         result
+    }
+
+    /// One engine sync under the stall watchdog: a round during which
+    /// nothing progressed (no RPC answered, no transfer or file-system call
+    /// finished) for [`Deadlines::stall`] is reported (a warning naming
+    /// what it waits on, and the status's error) and abandoned with a
+    /// transient error, so the caller's retry starts afresh. Dropping the
+    /// engine's future mid-round is safe: it is crash-safe at every step.
+    async fn watched_sync(&mut self) -> Result<SyncReport, EngineError> {
+        let stall = self.options.deadlines.stall;
+        let activity = self.activity.clone();
+        activity.touch();
+        let watchdog = async {
+            // Checked a few times per period, so a stall is reported at
+            // most a quarter of a period late.
+            let mut tick = tokio::time::interval((stall / 4).max(Duration::from_millis(10)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Some(why) = activity.stalled(stall) {
+                    return why;
+                }
+            }
+        };
+        // A round that nothing wakes is waiting on something that will never
+        // come: its wake-ups (and long polls, pure computation such as
+        // planning) count as progress.
+        let sync = woken_is_progress(&activity, self.engine.sync());
+        tokio::select! {
+            biased;
+            result = sync => result,
+            why = watchdog => {
+                tracing::warn!("sync round abandoned: {why}");
+                Err(EngineError::Remote {
+                    doing: "syncing".into(),
+                    source: Error::new(ErrorKind::Unavailable, why),
+                })
+            }
+        }
     }
 
     /// Syncs until nothing is left to do: rounds are repeated (with

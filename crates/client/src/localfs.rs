@@ -19,10 +19,15 @@ use stacksync_engine::io::{DirEntry, EntryKind, Metadata};
 use stacksync_engine::{ByteReader, ByteWriter, Fs, FsError, FsErrorKind, RelPath, Stamp};
 use stacksync_proto::ItemName;
 
+use crate::transfer::watchdog::{Activity, Touching};
+
 /// The synced folder on the local disk.
 #[derive(Debug, Clone)]
 pub struct LocalFs {
     root: Arc<PathBuf>,
+    /// Each finished call and each piece of a file read or written counts
+    /// as progress for the stall watchdog.
+    activity: Activity,
 }
 
 /// Why a [`LocalFs`] could not be opened.
@@ -56,7 +61,15 @@ impl LocalFs {
         }
         Ok(LocalFs {
             root: Arc::new(root),
+            activity: Activity::default(),
         })
+    }
+
+    /// Records this folder's progress in `activity` (for the stall
+    /// watchdog).
+    pub fn watched_by(mut self, activity: Activity) -> LocalFs {
+        self.activity = activity;
+        self
     }
 
     /// The folder's absolute location.
@@ -74,7 +87,9 @@ impl LocalFs {
         let root = Arc::clone(&self.root);
         let rel2 = rel.clone();
         let job = tokio::task::spawn_blocking(move || f(resolve(&root, &rel2)?));
-        match job.await {
+        let done = job.await;
+        self.activity.touch();
+        match done {
             Ok(r) => r,
             Err(e) => Err(FsError::new(
                 FsErrorKind::Other,
@@ -289,7 +304,10 @@ impl Fs for LocalFs {
                 Ok(file)
             })
             .await?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
+        Ok(Box::new(Touching::new(
+            tokio::fs::File::from_std(file),
+            self.activity.clone(),
+        )))
     }
 
     async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError> {
@@ -300,7 +318,10 @@ impl Fs for LocalFs {
                 open_for_write(&abs, true).map_err(|e| io_error(&rel, "create", &e))
             })
             .await?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
+        Ok(Box::new(Touching::new(
+            tokio::fs::File::from_std(file),
+            self.activity.clone(),
+        )))
     }
 
     async fn resume_temp(&self, path: &RelPath, keep: u64) -> Result<ByteWriter, FsError> {
@@ -318,7 +339,10 @@ impl Fs for LocalFs {
                 Ok(file)
             })
             .await?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
+        Ok(Box::new(Touching::new(
+            tokio::fs::File::from_std(file),
+            self.activity.clone(),
+        )))
     }
 
     async fn persist_temp(&self, temp: &RelPath, dest: &RelPath) -> Result<(), FsError> {

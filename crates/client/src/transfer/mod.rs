@@ -26,6 +26,7 @@ mod pack;
 mod readahead;
 mod transport;
 mod upload;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::io;
@@ -41,6 +42,9 @@ use stacksync_proto::{ChunkId, ChunkRef, ContentHash, Error as ProtoError, Error
 pub use journal::{JournalError, UploadJournal};
 pub use limit::TokenBucket;
 pub use transport::{BlobTransport, ChunkTransport};
+pub use watchdog::{
+    Activity, Deadlines, InFlight, WatchedConnection, WatchedTransport, woken_is_progress,
+};
 
 use pack::{Packer, PackerConfig};
 use readahead::{RangeLimits, ReadAhead};
@@ -217,6 +221,9 @@ pub struct ChunkedContentStore {
     readahead: Arc<ReadAhead>,
     /// Journaled packs checked for existence in this process.
     checked_packs: Arc<Mutex<HashMap<ChunkId, bool>>>,
+    /// Where uploads, downloads and flushes are listed while in flight,
+    /// for the stall watchdog.
+    activity: Activity,
 }
 
 impl ChunkedContentStore {
@@ -274,7 +281,15 @@ impl ChunkedContentStore {
             packer: Arc::new(packer),
             readahead: Arc::new(readahead),
             checked_packs: Arc::default(),
+            activity: Activity::default(),
         })
+    }
+
+    /// Lists this store's uploads, downloads and flushes in `activity`
+    /// while they are in flight (for the stall watchdog).
+    pub fn watched_by(mut self, activity: Activity) -> ChunkedContentStore {
+        self.activity = activity;
+        self
     }
 
     /// What this store has moved so far.
@@ -285,6 +300,7 @@ impl ChunkedContentStore {
     /// Writes every pack staged so far and waits for them: see
     /// [`ContentStore::flush`].
     pub async fn flush(&self) -> Result<(), TransferError> {
+        let _in_flight = self.activity.begin("writing the staged packs");
         self.packer.flush().await
     }
 
@@ -298,6 +314,7 @@ impl ChunkedContentStore {
 #[async_trait]
 impl ContentStore for ChunkedContentStore {
     async fn upload(&self, content: ByteReader) -> Result<Uploaded, ProtoError> {
+        let _in_flight = self.activity.begin("uploading a file");
         self.upload_file(content).await.map_err(|e| e.to_proto())
     }
 
@@ -313,6 +330,9 @@ impl ContentStore for ChunkedContentStore {
 
     /// Checks each chunk; the engine checks the whole file on disk.
     async fn download(&self, chunks: &[ChunkRef], dest: &mut ByteWriter) -> Result<(), ProtoError> {
+        let _in_flight = self
+            .activity
+            .begin(format!("downloading a file of {} chunk(s)", chunks.len()));
         self.download_to(chunks, dest, None)
             .await
             .map_err(|e| e.to_proto())
