@@ -20,7 +20,9 @@ async fn login(env: &Env, email: &str, password: &str) -> Result<(), stacksync_p
 /// wrong password does; a blocked attempt runs none.
 #[tokio::test]
 async fn finding_5_unknown_and_known_emails_do_the_same_work() {
-    let env = Env::new(Combo::Embedded).await.expect("embedded always runs");
+    let env = Env::new(Combo::Embedded)
+        .await
+        .expect("embedded always runs");
     let ann = env.user("ann@example.org").await;
     let checks = env.service.password_checks();
 
@@ -28,9 +30,15 @@ async fn finding_5_unknown_and_known_emails_do_the_same_work() {
     assert_eq!(wrong.kind, ErrorKind::Unauthenticated);
     assert_eq!(env.service.password_checks(), checks + 1);
 
-    let unknown = login(&env, "nobody@example.org", "wrong").await.unwrap_err();
+    let unknown = login(&env, "nobody@example.org", "wrong")
+        .await
+        .unwrap_err();
     assert_eq!(unknown, wrong, "the same answer");
-    assert_eq!(env.service.password_checks(), checks + 2, "and the same work");
+    assert_eq!(
+        env.service.password_checks(),
+        checks + 2,
+        "and the same work"
+    );
     env.shutdown().await;
 }
 
@@ -38,7 +46,9 @@ async fn finding_5_unknown_and_known_emails_do_the_same_work() {
 /// failures), with a retry delay, even for the right password.
 #[tokio::test]
 async fn finding_5_repeated_failures_over_the_bus_block_the_account() {
-    let env = Env::new(Combo::Embedded).await.expect("embedded always runs");
+    let env = Env::new(Combo::Embedded)
+        .await
+        .expect("embedded always runs");
     let ann = env.user("ann@example.org").await;
     for _ in 0..6 {
         let e = login(&env, &ann.email, "wrong").await.unwrap_err();
@@ -48,6 +58,10 @@ async fn finding_5_repeated_failures_over_the_bus_block_the_account() {
     let e = login(&env, &ann.email, "pw-123456").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::TooManyRequests);
     assert!(e.retry_after_secs.is_some_and(|s| s >= 1));
-    assert_eq!(env.service.password_checks(), checks, "a blocked attempt hashes nothing");
+    assert_eq!(
+        env.service.password_checks(),
+        checks,
+        "a blocked attempt hashes nothing"
+    );
     env.shutdown().await;
 }
