@@ -73,6 +73,8 @@ async fn replies_go_only_to_direct_reply_to_and_senders_are_reported() {
                 )
                 .await
                 .expect("published")
+                .await
+                .expect("no publishing error");
         }
     };
     publish(
@@ -126,7 +128,11 @@ async fn replies_go_only_to_direct_reply_to_and_senders_are_reported() {
         )
         .await
         .expect("the queue is still there");
-    assert_eq!(victim.message_count(), 0, "a reply was aimed at a foreign queue");
+    assert_eq!(
+        victim.message_count(),
+        0,
+        "a reply was aimed at a foreign queue"
+    );
     let _ = caller.close(200, "done".into()).await;
     drop(requests);
     fixture.cleanup().await;

@@ -413,6 +413,17 @@ async fn login_chunks_commits_and_notifications_over_rabbitmq_and_swift() {
     assert_eq!((meta.version, meta.size), (1, data.len() as u64));
     assert_eq!(meta.chunks.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
 
+    // Logging out withdraws the session's broker user at once.
+    let login = ann.broker_login().clone();
+    env.service.logout(ann.token()).await.expect("logout");
+    let after = DirectConnection::connect(env.client("test:tester", "testing"), ann.token(), login)
+        .await
+        .unwrap_err();
+    assert!(
+        after.message.contains("cannot connect to the message bus"),
+        "{after}"
+    );
+
     env.shutdown().await;
 }
 

@@ -340,7 +340,11 @@ fn remove_broker_leftovers(admin: &str, ns: &str) {
         curl(&["-X", "DELETE", &format!("{admin}/api/queues/%2F/{queue}")]);
     }
     for exchange in names("exchanges/%2F") {
-        curl(&["-X", "DELETE", &format!("{admin}/api/exchanges/%2F/{exchange}")]);
+        curl(&[
+            "-X",
+            "DELETE",
+            &format!("{admin}/api/exchanges/%2F/{exchange}"),
+        ]);
     }
 }
 
