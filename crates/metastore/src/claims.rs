@@ -10,7 +10,7 @@
 //! - A chunk the workspace's index already has takes the index's location
 //!   (first claim), except that a version whose committer proposes a span
 //!   in a pack *they uploaded themselves*, while the index places the chunk
-//!   in an object they did not upload, keeps that span as its own location
+//!   in an object the ledger says someone else stored, keeps that span as its own location
 //!   (`version_chunks.pack_*`), read before the index's. So another
 //!   member's earlier claim never decides where a member's own upload is
 //!   read from, and one member's devices still share one location.
@@ -78,12 +78,13 @@ pub(crate) fn settle(
     for (p, l) in proposed.iter().zip(located) {
         let chunk = match p.span {
             // The committer's own upload, where the index places the chunk
-            // in an object someone else (or no one known) uploaded.
+            // in an object the ledger says someone else stored.
             Some(span)
                 if own.contains(&span.pack)
-                    && index
-                        .get(&p.id)
-                        .is_some_and(|i| !own.contains(&object_of(i))) =>
+                    && index.get(&p.id).is_some_and(|i| {
+                        let held_in = object_of(i);
+                        objects.contains_key(&held_in) && !own.contains(&held_in)
+                    }) =>
             {
                 check_claim(objects, p)?;
                 *p
