@@ -93,7 +93,9 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     bus: Bus,
     config: ServiceConfig,
-    login_guard: LoginGuard,
+    /// Shared by every copy of the service (see `with_broker_admin`), so
+    /// that one throttle and one hashing pool guard every login path.
+    login_guard: Arc<LoginGuard>,
     /// Set when direct clients get their own broker users.
     broker: Option<BrokerAdmin>,
 }
@@ -122,8 +124,10 @@ impl Service {
         bus: Bus,
         config: ServiceConfig,
     ) -> Service {
-        let login_guard = LoginGuard::new(&config.login)
-            .unwrap_or_else(|e| panic!("cannot start the password hashing threads: {e}"));
+        let login_guard = Arc::new(
+            LoginGuard::new(&config.login)
+                .unwrap_or_else(|e| panic!("cannot start the password hashing threads: {e}")),
+        );
         Service {
             inner: Arc::new(Inner {
                 store,
@@ -147,6 +151,7 @@ impl Service {
                 blobs: Arc::clone(&inner.blobs),
                 bus: inner.bus.clone(),
                 config: inner.config.clone(),
+                login_guard: Arc::clone(&inner.login_guard),
                 broker: Some(broker),
             }),
         }

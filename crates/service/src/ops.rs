@@ -151,14 +151,14 @@ impl Service {
                 }
             }
             Request::Logout { everywhere } => Reply::LoggedOut {
-                sessions: self.logout_request(user, &req.token, everywhere).await?,
+                sessions: self.logout_request(user, &token, everywhere).await?,
             },
             Request::ChangePassword {
                 current_password,
                 new_password,
             } => Reply::PasswordChanged {
                 other_sessions: self
-                    .change_password(user, &req.token, &current_password, &new_password)
+                    .change_password(user, &token, &current_password, &new_password)
                     .await?,
             },
         })
