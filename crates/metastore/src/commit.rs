@@ -23,7 +23,9 @@ use crate::chunk_index::{check_chunk_sizes, locate, stored_chunks};
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item, load_version};
 use crate::rows::dynamic;
-use crate::rows::{ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_u64};
+use crate::rows::{
+    ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_db, to_u64,
+};
 use crate::{MetaStore, now_ms};
 
 /// Deepest folder nesting the store accepts; also bounds the cycle check.
@@ -119,7 +121,7 @@ impl MetaStore {
         write_history(&mut tx, req.workspace, &batch.accepted).await?;
         if batch.revision != start {
             sqlx::query("UPDATE workspaces SET latest_revision = $1 WHERE id = $2")
-                .bind(batch.revision as i64)
+                .bind(to_db("revision", batch.revision)?)
                 .bind(&ws)
                 .execute(&mut *tx)
                 .await
@@ -127,7 +129,7 @@ impl MetaStore {
         }
         if batch.quota_used != quota_before {
             sqlx::query("UPDATE users SET quota_used = $1 WHERE id = $2")
-                .bind(batch.quota_used as i64)
+                .bind(to_db("quota used", batch.quota_used)?)
                 .bind(owner.to_string())
                 .execute(&mut *tx)
                 .await
@@ -490,10 +492,10 @@ async fn write_item(
         .bind(m.name.as_str())
         .bind(&m.mimetype)
         .bind(m.status.as_str())
-        .bind(m.version as i64)
-        .bind(m.revision as i64)
+        .bind(to_db("version", m.version)?)
+        .bind(to_db("revision", m.revision)?)
         .bind(m.content_hash.map(|h| h.to_hex()))
-        .bind(m.size as i64)
+        .bind(to_db("size", m.size)?)
         .bind(m.client_modified)
         .bind(m.server_modified)
         .bind(m.device.to_string())
@@ -531,16 +533,16 @@ async fn write_history(
         for m in group {
             q = q
                 .bind(m.id.to_string())
-                .bind(m.version as i64)
+                .bind(to_db("version", m.version)?)
                 .bind(m.workspace.to_string())
                 .bind(parent_to_db(m.parent))
                 .bind(m.name.as_str())
                 .bind(i64::from(m.is_folder))
                 .bind(m.mimetype.clone())
                 .bind(m.status.as_str())
-                .bind(m.revision as i64)
+                .bind(to_db("revision", m.revision)?)
                 .bind(m.content_hash.map(|h| h.to_hex()))
-                .bind(m.size as i64)
+                .bind(to_db("size", m.size)?)
                 .bind(m.client_modified)
                 .bind(m.server_modified)
                 .bind(m.device.to_string());
@@ -573,8 +575,8 @@ async fn write_history(
         for (m, seq, c) in group {
             q = q
                 .bind(m.id.to_string())
-                .bind(m.version as i64)
-                .bind(*seq as i64)
+                .bind(to_db("version", m.version)?)
+                .bind(to_db("chunk position", *seq as u64)?)
                 .bind(c.id.to_hex())
                 .bind(i64::from(c.size));
         }
@@ -607,7 +609,7 @@ async fn write_history(
         );
         let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
         for (chunk, n) in group {
-            let (pack, offset, len) = span_to_db(chunk.span);
+            let (pack, offset, len) = span_to_db(chunk.span)?;
             q = q
                 .bind(chunk.id.to_hex())
                 .bind(i64::from(chunk.size))
