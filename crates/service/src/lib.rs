@@ -30,7 +30,7 @@ use stacksync_metastore::{MetaStore, NewUser};
 use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, UserId, Workspace};
 
 pub use auth::{hash_password, token_hash, verify_password};
-pub use chunks::StorageCredentials;
+pub use chunks::{ObjectUpload, StorageCredentials};
 pub use error::ServiceError;
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
