@@ -156,6 +156,11 @@ impl Cluster {
         }
     }
 
+    /// The server process's id (to read its `/proc/PID/status`).
+    pub fn server_pid(&self) -> u32 {
+        self.server.id().expect("the server is running")
+    }
+
     /// Creates an account; returns its email.
     pub fn add_user(&self, email: &str, quota: Option<u64>) -> String {
         let mut cmd = std::process::Command::new(BIN);
