@@ -13,8 +13,9 @@ pub enum BlobErrorKind {
     Forbidden,
     /// The credentials were refused, even after re-authenticating.
     Unauthenticated,
-    /// The operation conflicts with the current state (e.g. deleting a
-    /// container that still holds objects).
+    /// The operation conflicts with the current state: writing other bytes
+    /// under an existing object's name (objects are written once), or
+    /// deleting a container that still holds objects.
     Conflict,
     /// Stored or received bytes do not match their checksum or ETag.
     Integrity,
@@ -87,9 +88,11 @@ impl From<BlobError> for ProtoError {
             BlobErrorKind::NotFound => ErrorKind::NotFound,
             BlobErrorKind::Forbidden => ErrorKind::Forbidden,
             BlobErrorKind::Unauthenticated => ErrorKind::Unauthenticated,
-            // A storage conflict is not an item-version conflict (which carries
-            // the server's metadata); it is a request the state does not allow.
-            BlobErrorKind::Conflict => ErrorKind::BadRequest,
+            // The state does not allow the request: an object that exists
+            // with other bytes (objects are written once), or a container
+            // that still holds objects. HTTP's 409; unlike an item-version
+            // conflict it carries no server metadata.
+            BlobErrorKind::Conflict => ErrorKind::Conflict,
             BlobErrorKind::InvalidName => ErrorKind::BadRequest,
             BlobErrorKind::TooLarge => ErrorKind::TooLarge,
             BlobErrorKind::Unavailable => ErrorKind::Unavailable,
@@ -120,6 +123,7 @@ mod tests {
             (BlobErrorKind::TooLarge, ErrorKind::TooLarge),
             (BlobErrorKind::Integrity, ErrorKind::Internal),
             (BlobErrorKind::InvalidName, ErrorKind::BadRequest),
+            (BlobErrorKind::Conflict, ErrorKind::Conflict),
         ];
         for (ours, theirs) in cases {
             let e: ProtoError = BlobError::new(ours, "ctx").into();

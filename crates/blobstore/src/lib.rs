@@ -4,8 +4,10 @@
 //!
 //! As in the original StackSync, an installation is one Swift account, each
 //! StackSync user a Swift user, each workspace a container
-//! ([`ContainerName::for_workspace`]); sharing a workspace grants its
-//! members read/write ACLs on its container. Both backends implement
+//! ([`ContainerName::for_workspace`]); the service grants each user's
+//! storage user read/write on its private container and read-only on the
+//! shared ones it belongs to. Objects are written once (an existing name is
+//! never replaced; the same bytes again succeed). Both backends implement
 //! [`BlobStore`] and pass one conformance suite (`tests/conformance`).
 //!
 //! This crate must never interpret object bytes (they are encoded chunks

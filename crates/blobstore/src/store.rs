@@ -142,8 +142,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// `NotFound` if it does not exist.
     async fn delete_container(&self, container: &ContainerName) -> Result<()>;
 
-    /// Stores an object from a stream. Writing the same id again replaces
-    /// it atomically: readers see the old bytes or the new, never a mix.
+    /// Stores an object from a stream, at most [`MAX_OBJECT_SIZE`] bytes
+    /// (a longer stream is refused as `TooLarge` as soon as it passes the
+    /// limit, and nothing is stored). The stream is written as it arrives:
+    /// the local store holds one piece at a time; Swift keeps what it sent
+    /// so that a failed attempt can be replayed.
+    ///
+    /// Objects are written once: an object appears whole or not at all,
+    /// and an existing one is never replaced. Writing the same bytes again
+    /// (a retry after a lost answer) succeeds; other bytes under an
+    /// existing name are a `Conflict`, and the stored object is unchanged.
     async fn put(
         &self,
         container: &ContainerName,

@@ -5,6 +5,7 @@ mod conformance;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use conformance::{Backend, data, id_of};
 use stacksync_blobstore::{BlobErrorKind, ByteRange, LocalStore, StorageUser};
 
@@ -145,4 +146,44 @@ async fn stores_opened_twice_share_data_and_acls() {
         reopened.create_container(&c).await.unwrap_err().kind,
         BlobErrorKind::Forbidden
     );
+}
+
+/// Finding 8 on the local store: `link` makes exactly one of many racing
+/// writers of different bytes win, even through separate handles on one
+/// root (as two server processes would be), and the losers leave no
+/// temporary files behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_of_racing_writers_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = local_backend(&dir).await;
+    let c = conformance::fresh_container(&b).await;
+    let second = stacksync_blobstore::LocalStore::open(dir.path().to_owned())
+        .await
+        .unwrap();
+    let id = id_of(b"raced");
+    let versions: Vec<Bytes> = (0..8).map(|i| data(400 + i, 300_000)).collect();
+    let writes = versions.iter().enumerate().map(|(i, v)| {
+        let store: &dyn stacksync_blobstore::BlobStore = if i % 2 == 0 {
+            b.owner.as_ref()
+        } else {
+            &second
+        };
+        store.put(&c, &id, conformance::pieces(v.clone(), 20_000))
+    });
+    let results = futures::future::join_all(writes).await;
+    let winners: Vec<&Bytes> = versions
+        .iter()
+        .zip(&results)
+        .filter_map(|(v, r)| r.is_ok().then_some(v))
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert_eq!(e.kind, BlobErrorKind::Conflict, "{e}");
+        }
+    }
+    assert_eq!(b.owner.get_bytes(&c, &id).await.unwrap(), winners[0]);
+    let tmp = dir.path().join(c.as_str()).join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in tmp: {left:?}");
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use stacksync_blobstore::{ContainerName, SwiftAuth, SwiftConfig, SwiftStore};
+use stacksync_blobstore::{
+    BlobErrorKind, BlobStore, ContainerName, SwiftAuth, SwiftConfig, SwiftStore,
+};
 use stacksync_bus::{Bus, BusConfig, QueueKind};
 use stacksync_client::connection::workspaces;
 use stacksync_client::{
@@ -432,7 +434,7 @@ async fn another_storage_user_is_refused_until_a_share_grants_the_container() {
     let Some(env) = Env::start().await else {
         return;
     };
-    let (_, ann_private) = env
+    let (ann_account, ann_private) = env
         .service
         .create_user(
             "ann@example.org",
@@ -564,12 +566,45 @@ async fn another_storage_user_is_refused_until_a_share_grants_the_container() {
         Notification::WorkspaceJoined { workspace } => assert_eq!(workspace.id, shared.id),
         other => panic!("expected the join, got {other:?}"),
     }
+    // Finding 8: members' own storage users only read a shared container.
+    // Swift's write ACL would also let Bob replace or delete what Ann
+    // stored there; writes to shared workspaces go through the service,
+    // which stores every object once.
     let (id, data) = chunk("shared bytes");
-    let ours = bob.chunks(&shared).await.unwrap();
-    ours.put_chunk(&id, data.clone())
+    env.service
+        .put_chunk(ann_account.id, shared.id, &id, data.clone())
         .await
-        .expect("Bob writes the shared container");
-    assert_eq!(ours.get_chunk(&id).await.unwrap(), data);
+        .expect("Ann stores a chunk through the service");
+    let ours = bob.chunks(&shared).await.unwrap();
+    assert_eq!(
+        ours.get_chunk(&id).await.unwrap(),
+        data,
+        "Bob reads it directly"
+    );
+    let (new_id, new_data) = chunk("Bob's own new chunk");
+    let (_, forged) = chunk("Bob's replacement of Ann's chunk");
+    for (name, bytes) in [(id, forged.clone()), (new_id, new_data)] {
+        let write = ours.put_chunk(&name, bytes).await.unwrap_err();
+        assert_eq!(write.kind, ErrorKind::Forbidden, "{write}");
+    }
+    // Nor do Bob's credentials delete or replace it with any Swift client.
+    let mut bob_swift = v1(&env.swift_auth_url, "test2:tester2", "testing2");
+    bob_swift.account = Some(env.account.clone());
+    let raw = SwiftStore::new(bob_swift).expect("a Swift configuration");
+    let container = ContainerName::new(&shared.container).unwrap();
+    let delete = raw.delete(&container, &id).await.unwrap_err();
+    assert_eq!(delete.kind, BlobErrorKind::Forbidden, "{delete}");
+    let replace = raw.put_bytes(&container, &id, forged).await.unwrap_err();
+    assert_eq!(replace.kind, BlobErrorKind::Forbidden, "{replace}");
+    assert_eq!(
+        env.service
+            .blobs()
+            .get_bytes(&container, &id)
+            .await
+            .unwrap(),
+        data,
+        "Ann's chunk is intact"
+    );
 
     let item = new_file(None, "plan.txt", &id, &data);
     let revision = commit(&ann, shared.id, ann_device, vec![item.clone()]).await;

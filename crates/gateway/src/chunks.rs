@@ -3,18 +3,18 @@
 //! reach). Membership is checked by the service on every call.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stacksync_proto::{ChunkId, UserId, WorkspaceId};
-use stacksync_service::Service;
+use stacksync_service::{ObjectUpload, Service};
 
 use crate::auth::required_bearer;
 use crate::error::GatewayError;
 use crate::range;
-use crate::rpc::{bytes_error, json_error};
+use crate::rpc::json_error;
 use crate::{MAX_CHUNK_BYTES, MAX_EXISTS_IDS};
 
 fn workspace_id(raw: &str) -> Result<WorkspaceId, GatewayError> {
@@ -36,19 +36,49 @@ async fn caller(service: &Service, headers: &HeaderMap) -> Result<UserId, Gatewa
     Ok(service.authenticate(&token).await?)
 }
 
-/// `PUT /api/v1/workspaces/{ws}/chunks/{id}`: stores an encoded chunk.
-/// Chunks are content-addressed, so a repeat is harmless: always 204.
+/// `PUT /api/v1/workspaces/{ws}/chunks/{id}`: stores an encoded chunk or a
+/// pack, 204. Objects are written once: the same bytes again (a retry) are
+/// 204 too, other bytes under an existing name 409.
+///
+/// The body is not touched until the token, the membership and a declared
+/// `Content-Length` have been checked (a stranger's upload costs no
+/// memory, and an oversized one is refused before it is sent); it then
+/// streams to the store piece by piece, refused as soon as it passes
+/// [`MAX_CHUNK_BYTES`].
 pub(crate) async fn put(
     State(service): State<Service>,
     Path((ws, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<StatusCode, GatewayError> {
     let (ws, id) = (workspace_id(&ws)?, chunk_id(&id)?);
     let user = caller(&service, &headers).await?;
-    let data = body.map_err(|r| bytes_error("chunk upload", MAX_CHUNK_BYTES, r))?;
-    service.put_chunk(user, ws, &id, data).await?;
+    let declared = declared_length(&headers)?;
+    if declared.is_some_and(|n| n > MAX_CHUNK_BYTES as u64) {
+        return Err(GatewayError::BodyTooLarge {
+            endpoint: "chunk upload",
+            limit: MAX_CHUNK_BYTES,
+        });
+    }
+    let upload = ObjectUpload::from_stream(body.into_data_stream(), declared);
+    service.put_chunk(user, ws, &id, upload).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The request's `Content-Length`, if it has one.
+fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, GatewayError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| GatewayError::BadBody {
+            endpoint: "chunk upload",
+            reason: "Content-Length is not a number".into(),
+        })
 }
 
 /// `GET /api/v1/workspaces/{ws}/chunks/{id}`: the object (an encoded chunk

@@ -139,11 +139,10 @@ pub fn router_with(service: Service, limits: &GatewayLimits) -> Router {
         )
         .route(
             "/api/v1/workspaces/{ws}/chunks/{id}",
-            // `layer` wraps only the handlers added before it: the limit is
-            // the upload's; a GET has no body to limit.
-            put(chunks::put)
-                .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
-                .get(chunks::get),
+            // The upload streams its body and enforces MAX_CHUNK_BYTES
+            // itself, after authentication (no body-limit layer: that only
+            // applies to extractors that buffer the body first).
+            put(chunks::put).get(chunks::get),
         )
         .with_state(state)
 }

@@ -31,7 +31,9 @@ use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item, load_version};
 use crate::objects::{StoredObject, ledger_rows};
 use crate::rows::dynamic;
-use crate::rows::{ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_u64};
+use crate::rows::{
+    ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_db, to_u64,
+};
 use crate::{MetaStore, now_ms};
 
 /// Deepest folder nesting the store accepts; also bounds the cycle check.
@@ -137,7 +139,7 @@ impl MetaStore {
         write_history(&mut tx, req.workspace, &batch.accepted, &batch.own).await?;
         if batch.revision != start {
             sqlx::query("UPDATE workspaces SET latest_revision = $1 WHERE id = $2")
-                .bind(batch.revision as i64)
+                .bind(to_db("revision", batch.revision)?)
                 .bind(&ws)
                 .execute(&mut *tx)
                 .await
@@ -519,10 +521,10 @@ async fn write_item(
         .bind(m.name.as_str())
         .bind(&m.mimetype)
         .bind(m.status.as_str())
-        .bind(m.version as i64)
-        .bind(m.revision as i64)
+        .bind(to_db("version", m.version)?)
+        .bind(to_db("revision", m.revision)?)
         .bind(m.content_hash.map(|h| h.to_hex()))
-        .bind(m.size as i64)
+        .bind(to_db("size", m.size)?)
         .bind(m.client_modified)
         .bind(m.server_modified)
         .bind(m.device.to_string())
@@ -565,16 +567,16 @@ async fn write_history(
         for m in group {
             q = q
                 .bind(m.id.to_string())
-                .bind(m.version as i64)
+                .bind(to_db("version", m.version)?)
                 .bind(m.workspace.to_string())
                 .bind(parent_to_db(m.parent))
                 .bind(m.name.as_str())
                 .bind(i64::from(m.is_folder))
                 .bind(m.mimetype.clone())
                 .bind(m.status.as_str())
-                .bind(m.revision as i64)
+                .bind(to_db("revision", m.revision)?)
                 .bind(m.content_hash.map(|h| h.to_hex()))
-                .bind(m.size as i64)
+                .bind(to_db("size", m.size)?)
                 .bind(m.client_modified)
                 .bind(m.server_modified)
                 .bind(m.device.to_string());
@@ -601,8 +603,8 @@ async fn write_history(
         for (m, seq, c) in group {
             q = q
                 .bind(m.id.to_string())
-                .bind(m.version as i64)
-                .bind(*seq as i64)
+                .bind(to_db("version", m.version)?)
+                .bind(to_db("chunk position", *seq as u64)?)
                 .bind(c.id.to_hex())
                 .bind(i64::from(c.size));
             let own_span = c.span.filter(|s| own.contains(&s.pack));
@@ -638,7 +640,7 @@ async fn write_history(
         );
         let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
         for (chunk, n) in group {
-            let (pack, offset, len) = span_to_db(chunk.span);
+            let (pack, offset, len) = span_to_db(chunk.span)?;
             q = q
                 .bind(chunk.id.to_hex())
                 .bind(i64::from(chunk.size))

@@ -8,7 +8,7 @@ use stacksync_proto::{ChangesPage, Error, ItemId, ItemMeta, WorkspaceId};
 use crate::MetaStore;
 use crate::error::{DbContext, StoreError};
 use crate::rows::dynamic;
-use crate::rows::{ITEM_COLS, VERSION_COLS, chunk_from_row, get, item_from_row, to_u64};
+use crate::rows::{ITEM_COLS, VERSION_COLS, chunk_from_row, get, item_from_row, lookup_db, to_u64};
 
 /// Largest page of the change feed.
 pub const MAX_PAGE: u32 = 1000;
@@ -38,7 +38,7 @@ pub(crate) async fn load_version(
         "SELECT {VERSION_COLS} FROM item_versions WHERE item_id = $1 AND version = $2"
     )))
     .bind(id.to_string())
-    .bind(version as i64)
+    .bind(lookup_db(version))
     .fetch_optional(&mut *conn)
     .await
     .ctx("reading a version")?;

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use stacksync_proto::{
-    ChunkId, ChunkRef, ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, PackSpan,
-    WorkspaceId,
+    ChunkId, ChunkRef, ContentHash, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus,
+    PackSpan, WorkspaceId,
 };
 
 use crate::error::{DbContext, StoreError};
@@ -102,18 +102,34 @@ pub(crate) fn chunk_from_row(row: &AnyRow) -> Result<ChunkRef, StoreError> {
 
 /// The location columns of a `chunk_refs` row: all NULL (an object of its
 /// own) or all set (a span of a pack).
+///
+/// A span outside any pack (written before spans were checked, when a
+/// wrapping `offset + len` could be stored as -1) is left out, with a
+/// warning, rather than failing the read: one bad location would otherwise
+/// make the change feed fail for every member of the workspace. Without a
+/// location the chunk reads as an object of its own, which a client fails
+/// to find for that one file only.
 fn span_from_row(row: &AnyRow) -> Result<Option<PackSpan>, StoreError> {
     let pack: Option<String> = get(row, "pack_id")?;
     let offset: Option<i64> = get(row, "pack_offset")?;
     let len: Option<i64> = get(row, "pack_len")?;
     match (pack, offset, len) {
         (None, None, None) => Ok(None),
-        (Some(pack), Some(offset), Some(len)) => Ok(Some(PackSpan {
-            pack: ChunkId::from_hex(&pack).map_err(|e| corrupt("chunk_refs", e.to_string()))?,
-            offset: to_u64("chunk_refs", offset)?,
-            len: u32::try_from(len)
-                .map_err(|_| corrupt("chunk_refs", format!("pack length {len}")))?,
-        })),
+        (Some(pack), Some(offset), Some(len)) => {
+            let pack =
+                ChunkId::from_hex(&pack).map_err(|e| corrupt("chunk_refs", e.to_string()))?;
+            let span = u64::try_from(offset)
+                .ok()
+                .zip(u32::try_from(len).ok())
+                .and_then(|(offset, len)| PackSpan::new(pack, offset, len).ok());
+            if span.is_none() {
+                tracing::warn!(
+                    %pack, offset, len,
+                    "chunk index holds a location outside any pack; it is ignored"
+                );
+            }
+            Ok(span)
+        }
         (pack, offset, len) => Err(corrupt(
             "chunk_refs",
             format!("partial location: pack {pack:?}, offset {offset:?}, length {len:?}"),
@@ -121,18 +137,36 @@ fn span_from_row(row: &AnyRow) -> Result<Option<PackSpan>, StoreError> {
     }
 }
 
-/// A chunk's location as the three nullable `chunk_refs` columns.
-pub(crate) fn span_to_db(span: Option<PackSpan>) -> (Option<String>, Option<i64>, Option<i64>) {
+/// A chunk's location as the three nullable `chunk_refs` columns; a span
+/// outside any pack is refused (the commit path checks spans first, so this
+/// is the last line, not the first).
+pub(crate) fn span_to_db(
+    span: Option<PackSpan>,
+) -> Result<(Option<String>, Option<i64>, Option<i64>), StoreError> {
     match span {
-        Some(s) => (
-            Some(s.pack.to_hex()),
-            // Spans are checked against the pack size limit before they are
-            // stored, so the offset fits an i64.
-            Some(s.offset as i64),
-            Some(i64::from(s.len)),
-        ),
-        None => (None, None, None),
+        Some(s) => {
+            s.check()?;
+            Ok((
+                Some(s.pack.to_hex()),
+                Some(to_db("pack offset", s.offset)?),
+                Some(i64::from(s.len)),
+            ))
+        }
+        None => Ok((None, None, None)),
     }
+}
+
+/// A number to store in a signed 64-bit column; larger ones are refused
+/// (a plain cast would store them negative and break every later read).
+pub(crate) fn to_db(what: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| Error::bad_request(format!("{what} {v} is out of range")).into())
+}
+
+/// A number to look up in a signed 64-bit column: one too large to be
+/// stored becomes `i64::MAX`, which finds nothing rather than wrapping to
+/// a negative value that could.
+pub(crate) fn lookup_db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Marks a statement assembled at run time as safe: every dynamic statement

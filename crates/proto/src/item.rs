@@ -99,7 +99,15 @@ pub fn same_chunks(a: &[ChunkRef], b: &[ChunkRef]) -> bool {
 /// A pack is an object in the workspace's container like any chunk; its
 /// name is random (a pack is written once, by one client), so it never
 /// collides with a content-named chunk.
+///
+/// Invariant (checked by [`PackSpan::new`] and on deserialization, so a
+/// hostile peer cannot smuggle one in): the span ends inside the largest
+/// pack, `offset + len <= MAX_PACK_BYTES`, which also keeps every offset
+/// far below `i64::MAX` where a database stores it. The fields stay public
+/// for code that builds spans it knows to be in range; [`PackSpan::check`]
+/// re-checks one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawPackSpan")]
 pub struct PackSpan {
     /// The pack object's name.
     pub pack: ChunkId,
@@ -109,16 +117,61 @@ pub struct PackSpan {
     pub len: u32,
 }
 
+/// A [`PackSpan`] as it arrives, before its range is checked.
+#[derive(Deserialize)]
+struct RawPackSpan {
+    pack: ChunkId,
+    offset: u64,
+    len: u32,
+}
+
+impl TryFrom<RawPackSpan> for PackSpan {
+    type Error = Error;
+
+    fn try_from(raw: RawPackSpan) -> Result<PackSpan, Error> {
+        PackSpan::new(raw.pack, raw.offset, raw.len)
+    }
+}
+
 impl PackSpan {
     /// Largest pack object: what a client may write and a server must be
     /// ready to store.
     pub const MAX_PACK_BYTES: u64 = 32 * 1024 * 1024;
 
-    /// One past the span's last byte.
+    /// A span, if it ends inside the largest pack (see the type's invariant).
+    pub fn new(pack: ChunkId, offset: u64, len: u32) -> Result<PackSpan, Error> {
+        let span = PackSpan { pack, offset, len };
+        span.check()?;
+        Ok(span)
+    }
+
+    /// Checks the invariant of a span built field by field: `offset + len`
+    /// neither overflows nor passes [`PackSpan::MAX_PACK_BYTES`].
+    pub fn check(&self) -> Result<(), Error> {
+        match self.offset.checked_add(u64::from(self.len)) {
+            Some(end) if end <= Self::MAX_PACK_BYTES => Ok(()),
+            _ => Err(Error::bad_request(format!(
+                "bytes {}..{}+{} of pack {} are outside any pack (at most {} bytes)",
+                self.offset,
+                self.offset,
+                self.len,
+                self.pack,
+                Self::MAX_PACK_BYTES
+            ))),
+        }
+    }
+
+    /// One past the span's last byte. Saturates instead of wrapping, so a
+    /// span that escaped [`PackSpan::check`] reads as out of range rather
+    /// than as a small, plausible end.
     pub fn end(&self) -> u64 {
-        self.offset + u64::from(self.len)
+        self.offset.saturating_add(u64::from(self.len))
     }
 }
+
+/// Largest version number, size or revision the protocol carries: what a
+/// signed 64-bit database column holds.
+pub const MAX_STORED_NUMBER: u64 = i64::MAX as u64;
 
 /// Largest plaintext chunk the protocol carries (the content pipeline cuts
 /// at most this much).
@@ -186,7 +239,24 @@ impl ProposedItem {
     /// Checks what can be checked without the database: sizes add up, a
     /// folder has no content, a file with bytes has a hash.
     pub fn check_shape(&self) -> Result<(), Error> {
-        let sum: u64 = self.chunks.iter().map(|c| u64::from(c.size)).sum();
+        // Databases store these as signed 64-bit numbers: a larger value
+        // would come back negative and make every later read fail.
+        if self.version > MAX_STORED_NUMBER || self.size > MAX_STORED_NUMBER {
+            return Err(Error::bad_request(format!(
+                "item {}: version {} or size {} is out of range (at most {MAX_STORED_NUMBER})",
+                self.id, self.version, self.size
+            )));
+        }
+        let sum = self
+            .chunks
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(u64::from(c.size)));
+        let Some(sum) = sum else {
+            return Err(Error::bad_request(format!(
+                "item {}: chunk sizes overflow",
+                self.id
+            )));
+        };
         if self.version == 0 {
             return Err(Error::bad_request(format!(
                 "item {}: version 0 does not exist",
@@ -239,9 +309,12 @@ impl ProposedItem {
                     self.id, c.id, c.size
                 )));
             }
-            if let Some(s) = self.chunks.iter().filter_map(|c| c.span).find(|s| {
-                s.len == 0 || s.len > MAX_ENCODED_CHUNK || s.end() > PackSpan::MAX_PACK_BYTES
-            }) {
+            if let Some(s) = self
+                .chunks
+                .iter()
+                .filter_map(|c| c.span)
+                .find(|s| s.len == 0 || s.len > MAX_ENCODED_CHUNK || s.check().is_err())
+            {
                 return Err(Error::bad_request(format!(
                     "file {}: bytes {}..{} of pack {} cannot hold a chunk",
                     self.id,
@@ -347,5 +420,43 @@ mod tests {
                 format!("\"{}\"", s.as_str())
             );
         }
+    }
+
+    /// Finding 9: a span whose end wraps (or passes the largest pack) is
+    /// refused when it is built and when it arrives, never stored.
+    #[test]
+    fn hostile_pack_spans_are_refused() {
+        let pack = ChunkId([7; 32]);
+        assert!(PackSpan::new(pack, 0, 10).is_ok());
+        let last = PackSpan::MAX_PACK_BYTES - 10;
+        assert_eq!(
+            PackSpan::new(pack, last, 10).unwrap().end(),
+            PackSpan::MAX_PACK_BYTES
+        );
+        for (offset, len) in [
+            (u64::MAX, 1),
+            (u64::MAX - 5, 10),
+            (last, 11),
+            (i64::MAX as u64, 0),
+        ] {
+            let e = PackSpan::new(pack, offset, len).unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::BadRequest, "{offset}+{len}");
+            let json = format!(r#"{{"pack":"{pack}","offset":{offset},"len":{len}}}"#);
+            let parsed = serde_json::from_str::<PackSpan>(&json);
+            assert!(parsed.is_err(), "{json} was accepted: {parsed:?}");
+        }
+        let wrapping = PackSpan {
+            pack,
+            offset: u64::MAX - 5,
+            len: 10,
+        };
+        assert_eq!(
+            wrapping.end(),
+            u64::MAX,
+            "end() saturates instead of wrapping"
+        );
+        let ok = PackSpan::new(pack, 5, 10).unwrap();
+        let back: PackSpan = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
     }
 }

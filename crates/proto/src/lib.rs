@@ -20,8 +20,8 @@ pub use error::{Error, ErrorKind};
 pub use ids::{ChunkId, ContentHash, DeviceId, ItemId, ParseIdError, UserId, WorkspaceId};
 pub use item::{
     ChangesPage, ChunkRef, CommitOutcome, CommitRequest, CommitResult, ItemCommitResult, ItemMeta,
-    ItemName, ItemStatus, MAX_CHUNK_SIZE, MAX_ENCODED_CHUNK, NameError, PackSpan, ProposedItem,
-    same_chunks,
+    ItemName, ItemStatus, MAX_CHUNK_SIZE, MAX_ENCODED_CHUNK, MAX_STORED_NUMBER, NameError,
+    PackSpan, ProposedItem, same_chunks,
 };
 pub use name::{InvisibleKind, fold_key, printable};
 pub use notify::Notification;

@@ -4,8 +4,15 @@
 //! the workspace whose container holds the chunks.
 
 use bytes::Bytes;
-use stacksync_blobstore::{BlobStore, ByteRange, ContainerName};
-use stacksync_proto::{ChunkId, Error, ErrorKind, PackSpan, UserId, WorkspaceId};
+use futures::TryStreamExt;
+use stacksync_blobstore::{
+    BlobError, BlobErrorKind, BlobStore, ByteRange, ByteStream, ContainerName, collect,
+    single_piece,
+};
+use stacksync_proto::{
+    ChunkId, ChunkRef, EncryptionMode, Error, ErrorKind, MAX_ENCODED_CHUNK, PackSpan, UserId,
+    Workspace, WorkspaceId,
+};
 
 use crate::error::{BlobContext, ServiceError};
 use crate::{Service, container_name};
@@ -21,39 +28,117 @@ pub struct StorageCredentials {
     pub containers: Vec<(WorkspaceId, String)>,
 }
 
+/// The body of an object upload: its bytes as they arrive, and the length
+/// the client declared (HTTP `Content-Length`), if it did. Nothing is read
+/// from the stream before the caller is known to be a member and the
+/// declared length is within the limit.
+pub struct ObjectUpload {
+    body: ByteStream,
+    declared_len: Option<u64>,
+}
+
+impl ObjectUpload {
+    /// An upload streamed from `body`, of `declared_len` bytes if known.
+    pub fn stream(body: ByteStream, declared_len: Option<u64>) -> ObjectUpload {
+        ObjectUpload { body, declared_len }
+    }
+}
+
+impl ObjectUpload {
+    /// An upload streamed from any byte stream (an HTTP body); a failure of
+    /// the stream (the client went away) fails the upload and stores nothing.
+    pub fn from_stream<S, E>(body: S, declared_len: Option<u64>) -> ObjectUpload
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let body = body.map_err(|e| {
+            let message = format!("reading the upload: {e}");
+            BlobError::with_source(BlobErrorKind::Io, message, e)
+        });
+        ObjectUpload::stream(Box::pin(body), declared_len)
+    }
+}
+
+impl From<Bytes> for ObjectUpload {
+    fn from(data: Bytes) -> ObjectUpload {
+        let len = data.len() as u64;
+        ObjectUpload::stream(single_piece(data), Some(len))
+    }
+}
+
+impl std::fmt::Debug for ObjectUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectUpload")
+            .field("declared_len", &self.declared_len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Service {
     /// Stores one object in the workspace's container: an encoded chunk
     /// named by its id, or a pack of chunks (at most
     /// [`PackSpan::MAX_PACK_BYTES`]) named by the client's random id.
+    ///
+    /// Membership is checked, and a declared length over the limit refused,
+    /// before any byte is read; the body then streams to the store, which
+    /// refuses it as soon as it passes the limit. Objects are written once:
+    /// the same bytes again succeed (a retry), other bytes under an existing
+    /// name are a `Conflict` and the stored object is kept. In a plain
+    /// workspace a name the chunk index knows as a chunk id must carry that
+    /// chunk: it is decoded and checked against its id and size first.
     pub async fn put_chunk(
         &self,
         user: UserId,
         ws: WorkspaceId,
         id: &ChunkId,
-        data: Bytes,
+        upload: impl Into<ObjectUpload>,
     ) -> Result<(), Error> {
+        let upload = upload.into();
         let workspace = self.member_of(user, ws).await?;
-        if data.len() as u64 > PackSpan::MAX_PACK_BYTES {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "object {id} has {} bytes; objects hold at most {}",
-                    data.len(),
-                    PackSpan::MAX_PACK_BYTES
-                ),
-            ));
+        if let Some(len) = upload
+            .declared_len
+            .filter(|&n| n > PackSpan::MAX_PACK_BYTES)
+        {
+            return Err(too_large(id, len));
         }
         // Charged before anything is stored: past the quota, nothing lands.
         self.record_upload(user, &workspace, id, data.len() as u64)
             .await?;
         let container = container_name(&workspace.container)?;
+        let body = self.checked_body(&workspace, id, upload.body).await?;
         self.blobs()
-            .put_bytes(&container, id, data)
+            .put(&container, id, body)
             .await
-            .blob(|| format!("storing chunk {id} in {container}"))?;
+            .blob(|| format!("storing object {id} in {container}"))?;
         Ok(())
     }
 
+    /// The upload's stream, capped at the object limit; for a name the
+    /// plain workspace's chunk index knows as a chunk, the whole chunk,
+    /// checked (see [`Service::put_chunk`]).
+    async fn checked_body(
+        &self,
+        workspace: &Workspace,
+        id: &ChunkId,
+        body: ByteStream,
+    ) -> Result<ByteStream, ServiceError> {
+        let body = capped(body, *id, PackSpan::MAX_PACK_BYTES);
+        if workspace.encryption != EncryptionMode::Plain {
+            // The server holds no key: ids are keyed hashes it cannot check.
+            return Ok(body);
+        }
+        let known = self.store().locate_chunks(workspace.id, &[*id]).await?;
+        let Some(Some(chunk)) = known.first().copied() else {
+            // A pack, or a chunk the workspace does not reference yet.
+            return Ok(body);
+        };
+        let data = collect(capped(body, *id, u64::from(MAX_ENCODED_CHUNK)))
+            .await
+            .blob(|| format!("receiving chunk {id}"))?;
+        check_chunk(chunk, data.clone()).await?;
+        Ok(single_piece(data))
+    }
     /// Reads one object of the workspace's container: all of it (checked
     /// by the store), or `range` of it, which must be bounded, non-empty
     /// and inside the object (a chunk inside a pack; its bytes are checked
@@ -110,6 +195,58 @@ impl Service {
                 .map(|w| (w.id, w.container))
                 .collect(),
         })
+    }
+}
+
+/// The error for an object of `len` bytes.
+fn too_large(id: &ChunkId, len: u64) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        format!(
+            "object {id} has {len} bytes; objects hold at most {}",
+            PackSpan::MAX_PACK_BYTES
+        ),
+    )
+}
+
+/// `body`, ending in a `TooLarge` error as soon as it passes `limit` bytes.
+fn capped(body: ByteStream, id: ChunkId, limit: u64) -> ByteStream {
+    let mut seen = 0u64;
+    Box::pin(body.and_then(move |piece| {
+        seen = seen.saturating_add(piece.len() as u64);
+        let result = if seen > limit {
+            Err(BlobError::new(
+                BlobErrorKind::TooLarge,
+                format!("object {id} is larger than {limit} bytes"),
+            ))
+        } else {
+            Ok(piece)
+        };
+        futures::future::ready(result)
+    }))
+}
+
+/// Decodes `data` as the plain chunk `chunk` names, off the runtime: it
+/// must hash to its id and have the size the index records.
+async fn check_chunk(chunk: ChunkRef, data: Bytes) -> Result<(), ServiceError> {
+    let decoded = tokio::task::spawn_blocking(move || {
+        stacksync_content::ChunkCodec::plain().decode(&chunk.id, &data)
+    })
+    .await?;
+    match decoded {
+        Ok(plain) if plain.len() == chunk.size as usize => Ok(()),
+        Ok(plain) => Err(Error::bad_request(format!(
+            "chunk {} decodes to {} bytes, not {}",
+            chunk.id,
+            plain.len(),
+            chunk.size
+        ))
+        .into()),
+        Err(e) => Err(Error::bad_request(format!(
+            "object {} is not the chunk its name says: {e}",
+            chunk.id
+        ))
+        .into()),
     }
 }
 

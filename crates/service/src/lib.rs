@@ -37,7 +37,7 @@ use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, User
 pub use accounts::{MAX_PASSWORD_BYTES, UserRemoval, check_new_password};
 pub use auth::{hash_password, token_hash, verify_password};
 pub use broker::{BrokerAdmin, BrokerAdminConfig, BrokerCredentials, BrokerError};
-pub use chunks::StorageCredentials;
+pub use chunks::{ObjectUpload, StorageCredentials};
 pub use error::ServiceError;
 pub use gc::{GcReport, GcSettings};
 pub use login_guard::{LoginLimits, address_group};

@@ -246,18 +246,38 @@ impl Service {
         Ok(())
     }
 
-    /// Lets a member's storage user read and write the workspace's
-    /// container (members without a storage user go through the service).
+    /// Gives a member's storage user the ACL its place in the workspace
+    /// allows (members without a storage user go through the service):
+    ///
+    /// * its own private workspace: read and write, since nobody else's
+    ///   data is in that container;
+    /// * a shared workspace, owner included: read only. Swift's write ACL
+    ///   also allows replacing and deleting any object, which would let one
+    ///   member destroy what the others stored; writes to shared
+    ///   workspaces go through the service instead, which stores objects
+    ///   write-once and checks chunk ids where it can.
+    ///
+    /// A write grant left on a shared container by an older server is
+    /// taken back here, so re-granting (every answer to a proposal does)
+    /// repairs it.
     pub(crate) async fn grant(&self, ws: &Workspace, storage_user: Option<&str>) -> Result<()> {
         let Some(name) = storage_user else {
             return Ok(());
         };
         let user = StorageUser::new(name).blob(|| format!("naming storage user {name:?}"))?;
         let container = container_name(&ws.container)?;
+        let access = member_access(ws);
         self.blobs()
-            .grant(&container, &user, Access::ReadWrite)
+            .grant(&container, &user, access)
             .await
-            .blob(|| format!("granting {name} on {container}"))
+            .blob(|| format!("granting {name} on {container}"))?;
+        if !access.writes() {
+            self.blobs()
+                .revoke(&container, &user, Access::Write)
+                .await
+                .blob(|| format!("taking write access of {name} on {container} back"))?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn unshare(
@@ -305,5 +325,15 @@ impl Service {
             removed.push(account.email);
         }
         Ok(Reply::Unshared { removed })
+    }
+}
+
+/// What a member's own storage credentials may do in a workspace's
+/// container (see [`Service::grant`]).
+pub(crate) fn member_access(ws: &Workspace) -> Access {
+    if ws.is_shared {
+        Access::Read
+    } else {
+        Access::ReadWrite
     }
 }

@@ -210,7 +210,7 @@ async fn share_accept_and_unshare(env: &Env) {
             alice.id,
             ws,
             &pack,
-            [private_data.clone(), packed_data.clone()].concat().into(),
+            Bytes::from([private_data.clone(), packed_data.clone()].concat()),
         )
         .await
         .unwrap();

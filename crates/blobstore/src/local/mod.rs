@@ -6,11 +6,15 @@
 //! ROOT/<container>/tmp/                           files being written
 //! ```
 //!
-//! Writes are atomic (temporary file, fsync, rename, fsync of the folder), so
-//! a crash or a concurrent writer of the same id never leaves a partial
-//! object under its final name: concurrent writers each rename a complete
-//! file, and the last rename wins. ACLs are enforced here as Swift would, so
-//! the same conformance suite runs on both backends.
+//! Writes are atomic and write-once: a complete, fsynced temporary file is
+//! hard-linked under its final name (`link` fails if the name exists, where
+//! `rename` would replace it), then the folder is fsynced. A crash or a
+//! concurrent writer never leaves a partial object under its final name,
+//! and an existing object is never replaced: a second write of the same
+//! bytes (a retry) succeeds, a write of other bytes is a `Conflict`, decided
+//! by the checksum and length in the stored file's header. ACLs are
+//! enforced here as Swift would, so the same conformance suite runs on both
+//! backends.
 
 mod format;
 
@@ -223,13 +227,28 @@ impl LocalStore {
                 .map_err(|e| BlobError::io(format!("sync {what}"), e))?;
             drop(file);
             let dest = self.object_path(c, id);
-            publish(&tmp, &dest).await.map(|()| len)
+            if publish_new(&tmp, &dest).await? {
+                return Ok(len);
+            }
+            // The name is taken: a retry of the same bytes succeeds, other
+            // bytes are refused and the stored object stays as it was.
+            let mut existing = tokio::fs::File::open(&dest)
+                .await
+                .map_err(|e| BlobError::io(format!("open existing {what}"), e))?;
+            let stored = format::read_header(&mut existing, &what).await?;
+            if stored == header {
+                Ok(len)
+            } else {
+                Err(BlobError::new(
+                    BlobErrorKind::Conflict,
+                    format!("{what} exists with other bytes; objects are written once"),
+                ))
+            }
         }
         .await;
-        if result.is_err() {
-            // Best effort: the temporary file is invisible to readers anyway.
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
+        // The temporary file is invisible to readers; once linked (or
+        // refused) it is only a second name to drop. Best effort.
+        let _ = tokio::fs::remove_file(&tmp).await;
         result
     }
 
@@ -266,9 +285,32 @@ async fn write_file_atomically(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(
     publish(tmp, dest).await
 }
 
-/// Renames a complete, synced file into place and syncs the folder, so the
-/// rename itself survives a crash.
+/// Renames a complete, synced file into place (replacing what was there:
+/// for ACLs, never for objects) and syncs the folder, so the rename itself
+/// survives a crash.
 async fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    let dir = parent_created(dest).await?;
+    tokio::fs::rename(tmp, dest)
+        .await
+        .map_err(|e| BlobError::io(format!("rename into {}", dest.display()), e))?;
+    sync_dir(dir, dest).await
+}
+
+/// Links a complete, synced file under `dest` unless that name exists:
+/// `true` when linked (and the folder synced), `false` when the name was
+/// taken. `link` is atomic and never replaces, which is what makes objects
+/// write-once even against concurrent writers in other processes.
+async fn publish_new(tmp: &Path, dest: &Path) -> Result<bool> {
+    let dir = parent_created(dest).await?;
+    match tokio::fs::hard_link(tmp, dest).await {
+        Ok(()) => sync_dir(dir, dest).await.map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(BlobError::io(format!("link into {}", dest.display()), e)),
+    }
+}
+
+/// The folder of `dest`, created if missing.
+async fn parent_created(dest: &Path) -> Result<&Path> {
     let Some(dir) = dest.parent() else {
         return Err(BlobError::new(
             BlobErrorKind::Io,
@@ -278,9 +320,11 @@ async fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| BlobError::io(format!("create {}", dir.display()), e))?;
-    tokio::fs::rename(tmp, dest)
-        .await
-        .map_err(|e| BlobError::io(format!("rename into {}", dest.display()), e))?;
+    Ok(dir)
+}
+
+/// Syncs the folder `dir` after a name in it (`dest`) changed.
+async fn sync_dir(dir: &Path, dest: &Path) -> Result<()> {
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
         .await

@@ -40,8 +40,9 @@ struct Spool {
     len: u64,
     md5: Option<Md5>,
     finished: Option<String>,
-    /// Set when the caller's own stream failed: not a reason to retry.
-    source_error: Option<String>,
+    /// Set when the caller's own stream failed (its kind, e.g. `TooLarge`
+    /// from a caller's own limit, and message): not a reason to retry.
+    source_error: Option<(BlobErrorKind, String)>,
 }
 
 /// A PUT body that streams from the caller's source on the first attempt
@@ -85,7 +86,7 @@ impl ReplayBody {
                         s.len += piece.len() as u64;
                         if s.len > MAX_OBJECT_SIZE {
                             let msg = format!("object exceeds {MAX_OBJECT_SIZE} bytes");
-                            s.source_error = Some(msg.clone());
+                            s.source_error = Some((BlobErrorKind::TooLarge, msg.clone()));
                             return Err(BlobError::new(BlobErrorKind::TooLarge, msg));
                         }
                         let hasher = s.md5.take().unwrap_or_default();
@@ -95,7 +96,7 @@ impl ReplayBody {
                         Ok(Some((piece, (spool, idx + 1))))
                     }
                     Some(Err(e)) => {
-                        s.source_error = Some(e.to_string());
+                        s.source_error = Some((e.kind, e.message.clone()));
                         Err(e)
                     }
                     None => {
@@ -111,14 +112,9 @@ impl ReplayBody {
     /// The caller's stream failed (or was too large): the upload must not be retried.
     pub async fn source_error(&self) -> Option<BlobError> {
         let s = self.spool.lock().await;
-        let kind = if s.len > MAX_OBJECT_SIZE {
-            BlobErrorKind::TooLarge
-        } else {
-            BlobErrorKind::Io
-        };
         s.source_error
             .as_ref()
-            .map(|m| BlobError::new(kind, format!("object body failed: {m}")))
+            .map(|(kind, m)| BlobError::new(*kind, format!("object body failed: {m}")))
     }
 
     /// Length and MD5 hex of the whole body, after a successful attempt.
@@ -134,6 +130,37 @@ impl ReplayBody {
                         BlobErrorKind::Protocol,
                         "body longer than the Content-Length that was sent",
                     ));
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let digest = s.md5.take().unwrap_or_default().finalize();
+                    s.finished = Some(hex::encode(digest));
+                }
+            }
+        }
+        Ok((s.len, s.finished.clone().unwrap_or_default()))
+    }
+}
+
+impl ReplayBody {
+    /// Length and MD5 hex of the whole body when an attempt was refused
+    /// before it was all sent (Swift may answer 412 without reading the
+    /// body): the rest of the source is read and hashed, not kept, and is
+    /// still bounded by [`MAX_OBJECT_SIZE`].
+    pub async fn digest_rest(&self) -> Result<(u64, String)> {
+        let mut s = self.spool.lock().await;
+        while s.finished.is_none() {
+            match s.source.next().await {
+                Some(Ok(piece)) => {
+                    s.len += piece.len() as u64;
+                    if s.len > MAX_OBJECT_SIZE {
+                        return Err(BlobError::new(
+                            BlobErrorKind::TooLarge,
+                            format!("object exceeds {MAX_OBJECT_SIZE} bytes"),
+                        ));
+                    }
+                    let hasher = s.md5.take().unwrap_or_default();
+                    s.md5 = Some(md5_piece(hasher, piece).await?);
                 }
                 Some(Err(e)) => return Err(e),
                 None => {

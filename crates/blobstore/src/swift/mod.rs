@@ -175,9 +175,10 @@ impl SwiftStore {
 
     /// Sends a request built by `build` for the current session, retrying
     /// connection errors and 5xx answers with backoff and renewing the token
-    /// on 401. Every request this backend sends is idempotent (objects are
-    /// content-addressed, so a repeated PUT stores the same bytes), which is
-    /// what makes retrying all of them safe. Returns the first other answer
+    /// on 401. Every request this backend sends is safe to repeat (a PUT is
+    /// create-only, and a repeat that finds its own earlier attempt stored
+    /// compares the bytes and succeeds), which is what makes retrying all
+    /// of them safe. Returns the first other answer
     /// with the concurrency permit, which the caller holds while it reads
     /// the body.
     async fn send(

@@ -79,6 +79,12 @@ struct ListEntry {
 }
 
 impl SwiftStore {
+    /// PUTs an object unless its name exists (`If-None-Match: *`, which
+    /// Swift answers with 412 when it does): objects are written once, so a
+    /// member who may write a container still cannot replace what another
+    /// stored. A name that exists with the same bytes (our own earlier
+    /// attempt, whose answer was lost) is success; other bytes are a
+    /// `Conflict`.
     async fn put_with(
         &self,
         c: &ContainerName,
@@ -91,7 +97,8 @@ impl SwiftStore {
             .send(&what, Some(&replay), |http, s| {
                 let mut req = http
                     .put(object_url(&s.storage_url, c, id))
-                    .header("X-Auth-Token", &s.token);
+                    .header("X-Auth-Token", &s.token)
+                    .header(reqwest::header::IF_NONE_MATCH, "*");
                 if let Some((len, md5)) = &known {
                     // Swift then refuses (422) a body that does not match, so
                     // a corrupted upload never becomes visible.
@@ -102,17 +109,19 @@ impl SwiftStore {
                 req.body(replay.attempt())
             })
             .await?;
-        // The DELETE below needs a permit of its own.
+        // The HEAD or DELETE below needs a permit of its own.
         drop(permit);
-        if resp.status() == StatusCode::ACCEPTED {
-            // Swift answers 202 when a concurrent PUT of the same name with a
-            // newer timestamp won. Names are content addresses, so the
-            // winner stored these same bytes (and had them checked).
-            let (size, _) = replay.finish().await?;
-            return Ok(ObjectInfo { id: *id, size });
-        }
-        if resp.status() != StatusCode::CREATED {
-            return Err(status_error(resp.status(), &what));
+        match resp.status() {
+            StatusCode::CREATED => {}
+            // 412: the name exists. 202: a concurrent PUT of the same name
+            // with a newer timestamp won. Either way what is stored now
+            // decides: ours (a retry, or the same bytes from elsewhere) or
+            // someone else's.
+            StatusCode::PRECONDITION_FAILED | StatusCode::ACCEPTED => {
+                let (size, md5) = replay.digest_rest().await?;
+                return self.same_as_stored(c, id, size, &md5).await;
+            }
+            other => return Err(status_error(other, &what)),
         }
         let (size, md5) = replay.finish().await?;
         if etag_of(&resp).as_deref() != Some(md5.as_str()) {
@@ -128,6 +137,39 @@ impl SwiftStore {
             ));
         }
         Ok(ObjectInfo { id: *id, size })
+    }
+
+    /// Success if the stored object is `size` bytes with MD5 `md5` (Swift's
+    /// ETag of a plain object), else a `Conflict`.
+    async fn same_as_stored(
+        &self,
+        c: &ContainerName,
+        id: &ChunkId,
+        size: u64,
+        md5: &str,
+    ) -> Result<ObjectInfo> {
+        let what = format!("HEAD object {id} in {c}");
+        let (resp, _permit) = self
+            .send(&what, None, |http, s| {
+                http.head(object_url(&s.storage_url, c, id))
+                    .header("X-Auth-Token", &s.token)
+            })
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(status_error(resp.status(), &what));
+        }
+        let stored_size = content_length(&resp, &what)?;
+        if stored_size == size && etag_of(&resp).as_deref() == Some(md5) {
+            return Ok(ObjectInfo { id: *id, size });
+        }
+        Err(BlobError::new(
+            BlobErrorKind::Conflict,
+            format!(
+                "object {id} in {c} exists with other bytes ({stored_size} bytes, ETag {:?}); \
+                 objects are written once",
+                etag_of(&resp)
+            ),
+        ))
     }
 
     /// The raw ACL entries, kept whole so that rewriting one user's entry
