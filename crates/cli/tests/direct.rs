@@ -138,8 +138,10 @@ impl Env {
             .expect("a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         let router = stacksync_gateway::router(service.clone());
+        let limits = stacksync_gateway::GatewayLimits::default();
         let http = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let never = std::future::pending::<()>();
+            let _ = stacksync_gateway::serve(listener, router, limits, never).await;
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let workers = tokio::spawn(run_workers(service.clone(), bus, stopped));

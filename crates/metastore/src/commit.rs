@@ -608,7 +608,7 @@ async fn write_history(
                 .bind(c.id.to_hex())
                 .bind(i64::from(c.size));
             let own_span = c.span.filter(|s| own.contains(&s.pack));
-            let (pack, offset, len) = span_to_db(own_span);
+            let (pack, offset, len) = span_to_db(own_span)?;
             q = q.bind(pack).bind(offset).bind(len);
         }
         q.execute(&mut *conn).await.ctx("writing version chunks")?;

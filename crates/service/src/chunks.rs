@@ -3,8 +3,11 @@
 //! needs to reach Swift directly. Every call is authorized by membership of
 //! the workspace whose container holds the chunks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use stacksync_blobstore::{
     BlobError, BlobErrorKind, BlobStore, ByteRange, ByteStream, ContainerName, collect,
     single_piece,
@@ -96,17 +99,21 @@ impl Service {
     ) -> Result<(), Error> {
         let upload = upload.into();
         let workspace = self.member_of(user, ws).await?;
-        if let Some(len) = upload
-            .declared_len
-            .filter(|&n| n > PackSpan::MAX_PACK_BYTES)
-        {
+        // The quota is charged before anything is stored, so the size must
+        // be known first; the body is then held to exactly that size.
+        let Some(len) = upload.declared_len else {
+            return Err(Error::bad_request(format!(
+                "an upload of object {id} must declare its length (Content-Length)"
+            )));
+        };
+        if len > PackSpan::MAX_PACK_BYTES {
             return Err(too_large(id, len));
         }
-        // Charged before anything is stored: past the quota, nothing lands.
-        self.record_upload(user, &workspace, id, data.len() as u64)
-            .await?;
+        // Past the quota, nothing lands.
+        self.record_upload(user, &workspace, id, len).await?;
         let container = container_name(&workspace.container)?;
-        let body = self.checked_body(&workspace, id, upload.body).await?;
+        let body = exactly(upload.body, *id, len);
+        let body = self.checked_body(&workspace, id, body).await?;
         self.blobs()
             .put(&container, id, body)
             .await
@@ -211,10 +218,15 @@ fn too_large(id: &ChunkId, len: u64) -> Error {
 
 /// `body`, ending in a `TooLarge` error as soon as it passes `limit` bytes.
 fn capped(body: ByteStream, id: ChunkId, limit: u64) -> ByteStream {
-    let mut seen = 0u64;
+    capped_counting(body, id, limit, Arc::default())
+}
+
+/// [`capped`], adding the bytes that pass to `seen`.
+fn capped_counting(body: ByteStream, id: ChunkId, limit: u64, seen: Arc<AtomicU64>) -> ByteStream {
     Box::pin(body.and_then(move |piece| {
-        seen = seen.saturating_add(piece.len() as u64);
-        let result = if seen > limit {
+        let n = piece.len() as u64;
+        let total = seen.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        let result = if total > limit {
             Err(BlobError::new(
                 BlobErrorKind::TooLarge,
                 format!("object {id} is larger than {limit} bytes"),
@@ -224,6 +236,24 @@ fn capped(body: ByteStream, id: ChunkId, limit: u64) -> ByteStream {
         };
         futures::future::ready(result)
     }))
+}
+
+/// `body`, which must be exactly `len` bytes: more is refused as soon as it
+/// arrives, fewer when the body ends (the store then keeps nothing).
+fn exactly(body: ByteStream, id: ChunkId, len: u64) -> ByteStream {
+    let seen = Arc::new(AtomicU64::new(0));
+    let counted = capped_counting(body, id, len, Arc::clone(&seen));
+    let end = futures::stream::once(async move {
+        let got = seen.load(Ordering::Relaxed);
+        (got != len).then(|| {
+            Err(BlobError::new(
+                BlobErrorKind::Io,
+                format!("the upload of object {id} ended after {got} of its {len} bytes"),
+            ))
+        })
+    })
+    .filter_map(futures::future::ready);
+    Box::pin(counted.chain(end))
 }
 
 /// Decodes `data` as the plain chunk `chunk` names, off the runtime: it

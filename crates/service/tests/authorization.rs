@@ -32,6 +32,8 @@ fn variant(r: &Request) -> &'static str {
         Request::LocateChunks { .. } => "locate_chunks",
         Request::ChangePassword { .. } => "change_password",
         Request::Logout { .. } => "logout",
+        Request::IssueBrokerCredentials => "issue_broker_credentials",
+        Request::BindNotifications => "bind_notifications",
     }
 }
 
@@ -52,6 +54,8 @@ const ALL: &[&str] = &[
     "locate_chunks",
     "change_password",
     "logout",
+    "issue_broker_credentials",
+    "bind_notifications",
 ];
 
 /// Everything a refused request must leave as it was.
@@ -297,6 +301,10 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             },
             forbidden,
         ),
+        // Only her own session's broker user and queue; this server issues
+        // none (no [bus.admin]), and the bus refuses the first outright.
+        (Request::IssueBrokerCredentials, Some(ErrorKind::BadRequest)),
+        (Request::BindNotifications, Some(ErrorKind::BadRequest)),
         // Only her own session; last, since it ends it.
         (Request::Logout { everywhere: false }, None),
     ]
