@@ -18,10 +18,13 @@ mod secret;
 #[cfg(feature = "server")]
 mod server;
 
+#[cfg(feature = "server")]
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+#[cfg(feature = "server")]
+use clap::Args;
+use clap::{Parser, Subcommand};
 
 #[cfg(feature = "server")]
 use crate::config::{BusKind, Config};

@@ -137,12 +137,13 @@ fn span_from_row(row: &AnyRow) -> Result<Option<PackSpan>, StoreError> {
     }
 }
 
+/// The three nullable location columns: pack, offset, length.
+pub(crate) type SpanColumns = (Option<String>, Option<i64>, Option<i64>);
+
 /// A chunk's location as the three nullable `chunk_refs` columns; a span
 /// outside any pack is refused (the commit path checks spans first, so this
 /// is the last line, not the first).
-pub(crate) fn span_to_db(
-    span: Option<PackSpan>,
-) -> Result<(Option<String>, Option<i64>, Option<i64>), StoreError> {
+pub(crate) fn span_to_db(span: Option<PackSpan>) -> Result<SpanColumns, StoreError> {
     match span {
         Some(s) => {
             s.check()?;
