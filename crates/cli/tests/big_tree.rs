@@ -96,6 +96,11 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
+// Not yet part of scripts/test: in the debug build three first syncs of
+// 50,000 files take longer than the suite's per-test limit, and the stall it
+// hunts (issue 18) is not fixed yet. Run it on purpose with
+// `cargo nextest run -p stacksync --test big_tree --run-ignored all`.
+#[ignore = "hours in the debug build; run on purpose (see above)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sync_of_fifty_thousand_files_completes_three_times() {
     for run in 0..RUNS {
