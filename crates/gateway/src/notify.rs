@@ -25,7 +25,8 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use stacksync_bus::{Subscription, SubscriptionEvent, Topic};
-use stacksync_proto::{Error, Notification, UserId, wire};
+use stacksync_proto::{Error, ErrorKind, Notification, UserId, wire};
+use stacksync_service::Service;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -113,7 +114,7 @@ pub(crate) async fn notifications(
                 also: " or `?token=TOKEN`",
             })?,
     };
-    let service = &state.service;
+    let service = state.service.clone();
     let user = service.authenticate(&token).await?;
     let upgrade = upgrade.map_err(|r| GatewayError::BadBody {
         endpoint: "notifications",
@@ -143,7 +144,12 @@ pub(crate) async fn notifications(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            forward(socket, subscription, user).await;
+            let session = Session {
+                service,
+                token,
+                user,
+            };
+            forward(socket, subscription, session).await;
             drop(slot);
         }))
 }
@@ -218,7 +224,28 @@ async fn follow_membership(
     }
 }
 
-async fn forward(socket: WebSocket, mut subscription: Subscription, user: UserId) {
+/// Whose socket it is: the session is checked again at every ping, so a
+/// socket of a session that ended (logout, revocation, a disabled account)
+/// stops receiving notifications within one ping interval.
+struct Session {
+    service: Service,
+    token: String,
+    user: UserId,
+}
+
+impl Session {
+    /// Whether the session still exists; a failure to find out (the
+    /// database away) keeps the socket, as the client would only reconnect.
+    async fn ended(&self) -> bool {
+        match self.service.authenticate(&self.token).await {
+            Ok(_) => false,
+            Err(e) => e.kind == ErrorKind::Unauthenticated,
+        }
+    }
+}
+
+async fn forward(socket: WebSocket, mut subscription: Subscription, session: Session) {
+    let user = session.user;
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
     // The only task that waits on the client.
@@ -266,6 +293,10 @@ async fn forward(socket: WebSocket, mut subscription: Subscription, user: UserId
             _ = ping.tick() => {
                 if last_heard.elapsed() > PING_INTERVAL * 3 {
                     tracing::debug!(%user, "notification client stopped answering");
+                    break;
+                }
+                if session.ended().await {
+                    tracing::debug!(%user, "notification socket of an ended session closed");
                     break;
                 }
                 open = outbox.offer(Message::Ping(Default::default()));

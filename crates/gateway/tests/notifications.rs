@@ -177,3 +177,37 @@ async fn the_client_reconnects_after_a_cut_and_asks_for_a_resync() {
     };
     assert_eq!(items[0].name.as_str(), "after the cut");
 }
+
+#[tokio::test]
+async fn the_socket_of_an_ended_session_is_closed() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let url = format!(
+        "ws://{}/api/v1/notifications?token={}",
+        gw.addr,
+        alice.client.session().token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures::StreamExt;
+    let first = tokio::time::timeout(common::DEADLINE, socket.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(_)))), "the resync arrives");
+
+    // A revoked device must stop hearing about the account's files.
+    alice
+        .client
+        .rpc(Request::Logout { everywhere: false })
+        .await
+        .unwrap();
+    // The session is checked at every ping; reading answers the pings.
+    let closed = async {
+        while let Some(Ok(message)) = socket.next().await {
+            assert!(
+                !message.is_text(),
+                "no notification reaches an ended session: {message:?}"
+            );
+        }
+    };
+    tokio::time::timeout(stacksync_gateway::PING_INTERVAL * 3, closed)
+        .await
+        .expect("the socket of the ended session is closed within a ping interval or two");
+}

@@ -272,6 +272,19 @@ impl MetaStore {
             .transpose()
     }
 
+    /// The token hashes of `user`'s sessions (expired ones included), so
+    /// that what was issued per session can be adjusted for each.
+    pub async fn session_hashes(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT token_hash FROM sessions WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing a user's sessions")?;
+        rows.iter()
+            .map(|r| get::<String>(r, "token_hash"))
+            .collect()
+    }
+
     /// Ends a session.
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")

@@ -321,6 +321,9 @@ impl Service {
                 };
                 self.notify(Topic::User(account.id), &n).await;
                 self.notify(Topic::Workspace(ws), &n).await;
+                // Their direct clients stop hearing the workspace now, not
+                // when (or if) they ask to be re-bound.
+                self.rebind_sessions_of(account.id).await;
             }
             removed.push(account.email);
         }

@@ -175,27 +175,46 @@ impl Service {
             .iter()
             .map(Topic::routing_key)
             .collect();
-        let exchange = admin.topology.notify_exchange.as_str();
-        let api = &admin.api;
-        let bound = async {
-            api.declare_queue(&queue, QUEUE_MAX_LENGTH).await?;
-            let current: Vec<_> = api
-                .bindings(&queue)
-                .await?
-                .into_iter()
-                .filter(|b| b.source == exchange)
-                .collect();
-            for stale in current.iter().filter(|b| !wanted.contains(&b.routing_key)) {
-                api.unbind(&queue, stale).await?;
-            }
-            let have: HashSet<&str> = current.iter().map(|b| b.routing_key.as_str()).collect();
-            for key in wanted.iter().filter(|k| !have.contains(k.as_str())) {
-                api.bind(exchange, &queue, key).await?;
-            }
-            Ok::<(), BrokerError>(())
-        };
-        bound.await.map_err(ServiceError::from)?;
+        admin
+            .api
+            .declare_queue(&queue, QUEUE_MAX_LENGTH)
+            .await
+            .map_err(ServiceError::from)?;
+        sync_bindings(admin, &queue, &wanted)
+            .await
+            .map_err(ServiceError::from)?;
         Ok(queue)
+    }
+
+    /// Re-binds the notification queue of every session of `user` that has
+    /// a broker user to the topics the user follows now: after the user was
+    /// removed from a workspace, their direct clients stop hearing it at
+    /// once, whether or not they ask to be re-bound. A failure is logged
+    /// (the client re-binds on the `Unshared` notification anyway).
+    pub(crate) async fn rebind_sessions_of(&self, user: UserId) {
+        let Some(admin) = self.broker() else {
+            return;
+        };
+        let rebind = async {
+            let hashes = self.store().session_hashes(user).await?;
+            let users: HashSet<String> = admin.api.users().await?.into_iter().collect();
+            let wanted: HashSet<String> = self
+                .topics_for(user)
+                .await?
+                .iter()
+                .map(Topic::routing_key)
+                .collect();
+            for hash in hashes {
+                let queue = admin.user_for(&hash);
+                if users.contains(&queue) {
+                    sync_bindings(admin, &queue, &wanted).await?;
+                }
+            }
+            Ok::<(), ServiceError>(())
+        };
+        if let Err(e) = rebind.await {
+            tracing::warn!(%user, error = %e, "notification queues not re-bound yet");
+        }
     }
 
     /// Checks that a request taken from the bus was published by the broker
@@ -261,6 +280,30 @@ impl Service {
         }
         Ok(withdrawn)
     }
+}
+
+/// Makes `queue`'s bindings on the notification exchange exactly `wanted`.
+async fn sync_bindings(
+    admin: &BrokerAdmin,
+    queue: &str,
+    wanted: &HashSet<String>,
+) -> Result<(), BrokerError> {
+    let exchange = admin.topology.notify_exchange.as_str();
+    let api = &admin.api;
+    let current: Vec<_> = api
+        .bindings(queue)
+        .await?
+        .into_iter()
+        .filter(|b| b.source == exchange)
+        .collect();
+    for stale in current.iter().filter(|b| !wanted.contains(&b.routing_key)) {
+        api.unbind(queue, stale).await?;
+    }
+    let have: HashSet<&str> = current.iter().map(|b| b.routing_key.as_str()).collect();
+    for key in wanted.iter().filter(|k| !have.contains(k.as_str())) {
+        api.bind(exchange, queue, key).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
