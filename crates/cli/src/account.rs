@@ -9,7 +9,7 @@ use stacksync_client::Profile;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{Error, ErrorKind};
 
-use crate::client::{connect, connect_with};
+use crate::client::{connect, connect_with, gateway_connection};
 use crate::secret;
 
 /// Whether `e` says the session was refused (ended, expired, unknown).
@@ -77,7 +77,11 @@ pub async fn change_password(home: &Path, file: Option<&Path>) -> anyhow::Result
     if new_password.is_empty() {
         bail!("the new password (second line) is empty");
     }
-    let conn = connect(&profile).await?;
+    // The passwords travel to the gateway (HTTPS), never on the bus.
+    let token = profile.load_token()?.context(
+        "this device is not logged in (logged out?): log in again with `stacksync login --password ...`",
+    )?;
+    let conn = gateway_connection(&profile, token)?;
     match conn
         .rpc(Request::ChangePassword {
             current_password,

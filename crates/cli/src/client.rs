@@ -385,15 +385,7 @@ pub(crate) async fn connect_with(
     token: String,
 ) -> anyhow::Result<Arc<dyn Connection>> {
     match profile.config.transport {
-        TransportKind::Gateway => {
-            let session = Session {
-                token,
-                user: profile.config.user_id,
-                expires_at: 0,
-            };
-            let client = GatewayClient::with_session(&profile.config.server_url, session)?;
-            Ok(Arc::new(GatewayConnection::new(client)))
-        }
+        TransportKind::Gateway => gateway_connection(profile, token),
         TransportKind::Direct => {
             let (user, password) = profile
                 .load_broker_login()?
@@ -405,6 +397,22 @@ pub(crate) async fn connect_with(
             Ok(Arc::new(conn))
         }
     }
+}
+
+/// A connection to the server's HTTP(S) gateway with the session `token`,
+/// whatever the profile's transport: what carries passwords goes there,
+/// never through the message bus (direct profiles log in there too).
+pub(crate) fn gateway_connection(
+    profile: &Profile,
+    token: String,
+) -> anyhow::Result<Arc<dyn Connection>> {
+    let session = Session {
+        token,
+        user: profile.config.user_id,
+        expires_at: 0,
+    };
+    let client = GatewayClient::with_session(&profile.config.server_url, session)?;
+    Ok(Arc::new(GatewayConnection::new(client)))
 }
 
 /// The direct transport's configuration from a profile and its key file.

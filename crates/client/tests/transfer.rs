@@ -120,6 +120,9 @@ async fn a_chunk_that_is_not_what_its_id_names_is_refused() {
     let at = span.offset as usize;
     let len = (span.len as usize).min(other.bytes.len());
     pack[at..at + len].copy_from_slice(&other.bytes[..len]);
+    // Objects are written once: the substitute replaces the pack as a
+    // hostile store would, by deleting it first.
+    store.delete(&container, &span.pack).await.unwrap();
     store
         .put_bytes(&container, &span.pack, Bytes::from(pack))
         .await

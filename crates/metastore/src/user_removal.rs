@@ -160,10 +160,11 @@ impl MetaStore {
 }
 
 /// Deletes one workspace of a user being removed, with its items, their
-/// versions and chunk lists, its chunk references and the share proposals
-/// made from it.
+/// versions and chunk lists, its chunk references, its object ledger (the
+/// caller deletes the objects themselves) and the share proposals made
+/// from it.
 async fn delete_workspace(conn: &mut AnyConnection, ws: &str) -> Result<(), StoreError> {
-    let statements: [(&str, &'static str); 8] = [
+    let statements: [(&str, &'static str); 9] = [
         (
             "DELETE FROM version_chunks WHERE item_id IN (SELECT id FROM items WHERE workspace_id = $1)",
             "deleting a workspace's chunk lists",
@@ -179,6 +180,10 @@ async fn delete_workspace(conn: &mut AnyConnection, ws: &str) -> Result<(), Stor
         (
             "DELETE FROM chunk_refs WHERE workspace_id = $1",
             "deleting a workspace's chunk references",
+        ),
+        (
+            "DELETE FROM objects WHERE workspace_id = $1",
+            "deleting a workspace's object ledger",
         ),
         (
             "DELETE FROM share_invitees WHERE proposal_id IN (SELECT id FROM share_proposals WHERE workspace_id = $1)",

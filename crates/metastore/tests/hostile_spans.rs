@@ -36,8 +36,25 @@ fn packed_file(seed: u8, offset: u64, len: u32) -> stacksync_proto::ProposedItem
     p
 }
 
+/// Records the pack these files name as stored in `f`'s workspace (a
+/// location must point into a stored pack), by nobody in particular, so
+/// that only the chunk index holds the location.
+async fn stock(store: &MetaStore, f: &Fixture) {
+    store
+        .record_object(
+            f.ws.id,
+            ChunkId([0xee; 32]),
+            PackSpan::MAX_PACK_BYTES,
+            None,
+            stacksync_metastore::Charge::Always,
+        )
+        .await
+        .unwrap();
+}
+
 async fn wrapping_spans_are_refused_and_the_feed_keeps_working(store: &MetaStore) {
     let f = fixture(store, "span@x.org", 1 << 30).await;
+    stock(store, &f).await;
     let good = commit(store, &f, vec![packed_file(1, 0, 140)]).await;
     assert!(matches!(
         good.results[0].outcome,
@@ -90,6 +107,7 @@ async fn out_of_range_versions_and_sizes_are_refused(store: &MetaStore) {
 
 async fn a_stored_bad_location_does_not_break_the_feed(store: &MetaStore) {
     let f = fixture(store, "legacy@x.org", 1 << 30).await;
+    stock(store, &f).await;
     let meta = committed(&commit(store, &f, vec![packed_file(3, 0, 140)]).await);
     // What a release build of the old code stored for offset u64::MAX.
     sqlx::query("UPDATE chunk_refs SET pack_offset = -1 WHERE workspace_id = $1")

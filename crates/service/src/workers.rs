@@ -78,6 +78,9 @@ fn bus_policy(service: &Service, req: &RpcRequest, sender: Option<&str>) -> Resu
         Request::IssueBrokerCredentials => Err(Error::bad_request(
             "broker credentials are issued over HTTPS only",
         )),
+        Request::ChangePassword { .. } => Err(Error::bad_request(
+            "change the password over HTTPS (the server's /api/v1/rpc): passwords are not accepted on the message bus",
+        )),
         _ => service.check_bus_sender(&req.token, sender),
     }
 }

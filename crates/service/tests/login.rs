@@ -1,5 +1,5 @@
-//! Login throttling as every login path sees it (issue 17, finding 5): over
-//! the bus (no address), so only the per-account limit applies, and an
+//! Login throttling as every login path sees it (issue 17, finding 5):
+//! without a peer address (as over the bus), only the per-account limit applies, and an
 //! unknown email costs the same password verification as a wrong password.
 
 mod common;

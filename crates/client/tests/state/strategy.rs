@@ -48,11 +48,13 @@ fn stamp() -> impl Strategy<Value = Option<Stamp>> {
 }
 
 fn chunk() -> impl Strategy<Value = ChunkRef> {
-    let span = prop::option::of((any::<u8>(), any::<u64>(), any::<u32>()).prop_map(
-        |(pack, offset, len)| PackSpan {
+    // Spans the wire accepts: inside a pack of at most MAX_PACK_BYTES.
+    let max = PackSpan::MAX_PACK_BYTES;
+    let span = prop::option::of((any::<u8>(), 0..max, 1..=max).prop_map(
+        move |(pack, offset, len)| PackSpan {
             pack: ChunkId([pack; 32]),
-            offset,
-            len,
+            offset: offset.min(max - len),
+            len: u32::try_from(len).expect("MAX_PACK_BYTES fits in u32"),
         },
     ));
     (any::<u8>(), any::<u32>(), span).prop_map(|(id, size, span)| ChunkRef {

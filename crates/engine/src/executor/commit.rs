@@ -164,25 +164,61 @@ impl Engine {
     async fn send(
         &mut self,
         exec: &mut Exec,
-        proposed: Vec<Proposed>,
+        mut proposed: Vec<Proposed>,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), EngineError> {
-        let items: Vec<ProposedItem> = proposed.iter().map(|p| p.item.clone()).collect();
-        let count = items.len();
         // Uploads may have left chunks staged in packs not written yet; a
         // commit must never name a chunk that is not stored. A failure
         // stops the round before anything is sent (the next round uploads
-        // again), so no intent is recorded for it.
-        if items.iter().any(|i| !i.chunks.is_empty()) {
-            self.io
-                .content
-                .flush()
-                .await
-                .map_err(|source| EngineError::Remote {
-                    doing: format!("storing the content of {count} item(s)"),
-                    source,
-                })?;
+        // again), so no intent is recorded for it; except a final refusal
+        // (the server charges the quota when it stores the bytes, and a pack
+        // holds the chunks of several files): the largest file of the batch
+        // is refused like at commit time, the batch's other files wait for
+        // the next plan (which packs them without it, so each round refuses
+        // at least one file and the rest get through), and what carries no
+        // content goes on.
+        if proposed.iter().any(|p| !p.item.chunks.is_empty()) {
+            let count = proposed.len();
+            match self.io.content.flush().await {
+                Ok(()) => {}
+                Err(error) if final_refusal(error.kind) => {
+                    let largest = proposed
+                        .iter()
+                        .filter(|p| !p.item.chunks.is_empty())
+                        .max_by_key(|p| p.item.size)
+                        .map(|p| p.item.id);
+                    let (with_content, rest): (Vec<_>, Vec<_>) = proposed
+                        .into_iter()
+                        .partition(|p| !p.item.chunks.is_empty());
+                    for p in with_content {
+                        outcomes[p.op] = Some(if Some(p.item.id) == largest {
+                            let outcome = CommitOutcome::Refused {
+                                error: error.clone(),
+                            };
+                            self.commit_outcome(exec, &p, outcome, &BTreeSet::new())
+                        } else {
+                            Outcome::Replan(format!(
+                                "content of {} not stored beside a refused file; sent again",
+                                p.item.id
+                            ))
+                        });
+                    }
+                    proposed = rest;
+                    self.save().await?;
+                    if proposed.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(source) => {
+                    return Err(EngineError::Remote {
+                        doing: format!("storing the content of {count} item(s)"),
+                        source,
+                    });
+                }
+            }
         }
+        let items: Vec<ProposedItem> = proposed.iter().map(|p| p.item.clone()).collect();
+        let count = items.len();
         // The intent first: if the server accepts the batch and we die
         // before saving its outcomes, the next run finds out from the feed
         // which proposals landed (see `SyncState::resolve_pending`).
