@@ -21,6 +21,10 @@ use stacksync_proto::ItemName;
 
 use crate::transfer::watchdog::{Activity, Touching};
 
+mod durable;
+
+use durable::{DirtyFolders, SyncOnShutdown};
+
 /// The synced folder on the local disk.
 #[derive(Debug, Clone)]
 pub struct LocalFs {
@@ -28,6 +32,8 @@ pub struct LocalFs {
     /// Each finished call and each piece of a file read or written counts
     /// as progress for the stall watchdog.
     activity: Activity,
+    /// Folders with entries created and not yet synced (see `durable`).
+    dirty: Arc<DirtyFolders>,
 }
 
 /// Why a [`LocalFs`] could not be opened.
@@ -62,6 +68,7 @@ impl LocalFs {
         Ok(LocalFs {
             root: Arc::new(root),
             activity: Activity::default(),
+            dirty: Arc::default(),
         })
     }
 
@@ -177,13 +184,6 @@ fn open_for_write(path: &Path, create: bool) -> io::Result<File> {
         .truncate(create)
         .custom_flags(OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-}
-
-/// Makes a folder's entries durable: a rename or create is only safe from
-/// a power cut once its folder is synced, and the engine records it as done
-/// right after.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -313,13 +313,16 @@ impl Fs for LocalFs {
     async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError> {
         refuse_root(path, "create")?;
         let rel = path.clone();
-        let file = self
+        let (file, handle) = self
             .blocking(path, move |abs| {
-                open_for_write(&abs, true).map_err(|e| io_error(&rel, "create", &e))
+                let err = |e: io::Error| io_error(&rel, "create", &e);
+                let file = open_for_write(&abs, true).map_err(err)?;
+                let handle = file.try_clone().map_err(err)?;
+                Ok((file, handle))
             })
             .await?;
         Ok(Box::new(Touching::new(
-            tokio::fs::File::from_std(file),
+            SyncOnShutdown::new(file, handle),
             self.activity.clone(),
         )))
     }
@@ -327,7 +330,7 @@ impl Fs for LocalFs {
     async fn resume_temp(&self, path: &RelPath, keep: u64) -> Result<ByteWriter, FsError> {
         refuse_root(path, "resume")?;
         let rel = path.clone();
-        let file = self
+        let (file, handle) = self
             .blocking(path, move |abs| {
                 let err = |e: io::Error| io_error(&rel, "resume", &e);
                 let mut file = open_for_write(&abs, false).map_err(err)?;
@@ -336,11 +339,12 @@ impl Fs for LocalFs {
                 }
                 file.set_len(keep).map_err(err)?;
                 file.seek(SeekFrom::Start(keep)).map_err(err)?;
-                Ok(file)
+                let handle = file.try_clone().map_err(err)?;
+                Ok((file, handle))
             })
             .await?;
         Ok(Box::new(Touching::new(
-            tokio::fs::File::from_std(file),
+            SyncOnShutdown::new(file, handle),
             self.activity.clone(),
         )))
     }
@@ -349,6 +353,7 @@ impl Fs for LocalFs {
         refuse_root(dest, "persist")?;
         let dest_abs = self.blocking(dest, Ok).await?;
         let rel = temp.clone();
+        let dirty = Arc::clone(&self.dirty);
         self.blocking(temp, move |abs| {
             let err = |e: io::Error| io_error(&rel, "persist", &e);
             let file = OpenOptions::new()
@@ -356,12 +361,16 @@ impl Fs for LocalFs {
                 .custom_flags(OFlags::NOFOLLOW.bits() as i32)
                 .open(&abs)
                 .map_err(err)?;
+            // Nothing to write when the writer's shutdown synced it (the
+            // usual case): then this costs a system call, not a flush.
             file.sync_all().map_err(err)?;
             drop(file);
             fs::rename(&abs, &dest_abs).map_err(err)?;
-            sync_dir(parent_of(&dest_abs)).map_err(err)?;
+            // The new entry (and the temporary's removal) become durable
+            // with `sync_dirs`, before the engine records the download.
+            dirty.add(parent_of(&dest_abs));
             if parent_of(&abs) != parent_of(&dest_abs) {
-                sync_dir(parent_of(&abs)).map_err(err)?;
+                dirty.add(parent_of(&abs));
             }
             Ok(())
         })
@@ -371,10 +380,33 @@ impl Fs for LocalFs {
     async fn mkdir(&self, path: &RelPath) -> Result<(), FsError> {
         refuse_root(path, "mkdir")?;
         let rel = path.clone();
+        let dirty = Arc::clone(&self.dirty);
         self.blocking(path, move |abs| {
             let err = |e: io::Error| io_error(&rel, "mkdir", &e);
             fs::create_dir(&abs).map_err(err)?;
-            sync_dir(parent_of(&abs)).map_err(err)
+            dirty.add(parent_of(&abs));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sync_dirs(&self) -> Result<(), FsError> {
+        let folders = self.dirty.take();
+        if folders.is_empty() {
+            return Ok(());
+        }
+        let dirty = Arc::clone(&self.dirty);
+        // One folder listing per call is typical; the blocking pool runs
+        // the fsyncs off the runtime.
+        self.blocking(&RelPath::root(), move |_| {
+            durable::sync_folders(&folders).map_err(|(failed, e)| {
+                dirty.restore(failed);
+                FsError::new(
+                    FsErrorKind::Other,
+                    &RelPath::root(),
+                    format!("syncing folders: {e}"),
+                )
+            })
         })
         .await
     }
@@ -382,6 +414,7 @@ impl Fs for LocalFs {
     async fn remove_file(&self, path: &RelPath) -> Result<(), FsError> {
         refuse_root(path, "remove")?;
         let rel = path.clone();
+        let dirty = Arc::clone(&self.dirty);
         self.blocking(path, move |abs| {
             let err = |e: io::Error| io_error(&rel, "remove", &e);
             let meta = fs::symlink_metadata(&abs).map_err(err)?;
@@ -389,7 +422,8 @@ impl Fs for LocalFs {
                 return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a file"));
             }
             fs::remove_file(&abs).map_err(err)?;
-            sync_dir(parent_of(&abs)).map_err(err)
+            dirty.add(parent_of(&abs));
+            Ok(())
         })
         .await
     }
@@ -397,6 +431,7 @@ impl Fs for LocalFs {
     async fn remove_dir(&self, path: &RelPath) -> Result<(), FsError> {
         refuse_root(path, "rmdir")?;
         let rel = path.clone();
+        let dirty = Arc::clone(&self.dirty);
         self.blocking(path, move |abs| {
             let err = |e: io::Error| io_error(&rel, "rmdir", &e);
             let meta = fs::symlink_metadata(&abs).map_err(err)?;
@@ -404,7 +439,8 @@ impl Fs for LocalFs {
                 return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a folder"));
             }
             fs::remove_dir(&abs).map_err(err)?;
-            sync_dir(parent_of(&abs)).map_err(err)
+            dirty.add(parent_of(&abs));
+            Ok(())
         })
         .await
     }
@@ -414,6 +450,7 @@ impl Fs for LocalFs {
         refuse_root(to, "rename")?;
         let to_abs = self.blocking(to, Ok).await?;
         let (rel, to_rel) = (from.clone(), to.clone());
+        let dirty = Arc::clone(&self.dirty);
         self.blocking(from, move |abs| {
             rename_noreplace(&abs, &to_abs).map_err(|e| {
                 // The engine branches on AlreadyExists for the target.
@@ -424,10 +461,8 @@ impl Fs for LocalFs {
                 };
                 io_error(on, &format!("rename {rel} to {to_rel}"), &e)
             })?;
-            sync_dir(parent_of(&to_abs)).map_err(|e| io_error(&rel, "rename", &e))?;
-            if parent_of(&abs) != parent_of(&to_abs) {
-                sync_dir(parent_of(&abs)).map_err(|e| io_error(&rel, "rename", &e))?;
-            }
+            dirty.add(parent_of(&to_abs));
+            dirty.add(parent_of(&abs));
             Ok(())
         })
         .await
@@ -449,11 +484,13 @@ impl Fs for LocalFs {
         }
         let from = from.to_owned();
         let rel = target.clone();
+        let dirty = Arc::clone(&self.dirty);
         self.blocking(&target, move |to_abs| {
             let abs = parent_of(&to_abs).join(&from);
             rename_noreplace(&abs, &to_abs)
                 .map_err(|e| io_error(&rel, "rename to the composed (NFC) name", &e))?;
-            sync_dir(parent_of(&to_abs)).map_err(|e| io_error(&rel, "rename", &e))
+            dirty.add(parent_of(&to_abs));
+            Ok(())
         })
         .await
     }

@@ -74,11 +74,19 @@ pub trait Fs: Send + Sync {
     /// bytes (anything beyond is cut off): how an interrupted download
     /// resumes without fetching the chunks it already has.
     async fn resume_temp(&self, path: &RelPath, keep: u64) -> Result<ByteWriter, FsError>;
-    /// Makes a finished temporary file durable (fsync) and renames it over
-    /// `dest`, atomically replacing any file there.
+    /// Makes a finished temporary file's content durable (fsync) and
+    /// renames it over `dest`, atomically replacing any file there: `dest`
+    /// is then the old file or the new one, never a torn one.
     async fn persist_temp(&self, temp: &RelPath, dest: &RelPath) -> Result<(), FsError>;
     /// Creates a folder; its parent must exist.
     async fn mkdir(&self, path: &RelPath) -> Result<(), FsError>;
+    /// Makes durable every change of folder entries made through this
+    /// `Fs` since the last call (files put in place, folders made, entries
+    /// removed or renamed). Those changes may be durable only once this
+    /// returns, so that folders are synced once per batch instead of once
+    /// per file; the engine calls it before it saves the state that
+    /// records them.
+    async fn sync_dirs(&self) -> Result<(), FsError>;
     /// Removes a regular file.
     async fn remove_file(&self, path: &RelPath) -> Result<(), FsError>;
     /// Removes an empty folder.

@@ -27,7 +27,7 @@ pub mod sim;
 pub mod tree;
 
 pub use error::{EngineError, FsError, FsErrorKind};
-pub use executor::{Engine, EngineConfig, EngineIo, SyncReport};
+pub use executor::{Changed, Engine, EngineConfig, EngineIo, SyncReport};
 pub use ignore::IgnoreRules;
 pub use io::{
     ByteReader, ByteWriter, Clock, ContentStore, Fs, IdSource, MemStateStore, Remote, StateStore,

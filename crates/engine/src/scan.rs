@@ -8,10 +8,14 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{FsError, FsErrorKind};
 use crate::ignore::{BadPattern, DOWNLOAD_TEMP_PREFIX, IGNORE_FILE, IgnoreRules};
-use crate::io::{EntryKind, Fs};
+use crate::io::{DirEntry, EntryKind, Fs};
 use crate::local_name::{self, Taken};
 use crate::path::RelPath;
 use crate::tree::{LocalEntry, LocalTree, Stamp};
+
+mod partial;
+
+pub use partial::rescan;
 
 /// Largest ignore file read; the rest is not looked at.
 const MAX_IGNORE_FILE: u64 = 1 << 20;
@@ -70,6 +74,8 @@ pub struct Scan {
     pub bad_patterns: Vec<BadPattern>,
     /// Leftover download temporaries (from an interrupted download).
     pub stale_temps: Vec<RelPath>,
+    /// Files read and hashed by this scan (not found in the cache).
+    pub hashed: Vec<RelPath>,
 }
 
 /// Walks the whole folder. Files whose stamp is in `cache` keep the cached
@@ -84,89 +90,136 @@ pub async fn scan(fs: &dyn Fs, cache: &HashCache) -> Result<Scan, FsError> {
         composed: Vec::new(),
         bad_patterns,
         stale_temps: Vec::new(),
+        hashed: Vec::new(),
     };
-    let mut pending = vec![RelPath::root()];
+    walk(fs, cache, RelPath::root(), &mut out).await?;
+    Ok(out)
+}
+
+/// Adds `top` (a folder, or the root) and everything under it to `out`,
+/// which holds nothing under `top` yet.
+async fn walk(fs: &dyn Fs, cache: &HashCache, top: RelPath, out: &mut Scan) -> Result<(), FsError> {
+    let mut pending = vec![top];
     while let Some(dir) = pending.pop() {
-        let entries = match fs.list_dir(&dir).await {
-            Ok(e) => e,
-            // Removed while we walked: the next scan sees the new state.
-            Err(e) if e.kind == FsErrorKind::NotFound && !dir.is_root() => continue,
-            Err(e) => return Err(e),
+        let Some(entries) = list(fs, &dir).await? else {
+            continue;
         };
-        for e in entries.clone() {
-            let name = match local_name::take(fs, &dir, &e.name, &entries).await {
-                Taken::Valid(n) => n,
-                Taken::Composed(n) => {
-                    out.composed.push((dir.join(&n), e.name.clone()));
-                    n
-                }
-                Taken::Refused(why) => {
-                    out.skipped
-                        .push((dir.clone(), e.name, Skipped::InvalidName(why)));
-                    continue;
-                }
-            };
-            let path = dir.join(&name);
-            let is_folder = match e.kind {
-                EntryKind::Folder => true,
-                EntryKind::File => false,
-                EntryKind::Symlink => {
-                    out.skipped.push((dir.clone(), e.name, Skipped::Symlink));
-                    continue;
-                }
-                EntryKind::Special => {
-                    out.skipped.push((dir.clone(), e.name, Skipped::Special));
-                    continue;
-                }
-            };
-            if out.ignore.is_ignored(&path, is_folder) {
-                if !is_folder && name.as_str().starts_with(DOWNLOAD_TEMP_PREFIX) {
-                    out.stale_temps.push(path);
-                } else {
-                    out.skipped.push((dir.clone(), e.name, Skipped::Ignored));
-                }
-                continue;
-            }
-            if is_folder {
-                pending.push(path.clone());
-                out.tree.insert(
-                    path,
-                    LocalEntry {
-                        is_folder,
-                        stamp: e.stamp,
-                        hash: None,
-                    },
-                );
-                continue;
-            }
-            let hash = match cache.get(&path, &e.stamp) {
-                Some(h) => Some((h, e.stamp)),
-                None => hash_file(fs, &path).await?,
-            };
-            if let Some((h, stamp)) = hash {
-                out.tree.insert(
-                    path,
-                    LocalEntry {
-                        is_folder,
-                        stamp,
-                        hash: Some(h),
-                    },
-                );
-            } else if let Ok(Some(m)) = fs.stat(&path).await {
-                // Unstable or vanished: keep the entry without a hash so the
-                // planner leaves it alone instead of thinking it deleted.
-                out.tree.insert(
-                    path,
-                    LocalEntry {
-                        is_folder,
-                        stamp: m.stamp,
-                        hash: None,
-                    },
-                );
+        for e in &entries {
+            if let Some(Found::Folder(path)) = take_entry(fs, cache, &dir, e, &entries, out).await?
+            {
+                pending.push(path);
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The entries of `dir`; `None` if it was removed (the root never is: a
+/// missing root is an error, never "everything deleted").
+async fn list(fs: &dyn Fs, dir: &RelPath) -> Result<Option<Vec<DirEntry>>, FsError> {
+    match fs.list_dir(dir).await {
+        Ok(e) => Ok(Some(e)),
+        // Removed while we walked: the next scan sees the new state.
+        Err(e) if e.kind == FsErrorKind::NotFound && !dir.is_root() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What one listed entry became.
+enum Found {
+    /// A folder, now in the tree (its content is not).
+    Folder(RelPath),
+    /// A file (in the tree unless it vanished while being read).
+    File,
+}
+
+/// Takes one entry `e` of folder `dir` (listed with its siblings
+/// `entries`) into `out`: into the tree (a folder without its content, or
+/// a file with its hash), or into the lists of what is left out.
+async fn take_entry(
+    fs: &dyn Fs,
+    cache: &HashCache,
+    dir: &RelPath,
+    e: &DirEntry,
+    entries: &[DirEntry],
+    out: &mut Scan,
+) -> Result<Option<Found>, FsError> {
+    let name = match local_name::take(fs, dir, &e.name, entries).await {
+        Taken::Valid(n) => n,
+        Taken::Composed(n) => {
+            out.composed.push((dir.join(&n), e.name.clone()));
+            n
+        }
+        Taken::Refused(why) => {
+            out.skipped
+                .push((dir.clone(), e.name.clone(), Skipped::InvalidName(why)));
+            return Ok(None);
+        }
+    };
+    let path = dir.join(&name);
+    let is_folder = match e.kind {
+        EntryKind::Folder => true,
+        EntryKind::File => false,
+        EntryKind::Symlink => {
+            out.skipped
+                .push((dir.clone(), e.name.clone(), Skipped::Symlink));
+            return Ok(None);
+        }
+        EntryKind::Special => {
+            out.skipped
+                .push((dir.clone(), e.name.clone(), Skipped::Special));
+            return Ok(None);
+        }
+    };
+    if out.ignore.is_ignored(&path, is_folder) {
+        if !is_folder && name.as_str().starts_with(DOWNLOAD_TEMP_PREFIX) {
+            out.stale_temps.push(path);
+        } else {
+            out.skipped
+                .push((dir.clone(), e.name.clone(), Skipped::Ignored));
+        }
+        return Ok(None);
+    }
+    if is_folder {
+        out.tree.insert(
+            path.clone(),
+            LocalEntry {
+                is_folder,
+                stamp: e.stamp,
+                hash: None,
+            },
+        );
+        return Ok(Some(Found::Folder(path)));
+    }
+    let hash = match cache.get(&path, &e.stamp) {
+        Some(h) => Some((h, e.stamp)),
+        None => {
+            out.hashed.push(path.clone());
+            hash_file(fs, &path).await?
+        }
+    };
+    if let Some((h, stamp)) = hash {
+        out.tree.insert(
+            path,
+            LocalEntry {
+                is_folder,
+                stamp,
+                hash: Some(h),
+            },
+        );
+    } else if let Ok(Some(m)) = fs.stat(&path).await {
+        // Unstable or vanished: keep the entry without a hash so the
+        // planner leaves it alone instead of thinking it deleted.
+        out.tree.insert(
+            path,
+            LocalEntry {
+                is_folder,
+                stamp: m.stamp,
+                hash: None,
+            },
+        );
+    }
+    Ok(Some(Found::File))
 }
 
 /// Hashes a file with BLAKE3, streaming. `None` if the file changed while
@@ -203,6 +256,11 @@ pub async fn hash_file(
         ContentHash(*hasher.finalize().as_bytes()),
         before.stamp,
     )))
+}
+
+/// The path of the ignore file (a change to it calls for a full scan).
+pub fn ignore_file() -> RelPath {
+    RelPath::root().join(&ItemName::new(IGNORE_FILE).expect("the ignore file name is a valid name"))
 }
 
 async fn load_ignore(fs: &dyn Fs) -> Result<(IgnoreRules, Vec<BadPattern>), FsError> {

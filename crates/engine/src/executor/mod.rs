@@ -30,7 +30,7 @@ mod commit;
 mod prefetch;
 mod temps;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use stacksync_proto::ItemId;
@@ -41,6 +41,19 @@ use crate::path::RelPath;
 use crate::planner::{self, Key, LocalItem, PlanInput};
 use crate::scan::{self, HashCache, Skipped};
 use crate::tree::{Refusal, SyncState};
+
+/// Where the synced folder may have changed since the engine last looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Anywhere: the whole folder is walked (start-up, the periodic
+    /// rescan, a watcher that may have lost events).
+    Anywhere,
+    /// Only at these paths (and under them, for folders), as a watcher
+    /// reported them: the previous scan is brought up to date for them
+    /// alone (see [`scan::rescan`]), so the cost follows the change, not
+    /// the tree.
+    Paths(BTreeSet<RelPath>),
+}
 
 /// Settings of one engine.
 #[derive(Debug, Clone)]
@@ -125,7 +138,17 @@ pub struct Engine {
     /// Operations applied since the state was last saved (see
     /// [`Engine::save_soon`]).
     unsaved: usize,
+    /// The last scan, kept up to date by partial rescans; `None` until
+    /// the first full one.
+    scan: Option<scan::Scan>,
+    /// Paths the engine itself changed, or found unstable, since `scan`
+    /// was taken: every partial rescan looks at them too.
+    touched: BTreeSet<RelPath>,
 }
+
+/// Most paths a partial rescan takes; beyond, walking the whole folder
+/// costs about the same.
+const MAX_PARTIAL: usize = 4096;
 
 /// Working state while a plan is applied.
 struct Exec {
@@ -169,6 +192,8 @@ impl Engine {
             state,
             cache,
             unsaved: 0,
+            scan: None,
+            touched: BTreeSet::new(),
         })
     }
 
@@ -181,18 +206,35 @@ impl Engine {
     /// `max_rounds`). Start-up reconciliation of offline edits is simply
     /// the first round: the scan is compared with the saved synced tree.
     pub async fn sync(&mut self) -> Result<SyncReport, EngineError> {
+        self.sync_changed(Changed::Anywhere).await
+    }
+
+    /// [`Engine::sync`] after changes at known places only: the first
+    /// round rescans `changed` (and what the engine itself changed since
+    /// its last scan) instead of the whole folder. With
+    /// [`Changed::Paths`], a round that applied its whole plan without a
+    /// conflict or a skip ends the sync: the changes it made on disk are
+    /// the next watcher event's, and the periodic full rescan stays the
+    /// safety net.
+    pub async fn sync_changed(&mut self, changed: Changed) -> Result<SyncReport, EngineError> {
+        let partial = matches!(changed, Changed::Paths(_));
+        let mut changed = changed;
         let mut report = SyncReport::default();
         while report.rounds < self.config.max_rounds {
             report.rounds += 1;
-            let worked = self.round(&mut report).await?;
+            let (skipped, conflicts) = (report.skipped.len(), report.conflicts);
+            let worked = self.round(&mut report, &changed).await?;
             // What the round applied is saved before it reports success;
             // after a failure it is not (a crash could not have saved it
             // either), and the next plan recognises it on disk.
             self.save_pending().await?;
-            if !worked {
+            let clean = report.skipped.len() == skipped && report.conflicts == conflicts;
+            if !worked || (partial && clean) {
                 report.converged = true;
                 break;
             }
+            // Later rounds look where the earlier ones acted.
+            changed = Changed::Paths(BTreeSet::new());
         }
         Ok(report)
     }
@@ -255,9 +297,13 @@ impl Engine {
     }
 
     /// One round; returns whether the plan had operations.
-    async fn round(&mut self, report: &mut SyncReport) -> Result<bool, EngineError> {
+    async fn round(
+        &mut self,
+        report: &mut SyncReport,
+        changed: &Changed,
+    ) -> Result<bool, EngineError> {
         self.pull().await?;
-        let scan = scan::scan(self.io.fs.as_ref(), &self.cache).await?;
+        let scan = self.look(changed).await?;
         report.not_synced = scan
             .skipped
             .iter()
@@ -268,8 +314,10 @@ impl Engine {
             tracing::info!(%path, "renamed to the composed (NFC) form of its name");
             report.composed.push((path.clone(), raw.clone()));
         }
-        for (path, e) in &scan.tree {
-            if let Some(h) = e.hash {
+        for path in &scan.hashed {
+            if let Some(e) = scan.tree.get(path)
+                && let Some(h) = e.hash
+            {
                 self.cache.insert(path.clone(), e.stamp, h);
             }
         }
@@ -324,12 +372,17 @@ impl Engine {
         // Files that changed while being hashed are not done: another
         // round rescans them (a file written without pause keeps the sync
         // from converging until it settles, which the report shows).
-        let unstable: Vec<&RelPath> = scan
+        let unstable: Vec<RelPath> = scan
             .tree
             .iter()
             .filter(|(_, e)| !e.is_folder && e.hash.is_none())
-            .map(|(p, _)| p)
+            .map(|(p, _)| p.clone())
             .collect();
+        // The temporaries tidied, and what was unstable, are looked at
+        // again by the next partial rescan.
+        self.touched.extend(scan.stale_temps.iter().cloned());
+        self.touched.extend(unstable.iter().cloned());
+        self.scan = Some(scan);
         if plan.ops.is_empty() {
             report.refused = self
                 .state
@@ -346,6 +399,12 @@ impl Engine {
                     .map(|p| format!("{p}: changed while being read; rescanning")),
             );
             return Ok(true);
+        }
+        if !unstable.is_empty() {
+            report.skipped.push(format!(
+                "{} file(s) changed while being read; rescanning",
+                unstable.len()
+            ));
         }
         tracing::debug!(ops = plan.ops.len(), "applying plan");
         let (fs, content) = (self.io.fs.clone(), self.io.content.clone());
@@ -380,6 +439,9 @@ impl Engine {
             );
             exec.prefetched = prefetch::Prefetched { uploads, downloads };
             while next < end {
+                // Where the operations act, before and after: what the
+                // next partial rescan must look at again.
+                self.touch(&exec, &plan.ops[next..end]);
                 let taken = match &plan.ops[next] {
                     planner::Op::Commit { .. } => {
                         self.commit_batch(&mut exec, &plan.ops[next..end]).await?
@@ -387,6 +449,7 @@ impl Engine {
                     op => vec![self.apply(&mut exec, op).await?],
                 };
                 let ops = &plan.ops[next..next + taken.len()];
+                self.touch(&exec, ops);
                 next += taken.len();
                 for (op, outcome) in ops.iter().zip(taken) {
                     match outcome {
@@ -423,7 +486,52 @@ impl Engine {
         Ok(true)
     }
 
+    /// The scan a round plans with: the previous one brought up to date
+    /// for `changed` and for what the engine touched since, or a walk of
+    /// the whole folder when that is needed or cheaper.
+    async fn look(&mut self, changed: &Changed) -> Result<scan::Scan, EngineError> {
+        let fs = self.io.fs.clone();
+        let previous = self.scan.take();
+        let paths = match changed {
+            Changed::Paths(paths) => Some(paths),
+            Changed::Anywhere => None,
+        };
+        let mut all = std::mem::take(&mut self.touched);
+        if let Some(paths) = paths {
+            all.extend(paths.iter().cloned());
+        }
+        // The ignore rules apply everywhere: a change to them is a full
+        // scan.
+        let partial =
+            paths.is_some() && all.len() <= MAX_PARTIAL && !all.contains(&scan::ignore_file());
+        let scan = match previous {
+            Some(mut previous) if partial => {
+                scan::rescan(fs.as_ref(), &self.cache, &mut previous, &all).await?;
+                previous
+            }
+            _ => scan::scan(fs.as_ref(), &self.cache).await?,
+        };
+        Ok(scan)
+    }
+
+    /// Records the paths `ops` act on (as `exec` places their items now).
+    fn touch(&mut self, exec: &Exec, ops: &[planner::Op]) {
+        for op in ops {
+            let copy = match op {
+                planner::Op::ConflictCopy { copy, .. } => Some(*copy),
+                _ => None,
+            };
+            for key in std::iter::once(op.key()).chain(copy) {
+                if let Some(path) = planner::path_in(&exec.local, key) {
+                    self.touched.insert(path);
+                }
+            }
+        }
+    }
+
     async fn save(&mut self) -> Result<(), EngineError> {
+        // What the state records as done on disk must be durable first.
+        self.io.fs.sync_dirs().await?;
         self.io
             .store
             .save(&self.state)

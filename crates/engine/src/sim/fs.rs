@@ -72,6 +72,9 @@ struct State {
     /// without stable ids).
     no_file_ids: bool,
     mutations: u64,
+    /// Changes of folder entries made by the engine since its last
+    /// `sync_dirs` (which a real disk may lose in a power cut).
+    unsynced: u64,
     /// Files whose names are not valid item names (a decomposed name, a
     /// control character), by folder and raw name: a path cannot name
     /// them, so only `list_dir` and `rename_entry` reach them.
@@ -154,6 +157,12 @@ impl MemFs {
         s.crashed = false;
         s.crash_budget = None;
         s.write_budget = None;
+    }
+
+    /// Changes of folder entries the engine made since it last called
+    /// `sync_dirs` (a real disk may lose them in a power cut).
+    pub fn unsynced_entries(&self) -> u64 {
+        self.lock().unsynced
     }
 
     /// Mutating calls the engine made so far.
@@ -503,6 +512,7 @@ impl Fs for MemFs {
 
     async fn persist_temp(&self, temp: &RelPath, dest: &RelPath) -> Result<(), FsError> {
         let mut s = self.check(dest, true)?;
+        s.unsynced += 1;
         if matches!(s.nodes.get(dest), Some(Node::Dir { .. })) {
             return Err(err(FsErrorKind::WrongKind, dest, "a folder is in the way"));
         }
@@ -516,6 +526,7 @@ impl Fs for MemFs {
 
     async fn mkdir(&self, path: &RelPath) -> Result<(), FsError> {
         let mut s = self.check(path, true)?;
+        s.unsynced += 1;
         if s.nodes.contains_key(path) {
             return Err(err(FsErrorKind::AlreadyExists, path, "exists"));
         }
@@ -527,8 +538,15 @@ impl Fs for MemFs {
         Ok(())
     }
 
+    async fn sync_dirs(&self) -> Result<(), FsError> {
+        let mut s = self.check(&RelPath::root(), false)?;
+        s.unsynced = 0;
+        Ok(())
+    }
+
     async fn remove_file(&self, path: &RelPath) -> Result<(), FsError> {
         let mut s = self.check(path, true)?;
+        s.unsynced += 1;
         match s.nodes.get(path) {
             Some(Node::Dir { .. }) => Err(err(FsErrorKind::WrongKind, path, "is a folder")),
             Some(_) => {
@@ -541,6 +559,7 @@ impl Fs for MemFs {
 
     async fn remove_dir(&self, path: &RelPath) -> Result<(), FsError> {
         let mut s = self.check(path, true)?;
+        s.unsynced += 1;
         match s.nodes.get(path) {
             Some(Node::Dir { .. }) => {}
             Some(_) => return Err(err(FsErrorKind::WrongKind, path, "not a folder")),
@@ -555,6 +574,7 @@ impl Fs for MemFs {
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), FsError> {
         let mut s = self.check(from, true)?;
+        s.unsynced += 1;
         rename_tree(&mut s, from, to)
     }
 
@@ -562,6 +582,7 @@ impl Fs for MemFs {
         let target = dir.join(to);
         let mut s = self.check(&target, true)?;
         let raw = (dir.clone(), from.to_owned());
+        s.unsynced += 1;
         if !s.raw.contains_key(&raw) {
             let from = ItemName::new(from)
                 .map_err(|_| err(FsErrorKind::NotFound, dir, "no such entry"))?;

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
-use stacksync_engine::io::{ContentStore, MemStateStore};
+use stacksync_engine::io::{ContentStore, MemStateStore, StateStore};
 use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer, MemFs, SeqIds};
-use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, Remote, SyncReport};
+use stacksync_engine::{
+    Engine, EngineConfig, EngineError, EngineIo, Remote, SyncReport, SyncState,
+};
 use stacksync_proto::{ContentHash, DeviceId};
 
 pub struct Device {
@@ -42,7 +44,10 @@ impl Device {
                 .unwrap_or_else(|| Arc::new(self.link.clone())),
             clock: self.clock.clone(),
             ids: self.ids.clone(),
-            store: self.store.clone(),
+            store: Arc::new(DurableFirst {
+                fs: self.fs.clone(),
+                inner: self.store.clone(),
+            }),
         }
     }
 
@@ -111,6 +116,29 @@ impl Device {
                 )
             })
             .collect()
+    }
+}
+
+/// The device's state store, refusing any save while folder entries the
+/// engine changed are not durable yet (`Fs::sync_dirs`): the state must
+/// never record as done what a power cut could undo.
+struct DurableFirst {
+    fs: MemFs,
+    inner: Arc<MemStateStore>,
+}
+
+#[async_trait::async_trait]
+impl StateStore for DurableFirst {
+    async fn load(&self) -> Result<Option<SyncState>, String> {
+        self.inner.load().await
+    }
+    async fn save(&self, state: &SyncState) -> Result<(), String> {
+        let unsynced = self.fs.unsynced_entries();
+        assert_eq!(
+            unsynced, 0,
+            "the state was saved with {unsynced} folder change(s) not yet durable"
+        );
+        self.inner.save(state).await
     }
 }
 
