@@ -5,6 +5,7 @@
 //! notifications and a periodic rescan each start a sync round; failures
 //! back off and retry; the status socket answers per-file questions.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use stacksync_content::ChunkCodec;
 use stacksync_engine::io::{Clock, RandomIds, SystemClock};
-use stacksync_engine::{Engine, EngineConfig, EngineError, EngineIo, RelPath, SyncReport};
+use stacksync_engine::{Changed, Engine, EngineConfig, EngineError, EngineIo, RelPath, SyncReport};
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
     DeviceId, EncryptionMode, Error, ErrorKind, ItemMeta, Notification, Workspace,
@@ -31,7 +32,7 @@ use crate::transfer::{
     Activity, ChunkedContentStore, Deadlines, JournalError, TransferConfig, TransferError,
     TransferStats, UploadJournal, WatchedConnection, woken_is_progress,
 };
-use crate::watcher::{WatchConfig, WatchError, Watcher};
+use crate::watcher::{WatchConfig, WatchError, WatchEvent, Watcher};
 
 /// Name of the status socket in the client's home.
 pub const STATUS_SOCKET: &str = "status.sock";
@@ -316,9 +317,18 @@ impl SyncClient {
     /// One engine sync (rounds until its plan is empty), with the status
     /// board and desktop notifications kept up to date.
     pub async fn sync_round(&mut self) -> Result<SyncReport, EngineError> {
+        self.sync_round_changed(Changed::Anywhere).await
+    }
+
+    /// [`SyncClient::sync_round`] after changes at known places (see
+    /// [`Changed`]).
+    pub async fn sync_round_changed(
+        &mut self,
+        changed: Changed,
+    ) -> Result<SyncReport, EngineError> {
         let refused_before = self.engine.state().refused.len();
         self.publish(true, None);
-        let result = self.watched_sync().await;
+        let result = self.watched_sync(changed).await;
         self.publish(false, Some(&result));
         if let Ok(report) = &result {
             if report.conflicts > 0 {
@@ -350,7 +360,7 @@ impl SyncClient {
     /// what it waits on, and the status's error) and abandoned with a
     /// transient error, so the caller's retry starts afresh. Dropping the
     /// engine's future mid-round is safe: it is crash-safe at every step.
-    async fn watched_sync(&mut self) -> Result<SyncReport, EngineError> {
+    async fn watched_sync(&mut self, changed: Changed) -> Result<SyncReport, EngineError> {
         let stall = self.options.deadlines.stall;
         let activity = self.activity.clone();
         activity.touch();
@@ -369,7 +379,7 @@ impl SyncClient {
         // A round that nothing wakes is waiting on something that will never
         // come: its wake-ups (and long polls, pure computation such as
         // planning) count as progress.
-        let sync = woken_is_progress(&activity, self.engine.sync());
+        let sync = woken_is_progress(&activity, self.engine.sync_changed(changed));
         tokio::select! {
             biased;
             result = sync => result,
@@ -432,7 +442,9 @@ impl SyncClient {
         let mut watcher = Watcher::start(&self.profile.config.folder, self.options.watch)?;
         let mut notes: Option<NotificationStream> = None;
         let mut reopen_notes = Some(Instant::now());
-        let mut dirty = true;
+        // What the next round looks at: everything at start (offline
+        // edits), then what the watcher names; `None` when nothing is due.
+        let mut pending: Option<Changed> = Some(Changed::Anywhere);
         let mut retry_at: Option<Instant> = None;
         let mut delay = self.options.backoff;
         tokio::pin!(shutdown);
@@ -444,8 +456,9 @@ impl SyncClient {
                 match self.conn.notifications().await {
                     Ok(stream) => {
                         notes = Some(stream);
-                        // Whatever happened while no stream was open.
-                        dirty = true;
+                        // Whatever happened on the server while no stream
+                        // was open.
+                        merge(&mut pending, Changed::Paths(BTreeSet::new()));
                     }
                     Err(e) if e.kind == ErrorKind::Unauthenticated => {
                         return Err(AppError::Service {
@@ -459,8 +472,8 @@ impl SyncClient {
                     }
                 }
             }
-            if dirty && retry_at.is_none_or(|at| at <= Instant::now()) {
-                dirty = false;
+            if pending.is_some() && retry_at.is_none_or(|at| at <= Instant::now()) {
+                let changed = pending.take().expect("checked just above");
                 retry_at = None;
                 if !self.profile.config.folder.is_dir() {
                     return Err(AppError::Path(format!(
@@ -471,20 +484,22 @@ impl SyncClient {
                 // Stopping mid-round is safe: the engine is crash-safe at
                 // every step, and dropping its future is a gentler crash.
                 let result = tokio::select! {
-                    r = self.sync_round() => r,
+                    r = self.sync_round_changed(changed.clone()) => r,
                     () = &mut shutdown => return Ok(()),
                 };
+                if !matches!(&result, Ok(r) if r.converged) {
+                    // What the round was to look at is still to be looked at.
+                    merge(&mut pending, changed);
+                }
                 match result {
                     Ok(report) if report.converged => delay = self.options.backoff,
                     Ok(report) => {
                         tracing::info!(left = %report.skipped.join("; "), "sync round left work; retrying");
-                        dirty = true;
                         retry_at = Some(Instant::now() + delay);
                         delay = (delay * 2).min(self.options.max_backoff);
                     }
                     Err(e) if e.is_transient() => {
                         tracing::warn!(%e, "sync failed; retrying");
-                        dirty = true;
                         retry_at = Some(Instant::now() + delay);
                         delay = (delay * 2).min(self.options.max_backoff);
                     }
@@ -506,7 +521,6 @@ impl SyncClient {
                             "StackSync: sync failed",
                             &e.to_string(),
                         );
-                        dirty = true;
                         retry_at = Some(Instant::now() + self.options.max_backoff);
                     }
                 }
@@ -528,11 +542,19 @@ impl SyncClient {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 event = watcher.next() => match event {
-                    Some(_) => dirty = true,
+                    Some(WatchEvent::Changed { paths: Some(paths), .. }) => {
+                        let changed = changed_at(&self.profile.config.folder, &paths);
+                        merge(&mut pending, changed);
+                    }
+                    Some(_) => merge(&mut pending, Changed::Anywhere),
                     None => return Err(AppError::Path("the folder watcher stopped".into())),
                 },
                 note = next_note => match note {
-                    Some(Ok(n)) => dirty |= self.on_notification(n),
+                    Some(Ok(n)) => {
+                        if self.on_notification(n) {
+                            merge(&mut pending, Changed::Paths(BTreeSet::new()));
+                        }
+                    }
                     Some(Err(e)) => {
                         if e.kind == ErrorKind::Unauthenticated {
                             return Err(AppError::Service { doing: "receiving push notifications".into(), source: e });
@@ -706,6 +728,38 @@ pub async fn offline_status(
     status::compute(&fs, &snapshot, &rel, false)
         .await
         .map_err(|e| AppError::Path(e.to_string()))
+}
+
+/// Adds `more` to what the next round looks at.
+fn merge(pending: &mut Option<Changed>, more: Changed) {
+    *pending = Some(match (pending.take(), more) {
+        (None, more) => more,
+        (Some(Changed::Paths(mut a)), Changed::Paths(b)) => {
+            a.extend(b);
+            Changed::Paths(a)
+        }
+        _ => Changed::Anywhere,
+    });
+}
+
+/// The folder-relative form of the absolute `paths` the watcher named; a
+/// path that cannot be one (outside the folder, or a name StackSync does
+/// not take) is looked at through its folder.
+fn changed_at(folder: &Path, paths: &BTreeSet<PathBuf>) -> Changed {
+    let mut out = BTreeSet::new();
+    for path in paths {
+        let rel = status::relative_to_folder(folder, path).or_else(|_| {
+            let parent = path.parent().ok_or(())?;
+            status::relative_to_folder(folder, parent).map_err(|_| ())
+        });
+        match rel {
+            Ok(rel) => {
+                out.insert(rel);
+            }
+            Err(_) => return Changed::Anywhere,
+        }
+    }
+    Changed::Paths(out)
 }
 
 /// Removes the socket file and stops its server when the daemon ends.

@@ -3,9 +3,10 @@
 //! platform drops (inotify queue overflow, network file systems, changes
 //! made while a folder was not yet watched).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -38,15 +39,55 @@ impl Default for WatchConfig {
 }
 
 /// What the watcher reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// Something in the folder changed; `events` raw events were coalesced.
     Changed {
         /// How many platform events this stands for.
         events: usize,
+        /// The absolute paths the events named (each changed entry; a
+        /// rename names both ends), or `None` when the platform may have
+        /// lost events (a queue overflow) or they were too many to list:
+        /// then anything may have changed.
+        paths: Option<BTreeSet<PathBuf>>,
     },
     /// The periodic rescan is due.
     Rescan,
+}
+
+/// Most paths one change reports; beyond, it reports "anywhere" (a rescan
+/// of the whole folder costs about as much as that many folder listings).
+const MAX_PATHS: usize = 4096;
+
+/// The paths named by the events since the last report.
+#[derive(Debug, Default)]
+struct Named {
+    paths: BTreeSet<PathBuf>,
+    /// An event may have been lost, or there were too many paths.
+    anywhere: bool,
+}
+
+impl Named {
+    fn record(&mut self, event: Option<&notify::Event>) {
+        let Some(event) = event.filter(|e| !e.need_rescan() && !e.paths.is_empty()) else {
+            self.anywhere = true;
+            return;
+        };
+        if self.anywhere {
+            return;
+        }
+        self.paths
+            .extend(event.paths.iter().filter(|p| !is_download_temp(p)).cloned());
+        if self.paths.len() > MAX_PATHS {
+            self.anywhere = true;
+            self.paths.clear();
+        }
+    }
+
+    fn take(&mut self) -> Option<BTreeSet<PathBuf>> {
+        let named = std::mem::take(self);
+        (!named.anywhere).then_some(named.paths)
+    }
 }
 
 /// Why a watch could not start.
@@ -78,13 +119,19 @@ impl Watcher {
         let (raw_tx, raw_rx) = mpsc::channel::<()>(1);
         let count = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&count);
+        let named = Arc::new(Mutex::new(Named::default()));
+        let naming = Arc::clone(&named);
         let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let relevant = match res {
-                Ok(event) => is_relevant(&event),
+            let relevant = match &res {
+                Ok(event) => is_relevant(event),
                 // An error (such as a queue overflow) may hide changes.
                 Err(_) => true,
             };
             if relevant {
+                naming
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(res.as_ref().ok());
                 counter.fetch_add(1, Ordering::Relaxed);
                 let _ = raw_tx.try_send(());
             }
@@ -100,7 +147,7 @@ impl Watcher {
                 source,
             })?;
         let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(debounce(raw_rx, count, tx, config));
+        let task = tokio::spawn(debounce(raw_rx, count, named, tx, config));
         Ok(Watcher {
             rx,
             task,
@@ -129,16 +176,20 @@ fn is_relevant(event: &notify::Event) -> bool {
     if event.need_rescan() || event.paths.is_empty() {
         return true;
     }
-    event.paths.iter().any(|p| {
-        !p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(DOWNLOAD_TEMP_PREFIX))
-    })
+    event.paths.iter().any(|p| !is_download_temp(p))
+}
+
+/// Whether `path` names one of the engine's download temporaries.
+fn is_download_temp(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(DOWNLOAD_TEMP_PREFIX))
 }
 
 async fn debounce(
     mut raw: mpsc::Receiver<()>,
     count: Arc<AtomicUsize>,
+    named: Arc<Mutex<Named>>,
     tx: mpsc::Sender<WatchEvent>,
     config: WatchConfig,
 ) {
@@ -163,7 +214,10 @@ async fn debounce(
                         _ => break,
                     }
                 }
-                WatchEvent::Changed { events: count.swap(0, Ordering::Relaxed) }
+                WatchEvent::Changed {
+                    events: count.swap(0, Ordering::Relaxed),
+                    paths: named.lock().unwrap_or_else(|p| p.into_inner()).take(),
+                }
             }
             _ = rescan.tick() => WatchEvent::Rescan,
         };
@@ -200,5 +254,28 @@ mod tests {
             .add_path("/f/.stacksync-dl-abc".into())
             .add_path("/f/a.txt".into());
         assert!(is_relevant(&rename));
+    }
+
+    #[test]
+    fn named_paths_fall_back_to_anywhere_on_overflow_or_too_many() {
+        let mut named = Named::default();
+        named.record(Some(&event(EventKind::Create(CreateKind::File), "/f/a")));
+        named.record(Some(&event(
+            EventKind::Create(CreateKind::File),
+            "/f/.stacksync-dl-x",
+        )));
+        assert_eq!(named.take(), Some(BTreeSet::from([PathBuf::from("/f/a")])));
+        // Taken: the next report starts empty.
+        assert_eq!(named.take(), Some(BTreeSet::new()));
+        named.record(None);
+        named.record(Some(&event(EventKind::Create(CreateKind::File), "/f/b")));
+        assert_eq!(named.take(), None);
+        for i in 0..=MAX_PATHS {
+            named.record(Some(&event(
+                EventKind::Create(CreateKind::File),
+                &format!("/f/{i}"),
+            )));
+        }
+        assert_eq!(named.take(), None);
     }
 }

@@ -19,7 +19,11 @@ fn config() -> WatchConfig {
 
 async fn expect_change(w: &mut Watcher, what: &str) {
     match tokio::time::timeout(DEADLINE, w.next()).await {
-        Ok(Some(WatchEvent::Changed { events })) => assert!(events >= 1, "{what}"),
+        Ok(Some(WatchEvent::Changed { events, paths })) => {
+            assert!(events >= 1, "{what}");
+            // The platform names what changed.
+            assert!(paths.is_some_and(|p| !p.is_empty()), "{what}");
+        }
         other => panic!("{what}: expected a change, got {other:?}"),
     }
 }
