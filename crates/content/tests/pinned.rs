@@ -148,8 +148,8 @@ fn small_chunks_of_random_and_text() {
 
 #[test]
 fn default_chunks_of_a_multi_mib_file() {
-    // Over one maximum chunk: the threaded pipeline, with a 16 MiB window
-    // boundary crossed by the last size.
+    // Over one maximum chunk: the threaded pipeline; the larger file
+    // takes the reader through several read windows.
     let data = common::random_bytes(7, (21 << 20) + 12_345);
     check(
         &ChunkCodec::compressed(),
