@@ -416,6 +416,14 @@ fn main() {
     );
 
     let mut full = [0.0f64; 2];
+    // The per-file pipeline without encryption (chunking, ids, file hash,
+    // compression decision, framing) on incompressible data: its wall
+    // figure, and what two idle cores allow from its CPU costs.
+    let mut unencrypted = Rate {
+        wall: 0.0,
+        cpu: 0.0,
+    };
+    let mut unencrypted_ceiling = 0.0;
     let mut baseline = 0.0;
     for (k, (name, data)) in [
         ("incompressible", random_data(42, len)),
@@ -504,12 +512,22 @@ fn main() {
         // and cutting, the one sequential stage, costed by "chunking
         // alone"), whichever is slower. On a shared machine the wall figures
         // above fall short of it by the other jobs' share.
-        let (total, reader) = (1000.0 / rows[4].1.cpu, 1000.0 / rows[1].1.cpu);
+        let reader = 1000.0 / rows[1].1.cpu;
+        let ceiling = |row: usize| {
+            let total = 1000.0 / rows[row].1.cpu;
+            (total, 1000.0 * (2.0 / total).min(1.0 / reader))
+        };
+        let (total, full_ceiling) = ceiling(4);
         println!(
-            "  2-core ceiling from CPU costs: {:.0} MB/s (full pipeline {total:.2} CPU-s/GB \
-             over 2 cores; sequential reader {reader:.2} CPU-s/GB)",
-            1000.0 * (2.0 / total).min(1.0 / reader)
+            "  2-core ceiling from CPU costs: {full_ceiling:.0} MB/s (full pipeline {total:.2} CPU-s/GB \
+             over 2 cores; sequential reader {reader:.2} CPU-s/GB)"
         );
+        let (total, plain_ceiling) = ceiling(3);
+        println!("  same without encryption: {plain_ceiling:.0} MB/s ({total:.2} CPU-s/GB)");
+        if k == 0 {
+            unencrypted = rows[3].1;
+            unencrypted_ceiling = plain_ceiling;
+        }
         stage_costs(&data, args.reps, &key);
     }
 
@@ -538,11 +556,23 @@ fn main() {
         sweep(&dedup_data);
     }
     println!(
-        "{{\"bench\":\"content\",\"blake3_1t_mbps\":{:.0},\"pipeline_incompressible_mbps\":{:.0},\"pipeline_text_mbps\":{:.0},\"ratio_pipeline_to_blake3\":{:.3},\"peak_rss_mib_1gib\":{:.1},\"insert_1byte_changed_chunks\":{changed},\"insert_1byte_fixed512k_resent_ratio\":{fixed_ratio:.4}}}",
+        "\nper-file pipeline without encryption, incompressible data: {:.0} MB/s ({:.2}x blake3), \
+         {:.0} MB/CPU-s, 2-core ceiling {unencrypted_ceiling:.0} MB/s",
+        unencrypted.wall,
+        unencrypted.wall / baseline,
+        unencrypted.cpu
+    );
+    // `pipeline_*` keys are the full pipeline (with encryption); the
+    // `unencrypted_pipeline_*` ones stop before encryption.
+    println!(
+        "{{\"bench\":\"content\",\"blake3_1t_mbps\":{:.0},\"pipeline_incompressible_mbps\":{:.0},\"pipeline_text_mbps\":{:.0},\"ratio_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mbps\":{:.0},\"ratio_unencrypted_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mb_per_cpu_s\":{:.0},\"unencrypted_pipeline_2core_ceiling_mbps\":{unencrypted_ceiling:.0},\"peak_rss_mib_1gib\":{:.1},\"insert_1byte_changed_chunks\":{changed},\"insert_1byte_fixed512k_resent_ratio\":{fixed_ratio:.4}}}",
         baseline,
         full[0],
         full[1],
         full[0] / baseline,
+        unencrypted.wall,
+        unencrypted.wall / baseline,
+        unencrypted.cpu,
         rss
     );
 }

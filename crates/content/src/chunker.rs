@@ -5,6 +5,8 @@
 //! chunk keeps its id, which is what lets the client skip re-uploading them.
 
 use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::Arc;
 
 use fastcdc::v2020;
 
@@ -116,7 +118,12 @@ pub struct Chunk {
 pub struct ChunkReader<R> {
     source: R,
     config: ChunkerConfig,
-    buf: Vec<u8>,
+    /// The read window. Shared, so that the pipeline's workers can copy
+    /// chunks out of it (see [`ChunkReader::next_shared`]) while this
+    /// reader goes on cutting.
+    buf: Arc<Vec<u8>>,
+    /// Earlier windows, reused once no chunk refers to them any more.
+    spare: Vec<Arc<Vec<u8>>>,
     /// What `buf` may grow to.
     capacity: usize,
     start: usize,
@@ -131,6 +138,12 @@ pub struct ChunkReader<R> {
 /// The first size of a reader's buffer, which then doubles as the input
 /// turns out to need it.
 const MIN_BUFFER: usize = 64 * 1024;
+
+/// Earlier windows a reader keeps for reuse. When the reader refills, the
+/// chunks in flight (a few) still hold the current window, but the one
+/// before it has long been copied out: with one spare, a file needs two
+/// windows in all, and every further one would only be memory held.
+const SPARE_WINDOWS: usize = 1;
 
 /// Chunks `source` with `config`. The configuration is validated first.
 pub fn chunk_reader<R: Read>(
@@ -160,7 +173,8 @@ pub(crate) fn chunk_reader_with_buffer<R: Read>(
         // Grown as data arrives (see `refill`): most files are far smaller
         // than the window, and zeroing tens of MiB for each would cost more
         // than chunking them.
-        buf: Vec::new(),
+        buf: Arc::new(Vec::new()),
+        spare: Vec::new(),
         capacity,
         start: 0,
         end: 0,
@@ -179,19 +193,19 @@ impl<R: Read> ChunkReader<R> {
     /// Moves leftover bytes to the front and reads until the buffer is full
     /// or the source ends.
     fn refill(&mut self) -> io::Result<()> {
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
+        self.own_window();
+        // Never copies: `own_window` left the window unshared.
+        let buf = Arc::make_mut(&mut self.buf);
         while !self.eof {
-            if self.end == self.buf.len() {
-                if self.buf.len() >= self.capacity {
+            if self.end == buf.len() {
+                if buf.len() >= self.capacity {
                     break;
                 }
                 // Doubling: the zeroing stays under twice what is read.
-                let len = (self.buf.len() * 2).max(MIN_BUFFER).min(self.capacity);
-                self.buf.resize(len, 0);
+                let len = (buf.len() * 2).max(MIN_BUFFER).min(self.capacity);
+                buf.resize(len, 0);
             }
-            match self.source.read(&mut self.buf[self.end..]) {
+            match self.source.read(&mut buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -199,6 +213,33 @@ impl<R: Read> ChunkReader<R> {
             }
         }
         Ok(())
+    }
+
+    /// Makes the window one that this reader alone holds, with the leftover
+    /// bytes at its front: the current one if no chunk refers to it any
+    /// more, else a spare nobody refers to, else a new one.
+    fn own_window(&mut self) {
+        let (start, end) = (self.start, self.end);
+        self.start = 0;
+        self.end = end - start;
+        if let Some(buf) = Arc::get_mut(&mut self.buf) {
+            buf.copy_within(start..end, 0);
+            return;
+        }
+        let fresh = match self.spare.iter().position(|w| Arc::strong_count(w) == 1) {
+            Some(i) => self.spare.swap_remove(i),
+            None => Arc::new(Vec::new()),
+        };
+        let old = std::mem::replace(&mut self.buf, fresh);
+        // Never copies: the window came from nobody else.
+        let buf = Arc::make_mut(&mut self.buf);
+        if buf.len() < end - start {
+            buf.resize((end - start).max(old.len()), 0);
+        }
+        buf[..end - start].copy_from_slice(&old[start..end]);
+        if self.spare.len() < SPARE_WINDOWS {
+            self.spare.push(old);
+        }
     }
 
     /// Bytes buffered but not yet handed out.
@@ -243,6 +284,36 @@ impl<R: Read> ChunkReader<R> {
         self.offset += len as u64;
         Some(Ok((offset, &self.buf[start..start + len])))
     }
+
+    /// The next chunk as its file offset, the window holding it and its
+    /// place there: [`Self::next_slice`] for another thread. The reader
+    /// does not write to a window while any chunk holds it.
+    pub(crate) fn next_shared(&mut self) -> Option<Result<SharedChunk, ContentError>> {
+        let (offset, len) = match self.next_slice()? {
+            Ok((offset, data)) => (offset, data.len()),
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(SharedChunk {
+            offset,
+            window: Arc::clone(&self.buf),
+            range: self.start - len..self.start,
+        }))
+    }
+}
+
+/// A chunk still in its reader's window.
+pub(crate) struct SharedChunk {
+    /// Byte offset of the chunk in the file.
+    pub offset: u64,
+    window: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl SharedChunk {
+    /// The chunk's bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.window[self.range.clone()]
+    }
 }
 
 impl<R: Read> Iterator for ChunkReader<R> {
@@ -285,5 +356,46 @@ mod tests {
         let total: usize = reader.by_ref().map(|c| c.unwrap().data.len()).sum();
         assert_eq!(total, large.len());
         assert!(reader.buf.len() >= large.len());
+    }
+
+    /// A chunk handed to another thread keeps its bytes however far the
+    /// reader goes on: a window is rewritten only once no chunk holds it.
+    #[test]
+    fn shared_chunks_keep_their_bytes_while_the_reader_refills() {
+        let config = ChunkerConfig::new(1024, 4096, 16384).unwrap();
+        let data: Vec<u8> = (0..400_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let expected: Vec<(u64, usize)> = chunk_reader(&data[..], config)
+            .unwrap()
+            .map(|c| {
+                let c = c.unwrap();
+                (c.offset, c.data.len())
+            })
+            .collect();
+        // Hold every other chunk (the reader must work around them) or
+        // none (windows are reused).
+        for hold_every in [2, usize::MAX] {
+            let mut reader = chunk_reader_with_buffer(&data[..], config, 0).unwrap();
+            let mut held = Vec::new();
+            let mut got = Vec::new();
+            let mut n = 0;
+            while let Some(chunk) = reader.next_shared() {
+                let chunk = chunk.unwrap();
+                let start = chunk.offset as usize;
+                assert_eq!(chunk.data(), &data[start..start + chunk.data().len()]);
+                got.push((chunk.offset, chunk.data().len()));
+                if n % hold_every == 0 {
+                    held.push(chunk);
+                }
+                n += 1;
+            }
+            assert_eq!(got, expected);
+            for chunk in &held {
+                let start = chunk.offset as usize;
+                assert_eq!(chunk.data(), &data[start..start + chunk.data().len()]);
+            }
+            assert!(reader.spare.len() <= SPARE_WINDOWS);
+        }
     }
 }

@@ -1,22 +1,27 @@
 //! Whole files: a parallel, bounded-memory encoder from a `Read` to encoded
 //! chunks in order, and a sequential decoder back to a `Write`.
 //!
-//! The encoder runs one reader thread (reads in 16 MiB windows and finds cut
-//! points, the only inherently sequential work) and a pool of workers that
-//! compute chunk ids, compress, encrypt and hash 64 KiB blocks for the
-//! whole-file hash, each on a chunk still hot in its core's cache. A chunk's
-//! plaintext is copied once after the read, into the buffer that becomes
-//! its encoded object (header room in front, encrypted in place).
+//! The encoder runs one reader thread (reads into 12 MiB windows and finds
+//! cut points, the only inherently sequential work) and a pool of workers
+//! that copy each chunk out of its window, compute its id, compress,
+//! encrypt and hash 64 KiB blocks for the whole-file hash. A chunk's
+//! plaintext is copied once after the read, by a worker, into the buffer
+//! that becomes its encoded object (header room in front, encrypted in
+//! place); the reader only reads and cuts, and reuses a window once no
+//! chunk in flight refers to it.
 //!
-//! Where the CPU goes (bench, incompressible data, per GB, one thread):
-//! reading and cutting ~0.55 s on the reader; chunk id 0.2 s, file-hash
-//! blocks 0.2 s, AES-256-GCM 0.35 s (XChaCha20-Poly1305: 1.0 s), framing
-//! and the sampled compressibility test under 0.1 s on the workers. Both
-//! hashes must read the plaintext: a chunk id is BLAKE3 of the chunk and the
-//! file hash BLAKE3 of the file, and BLAKE3 chunk counters differ between
-//! the two trees, so no work can be shared. About 1.4 CPU-s per GB in all,
-//! so two cores can pass about 1.4 GB/s, with the reader at ~0.55 CPU-s/GB
-//! far from being the bottleneck.
+//! Where the CPU goes (bench and per-thread CPU clocks, incompressible data,
+//! per GB, on a busy 2-core machine): the reader ~0.35-0.45 s (cutting
+//! ~0.25 of it, see `gear`; the read's copy and the window's page faults
+//! the rest); the workers ~0.35 s together without encryption (chunk id
+//! and file-hash blocks 0.15 each, the copy out of the window, the sampled
+//! compressibility test and framing), plus 0.35-0.5 s for AES-256-GCM
+//! (XChaCha20-Poly1305: 1.1 s). Both hashes must read the plaintext: a
+//! chunk id is BLAKE3 of the chunk and the file hash BLAKE3 of the file,
+//! and BLAKE3 chunk counters differ between the two trees, so no work can
+//! be shared. Without encryption that is ~0.75 CPU-s per GB, split about
+//! evenly between the reader and the workers, so two idle cores can pass
+//! about 2 GB/s.
 //! The calling thread puts results back in order and hands them to the
 //! sink. At most `max_in_flight` chunks exist between the reader and the
 //! sink, so memory stays bounded whatever the file size and however slow
@@ -32,7 +37,7 @@ use std::thread;
 use blake3::hazmat::ChainingValue;
 use stacksync_proto::{ChunkRef, ContentHash};
 
-use crate::chunker::{ChunkerConfig, chunk_reader_with_buffer};
+use crate::chunker::{ChunkerConfig, SharedChunk, chunk_reader_with_buffer};
 use crate::codec::{ChunkCodec, ContentHasher, EncodedChunk};
 use crate::error::ContentError;
 use crate::filehash::{BlockSplitter, BlockWork, CvStack, block_cvs};
@@ -79,21 +84,24 @@ pub struct FileEncoder {
     config: PipelineConfig,
 }
 
-/// One chunk for a worker. `buf` is a [`ChunkCodec::chunk_buffer`] holding
-/// the plaintext after the header room: the reader copies the chunk out of
-/// its read buffer once, and that copy becomes the encoded object.
+/// One chunk for a worker, still in the reader's window: the worker copies
+/// it out once, into the buffer that becomes its encoded object, so the
+/// copy runs in parallel instead of on the reader, the one sequential
+/// stage. The window stays untouched until every job holding it is done.
 struct Job {
     seq: u64,
-    offset: u64,
-    buf: Vec<u8>,
+    chunk: SharedChunk,
     work: BlockWork,
 }
 
-/// The reader's buffer: large reads (a 16 MiB window past the largest
-/// chunk) so that the leftover moved at each refill, under one maximum
-/// chunk, is a small fraction of what is read.
+/// The reader's window: 8 MiB past the largest chunk. Larger windows move
+/// a smaller share of leftover bytes at each refill (under one maximum
+/// chunk), but each window is fresh memory whose page faults the reader
+/// pays once per file, and with workers copying chunks out of windows a
+/// file uses two of them. On the bench's 128 MiB files the reader spent
+/// less CPU with 8 MiB than with 16 MiB, and no less with 4 MiB.
 fn read_buffer_len(chunker: ChunkerConfig) -> usize {
-    chunker.max as usize + 16 * 1024 * 1024
+    chunker.max as usize + 8 * 1024 * 1024
 }
 
 enum Msg {
@@ -173,7 +181,7 @@ impl FileEncoder {
             handles.push(scope.spawn(move || {
                 let on_panic = reader_tx.clone();
                 guard(&on_panic, "the reader", || {
-                    read_chunks(reader, codec, chunker, token_tx, job_tx, reader_tx)
+                    read_chunks(reader, chunker, token_tx, job_tx, reader_tx)
                 });
             }));
             for _ in 0..workers {
@@ -215,7 +223,7 @@ impl FileEncoder {
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(room);
         let (res_tx, res_rx) = mpsc::channel::<Msg>();
         let (token_tx, token_rx) = mpsc::sync_channel::<()>(room);
-        read_chunks(data, &self.codec, chunker, token_tx, job_tx, res_tx.clone());
+        read_chunks(data, chunker, token_tx, job_tx, res_tx.clone());
         encode_jobs(&self.codec, &Mutex::new(job_rx), &res_tx);
         drop(res_tx);
         collect(&self.codec, &res_rx, &token_rx, &mut sink)
@@ -236,7 +244,6 @@ fn guard(results: &mpsc::Sender<Msg>, who: &str, body: impl FnOnce()) {
 /// plan block hashing, dispatch.
 fn read_chunks<R: Read>(
     reader: R,
-    codec: &ChunkCodec,
     chunker: ChunkerConfig,
     token_tx: SyncSender<()>,
     job_tx: SyncSender<Job>,
@@ -251,8 +258,8 @@ fn read_chunks<R: Read>(
     };
     let mut splitter = BlockSplitter::default();
     let (mut seq, mut size) = (0u64, 0u64);
-    while let Some(item) = chunks.next_slice() {
-        let (offset, data) = match item {
+    while let Some(item) = chunks.next_shared() {
+        let chunk = match item {
             Ok(c) => c,
             Err(e) => {
                 let _ = res_tx.send(Msg::Failed(e));
@@ -262,16 +269,9 @@ fn read_chunks<R: Read>(
         if token_tx.send(()).is_err() {
             return; // the collector stopped
         }
-        size = offset + data.len() as u64;
-        let work = splitter.split(data);
-        let mut buf = codec.chunk_buffer(data.len());
-        buf.extend_from_slice(data);
-        let job = Job {
-            seq,
-            offset,
-            buf,
-            work,
-        };
+        size = chunk.offset + chunk.data().len() as u64;
+        let work = splitter.split(chunk.data());
+        let job = Job { seq, chunk, work };
         if job_tx.send(job).is_err() {
             return; // every worker stopped
         }
@@ -291,15 +291,14 @@ fn encode_jobs(codec: &ChunkCodec, jobs: &Mutex<Receiver<Job>>, results: &mpsc::
             Ok(rx) => rx.recv(),
             Err(_) => return, // another worker panicked holding the lock
         };
-        let Ok(Job {
-            seq,
-            offset,
-            buf,
-            work,
-        }) = next
-        else {
+        let Ok(Job { seq, chunk, work }) = next else {
             return;
         };
+        let mut buf = codec.chunk_buffer(chunk.data().len());
+        buf.extend_from_slice(chunk.data());
+        let offset = chunk.offset;
+        // Done with the window, as early as possible: the reader reuses it.
+        drop(chunk);
         let data = &buf[codec.header_room()..];
         let cvs = block_cvs(
             codec.content_key(),

@@ -282,8 +282,9 @@ fn serial_chunks(
 #[test]
 fn parallel_pipeline_cuts_and_names_chunks_exactly_like_the_serial_chunker() {
     let key = WorkspaceKey::from_bytes([12; 32]);
-    // Sizes around the pipeline's 16 MiB read window (plus one maximum
-    // chunk) exercise its refills; the small config gives many chunks.
+    // Sizes past the pipeline's read window (8 MiB plus one maximum chunk)
+    // exercise its refills and its switches between two shared windows;
+    // the small config gives many chunks.
     let big = common::random_bytes(31, (16 << 20) + (4 << 20) + 3 * 65_536 + 17);
     let cases: [(ChunkerConfig, &[usize]); 2] = [
         (SMALL, &[0, 1, 1025, 16_384, 100_003, 3 << 20]),
