@@ -299,7 +299,11 @@ impl SyncClient {
         let Ok(mut b) = self.board.lock() else {
             return;
         };
-        b.state = self.engine.state().clone();
+        // The state changes only in rounds: copied once each, at its end
+        // (a copy of a large tree is not free).
+        if result.is_some() {
+            b.state = self.engine.state().clone();
+        }
         b.daemon.busy = busy;
         b.daemon.bytes_up = self.stats().bytes_uploaded.load(Ordering::Relaxed);
         b.daemon.bytes_down = self.stats().bytes_downloaded.load(Ordering::Relaxed);
