@@ -473,9 +473,12 @@ impl Engine {
                     break 'plan;
                 }
             }
-            // Each window ends with its records saved: other devices already
-            // see its commits, and the next window may take a while.
-            self.save_pending().await?;
+            // Commits saved their records themselves; the records of what
+            // only made the disk agree wait for the next save, as in a
+            // window (see `save_soon`).
+            if self.unsaved >= self.save_every() {
+                self.save().await?;
+            }
         }
         report.refused = self
             .state
@@ -543,8 +546,8 @@ impl Engine {
 
     /// Saves after an operation that made the disk agree with the server
     /// (a download, a folder made, a local move or delete the server asked
-    /// for): at once every [`SAVE_EVERY`] operations, otherwise at the end
-    /// of the window or round. Saving after each one cost an fsync and a
+    /// for): at once every [`Engine::save_every`] operations, otherwise at
+    /// the end of the round. Saving after each one cost an fsync and a
     /// pass over the whole state per file of a first sync. Nothing is lost
     /// when a crash drops these records: the next plan finds the disk and
     /// the server in agreement (same path, same content, or both deleted)
@@ -558,10 +561,19 @@ impl Engine {
     /// window only put prefetched files in place.
     pub(super) async fn save_soon(&mut self) -> Result<(), EngineError> {
         self.unsaved += 1;
-        if self.unsaved >= SAVE_EVERY {
+        if self.unsaved >= self.save_every() {
             self.save().await?;
         }
         Ok(())
+    }
+
+    /// Operations applied between two saves: [`SAVE_EVERY`], or more in a
+    /// large state, whose every save compares all of it with the last one:
+    /// so that a first sync of a large tree costs saves in proportion to
+    /// its size, not to its square (a save covers about as many operations
+    /// as the state has items / [`SAVE_SHARE`], a few seconds of them).
+    fn save_every(&self) -> usize {
+        SAVE_EVERY.max(self.state.synced.len() / SAVE_SHARE)
     }
 
     /// Saves what [`Engine::save_soon`] deferred, if anything.
@@ -576,6 +588,8 @@ impl Engine {
 /// Most operations applied before the state is saved (see
 /// [`Engine::save_soon`]).
 const SAVE_EVERY: usize = 64;
+/// See [`Engine::save_every`].
+const SAVE_SHARE: usize = 32;
 
 /// Transfer volume of one window of a plan (see [`Engine::round`]): large
 /// enough that transfers overlap well, small enough that other devices start
