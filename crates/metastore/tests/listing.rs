@@ -19,6 +19,7 @@ conformance!(
     listing_from_zero_in_small_pages_is_the_current_tree,
     page_size_does_not_change_the_listing,
     listing_after_a_folder_move_carries_the_new_locations,
+    pages_reach_across_long_runs_of_superseded_revisions,
 );
 
 /// Chunk `seed` (`size` bytes) stored at `offset` of pack `pack`.
@@ -250,4 +251,58 @@ async fn listing_after_a_folder_move_carries_the_new_locations(store: &MetaStore
         vec![whole(1, 100), packed(2, 50, 5, 512), whole(1, 100)],
         "moved chunks are objects of their own; a known one keeps its entry"
     );
+}
+
+/// A page is read in windows of revisions; one that must reach past many
+/// revisions no longer in the workspace (here 300 files moved out to a
+/// shared workspace) still lists each remaining item once, in order, with
+/// `has_more` right.
+async fn pages_reach_across_long_runs_of_superseded_revisions(store: &MetaStore) {
+    let f = fixture(store, "a@x.org", 1 << 30).await;
+    let (first, dir, last) = (ItemId::new(), ItemId::new(), ItemId::new());
+    let mut batch = vec![
+        file_of(first, None, "first", vec![whole(1, 10)]),
+        folder(dir, None, "D", 1),
+    ];
+    batch.extend((0..300u16).map(|k| {
+        file_of(
+            ItemId::new(),
+            Some(dir),
+            &format!("f{k}"),
+            vec![whole(2 + (k % 200) as u8, 10)],
+        )
+    }));
+    commit(store, &f, batch).await;
+    commit(
+        store,
+        &f,
+        vec![file_of(last, None, "last", vec![whole(1, 10)])],
+    )
+    .await;
+    let shared = store
+        .create_workspace(f.user.id, "Shared", true, Default::default())
+        .await
+        .unwrap();
+    store
+        .move_folder_to_workspace(f.ws.id, dir, shared.id, DeviceId::NIL)
+        .await
+        .unwrap();
+    let whole_listing = list_from_zero(store, f.ws.id, 1000).await;
+    let ids: Vec<ItemId> = whole_listing.iter().map(|m| m.id).collect();
+    // The folder itself stays behind, deleted, as the newest change.
+    assert_eq!(ids, vec![first, last, dir]);
+    assert_eq!(
+        (whole_listing[1].revision, whole_listing[2].revision),
+        (303, 304)
+    );
+    for limit in [1, 2, 3] {
+        assert_eq!(list_from_zero(store, f.ws.id, limit).await, whole_listing);
+    }
+    let page = store.get_changes(f.ws.id, 0, 1).await.unwrap();
+    assert!(page.has_more && page.items.len() == 1);
+    let moved = list_from_zero(store, shared.id, 7).await;
+    assert_eq!(moved.len(), 300, "the folder's files, not the folder");
+    for m in &moved {
+        assert_eq!(m, &store.item(shared.id, m.id).await.unwrap());
+    }
 }
