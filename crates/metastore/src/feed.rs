@@ -97,10 +97,11 @@ pub(crate) async fn attach_chunks(
 /// own statement (`change_page.rs`).
 ///
 /// The versions are asked for as two plain lists, item ids and version
-/// numbers, which both databases answer with probes of the primary key;
-/// rows of a listed item at another listed version are dropped here. (A
-/// list of (item, version) pairs made SQLite scan all of `version_chunks`
-/// and PostgreSQL plan one `OR` branch per pair.)
+/// numbers; rows of a listed item at another listed version are dropped
+/// here. SQLite answers the lists with probes of the primary key (a list
+/// of (item, version) pairs made it scan all of `version_chunks`), and
+/// PostgreSQL plans them as two `= ANY` conditions (the pairs were one
+/// `OR` branch each, about 95 ms of planning for 400).
 async fn attach_chunks_many(
     conn: &mut AnyConnection,
     items: &mut [ItemMeta],
