@@ -4,53 +4,41 @@
 //! brings a chunk in decides it, and everything the store sends afterwards
 //! carries that location, whatever later proposals claim.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use sqlx::AnyConnection;
 use stacksync_proto::{ChunkId, ChunkRef, Error, WorkspaceId};
 
 use crate::MetaStore;
-use crate::commit::ROWS;
+use crate::chunk_id_lists::rows_for_chunk_ids;
 use crate::error::{DbContext, StoreError};
-use crate::rows::{CHUNK_COLS, chunk_from_row, dynamic};
+use crate::rows::{CHUNK_COLS, chunk_from_row};
 
 /// The index entries of `ids` in `ws` (each id once, whatever its
-/// repetitions), in one query per [`ROWS`] ids. `in_use_only` leaves out
-/// entries no version references any more.
+/// repetitions). `in_use_only` leaves out entries no version references
+/// any more.
 pub(crate) async fn stored_chunks(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     ids: &[ChunkId],
     in_use_only: bool,
 ) -> Result<HashMap<ChunkId, ChunkRef>, StoreError> {
-    let ids: Vec<ChunkId> = ids
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let filter = if in_use_only { " AND refs > 0" } else { "" };
-    let mut found = HashMap::new();
-    for group in ids.chunks(ROWS) {
-        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT {CHUNK_COLS} FROM chunk_refs WHERE workspace_id = $1 AND chunk_id IN ({}){filter}",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
-        for id in group {
-            q = q.bind(id.to_hex());
-        }
-        for row in q
-            .fetch_all(&mut *conn)
-            .await
-            .ctx("reading the chunk index")?
-        {
-            let c = chunk_from_row(&row)?;
-            found.insert(c.id, c);
-        }
-    }
-    Ok(found)
+    let rows = rows_for_chunk_ids(
+        conn,
+        ws,
+        ids.iter().copied(),
+        |marks| {
+            format!(
+                "SELECT {CHUNK_COLS} FROM chunk_refs WHERE workspace_id = $1 AND chunk_id IN ({marks}){filter}"
+            )
+        },
+        "reading the chunk index",
+    )
+    .await?;
+    rows.iter()
+        .map(|row| chunk_from_row(row).map(|c| (c.id, c)))
+        .collect()
 }
 
 /// A chunk id names one content, so it has one size: a version that claims

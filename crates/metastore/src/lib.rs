@@ -9,6 +9,8 @@
 //! talks to blob storage or the bus, and never trusts ids, names or sizes it
 //! is handed: callers get a [`stacksync_proto::Error`] with a clear kind.
 
+mod change_page;
+mod chunk_id_lists;
 mod chunk_index;
 mod claims;
 mod commit;

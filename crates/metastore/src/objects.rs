@@ -9,13 +9,13 @@
 //! them) only after it deleted their objects. An object marked by the
 //! collector cannot be uploaded again until it is gone (see `gc.rs`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use sqlx::AnyConnection;
 use stacksync_proto::{ChunkId, Error, ErrorKind, UserId, WorkspaceId};
 
 use crate::MetaStore;
-use crate::commit::ROWS;
+use crate::chunk_id_lists::rows_for_chunk_ids;
 use crate::error::{DbContext, StoreError};
 use crate::now_ms;
 use crate::rows::{corrupt, dynamic, get, parse_id, to_u64};
@@ -65,39 +65,27 @@ pub(crate) fn object_from_row(row: &sqlx::any::AnyRow) -> Result<StoredObject, S
     })
 }
 
-/// The ledger rows of `ids` in `ws` (each id once), one query per
-/// [`ROWS`] ids.
+/// The ledger rows of `ids` in `ws` (each id once).
 pub(crate) async fn ledger_rows(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     ids: impl IntoIterator<Item = ChunkId>,
 ) -> Result<HashMap<ChunkId, StoredObject>, StoreError> {
-    let ids: Vec<ChunkId> = ids
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut found = HashMap::new();
-    for group in ids.chunks(ROWS) {
-        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT {OBJECT_COLS} FROM objects WHERE workspace_id = $1 AND object_id IN ({})",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
-        for id in group {
-            q = q.bind(id.to_hex());
-        }
-        for row in q
-            .fetch_all(&mut *conn)
-            .await
-            .ctx("reading the object ledger")?
-        {
-            let o = object_from_row(&row)?;
-            found.insert(o.id, o);
-        }
-    }
-    Ok(found)
+    let rows = rows_for_chunk_ids(
+        conn,
+        ws,
+        ids,
+        |marks| {
+            format!(
+                "SELECT {OBJECT_COLS} FROM objects WHERE workspace_id = $1 AND object_id IN ({marks})"
+            )
+        },
+        "reading the object ledger",
+    )
+    .await?;
+    rows.iter()
+        .map(|row| object_from_row(row).map(|o| (o.id, o)))
+        .collect()
 }
 
 /// Adds `delta` (negative: a refund) to the stored bytes of `ws`'s owner.

@@ -90,8 +90,17 @@ pub(crate) const CHUNK_COLS: &str = "chunk_id, size, pack_id, pack_offset, pack_
 
 /// One chunk with its stored location: a row with [`CHUNK_COLS`].
 pub(crate) fn chunk_from_row(row: &AnyRow) -> Result<ChunkRef, StoreError> {
+    chunk_from_columns(row, "size")
+}
+
+/// One chunk with its stored location, from a row that names the chunk's
+/// size `size_col` (a row that also carries an item has the item's `size`).
+pub(crate) fn chunk_from_columns(
+    row: &AnyRow,
+    size_col: &'static str,
+) -> Result<ChunkRef, StoreError> {
     let id: String = get(row, "chunk_id")?;
-    let size: i64 = get(row, "size")?;
+    let size: i64 = get(row, size_col)?;
     let mut chunk = ChunkRef::whole(
         ChunkId::from_hex(&id).map_err(|e| corrupt("version_chunks", e.to_string()))?,
         u32::try_from(size).map_err(|_| corrupt("version_chunks", format!("size {size}")))?,
