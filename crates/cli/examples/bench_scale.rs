@@ -20,7 +20,10 @@
 //!
 //! Usage: bench_scale [--sizes 1000,20000,100000] [--folders 100] [--edits 50]
 //!        [--no-peers] [--peers-up-to N] [--deadline-mins 30] [--rclone-transfers N]
-//!        [--keep-logs DIR]
+//!        [--stall-secs N] [--keep-logs DIR]
+//!
+//! `--stall-secs` sets the clients' stall watchdog (STACKSYNC_STALL_SECS;
+//! their default is 900 s), so a stall shows sooner.
 //!
 //! Needs the `stacksync` binary (STACKSYNC_BIN or next to this example's
 //! folder), and for the peers `syncthing`, `rclone` and STACKSYNC_TEST_SWIFT
@@ -64,11 +67,13 @@ struct Args {
     peers_up_to: Option<usize>,
     deadline: Duration,
     rclone_transfers: Option<usize>,
+    /// The clients' stall watchdog (STACKSYNC_STALL_SECS); None: theirs.
+    stall_secs: Option<u64>,
     keep_logs: Option<PathBuf>,
 }
 
 const USAGE: &str = "flags: --sizes N,N,.. --folders N --edits N --no-peers --peers-up-to N \
-                     --deadline-mins N --rclone-transfers N --keep-logs DIR";
+                     --deadline-mins N --rclone-transfers N --stall-secs N --keep-logs DIR";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
@@ -79,6 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
         peers_up_to: None,
         deadline: Duration::from_secs(30 * 60),
         rclone_transfers: None,
+        stall_secs: None,
         keep_logs: None,
     };
     let mut it = std::env::args().skip(1);
@@ -106,6 +112,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rclone-transfers" => {
                 args.rclone_transfers = Some(value.parse().context("--rclone-transfers")?)
             }
+            "--stall-secs" => args.stall_secs = Some(value.parse().context("--stall-secs")?),
             "--keep-logs" => args.keep_logs = Some(PathBuf::from(value)),
             other => bail!("unknown flag {other} ({USAGE})"),
         }
@@ -175,6 +182,22 @@ async fn timed_sync(
         println!("  {label}: STALL after {secs:.2} s: {why}");
         figures.stalls.push(format!("{label}: {why}"));
     }
+    // What the client warned about on the way (retries, deadlines passed)
+    // explains a slow run that was not a stall.
+    let warnings: Vec<&str> = outcome
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    if !warnings.is_empty() {
+        println!(
+            "  {label}: {} warning(s) on stderr, first ones:",
+            warnings.len()
+        );
+        for line in warnings.iter().take(5) {
+            println!("      {line}");
+        }
+    }
     let Some(summary) = outcome.summary.as_ref().filter(|_| outcome.succeeded()) else {
         return Ok(None);
     };
@@ -208,6 +231,13 @@ async fn measure_ours(
     server.add_user(email)?;
     let mut a = server.client("device-a", email).await?;
     let mut b = server.client("device-b", email).await?;
+    if let Some(secs) = args.stall_secs {
+        for client in [&mut a, &mut b] {
+            client
+                .env
+                .push(("STACKSYNC_STALL_SECS".into(), secs.to_string()));
+        }
+    }
     logs.push((format!("device-a daemon {tag}"), a.daemon_log_path()));
     logs.push((format!("device-b daemon {tag}"), b.daemon_log_path()));
     copy_tree(src, &a.folder)?;
@@ -446,8 +476,10 @@ async fn measure_size(
         }
         _ => println!("  peers: skipped"),
     }
-    // The next size starts on a quiet disk.
-    let _ = std::fs::remove_dir_all(dir.join("syncthing"));
+    // The next size starts on a quiet disk; the logs stay for --keep-logs.
+    for copy in ["a-folder", "b-folder"] {
+        let _ = std::fs::remove_dir_all(dir.join("syncthing").join(copy));
+    }
     Ok(figures)
 }
 

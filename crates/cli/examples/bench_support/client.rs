@@ -22,6 +22,8 @@ pub struct Client {
     pub home: PathBuf,
     pub folder: PathBuf,
     pub daemon: Option<Child>,
+    /// Extra environment for every command (e.g. STACKSYNC_STALL_SECS).
+    pub env: Vec<(String, String)>,
 }
 
 /// How one `sync --once` ended, whatever happened: benches that report
@@ -77,6 +79,7 @@ impl Client {
             home: dir.join(format!("{name}-home")),
             folder: dir.join(format!("{name}-folder")),
             daemon: None,
+            env: Vec::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Client {
             .env("STACKSYNC_HOME", &self.home)
             .env("STACKSYNC_NO_DESKTOP", "1")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         cmd
     }

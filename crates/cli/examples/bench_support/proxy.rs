@@ -452,7 +452,7 @@ mod tests {
             Side::Request,
             &[
                 b"POST /api/v1/rpc HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel",
-                b"loPUT /api/v1/workspaces/0123456789abcdef0123/chunks/42 HTTP/1.1\r\n",
+                b"loPUT /api/v1/workspaces/01234567-89ab-cdef-0123-456789abcdef/chunks/42 HTTP/1.1\r\n",
                 b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
             ],
         );
