@@ -577,7 +577,9 @@ fn print_goals(all: &[SizeFigures]) {
     );
     // Not a goal, but the trend the edit goal is about when the goal sizes
     // were not both run.
-    if let (Some(first), Some(last)) = (all.first(), all.last())
+    let smallest = all.iter().min_by_key(|f| f.files);
+    let largest = all.iter().max_by_key(|f| f.files);
+    if let (Some(first), Some(last)) = (smallest, largest)
         && first.files != last.files
         && let Some(r) = ratio(last.edits.map(|e| e.0), first.edits.map(|e| e.0))
     {
