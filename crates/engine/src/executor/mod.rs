@@ -233,8 +233,12 @@ impl Engine {
                 report.converged = true;
                 break;
             }
-            // Later rounds look where the earlier ones acted.
-            changed = Changed::Paths(BTreeSet::new());
+            // Later rounds of a partial sync look where the earlier ones
+            // acted; a full one keeps walking the whole folder, so that
+            // `sync --once` also meets what changed elsewhere meanwhile.
+            if partial {
+                changed = Changed::Paths(BTreeSet::new());
+            }
         }
         Ok(report)
     }
