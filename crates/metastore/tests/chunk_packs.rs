@@ -8,9 +8,7 @@ mod common;
 use common::*;
 use stacksync_metastore::MetaStore;
 use stacksync_metastore::testing::OldSchemaDb;
-use stacksync_proto::{
-    ChunkId, ChunkRef, CommitOutcome, DeviceId, ItemId, ItemMeta, PackSpan, ProposedItem,
-};
+use stacksync_proto::{ChunkId, ChunkRef, CommitOutcome, DeviceId, ItemId, ItemMeta};
 
 conformance!(
     locations_are_recorded_and_returned,
@@ -19,44 +17,6 @@ conformance!(
     locate_chunks_answers_each_id,
     moved_folders_index_chunks_as_objects_of_their_own,
 );
-
-/// Chunk `seed` (`size` bytes) stored at `offset` of pack `pack`.
-fn packed(seed: u8, size: u32, pack: u8, offset: u64) -> ChunkRef {
-    ChunkRef {
-        id: ChunkId([seed; 32]),
-        size,
-        span: Some(PackSpan {
-            pack: ChunkId([pack; 32]),
-            offset,
-            len: size + 40,
-        }),
-    }
-}
-
-/// Records the packs these tests place chunks in (5 to 9) as stored in
-/// `ws` by `f`'s user: a location must point into a stored pack.
-async fn stock(store: &MetaStore, f: &Fixture, ws: stacksync_proto::WorkspaceId) {
-    for pack in 5..=9u8 {
-        store
-            .record_object(
-                ws,
-                ChunkId([pack; 32]),
-                1 << 20,
-                Some(f.user.id),
-                stacksync_metastore::Charge::Always,
-            )
-            .await
-            .unwrap();
-    }
-}
-
-/// A new file whose content is `chunks`.
-fn file_of(id: ItemId, parent: Option<ItemId>, n: &str, chunks: Vec<ChunkRef>) -> ProposedItem {
-    let mut p = file(id, parent, n, 1, chunks[0].id.0[0], 1);
-    p.size = chunks.iter().map(|c| u64::from(c.size)).sum();
-    p.chunks = chunks;
-    p
-}
 
 fn outcome_meta(o: &CommitOutcome) -> &ItemMeta {
     match o {

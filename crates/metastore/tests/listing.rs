@@ -10,10 +10,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use stacksync_metastore::{Charge, MetaStore};
-use stacksync_proto::{
-    ChunkId, ChunkRef, DeviceId, ItemId, ItemMeta, PackSpan, ProposedItem, WorkspaceId,
-};
+use stacksync_metastore::MetaStore;
+use stacksync_proto::{ChunkId, ChunkRef, DeviceId, ItemId, ItemMeta, WorkspaceId};
 
 conformance!(
     listing_from_zero_in_small_pages_is_the_current_tree,
@@ -22,46 +20,8 @@ conformance!(
     pages_reach_across_long_runs_of_superseded_revisions,
 );
 
-/// Chunk `seed` (`size` bytes) stored at `offset` of pack `pack`.
-fn packed(seed: u8, size: u32, pack: u8, offset: u64) -> ChunkRef {
-    ChunkRef {
-        id: ChunkId([seed; 32]),
-        size,
-        span: Some(PackSpan {
-            pack: ChunkId([pack; 32]),
-            offset,
-            len: size + 40,
-        }),
-    }
-}
-
 fn whole(seed: u8, size: u32) -> ChunkRef {
     ChunkRef::whole(ChunkId([seed; 32]), size)
-}
-
-/// Records packs 5 to 9 as stored in `ws` by `f`'s user, so that chunks
-/// may be placed in them.
-async fn stock(store: &MetaStore, f: &Fixture, ws: WorkspaceId) {
-    for pack in 5..=9u8 {
-        store
-            .record_object(
-                ws,
-                ChunkId([pack; 32]),
-                1 << 20,
-                Some(f.user.id),
-                Charge::Always,
-            )
-            .await
-            .unwrap();
-    }
-}
-
-/// A new file whose content is `chunks`.
-fn file_of(id: ItemId, parent: Option<ItemId>, n: &str, chunks: Vec<ChunkRef>) -> ProposedItem {
-    let mut p = file(id, parent, n, 1, chunks[0].id.0[0], 1);
-    p.size = chunks.iter().map(|c| u64::from(c.size)).sum();
-    p.chunks = chunks;
-    p
 }
 
 /// The whole feed of `ws` from 0 in pages of `limit`, checking each page's

@@ -187,3 +187,42 @@ pub fn committed(r: &CommitResult) -> ItemMeta {
         other => panic!("expected a commit, got {other:?}"),
     }
 }
+
+/// Chunk `seed` (`size` bytes) stored at `offset` of pack `pack` (the
+/// encoded chunk is 40 bytes longer, as framing makes it).
+pub fn packed(seed: u8, size: u32, pack: u8, offset: u64) -> ChunkRef {
+    ChunkRef {
+        id: ChunkId([seed; 32]),
+        size,
+        span: Some(stacksync_proto::PackSpan {
+            pack: ChunkId([pack; 32]),
+            offset,
+            len: size + 40,
+        }),
+    }
+}
+
+/// Records packs 5 to 9 as stored in `ws` by `f`'s user, so that chunks
+/// may be placed in them (a location must point into a stored pack).
+pub async fn stock(store: &MetaStore, f: &Fixture, ws: stacksync_proto::WorkspaceId) {
+    for pack in 5..=9u8 {
+        store
+            .record_object(
+                ws,
+                ChunkId([pack; 32]),
+                1 << 20,
+                Some(f.user.id),
+                stacksync_metastore::Charge::Always,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// A new file whose content is `chunks`.
+pub fn file_of(id: ItemId, parent: Option<ItemId>, n: &str, chunks: Vec<ChunkRef>) -> ProposedItem {
+    let mut p = file(id, parent, n, 1, chunks[0].id.0[0], 1);
+    p.size = chunks.iter().map(|c| u64::from(c.size)).sum();
+    p.chunks = chunks;
+    p
+}
