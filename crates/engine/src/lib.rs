@@ -33,7 +33,7 @@ pub use io::{
     ByteReader, ByteWriter, Clock, ContentStore, Fs, IdSource, MemStateStore, Remote, StateStore,
 };
 pub use path::RelPath;
-pub use planner::{Key, Op, Plan, PlanInput, Pos, plan};
+pub use planner::{Focus, FocusedPlan, Key, Op, Plan, PlanInput, Pos, plan, plan_focused};
 pub use tree::{
     LocalEntry, LocalTree, PendingCommit, RemoteTree, Resolved, Stamp, SyncState, SyncedItem,
 };

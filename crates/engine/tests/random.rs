@@ -58,12 +58,22 @@ async fn run(seed: u64) {
         let d = rng.below(n);
         // The user does not touch the engine's download temporaries.
         let mut snap = w.devices[d].fs.snapshot();
-        snap.retain(|k, _| {
-            !k.rsplit('/')
+        let is_temp = |k: &str| {
+            k.rsplit('/')
                 .next()
                 .unwrap_or_default()
                 .starts_with(DOWNLOAD_TEMP_PREFIX)
-        });
+        };
+        // Folders holding a leftover temporary: a user moving one takes the
+        // temporary out of the engine's sight, which leaves it there as
+        // clutter (documented in the engine's `temps`), not a difference
+        // the run should report.
+        let holding_temps: Vec<String> = snap
+            .keys()
+            .filter(|k| is_temp(k))
+            .filter_map(|k| k.rsplit_once('/').map(|(dir, _)| dir.to_string()))
+            .collect();
+        snap.retain(|k, _| !is_temp(k));
         let folders: Vec<String> = snap
             .iter()
             .filter(|(_, v)| v.is_none())
@@ -129,11 +139,22 @@ async fn run(seed: u64) {
             55..=69 => {
                 if let Some(e) = pick(&mut rng, &entries).cloned() {
                     let dir = pick(&mut rng, &dirs).cloned().unwrap_or_default();
-                    fs.user_rename(&e, &in_dir(&dir, NAMES[rng.below(NAMES.len())]));
+                    let holds_temp = holding_temps
+                        .iter()
+                        .any(|t| t == &e || t.starts_with(&format!("{e}/")));
+                    if !holds_temp {
+                        fs.user_rename(&e, &in_dir(&dir, NAMES[rng.below(NAMES.len())]));
+                    }
                 }
             }
             70..=87 => {
-                let r = w.sync(d).await;
+                // Half the time as the daemon does after a watcher event:
+                // a partial rescan and, once settled, a focused plan.
+                let r = if rng.chance(50) {
+                    w.sync_watched(d).await
+                } else {
+                    w.sync(d).await
+                };
                 if std::env::var("STACKSYNC_TRACE").is_ok() {
                     eprintln!("{r:#?}");
                 }

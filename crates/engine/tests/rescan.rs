@@ -114,7 +114,8 @@ async fn a_partial_rescan_finds_what_a_full_scan_finds() {
                     changed.insert(RelPath::parse(&p).unwrap());
                 }
             }
-            scan::rescan(&fs, &cache, &mut kept, &changed)
+            let before = kept.tree.clone();
+            let moved = scan::rescan(&fs, &cache, &mut kept, &changed)
                 .await
                 .unwrap();
             let full = scan::scan(&fs, &cache).await.unwrap();
@@ -123,6 +124,17 @@ async fn a_partial_rescan_finds_what_a_full_scan_finds() {
                 seen(&full),
                 "seed {seed}, round {round}, changed {changed:?}"
             );
+            // Every entry that appeared, went or changed is reported (a
+            // focused plan looks only there).
+            let paths: BTreeSet<&RelPath> = before.keys().chain(kept.tree.keys()).collect();
+            for p in paths {
+                if before.get(p) != kept.tree.get(p) {
+                    assert!(
+                        moved.contains(p),
+                        "seed {seed}, round {round}: {p} changed but was not reported"
+                    );
+                }
+            }
         }
     }
 }

@@ -201,8 +201,11 @@ impl Engine {
         let Some(dest) = self.pos_path(exec, to) else {
             return Ok(Outcome::Skipped("target folder not on disk".into()));
         };
+        if self.temps_moving(&from, &dest) {
+            self.save().await?;
+        }
         fs_try!(self.io.fs.rename(&from, &dest).await);
-        self.temps_moved(&from, &dest);
+        self.temps_moved(&from);
         let stamp = fs_try!(self.io.fs.stat(&dest).await).map(|m| m.stamp);
         if let Some(item) = exec.local.get_mut(&key) {
             item.pos = to.clone();

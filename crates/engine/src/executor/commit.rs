@@ -288,6 +288,7 @@ impl Engine {
         let id = p.item.id;
         match outcome {
             CommitOutcome::Committed { meta } => {
+                self.dirty.insert(meta.id);
                 self.state.remote.apply(meta);
                 if let Key::New(n) = p.key {
                     exec.created.insert(n, id);
@@ -298,6 +299,7 @@ impl Engine {
             CommitOutcome::Conflict { current } => {
                 // The server moved on: learn what it has and plan again; the
                 // merge then keeps our bytes as a conflicted copy if needed.
+                self.dirty.insert(current.id);
                 self.state.remote.apply(current);
                 Outcome::Replan(format!("conflict on {id}"))
             }

@@ -38,7 +38,7 @@ use stacksync_proto::ItemId;
 use crate::error::EngineError;
 use crate::io::{Clock, ContentStore, Fs, IdSource, Remote, StateStore};
 use crate::path::RelPath;
-use crate::planner::{self, Key, LocalItem, PlanInput};
+use crate::planner::{self, Focus, Key, LocalItem, PlanInput};
 use crate::scan::{self, HashCache, Skipped};
 use crate::tree::{Refusal, SyncState};
 
@@ -144,6 +144,15 @@ pub struct Engine {
     /// Paths the engine itself changed, or found unstable, since `scan`
     /// was taken: every partial rescan looks at them too.
     touched: BTreeSet<RelPath>,
+    /// Items whose remote or synced record changed since the last plan
+    /// (the change feed, commit answers, resolved proposals): a focused
+    /// plan looks at them.
+    dirty: BTreeSet<ItemId>,
+    /// Whether a full plan would find nothing to do outside what changed
+    /// since the last plan (that one was applied whole, without a skip):
+    /// then the next plan may be focused on `touched`, the watcher's paths
+    /// and `dirty` (see [`planner::plan_focused`]).
+    settled: bool,
 }
 
 /// Most paths a partial rescan takes; beyond, walking the whole folder
@@ -194,6 +203,8 @@ impl Engine {
             unsaved: 0,
             scan: None,
             touched: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            settled: false,
         })
     }
 
@@ -224,6 +235,8 @@ impl Engine {
             report.rounds += 1;
             let (skipped, conflicts) = (report.skipped.len(), report.conflicts);
             let worked = self.round(&mut report, &changed).await?;
+            // Settled again only by a round that applied its whole plan.
+            self.settled = report.skipped.len() == skipped;
             // What the round applied is saved before it reports success;
             // after a failure it is not (a crash could not have saved it
             // either), and the next plan recognises it on disk.
@@ -264,6 +277,7 @@ impl Engine {
             }
             let progressed = page.cursor > self.state.cursor;
             for meta in page.items {
+                self.dirty.insert(meta.id);
                 self.state.remote.apply(meta);
             }
             self.state.cursor = page.cursor;
@@ -282,6 +296,7 @@ impl Engine {
             return Ok(());
         }
         let ids: Vec<ItemId> = self.state.pending.keys().copied().collect();
+        self.dirty.extend(ids.iter().copied());
         let resolved = self.state.resolve_pending();
         // The agreed files need no re-hashing while their stamp holds.
         for id in ids {
@@ -306,8 +321,11 @@ impl Engine {
         report: &mut SyncReport,
         changed: &Changed,
     ) -> Result<bool, EngineError> {
+        // Until this round has applied its whole plan (a failure leaves it
+        // false, and the next plan is a full one).
+        let settled = std::mem::replace(&mut self.settled, false);
         self.pull().await?;
-        let scan = self.look(changed).await?;
+        let (scan, moved) = self.look(changed).await?;
         report.not_synced = scan
             .skipped
             .iter()
@@ -338,14 +356,36 @@ impl Engine {
         });
         let unsynced = self.unsynced(&scan).await;
         let now = self.io.clock.now_millis();
-        let plan = planner::plan(&PlanInput {
+        let input = PlanInput {
             state: &self.state,
             local: &scan.tree,
             ignore: &scan.ignore,
             unsynced: &unsynced,
             device_name: &self.config.device_name,
             now,
-        });
+        };
+        let dirty = std::mem::take(&mut self.dirty);
+        let plan = match moved {
+            Some(paths) if settled => {
+                let focus = Focus { paths, ids: dirty };
+                let focused = planner::plan_focused(&input, &focus);
+                tracing::debug!(
+                    paths = focus.paths.len(),
+                    ids = focus.ids.len(),
+                    looked_at = focused.paths.len(),
+                    ops = focused.plan.ops.len(),
+                    "focused plan"
+                );
+                // Clashes elsewhere were not looked at: they still hold.
+                for (p, r) in &refused_before {
+                    if r.clash && !focused.paths.contains(p) {
+                        self.state.refused.insert(p.clone(), r.clone());
+                    }
+                }
+                focused.plan
+            }
+            _ => planner::plan(&input),
+        };
         // Each clash is reported as a refusal (once: it stays in the state
         // while the clash lasts, so a daemon does not announce it again).
         for (path, reason) in &plan.clashes {
@@ -495,8 +535,13 @@ impl Engine {
 
     /// The scan a round plans with: the previous one brought up to date
     /// for `changed` and for what the engine touched since, or a walk of
-    /// the whole folder when that is needed or cheaper.
-    async fn look(&mut self, changed: &Changed) -> Result<scan::Scan, EngineError> {
+    /// the whole folder when that is needed or cheaper. After a partial
+    /// rescan, also every path that may differ from the previous scan
+    /// (what was named or touched, and what the rescan found changed).
+    async fn look(
+        &mut self,
+        changed: &Changed,
+    ) -> Result<(scan::Scan, Option<BTreeSet<RelPath>>), EngineError> {
         let fs = self.io.fs.clone();
         let previous = self.scan.take();
         let paths = match changed {
@@ -511,14 +556,14 @@ impl Engine {
         // scan.
         let partial =
             paths.is_some() && all.len() <= MAX_PARTIAL && !all.contains(&scan::ignore_file());
-        let scan = match previous {
+        match previous {
             Some(mut previous) if partial => {
-                scan::rescan(fs.as_ref(), &self.cache, &mut previous, &all).await?;
-                previous
+                let moved = scan::rescan(fs.as_ref(), &self.cache, &mut previous, &all).await?;
+                all.extend(moved);
+                Ok((previous, Some(all)))
             }
-            _ => scan::scan(fs.as_ref(), &self.cache).await?,
-        };
-        Ok(scan)
+            _ => Ok((scan::scan(fs.as_ref(), &self.cache).await?, None)),
+        }
     }
 
     /// Records the paths `ops` act on (as `exec` places their items now).

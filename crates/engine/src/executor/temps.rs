@@ -51,8 +51,12 @@ impl Engine {
         Ok(ours)
     }
 
-    /// Follows a folder move: the temporaries inside moved with it.
-    pub(super) fn temps_moved(&mut self, from: &RelPath, to: &RelPath) {
+    /// Before a folder move: records where the temporaries inside will be,
+    /// keeping their current records, so that a crash on either side of
+    /// the move finds them recorded (a record whose file is gone is
+    /// forgotten by the next scan). Returns whether there were any (the
+    /// caller saves the state before moving).
+    pub(super) fn temps_moving(&mut self, from: &RelPath, to: &RelPath) -> bool {
         let inside: Vec<RelPath> = self
             .state
             .temps
@@ -60,14 +64,21 @@ impl Engine {
             .filter(|t| t.starts_with(from) && t != &from)
             .cloned()
             .collect();
-        for t in inside {
-            self.state.temps.remove(&t);
+        for t in &inside {
             let mut moved = to.clone();
             for c in &t.components()[from.depth()..] {
                 moved = moved.join(c);
             }
             self.state.temps.insert(moved);
         }
+        !inside.is_empty()
+    }
+
+    /// After a folder move: forgets where its temporaries were.
+    pub(super) fn temps_moved(&mut self, from: &RelPath) {
+        self.state
+            .temps
+            .retain(|t| !(t.starts_with(from) && t != from));
     }
 
     /// After a scan: removes the leftovers of interrupted downloads that

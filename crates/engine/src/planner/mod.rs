@@ -19,8 +19,13 @@
 //!    become operations in an order that never clobbers (parents before
 //!    children, children before parents on delete, swaps through a
 //!    temporary name).
+//!
+//! When a round's changes are known to lie at a few places, [`plan_focused`]
+//! runs the same three steps on the part of the trees those changes can
+//! reach ([`focus`]).
 
 mod claim;
+mod focus;
 mod left_out;
 mod merge;
 mod ops;
@@ -36,6 +41,7 @@ use crate::path::RelPath;
 use crate::tree::{LocalTree, Stamp, SyncState};
 
 pub use claim::LocalItem;
+pub use focus::{Focus, FocusedPlan, plan_focused};
 
 /// Names an item within one plan: a known item id, or the n-th new local
 /// item that has no id yet.

@@ -27,13 +27,15 @@ use crate::path::RelPath;
 use crate::tree::LocalEntry;
 
 /// Updates `scan` (a complete earlier scan) for changes at the paths in
-/// `changed`; see the module documentation.
+/// `changed`; see the module documentation. Returns every path whose entry
+/// appeared, disappeared or changed (what a focused plan must look at).
 pub async fn rescan(
     fs: &dyn Fs,
     cache: &HashCache,
     scan: &mut Scan,
     changed: &BTreeSet<RelPath>,
-) -> Result<(), FsError> {
+) -> Result<BTreeSet<RelPath>, FsError> {
+    let mut moved = BTreeSet::new();
     scan.composed.clear();
     scan.hashed.clear();
     let mut named: BTreeSet<RelPath> = changed.clone();
@@ -54,9 +56,9 @@ pub async fn rescan(
             relist.insert(anchor);
             continue;
         }
-        relist_folder(fs, cache, scan, &dir, &named, &mut walked).await?;
+        relist_folder(fs, cache, scan, &dir, &named, &mut walked, &mut moved).await?;
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// If `dir` is not a folder of the scan: its nearest ancestor that is
@@ -85,11 +87,14 @@ async fn relist_folder(
     dir: &RelPath,
     named: &BTreeSet<RelPath>,
     walked: &mut BTreeSet<RelPath>,
+    moved: &mut BTreeSet<RelPath>,
 ) -> Result<(), FsError> {
     let Some(entries) = list(fs, dir).await? else {
         // Gone: so is everything that was in it.
-        forget_under(scan, dir);
-        scan.tree.remove(dir);
+        forget_under(scan, dir, moved);
+        if scan.tree.remove(dir).is_some() {
+            moved.insert(dir.clone());
+        }
         return Ok(());
     };
     // The previous entries of `dir` leave the tree (what is under them
@@ -111,16 +116,25 @@ async fn relist_folder(
         if unchanged {
             kept.insert(path);
         } else {
-            forget_under(scan, &path);
+            forget_under(scan, &path, moved);
             walk(fs, cache, path.clone(), scan).await?;
+            moved.extend(under(scan, &path));
             walked.insert(path);
         }
     }
     for old in before.keys() {
         if !kept.contains(old) && !walked.contains(old) {
-            forget_under(scan, old);
+            forget_under(scan, old, moved);
         }
     }
+    // The entries of `dir` that appeared, went or changed.
+    let now = children(scan, dir);
+    for p in &now {
+        if before.get(p) != scan.tree.get(p) {
+            moved.insert(p.clone());
+        }
+    }
+    moved.extend(before.into_keys().filter(|p| !scan.tree.contains_key(p)));
     Ok(())
 }
 
@@ -142,11 +156,13 @@ fn under<'a>(scan: &'a Scan, dir: &'a RelPath) -> impl Iterator<Item = RelPath> 
         .cloned()
 }
 
-/// Removes everything the scan recorded strictly under `dir`.
-fn forget_under(scan: &mut Scan, dir: &RelPath) {
+/// Removes everything the scan recorded strictly under `dir`, noting it in
+/// `moved`.
+fn forget_under(scan: &mut Scan, dir: &RelPath, moved: &mut BTreeSet<RelPath>) {
     let gone: Vec<RelPath> = under(scan, dir).collect();
     for p in gone {
         scan.tree.remove(&p);
+        moved.insert(p);
     }
     scan.skipped
         .retain(|(parent, _, _)| !parent.starts_with(dir));

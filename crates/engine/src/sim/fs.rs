@@ -72,6 +72,9 @@ struct State {
     /// without stable ids).
     no_file_ids: bool,
     mutations: u64,
+    /// What a watcher would have reported since [`MemFs::take_watched`]:
+    /// the paths of the entries the user changed.
+    watched: BTreeSet<RelPath>,
     /// Changes of folder entries made by the engine since its last
     /// `sync_dirs` (which a real disk may lose in a power cut).
     unsynced: u64,
@@ -191,6 +194,13 @@ impl MemFs {
         self.lock().overwritten_by_fault.clone()
     }
 
+    /// The paths a watcher would have reported since the last call: every
+    /// entry the user (or a fault playing the user) created, changed,
+    /// removed or renamed (both names).
+    pub fn take_watched(&self) -> BTreeSet<RelPath> {
+        std::mem::take(&mut self.lock().watched)
+    }
+
     /// Hides file ids, as on a platform without stable ones.
     pub fn without_file_ids(&self) {
         self.lock().no_file_ids = true;
@@ -202,6 +212,7 @@ impl MemFs {
         let path = rp(path);
         self.user_mkdir_p_path(&path.parent().unwrap_or_default());
         let mut s = self.lock();
+        s.watched.insert(path.clone());
         let (fresh_id, mtime) = s.fresh();
         let id = match s.nodes.get(&path) {
             Some(Node::File { id, .. }) => *id,
@@ -229,6 +240,7 @@ impl MemFs {
             cur = cur.join(c);
             if !s.nodes.contains_key(&cur) {
                 let (id, mtime) = s.fresh();
+                s.watched.insert(cur.clone());
                 s.nodes.insert(cur.clone(), Node::Dir { id, mtime });
             }
         }
@@ -239,6 +251,7 @@ impl MemFs {
     pub fn user_symlink(&self, path: &str) {
         let mut s = self.lock();
         let (id, _) = s.fresh();
+        s.watched.insert(rp(path));
         s.nodes.insert(rp(path), Node::Symlink { id });
     }
 
@@ -246,6 +259,7 @@ impl MemFs {
     pub fn user_special(&self, path: &str) {
         let mut s = self.lock();
         let (id, _) = s.fresh();
+        s.watched.insert(rp(path));
         s.nodes.insert(rp(path), Node::Special { id });
     }
 
@@ -253,6 +267,7 @@ impl MemFs {
     pub fn user_remove(&self, path: &str) -> bool {
         let path = rp(path);
         let mut s = self.lock();
+        s.watched.insert(path.clone());
         let before = s.nodes.len();
         s.nodes.retain(|p, _| !p.starts_with(&path));
         s.nodes.len() != before
@@ -262,7 +277,12 @@ impl MemFs {
     /// the source is missing, the target exists or its parent does not.
     pub fn user_rename(&self, from: &str, to: &str) -> bool {
         let mut s = self.lock();
-        rename_tree(&mut s, &rp(from), &rp(to)).is_ok()
+        let renamed = rename_tree(&mut s, &rp(from), &rp(to)).is_ok();
+        if renamed {
+            s.watched.insert(rp(from));
+            s.watched.insert(rp(to));
+        }
+        renamed
     }
 
     /// A file's content.
@@ -281,6 +301,8 @@ impl MemFs {
         let mut s = self.lock();
         let (id, mtime) = s.fresh();
         let data = Arc::new(data.to_vec());
+        // A watcher names the folder of an entry whose name is not valid.
+        s.watched.insert(dir.clone());
         s.raw
             .insert((dir, name.to_owned()), Node::File { id, mtime, data });
     }
@@ -459,6 +481,7 @@ impl Fs for MemFs {
             None => return Err(err(FsErrorKind::NotFound, path, "no such file")),
         };
         if s.change_on_read.remove(path) {
+            s.watched.insert(path.clone());
             s.tick += 1;
             let tick = s.tick;
             let mut old = None;

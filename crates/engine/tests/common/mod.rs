@@ -8,7 +8,7 @@ use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
 use stacksync_engine::io::{ContentStore, MemStateStore, StateStore};
 use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer, MemFs, SeqIds};
 use stacksync_engine::{
-    Engine, EngineConfig, EngineError, EngineIo, Remote, SyncReport, SyncState,
+    Changed, Engine, EngineConfig, EngineError, EngineIo, Remote, SyncReport, SyncState,
 };
 use stacksync_proto::{ContentHash, DeviceId};
 
@@ -53,6 +53,20 @@ impl Device {
 
     /// One sync call, opening the engine if it is not running (a restart).
     pub async fn try_sync(&mut self) -> Result<SyncReport, EngineError> {
+        // A full sync looks everywhere: what a watcher saw is covered.
+        self.fs.take_watched();
+        self.try_sync_changed(Changed::Anywhere).await
+    }
+
+    /// One sync call the way the daemon makes it after a watcher event:
+    /// told the paths the user changed since the last call (so that it
+    /// rescans and, once settled, plans only there).
+    pub async fn try_sync_watched(&mut self) -> Result<SyncReport, EngineError> {
+        let paths = self.fs.take_watched();
+        self.try_sync_changed(Changed::Paths(paths)).await
+    }
+
+    async fn try_sync_changed(&mut self, changed: Changed) -> Result<SyncReport, EngineError> {
         if self.engine.is_none() {
             let config = EngineConfig {
                 device_name: self.name.clone(),
@@ -64,7 +78,7 @@ impl Device {
             self.engine = Some(Engine::open(self.io(), config).await?);
         }
         let engine = self.engine.as_mut().expect("engine opened just above");
-        let r = engine.sync().await;
+        let r = engine.sync_changed(changed).await;
         if r.is_err() {
             // An engine that failed mid-round is dropped, like a crashed
             // process; the next call restarts from the saved state.
@@ -189,6 +203,16 @@ impl World {
     pub async fn sync(&mut self, i: usize) -> SyncReport {
         self.saved.extend(self.devices[i].contents());
         self.devices[i].sync().await
+    }
+
+    /// [`World::sync`] the way the daemon syncs after a watcher event.
+    pub async fn sync_watched(&mut self, i: usize) -> SyncReport {
+        self.saved.extend(self.devices[i].contents());
+        let d = &mut self.devices[i];
+        match d.try_sync_watched().await {
+            Ok(r) => r,
+            Err(e) => panic!("{}: sync failed: {e}", d.name),
+        }
     }
 
     /// Syncs every device in turn until a whole pass changes nothing, then

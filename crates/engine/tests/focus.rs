@@ -1,0 +1,530 @@
+//! A focused plan equals the full plan (`planner::plan_focused` against
+//! `planner::plan`) when everything outside the focus is settled: random
+//! settled trees (with and without file ids, with duplicate contents and
+//! refused names), then random local and remote changes (edits, creates,
+//! deletes, renames and moves of files and folders, concurrent edits of
+//! one item), from many seeds. The focus names what a watcher and the
+//! change feed would: the local paths touched and the items changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use stacksync_engine::tree::Refusal;
+use stacksync_engine::{
+    Focus, IgnoreRules, Key, LocalEntry, LocalTree, PlanInput, RelPath, Stamp, SyncState,
+    SyncedItem, plan, plan_focused,
+};
+use stacksync_proto::{ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId};
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Few names and contents, so that changes collide.
+const NAMES: [&str; 7] = ["a", "b", "c", "d.txt", "e", "f.md", "g"];
+const CONTENTS: usize = 6;
+
+fn id(n: u64) -> ItemId {
+    ItemId(uuid::Uuid::from_u64_pair(0, n))
+}
+
+fn hash(c: usize) -> ContentHash {
+    ContentHash(*blake3::hash(format!("content {c}").as_bytes()).as_bytes())
+}
+
+/// When plans are made (conflicted-copy names carry it).
+const NOW: i64 = 1_700_000_000_000;
+
+/// A random name; sometimes the name a conflicted copy of `a` would get,
+/// so that copies clash with what is already there.
+fn name(rng: &mut Rng) -> ItemName {
+    if rng.chance(5) {
+        let a = ItemName::new("a").unwrap();
+        return stacksync_engine::conflict::conflicted_copy_name(&a, false, "dev", NOW, 1);
+    }
+    ItemName::new(NAMES[rng.below(NAMES.len())]).unwrap()
+}
+
+fn meta(n: u64, parent: Option<ItemId>, name: ItemName, content: Option<usize>) -> ItemMeta {
+    ItemMeta {
+        id: id(n),
+        workspace: WorkspaceId(uuid::Uuid::from_u64_pair(0, 1)),
+        parent,
+        name,
+        is_folder: content.is_none(),
+        mimetype: None,
+        status: ItemStatus::New,
+        version: 1,
+        content_hash: content.map(hash),
+        size: content.map_or(0, |c| 10 + c as u64),
+        client_modified: 0,
+        server_modified: 0,
+        device: DeviceId(uuid::Uuid::from_u64_pair(0, 2)),
+        revision: n,
+        chunks: Vec::new(),
+    }
+}
+
+/// A world where the local tree, the synced tree and the remote tree agree.
+struct World {
+    state: SyncState,
+    local: LocalTree,
+    next_id: u64,
+    next_file_id: u64,
+    file_ids: bool,
+    clock: i64,
+}
+
+impl World {
+    fn settled(rng: &mut Rng) -> World {
+        let mut w = World {
+            state: SyncState::default(),
+            local: LocalTree::new(),
+            next_id: 10,
+            next_file_id: 5000,
+            file_ids: rng.chance(70),
+            clock: 1000,
+        };
+        let items = 3 + rng.below(25);
+        for _ in 0..items {
+            let folders: Vec<Option<ItemId>> = std::iter::once(None)
+                .chain(
+                    w.state
+                        .synced
+                        .iter()
+                        .filter(|(_, s)| s.is_folder)
+                        .map(|(i, _)| Some(*i)),
+                )
+                .collect();
+            let parent = folders[rng.below(folders.len())];
+            let name = name(rng);
+            let taken = w
+                .state
+                .synced
+                .values()
+                .any(|s| s.parent == parent && s.name == name);
+            if taken {
+                continue;
+            }
+            let content = (!rng.chance(30)).then(|| rng.below(CONTENTS));
+            let n = w.next_id;
+            w.next_id += 1;
+            let m = meta(n, parent, name, content);
+            let stamp = w.stamp(content);
+            let path = w.remote_path(&m);
+            w.local.insert(
+                path,
+                LocalEntry {
+                    is_folder: m.is_folder,
+                    stamp,
+                    hash: m.content_hash,
+                },
+            );
+            w.state
+                .synced
+                .insert(m.id, SyncedItem::from_meta(&m, Some(stamp)));
+            w.state.remote.apply(m);
+        }
+        // A refused new file (its name was refused by the server): settled
+        // too, it is never uploaded while the refusal lasts.
+        if rng.chance(30) {
+            let path = RelPath::parse("refused.txt").unwrap();
+            let stamp = w.stamp(Some(0));
+            w.local.insert(
+                path.clone(),
+                LocalEntry {
+                    is_folder: false,
+                    stamp,
+                    hash: Some(hash(0)),
+                },
+            );
+            w.state.refused.insert(
+                path,
+                Refusal {
+                    reason: "refused".into(),
+                    stamp: None,
+                    clash: false,
+                },
+            );
+        }
+        w
+    }
+
+    fn stamp(&mut self, content: Option<usize>) -> Stamp {
+        self.clock += 1;
+        let file_id = self.file_ids.then(|| {
+            self.next_file_id += 1;
+            self.next_file_id
+        });
+        Stamp {
+            size: content.map_or(0, |c| 10 + c as u64),
+            mtime: self.clock,
+            file_id,
+        }
+    }
+
+    fn remote_path(&self, m: &ItemMeta) -> RelPath {
+        match m.parent {
+            None => RelPath::root().join(&m.name),
+            Some(p) => self.state.remote.path_of(p).unwrap().join(&m.name),
+        }
+    }
+
+    fn input<'a>(
+        &'a self,
+        ignore: &'a IgnoreRules,
+        unsynced: &'a BTreeMap<RelPath, Option<Stamp>>,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            state: &self.state,
+            local: &self.local,
+            ignore,
+            unsynced,
+            device_name: "dev",
+            now: NOW,
+        }
+    }
+
+    fn local_folders(&self) -> Vec<RelPath> {
+        std::iter::once(RelPath::root())
+            .chain(
+                self.local
+                    .iter()
+                    .filter(|(_, e)| e.is_folder)
+                    .map(|(p, _)| p.clone()),
+            )
+            .collect()
+    }
+
+    fn pick_local(&mut self, rng: &mut Rng) -> Option<RelPath> {
+        let paths: Vec<&RelPath> = self.local.keys().collect();
+        (!paths.is_empty()).then(|| paths[rng.below(paths.len())].clone())
+    }
+
+    fn pick_remote(&self, rng: &mut Rng, folder: Option<bool>) -> Option<ItemMeta> {
+        let live: Vec<&ItemMeta> = self
+            .state
+            .remote
+            .iter()
+            .filter(|m| self.state.remote.live(m.id).is_some())
+            .filter(|m| folder.is_none_or(|f| m.is_folder == f))
+            .collect();
+        (!live.is_empty()).then(|| live[rng.below(live.len())].clone())
+    }
+
+    fn remote_name_free(&self, parent: Option<ItemId>, name: &ItemName) -> bool {
+        !self.state.remote.iter().any(|m| {
+            m.parent == parent && &m.name == name && self.state.remote.live(m.id).is_some()
+        })
+    }
+
+    /// One random change; adds what it touched to `focus`.
+    fn change(&mut self, rng: &mut Rng, focus: &mut Focus) {
+        match rng.below(10) {
+            0 => {
+                // Edit a local file.
+                let Some(p) = self.pick_local(rng) else {
+                    return;
+                };
+                if self.local[&p].is_folder {
+                    return;
+                }
+                let c = rng.below(CONTENTS);
+                let old = self.local[&p].stamp;
+                self.clock += 1;
+                let e = self.local.get_mut(&p).unwrap();
+                e.hash = Some(hash(c));
+                e.stamp = Stamp {
+                    size: 10 + c as u64,
+                    mtime: self.clock,
+                    file_id: old.file_id,
+                };
+                focus.paths.insert(p);
+            }
+            1 | 2 => {
+                // Create a local file or folder.
+                let folders = self.local_folders();
+                let p = folders[rng.below(folders.len())].join(&name(rng));
+                if self.local.contains_key(&p) {
+                    return;
+                }
+                let content = (!rng.chance(30)).then(|| rng.below(CONTENTS));
+                let stamp = self.stamp(content);
+                self.local.insert(
+                    p.clone(),
+                    LocalEntry {
+                        is_folder: content.is_none(),
+                        stamp,
+                        hash: content.map(hash),
+                    },
+                );
+                focus.paths.insert(p);
+            }
+            3 => {
+                // Delete a local entry and everything under it.
+                let Some(p) = self.pick_local(rng) else {
+                    return;
+                };
+                self.local.retain(|q, _| !q.starts_with(&p));
+                focus.paths.insert(p);
+            }
+            4 => {
+                // Rename or move a local entry with everything under it.
+                let Some(from) = self.pick_local(rng) else {
+                    return;
+                };
+                let folders = self.local_folders();
+                let to = folders[rng.below(folders.len())].join(&name(rng));
+                if self.local.contains_key(&to) || to.starts_with(&from) {
+                    return;
+                }
+                let moved: Vec<(RelPath, LocalEntry)> = self
+                    .local
+                    .iter()
+                    .filter(|(q, _)| q.starts_with(&from))
+                    .map(|(q, e)| (q.clone(), e.clone()))
+                    .collect();
+                for (q, e) in moved {
+                    self.local.remove(&q);
+                    let rest = &q.components()[from.components().len()..];
+                    let mut nq = to.clone();
+                    for n in rest {
+                        nq = nq.join(n);
+                    }
+                    self.local.insert(nq, e);
+                }
+                focus.paths.insert(from);
+                focus.paths.insert(to);
+            }
+            5 => {
+                // Edit a remote file.
+                let Some(mut m) = self.pick_remote(rng, Some(false)) else {
+                    return;
+                };
+                let c = rng.below(CONTENTS);
+                m.content_hash = Some(hash(c));
+                m.size = 10 + c as u64;
+                m.version += 1;
+                m.status = ItemStatus::Changed;
+                focus.ids.insert(m.id);
+                self.state.remote.apply(m);
+            }
+            6 => {
+                // Rename or move a remote item.
+                let Some(mut m) = self.pick_remote(rng, None) else {
+                    return;
+                };
+                let parent = self.pick_remote(rng, Some(true)).map(|f| f.id);
+                let parent = if rng.chance(30) { None } else { parent };
+                // Never into itself or under itself.
+                let mut cur = parent;
+                while let Some(c) = cur {
+                    if c == m.id {
+                        return;
+                    }
+                    cur = self.state.remote.latest(c).and_then(|x| x.parent);
+                }
+                let name = name(rng);
+                if !self.remote_name_free(parent, &name) {
+                    return;
+                }
+                m.parent = parent;
+                m.name = name;
+                m.version += 1;
+                m.status = ItemStatus::Moved;
+                focus.ids.insert(m.id);
+                self.state.remote.apply(m);
+            }
+            7 => {
+                // Delete a remote item.
+                let Some(mut m) = self.pick_remote(rng, None) else {
+                    return;
+                };
+                m.version += 1;
+                m.status = ItemStatus::Deleted;
+                focus.ids.insert(m.id);
+                self.state.remote.apply(m);
+            }
+            _ => {
+                // Create a remote item.
+                let parent = if rng.chance(40) {
+                    None
+                } else {
+                    self.pick_remote(rng, Some(true)).map(|f| f.id)
+                };
+                let name = name(rng);
+                if !self.remote_name_free(parent, &name) {
+                    return;
+                }
+                let content = (!rng.chance(30)).then(|| rng.below(CONTENTS));
+                let n = self.next_id;
+                self.next_id += 1;
+                let m = meta(n, parent, name, content);
+                focus.ids.insert(m.id);
+                self.state.remote.apply(m);
+            }
+        }
+    }
+}
+
+fn path_of(
+    local: &BTreeMap<Key, stacksync_engine::planner::LocalItem>,
+    key: Key,
+) -> Option<RelPath> {
+    stacksync_engine::planner::path_in(local, key)
+}
+
+#[test]
+fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
+    let ignore = IgnoreRules::defaults();
+    let unsynced = BTreeMap::new();
+    let mut nonempty = 0;
+    for seed in 1..=3000u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut w = World::settled(&mut rng);
+        let settled = plan(&w.input(&ignore, &unsynced));
+        assert!(
+            settled.ops.is_empty(),
+            "seed {seed}: the generated world is not settled: {:?}",
+            settled.ops
+        );
+        let mut focus = Focus::default();
+        for _ in 0..1 + rng.below(4) {
+            w.change(&mut rng, &mut focus);
+        }
+        let input = w.input(&ignore, &unsynced);
+        let full = plan(&input);
+        let focused = plan_focused(&input, &focus);
+        assert_eq!(
+            focused.plan.ops, full.ops,
+            "seed {seed}: focus {focus:?}\nlocal {:?}\nstate {:?}",
+            w.local, w.state
+        );
+        let clashes: Vec<_> = full
+            .clashes
+            .iter()
+            .filter(|(p, _)| focused.paths.contains(p))
+            .cloned()
+            .collect();
+        assert_eq!(focused.plan.clashes, clashes, "seed {seed}");
+        for op in &full.ops {
+            let mut keys = vec![op.key()];
+            if let stacksync_engine::Op::ConflictCopy { copy, .. } = op {
+                keys.push(*copy);
+            }
+            for k in keys {
+                assert_eq!(
+                    path_of(&focused.plan.local, k),
+                    path_of(&full.local, k),
+                    "seed {seed}: where {k:?} is"
+                );
+                assert_eq!(
+                    focused.plan.local.get(&k),
+                    full.local.get(&k),
+                    "seed {seed}"
+                );
+            }
+        }
+        if !full.ops.is_empty() {
+            nonempty += 1;
+        }
+    }
+    // The changes must make work: a generator whose plans are empty would
+    // prove nothing.
+    assert!(nonempty > 2000, "only {nonempty} plans had operations");
+}
+
+#[test]
+fn a_focus_on_one_file_leaves_the_rest_of_a_large_tree_out() {
+    // 100 folders of 100 files; one edit. The focused plan looks at the
+    // file's folder (siblings) and its ancestors, not at the other 99.
+    let mut state = SyncState::default();
+    let mut local = LocalTree::new();
+    let mut n = 10;
+    for f in 0..100u64 {
+        let folder = meta(n, None, ItemName::new(format!("d{f}")).unwrap(), None);
+        n += 1;
+        let fid = folder.id;
+        let fpath = RelPath::root().join(&folder.name);
+        let stamp = Stamp {
+            size: 0,
+            mtime: 1,
+            file_id: Some(n),
+        };
+        local.insert(
+            fpath.clone(),
+            LocalEntry {
+                is_folder: true,
+                stamp,
+                hash: None,
+            },
+        );
+        state
+            .synced
+            .insert(fid, SyncedItem::from_meta(&folder, Some(stamp)));
+        state.remote.apply(folder);
+        for i in 0..100u64 {
+            let m = meta(
+                n,
+                Some(fid),
+                ItemName::new(format!("f{i}")).unwrap(),
+                Some((i % 5) as usize),
+            );
+            n += 1;
+            let stamp = Stamp {
+                size: m.size,
+                mtime: 1,
+                file_id: Some(n),
+            };
+            local.insert(
+                fpath.join(&m.name),
+                LocalEntry {
+                    is_folder: false,
+                    stamp,
+                    hash: m.content_hash,
+                },
+            );
+            state
+                .synced
+                .insert(m.id, SyncedItem::from_meta(&m, Some(stamp)));
+            state.remote.apply(m);
+        }
+    }
+    let p = RelPath::parse("d7/f3").unwrap();
+    let e = local.get_mut(&p).unwrap();
+    e.hash = Some(hash(99));
+    e.stamp.mtime = 2;
+    let ignore = IgnoreRules::defaults();
+    let unsynced = BTreeMap::new();
+    let input = PlanInput {
+        state: &state,
+        local: &local,
+        ignore: &ignore,
+        unsynced: &unsynced,
+        device_name: "dev",
+        now: 0,
+    };
+    let focus = Focus {
+        paths: BTreeSet::from([p.clone()]),
+        ids: BTreeSet::new(),
+    };
+    let focused = plan_focused(&input, &focus);
+    assert_eq!(focused.plan.ops, plan(&input).ops);
+    assert_eq!(focused.plan.ops.len(), 1);
+    // d7 (an ancestor) and its 100 files (the file and its siblings); no
+    // other folder and none of their files.
+    assert_eq!(focused.paths.len(), 101, "{:?}", focused.paths);
+}
