@@ -301,13 +301,17 @@ impl Fs for LocalFs {
                 if !meta.is_file() {
                     return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a file"));
                 }
-                Ok(file)
+                // A second descriptor of the same open file: the stream
+                // reads one, a blocking consumer takes the other.
+                let stream = file.try_clone().map_err(|e| io_error(&rel, "open", &e))?;
+                Ok((stream, file))
             })
             .await?;
-        Ok(Box::new(Touching::new(
-            tokio::fs::File::from_std(file),
-            self.activity.clone(),
-        )))
+        let (stream, file) = file;
+        Ok(ByteReader::with_file(
+            Touching::new(tokio::fs::File::from_std(stream), self.activity.clone()),
+            file,
+        ))
     }
 
     async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError> {

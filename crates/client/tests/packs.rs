@@ -18,7 +18,7 @@ use stacksync_proto::{ChunkId, ChunkRef, ErrorKind, WorkspaceId};
 use common::{Probe, blob_store, bytes, check_download, small_chunks};
 
 fn reader(data: &[u8]) -> ByteReader {
-    Box::new(std::io::Cursor::new(data.to_vec()))
+    ByteReader::new(std::io::Cursor::new(data.to_vec()))
 }
 
 /// Small chunks and packs of 64 KiB, so a few hundred KiB make several.

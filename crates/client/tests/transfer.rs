@@ -16,7 +16,7 @@ use stacksync_proto::ContentHash;
 use common::{Probe, blob_store, bytes, check_download, content_store};
 
 fn reader(data: &[u8]) -> ByteReader {
-    Box::new(std::io::Cursor::new(data.to_vec()))
+    ByteReader::new(std::io::Cursor::new(data.to_vec()))
 }
 
 fn plain_hash(data: &[u8]) -> ContentHash {
@@ -256,4 +256,76 @@ async fn small_chunks_are_packed_without_asking_and_large_ones_are_asked_about()
         .collect();
     assert_eq!(located.len(), asked);
     check_download(&other, &again, &large).await;
+}
+
+/// A reader over a file on disk is read on the encoder's own thread
+/// (`ByteReader::into_file`): the result is the one the stream gives, and
+/// many uploads at once finish on a runtime whose blocking pool has room
+/// for nothing but their encoders (a first sync once hung when each
+/// encoder waited for a file read queued behind the others).
+#[test]
+fn files_read_on_the_encoders_thread_upload_like_streams() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, container) = blob_store(dir.path()).await;
+        let cs = std::sync::Arc::new(content_store(&store, &container, ChunkCodec::compressed()));
+        let files = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..32 {
+            let data = bytes(
+                &format!("file {i}"),
+                if i == 0 { 2_000_000 } else { 300 + i * 7 },
+            );
+            let path = files.path().join(format!("f{i}"));
+            std::fs::write(&path, &data).unwrap();
+            expected.push((path, data));
+        }
+        let uploads = expected.iter().map(|(path, _)| {
+            let cs = cs.clone();
+            let path = path.clone();
+            async move {
+                let file = std::fs::File::open(&path).unwrap();
+                let stream = tokio::fs::File::from_std(file.try_clone().unwrap());
+                let reader = ByteReader::with_file(stream, file);
+                cs.upload(reader).await.expect("upload")
+            }
+        });
+        let got = futures::future::join_all(uploads).await;
+        cs.flush().await.expect("flush");
+        for ((_, data), up) in expected.iter().zip(&got) {
+            let streamed = cs.upload(reader(data)).await.expect("upload as a stream");
+            assert_eq!(up, &streamed);
+            assert_eq!(up.hash, plain_hash(data));
+            check_download(&cs, up, data).await;
+        }
+    });
+}
+
+#[test]
+fn a_reader_read_as_a_stream_no_longer_hands_over_its_file() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let files = tempfile::tempdir().unwrap();
+        let path = files.path().join("f");
+        std::fs::write(&path, b"hello world").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let stream = tokio::fs::File::from_std(file.try_clone().unwrap());
+        let mut reader = ByteReader::with_file(stream, file);
+        let mut first = [0u8; 5];
+        reader.read_exact(&mut first).await.unwrap();
+        // Its position moved: a blocking reader could not start over.
+        let Err(mut reader) = reader.into_file() else {
+            panic!("a reader already read from handed over its file")
+        };
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b" world");
+    });
 }

@@ -17,7 +17,7 @@ use stacksync_client::{
 use stacksync_content::ChunkCodec;
 use stacksync_engine::io::RandomIds;
 use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer};
-use stacksync_engine::{ContentStore, Engine, EngineConfig, EngineIo, Remote};
+use stacksync_engine::{ByteReader, ContentStore, Engine, EngineConfig, EngineIo, Remote};
 use stacksync_proto::{
     ChangesPage, ChunkRef, CommitResult, DeviceId, Error, ProposedItem, WorkspaceId,
 };
@@ -56,7 +56,7 @@ impl CheckingRemote {
             .map_err(|e| Error::internal(format!("chunk {} is damaged: {e}", chunk.id)))?;
         let up = self
             .link
-            .upload(Box::new(std::io::Cursor::new(plain)))
+            .upload(ByteReader::new(std::io::Cursor::new(plain)))
             .await?;
         assert_eq!(
             up.chunks.len(),

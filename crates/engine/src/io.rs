@@ -2,20 +2,76 @@
 //! replace the disk, the server, the content pipeline and the clock with
 //! deterministic doubles (see [`crate::sim`]).
 
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use stacksync_proto::{
     ChangesPage, ChunkRef, CommitResult, ContentHash, ItemId, ItemName, Millis, ProposedItem,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::FsError;
 use crate::path::RelPath;
 use crate::tree::{Stamp, SyncState};
 
-/// A stream of a file's bytes.
-pub type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
+/// A stream of a file's bytes; when it is a file on a real disk, also that
+/// file, so that a consumer that works on its own thread (the content
+/// pipeline) reads it there with blocking calls instead of hopping between
+/// that thread and the async runtime for every piece (see
+/// [`ByteReader::into_file`]).
+pub struct ByteReader {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// The same open file, while nothing was read through `reader`.
+    file: Option<std::fs::File>,
+}
+
+impl ByteReader {
+    /// A reader that is only a stream.
+    pub fn new(reader: impl AsyncRead + Send + Unpin + 'static) -> ByteReader {
+        ByteReader {
+            reader: Box::new(reader),
+            file: None,
+        }
+    }
+
+    /// A reader over `file` (an open regular file), streamed through
+    /// `reader`, which must read the same open file (a duplicate of its
+    /// descriptor: they share the position).
+    pub fn with_file(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        file: std::fs::File,
+    ) -> ByteReader {
+        ByteReader {
+            reader: Box::new(reader),
+            file: Some(file),
+        }
+    }
+
+    /// The open file, for blocking reads from its start, if this reader
+    /// has one and nothing was read as a stream yet; the reader back
+    /// otherwise.
+    pub fn into_file(self) -> Result<std::fs::File, ByteReader> {
+        match self.file {
+            Some(file) => Ok(file),
+            None => Err(self),
+        }
+    }
+}
+
+impl AsyncRead for ByteReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        // Read as a stream from here on: the file's position moves.
+        this.file = None;
+        Pin::new(&mut this.reader).poll_read(cx, buf)
+    }
+}
 /// A sink for a file's bytes.
 pub type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
 

@@ -168,7 +168,10 @@ async fn the_simulated_server_refuses_chunks_that_were_never_flushed() {
     let server = FakeServer::new(4);
     let link = server.device(DeviceId::new());
     let data = b"twelve bytes";
-    let up = link.upload(Box::new(&data[..])).await.unwrap();
+    let up = link
+        .upload(ByteReader::new(std::io::Cursor::new(data.to_vec())))
+        .await
+        .unwrap();
     assert_eq!(up.chunks.len(), 3);
     assert_eq!(link.staged_chunks(), 3);
     let err = link
@@ -189,7 +192,10 @@ async fn the_simulated_server_refuses_chunks_that_were_never_flushed() {
     assert!(link.flush().await.is_err());
     assert_eq!(link.staged_chunks(), 0);
     assert_eq!(server.chunk_uploads(), 0);
-    let up = link.upload(Box::new(&data[..])).await.unwrap();
+    let up = link
+        .upload(ByteReader::new(std::io::Cursor::new(data.to_vec())))
+        .await
+        .unwrap();
     link.flush().await.unwrap();
     assert_eq!(server.chunk_uploads(), 3);
     let result = link

@@ -1,7 +1,8 @@
 //! The content pipeline reads with blocking `std::io::Read` on its own
-//! threads; the engine hands over an async reader. This moves bytes from one
-//! to the other through a bounded channel, so memory stays bounded whatever
-//! the file size.
+//! threads. A file on disk is read there directly (`ByteReader::into_file`);
+//! any other reader the engine hands over is async, and this moves its
+//! bytes to the pipeline through a bounded channel, so memory stays bounded
+//! whatever the file size.
 
 use std::io::{self, Read};
 
@@ -33,27 +34,18 @@ pub(crate) async fn pump(mut content: ByteReader, tx: mpsc::Sender<io::Result<By
     }
 }
 
-/// The blocking end: a `Read` over the pieces [`pump`] sends, hashing the
-/// plaintext with unkeyed BLAKE3 on the way when asked (the engine compares
-/// uploads against its scan, which hashes unkeyed).
+/// The blocking end: a `Read` over the pieces [`pump`] sends.
 pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
-    hasher: Option<blake3::Hasher>,
 }
 
 impl ChannelReader {
-    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Bytes>>, hash: bool) -> ChannelReader {
+    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> ChannelReader {
         ChannelReader {
             rx,
             current: Bytes::new(),
-            hasher: hash.then(blake3::Hasher::new),
         }
-    }
-
-    /// The unkeyed hash of everything read, if hashing was asked for.
-    pub(crate) fn plain_hash(&self) -> Option<[u8; 32]> {
-        self.hasher.as_ref().map(|h| *h.finalize().as_bytes())
     }
 }
 
@@ -68,6 +60,35 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
         self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// A `Read` that hashes what passes through with unkeyed BLAKE3 when asked
+/// (the engine compares uploads against its scan, which hashes unkeyed;
+/// the pipeline's own hash is keyed in encrypted workspaces).
+pub(crate) struct PlainHashing<R> {
+    inner: R,
+    hasher: Option<blake3::Hasher>,
+}
+
+impl<R: Read> PlainHashing<R> {
+    pub(crate) fn new(inner: R, hash: bool) -> PlainHashing<R> {
+        PlainHashing {
+            inner,
+            hasher: hash.then(blake3::Hasher::new),
+        }
+    }
+
+    /// The unkeyed hash of everything read, if hashing was asked for.
+    pub(crate) fn plain_hash(&self) -> Option<[u8; 32]> {
+        self.hasher.as_ref().map(|h| *h.finalize().as_bytes())
+    }
+}
+
+impl<R: Read> Read for PlainHashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
         if let Some(h) = &mut self.hasher {
             h.update(&buf[..n]);
         }

@@ -26,22 +26,37 @@ impl ChunkedContentStore {
     /// chunks may only be staged: [`ChunkedContentStore::flush`] makes them
     /// durable.
     pub async fn upload_file(&self, content: ByteReader) -> Result<Uploaded, TransferError> {
-        let (in_tx, in_rx) = mpsc::channel(4);
         let (out_tx, out_rx) = mpsc::channel::<EncodedChunk>(self.config.max_uploads.max(1));
         let encoder = self.encoder.clone();
         // The pipeline's own content hash is keyed in encrypted workspaces;
         // the engine compares with its unkeyed scan hash, so compute that.
         let hash_plain = self.codec.is_encrypted();
-        let encode = tokio::task::spawn_blocking(move || {
-            let mut reader = bridge::ChannelReader::new(in_rx, hash_plain);
+        let encode_from = move |reader: Box<dyn std::io::Read + Send>| {
+            let mut reader = bridge::PlainHashing::new(reader, hash_plain);
             let summary = encoder.encode(&mut reader, |chunk| out_tx.blocking_send(chunk));
             (summary, reader.plain_hash())
-        });
-        let (_, encoded, placed) = tokio::join!(
-            bridge::pump(content, in_tx),
-            encode,
-            self.place_chunks(out_rx)
-        );
+        };
+        let (encoded, placed) = match content.into_file() {
+            // A file on disk is read on the encoder's own thread: no hop
+            // through the async runtime for each piece (a first sync of
+            // tens of thousands of files once hung in such a hop).
+            Ok(file) => {
+                let encode = tokio::task::spawn_blocking(move || encode_from(Box::new(file)));
+                tokio::join!(encode, self.place_chunks(out_rx))
+            }
+            Err(content) => {
+                let (in_tx, in_rx) = mpsc::channel(4);
+                let encode = tokio::task::spawn_blocking(move || {
+                    encode_from(Box::new(bridge::ChannelReader::new(in_rx)))
+                });
+                let (_, encoded, placed) = tokio::join!(
+                    bridge::pump(content, in_tx),
+                    encode,
+                    self.place_chunks(out_rx)
+                );
+                (encoded, placed)
+            }
+        };
         let (summary, plain) = encoded.map_err(|e| TransferError::Task(e.to_string()))?;
         // A failed upload stops the encoder through its sink; report the
         // cause, not the symptom.

@@ -492,7 +492,7 @@ impl Fs for MemFs {
             }
             s.overwritten_by_fault.extend(old);
         }
-        Ok(Box::new(std::io::Cursor::new(Snapshot(data))))
+        Ok(ByteReader::new(std::io::Cursor::new(Snapshot(data))))
     }
 
     async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError> {
