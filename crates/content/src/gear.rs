@@ -103,6 +103,21 @@ impl GearCutter {
         cut.unwrap_or(remaining)
     }
 
+    /// The first chunk's length if `source`, a prefix of the input shorter
+    /// than `max`, already decides it: a cut point found before its end is
+    /// where [`Self::cut`] would cut with the whole input in view, because
+    /// the scan stops at the first cut point and, with at least `avg`
+    /// bytes in view, uses the same ranges and masks either way. `None`
+    /// means more input is needed (no cut point yet, or too short to tell).
+    pub fn cut_prefix(&self, source: &[u8]) -> Option<usize> {
+        if source.len() < self.avg || source.len() >= self.max {
+            return None;
+        }
+        // `cut` returns the length it was given when it found no cut point.
+        let cut = self.cut(source);
+        (cut < source.len()).then_some(cut)
+    }
+
     /// [`Self::scan`], with the same result, over whole blocks of
     /// [`LANES`] segments at a time while they fit (see the module doc).
     fn scan_lanes(
@@ -321,6 +336,32 @@ mod tests {
             assert_eq!(cutter.cut(window), expected, "start {start}");
             start += expected.max(1);
         }
+    }
+
+    /// A cut decided from a prefix is the cut of the whole input, for
+    /// every prefix length, on data where cut points are common or rare.
+    #[test]
+    fn a_cut_found_in_a_prefix_is_the_cut_of_the_whole_input() {
+        let mut data = random(7, 200_000);
+        data.extend(vec![0u8; 40_000]);
+        data.extend(random(8, 60_000));
+        let (min, avg, max) = (1024, 4096, 16384);
+        let cutter = GearCutter::new(min, avg, max);
+        let mut decided = 0;
+        for start in (0..data.len() - max).step_by(997) {
+            let whole = cutter.cut(&data[start..]);
+            for len in (0..max + 2)
+                .step_by(7)
+                .chain([avg - 1, avg, avg + 1, max - 1])
+            {
+                if let Some(cut) = cutter.cut_prefix(&data[start..start + len]) {
+                    assert_eq!(cut, whole, "start {start} prefix {len}");
+                    decided += 1;
+                }
+            }
+        }
+        // Not vacuous: most prefixes past the first cut point decide it.
+        assert!(decided > 10_000, "only {decided} prefixes decided a cut");
     }
 
     #[test]
