@@ -1,7 +1,8 @@
 //! `scripts/bench content`: throughput of each pipeline stage against raw
 //! single-thread BLAKE3 measured in the same run on the same buffers, peak
 //! memory for a streamed 1 GiB file, and re-sent bytes after a one-byte
-//! insertion with CDC versus the original fixed 512 KiB chunks.
+//! insertion with CDC versus the original fixed 512 KiB chunks, and what
+//! small edits cost as delta chunks (`delta.rs`).
 //!
 //! Usage: `bench [--mib N] [--reps N] [--runs N] [--rss-mib N] [--sweep]`.
 //! The last line of stdout is one JSON object.
@@ -10,6 +11,7 @@ use std::collections::HashSet;
 use std::io::Cursor;
 use std::process::Command;
 
+mod delta;
 mod measure;
 
 use measure::{
@@ -438,6 +440,8 @@ fn main() {
     let (median_wall, median_cpu) = (median(walls), median(cpus));
     println!("  median {median_wall:.0} MB/s, {median_cpu:.0} MB/CPU-s");
 
+    let delta = delta::run(args.reps);
+
     let dedup_data = random_data(64, 64 << 20);
     let at = dedup_data.len() / 2;
     let (changed, resent) = insert_cost(&dedup_data, at, ChunkerConfig::default());
@@ -472,7 +476,7 @@ fn main() {
     // `pipeline_*` keys are the full pipeline (with encryption); the
     // `unencrypted_pipeline_*` ones stop before encryption.
     println!(
-        "{{\"bench\":\"content\",\"blake3_1t_mbps\":{:.0},\"pipeline_incompressible_mbps\":{:.0},\"pipeline_text_mbps\":{:.0},\"ratio_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mbps\":{:.0},\"ratio_unencrypted_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mb_per_cpu_s\":{:.0},\"unencrypted_pipeline_2core_ceiling_mbps\":{unencrypted_ceiling:.0},\"peak_rss_mib_1gib\":{:.1},\"insert_1byte_changed_chunks\":{changed},\"insert_1byte_fixed512k_resent_ratio\":{fixed_ratio:.4},\"unencrypted_runs_mbps\":[{runs_wall}],\"unencrypted_runs_mb_per_cpu_s\":[{runs_cpu}],\"unencrypted_median_mbps\":{median_wall:.0},\"unencrypted_median_mb_per_cpu_s\":{median_cpu:.0}}}",
+        "{{\"bench\":\"content\",\"blake3_1t_mbps\":{:.0},\"pipeline_incompressible_mbps\":{:.0},\"pipeline_text_mbps\":{:.0},\"ratio_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mbps\":{:.0},\"ratio_unencrypted_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mb_per_cpu_s\":{:.0},\"unencrypted_pipeline_2core_ceiling_mbps\":{unencrypted_ceiling:.0},\"peak_rss_mib_1gib\":{:.1},\"insert_1byte_changed_chunks\":{changed},\"insert_1byte_fixed512k_resent_ratio\":{fixed_ratio:.4},\"unencrypted_runs_mbps\":[{runs_wall}],\"unencrypted_runs_mb_per_cpu_s\":[{runs_cpu}],\"unencrypted_median_mbps\":{median_wall:.0},\"unencrypted_median_mb_per_cpu_s\":{median_cpu:.0},{}}}",
         baseline,
         full[0],
         full[1],
@@ -480,6 +484,7 @@ fn main() {
         unencrypted.wall,
         unencrypted.wall / baseline,
         unencrypted.cpu,
-        rss
+        rss,
+        delta.json()
     );
 }

@@ -122,10 +122,20 @@ pub fn best_mbps(reps: usize, bytes: usize, f: impl FnMut()) -> Rate {
     best_rate(reps, bytes, cpu_seconds, f)
 }
 
-/// CPU seconds of the calling thread (getrusage, microseconds), for
-/// one-thread stage costs.
+/// CPU seconds of the calling thread, for one-thread stage costs. From
+/// `CLOCK_THREAD_CPUTIME_ID` (nanoseconds, including the running slice):
+/// getrusage's per-thread figure only advances at scheduler ticks, too
+/// coarse for a millisecond of work.
 pub fn thread_cpu_seconds() -> f64 {
-    rusage_seconds(libc::RUSAGE_THREAD)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 pub fn best_rate(reps: usize, bytes: usize, clock: fn() -> f64, mut f: impl FnMut()) -> Rate {
