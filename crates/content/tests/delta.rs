@@ -250,6 +250,19 @@ fn edited(base: &[u8], edits: &[(usize, usize, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+#[test]
+fn fuzz_seeds_apply_with_exactly_their_codec() {
+    use stacksync_content::fuzz::{apply_delta_any, fuzz_delta_seed};
+    for encrypted in [false, true] {
+        let seed = fuzz_delta_seed(encrypted);
+        assert_eq!(apply_delta_any(&seed), 1, "encrypted: {encrypted}");
+        let mut flipped = seed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(apply_delta_any(&flipped), 0);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -282,6 +295,7 @@ proptest! {
             bytes[6] = 0;
             bytes[7] = 0;
         }
+        prop_assert_eq!(stacksync_content::fuzz::apply_delta_any(&bytes), 0);
         let base = common::random_bytes(1, 1000);
         for codec in codecs() {
             let _ = delta_base(&bytes);
