@@ -306,19 +306,9 @@ impl ChunkCodec {
             Compression::Zstd { level } => compress_if_it_pays(&buf[room..], level)?,
         };
         let compressed = compressed_body.is_some();
-        let mut flags = 0;
+        let (mut flags, nonce) = self.seal_params()?;
         if compressed {
             flags |= FLAG_COMPRESSED;
-        }
-        let mut nonce = None;
-        if self.crypto.is_some() {
-            flags |= FLAG_ENCRYPTED;
-            if self.cipher == Cipher::Aes256Gcm {
-                flags |= FLAG_AES_GCM;
-            }
-            let mut n = [0u8; NONCE_LEN];
-            random_bytes(&mut n)?;
-            nonce = Some(n);
         }
         let tag_len = if nonce.is_some() { TAG_LEN } else { 0 };
         if let Some(body) = compressed_body {
@@ -339,15 +329,9 @@ impl ChunkCodec {
         };
         debug_assert_eq!(header.len(), room, "the room is the header's length");
         header.write_to(&mut buf[..room]);
-        if let (Some(crypto), Some(nonce)) = (&self.crypto, nonce) {
+        if let Some(nonce) = nonce {
             let aad = associated_data(&buf[..room], &id);
-            let tag = crypto
-                .seal(self.cipher, &nonce, &aad, &mut buf[room..])
-                .map_err(|()| ContentError::PlaintextTooLarge {
-                    len: plaintext_len,
-                    max: MAX_CHUNK_LEN,
-                })?;
-            buf.extend_from_slice(&tag);
+            self.seal_body(&nonce, &aad, &mut buf, room)?;
         }
         Ok(EncodedChunk {
             id,
@@ -373,23 +357,13 @@ impl ChunkCodec {
             (None, Some(_)) => return Err(fail(ChunkProblem::KeyRequired)),
             (Some(_), None) => return Err(fail(ChunkProblem::NotEncrypted)),
             (None, None) => Cow::Borrowed(body),
-            (Some(crypto), Some(nonce)) => {
+            (Some(_), Some(nonce)) => {
                 // parse() checked body_len > TAG_LEN for encrypted bodies.
-                let (ciphertext, tag) = body.split_at(body.len() - TAG_LEN);
-                let tag: [u8; TAG_LEN] = tag
-                    .try_into()
-                    .map_err(|_| fail(ChunkProblem::Authentication))?;
-                let mut buf = ciphertext.to_vec();
                 let aad = associated_data(&bytes[..header_len], id);
-                let cipher = if header.aes_gcm() {
-                    Cipher::Aes256Gcm
-                } else {
-                    Cipher::XChaCha20Poly1305
-                };
-                crypto
-                    .open(cipher, &nonce, &aad, &mut buf, tag)
+                let plain = self
+                    .open_body(header.aes_gcm(), &nonce, &aad, body)
                     .map_err(|()| fail(ChunkProblem::Authentication))?;
-                Cow::Owned(buf)
+                Cow::Owned(plain)
             }
         };
         let plaintext = if header.compressed() {
