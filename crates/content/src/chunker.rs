@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use fastcdc::v2020;
 
 use crate::error::ContentError;
-use crate::gear::GearCutter;
+use crate::gear::{GearCutter, ScanState};
 
 /// The hard maximum size of one chunk's plaintext. Decoders refuse to
 /// allocate more than this for any chunk, whatever a header claims; it is also
@@ -133,6 +133,8 @@ pub struct ChunkReader<R> {
     /// File offset of `buf[start]`.
     offset: u64,
     cutter: GearCutter,
+    /// How far the cut-point search of the next chunk got before a refill.
+    scan: ScanState,
 }
 
 /// The first size of a reader's buffer, which then doubles as the input
@@ -186,6 +188,7 @@ pub(crate) fn chunk_reader_with_buffer<R: Read>(
             config.avg as usize,
             config.max as usize,
         ),
+        scan: ScanState::default(),
     })
 }
 
@@ -273,21 +276,23 @@ impl<R: Read> ChunkReader<R> {
     /// Cut points never depend on how the input arrives or on the buffer
     /// size: a cut is only made with at least `max` bytes in view (or at
     /// the end of input), FastCDC never looks past `max` bytes, or the
-    /// bytes in view already hold the first cut point (see `cut_prefix`).
+    /// bytes in view already hold the first cut point (see
+    /// `cut_resumable`, which also carries the search across a refill).
     pub(crate) fn next_slice(&mut self) -> Option<Result<(u64, &[u8]), ContentError>> {
         if self.failed {
             return None;
         }
         // With less than `max` bytes in view, a cut is final only if the
-        // bytes in view already contain it (`cut_prefix`); otherwise more
-        // data could move it. Cutting before refilling means a refill only
+        // bytes in view already contain it (`cut_resumable`); otherwise
+        // more data could move it, and the search resumes after the refill
+        // where it stopped. Cutting before refilling means a refill only
         // carries over the bytes after the last cut point in the window,
         // not up to a whole maximum chunk of bytes already scanned: the
         // carried bytes are copied into the next window, and with refills
         // at `available < max` they were a third of each 12 MiB window.
         if self.available() < self.config.max as usize && !self.eof {
             let window = &self.buf[self.start..self.end];
-            if let Some(len) = self.cutter.cut_prefix(window) {
+            if let Some(len) = self.cutter.cut_resumable(window, false, &mut self.scan) {
                 return Some(Ok(self.take(len)));
             }
             let buffered = self.offset + self.available() as u64;
@@ -303,7 +308,14 @@ impl<R: Read> ChunkReader<R> {
             return None;
         }
         let window = &self.buf[self.start..self.end];
-        let cut = self.cutter.cut(window);
+        // Complete: `max` bytes or the end of input are in view, so this
+        // always decides; it goes on from where the scan before the refill
+        // stopped.
+        let complete = true;
+        let cut = self
+            .cutter
+            .cut_resumable(window, complete, &mut self.scan)
+            .unwrap_or(window.len());
         // FastCDC never returns an empty cut for a non-empty window; taking
         // the whole window instead keeps the iterator finite regardless.
         let len = if cut == 0 { window.len() } else { cut };
@@ -312,6 +324,7 @@ impl<R: Read> ChunkReader<R> {
 
     /// Hands out the next `len` buffered bytes as a chunk.
     fn take(&mut self, len: usize) -> (u64, &[u8]) {
+        self.scan = ScanState::default();
         let (start, offset) = (self.start, self.offset);
         self.start += len;
         self.offset += len as u64;

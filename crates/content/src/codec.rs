@@ -155,15 +155,6 @@ impl ChunkCodec {
         }
     }
 
-    /// An incremental hasher whose result is [`Self::chunk_id`] of what it
-    /// was fed.
-    pub(crate) fn chunk_id_hasher(&self) -> blake3::Hasher {
-        match &self.crypto {
-            None => blake3::Hasher::new(),
-            Some(c) => blake3::Hasher::new_keyed(&c.id_key.0),
-        }
-    }
-
     /// An incremental hasher for a whole file's [`ContentHash`].
     pub fn content_hasher(&self) -> ContentHasher {
         ContentHasher(match &self.crypto {

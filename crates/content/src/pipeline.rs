@@ -7,8 +7,9 @@
 //! encrypt and hash 64 KiB blocks for the whole-file hash. A chunk's
 //! plaintext is copied once after the read, by a worker, into the buffer
 //! that becomes its encoded object (header room in front, encrypted in
-//! place), and both hashes read each 64 KiB piece right after it is copied
-//! (`copy_and_hash`), so a chunk is read from memory once. The reader only
+//! place); each 64 KiB block of the file hash is hashed right after it is
+//! copied (`copy_and_hash`), then the chunk id over the copy, which the
+//! L2 cache still holds for a typical chunk. The reader only
 //! reads and cuts, cuts before it refills where the bytes in view already
 //! decide the cut (so a refill carries less than a chunk into the next
 //! window), and reuses a window once no chunk in flight refers to it;
@@ -39,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use blake3::hazmat::ChainingValue;
-use stacksync_proto::{ChunkId, ChunkRef, ContentHash};
+use stacksync_proto::{ChunkRef, ContentHash};
 
 use crate::chunker::{ChunkerConfig, SharedChunk, WindowPool, chunk_reader_with_buffer};
 use crate::codec::{ChunkCodec, ContentHasher, EncodedChunk};
@@ -315,12 +316,11 @@ fn encode_jobs(codec: &ChunkCodec, jobs: &Mutex<Receiver<Job>>, results: &mpsc::
             return;
         };
         let mut buf = codec.chunk_buffer(chunk.data().len());
-        let mut id = codec.chunk_id_hasher();
-        let cvs = copy_and_hash(codec.content_key(), &work, chunk.data(), &mut buf, &mut id);
+        let cvs = copy_and_hash(codec.content_key(), &work, chunk.data(), &mut buf);
         let offset = chunk.offset;
         // Done with the window, as early as possible: the reader reuses it.
         drop(chunk);
-        let id = ChunkId(*id.finalize().as_bytes());
+        let id = codec.chunk_id(&buf[codec.header_room()..]);
         let result = codec.encode_in_place(buf, id).map(|mut e| {
             e.offset = offset;
             e
