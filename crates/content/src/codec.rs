@@ -6,14 +6,15 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use aes_gcm::Aes256Gcm;
-use chacha20poly1305::{AeadInOut, KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use stacksync_proto::{ChunkId, ContentHash};
 
+pub use crate::aead::Cipher;
+use crate::aead::Crypto;
 use crate::chunker::MAX_CHUNK_LEN;
 use crate::error::{ChunkProblem, ContentError};
 use crate::format::{FLAG_AES_GCM, FLAG_COMPRESSED, FLAG_ENCRYPTED, Header, NONCE_LEN, TAG_LEN};
-use crate::keys::{Secret32, WorkspaceKey, random_bytes};
+use crate::keys::{WorkspaceKey, random_bytes};
 
 /// Whether and how hard to compress chunk bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,118 +49,10 @@ impl Default for Compression {
     }
 }
 
-/// The AEAD that encrypts chunk bodies. Decoding reads it from the chunk
-/// header, so a codec decodes both whichever it encodes with; chunk ids do
-/// not depend on it, so dedup works across devices that differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cipher {
-    /// XChaCha20-Poly1305: fast everywhere in software, the choice on CPUs
-    /// without AES instructions.
-    XChaCha20Poly1305,
-    /// AES-256-GCM with a per-chunk key (see the chunk format): about three
-    /// times as fast as XChaCha20-Poly1305 with AES-NI and carry-less
-    /// multiply, much slower without them.
-    Aes256Gcm,
-}
-
-impl Cipher {
-    /// AES-256-GCM when this CPU has AES and carry-less multiplication
-    /// instructions (detected at run time), XChaCha20-Poly1305 otherwise.
-    pub fn fastest() -> Cipher {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("aes")
-                && std::arch::is_x86_feature_detected!("pclmulqdq")
-            {
-                return Cipher::Aes256Gcm;
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if std::arch::is_aarch64_feature_detected!("aes")
-                && std::arch::is_aarch64_feature_detected!("pmull")
-            {
-                return Cipher::Aes256Gcm;
-            }
-        }
-        Cipher::XChaCha20Poly1305
-    }
-}
-
 /// Bytes taken from each of [`SAMPLES`] places in a chunk to judge whether
 /// compressing it pays.
 const SAMPLE_LEN: usize = 4096;
 const SAMPLES: usize = 4;
-
-/// Per-workspace secrets, derived once.
-struct Crypto {
-    id_key: Secret32,
-    content_key: Secret32,
-    aead: XChaCha20Poly1305,
-    aes_master: Secret32,
-}
-
-impl Crypto {
-    /// Encrypts `body` in place; returns the tag.
-    fn seal(
-        &self,
-        cipher: Cipher,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        body: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], ()> {
-        match cipher {
-            Cipher::XChaCha20Poly1305 => self
-                .aead
-                .encrypt_inout_detached(&XNonce::from(*nonce), aad, body.into())
-                .map(Into::into)
-                .map_err(|_| ()),
-            Cipher::Aes256Gcm => {
-                let (gcm, gcm_nonce) = self.aes_for(nonce);
-                gcm.encrypt_inout_detached(&gcm_nonce, aad, body.into())
-                    .map(Into::into)
-                    .map_err(|_| ())
-            }
-        }
-    }
-
-    /// Decrypts `body` in place if `tag` authenticates it.
-    fn open(
-        &self,
-        cipher: Cipher,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        body: &mut [u8],
-        tag: [u8; TAG_LEN],
-    ) -> Result<(), ()> {
-        match cipher {
-            Cipher::XChaCha20Poly1305 => self
-                .aead
-                .decrypt_inout_detached(&XNonce::from(*nonce), aad, body.into(), &Tag::from(tag))
-                .map_err(|_| ()),
-            Cipher::Aes256Gcm => {
-                let (gcm, gcm_nonce) = self.aes_for(nonce);
-                gcm.decrypt_inout_detached(&gcm_nonce, aad, body.into(), &tag.into())
-                    .map_err(|_| ())
-            }
-        }
-    }
-
-    /// The per-chunk AES-256-GCM instance and its 12-byte nonce: the first
-    /// half of the 24-byte nonce picks the key, the second half is the GCM
-    /// nonce (see `format`). A key schedule per chunk costs about a
-    /// microsecond, nothing next to a megabyte of AES.
-    fn aes_for(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-    ) -> (Aes256Gcm, aes_gcm::Nonce<aes_gcm::aes::cipher::consts::U12>) {
-        let (select, gcm_nonce) = nonce.split_at(NONCE_LEN / 2);
-        let key = Secret32(*blake3::keyed_hash(&self.aes_master.0, select).as_bytes());
-        let mut n = [0u8; NONCE_LEN / 2];
-        n.copy_from_slice(gcm_nonce);
-        (Aes256Gcm::new(&key.0.into()), n.into())
-    }
-}
 
 /// Encodes and decodes chunks for one workspace: plain, compressed, and/or
 /// encrypted with the workspace key. Cheap to clone and shareable across
@@ -282,6 +175,68 @@ impl ChunkCodec {
         self.crypto.as_ref().map(|c| &c.content_key.0)
     }
 
+    /// Header flags and a fresh random nonce for a body this codec
+    /// encrypts; no flags and no nonce without a key. Shared by chunks and
+    /// deltas so that both are sealed the same way.
+    pub(crate) fn seal_params(&self) -> Result<(u8, Option<[u8; NONCE_LEN]>), ContentError> {
+        if self.crypto.is_none() {
+            return Ok((0, None));
+        }
+        let mut flags = FLAG_ENCRYPTED;
+        if self.cipher == Cipher::Aes256Gcm {
+            flags |= FLAG_AES_GCM;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        Ok((flags, Some(nonce)))
+    }
+
+    /// Encrypts `body` in place with the nonce from [`Self::seal_params`]
+    /// and appends the tag; `aad` is the header and the object's id.
+    pub(crate) fn seal_body(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        body: &mut Vec<u8>,
+        from: usize,
+    ) -> Result<(), ContentError> {
+        let Some(crypto) = &self.crypto else {
+            return Ok(());
+        };
+        let len = body.len() - from;
+        let tag = crypto
+            .seal(self.cipher, nonce, aad, &mut body[from..])
+            .map_err(|()| ContentError::PlaintextTooLarge {
+                len,
+                max: MAX_CHUNK_LEN,
+            })?;
+        body.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Decrypts `body` (ciphertext then tag) sealed by [`Self::seal_body`];
+    /// `Err` if it does not authenticate or this codec has no key.
+    pub(crate) fn open_body(
+        &self,
+        aes_gcm: bool,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        body: &[u8],
+    ) -> Result<Vec<u8>, ()> {
+        let crypto = self.crypto.as_ref().ok_or(())?;
+        let split = body.len().checked_sub(TAG_LEN).ok_or(())?;
+        let (ciphertext, tag) = body.split_at(split);
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| ())?;
+        let cipher = if aes_gcm {
+            Cipher::Aes256Gcm
+        } else {
+            Cipher::XChaCha20Poly1305
+        };
+        let mut buf = ciphertext.to_vec();
+        crypto.open(cipher, nonce, aad, &mut buf, tag)?;
+        Ok(buf)
+    }
+
     /// Encodes one chunk (at most [`MAX_CHUNK_LEN`] bytes).
     pub fn encode(&self, plaintext: &[u8]) -> Result<EncodedChunk, ContentError> {
         self.encode_with_id(plaintext, self.chunk_id(plaintext))
@@ -342,19 +297,9 @@ impl ChunkCodec {
             Compression::Zstd { level } => compress_if_it_pays(&buf[room..], level)?,
         };
         let compressed = compressed_body.is_some();
-        let mut flags = 0;
+        let (mut flags, nonce) = self.seal_params()?;
         if compressed {
             flags |= FLAG_COMPRESSED;
-        }
-        let mut nonce = None;
-        if self.crypto.is_some() {
-            flags |= FLAG_ENCRYPTED;
-            if self.cipher == Cipher::Aes256Gcm {
-                flags |= FLAG_AES_GCM;
-            }
-            let mut n = [0u8; NONCE_LEN];
-            random_bytes(&mut n)?;
-            nonce = Some(n);
         }
         let tag_len = if nonce.is_some() { TAG_LEN } else { 0 };
         if let Some(body) = compressed_body {
@@ -375,15 +320,9 @@ impl ChunkCodec {
         };
         debug_assert_eq!(header.len(), room, "the room is the header's length");
         header.write_to(&mut buf[..room]);
-        if let (Some(crypto), Some(nonce)) = (&self.crypto, nonce) {
+        if let Some(nonce) = nonce {
             let aad = associated_data(&buf[..room], &id);
-            let tag = crypto
-                .seal(self.cipher, &nonce, &aad, &mut buf[room..])
-                .map_err(|()| ContentError::PlaintextTooLarge {
-                    len: plaintext_len,
-                    max: MAX_CHUNK_LEN,
-                })?;
-            buf.extend_from_slice(&tag);
+            self.seal_body(&nonce, &aad, &mut buf, room)?;
         }
         Ok(EncodedChunk {
             id,
@@ -409,23 +348,13 @@ impl ChunkCodec {
             (None, Some(_)) => return Err(fail(ChunkProblem::KeyRequired)),
             (Some(_), None) => return Err(fail(ChunkProblem::NotEncrypted)),
             (None, None) => Cow::Borrowed(body),
-            (Some(crypto), Some(nonce)) => {
+            (Some(_), Some(nonce)) => {
                 // parse() checked body_len > TAG_LEN for encrypted bodies.
-                let (ciphertext, tag) = body.split_at(body.len() - TAG_LEN);
-                let tag: [u8; TAG_LEN] = tag
-                    .try_into()
-                    .map_err(|_| fail(ChunkProblem::Authentication))?;
-                let mut buf = ciphertext.to_vec();
                 let aad = associated_data(&bytes[..header_len], id);
-                let cipher = if header.aes_gcm() {
-                    Cipher::Aes256Gcm
-                } else {
-                    Cipher::XChaCha20Poly1305
-                };
-                crypto
-                    .open(cipher, &nonce, &aad, &mut buf, tag)
+                let plain = self
+                    .open_body(header.aes_gcm(), &nonce, &aad, body)
                     .map_err(|()| fail(ChunkProblem::Authentication))?;
-                Cow::Owned(buf)
+                Cow::Owned(plain)
             }
         };
         let plaintext = if header.compressed() {
@@ -451,7 +380,7 @@ impl ChunkCodec {
     }
 }
 
-fn associated_data(header: &[u8], id: &ChunkId) -> Vec<u8> {
+pub(crate) fn associated_data(header: &[u8], id: &ChunkId) -> Vec<u8> {
     let mut aad = Vec::with_capacity(header.len() + 32);
     aad.extend_from_slice(header);
     aad.extend_from_slice(id.as_bytes());

@@ -70,6 +70,10 @@ pub enum ChunkProblem {
     /// The decoded bytes do not hash to the chunk's id.
     #[error("decoded bytes do not match the chunk id")]
     IdMismatch,
+    /// A delta was applied to a base whose length or id is not the base
+    /// the delta names.
+    #[error("delta applied to a base other than the one it names")]
+    WrongBase,
 }
 
 /// What went wrong with a key blob or key operation.

@@ -4,6 +4,7 @@
 use stacksync_proto::ChunkId;
 
 use crate::codec::{ChunkCodec, Compression};
+use crate::delta;
 use crate::keys::WorkspaceKey;
 use crate::wrap::{MemberSecretKey, WrappedKey};
 
@@ -54,4 +55,65 @@ pub fn unwrap_any(data: &[u8]) -> bool {
     };
     let member = MemberSecretKey::from_bytes(FUZZ_KEY);
     WorkspaceKey::unwrap_for_member(&blob, &member).is_ok()
+}
+
+/// The base every fuzzed delta is applied to: deterministic, so a fuzzer
+/// can learn (from seeds made with [`fuzz_delta_seed`]) to get past the
+/// base check.
+pub fn fuzz_delta_base() -> Vec<u8> {
+    (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+/// A valid delta object against [`fuzz_delta_base`] (encrypted with
+/// [`FUZZ_KEY`] when `encrypted`), prefixed with its target id: a seed.
+pub fn fuzz_delta_seed(encrypted: bool) -> Vec<u8> {
+    let key = WorkspaceKey::from_bytes(FUZZ_KEY);
+    let codec = if encrypted {
+        ChunkCodec::new(Compression::default(), Some(&key))
+    } else {
+        ChunkCodec::plain()
+    };
+    let base = fuzz_delta_base();
+    let mut target = base.clone();
+    target.splice(1000..1010, b"fuzz seed".iter().copied());
+    match delta::encode_delta(&codec, &base, &target) {
+        Ok(d) => [d.id.as_bytes().as_slice(), &d.bytes].concat(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Applies `data` as a delta object to [`fuzz_delta_base`] with an
+/// unencrypted and an encrypted codec. The first 32 bytes (if present) are
+/// the claimed target id. Returns how many codecs accepted it, which can
+/// only be when the result hashes to the id.
+pub fn apply_delta_any(data: &[u8]) -> usize {
+    let (id, bytes) = if data.len() >= 32 {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&data[..32]);
+        (ChunkId(id), &data[32..])
+    } else {
+        (ChunkId([0; 32]), data)
+    };
+    let key = WorkspaceKey::from_bytes(FUZZ_KEY);
+    let base = fuzz_delta_base();
+    let _ = delta::delta_base(bytes);
+    [
+        ChunkCodec::plain(),
+        ChunkCodec::new(Compression::default(), Some(&key)),
+    ]
+    .iter()
+    .filter(|codec| match delta::apply(codec, &id, &base, bytes) {
+        Ok(target) => {
+            assert_eq!(
+                codec.chunk_id(&target),
+                id,
+                "apply returned bytes that do not match the id"
+            );
+            true
+        }
+        Err(_) => false,
+    })
+    .count()
 }

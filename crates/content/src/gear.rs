@@ -46,6 +46,15 @@ const SEGMENT: usize = 4096;
 /// Bytes after which the gear hash no longer depends on what came before.
 const FORGET: usize = 64;
 
+/// Where [`GearCutter::cut_resumable`] stopped in a chunk's input: the
+/// next position to test and the hash there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScanState {
+    started: bool,
+    pos: usize,
+    hash: u64,
+}
+
 /// The masks and gear tables for one chunk-size configuration.
 pub(crate) struct GearCutter {
     min: usize,
@@ -101,6 +110,56 @@ impl GearCutter {
         let start = (center / 2).max(self.min / 2) * 2;
         let (cut, _) = self.scan_lanes(src, start, remaining & !1, hash, self.mask_l);
         cut.unwrap_or(remaining)
+    }
+
+    /// [`Self::cut`] of an input that arrives in pieces: `source` is all of
+    /// the chunk's input seen so far, `complete` says whether that is all
+    /// of it (end of input), and `state` (fresh for each chunk) carries
+    /// the scan from one call to the next, so no byte is scanned twice.
+    /// Returns the cut once the bytes in view decide it: a cut point (the
+    /// scan stops at the first one, with the same ranges, masks and hash
+    /// as [`Self::cut`]), or `max` bytes or the end of input in view.
+    /// `None` means more input is needed.
+    pub fn cut_resumable(
+        &self,
+        source: &[u8],
+        complete: bool,
+        state: &mut ScanState,
+    ) -> Option<usize> {
+        let len = source.len();
+        if len < self.avg {
+            // A short last chunk moves `cut`'s ranges: decide it afresh
+            // (at most `avg` bytes, once per file).
+            return complete.then(|| self.cut(source));
+        }
+        let remaining = len.min(self.max);
+        let complete = complete || len >= self.max;
+        let src = &source[..remaining];
+        let to = remaining & !1;
+        let small_end = self.avg & !1;
+        if !state.started {
+            *state = ScanState {
+                started: true,
+                pos: self.min,
+                hash: 0,
+            };
+        }
+        if state.pos < small_end {
+            let (cut, hash) = self.scan_lanes(src, state.pos, small_end, state.hash, self.mask_s);
+            if cut.is_some() {
+                return cut;
+            }
+            // `cut` starts the large-mask range here, with this hash.
+            state.pos = (self.avg / 2).max(self.min / 2) * 2;
+            state.hash = hash;
+        }
+        let (cut, hash) = self.scan_lanes(src, state.pos, to, state.hash, self.mask_l);
+        if cut.is_some() {
+            return cut;
+        }
+        state.pos = state.pos.max(to);
+        state.hash = hash;
+        complete.then_some(remaining)
     }
 
     /// [`Self::scan`], with the same result, over whole blocks of
@@ -321,6 +380,43 @@ mod tests {
             assert_eq!(cutter.cut(window), expected, "start {start}");
             start += expected.max(1);
         }
+    }
+
+    /// Feeding a chunk's input in pieces of any sizes gives the cut of the
+    /// whole input, decided as soon as the bytes in view decide it.
+    #[test]
+    fn a_cut_resumed_over_growing_input_is_the_cut_of_the_whole_input() {
+        let mut data = random(7, 200_000);
+        data.extend(vec![0u8; 40_000]);
+        data.extend(random(8, 60_000));
+        data.extend(b"the quick brown fox jumps over the lazy dog ".repeat(500));
+        let (min, avg, max) = (1024, 4096, 16384);
+        let cutter = GearCutter::new(min, avg, max);
+        let mut early = 0;
+        for (n, start) in (0..data.len()).step_by(997).enumerate() {
+            let input = &data[start..];
+            let whole = cutter.cut(input);
+            for step in [1, 2, 7, 100, 1000, 4096, 5000, max] {
+                let step = step + n % 3;
+                let mut state = ScanState::default();
+                let mut len = 0;
+                let cut = loop {
+                    len = (len + step).min(input.len());
+                    let complete = len == input.len();
+                    if let Some(cut) = cutter.cut_resumable(&input[..len], complete, &mut state) {
+                        break cut;
+                    }
+                    assert!(!complete, "complete input must decide");
+                };
+                assert_eq!(cut, whole, "start {start} step {step}");
+                // Decided as soon as it could be: never with `max` in view
+                // when an earlier cut point was already in view.
+                assert!(cut < len || len <= max, "start {start} step {step}");
+                early += usize::from(len < max.min(input.len()));
+            }
+        }
+        // Not vacuous: most cuts are decided before `max` bytes are in view.
+        assert!(early > 1000, "only {early} cuts decided early");
     }
 
     #[test]

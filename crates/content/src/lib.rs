@@ -14,12 +14,15 @@
 //! Entry points: [`FileEncoder`] (a `Read` to encoded chunks plus a
 //! [`FileSummary`], in parallel), [`FileDecoder`] (encoded chunks back to a
 //! `Write`), [`ChunkCodec`] (one chunk), [`chunk_reader`] (chunking alone),
-//! [`WorkspaceKey`] and [`WrappedKey`] (keys).
+//! [`WorkspaceKey`] and [`WrappedKey`] (keys), [`delta`] (a changed chunk
+//! encoded against the previous version's chunk).
 
 #![deny(missing_docs)]
 
+mod aead;
 mod chunker;
 mod codec;
+pub mod delta;
 mod error;
 mod filehash;
 mod format;

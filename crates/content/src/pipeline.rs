@@ -7,21 +7,26 @@
 //! encrypt and hash 64 KiB blocks for the whole-file hash. A chunk's
 //! plaintext is copied once after the read, by a worker, into the buffer
 //! that becomes its encoded object (header room in front, encrypted in
-//! place); the reader only reads and cuts, and reuses a window once no
-//! chunk in flight refers to it.
+//! place); each 64 KiB block of the file hash is hashed right after it is
+//! copied (`copy_and_hash`), then the chunk id over the copy, which the
+//! L2 cache still holds for a typical chunk. The reader only
+//! reads and cuts, cuts before it refills where the bytes in view already
+//! decide the cut (so a refill carries less than a chunk into the next
+//! window), and reuses a window once no chunk in flight refers to it;
+//! windows are kept for the encoder's next file (`WindowPool`), because
+//! fresh ones cost a page fault per 4 KiB.
 //!
-//! Where the CPU goes (bench and per-thread CPU clocks, incompressible data,
-//! per GB, on a busy 2-core machine): the reader ~0.35-0.45 s (cutting
-//! ~0.25 of it, see `gear`; the read's copy and the window's page faults
-//! the rest); the workers ~0.35 s together without encryption (chunk id
-//! and file-hash blocks 0.15 each, the copy out of the window, the sampled
-//! compressibility test and framing), plus 0.35-0.5 s for AES-256-GCM
-//! (XChaCha20-Poly1305: 1.1 s). Both hashes must read the plaintext: a
-//! chunk id is BLAKE3 of the chunk and the file hash BLAKE3 of the file,
-//! and BLAKE3 chunk counters differ between the two trees, so no work can
-//! be shared. Without encryption that is ~0.75 CPU-s per GB, split about
-//! evenly between the reader and the workers, so two idle cores can pass
-//! about 2 GB/s.
+//! Where the CPU goes (`perf record`, bench, incompressible data, per GB):
+//! about 0.78 CPU-s without encryption. The two BLAKE3 passes are ~0.3
+//! (a chunk id is BLAKE3 of the chunk and the file hash BLAKE3 of the
+//! file; BLAKE3 chunk counters differ between the two trees, so no work
+//! can be shared, and both are pinned by stored data), the cut-point
+//! search ~0.2, the two copies (the read into the window, which a `Read`
+//! makes inevitable, and the worker's copy into the chunk's own buffer)
+//! ~0.2, the sampled compressibility test ~0.01; AES-256-GCM adds
+//! 0.35-0.5 (XChaCha20-Poly1305: 1.1 s). The reader's share (read and cut)
+//! is ~0.4 and the workers' ~0.4, so two idle cores can pass about 2.4
+//! GB/s.
 //! The calling thread puts results back in order and hands them to the
 //! sink. At most `max_in_flight` chunks exist between the reader and the
 //! sink, so memory stays bounded whatever the file size and however slow
@@ -37,10 +42,10 @@ use std::thread;
 use blake3::hazmat::ChainingValue;
 use stacksync_proto::{ChunkRef, ContentHash};
 
-use crate::chunker::{ChunkerConfig, SharedChunk, chunk_reader_with_buffer};
+use crate::chunker::{ChunkerConfig, SharedChunk, WindowPool, chunk_reader_with_buffer};
 use crate::codec::{ChunkCodec, ContentHasher, EncodedChunk};
 use crate::error::ContentError;
-use crate::filehash::{BlockSplitter, BlockWork, CvStack, block_cvs};
+use crate::filehash::{BlockSplitter, BlockWork, CvStack, copy_and_hash};
 
 /// How a file is cut and how many threads work on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +87,8 @@ pub enum EncodeError<E> {
 pub struct FileEncoder {
     codec: ChunkCodec,
     config: PipelineConfig,
+    /// Read windows kept from one file to the next, shared by clones.
+    windows: Arc<WindowPool>,
 }
 
 /// One chunk for a worker, still in the reader's window: the worker copies
@@ -122,7 +129,11 @@ impl FileEncoder {
     /// An encoder; fails if the chunker configuration is invalid.
     pub fn new(codec: ChunkCodec, config: PipelineConfig) -> Result<FileEncoder, ContentError> {
         config.chunker.validate()?;
-        Ok(FileEncoder { codec, config })
+        Ok(FileEncoder {
+            codec,
+            config,
+            windows: Arc::default(),
+        })
     }
 
     fn workers(&self) -> usize {
@@ -174,6 +185,7 @@ impl FileEncoder {
         let job_rx = Arc::new(Mutex::new(job_rx));
         let codec = &self.codec;
         let chunker = self.config.chunker;
+        let windows = &*self.windows;
 
         thread::scope(|scope| {
             let mut handles = Vec::with_capacity(workers + 1);
@@ -181,7 +193,7 @@ impl FileEncoder {
             handles.push(scope.spawn(move || {
                 let on_panic = reader_tx.clone();
                 guard(&on_panic, "the reader", || {
-                    read_chunks(reader, chunker, token_tx, job_tx, reader_tx)
+                    read_chunks(reader, chunker, windows, token_tx, job_tx, reader_tx)
                 });
             }));
             for _ in 0..workers {
@@ -223,7 +235,14 @@ impl FileEncoder {
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(room);
         let (res_tx, res_rx) = mpsc::channel::<Msg>();
         let (token_tx, token_rx) = mpsc::sync_channel::<()>(room);
-        read_chunks(data, chunker, token_tx, job_tx, res_tx.clone());
+        read_chunks(
+            data,
+            chunker,
+            &self.windows,
+            token_tx,
+            job_tx,
+            res_tx.clone(),
+        );
         encode_jobs(&self.codec, &Mutex::new(job_rx), &res_tx);
         drop(res_tx);
         collect(&self.codec, &res_rx, &token_rx, &mut sink)
@@ -245,12 +264,13 @@ fn guard(results: &mpsc::Sender<Msg>, who: &str, body: impl FnOnce()) {
 fn read_chunks<R: Read>(
     reader: R,
     chunker: ChunkerConfig,
+    windows: &WindowPool,
     token_tx: SyncSender<()>,
     job_tx: SyncSender<Job>,
     res_tx: mpsc::Sender<Msg>,
 ) {
     let mut chunks = match chunk_reader_with_buffer(reader, chunker, read_buffer_len(chunker)) {
-        Ok(c) => c,
+        Ok(c) => c.with_windows(windows.take()),
         Err(e) => {
             let _ = res_tx.send(Msg::Failed(e));
             return;
@@ -277,6 +297,7 @@ fn read_chunks<R: Read>(
         }
         seq += 1;
     }
+    windows.give(chunks.into_windows());
     let _ = res_tx.send(Msg::ReadDone {
         chunks: seq,
         size,
@@ -295,19 +316,11 @@ fn encode_jobs(codec: &ChunkCodec, jobs: &Mutex<Receiver<Job>>, results: &mpsc::
             return;
         };
         let mut buf = codec.chunk_buffer(chunk.data().len());
-        buf.extend_from_slice(chunk.data());
+        let cvs = copy_and_hash(codec.content_key(), &work, chunk.data(), &mut buf);
         let offset = chunk.offset;
         // Done with the window, as early as possible: the reader reuses it.
         drop(chunk);
-        let data = &buf[codec.header_room()..];
-        let cvs = block_cvs(
-            codec.content_key(),
-            work.start,
-            &work.prefix,
-            data,
-            work.blocks,
-        );
-        let id = codec.chunk_id(data);
+        let id = codec.chunk_id(&buf[codec.header_room()..]);
         let result = codec.encode_in_place(buf, id).map(|mut e| {
             e.offset = offset;
             e

@@ -165,6 +165,40 @@ fn streaming_chunker_cuts_where_fastcdc_cuts_on_the_whole_buffer() {
     assert!(sizes_ok);
 }
 
+/// One encoder reuses its read windows from file to file (and its clones
+/// share them): a window still holding an earlier file's bytes must never
+/// leak into a later file's chunks, whatever the order of sizes.
+#[test]
+fn an_encoder_reused_for_many_files_gives_what_fresh_encoders_give() {
+    let config = PipelineConfig {
+        chunker: SMALL,
+        workers: 2,
+        max_in_flight: 0,
+    };
+    let codec = ChunkCodec::compressed();
+    let reused = FileEncoder::new(codec.clone(), config).unwrap();
+    let clone = reused.clone();
+    let files = [
+        common::random_bytes(31, 400_000),
+        common::text_bytes(32, 9_000),
+        common::random_bytes(33, 100_000),
+        Vec::new(),
+        common::text_bytes(34, 300_000),
+        common::random_bytes(35, 20_000),
+    ];
+    for (i, data) in files.iter().enumerate() {
+        let encoder = if i % 2 == 0 { &reused } else { &clone };
+        let mut chunks = Vec::new();
+        let summary = encoder
+            .encode(Trickle(data), |c| {
+                chunks.push(c);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        assert_eq!((summary, chunks), encode(&codec, config, data), "file {i}");
+    }
+}
+
 #[test]
 fn invalid_configs_are_refused() {
     for (min, avg, max) in [

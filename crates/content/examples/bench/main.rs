@@ -1,15 +1,22 @@
 //! `scripts/bench content`: throughput of each pipeline stage against raw
 //! single-thread BLAKE3 measured in the same run on the same buffers, peak
 //! memory for a streamed 1 GiB file, and re-sent bytes after a one-byte
-//! insertion with CDC versus the original fixed 512 KiB chunks.
+//! insertion with CDC versus the original fixed 512 KiB chunks, and what
+//! small edits cost as delta chunks (`delta.rs`).
 //!
-//! Usage: `bench [--mib N] [--reps N] [--rss-mib N] [--sweep]`.
+//! Usage: `bench [--mib N] [--reps N] [--runs N] [--rss-mib N] [--sweep]`.
 //! The last line of stdout is one JSON object.
 
 use std::collections::HashSet;
-use std::io::{self, Cursor, Read};
+use std::io::Cursor;
 use std::process::Command;
-use std::time::Instant;
+
+mod delta;
+mod measure;
+
+use measure::{
+    RandomReader, Rate, best_mbps, best_rate, random_data, text_data, thread_cpu_seconds,
+};
 
 use stacksync_content::{
     ChunkCodec, ChunkerConfig, Cipher, Compression, FileEncoder, PipelineConfig, WorkspaceKey,
@@ -21,6 +28,7 @@ struct Args {
     reps: usize,
     rss_mib: u64,
     sweep: bool,
+    runs: usize,
     rss_child: Option<u64>,
 }
 
@@ -30,6 +38,7 @@ fn parse_args() -> Args {
         reps: 2,
         rss_mib: 1024,
         sweep: false,
+        runs: 7,
         rss_child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -45,149 +54,11 @@ fn parse_args() -> Args {
             "--rss-mib" => args.rss_mib = num("--rss-mib"),
             "--rss-child" => args.rss_child = Some(num("--rss-child")),
             "--sweep" => args.sweep = true,
+            "--runs" => args.runs = num("--runs").max(1) as usize,
             other => panic!("unknown argument {other}; see the doc comment of examples/bench.rs"),
         }
     }
     args
-}
-
-/// Endless pseudo-random bytes (xorshift64*), for streaming without a buffer.
-struct RandomReader {
-    state: u64,
-    left: u64,
-}
-
-impl Read for RandomReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (buf.len() as u64).min(self.left) as usize & !7;
-        let n = if n == 0 {
-            (buf.len() as u64).min(self.left) as usize
-        } else {
-            n
-        };
-        for word in buf[..n].chunks_mut(8) {
-            self.state ^= self.state >> 12;
-            self.state ^= self.state << 25;
-            self.state ^= self.state >> 27;
-            let v = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-            word.copy_from_slice(&v[..word.len()]);
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-fn random_data(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let mut r = RandomReader {
-        state: seed | 1,
-        left: len as u64,
-    };
-    let mut filled = 0;
-    while filled < len {
-        filled += r.read(&mut v[filled..]).expect("RandomReader never fails");
-    }
-    v
-}
-
-/// Text-like data: lines drawn with a skewed distribution from a pool of
-/// generated sentences, with numbers that vary, as in logs, source code and
-/// prose (phrases repeat; word salad would be unrealistically hard on zstd).
-fn text_data(seed: u64, len: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be",
-        "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have",
-        "an", "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has",
-        "there", "been", "if", "more", "when", "will", "would", "who", "so", "no", "file", "sync",
-        "server", "version", "chunk",
-    ];
-    let r = random_data(seed, 64 * 1024);
-    let mut byte = 0usize;
-    let mut next = || {
-        byte += 1;
-        r[byte % r.len()] as usize
-    };
-    let sentences: Vec<Vec<u8>> = (0..4096)
-        .map(|_| {
-            let words = 4 + next() % 12;
-            let mut s: Vec<u8> = (0..words)
-                .flat_map(|_| [WORDS[next() % WORDS.len()].as_bytes(), b" "].concat())
-                .collect();
-            s.pop();
-            s
-        })
-        .collect();
-    let mut out = Vec::with_capacity(len + 256);
-    let mut x = seed | 1;
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        // Squaring a uniform index skews the choice towards early sentences.
-        let u = (v >> 40) as f64 / (1u64 << 24) as f64;
-        out.extend_from_slice(&sentences[(u * u * sentences.len() as f64) as usize]);
-        out.extend_from_slice(format!(" {}\n", v % 100_000).as_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// CPU seconds (user + system, all threads) this process has used, from
-/// /proc/self/stat in clock ticks of 10 ms.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 12th and 13th of them.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Throughput of the best of `reps` runs of `f` over `bytes` bytes: MB/s of
-/// wall time, and MB per CPU-second (all threads, 10 ms ticks), which the
-/// other jobs on a shared machine disturb less.
-#[derive(Clone, Copy)]
-struct Rate {
-    wall: f64,
-    cpu: f64,
-}
-
-fn best_mbps(reps: usize, bytes: usize, f: impl FnMut()) -> Rate {
-    best_rate(reps, bytes, cpu_seconds, f)
-}
-
-/// CPU seconds of the calling thread, in nanoseconds from the scheduler:
-/// precise enough for one-thread stage costs, where 10 ms ticks are not.
-fn thread_cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or_else(cpu_seconds, |ns| ns / 1e9)
-}
-
-fn best_rate(reps: usize, bytes: usize, clock: fn() -> f64, mut f: impl FnMut()) -> Rate {
-    let mut best = Rate {
-        wall: 0.0,
-        cpu: 0.0,
-    };
-    for _ in 0..reps {
-        let (t, c) = (Instant::now(), clock());
-        f();
-        let wall = bytes as f64 / t.elapsed().as_secs_f64() / 1e6;
-        let cpu = bytes as f64 / (clock() - c).max(1e-6) / 1e6;
-        // Each figure is its best run: the other jobs of a shared machine
-        // only ever slow a run down.
-        best.wall = best.wall.max(wall);
-        best.cpu = best.cpu.max(cpu);
-    }
-    best
 }
 
 fn encode_all(encoder: &FileEncoder, data: &[u8]) -> u64 {
@@ -378,6 +249,23 @@ fn stage_costs(data: &[u8], reps: usize, key: &WorkspaceKey) {
     );
 }
 
+/// `runs` back-to-back encodes of `data`, each with its wall and CPU
+/// figures: on a shared machine the spread says as much as the best run.
+fn pipeline_runs(encoder: &FileEncoder, data: &[u8], runs: usize) -> Vec<Rate> {
+    (0..runs)
+        .map(|_| {
+            best_mbps(1, data.len(), || {
+                encode_all(encoder, data);
+            })
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn main() {
     let args = parse_args();
     if let Some(mib) = args.rss_child {
@@ -531,6 +419,29 @@ fn main() {
         stage_costs(&data, args.reps, &key);
     }
 
+    let random = random_data(42, len);
+    let runs = pipeline_runs(&compressed, &random, args.runs);
+    drop(random);
+    let walls: Vec<f64> = runs.iter().map(|r| r.wall).collect();
+    let cpus: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    println!(
+        "\nper-file pipeline without encryption, incompressible, {} back-to-back runs:",
+        args.runs
+    );
+    println!("  wall MB/s:  {}", list(&walls));
+    println!("  MB/CPU-s:   {}", list(&cpus));
+    let (runs_wall, runs_cpu) = (list(&walls), list(&cpus));
+    let (median_wall, median_cpu) = (median(walls), median(cpus));
+    println!("  median {median_wall:.0} MB/s, {median_cpu:.0} MB/CPU-s");
+
+    let delta = delta::run(args.reps);
+
     let dedup_data = random_data(64, 64 << 20);
     let at = dedup_data.len() / 2;
     let (changed, resent) = insert_cost(&dedup_data, at, ChunkerConfig::default());
@@ -565,7 +476,7 @@ fn main() {
     // `pipeline_*` keys are the full pipeline (with encryption); the
     // `unencrypted_pipeline_*` ones stop before encryption.
     println!(
-        "{{\"bench\":\"content\",\"blake3_1t_mbps\":{:.0},\"pipeline_incompressible_mbps\":{:.0},\"pipeline_text_mbps\":{:.0},\"ratio_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mbps\":{:.0},\"ratio_unencrypted_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mb_per_cpu_s\":{:.0},\"unencrypted_pipeline_2core_ceiling_mbps\":{unencrypted_ceiling:.0},\"peak_rss_mib_1gib\":{:.1},\"insert_1byte_changed_chunks\":{changed},\"insert_1byte_fixed512k_resent_ratio\":{fixed_ratio:.4}}}",
+        "{{\"bench\":\"content\",\"blake3_1t_mbps\":{:.0},\"pipeline_incompressible_mbps\":{:.0},\"pipeline_text_mbps\":{:.0},\"ratio_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mbps\":{:.0},\"ratio_unencrypted_pipeline_to_blake3\":{:.3},\"unencrypted_pipeline_incompressible_mb_per_cpu_s\":{:.0},\"unencrypted_pipeline_2core_ceiling_mbps\":{unencrypted_ceiling:.0},\"peak_rss_mib_1gib\":{:.1},\"insert_1byte_changed_chunks\":{changed},\"insert_1byte_fixed512k_resent_ratio\":{fixed_ratio:.4},\"unencrypted_runs_mbps\":[{runs_wall}],\"unencrypted_runs_mb_per_cpu_s\":[{runs_cpu}],\"unencrypted_median_mbps\":{median_wall:.0},\"unencrypted_median_mb_per_cpu_s\":{median_cpu:.0},{}}}",
         baseline,
         full[0],
         full[1],
@@ -573,6 +484,7 @@ fn main() {
         unencrypted.wall,
         unencrypted.wall / baseline,
         unencrypted.cpu,
-        rss
+        rss,
+        delta.json()
     );
 }
