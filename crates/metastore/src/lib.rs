@@ -21,6 +21,7 @@ mod gc;
 mod name_keys;
 mod oauth;
 mod objects;
+mod packed_item;
 mod rows;
 mod sharing;
 mod store;

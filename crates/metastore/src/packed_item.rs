@@ -1,0 +1,347 @@
+//! A change-feed item packed into a few text columns by the database, and
+//! unpacked here.
+//!
+//! sqlx's `Any` driver copies every column of every row into an owned
+//! value before the row is read, and a listing from 0 reads every item of
+//! the workspace: with twenty columns per item and one row per chunk, that
+//! copying cost more than the database's own work. So the feed asks for
+//! four columns per item: its fixed-format columns (ids, numbers, hex
+//! digests, the status word) joined by `|`, its name and its MIME type as
+//! they are (free text that may hold any separator, so never packed), and
+//! its whole chunk list aggregated in order (`string_agg`, which SQLite
+//! has since 3.44 with `ORDER BY`, as PostgreSQL does), each chunk's five
+//! fields joined by `:` and chunks by `,`.
+//!
+//! The packed fields are written by SQL in this module and read back here
+//! only, so the format is private to one statement; nothing is stored
+//! packed. A NULL field becomes an empty one, so the unpacked value is
+//! exactly what the columns held, and a row that does not parse (a
+//! hand-edited database) is a [`StoreError::Corrupt`], never a panic.
+
+use std::str::{FromStr, Split};
+
+use stacksync_proto::{ChunkId, ChunkRef, ContentHash, ItemMeta, ItemName, ItemStatus};
+
+use crate::error::StoreError;
+use crate::rows::{TOP, corrupt, parse_id, span_from_parts, to_u64};
+
+/// The fixed-format columns of `items` row `i`, packed into one text value
+/// in the order [`unpack_item`] reads them. `CAST(... AS TEXT)` writes
+/// integers as plain decimals in both databases.
+pub(crate) const PACKED_ITEM_FIELDS: &str = "i.id || '|' || i.workspace_id || '|' || i.parent_id \
+     || '|' || CAST(i.is_folder AS TEXT) || '|' || i.status \
+     || '|' || CAST(i.latest_version AS TEXT) || '|' || CAST(i.revision AS TEXT) \
+     || '|' || COALESCE(i.content_hash, '') || '|' || CAST(i.size AS TEXT) \
+     || '|' || CAST(i.client_modified AS TEXT) || '|' || CAST(i.server_modified AS TEXT) \
+     || '|' || i.device_id";
+
+/// One location column of a chunk: the version's own (`vc`) when it has
+/// one, else the workspace index's (`cr`), as text ('' for NULL). Taking
+/// all three columns from one side keeps a location whole.
+fn location_field(column: &str) -> String {
+    format!(
+        "COALESCE(CAST(CASE WHEN vc.pack_id IS NULL THEN cr.{column} \
+         ELSE vc.{column} END AS TEXT), '')"
+    )
+}
+
+/// The chunk list of the version listed in `items` row `i`, packed in
+/// `seq` order (NULL when it has none): a scalar subquery that finds each
+/// chunk by the primary key of `version_chunks` and its location in the
+/// chunk index of workspace `$1` by that of `chunk_refs`. Folders and
+/// empty files have no chunk list and are not looked up.
+pub(crate) fn packed_chunk_list() -> String {
+    format!(
+        "CASE WHEN i.is_folder = 0 AND i.size > 0 THEN \
+         (SELECT string_agg(vc.chunk_id || ':' || CAST(vc.size AS TEXT) \
+             || ':' || {} || ':' || {} || ':' || {}, ',' ORDER BY vc.seq) \
+          FROM version_chunks vc \
+          LEFT JOIN chunk_refs cr ON cr.workspace_id = $1 AND cr.chunk_id = vc.chunk_id \
+          WHERE vc.item_id = i.id AND vc.version = i.latest_version) END",
+        location_field("pack_id"),
+        location_field("pack_offset"),
+        location_field("pack_len"),
+    )
+}
+
+const TABLE: &str = "items";
+
+/// The fields of a packed value, each asked for by name so that a missing
+/// one is reported as such.
+struct Fields<'a> {
+    table: &'static str,
+    parts: Split<'a, char>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(table: &'static str, packed: &'a str, separator: char) -> Self {
+        Fields {
+            table,
+            parts: packed.split(separator),
+        }
+    }
+
+    fn next(&mut self, what: &str) -> Result<&'a str, StoreError> {
+        self.parts
+            .next()
+            .ok_or_else(|| corrupt(self.table, format!("packed value without its {what}")))
+    }
+
+    fn number<T: FromStr>(&mut self, what: &str) -> Result<T, StoreError> {
+        let field = self.next(what)?;
+        field
+            .parse()
+            .map_err(|_| corrupt(self.table, format!("{what} {field:?}")))
+    }
+
+    /// An empty field is NULL.
+    fn optional_number(&mut self, what: &str) -> Result<Option<i64>, StoreError> {
+        match self.next(what)? {
+            "" => Ok(None),
+            field => field
+                .parse()
+                .map(Some)
+                .map_err(|_| corrupt(self.table, format!("{what} {field:?}"))),
+        }
+    }
+
+    fn end(mut self) -> Result<(), StoreError> {
+        match self.parts.next() {
+            None => Ok(()),
+            Some(extra) => Err(corrupt(
+                self.table,
+                format!("packed value with {extra:?} extra"),
+            )),
+        }
+    }
+}
+
+/// An item without its chunk list, from its [`PACKED_ITEM_FIELDS`] value
+/// and its name and MIME type columns.
+pub(crate) fn unpack_item(
+    packed: &str,
+    name: String,
+    mimetype: Option<String>,
+) -> Result<ItemMeta, StoreError> {
+    let mut f = Fields::new(TABLE, packed, '|');
+    let id = parse_id(TABLE, f.next("id")?)?;
+    let workspace = parse_id(TABLE, f.next("workspace")?)?;
+    let parent = match f.next("parent")? {
+        TOP => None,
+        p => Some(parse_id(TABLE, p)?),
+    };
+    let is_folder = match f.next("folder flag")? {
+        "0" => false,
+        "1" => true,
+        v => return Err(corrupt(TABLE, format!("is_folder = {v}"))),
+    };
+    let status = f.next("status")?;
+    let status =
+        ItemStatus::parse(status).ok_or_else(|| corrupt(TABLE, format!("status {status:?}")))?;
+    let version = to_u64(TABLE, f.number("version")?)?;
+    let revision = to_u64(TABLE, f.number("revision")?)?;
+    let content_hash = match f.next("content hash")? {
+        "" => None,
+        h => Some(ContentHash::from_hex(h).map_err(|e| corrupt(TABLE, e.to_string()))?),
+    };
+    let size = to_u64(TABLE, f.number("size")?)?;
+    let client_modified = f.number("client time")?;
+    let server_modified = f.number("server time")?;
+    let device = parse_id(TABLE, f.next("device")?)?;
+    f.end()?;
+    Ok(ItemMeta {
+        id,
+        workspace,
+        parent,
+        name: ItemName::new(name).map_err(|e| corrupt(TABLE, e.to_string()))?,
+        is_folder,
+        mimetype,
+        status,
+        version,
+        content_hash,
+        size,
+        client_modified,
+        server_modified,
+        device,
+        revision,
+        chunks: Vec::new(),
+    })
+}
+
+/// A chunk list from its [`packed_chunk_list`] value (`None`: no chunks).
+pub(crate) fn unpack_chunk_list(packed: Option<&str>) -> Result<Vec<ChunkRef>, StoreError> {
+    let Some(packed) = packed else {
+        return Ok(Vec::new());
+    };
+    // Every chunk is at least 64 hex digits and four separators.
+    let mut chunks = Vec::with_capacity(packed.len() / 70 + 1);
+    for chunk in packed.split(',') {
+        let mut f = Fields::new("version_chunks", chunk, ':');
+        let id = f.next("chunk id")?;
+        let id = ChunkId::from_hex(id).map_err(|e| corrupt("version_chunks", e.to_string()))?;
+        let size = f.number("chunk size")?;
+        let pack = match f.next("pack")? {
+            "" => None,
+            p => Some(p),
+        };
+        let offset = f.optional_number("pack offset")?;
+        let len = f.optional_number("pack length")?;
+        f.end()?;
+        let mut chunk = ChunkRef::whole(id, size);
+        chunk.span = span_from_parts(pack, offset, len)?;
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stacksync_proto::{DeviceId, ItemId, PackSpan, WorkspaceId};
+
+    /// What the SQL of this module writes for `m`, written in Rust: the
+    /// database tests (tests/listing.rs) check the SQL itself.
+    fn pack_item(m: &ItemMeta) -> String {
+        [
+            m.id.to_string(),
+            m.workspace.to_string(),
+            m.parent.map(|p| p.to_string()).unwrap_or_default(),
+            u8::from(m.is_folder).to_string(),
+            m.status.as_str().to_string(),
+            m.version.to_string(),
+            m.revision.to_string(),
+            m.content_hash.map(|h| h.to_hex()).unwrap_or_default(),
+            m.size.to_string(),
+            m.client_modified.to_string(),
+            m.server_modified.to_string(),
+            m.device.to_string(),
+        ]
+        .join("|")
+    }
+
+    fn pack_chunks(chunks: &[ChunkRef]) -> Option<String> {
+        let packed: Vec<String> = chunks
+            .iter()
+            .map(|c| match c.span {
+                Some(s) => format!(
+                    "{}:{}:{}:{}:{}",
+                    c.id.to_hex(),
+                    c.size,
+                    s.pack.to_hex(),
+                    s.offset,
+                    s.len
+                ),
+                None => format!("{}:{}:::", c.id.to_hex(), c.size),
+            })
+            .collect();
+        (!packed.is_empty()).then(|| packed.join(","))
+    }
+
+    fn item(parent: Option<ItemId>, hash: Option<ContentHash>, name: &str) -> ItemMeta {
+        ItemMeta {
+            id: ItemId::new(),
+            workspace: WorkspaceId::new(),
+            parent,
+            name: ItemName::new(name.to_string()).unwrap(),
+            is_folder: hash.is_none(),
+            mimetype: Some("text/x-odd|type,with:separators".into()),
+            status: ItemStatus::Renamed,
+            version: u64::MAX >> 1,
+            content_hash: hash,
+            size: 0,
+            client_modified: -5,
+            server_modified: i64::MAX,
+            device: DeviceId::new(),
+            revision: 7,
+            chunks: Vec::new(),
+        }
+    }
+
+    fn roundtrip(m: &ItemMeta) -> ItemMeta {
+        let mut back = unpack_item(&pack_item(m), m.name.to_string(), m.mimetype.clone()).unwrap();
+        back.chunks = unpack_chunk_list(pack_chunks(&m.chunks).as_deref()).unwrap();
+        back
+    }
+
+    #[test]
+    fn items_come_back_whole_whatever_their_name() {
+        let top = item(None, None, "a|b,c:d");
+        assert_eq!(roundtrip(&top), top);
+        let mut nested = item(Some(ItemId::new()), Some(ContentHash([0xab; 32])), "|");
+        nested.mimetype = None;
+        assert_eq!(roundtrip(&nested), nested);
+    }
+
+    #[test]
+    fn chunk_lists_come_back_in_order_with_their_locations() {
+        let mut m = item(None, Some(ContentHash([1; 32])), "many");
+        m.chunks = (0..5000u32)
+            .map(|k| {
+                let mut c = ChunkRef::whole(ChunkId([(k % 251) as u8; 32]), k);
+                if k % 2 == 0 {
+                    c.span =
+                        Some(PackSpan::new(ChunkId([9; 32]), u64::from(k) * 1000, k + 1).unwrap());
+                }
+                c
+            })
+            .collect();
+        assert_eq!(roundtrip(&m), m);
+        assert!(unpack_chunk_list(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_values_are_corrupt_rows_not_panics() {
+        let m = item(None, Some(ContentHash([1; 32])), "x");
+        let good = pack_item(&m);
+        let fields: Vec<&str> = good.split('|').collect();
+        let bad = [
+            String::new(),
+            fields[..11].join("|"),
+            format!("{good}|extra"),
+            good.replace("|RENAMED|", "|renamed|"),
+            good.replacen("|0|", "|2|", 1),
+            good.replace("|7|", "|-7|"),
+            good.replace("|7|", "|7x|"),
+        ];
+        for b in &bad {
+            assert!(
+                matches!(
+                    unpack_item(b, "x".into(), None),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{b:?} was accepted"
+            );
+        }
+        assert!(
+            unpack_item(&good, "a/b".into(), None).is_err(),
+            "an invalid name"
+        );
+        let chunk = format!("{}:10", ChunkId([3; 32]).to_hex());
+        let pack = ChunkId([4; 32]).to_hex();
+        for b in [
+            String::new(),
+            chunk.clone(),
+            format!("{chunk}::::"),
+            format!("{chunk}:{pack}:5:"),
+            format!("{chunk}::5:6"),
+            format!("{chunk}:::,"),
+            format!("{}:-1:::", ChunkId([3; 32]).to_hex()),
+            "zz:10:::".to_string(),
+        ] {
+            assert!(
+                matches!(unpack_chunk_list(Some(&b)), Err(StoreError::Corrupt { .. })),
+                "{b:?} was accepted"
+            );
+        }
+        assert_eq!(
+            unpack_chunk_list(Some(&format!("{chunk}:::")))
+                .unwrap()
+                .len(),
+            1
+        );
+        // A location outside any pack is dropped with a warning, as from
+        // the columns (see `span_from_parts`).
+        let wrapping = format!("{chunk}:{pack}:-1:{}", u32::MAX);
+        assert_eq!(unpack_chunk_list(Some(&wrapping)).unwrap()[0].span, None);
+    }
+}
