@@ -19,6 +19,7 @@ use stacksync_proto::{ItemMeta, WorkspaceId};
 
 use crate::error::{DbContext, StoreError};
 use crate::packed_item::{PACKED_ITEM_FIELDS, packed_chunk_list, unpack_chunk_list, unpack_item};
+use crate::page_budget::wire_bytes;
 use crate::rows::{dynamic, get, lookup_db};
 use crate::store::Backend;
 
@@ -78,15 +79,21 @@ fn first_window(wanted: usize) -> u64 {
 /// the version listed. An item changed while the page is read moves past
 /// `latest`, so it is listed at most once here and comes again after the
 /// cursor.
+///
+/// The page also stops, with more waiting, before the item that would take
+/// its estimated wire size past `budget` bytes (`page_budget.rs`); its
+/// first item is always in it.
 pub(crate) async fn read_page(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     since: u64,
     latest: u64,
     limit: u32,
+    budget: usize,
 ) -> Result<(Vec<ItemMeta>, bool), StoreError> {
     let wanted = limit as usize + 1;
     let mut items: Vec<ItemMeta> = Vec::new();
+    let mut bytes = 0usize;
     let (mut from, mut width) = (since, first_window(wanted));
     while items.len() < wanted && from < latest {
         let to = from.saturating_add(width).min(latest);
@@ -99,7 +106,17 @@ pub(crate) async fn read_page(
             .fetch_all(&mut *conn)
             .await
             .ctx("reading changes")?;
+        let before = items.len();
         add_items_of_rows(&rows, &mut items)?;
+        // The item past `limit` only says that more are waiting: it is not
+        // on the page, so it does not weigh on it.
+        for k in before..items.len().min(limit as usize) {
+            bytes = bytes.saturating_add(wire_bytes(&items[k]));
+            if bytes > budget && k > 0 {
+                items.truncate(k);
+                return Ok((items, true));
+            }
+        }
         from = to;
         width = width.saturating_mul(2);
     }

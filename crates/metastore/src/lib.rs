@@ -22,6 +22,7 @@ mod name_keys;
 mod oauth;
 mod objects;
 mod packed_item;
+mod page_budget;
 mod rows;
 mod sharing;
 mod store;
