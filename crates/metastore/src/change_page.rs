@@ -18,15 +18,15 @@ use sqlx::any::AnyRow;
 use stacksync_proto::{ItemMeta, WorkspaceId};
 
 use crate::error::{DbContext, StoreError};
-use crate::packed_item::{PACKED_ITEM_FIELDS, packed_chunk_list, unpack_chunk_list, unpack_item};
+use crate::packed_item::{packed_record, unpack_window};
 use crate::page_budget::wire_bytes;
 use crate::rows::{dynamic, get, lookup_db};
 use crate::store::Backend;
 
 /// The statement behind a page: the items of workspace `$1` changed in the
 /// revision window `$2` (excluded) to `$3` (included), at most `$4` of
-/// them, oldest change first, one row per item packed into four columns
-/// (`packed_item.rs` says why and how).
+/// them, oldest change first, packed into one row of one value
+/// (`packed_item.rs` says why and how) with the number of items.
 ///
 /// The items come off `items_by_revision` (workspace, revision); each
 /// item's chunks from `version_chunks` by primary key (item, version,
@@ -45,11 +45,11 @@ use crate::store::Backend;
 /// folder move rewrites both).
 pub(crate) fn page_statement() -> String {
     format!(
-        "SELECT {PACKED_ITEM_FIELDS} AS packed, i.name, i.mimetype, {} AS chunks \
-         FROM items i \
-         WHERE i.workspace_id = $1 AND i.revision > $2 AND i.revision <= $3 \
-         ORDER BY i.revision LIMIT $4",
-        packed_chunk_list()
+        "SELECT string_agg(w.record, '/' ORDER BY w.revision) AS packed, COUNT(*) AS items \
+         FROM (SELECT i.revision, {} AS record FROM items i \
+               WHERE i.workspace_id = $1 AND i.revision > $2 AND i.revision <= $3 \
+               ORDER BY i.revision LIMIT $4) w",
+        packed_record()
     )
 }
 
@@ -125,19 +125,15 @@ pub(crate) async fn read_page(
     Ok((items, has_more))
 }
 
-/// Unpacks a window's rows (one per item, in revision order) into items
-/// appended to `items`. The packed columns are borrowed from the row, not
-/// copied again.
+/// Unpacks a window's row (its items packed into one value, in revision
+/// order) into items appended to `items`. The packed value is borrowed
+/// from the row, not copied again.
 fn add_items_of_rows(rows: &[AnyRow], items: &mut Vec<ItemMeta>) -> Result<(), StoreError> {
-    items.reserve(rows.len());
     for row in rows {
-        let mut item = unpack_item(
-            get::<&str>(row, "packed")?,
-            get(row, "name")?,
-            get(row, "mimetype")?,
-        )?;
-        item.chunks = unpack_chunk_list(get::<Option<&str>>(row, "chunks")?)?;
-        items.push(item);
+        items.extend(unpack_window(
+            get::<Option<&str>>(row, "packed")?,
+            get(row, "items")?,
+        )?);
     }
     Ok(())
 }

@@ -1,23 +1,30 @@
-//! A change-feed item packed into a few text columns by the database, and
-//! unpacked here.
+//! A window of change-feed items packed into one text value by the
+//! database, and unpacked here.
 //!
 //! sqlx's `Any` driver copies every column of every row into an owned
-//! value before the row is read, and a listing from 0 reads every item of
-//! the workspace: with twenty columns per item and one row per chunk, that
-//! copying cost more than the database's own work. So the feed asks for
-//! four columns per item: its fixed-format columns (ids, numbers, hex
-//! digests, the status word) joined by `|`, its name and its MIME type as
-//! they are (free text that may hold any separator, so never packed), and
-//! its whole chunk list aggregated (`string_agg`, which SQLite has had
-//! since 3.44 as PostgreSQL has), each chunk's six fields joined by `:`
-//! and chunks by `,`. Each chunk carries its `seq` and the list is put in
-//! order here: an `ORDER BY` inside the aggregate made both databases sort
-//! every item's list, which cost PostgreSQL a third of the statement.
+//! value before the row is read (and on SQLite hands each row from the
+//! database's thread to the caller's), and a listing from 0 reads every
+//! item of the workspace: with twenty columns per item and one row per
+//! chunk, that cost more than the database's own work. So a window of the
+//! feed comes back as one row of one value: its items' records in
+//! revision order (`string_agg`, which SQLite has had since 3.44 as
+//! PostgreSQL has), each record four fields, and records and fields all
+//! joined by `/`, the one character an item name cannot hold:
 //!
-//! The packed fields are written by SQL in this module and read back here
+//! * the item's fixed-format columns (ids, numbers, hex digests, the status
+//!   word) joined by `|`;
+//! * its name, as it is;
+//! * its MIME type, free text, with `\` written `\\` and `/` written `\s`,
+//!   after a `=` that tells an empty type from none;
+//! * its chunk list, each chunk's six fields joined by `:` and chunks by
+//!   `,`. Each chunk carries its `seq` and the list is put in order here:
+//!   an `ORDER BY` inside the per-item aggregate made both databases sort
+//!   every item's list, which cost PostgreSQL a third of the statement.
+//!
+//! The packed value is written by SQL in this module and read back here
 //! only, so the format is private to one statement; nothing is stored
 //! packed. A NULL field becomes an empty one, so the unpacked value is
-//! exactly what the columns held, and a row that does not parse (a
+//! exactly what the columns held, and a value that does not parse (a
 //! hand-edited database) is a [`StoreError::Corrupt`], never a panic.
 
 use std::str::{FromStr, Split};
@@ -64,6 +71,64 @@ pub(crate) fn packed_chunk_list() -> String {
         location_field("pack_offset"),
         location_field("pack_len"),
     )
+}
+
+/// The record of `items` row `i` in a packed window (see the module docs).
+pub(crate) fn packed_record() -> String {
+    format!(
+        "{PACKED_ITEM_FIELDS} || '/' || i.name || '/' \
+         || COALESCE('=' || replace(replace(i.mimetype, '\\', '\\\\'), '/', '\\s'), '') \
+         || '/' || COALESCE({}, '')",
+        packed_chunk_list()
+    )
+}
+
+/// The items of a window, in order, from its packed value (`None`: an
+/// empty window) and the number of items the database counted in it.
+pub(crate) fn unpack_window(packed: Option<&str>, count: i64) -> Result<Vec<ItemMeta>, StoreError> {
+    let mut items = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    if let Some(packed) = packed {
+        let mut fields = Fields::new(TABLE, packed, '/');
+        while let Some(fixed) = fields.parts.next() {
+            let name = fields.next("name")?;
+            let mimetype = match fields.next("MIME type")? {
+                "" => None,
+                m => Some(unescape_mimetype(m)?),
+            };
+            let mut item = unpack_item(fixed, name.to_string(), mimetype)?;
+            item.chunks = match fields.next("chunk list")? {
+                "" => Vec::new(),
+                chunks => unpack_chunk_list(Some(chunks))?,
+            };
+            items.push(item);
+        }
+    }
+    if i64::try_from(items.len()) != Ok(count) {
+        return Err(corrupt(
+            TABLE,
+            format!("a window of {count} items unpacked as {}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+/// A MIME type field of a record: `=` and the type, escaped.
+fn unescape_mimetype(field: &str) -> Result<String, StoreError> {
+    let bad = || corrupt(TABLE, format!("MIME type {field:?}"));
+    let escaped = field.strip_prefix('=').ok_or_else(bad)?;
+    let mut out = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' => match chars.next() {
+                Some('\\') => '\\',
+                Some('s') => '/',
+                _ => return Err(bad()),
+            },
+            c => c,
+        });
+    }
+    Ok(out)
 }
 
 const TABLE: &str = "items";
@@ -271,10 +336,50 @@ mod tests {
         }
     }
 
+    /// A record as `packed_record` writes it.
+    fn pack_record(m: &ItemMeta) -> String {
+        let mimetype = m.mimetype.as_ref().map_or(String::new(), |t| {
+            format!("={}", t.replace('\\', "\\\\").replace('/', "\\s"))
+        });
+        let chunks = pack_chunks(&m.chunks).unwrap_or_default();
+        format!("{}/{}/{mimetype}/{chunks}", pack_item(m), m.name)
+    }
+
     fn roundtrip(m: &ItemMeta) -> ItemMeta {
-        let mut back = unpack_item(&pack_item(m), m.name.to_string(), m.mimetype.clone()).unwrap();
-        back.chunks = unpack_chunk_list(pack_chunks(&m.chunks).as_deref()).unwrap();
-        back
+        let back = unpack_window(Some(&pack_record(m)), 1).unwrap();
+        assert_eq!(back.len(), 1);
+        back.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn windows_come_back_whole_in_order() {
+        let mut items: Vec<ItemMeta> = ["a", "b|", "c\\"]
+            .into_iter()
+            .map(|n| item(None, Some(ContentHash([2; 32])), n))
+            .collect();
+        items[0].mimetype = Some("/\\s\\\\/=".into());
+        items[1].mimetype = Some(String::new());
+        items[2].mimetype = None;
+        items[1].chunks = vec![ChunkRef::whole(ChunkId([8; 32]), 3)];
+        let packed: Vec<String> = items.iter().map(pack_record).collect();
+        assert_eq!(unpack_window(Some(&packed.join("/")), 3).unwrap(), items);
+        assert!(unpack_window(None, 0).unwrap().is_empty());
+        for (value, count) in [
+            (packed.join("/"), 2),
+            (packed[..2].join("/"), 3),
+            (format!("{}/", packed[0]), 1),
+            (packed[0].replace("/=", "/x"), 1),
+            (packed[0].replace("\\s", "\\t"), 1),
+            (packed[0].rsplit_once('/').unwrap().0.to_string(), 1),
+        ] {
+            assert!(
+                matches!(
+                    unpack_window(Some(&value), count),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{value:?} of {count} was accepted"
+            );
+        }
     }
 
     #[test]

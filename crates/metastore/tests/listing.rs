@@ -269,8 +269,8 @@ async fn pages_reach_across_long_runs_of_superseded_revisions(store: &MetaStore)
 }
 
 /// The feed packs each item's fixed-format columns and its chunk list into
-/// a few text values (src/packed_item.rs); names and MIME types holding
-/// the separators, empty MIME types, empty files, folders and a file of
+/// one text value per window (src/packed_item.rs); names and MIME types
+/// holding the separators and the escapes, empty MIME types, empty files, folders and a file of
 /// thousands of chunks, partly packed, must all come back as a read of
 /// the single item gives them.
 async fn odd_names_and_long_chunk_lists_list_as_stored(store: &MetaStore) {
@@ -291,9 +291,11 @@ async fn odd_names_and_long_chunk_lists_list_as_stored(store: &MetaStore) {
     };
     let dir = ItemId::new();
     let mut items = vec![folder(dir, None, "a|b,c:d", 1)];
-    for (k, n) in ["|", ",", ":", "x|1|2", "é,ü:ß", "'quoted'", "a\\b"]
-        .iter()
-        .enumerate()
+    for (k, n) in [
+        "|", ",", ":", "x|1|2", "é,ü:ß", "'quoted'", "a\\b", "x\\s=", "=\\\\",
+    ]
+    .iter()
+    .enumerate()
     {
         let mut p = file_of(ItemId::new(), Some(dir), n, vec![chunk(k as u16)]);
         p.mimetype = Some(format!("odd/{n}|,:"));
@@ -309,7 +311,7 @@ async fn odd_names_and_long_chunk_lists_list_as_stored(store: &MetaStore) {
     items.push(file_of(many, None, "many", (0..3000).map(chunk).collect()));
     commit(store, &f, items).await;
     let listed = list_from_zero(store, f.ws.id, 4).await;
-    assert_eq!(listed.len(), 11);
+    assert_eq!(listed.len(), 13);
     for m in &listed {
         assert_eq!(m, &store.item(f.ws.id, m.id).await.unwrap(), "{}", m.name);
     }
