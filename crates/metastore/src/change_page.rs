@@ -1,5 +1,5 @@
-//! One page of the change feed: the page's items and, joined to them in
-//! the same statement, their chunk lists with locations.
+//! One page of the change feed: the page's items and, in the same
+//! statement, their chunk lists with locations.
 //!
 //! Listing a workspace from 0 reads every item once, so a page must cost
 //! the same per item however far into the workspace it starts. Reading the
@@ -18,19 +18,20 @@ use sqlx::any::AnyRow;
 use stacksync_proto::{ItemMeta, WorkspaceId};
 
 use crate::error::{DbContext, StoreError};
-use crate::rows::{ITEM_COLS, chunk_from_columns, dynamic, get, item_from_row, lookup_db};
+use crate::packed_item::{packed_record, unpack_window};
+use crate::page_budget::wire_bytes;
+use crate::rows::{dynamic, get, lookup_db};
 use crate::store::Backend;
 
 /// The statement behind a page: the items of workspace `$1` changed in the
 /// revision window `$2` (excluded) to `$3` (included), at most `$4` of
-/// them, oldest change first, one row per chunk.
+/// them, oldest change first, packed into one row of one value
+/// (`packed_item.rs` says why and how) with the number of items.
 ///
-/// The subquery takes the items off `items_by_revision` (workspace,
-/// revision); each item's chunks come from `version_chunks` by primary key
-/// (item, version, seq), each chunk's location from the workspace's chunk
-/// index by primary key (workspace, chunk). Folders and empty files have no
-/// chunk list, so they join to nothing and come back as one row with NULL
-/// chunk columns. The chunk's size is `chunk_size`: `size` is the item's.
+/// The items come off `items_by_revision` (workspace, revision); each
+/// item's chunks from `version_chunks` by primary key (item, version,
+/// seq), each chunk's location from the workspace's chunk index by primary
+/// key (workspace, chunk).
 ///
 /// The window bounds what the database may read whatever plan it picks:
 /// with `revision > $2` alone, PostgreSQL planning from statistics taken
@@ -39,32 +40,31 @@ use crate::store::Backend;
 /// square of the workspace.
 ///
 /// A version's own location (its committer's upload, see `claims.rs`)
-/// comes before the index's; the three location columns are taken from one
-/// side only. The index consulted is that of `$1`, the items' workspace,
-/// which is also the workspace of all their versions (a folder move
-/// rewrites both).
+/// comes before the index's. The index consulted is that of `$1`, the
+/// items' workspace, which is also the workspace of all their versions (a
+/// folder move rewrites both).
 pub(crate) fn page_statement() -> String {
     format!(
-        "SELECT i.*, vc.chunk_id, vc.size AS chunk_size, \
-         CASE WHEN vc.pack_id IS NULL THEN cr.pack_id ELSE vc.pack_id END AS pack_id, \
-         CASE WHEN vc.pack_id IS NULL THEN cr.pack_offset ELSE vc.pack_offset END AS pack_offset, \
-         CASE WHEN vc.pack_id IS NULL THEN cr.pack_len ELSE vc.pack_len END AS pack_len \
-         FROM (SELECT {ITEM_COLS} FROM items \
-               WHERE workspace_id = $1 AND revision > $2 AND revision <= $3 \
-               ORDER BY revision LIMIT $4) i \
-         LEFT JOIN version_chunks vc ON vc.item_id = i.id AND vc.version = i.version \
-              AND i.is_folder = 0 AND i.size > 0 \
-         LEFT JOIN chunk_refs cr ON cr.workspace_id = $1 AND cr.chunk_id = vc.chunk_id \
-         ORDER BY i.revision, vc.seq"
+        "SELECT string_agg(w.record, '/' ORDER BY w.revision) AS packed, COUNT(*) AS items \
+         FROM (SELECT i.revision, {} AS record FROM items i \
+               WHERE i.workspace_id = $1 AND i.revision > $2 AND i.revision <= $3 \
+               ORDER BY i.revision LIMIT $4) w",
+        packed_record()
     )
 }
 
-/// Revisions in the first window of a page; each next window is twice as
-/// wide. PostgreSQL estimates a window's rows from its width, and for much
-/// wider windows over a `version_chunks` not much larger than the workspace
-/// it may prefer hashing all of `version_chunks` to probing its primary key
-/// once per item (measured: 1,000 rows over 100,000 did, 512 did not).
-const FIRST_WINDOW: u64 = 256;
+/// Revisions in the first window of a page: as many as the items it asks
+/// for, so that a page of a workspace whose revisions are all still its
+/// items' latest is one statement; each next window is twice as wide.
+///
+/// A window used to start at 256 revisions because PostgreSQL, estimating
+/// rows from a wider window, hashed all of `version_chunks` instead of
+/// probing its primary key per item. The chunk list is now a correlated
+/// scalar subquery, which PostgreSQL runs once per item row whatever its
+/// estimates, so the width no longer picks the plan.
+fn first_window(wanted: usize) -> u64 {
+    wanted as u64
+}
 
 /// At most `limit` items of `ws` changed after `since` (up to the
 /// workspace's revision `latest`), oldest change first, each with its chunk
@@ -79,16 +79,22 @@ const FIRST_WINDOW: u64 = 256;
 /// the version listed. An item changed while the page is read moves past
 /// `latest`, so it is listed at most once here and comes again after the
 /// cursor.
+///
+/// The page also stops, with more waiting, before the item that would take
+/// its estimated wire size past `budget` bytes (`page_budget.rs`); its
+/// first item is always in it.
 pub(crate) async fn read_page(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     since: u64,
     latest: u64,
     limit: u32,
+    budget: usize,
 ) -> Result<(Vec<ItemMeta>, bool), StoreError> {
     let wanted = limit as usize + 1;
     let mut items: Vec<ItemMeta> = Vec::new();
-    let (mut from, mut width) = (since, FIRST_WINDOW);
+    let mut bytes = 0usize;
+    let (mut from, mut width) = (since, first_window(wanted));
     while items.len() < wanted && from < latest {
         let to = from.saturating_add(width).min(latest);
         let missing = (wanted - items.len()) as i64;
@@ -100,7 +106,17 @@ pub(crate) async fn read_page(
             .fetch_all(&mut *conn)
             .await
             .ctx("reading changes")?;
+        let before = items.len();
         add_items_of_rows(&rows, &mut items)?;
+        // The item past `limit` only says that more are waiting: it is not
+        // on the page, so it does not weigh on it.
+        for k in before..items.len().min(limit as usize) {
+            bytes = bytes.saturating_add(wire_bytes(&items[k]));
+            if bytes > budget && k > 0 {
+                items.truncate(k);
+                return Ok((items, true));
+            }
+        }
         from = to;
         width = width.saturating_mul(2);
     }
@@ -109,22 +125,15 @@ pub(crate) async fn read_page(
     Ok((items, has_more))
 }
 
-/// Folds a window's rows (one per chunk, in revision and chunk order) into
-/// items appended to `items`; each item's own columns are read once, from
-/// its first row.
+/// Unpacks a window's row (its items packed into one value, in revision
+/// order) into items appended to `items`. The packed value is borrowed
+/// from the row, not copied again.
 fn add_items_of_rows(rows: &[AnyRow], items: &mut Vec<ItemMeta>) -> Result<(), StoreError> {
-    let mut current: Option<i64> = None;
     for row in rows {
-        let revision: i64 = get(row, "revision")?;
-        if current != Some(revision) {
-            items.push(item_from_row("items", row)?);
-            current = Some(revision);
-        }
-        if get::<Option<String>>(row, "chunk_id")?.is_some()
-            && let Some(item) = items.last_mut()
-        {
-            item.chunks.push(chunk_from_columns(row, "chunk_size")?);
-        }
+        items.extend(unpack_window(
+            get::<Option<&str>>(row, "packed")?,
+            get(row, "items")?,
+        )?);
     }
     Ok(())
 }
@@ -147,7 +156,9 @@ pub(crate) async fn explain_page(
     let rows = sqlx::query(dynamic(format!("{prefix}{}", page_statement())))
         .bind(ws.to_string())
         .bind(lookup_db(since))
-        .bind(lookup_db(since.saturating_add(FIRST_WINDOW)))
+        .bind(lookup_db(
+            since.saturating_add(first_window(limit as usize + 1)),
+        ))
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *conn)
         .await

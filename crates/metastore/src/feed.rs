@@ -9,6 +9,7 @@ use crate::MetaStore;
 use crate::change_page::{explain_page, read_page};
 use crate::commit::ROWS;
 use crate::error::{DbContext, StoreError};
+use crate::page_budget::PAGE_BYTES;
 use crate::rows::dynamic;
 use crate::rows::{ITEM_COLS, VERSION_COLS, chunk_from_row, get, item_from_row, lookup_db, to_u64};
 
@@ -152,11 +153,25 @@ impl MetaStore {
     /// whole workspace. A cursor past the workspace's revision (a client
     /// restored from an old backup of the server, or a bug) is refused so
     /// the client starts over from 0 instead of silently missing changes.
+    /// A page also ends early, with `has_more`, when its items would fill
+    /// more than half a wire message (a page of files of many chunks).
     pub async fn get_changes(
         &self,
         ws: WorkspaceId,
         since: u64,
         limit: u32,
+    ) -> Result<ChangesPage, StoreError> {
+        self.changes_within(ws, since, limit, PAGE_BYTES).await
+    }
+
+    /// [`MetaStore::get_changes`] with pages of at most `budget` bytes by
+    /// the estimate of `page_budget.rs`.
+    pub(crate) async fn changes_within(
+        &self,
+        ws: WorkspaceId,
+        since: u64,
+        limit: u32,
+        budget: usize,
     ) -> Result<ChangesPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
@@ -173,7 +188,7 @@ impl MetaStore {
             ))
             .into());
         }
-        let (items, has_more) = read_page(&mut conn, ws, since, latest, limit).await?;
+        let (items, has_more) = read_page(&mut conn, ws, since, latest, limit, budget).await?;
         let cursor = items.last().map_or(since, |m| m.revision);
         Ok(ChangesPage {
             workspace: ws,

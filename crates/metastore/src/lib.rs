@@ -21,6 +21,8 @@ mod gc;
 mod name_keys;
 mod oauth;
 mod objects;
+mod packed_item;
+mod page_budget;
 mod rows;
 mod sharing;
 mod store;

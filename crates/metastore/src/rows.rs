@@ -122,11 +122,20 @@ fn span_from_row(row: &AnyRow) -> Result<Option<PackSpan>, StoreError> {
     let pack: Option<String> = get(row, "pack_id")?;
     let offset: Option<i64> = get(row, "pack_offset")?;
     let len: Option<i64> = get(row, "pack_len")?;
+    span_from_parts(pack.as_deref(), offset, len)
+}
+
+/// A location from its three nullable parts, by the rules of
+/// [`span_from_row`].
+pub(crate) fn span_from_parts(
+    pack: Option<&str>,
+    offset: Option<i64>,
+    len: Option<i64>,
+) -> Result<Option<PackSpan>, StoreError> {
     match (pack, offset, len) {
         (None, None, None) => Ok(None),
         (Some(pack), Some(offset), Some(len)) => {
-            let pack =
-                ChunkId::from_hex(&pack).map_err(|e| corrupt("chunk_refs", e.to_string()))?;
+            let pack = ChunkId::from_hex(pack).map_err(|e| corrupt("chunk_refs", e.to_string()))?;
             let span = u64::try_from(offset)
                 .ok()
                 .zip(u32::try_from(len).ok())

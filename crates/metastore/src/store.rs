@@ -55,9 +55,15 @@ impl MetaStore {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
+                        // Pages are read through a memory map and a larger
+                        // cache: with SQLite's default 2 MB cache, listing
+                        // a large workspace spent a fifth of its time in
+                        // `pread` copying pages in again. The map's size is
+                        // a ceiling, not an allocation.
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000; \
+                             PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -32768;",
                         )
                         .await?;
                     }

@@ -18,6 +18,7 @@ conformance!(
     page_size_does_not_change_the_listing,
     listing_after_a_folder_move_carries_the_new_locations,
     pages_reach_across_long_runs_of_superseded_revisions,
+    odd_names_and_long_chunk_lists_list_as_stored,
 );
 
 fn whole(seed: u8, size: u32) -> ChunkRef {
@@ -265,4 +266,58 @@ async fn pages_reach_across_long_runs_of_superseded_revisions(store: &MetaStore)
     for m in &moved {
         assert_eq!(m, &store.item(shared.id, m.id).await.unwrap());
     }
+}
+
+/// The feed packs each item's fixed-format columns and its chunk list into
+/// one text value per window (src/packed_item.rs); names and MIME types
+/// holding the separators and the escapes, empty MIME types, empty files, folders and a file of
+/// thousands of chunks, partly packed, must all come back as a read of
+/// the single item gives them.
+async fn odd_names_and_long_chunk_lists_list_as_stored(store: &MetaStore) {
+    let f = fixture(store, "a@x.org", 1 << 40).await;
+    stock(store, &f, f.ws.id).await;
+    let chunk = |k: u16| {
+        let mut id = [0xa5; 32];
+        id[..2].copy_from_slice(&k.to_le_bytes());
+        let mut c = ChunkRef::whole(ChunkId(id), 10 + u32::from(k % 7));
+        if !k.is_multiple_of(3) {
+            c.span = Some(stacksync_proto::PackSpan {
+                pack: ChunkId([5 + (k % 5) as u8; 32]),
+                offset: u64::from(k) * 100,
+                len: 60,
+            });
+        }
+        c
+    };
+    let dir = ItemId::new();
+    let mut items = vec![folder(dir, None, "a|b,c:d", 1)];
+    for (k, n) in [
+        "|", ",", ":", "x|1|2", "é,ü:ß", "'quoted'", "a\\b", "x\\s=", "=\\\\",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut p = file_of(ItemId::new(), Some(dir), n, vec![chunk(k as u16)]);
+        p.mimetype = Some(format!("odd/{n}|,:"));
+        items.push(p);
+    }
+    let mut empty_mime = file(ItemId::new(), None, "empty", 1, 1, 0);
+    empty_mime.mimetype = Some(String::new());
+    items.push(empty_mime);
+    let mut no_mime = folder(ItemId::new(), Some(dir), "no mime", 1);
+    no_mime.mimetype = None;
+    items.push(no_mime);
+    let many = ItemId::new();
+    items.push(file_of(many, None, "many", (0..3000).map(chunk).collect()));
+    commit(store, &f, items).await;
+    let listed = list_from_zero(store, f.ws.id, 4).await;
+    assert_eq!(listed.len(), 13);
+    for m in &listed {
+        assert_eq!(m, &store.item(f.ws.id, m.id).await.unwrap(), "{}", m.name);
+    }
+    let many = listed.iter().find(|m| m.id == many).unwrap();
+    assert_eq!(many.chunks, (0..3000).map(chunk).collect::<Vec<_>>());
+    let empty = listed.iter().find(|m| m.name.as_str() == "empty").unwrap();
+    assert_eq!(empty.mimetype.as_deref(), Some(""));
+    assert!(empty.chunks.is_empty() && empty.content_hash.is_some());
 }

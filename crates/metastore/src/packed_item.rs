@@ -1,0 +1,468 @@
+//! A window of change-feed items packed into one text value by the
+//! database, and unpacked here.
+//!
+//! sqlx's `Any` driver copies every column of every row into an owned
+//! value before the row is read (and on SQLite hands each row from the
+//! database's thread to the caller's), and a listing from 0 reads every
+//! item of the workspace: with twenty columns per item and one row per
+//! chunk, that cost more than the database's own work. So a window of the
+//! feed comes back as one row of one value: its items' records in
+//! revision order (`string_agg`, which SQLite has had since 3.44 as
+//! PostgreSQL has), each record four fields, and records and fields all
+//! joined by `/`, the one character an item name cannot hold:
+//!
+//! * the item's fixed-format columns (ids, numbers, hex digests, the status
+//!   word) joined by `|`;
+//! * its name, as it is;
+//! * its MIME type, free text, with `\` written `\\` and `/` written `\s`,
+//!   after a `=` that tells an empty type from none;
+//! * its chunk list, each chunk's six fields joined by `:` and chunks by
+//!   `,`. Each chunk carries its `seq` and the list is put in order here:
+//!   an `ORDER BY` inside the per-item aggregate made both databases sort
+//!   every item's list, which cost PostgreSQL a third of the statement.
+//!
+//! The packed value is written by SQL in this module and read back here
+//! only, so the format is private to one statement; nothing is stored
+//! packed. A NULL field becomes an empty one, so the unpacked value is
+//! exactly what the columns held, and a value that does not parse (a
+//! hand-edited database) is a [`StoreError::Corrupt`], never a panic.
+
+use std::str::{FromStr, Split};
+
+use stacksync_proto::{ChunkId, ChunkRef, ContentHash, ItemMeta, ItemName, ItemStatus};
+
+use crate::error::StoreError;
+use crate::rows::{TOP, corrupt, parse_id, span_from_parts, to_u64};
+
+/// The fixed-format columns of `items` row `i`, packed into one text value
+/// in the order [`unpack_item`] reads them. `CAST(... AS TEXT)` writes
+/// integers as plain decimals in both databases.
+pub(crate) const PACKED_ITEM_FIELDS: &str = "i.id || '|' || i.workspace_id || '|' || i.parent_id \
+     || '|' || CAST(i.is_folder AS TEXT) || '|' || i.status \
+     || '|' || CAST(i.latest_version AS TEXT) || '|' || CAST(i.revision AS TEXT) \
+     || '|' || COALESCE(i.content_hash, '') || '|' || CAST(i.size AS TEXT) \
+     || '|' || CAST(i.client_modified AS TEXT) || '|' || CAST(i.server_modified AS TEXT) \
+     || '|' || i.device_id";
+
+/// One location column of a chunk: the version's own (`vc`) when it has
+/// one, else the workspace index's (`cr`), as text ('' for NULL). Taking
+/// all three columns from one side keeps a location whole.
+fn location_field(column: &str) -> String {
+    format!(
+        "COALESCE(CAST(CASE WHEN vc.pack_id IS NULL THEN cr.{column} \
+         ELSE vc.{column} END AS TEXT), '')"
+    )
+}
+
+/// The chunk list of the version listed in `items` row `i`, packed in any
+/// order with each chunk's `seq` (NULL when it has none): a scalar subquery that finds each
+/// chunk by the primary key of `version_chunks` and its location in the
+/// chunk index of workspace `$1` by that of `chunk_refs`. Folders and
+/// empty files have no chunk list and are not looked up.
+pub(crate) fn packed_chunk_list() -> String {
+    format!(
+        "CASE WHEN i.is_folder = 0 AND i.size > 0 THEN \
+         (SELECT string_agg(CAST(vc.seq AS TEXT) || ':' || vc.chunk_id \
+             || ':' || CAST(vc.size AS TEXT) || ':' || {} || ':' || {} || ':' || {}, ',') \
+          FROM version_chunks vc \
+          LEFT JOIN chunk_refs cr ON cr.workspace_id = $1 AND cr.chunk_id = vc.chunk_id \
+          WHERE vc.item_id = i.id AND vc.version = i.latest_version) END",
+        location_field("pack_id"),
+        location_field("pack_offset"),
+        location_field("pack_len"),
+    )
+}
+
+/// The record of `items` row `i` in a packed window (see the module docs).
+pub(crate) fn packed_record() -> String {
+    format!(
+        "{PACKED_ITEM_FIELDS} || '/' || i.name || '/' \
+         || COALESCE('=' || replace(replace(i.mimetype, '\\', '\\\\'), '/', '\\s'), '') \
+         || '/' || COALESCE({}, '')",
+        packed_chunk_list()
+    )
+}
+
+/// The items of a window, in order, from its packed value (`None`: an
+/// empty window) and the number of items the database counted in it.
+pub(crate) fn unpack_window(packed: Option<&str>, count: i64) -> Result<Vec<ItemMeta>, StoreError> {
+    let mut items = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    if let Some(packed) = packed {
+        let mut fields = Fields::new(TABLE, packed, '/');
+        while let Some(fixed) = fields.parts.next() {
+            let name = fields.next("name")?;
+            let mimetype = match fields.next("MIME type")? {
+                "" => None,
+                m => Some(unescape_mimetype(m)?),
+            };
+            let mut item = unpack_item(fixed, name.to_string(), mimetype)?;
+            item.chunks = match fields.next("chunk list")? {
+                "" => Vec::new(),
+                chunks => unpack_chunk_list(Some(chunks))?,
+            };
+            items.push(item);
+        }
+    }
+    if i64::try_from(items.len()) != Ok(count) {
+        return Err(corrupt(
+            TABLE,
+            format!("a window of {count} items unpacked as {}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+/// A MIME type field of a record: `=` and the type, escaped.
+fn unescape_mimetype(field: &str) -> Result<String, StoreError> {
+    let bad = || corrupt(TABLE, format!("MIME type {field:?}"));
+    let escaped = field.strip_prefix('=').ok_or_else(bad)?;
+    let mut out = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' => match chars.next() {
+                Some('\\') => '\\',
+                Some('s') => '/',
+                _ => return Err(bad()),
+            },
+            c => c,
+        });
+    }
+    Ok(out)
+}
+
+const TABLE: &str = "items";
+
+/// The fields of a packed value, each asked for by name so that a missing
+/// one is reported as such.
+struct Fields<'a> {
+    table: &'static str,
+    parts: Split<'a, char>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(table: &'static str, packed: &'a str, separator: char) -> Self {
+        Fields {
+            table,
+            parts: packed.split(separator),
+        }
+    }
+
+    fn next(&mut self, what: &str) -> Result<&'a str, StoreError> {
+        self.parts
+            .next()
+            .ok_or_else(|| corrupt(self.table, format!("packed value without its {what}")))
+    }
+
+    fn number<T: FromStr>(&mut self, what: &str) -> Result<T, StoreError> {
+        let field = self.next(what)?;
+        field
+            .parse()
+            .map_err(|_| corrupt(self.table, format!("{what} {field:?}")))
+    }
+
+    /// An empty field is NULL.
+    fn optional_number(&mut self, what: &str) -> Result<Option<i64>, StoreError> {
+        match self.next(what)? {
+            "" => Ok(None),
+            field => field
+                .parse()
+                .map(Some)
+                .map_err(|_| corrupt(self.table, format!("{what} {field:?}"))),
+        }
+    }
+
+    fn end(mut self) -> Result<(), StoreError> {
+        match self.parts.next() {
+            None => Ok(()),
+            Some(extra) => Err(corrupt(
+                self.table,
+                format!("packed value with {extra:?} extra"),
+            )),
+        }
+    }
+}
+
+/// An item without its chunk list, from its [`PACKED_ITEM_FIELDS`] value
+/// and its name and MIME type columns.
+pub(crate) fn unpack_item(
+    packed: &str,
+    name: String,
+    mimetype: Option<String>,
+) -> Result<ItemMeta, StoreError> {
+    let mut f = Fields::new(TABLE, packed, '|');
+    let id = parse_id(TABLE, f.next("id")?)?;
+    let workspace = parse_id(TABLE, f.next("workspace")?)?;
+    let parent = match f.next("parent")? {
+        TOP => None,
+        p => Some(parse_id(TABLE, p)?),
+    };
+    let is_folder = match f.next("folder flag")? {
+        "0" => false,
+        "1" => true,
+        v => return Err(corrupt(TABLE, format!("is_folder = {v}"))),
+    };
+    let status = f.next("status")?;
+    let status =
+        ItemStatus::parse(status).ok_or_else(|| corrupt(TABLE, format!("status {status:?}")))?;
+    let version = to_u64(TABLE, f.number("version")?)?;
+    let revision = to_u64(TABLE, f.number("revision")?)?;
+    let content_hash = match f.next("content hash")? {
+        "" => None,
+        h => Some(ContentHash::from_hex(h).map_err(|e| corrupt(TABLE, e.to_string()))?),
+    };
+    let size = to_u64(TABLE, f.number("size")?)?;
+    let client_modified = f.number("client time")?;
+    let server_modified = f.number("server time")?;
+    let device = parse_id(TABLE, f.next("device")?)?;
+    f.end()?;
+    Ok(ItemMeta {
+        id,
+        workspace,
+        parent,
+        name: ItemName::new(name).map_err(|e| corrupt(TABLE, e.to_string()))?,
+        is_folder,
+        mimetype,
+        status,
+        version,
+        content_hash,
+        size,
+        client_modified,
+        server_modified,
+        device,
+        revision,
+        chunks: Vec::new(),
+    })
+}
+
+/// A chunk list, in `seq` order, from its [`packed_chunk_list`] value
+/// (`None`: no chunks).
+pub(crate) fn unpack_chunk_list(packed: Option<&str>) -> Result<Vec<ChunkRef>, StoreError> {
+    let Some(packed) = packed else {
+        return Ok(Vec::new());
+    };
+    // Every chunk is at least 64 hex digits and five separators.
+    let mut chunks: Vec<(i64, ChunkRef)> = Vec::with_capacity(packed.len() / 72 + 1);
+    for chunk in packed.split(',') {
+        let mut f = Fields::new("version_chunks", chunk, ':');
+        let seq = f.number("chunk position")?;
+        let id = f.next("chunk id")?;
+        let id = ChunkId::from_hex(id).map_err(|e| corrupt("version_chunks", e.to_string()))?;
+        let size = f.number("chunk size")?;
+        let pack = match f.next("pack")? {
+            "" => None,
+            p => Some(p),
+        };
+        let offset = f.optional_number("pack offset")?;
+        let len = f.optional_number("pack length")?;
+        f.end()?;
+        let mut chunk = ChunkRef::whole(id, size);
+        chunk.span = span_from_parts(pack, offset, len)?;
+        chunks.push((seq, chunk));
+    }
+    // Positions are unique (the primary key), so the order is total; the
+    // list usually comes in order already, which this checks first.
+    if !chunks.is_sorted_by_key(|(seq, _)| *seq) {
+        chunks.sort_unstable_by_key(|(seq, _)| *seq);
+    }
+    Ok(chunks.into_iter().map(|(_, chunk)| chunk).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stacksync_proto::{DeviceId, ItemId, PackSpan, WorkspaceId};
+
+    /// What the SQL of this module writes for `m`, written in Rust: the
+    /// database tests (tests/listing.rs) check the SQL itself.
+    fn pack_item(m: &ItemMeta) -> String {
+        [
+            m.id.to_string(),
+            m.workspace.to_string(),
+            m.parent.map(|p| p.to_string()).unwrap_or_default(),
+            u8::from(m.is_folder).to_string(),
+            m.status.as_str().to_string(),
+            m.version.to_string(),
+            m.revision.to_string(),
+            m.content_hash.map(|h| h.to_hex()).unwrap_or_default(),
+            m.size.to_string(),
+            m.client_modified.to_string(),
+            m.server_modified.to_string(),
+            m.device.to_string(),
+        ]
+        .join("|")
+    }
+
+    /// Packs `chunks` as the database may return them: in any order (here
+    /// the odd positions first, then the even ones backwards).
+    fn pack_chunks(chunks: &[ChunkRef]) -> Option<String> {
+        let order = (0..chunks.len())
+            .filter(|k| k % 2 == 1)
+            .chain((0..chunks.len()).filter(|k| k % 2 == 0).rev());
+        let packed: Vec<String> = order
+            .map(|k| (k, &chunks[k]))
+            .map(|(k, c)| match c.span {
+                Some(s) => format!(
+                    "{k}:{}:{}:{}:{}:{}",
+                    c.id.to_hex(),
+                    c.size,
+                    s.pack.to_hex(),
+                    s.offset,
+                    s.len
+                ),
+                None => format!("{k}:{}:{}:::", c.id.to_hex(), c.size),
+            })
+            .collect();
+        (!packed.is_empty()).then(|| packed.join(","))
+    }
+
+    fn item(parent: Option<ItemId>, hash: Option<ContentHash>, name: &str) -> ItemMeta {
+        ItemMeta {
+            id: ItemId::new(),
+            workspace: WorkspaceId::new(),
+            parent,
+            name: ItemName::new(name.to_string()).unwrap(),
+            is_folder: hash.is_none(),
+            mimetype: Some("text/x-odd|type,with:separators".into()),
+            status: ItemStatus::Renamed,
+            version: u64::MAX >> 1,
+            content_hash: hash,
+            size: 0,
+            client_modified: -5,
+            server_modified: i64::MAX,
+            device: DeviceId::new(),
+            revision: 7,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// A record as `packed_record` writes it.
+    fn pack_record(m: &ItemMeta) -> String {
+        let mimetype = m.mimetype.as_ref().map_or(String::new(), |t| {
+            format!("={}", t.replace('\\', "\\\\").replace('/', "\\s"))
+        });
+        let chunks = pack_chunks(&m.chunks).unwrap_or_default();
+        format!("{}/{}/{mimetype}/{chunks}", pack_item(m), m.name)
+    }
+
+    fn roundtrip(m: &ItemMeta) -> ItemMeta {
+        let back = unpack_window(Some(&pack_record(m)), 1).unwrap();
+        assert_eq!(back.len(), 1);
+        back.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn windows_come_back_whole_in_order() {
+        let mut items: Vec<ItemMeta> = ["a", "b|", "c\\"]
+            .into_iter()
+            .map(|n| item(None, Some(ContentHash([2; 32])), n))
+            .collect();
+        items[0].mimetype = Some("/\\s\\\\/=".into());
+        items[1].mimetype = Some(String::new());
+        items[2].mimetype = None;
+        items[1].chunks = vec![ChunkRef::whole(ChunkId([8; 32]), 3)];
+        let packed: Vec<String> = items.iter().map(pack_record).collect();
+        assert_eq!(unpack_window(Some(&packed.join("/")), 3).unwrap(), items);
+        assert!(unpack_window(None, 0).unwrap().is_empty());
+        for (value, count) in [
+            (packed.join("/"), 2),
+            (packed[..2].join("/"), 3),
+            (format!("{}/", packed[0]), 1),
+            (packed[0].replace("/=", "/x"), 1),
+            (packed[0].replace("\\s", "\\t"), 1),
+            (packed[0].rsplit_once('/').unwrap().0.to_string(), 1),
+        ] {
+            assert!(
+                matches!(
+                    unpack_window(Some(&value), count),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{value:?} of {count} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn items_come_back_whole_whatever_their_name() {
+        let top = item(None, None, "a|b,c:d");
+        assert_eq!(roundtrip(&top), top);
+        let mut nested = item(Some(ItemId::new()), Some(ContentHash([0xab; 32])), "|");
+        nested.mimetype = None;
+        assert_eq!(roundtrip(&nested), nested);
+    }
+
+    #[test]
+    fn chunk_lists_come_back_in_order_with_their_locations() {
+        let mut m = item(None, Some(ContentHash([1; 32])), "many");
+        m.chunks = (0..5000u32)
+            .map(|k| {
+                let mut c = ChunkRef::whole(ChunkId([(k % 251) as u8; 32]), k);
+                if k % 2 == 0 {
+                    c.span =
+                        Some(PackSpan::new(ChunkId([9; 32]), u64::from(k) * 1000, k + 1).unwrap());
+                }
+                c
+            })
+            .collect();
+        assert_eq!(roundtrip(&m), m);
+        assert!(unpack_chunk_list(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_values_are_corrupt_rows_not_panics() {
+        let m = item(None, Some(ContentHash([1; 32])), "x");
+        let good = pack_item(&m);
+        let fields: Vec<&str> = good.split('|').collect();
+        let bad = [
+            String::new(),
+            fields[..11].join("|"),
+            format!("{good}|extra"),
+            good.replace("|RENAMED|", "|renamed|"),
+            good.replacen("|0|", "|2|", 1),
+            good.replace("|7|", "|-7|"),
+            good.replace("|7|", "|7x|"),
+        ];
+        for b in &bad {
+            assert!(
+                matches!(
+                    unpack_item(b, "x".into(), None),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{b:?} was accepted"
+            );
+        }
+        assert!(
+            unpack_item(&good, "a/b".into(), None).is_err(),
+            "an invalid name"
+        );
+        let chunk = format!("0:{}:10", ChunkId([3; 32]).to_hex());
+        let pack = ChunkId([4; 32]).to_hex();
+        for b in [
+            String::new(),
+            chunk.clone(),
+            format!("{chunk}::::"),
+            format!("{chunk}:{pack}:5:"),
+            format!("{chunk}::5:6"),
+            format!("{chunk}:::,"),
+            format!("0:{}:-1:::", ChunkId([3; 32]).to_hex()),
+            format!("x:{}:10:::", ChunkId([3; 32]).to_hex()),
+            format!("{}:10:::", ChunkId([3; 32]).to_hex()),
+            "0:zz:10:::".to_string(),
+        ] {
+            assert!(
+                matches!(unpack_chunk_list(Some(&b)), Err(StoreError::Corrupt { .. })),
+                "{b:?} was accepted"
+            );
+        }
+        assert_eq!(
+            unpack_chunk_list(Some(&format!("{chunk}:::")))
+                .unwrap()
+                .len(),
+            1
+        );
+        // A location outside any pack is dropped with a warning, as from
+        // the columns (see `span_from_parts`).
+        let wrapping = format!("{chunk}:{pack}:-1:{}", u32::MAX);
+        assert_eq!(unpack_chunk_list(Some(&wrapping)).unwrap()[0].span, None);
+    }
+}
