@@ -276,12 +276,17 @@ impl Engine {
                 )));
             }
             let progressed = page.cursor > self.state.cursor;
+            let learned = !page.items.is_empty();
             for meta in page.items {
                 self.dirty.insert(meta.id);
                 self.state.remote.apply(meta);
             }
             self.state.cursor = page.cursor;
-            self.save().await?;
+            // An empty page at the same cursor changed nothing: no save (a
+            // save compares the whole state with the last one).
+            if progressed || learned {
+                self.save().await?;
+            }
             if !page.has_more || !progressed {
                 return self.resolve_pending().await;
             }
