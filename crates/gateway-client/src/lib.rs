@@ -106,8 +106,12 @@ const MAX_PUT_REPLY: usize = 64 * 1024;
 /// Largest whole-object read: a pack, the largest object a client writes.
 const MAX_OBJECT: usize = stacksync_proto::PackSpan::MAX_PACK_BYTES as usize;
 
+/// RPC messages and chunk uploads carry no `Content-Type`: the gateway
+/// knows what each endpoint takes, and on small messages the header would
+/// cost as much as the body.
+const UNLABELLED: &str = "";
+
 const JSON: &str = "application/json";
-const OCTETS: &str = "application/octet-stream";
 
 fn install_tls_provider() {
     // reqwest is built without a default crypto provider (aws-lc-rs needs
@@ -213,7 +217,7 @@ impl GatewayClient {
                 .send_retrying(
                     Method::POST,
                     endpoint,
-                    Some((body.clone(), JSON)),
+                    Some((body.clone(), UNLABELLED)),
                     wire::MAX_MESSAGE_BYTES,
                 )
                 .await?;
@@ -253,8 +257,13 @@ impl GatewayClient {
         data: Bytes,
     ) -> Result<(), Error> {
         let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
-        self.send_retrying(Method::PUT, &endpoint, Some((data, OCTETS)), MAX_PUT_REPLY)
-            .await?;
+        self.send_retrying(
+            Method::PUT,
+            &endpoint,
+            Some((data, UNLABELLED)),
+            MAX_PUT_REPLY,
+        )
+        .await?;
         Ok(())
     }
 
@@ -393,9 +402,10 @@ impl GatewayClient {
             }
             if let Some((body, content_type)) = &body {
                 // `Bytes` clones share the buffer; no copy per attempt.
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, *content_type)
-                    .body(body.clone());
+                if !content_type.is_empty() {
+                    request = request.header(reqwest::header::CONTENT_TYPE, *content_type);
+                }
+                request = request.body(body.clone());
             }
             let outcome = match request.send().await {
                 Ok(response) => read_ok(endpoint, response, limit).await,

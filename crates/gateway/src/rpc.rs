@@ -110,10 +110,10 @@ pub(crate) async fn rpc(
         None => response,
     };
     let bytes = wire::encode_for(&response, peer);
-    let content_type = if wire::is_compressed(&bytes) {
-        "application/octet-stream"
-    } else {
-        "application/json"
-    };
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    // A peer that reads compact messages knows what the endpoint speaks;
+    // the header would cost more than a small reply's body.
+    if peer.reads_compact() {
+        return Ok(Response::new(axum::body::Body::from(bytes)));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

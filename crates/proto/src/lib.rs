@@ -17,6 +17,7 @@ pub mod name;
 pub mod notify;
 pub mod rpc;
 pub mod wire;
+mod wire_dictionary;
 
 pub use account::{Account, Device, EncryptionMode, Member, Workspace};
 pub use error::{Error, ErrorKind};

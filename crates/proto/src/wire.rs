@@ -17,7 +17,9 @@
 //!
 //! * a message of at least [`COMPRESS_FROM`] bytes may travel compressed:
 //!   a NUL byte, `Z`, the length of the JSON envelope inside (4 bytes,
-//!   little-endian), then one zstd frame of that envelope. JSON never
+//!   little-endian), then one zstd frame of that envelope, made with the
+//!   level's dictionary (`wire_dictionary`) so that small messages shrink
+//!   too. JSON never
 //!   starts with a NUL byte, so the two forms cannot be confused, and an
 //!   older reader refuses a compressed message as malformed instead of
 //!   misreading it. The declared length is checked against
@@ -33,6 +35,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
+use crate::wire_dictionary::DICTIONARY;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -46,9 +49,9 @@ pub const COMPACT_LEVEL: u16 = 1;
 /// these messages, only metadata, so this is generous.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Smaller messages are sent as they are: below this, zstd's frame costs
-/// about what it saves.
-pub const COMPRESS_FROM: usize = 160;
+/// Smaller messages are sent as they are: below this, even with the
+/// dictionary, zstd's frame costs about what it saves.
+pub const COMPRESS_FROM: usize = 96;
 
 /// The first two bytes of a compressed message.
 const COMPRESSED_MAGIC: [u8; 2] = [0, b'Z'];
@@ -138,7 +141,10 @@ fn plain<T: Serialize>(body: &T, c: Option<u16>) -> Vec<u8> {
 /// in-memory input, but plain JSON is always a correct fallback).
 fn compress(plain: &[u8]) -> Option<Vec<u8>> {
     let declared = u32::try_from(plain.len()).ok()?;
-    let frame = zstd::bulk::compress(plain, ZSTD_LEVEL).ok()?;
+    let frame = zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, DICTIONARY)
+        .ok()?
+        .compress(plain)
+        .ok()?;
     let mut out = Vec::with_capacity(COMPRESSED_HEADER + frame.len());
     out.extend_from_slice(&COMPRESSED_MAGIC);
     out.extend_from_slice(&declared.to_le_bytes());
@@ -172,7 +178,8 @@ fn decompress(bytes: &[u8]) -> Result<Vec<u8>, Error> {
     }
     let bad = |e: std::io::Error| Error::bad_request(format!("malformed compressed message: {e}"));
     let mut decoder =
-        zstd::stream::read::Decoder::with_buffer(&bytes[COMPRESSED_HEADER..]).map_err(bad)?;
+        zstd::stream::read::Decoder::with_dictionary(&bytes[COMPRESSED_HEADER..], DICTIONARY)
+            .map_err(bad)?;
     decoder.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
     // Grown as bytes arrive, so a lying header cannot reserve memory; one
     // byte past the declared length is enough to see a lie.
