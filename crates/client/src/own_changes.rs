@@ -6,9 +6,10 @@
 //! send is the commit's own metadata. After a commit the engine reads the
 //! feed from its cursor before the commit; answering that read here spares
 //! the device downloading its own change. Any other read goes to the
-//! server, and a page built here is exactly a page the server could have
-//! sent at the moment of the commit (later changes come with the next
-//! read, which their notification triggers).
+//! server. A page built here says more may follow (`has_more`), so the
+//! engine always goes on to read the feed from the server past its own
+//! commits: the read may be the one a notification about someone else's
+//! change started, and that change must not wait for the next one.
 
 use stacksync_proto::{ChangesPage, CommitOutcome, CommitResult, ItemMeta, WorkspaceId};
 
@@ -80,7 +81,7 @@ impl OwnChanges {
             workspace,
             items: known.items,
             cursor: known.cursor,
-            has_more: false,
+            has_more: true,
         })
     }
 }
