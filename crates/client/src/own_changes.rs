@@ -77,7 +77,7 @@ impl OwnChanges {
     /// is known here; either way, what was known is used up.
     pub fn page(&mut self, workspace: WorkspaceId, since: u64, limit: u32) -> Option<ChangesPage> {
         let known = self.known.take()?;
-        (known.since == since && known.items.len() <= limit as usize).then(|| ChangesPage {
+        (known.since == since && known.items.len() <= limit as usize).then_some(ChangesPage {
             workspace,
             items: known.items,
             cursor: known.cursor,

@@ -51,7 +51,7 @@ pub enum BriefItem {
     },
     /// Anything else, in full.
     #[serde(rename = "f")]
-    Full(ItemCommitResult),
+    Full(Box<ItemCommitResult>),
 }
 
 impl ProposedItem {
@@ -113,7 +113,7 @@ pub fn shorten(request: &CommitRequest, result: CommitResult) -> BriefCommitResu
                         status: (meta.status != p.status).then_some(meta.status),
                     }
                 }
-                _ => BriefItem::Full(r),
+                _ => BriefItem::Full(Box::new(r)),
             }
         })
         .collect();
@@ -139,7 +139,7 @@ pub fn expand(request: &CommitRequest, brief: BriefCommitResult) -> Result<Commi
         .iter()
         .zip(brief.results)
         .map(|(p, r)| match r {
-            BriefItem::Full(full) => full,
+            BriefItem::Full(full) => *full,
             BriefItem::Accepted {
                 revision,
                 server_modified,
