@@ -6,7 +6,7 @@
 //! [`WorkspaceRemote`] turns any connection into the engine's [`Remote`]
 //! for one workspace.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use stacksync_proto::{
     ProposedItem, Workspace, WorkspaceId,
 };
 
+use crate::own_changes::OwnChanges;
 use crate::transfer::ChunkTransport;
 
 /// Push notifications for every workspace of the logged-in user. They are
@@ -107,6 +108,9 @@ pub struct WorkspaceRemote {
     conn: Arc<dyn Connection>,
     workspace: WorkspaceId,
     device: DeviceId,
+    /// This device's latest commits, which answer the feed read that
+    /// follows them without downloading them again.
+    own: Arc<Mutex<OwnChanges>>,
 }
 
 impl WorkspaceRemote {
@@ -117,13 +121,23 @@ impl WorkspaceRemote {
             conn,
             workspace,
             device,
+            own: Arc::default(),
         }
+    }
+
+    fn own(&self) -> std::sync::MutexGuard<'_, OwnChanges> {
+        // Plain data, updated in one call: a panic elsewhere cannot leave
+        // it half-written.
+        self.own.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[async_trait]
 impl Remote for WorkspaceRemote {
     async fn get_changes(&self, since: u64, limit: u32) -> Result<ChangesPage, Error> {
+        if let Some(page) = self.own().page(self.workspace, since, limit) {
+            return Ok(page);
+        }
         let request = Request::GetChanges {
             workspace: self.workspace,
             since,
@@ -152,6 +166,7 @@ impl Remote for WorkspaceRemote {
                 Reply::Commit(result) => result,
                 other => return Err(unexpected("commit", other)),
             };
+            self.own().committed(&result);
             match &mut total {
                 None => total = Some(result),
                 Some(t) => {
@@ -201,7 +216,9 @@ impl Connection for GatewayConnection {
     }
 
     async fn notifications(&self) -> Result<NotificationStream, Error> {
-        Ok(self.client.notifications()?.boxed())
+        // The daemon takes a commit notification as a hint to re-read the
+        // change feed; its items would cross the wire for nothing.
+        Ok(self.client.notification_hints()?.boxed())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod connection;
 pub mod desktop;
 pub mod direct;
 pub mod localfs;
+mod own_changes;
 pub mod private;
 pub mod profile;
 mod sqlite;

@@ -12,13 +12,15 @@
 mod error;
 mod notifications;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
-use stacksync_proto::{ChunkId, Error, Millis, UserId, WorkspaceId, wire};
+use stacksync_proto::{ChunkId, Error, Millis, UserId, WorkspaceId, brief, wire};
 
 pub use error::ClientError;
 pub use notifications::Notifications;
@@ -82,6 +84,10 @@ pub struct GatewayClient {
     base: Url,
     session: Session,
     retry: RetryPolicy,
+    /// The gateway's compact level, learned from its last RPC reply (0
+    /// until then, and for gateways older than compact messages): requests
+    /// are compressed only for a gateway that reads them.
+    peer: Arc<AtomicU16>,
 }
 
 /// Per-request timeout: generous because chunk bodies may be large and slow
@@ -100,8 +106,12 @@ const MAX_PUT_REPLY: usize = 64 * 1024;
 /// Largest whole-object read: a pack, the largest object a client writes.
 const MAX_OBJECT: usize = stacksync_proto::PackSpan::MAX_PACK_BYTES as usize;
 
+/// RPC messages and chunk uploads carry no `Content-Type`: the gateway
+/// knows what each endpoint takes, and on small messages the header would
+/// cost as much as the body.
+const UNLABELLED: &str = "";
+
 const JSON: &str = "application/json";
-const OCTETS: &str = "application/octet-stream";
 
 fn install_tls_provider() {
     // reqwest is built without a default crypto provider (aws-lc-rs needs
@@ -170,6 +180,7 @@ impl GatewayClient {
             base: parse_base(url)?,
             session,
             retry: RetryPolicy::default(),
+            peer: Arc::default(),
         })
     }
 
@@ -186,14 +197,19 @@ impl GatewayClient {
 
     /// Sends one sync-service operation. Transient failures are retried
     /// with the same request id, so the service recognises a repeat of a
-    /// request it already carried out.
+    /// request it already carried out. The message is as compact as the
+    /// gateway reads, and says this side reads compact replies (`wire`).
     pub async fn rpc(&self, request: Request) -> Result<Reply, Error> {
         let message = RpcRequest {
             request_id: uuid::Uuid::now_v7(),
-            token: self.session.token.clone(),
+            // The token travels once, in the Authorization header.
+            token: String::new(),
             request,
         };
-        let body = Bytes::from(wire::encode(&message));
+        let peer = wire::Peer {
+            compact: self.peer.load(Ordering::Relaxed),
+        };
+        let body = Bytes::from(wire::encode_for(&message, peer));
         let endpoint = "api/v1/rpc";
         let mut attempt = 1;
         loop {
@@ -201,16 +217,17 @@ impl GatewayClient {
                 .send_retrying(
                     Method::POST,
                     endpoint,
-                    Some((body.clone(), JSON)),
+                    Some((body.clone(), UNLABELLED)),
                     wire::MAX_MESSAGE_BYTES,
                 )
                 .await?;
-            let response: RpcResponse =
-                wire::decode(&bytes).map_err(|e| ClientError::BadResponse {
+            let (response, peer): (RpcResponse, _) =
+                wire::decode_from(&bytes).map_err(|e| ClientError::BadResponse {
                     endpoint: endpoint.to_owned(),
                     status: 200,
                     reason: e.message,
                 })?;
+            self.peer.store(peer.compact, Ordering::Relaxed);
             if response.request_id != message.request_id {
                 return Err(Error::internal(format!(
                     "gateway answered request {} with the reply to {}",
@@ -225,7 +242,9 @@ impl GatewayClient {
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                     attempt += 1;
                 }
-                other => return other,
+                other => {
+                    return other.and_then(|reply| brief::expand_reply(&message.request, reply));
+                }
             }
         }
     }
@@ -238,8 +257,13 @@ impl GatewayClient {
         data: Bytes,
     ) -> Result<(), Error> {
         let endpoint = format!("api/v1/workspaces/{workspace}/chunks/{}", id.to_hex());
-        self.send_retrying(Method::PUT, &endpoint, Some((data, OCTETS)), MAX_PUT_REPLY)
-            .await?;
+        self.send_retrying(
+            Method::PUT,
+            &endpoint,
+            Some((data, UNLABELLED)),
+            MAX_PUT_REPLY,
+        )
+        .await?;
         Ok(())
     }
 
@@ -321,7 +345,17 @@ impl GatewayClient {
     /// on its own after a failure, and a [`stacksync_proto::Notification::Resync`]
     /// is yielded whenever notifications may have been lost.
     pub fn notifications(&self) -> Result<Notifications, Error> {
-        let mut url = join(&self.base, "api/v1/notifications")?;
+        self.open_notifications("api/v1/notifications")
+    }
+
+    /// [`GatewayClient::notifications`] with commit notifications as bare
+    /// hints (no items), for a device that re-reads the change feed anyway.
+    pub fn notification_hints(&self) -> Result<Notifications, Error> {
+        self.open_notifications("api/v1/notifications?hints=1")
+    }
+
+    fn open_notifications(&self, endpoint: &str) -> Result<Notifications, Error> {
+        let mut url = join(&self.base, endpoint)?;
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         url.set_scheme(scheme).map_err(|()| ClientError::BadUrl {
             url: url.to_string(),
@@ -368,9 +402,10 @@ impl GatewayClient {
             }
             if let Some((body, content_type)) = &body {
                 // `Bytes` clones share the buffer; no copy per attempt.
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, *content_type)
-                    .body(body.clone());
+                if !content_type.is_empty() {
+                    request = request.header(reqwest::header::CONTENT_TYPE, *content_type);
+                }
+                request = request.body(body.clone());
             }
             let outcome = match request.send().await {
                 Ok(response) => read_ok(endpoint, response, limit).await,

@@ -9,6 +9,11 @@
 //! only itself. A `Resync` also goes out once the subscription is live, so
 //! a client knows from when on it may rely on the stream.
 //!
+//! A socket opened with `?hints=1` receives commit notifications without
+//! their items: a device that re-reads the change feed on every hint (the
+//! desktop client) would only download the metadata twice, and its own
+//! commits' metadata once more.
+//!
 //! Clients only ever send control frames, so a client message or frame over
 //! a few KiB closes the socket, and a user may hold only so many sockets at
 //! once (one per device is the normal case): each costs a bus subscription.
@@ -44,6 +49,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 #[derive(Deserialize)]
 pub(crate) struct TokenQuery {
     token: Option<String>,
+    /// `1`: commit notifications without their items.
+    hints: Option<u8>,
 }
 
 /// When a user at the socket cap is told to try again: a socket frees up
@@ -116,6 +123,7 @@ pub(crate) async fn notifications(
     };
     let service = state.service.clone();
     let user = service.authenticate(&token).await?;
+    let hints = query.hints == Some(1);
     let upgrade = upgrade.map_err(|r| GatewayError::BadBody {
         endpoint: "notifications",
         reason: r.body_text(),
@@ -148,6 +156,7 @@ pub(crate) async fn notifications(
                 service,
                 token,
                 user,
+                hints,
             };
             forward(socket, subscription, session).await;
             drop(slot);
@@ -231,6 +240,8 @@ struct Session {
     service: Service,
     token: String,
     user: UserId,
+    /// The client asked for commit notifications without their items.
+    hints: bool,
 }
 
 impl Session {
@@ -269,7 +280,12 @@ async fn forward(socket: WebSocket, mut subscription: Subscription, session: Ses
             event = subscription.recv() => match event {
                 Some(SubscriptionEvent::Message { topic, payload }) => {
                     follow_membership(&subscription, user, topic, &payload).await;
-                    match String::from_utf8(payload.to_vec()) {
+                    let payload = if session.hints {
+                        as_hint(&payload)
+                    } else {
+                        payload.to_vec()
+                    };
+                    match String::from_utf8(payload) {
                         Ok(text) => open = outbox.offer(Message::Text(text.into())),
                         Err(_) => tracing::warn!(%topic, "dropping a non-UTF-8 notification"),
                     }
@@ -313,9 +329,51 @@ async fn forward(socket: WebSocket, mut subscription: Subscription, session: Ses
     }
 }
 
+/// A commit notification without its items (anything else unchanged).
+fn as_hint(payload: &[u8]) -> Vec<u8> {
+    match wire::decode::<Notification>(payload) {
+        Ok(Notification::Commit {
+            workspace,
+            device,
+            revision,
+            items,
+        }) if !items.is_empty() => wire::encode(&Notification::Commit {
+            workspace,
+            device,
+            revision,
+            items: Vec::new(),
+        }),
+        _ => payload.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_drop_the_items_of_commits_only() {
+        let meta: stacksync_proto::ItemMeta = serde_json::from_value(serde_json::json!({
+            "id": uuid::Uuid::nil(), "workspace": uuid::Uuid::nil(), "parent": null,
+            "name": "a", "is_folder": true, "status": "NEW", "version": 1, "size": 0,
+            "client_modified": 0, "server_modified": 0, "device": uuid::Uuid::nil(),
+            "revision": 3
+        }))
+        .unwrap();
+        let commit = |items| Notification::Commit {
+            workspace: stacksync_proto::WorkspaceId::NIL,
+            device: stacksync_proto::DeviceId::NIL,
+            revision: 3,
+            items,
+        };
+        let hint = as_hint(&wire::encode(&commit(vec![meta])));
+        assert_eq!(
+            wire::decode::<Notification>(&hint).unwrap(),
+            commit(Vec::new())
+        );
+        let other = wire::encode(&Notification::Resync);
+        assert_eq!(as_hint(&other), other);
+    }
 
     #[tokio::test]
     async fn a_full_outbox_drops_and_then_owes_a_resync() {

@@ -8,8 +8,8 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use stacksync_proto::rpc::RpcRequest;
-use stacksync_proto::{Millis, UserId, wire};
+use stacksync_proto::rpc::{Request, RpcRequest};
+use stacksync_proto::{Millis, UserId, brief, wire};
 use stacksync_service::Service;
 
 use crate::auth::{PeerAddr, bearer};
@@ -80,16 +80,17 @@ pub(crate) async fn login(
 
 /// `POST /api/v1/rpc`: a `wire`-encoded `RpcRequest` in, the `wire`-encoded
 /// `RpcResponse` out with 200 even when the operation failed (the error is
-/// in the response, as on the bus). Only a message that cannot be read at
-/// all gets an HTTP error.
+/// in the response, as on the bus), in the most compact form the request
+/// said its sender reads (`wire::Peer`). Only a message that cannot be read
+/// at all gets an HTTP error.
 pub(crate) async fn rpc(
     State(service): State<Service>,
-    PeerAddr(peer): PeerAddr,
+    PeerAddr(addr): PeerAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| bytes_error("rpc", wire::MAX_MESSAGE_BYTES, r))?;
-    let mut request: RpcRequest = wire::decode(&body)?;
+    let (mut request, peer): (RpcRequest, _) = wire::decode_from(&body)?;
     if let Some(token) = bearer(&headers)? {
         if request.token.is_empty() {
             request.token = token;
@@ -97,10 +98,22 @@ pub(crate) async fn rpc(
             return Err(GatewayError::TokenMismatch);
         }
     }
-    let response = service.handle(request, peer).await;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        wire::encode(&response),
-    )
-        .into_response())
+    // Only a commit's reply can be brief, and shortening it needs the
+    // proposals the service consumes.
+    let commit = match &request.request {
+        r @ Request::Commit(_) if peer.reads_compact() => Some(r.clone()),
+        _ => None,
+    };
+    let response = service.handle(request, addr).await;
+    let response = match &commit {
+        Some(r) => brief::shorten_response(r, response, peer),
+        None => response,
+    };
+    let bytes = wire::encode_for(&response, peer);
+    // A peer that reads compact messages knows what the endpoint speaks;
+    // the header would cost more than a small reply's body.
+    if peer.reads_compact() {
+        return Ok(Response::new(axum::body::Body::from(bytes)));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

@@ -418,3 +418,89 @@ async fn uploads_up_to_a_pack_are_accepted() {
         .unwrap();
     check_error(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
 }
+
+/// A commit of `n` new folders.
+fn many_folders(alice: &common::User, n: usize) -> Request {
+    let items = (0..n)
+        .flat_map(|i| {
+            let Request::Commit(c) = new_folder(&alice.private, alice.device, &format!("d{i}"))
+            else {
+                unreachable!("new_folder is a commit")
+            };
+            c.items
+        })
+        .collect();
+    Request::Commit(stacksync_proto::CommitRequest {
+        workspace: alice.private.id,
+        device: alice.device,
+        items,
+    })
+}
+
+#[tokio::test]
+async fn compact_rpc_messages_are_negotiated_and_bounded() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let token = alice.client.session().token.clone();
+    let rpc = format!("{}/api/v1/rpc", gw.url);
+    let post = |body: Vec<u8>| http().post(&rpc).bearer_auth(&token).body(body).send();
+    let message = |request| RpcRequest {
+        request_id: uuid::Uuid::new_v4(),
+        token: String::new(),
+        request,
+    };
+
+    // An older client (no compact level) gets plain JSON and full results.
+    let response = post(wire::encode(&message(many_folders(&alice, 20))))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.bytes().await.unwrap();
+    assert!(!wire::is_compressed(&body));
+    let decoded: RpcResponse = wire::decode(&body).unwrap();
+    assert!(matches!(decoded.result, Ok(Reply::Commit(_))));
+
+    // A client that says it reads compact messages, in a plain request and
+    // then in a compressed one, gets a compressed, brief answer.
+    for peer in [wire::Peer::default(), wire::Peer::CURRENT] {
+        let request = many_folders(&alice, 20);
+        let bytes = wire::encode_for(&message(request.clone()), peer);
+        assert_eq!(wire::is_compressed(&bytes), peer.reads_compact());
+        let body = post(bytes).await.unwrap().bytes().await.unwrap();
+        assert!(wire::is_compressed(&body));
+        let (decoded, said): (RpcResponse, _) = wire::decode_from(&body).unwrap();
+        assert!(said.reads_compact());
+        let reply = decoded.result.unwrap();
+        assert!(matches!(reply, Reply::CommitBrief(_)), "{reply:?}");
+        let Reply::Commit(full) = stacksync_proto::brief::expand_reply(&request, reply).unwrap()
+        else {
+            panic!("a brief commit expands to a commit");
+        };
+        assert_eq!(full.results.len(), 20);
+    }
+
+    // The gateway client negotiates on its own and hands out full results.
+    let Reply::Commit(result) = alice.client.rpc(many_folders(&alice, 20)).await.unwrap() else {
+        panic!("a commit answers with a commit result");
+    };
+    assert_eq!(result.results.len(), 20);
+
+    // Hostile compressed input: a bomb, and a length over the cap.
+    let mut bomb = vec![0, b'Z'];
+    bomb.extend_from_slice(&1000u32.to_le_bytes());
+    bomb.extend_from_slice(&zstd::bulk::compress(&vec![b' '; 32 << 20], 3).unwrap());
+    check_error(
+        post(bomb).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let mut over = wire::encode_for(&message(many_folders(&alice, 20)), wire::Peer::CURRENT);
+    over[2..6].copy_from_slice(&(wire::MAX_MESSAGE_BYTES as u32 + 1).to_le_bytes());
+    check_error(
+        post(over).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+}

@@ -4,9 +4,12 @@
 //!
 //! This crate does no I/O and depends on no other StackSync crate. Everything
 //! here is serialized with serde; the [`wire`] module wraps messages in a
-//! versioned envelope so that old clients keep working as fields are added.
+//! versioned envelope so that old clients keep working as fields are added,
+//! and compresses them (and [`brief`] shortens commit replies) for peers
+//! that said they read it.
 
 pub mod account;
+pub mod brief;
 pub mod error;
 pub mod ids;
 pub mod item;
@@ -14,6 +17,7 @@ pub mod name;
 pub mod notify;
 pub mod rpc;
 pub mod wire;
+mod wire_dictionary;
 
 pub use account::{Account, Device, EncryptionMode, Member, Workspace};
 pub use error::{Error, ErrorKind};

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::Millis;
 use crate::account::{Account, Device, EncryptionMode, Member, Workspace};
+use crate::brief::BriefCommitResult;
 use crate::error::Error;
 use crate::ids::{ChunkId, DeviceId, ItemId, UserId, WorkspaceId};
 use crate::item::{ChangesPage, ChunkRef, CommitRequest, CommitResult, ItemMeta};
@@ -123,6 +124,10 @@ pub enum Reply {
     },
     Changes(ChangesPage),
     Commit(CommitResult),
+    /// A commit's result with the proposals it accepted as they were left
+    /// out; only for peers that read compact messages, and expanded by the
+    /// transport before anyone else sees it ([`crate::brief`]).
+    CommitBrief(BriefCommitResult),
     Device(Device),
     Workspace(Workspace),
     ShareProposal {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use stacksync_bus::{Bus, IncomingRequest};
 use stacksync_proto::rpc::{Request, RpcRequest, RpcResponse};
-use stacksync_proto::{Error, wire};
+use stacksync_proto::{Error, brief, wire};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -87,8 +87,16 @@ fn bus_policy(service: &Service, req: &RpcRequest, sender: Option<&str>) -> Resu
 
 /// Handles one request and replies; true if the reply went out.
 async fn serve_one(service: &Service, incoming: IncomingRequest) -> bool {
-    let response = match wire::decode::<RpcRequest>(incoming.payload()) {
-        Ok(req) => {
+    let mut peer = wire::Peer::default();
+    let response = match wire::decode_from::<RpcRequest>(incoming.payload()) {
+        Ok((req, sender_reads)) => {
+            peer = sender_reads;
+            // Only a commit's reply can be brief (`brief`); shortening it
+            // needs the proposals the service consumes.
+            let commit = match &req.request {
+                r @ Request::Commit(_) if peer.reads_compact() => Some(r.clone()),
+                _ => None,
+            };
             let (id, redelivered) = (req.request_id, incoming.redelivered());
             let response = match bus_policy(service, &req, incoming.sender()) {
                 Ok(()) => service.handle(req, None).await,
@@ -98,7 +106,10 @@ async fn serve_one(service: &Service, incoming: IncomingRequest) -> bool {
                 },
             };
             tracing::debug!(request = %id, redelivered, ok = response.result.is_ok(), "served");
-            response
+            match &commit {
+                Some(r) => brief::shorten_response(r, response, peer),
+                None => response,
+            }
         }
         Err(error) => {
             tracing::warn!(%error, "malformed request on the bus");
@@ -108,7 +119,10 @@ async fn serve_one(service: &Service, incoming: IncomingRequest) -> bool {
             }
         }
     };
-    match incoming.reply(wire::encode(&response).into()).await {
+    match incoming
+        .reply(wire::encode_for(&response, peer).into())
+        .await
+    {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "reply not sent; the request will be retried");

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod data;
+pub mod framing;
 pub mod latency;
 pub mod proc;
 pub mod proxy;

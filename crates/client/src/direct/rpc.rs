@@ -7,7 +7,7 @@ use bytes::Bytes;
 use stacksync_bus::{Bus, BusError};
 use stacksync_gateway_client::RetryPolicy;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
-use stacksync_proto::{Error, wire};
+use stacksync_proto::{Error, brief, wire};
 use uuid::Uuid;
 
 /// One logical request: one request id, retried on transient failures
@@ -25,11 +25,14 @@ pub(super) async fn call(
         token: token.to_owned(),
         request,
     };
-    let payload = Bytes::from(wire::encode(&message));
+    // Plain, but saying this side reads compact replies; the service then
+    // answers compressed and brief where it pays.
+    let payload = Bytes::from(wire::encode_for(&message, wire::Peer::default()));
     let mut attempt = 1;
     loop {
         let outcome = match bus.call(payload.clone(), timeout).await {
-            Ok(bytes) => read_response(&bytes, message.request_id),
+            Ok(bytes) => read_response(&bytes, message.request_id)
+                .and_then(|reply| brief::expand_reply(&message.request, reply)),
             Err(e) => Err(bus_error(e)),
         };
         match outcome {
