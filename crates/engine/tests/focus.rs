@@ -8,30 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use stacksync_engine::sim::SimRng as Rng;
 use stacksync_engine::tree::Refusal;
 use stacksync_engine::{
     Focus, IgnoreRules, Key, LocalEntry, LocalTree, PlanInput, RelPath, Stamp, SyncState,
     SyncedItem, plan, plan_focused,
 };
 use stacksync_proto::{ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Few names and contents, so that changes collide.
 const NAMES: [&str; 7] = ["a", "b", "c", "d.txt", "e", "f.md", "g"];
@@ -393,7 +376,7 @@ fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
     let unsynced = BTreeMap::new();
     let mut nonempty = 0;
     for seed in 1..=3000u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::new(seed);
         let mut w = World::settled(&mut rng);
         let settled = plan(&w.input(&ignore, &unsynced));
         assert!(
