@@ -44,6 +44,9 @@ fn content(i: usize, run: usize) -> Vec<u8> {
     data
 }
 
+/// The clients' stall watchdog, in seconds (their default is 900 s).
+const STALL_SECS: &str = "300";
+
 /// `sync --once --json` of `client`, killed with a diagnostic at the
 /// deadline. Returns what it logged.
 async fn sync_with_deadline(client: &Client, what: &str) -> String {
@@ -52,6 +55,10 @@ async fn sync_with_deadline(client: &Client, what: &str) -> String {
         .env("STACKSYNC_HOME", &client.home)
         .env("STACKSYNC_NO_DESKTOP", "1")
         .env("RUST_LOG", "warn")
+        // Well within the deadline, so that a stall ends as the watchdog's
+        // report of what was in flight (asserted against below), not as a
+        // kill without a word.
+        .env("STACKSYNC_STALL_SECS", STALL_SECS)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

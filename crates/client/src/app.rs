@@ -228,7 +228,9 @@ impl SyncClient {
         let content =
             ChunkedContentStore::with_journal(codec, transport, options.transfer, Some(journal))?
                 .watched_by(activity.clone());
-        let state = SqliteStateStore::open(&profile.state_db_path(), workspace.id).await?;
+        let state = SqliteStateStore::open(&profile.state_db_path(), workspace.id)
+            .await?
+            .watched_by(activity.clone());
         let device = profile.config.device_id;
         let io = EngineIo {
             fs: Arc::clone(&fs) as Arc<dyn stacksync_engine::Fs>,
@@ -247,10 +249,8 @@ impl SyncClient {
             ..EngineConfig::default()
         };
         let engine = Engine::open(io, config).await?;
-        let board: StatusBoard = Arc::default();
-        if let Ok(mut b) = board.lock() {
-            b.state = engine.state().clone();
-        }
+        let board = StatusBoard::default();
+        board.mark_stale();
         let desktop = if options.desktop {
             DesktopNotifier::detect()
         } else {
@@ -288,7 +288,7 @@ impl SyncClient {
 
     /// The status board the socket serves from.
     pub fn board(&self) -> StatusBoard {
-        Arc::clone(&self.board)
+        self.board.clone()
     }
 
     fn device(&self) -> DeviceId {
@@ -296,26 +296,29 @@ impl SyncClient {
     }
 
     fn publish(&self, busy: bool, result: Option<&Result<SyncReport, EngineError>>) {
-        let Ok(mut b) = self.board.lock() else {
-            return;
-        };
-        // The state changes only in rounds: copied once each, at its end
-        // (a copy of a large tree is not free).
+        // The state changes only in rounds; the board copies it when a
+        // query wants it (see `StatusBoard`).
         if result.is_some() {
-            b.state = self.engine.state().clone();
+            self.board.mark_stale();
         }
-        b.daemon.busy = busy;
-        b.daemon.bytes_up = self.stats().bytes_uploaded.load(Ordering::Relaxed);
-        b.daemon.bytes_down = self.stats().bytes_downloaded.load(Ordering::Relaxed);
-        match result {
-            Some(Ok(r)) if r.converged => {
-                b.daemon.last_error = None;
-                b.daemon.last_synced = Some(SystemClock.now_millis());
+        let (up, down) = (
+            self.stats().bytes_uploaded.load(Ordering::Relaxed),
+            self.stats().bytes_downloaded.load(Ordering::Relaxed),
+        );
+        self.board.update_daemon(|d| {
+            d.busy = busy;
+            d.bytes_up = up;
+            d.bytes_down = down;
+            match result {
+                Some(Ok(r)) if r.converged => {
+                    d.last_error = None;
+                    d.last_synced = Some(SystemClock.now_millis());
+                }
+                Some(Ok(r)) => d.last_error = Some(r.skipped.join("; ")),
+                Some(Err(e)) => d.last_error = Some(e.to_string()),
+                None => {}
             }
-            Some(Ok(r)) => b.daemon.last_error = Some(r.skipped.join("; ")),
-            Some(Err(e)) => b.daemon.last_error = Some(e.to_string()),
-            None => {}
-        }
+        });
     }
 
     /// One engine sync (rounds until its plan is empty), with the status
@@ -543,8 +546,10 @@ impl SyncClient {
                     None => std::future::pending().await,
                 }
             };
+            let board = self.board.clone();
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
+                () = board.copy_wanted() => self.board.copy_state(self.engine.state()),
                 event = watcher.next() => match event {
                     Some(WatchEvent::Changed { paths: Some(paths), .. }) => {
                         let changed = changed_at(&self.profile.config.folder, &paths);
@@ -700,7 +705,10 @@ impl SyncClient {
 
     /// A status report computed here (no daemon involved).
     pub async fn status(&self, path: &RelPath) -> Result<status::StatusReport, AppError> {
-        let snapshot = self.board.lock().map(|s| s.clone()).unwrap_or_default();
+        let snapshot = Snapshot {
+            state: Arc::new(self.engine.state().clone()),
+            daemon: self.board.snapshot_now().daemon,
+        };
         status::compute(&self.fs, &snapshot, path, false)
             .await
             .map_err(|e| AppError::Path(e.to_string()))
@@ -726,7 +734,7 @@ pub async fn offline_status(
         _ => None,
     };
     let snapshot = Snapshot {
-        state: state.unwrap_or_default(),
+        state: Arc::new(state.unwrap_or_default()),
         daemon: DaemonState::default(),
     };
     status::compute(&fs, &snapshot, &rel, false)

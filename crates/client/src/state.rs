@@ -8,28 +8,26 @@
 //! workspaces share one file.
 //!
 //! The engine saves after every batch of applied operations (and at once
-//! after a commit), so a save writes only what changed since the state this store last loaded or saved, which it
-//! keeps in memory: each map is diffed against that copy (a merge of two
-//! sorted sequences: O(items) comparisons of values already in memory, no
-//! encoding), then only the changed entries are encoded and
-//! written (O(changes) encoding and I/O; a save that changes nothing
-//! writes nothing). The comparisons cost about 0.1 µs per entry once the
-//! state outgrows the CPU caches (`examples/state_bench.rs`: ~4 ms for 20k
-//! items, so ~25 ms at 100k), an order of magnitude below what the
-//! previous layout paid per operation to encode and write the whole state
-//! as one blob, O(n²) over a first sync. That is acceptable until the
-//! engine can say which entries an operation touched, which would remove
-//! the comparisons too. The price is a second copy of the state in memory.
+//! after a commit). The state's maps record which keys changed since they
+//! were last saved ([`stacksync_engine::tracked`]), so a save encodes and
+//! writes exactly those rows: O(changes), with no pass over the rest and
+//! no copy of the state in memory (a one-file edit in a tree of 100,000
+//! files writes a handful of rows). The engine forgets the record only
+//! after a save succeeded, so a failed save's changes are written by the
+//! next one.
+//!
+//! The record is trusted only for the maps this store last loaded or
+//! saved, which it knows by their [`Lineage`]: a state made otherwise (a
+//! first run, a copy, a map replaced whole) is written whole, every row of
+//! the workspace deleted first, as is the first save after
+//! [`SqliteStateStore::open`] without a load.
 //!
 //! A save is one transaction (WAL, `synchronous=FULL`: a saved state survives
 //! a power cut, which the engine's commit intents rely on), so a crash
-//! leaves the previous save or the new one, never a mix. The in-memory copy
-//! is dropped when a save starts and put back only once it committed: a
-//! save that failed or whose future was dropped half-way makes the next one
-//! rewrite every row of the workspace, which is also what happens on the
-//! first save after [`SqliteStateStore::open`] without a load. The copy
-//! belongs to this store (and its clones): one store per workspace writes
-//! at a time.
+//! leaves the previous save or the new one, never a mix. What the store
+//! knows is dropped when a save starts and put back only once it
+//! committed, and it belongs to this store (and its clones): one store per
+//! workspace writes at a time.
 //!
 //! A database written by the previous layout (table `sync_state`, one CBOR
 //! blob per workspace) is converted by the first load, in one transaction.
@@ -44,13 +42,14 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqliteConnection};
-use stacksync_engine::{StateStore, SyncState};
+use stacksync_engine::{Lineage, StateStore, SyncState};
 use stacksync_proto::WorkspaceId;
 use tokio::sync::Mutex;
 
-use rows::{Changes, Kind, RowWrite, Snapshot};
+use rows::{Changes, Kind, Loader, RowWrite};
 
 use crate::sqlite;
+use crate::transfer::Activity;
 
 /// Why the state database failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +107,20 @@ pub struct SqliteStateStore {
     workspace: WorkspaceId,
     /// The workspace column's value.
     workspace_key: String,
-    /// The state the database holds, when known. Locked for a whole save
-    /// or load, which also keeps saves of clones in order.
-    saved: Arc<Mutex<Option<Snapshot>>>,
+    /// Whose state the database holds, when known. Locked for a whole
+    /// save or load, which also keeps saves of clones in order.
+    saved: Arc<Mutex<Option<Saved>>>,
+    /// Where loads and saves are listed while in flight (for the stall
+    /// watchdog).
+    activity: Activity,
+}
+
+/// What the database holds: the state of this lineage as of its last
+/// recorded changes, at this cursor.
+#[derive(Debug, Clone, Copy)]
+struct Saved {
+    lineage: Lineage,
+    cursor: u64,
 }
 
 impl fmt::Debug for SqliteStateStore {
@@ -162,6 +172,7 @@ impl SqliteStateStore {
             workspace,
             workspace_key: workspace.to_string(),
             saved: Arc::default(),
+            activity: Activity::default(),
         };
         sqlite::create_schema(&store.pool, &SCHEMA)
             .await
@@ -172,6 +183,13 @@ impl SqliteStateStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lists this store's loads and saves in `activity` while they are in
+    /// flight (for the stall watchdog).
+    pub fn watched_by(mut self, activity: Activity) -> SqliteStateStore {
+        self.activity = activity;
+        self
     }
 
     /// The saved change-feed cursor, from its own row without reading the
@@ -209,6 +227,7 @@ impl SqliteStateStore {
     /// The saved state, or `None` on first run. A state in the previous
     /// layout is converted to rows here, in one transaction.
     pub async fn load_state(&self) -> Result<Option<SyncState>, StateDbError> {
+        let _in_flight = self.activity.begin("loading the sync state");
         let mut saved = self.saved.lock().await;
         *saved = None;
         let doing = "loading the state";
@@ -222,7 +241,7 @@ impl SqliteStateStore {
             .await
             .map_err(|e| self.query_error(doing, e))?;
         if let Some(cursor) = head {
-            let mut snapshot = Snapshot::with_cursor(cursor);
+            let mut loader = Loader::with_cursor(cursor);
             let mut rows = sqlx::query_as::<_, (i64, Vec<u8>, Vec<u8>)>(
                 "SELECT kind, key, value FROM sync_entry WHERE workspace = ?1",
             )
@@ -233,17 +252,20 @@ impl SqliteStateStore {
                 .await
                 .map_err(|e| self.query_error(doing, e))?
             {
-                snapshot
+                loader
                     .insert_row(kind, &key, &value)
                     .map_err(|m| self.corrupt(m))?;
             }
             drop(rows);
             tx.commit().await.map_err(|e| self.query_error(doing, e))?;
-            let state = snapshot.to_state();
-            *saved = Some(snapshot);
+            let state = loader.finish();
+            *saved = Some(Saved {
+                lineage: state.lineage(),
+                cursor,
+            });
             return Ok(Some(state));
         }
-        let Some(state) = self.read_legacy(&mut tx).await? else {
+        let Some(mut state) = self.read_legacy(&mut tx).await? else {
             // First run. The rows stay unknown: should any be left without a
             // cursor row, the first save deletes them.
             return Ok(None);
@@ -252,29 +274,38 @@ impl SqliteStateStore {
         let changes = Changes::everything(&state);
         self.write(&mut tx, &changes, true).await?;
         tx.commit().await.map_err(|e| self.query_error(doing, e))?;
-        let mut snapshot = Snapshot::default();
-        changes.apply_to(&mut snapshot);
-        *saved = Some(snapshot);
+        drop(changes);
+        state.forget_changes();
+        *saved = Some(Saved {
+            lineage: state.lineage(),
+            cursor: state.cursor,
+        });
         tracing::info!(workspace = %self.workspace, "state database converted to per-item rows");
         Ok(Some(state))
     }
 
-    /// Saves `state`, writing only the rows that differ from the state the
-    /// database holds, in one transaction.
+    /// Saves `state` in one transaction: the changes it recorded since
+    /// its last save, or all of it when the database holds another
+    /// lineage (see the module documentation). The caller then calls
+    /// [`SyncState::forget_changes`] (the engine does).
     pub async fn save_state(&self, state: &SyncState) -> Result<SaveStats, StateDbError> {
+        let _in_flight = self.activity.begin("saving the sync state");
         let mut saved = self.saved.lock().await;
-        // Unknown until this save commits: if it fails or is dropped
-        // half-way, the next save must not trust a diff against a state the
-        // database may or may not hold.
-        let previous = saved.take();
+        // Unknown until this save commits: a save that fails or is dropped
+        // half-way leaves what the database holds unknown to this store
+        // (it was rolled back, but knowing that is not worth the risk).
+        let previous = saved.take().filter(|s| s.lineage == state.lineage());
         let rewrote = previous.is_none();
         let changes = match &previous {
-            Some(old) => Changes::between(old, state),
+            Some(s) => Changes::recorded(state, s.cursor),
             None => Changes::everything(state),
         };
-        let mut snapshot = previous.unwrap_or_default();
+        let now = Saved {
+            lineage: state.lineage(),
+            cursor: state.cursor,
+        };
         if changes.is_empty() {
-            *saved = Some(snapshot);
+            *saved = Some(now);
             return Ok(SaveStats::default());
         }
         let doing = "saving the state";
@@ -285,8 +316,7 @@ impl SqliteStateStore {
             .map_err(|e| self.query_error(doing, e))?;
         let rows_changed = self.write(&mut tx, &changes, rewrote).await?;
         tx.commit().await.map_err(|e| self.query_error(doing, e))?;
-        changes.apply_to(&mut snapshot);
-        *saved = Some(snapshot);
+        *saved = Some(now);
         Ok(SaveStats {
             rows_changed,
             rewrote,

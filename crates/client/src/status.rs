@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stacksync_engine::io::{EntryKind, Fs};
@@ -24,6 +26,7 @@ use stacksync_engine::{IgnoreRules, RelPath, SyncState};
 use stacksync_proto::{ItemId, Millis};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
 
 use crate::localfs::LocalFs;
 
@@ -124,17 +127,101 @@ pub struct StatusReport {
     pub counts: BTreeMap<String, u64>,
 }
 
-/// What a status is computed from; the daemon keeps one up to date.
+/// What a status is computed from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// The engine's state after the last round.
-    pub state: SyncState,
+    /// The engine's state (as of the daemon's last copy).
+    pub state: Arc<SyncState>,
     /// The daemon's activity.
     pub daemon: DaemonState,
 }
 
-/// The daemon's shared [`Snapshot`].
-pub type StatusBoard = Arc<Mutex<Snapshot>>;
+/// How long a query waits for the daemon to copy its state when the copy
+/// it has is stale; a daemon busy with a round answers with its last copy
+/// after that (marked busy, so what is not agreed shows as syncing).
+const FRESH_COPY_WAIT: Duration = Duration::from_millis(300);
+
+/// What the daemon's status socket answers from: the daemon's activity,
+/// and a copy of the engine's state taken **when a query wants it** rather
+/// than after every round (a copy of a tree of 100,000 files costs tens of
+/// milliseconds and as much memory as the state: paid per query burst, not
+/// per edit). Clones share one board.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<Board>);
+
+#[derive(Default)]
+struct Board {
+    daemon: Mutex<DaemonState>,
+    state: Mutex<Arc<SyncState>>,
+    /// The engine's state changed since `state` was copied.
+    stale: AtomicBool,
+    /// A query waits for a fresh copy (the permit is kept until the daemon
+    /// takes it, between rounds).
+    wanted: Notify,
+    /// Bumped by every copy.
+    copies: AtomicU64,
+    copied: Notify,
+}
+
+impl StatusBoard {
+    /// Changes the daemon's activity.
+    pub fn update_daemon(&self, change: impl FnOnce(&mut DaemonState)) {
+        if let Ok(mut d) = self.0.daemon.lock() {
+            change(&mut d);
+        }
+    }
+
+    /// The engine's state changed: the next query asks for a copy.
+    pub fn mark_stale(&self) {
+        self.0.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// Completes when a query waits for a copy of the state; the daemon
+    /// then calls [`StatusBoard::copy_state`].
+    pub async fn copy_wanted(&self) {
+        self.0.wanted.notified().await;
+    }
+
+    /// Takes a copy of `state` for the queries.
+    pub fn copy_state(&self, state: &SyncState) {
+        let copy = Arc::new(state.clone());
+        self.0.stale.store(false, Ordering::SeqCst);
+        if let Ok(mut s) = self.0.state.lock() {
+            *s = copy;
+        }
+        self.0.copies.fetch_add(1, Ordering::SeqCst);
+        self.0.copied.notify_waiters();
+    }
+
+    /// What the board holds now.
+    pub fn snapshot_now(&self) -> Snapshot {
+        Snapshot {
+            state: self
+                .0
+                .state
+                .lock()
+                .map(|s| Arc::clone(&s))
+                .unwrap_or_default(),
+            daemon: self.0.daemon.lock().map(|d| d.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// What a query answers from: a fresh copy when the daemon can take
+    /// one within `wait`, else the last one.
+    pub async fn snapshot(&self, wait: Duration) -> Snapshot {
+        if self.0.stale.load(Ordering::SeqCst) {
+            let before = self.0.copies.load(Ordering::SeqCst);
+            let copied = self.0.copied.notified();
+            tokio::pin!(copied);
+            copied.as_mut().enable();
+            self.0.wanted.notify_one();
+            if self.0.copies.load(Ordering::SeqCst) == before {
+                let _ = tokio::time::timeout(wait, copied).await;
+            }
+        }
+        self.snapshot_now()
+    }
+}
 
 /// Why a status could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -500,7 +587,7 @@ pub async fn serve(
                 continue;
             };
             let fs = Arc::clone(&fs);
-            let board = Arc::clone(&board);
+            let board = board.clone();
             tokio::spawn(async move {
                 let _ = answer(stream, &fs, &board).await;
             });
@@ -516,7 +603,7 @@ async fn answer(stream: UnixStream, fs: &LocalFs, board: &StatusBoard) -> std::i
     let answer = match serde_json::from_str::<StatusQuery>(&line) {
         Err(e) => StatusAnswer::Error(format!("bad query: {e}")),
         Ok(q) => {
-            let snapshot = board.lock().map(|s| s.clone()).unwrap_or_default();
+            let snapshot = board.snapshot(FRESH_COPY_WAIT).await;
             let path = match &q.path {
                 None => Ok(RelPath::root()),
                 Some(p) if !p.is_absolute() => Err(StatusError::BadPath(

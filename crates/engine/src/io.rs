@@ -224,6 +224,21 @@ pub trait ContentStore: Send + Sync {
         chunks: &[ChunkRef],
         dest: &mut ByteWriter,
     ) -> Result<(), stacksync_proto::Error>;
+    /// As [`ContentStore::download`], for a new version of a file whose
+    /// previous version is still on disk: `local` reads that copy, and a
+    /// store may take every chunk of `chunks` it finds there (cut the way
+    /// it cuts uploads, each checked against its id) instead of fetching
+    /// it. What `local` holds never changes what is written, only where it
+    /// comes from; a store that cannot use it downloads everything.
+    async fn download_reusing(
+        &self,
+        chunks: &[ChunkRef],
+        dest: &mut ByteWriter,
+        local: ByteReader,
+    ) -> Result<(), stacksync_proto::Error> {
+        drop(local);
+        self.download(chunks, dest).await
+    }
 }
 
 /// Wall-clock time, only used to name conflicted copies.
@@ -266,7 +281,11 @@ impl IdSource for RandomIds {
 pub trait StateStore: Send + Sync {
     /// The last saved state, or `None` on first run.
     async fn load(&self) -> Result<Option<SyncState>, String>;
-    /// Replaces the saved state.
+    /// Replaces the saved state. A store may write only the changes the
+    /// state recorded since it last loaded or saved that same state (see
+    /// [`SyncState::lineage`]): the caller calls
+    /// [`SyncState::forget_changes`] after a save that succeeded, and only
+    /// then.
     async fn save(&self, state: &SyncState) -> Result<(), String>;
 }
 

@@ -22,8 +22,10 @@ pub mod io;
 mod local_name;
 pub mod path;
 pub mod planner;
+pub mod planted;
 pub mod scan;
 pub mod sim;
+pub mod tracked;
 pub mod tree;
 
 pub use error::{EngineError, FsError, FsErrorKind};
@@ -34,6 +36,8 @@ pub use io::{
 };
 pub use path::RelPath;
 pub use planner::{Focus, FocusedPlan, Key, Op, Plan, PlanInput, Pos, plan, plan_focused};
+pub use tracked::{TrackedMap, TrackedSet};
 pub use tree::{
-    LocalEntry, LocalTree, PendingCommit, RemoteTree, Resolved, Stamp, SyncState, SyncedItem,
+    Lineage, LocalEntry, LocalTree, PendingCommit, RemoteTree, Resolved, Stamp, SyncState,
+    SyncedItem,
 };

@@ -2,12 +2,13 @@
 //! last agreed on) and local (what the disk has now), plus the persisted
 //! sync state that holds the first two.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use stacksync_proto::{ContentHash, ItemId, ItemMeta, ItemName, Millis};
 
 use crate::path::RelPath;
+use crate::tracked::{TrackedMap, TrackedSet};
 
 /// What the file system says about an entry without reading it. Two equal
 /// stamps mean "assume the content did not change", which is how a rescan
@@ -80,7 +81,7 @@ impl SyncedItem {
 /// commit a restore on top of a delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteTree {
-    items: BTreeMap<ItemId, ItemMeta>,
+    items: TrackedMap<ItemId, ItemMeta>,
 }
 
 impl RemoteTree {
@@ -122,6 +123,21 @@ impl RemoteTree {
     /// Every known item, deleted ones included, by id.
     pub fn iter(&self) -> impl Iterator<Item = &ItemMeta> {
         self.items.values()
+    }
+
+    /// How many items are known, deleted ones included.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no item is known.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The items recorded since the last save (see [`SyncState::lineage`]).
+    pub fn changes(&self) -> impl Iterator<Item = (&ItemId, Option<&ItemMeta>)> {
+        self.items.changes()
     }
 
     /// The path of a live item.
@@ -261,21 +277,27 @@ pub struct SyncState {
     /// The server's tree as of `cursor` plus our own accepted commits.
     pub remote: RemoteTree,
     /// The last agreed state of each item.
-    pub synced: BTreeMap<ItemId, SyncedItem>,
+    pub synced: TrackedMap<ItemId, SyncedItem>,
     /// Local paths the server refused; not retried until the path goes
     /// away or (for a refusal with a stamp) the file changes.
-    pub refused: BTreeMap<RelPath, Refusal>,
+    pub refused: TrackedMap<RelPath, Refusal>,
     /// Proposals of the commit batch in flight (see [`PendingCommit`]);
     /// empty except between sending a batch and saving its outcomes, or
     /// after a crash in that window until the next pull resolves them.
     #[serde(default)]
-    pub pending: BTreeMap<ItemId, PendingCommit>,
+    pub pending: TrackedMap<ItemId, PendingCommit>,
     /// Download temporaries this client created, recorded before it
     /// creates them: the only `.stacksync-dl-*` files it ever removes or
     /// writes into (a user's file of that name is never touched).
     #[serde(default)]
-    pub temps: BTreeSet<RelPath>,
+    pub temps: TrackedSet<RelPath>,
 }
+
+/// Which instances hold a state's maps: a store that saw this lineage at
+/// its last load or save may write only the changes recorded since (see
+/// [`crate::tracked`]); any other lineage is written whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage([u64; 5]);
 
 /// What resolving the pending proposals found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -296,7 +318,7 @@ impl SyncState {
     /// proposal is dropped. Afterwards nothing is pending.
     pub fn resolve_pending(&mut self) -> Resolved {
         let mut resolved = Resolved::default();
-        for (id, p) in std::mem::take(&mut self.pending) {
+        for (id, p) in self.pending.take_all() {
             let landed = self.remote.latest(id).is_some_and(|m| p.landed(m));
             if !landed {
                 resolved.dropped += 1;
@@ -314,6 +336,36 @@ impl SyncState {
             }
         }
         resolved
+    }
+
+    /// Which instances hold the maps (see [`Lineage`]).
+    pub fn lineage(&self) -> Lineage {
+        Lineage([
+            self.remote.items.origin(),
+            self.synced.origin(),
+            self.refused.origin(),
+            self.pending.origin(),
+            self.temps.origin(),
+        ])
+    }
+
+    /// How many entries changed since the last [`SyncState::forget_changes`].
+    pub fn changes_len(&self) -> usize {
+        self.remote.items.changes_len()
+            + self.synced.changes_len()
+            + self.refused.changes_len()
+            + self.pending.changes_len()
+            + self.temps.changes_len()
+    }
+
+    /// Starts a new record of changes: what was recorded is saved. Only a
+    /// store calls this, after a save that wrote the changes.
+    pub fn forget_changes(&mut self) {
+        self.remote.items.forget_changes();
+        self.synced.forget_changes();
+        self.refused.forget_changes();
+        self.pending.forget_changes();
+        self.temps.forget_changes();
     }
 
     /// The path of a synced item, following synced parents.

@@ -18,7 +18,8 @@ async fn case_twins_are_reported_once_and_kept() {
     assert!(r.converged, "{r:#?}");
     assert_eq!(r.refused.len(), 1, "{r:#?}");
     let (refused, why) = r.refused[0].clone();
-    assert!(why.contains("is taken in that folder"), "{why}");
+    // The metadata store's wording (one set of commit rules): a case twin.
+    assert!(why.contains("differs only in case"), "{why}");
     // Both stay on this (case-sensitive) disk, untouched.
     assert_eq!(w.dev(0).read("Report.txt").as_deref(), Some(&b"upper"[..]));
     assert_eq!(w.dev(0).read("report.txt").as_deref(), Some(&b"lower"[..]));

@@ -1,5 +1,5 @@
 //! One page of the change feed: the page's items and, in the same
-//! statement, their chunk lists with locations.
+//! statement, their chunk lists with locations (stored with each item).
 //!
 //! Listing a workspace from 0 reads every item once, so a page must cost
 //! the same per item however far into the workspace it starts. Reading the
@@ -28,10 +28,12 @@ use crate::store::Backend;
 /// them, oldest change first, packed into one row of one value
 /// (`packed_item.rs` says why and how) with the number of items.
 ///
-/// The items come off `items_by_revision` (workspace, revision); each
-/// item's chunks from `version_chunks` by primary key (item, version,
-/// seq), each chunk's location from the workspace's chunk index by primary
-/// key (workspace, chunk).
+/// The items come off `items_by_revision` (workspace, revision), each with
+/// the chunk list stored in its row (`items.chunk_list`, written by the
+/// commit with the locations it settled): one row per item and nothing
+/// else, however many chunks. Reading the lists from `version_chunks` and
+/// each chunk's location from `chunk_refs` took two index probes per chunk,
+/// most of a listing's time on PostgreSQL.
 ///
 /// The window bounds what the database may read whatever plan it picks:
 /// with `revision > $2` alone, PostgreSQL planning from statistics taken
@@ -39,10 +41,6 @@ use crate::store::Backend;
 /// sort them to keep the first page, so that a listing from 0 costs the
 /// square of the workspace.
 ///
-/// A version's own location (its committer's upload, see `claims.rs`)
-/// comes before the index's. The index consulted is that of `$1`, the
-/// items' workspace, which is also the workspace of all their versions (a
-/// folder move rewrites both).
 pub(crate) fn page_statement() -> String {
     format!(
         "SELECT string_agg(w.record, '/' ORDER BY w.revision) AS packed, COUNT(*) AS items \
@@ -59,9 +57,7 @@ pub(crate) fn page_statement() -> String {
 ///
 /// A window used to start at 256 revisions because PostgreSQL, estimating
 /// rows from a wider window, hashed all of `version_chunks` instead of
-/// probing its primary key per item. The chunk list is now a correlated
-/// scalar subquery, which PostgreSQL runs once per item row whatever its
-/// estimates, so the width no longer picks the plan.
+/// probing its primary key per item. The statement now reads `items` alone.
 fn first_window(wanted: usize) -> u64 {
     wanted as u64
 }

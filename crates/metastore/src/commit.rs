@@ -1,11 +1,10 @@
-//! Commit rules (reference section 4), applied per batch in one transaction.
-//!
-//! For each proposed version `v` of an item, in request order:
-//! - a new item must start at `v == 1`;
-//! - `v == latest + 1` is accepted and becomes a new version row;
-//! - `v <= latest` whose stored version is identical is an idempotent
-//!   re-commit (a retried batch) and reports the stored version;
-//! - anything else is a conflict carrying the server's current metadata.
+//! Commits, applied per batch in one transaction. Each proposed version is
+//! decided by the commit rules (`stacksync_proto::commit_rules`, the one
+//! decision every server applies: new item at version 1, `latest + 1`
+//! accepted, an identical retry reported as committed, anything else a
+//! conflict carrying the current metadata, and the refusals); this module
+//! looks up the facts the decision asks for, checks chunks against the
+//! chunk index, and writes.
 //!
 //! Accepted versions get consecutive workspace revisions (one per version,
 //! so the change feed can page at any point). The whole batch, quota and
@@ -20,9 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::AnyConnection;
+use stacksync_proto::commit_rules::{self, AncestryWalk, Decision, Facts, Setting};
 use stacksync_proto::{
     ChunkId, ChunkRef, CommitOutcome, CommitRequest, CommitResult, DeviceId, Error, ErrorKind,
-    ItemCommitResult, ItemId, ItemMeta, ItemStatus, ProposedItem, UserId, WorkspaceId, same_chunks,
+    ItemCommitResult, ItemId, ItemMeta, ItemName, ProposedItem, UserId, WorkspaceId,
 };
 
 use crate::chunk_index::{check_chunk_sizes, locate, stored_chunks};
@@ -30,14 +30,15 @@ use crate::claims::{object_of, own_packs, settle};
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item, load_version};
 use crate::objects::{StoredObject, ledger_rows};
+use crate::packed_item::pack_chunk_list;
 use crate::rows::dynamic;
 use crate::rows::{
     ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_db, to_u64,
 };
 use crate::{MetaStore, now_ms};
 
-/// Deepest folder nesting the store accepts; also bounds the cycle check.
-pub const MAX_DEPTH: usize = 4096;
+/// Deepest folder nesting the store accepts (the commit rules' bound).
+pub const MAX_DEPTH: usize = commit_rules::MAX_DEPTH;
 
 /// What a batch carries from one item to the next.
 struct Batch {
@@ -212,72 +213,58 @@ fn refused(error: Error) -> Result<CommitOutcome, StoreError> {
     Ok(CommitOutcome::Refused { error })
 }
 
+/// One proposed version: the facts the commit rules ask for are looked up
+/// here, the decision is [`commit_rules::decide`]'s; what is left to the
+/// store is the chunk index (sizes and locations) and the write, whose
+/// unique index on live names settles a new item's name.
 async fn commit_one(
     conn: &mut AnyConnection,
     batch: &mut Batch,
     p: &ProposedItem,
 ) -> Result<CommitOutcome, StoreError> {
-    if let Err(error) = p.check_shape() {
-        return refused(error);
-    }
     let current = lookup(conn, batch, p.id).await?;
-    if let Some(cur) = &current {
-        if cur.workspace != batch.workspace {
-            // Do not reveal anything about an item of another workspace.
-            return refused(Error::forbidden(format!(
-                "item {} is not in workspace {}",
-                p.id, batch.workspace
-            )));
-        }
-        if p.version <= cur.version {
-            let stored = load_version(conn, p.id, p.version).await?;
-            return Ok(match stored {
-                Some(stored) if same_version(&stored, p, batch.device) => {
-                    CommitOutcome::Committed { meta: stored }
-                }
-                _ => CommitOutcome::Conflict {
-                    current: attach_chunks(conn, cur.clone()).await?,
-                },
-            });
-        }
-        if p.version > cur.version + 1 {
-            return Ok(CommitOutcome::Conflict {
-                current: attach_chunks(conn, cur.clone()).await?,
-            });
-        }
-        if cur.is_folder != p.is_folder {
-            return refused(Error::bad_request(format!(
-                "item {} cannot change between file and folder",
-                p.id
-            )));
-        }
-    } else if p.version != 1 {
-        return refused(Error::not_found(format!(
-            "item {} does not exist on the server; a new item starts at version 1",
-            p.id
-        )));
+    let asked = commit_rules::lookups(batch.workspace, current.as_ref(), p);
+    let mut facts = Facts::default();
+    if let Some(version) = asked.stored_version {
+        facts.stored = load_version(conn, p.id, version).await?;
     }
-
-    let status = normalized_status(current.as_ref(), p);
-    // A delete keeps the item where it was; only live versions place it.
-    let (parent, name) = match (&current, status) {
-        (Some(cur), ItemStatus::Deleted) => (cur.parent, cur.name.clone()),
-        _ => (p.parent, p.name.clone()),
+    if let Some(parent) = asked.ancestry {
+        let mut walk = AncestryWalk::new(batch.workspace, p.id, p.is_folder, parent);
+        while let Some(id) = walk.next_lookup() {
+            let folder = lookup(conn, batch, id).await?;
+            walk.found(folder.as_ref());
+        }
+        facts.ancestry = walk.result();
+    }
+    if let Some(folder) = asked.live_children {
+        facts.live_children = has_live_children(conn, batch.workspace, folder).await?;
+    }
+    // A new item's name is settled by the live-name index when it is
+    // written (one statement instead of two for the common case).
+    if let Some((parent, name)) = &asked.name_holder
+        && current.is_some()
+    {
+        facts.name_holder = name_holder(conn, batch.workspace, *parent, name, p.id).await?;
+    }
+    let at = Setting {
+        workspace: batch.workspace,
+        device: batch.device,
+        now: batch.now,
+        revision: batch.revision + 1,
     };
-    if status.is_live() {
-        if let Some(error) = check_parent(conn, batch, p, parent).await? {
-            return refused(error);
+    let mut meta = match commit_rules::decide(&at, current.as_ref(), p, &facts) {
+        Decision::Accept(meta) => meta,
+        Decision::Conflict(current) => {
+            return Ok(CommitOutcome::Conflict {
+                current: attach_chunks(conn, current).await?,
+            });
         }
-    } else if p.is_folder && has_live_children(conn, batch.workspace, p.id).await? {
-        return refused(Error::bad_request(format!(
-            "folder {} is not empty; delete its contents first",
-            p.id
-        )));
-    }
+        other => return Ok(other.into_outcome()),
+    };
     if let Some(error) = check_chunk_sizes(&batch.chunks, &p.chunks) {
         return refused(error);
     }
-    let chunks = if status.is_live() {
+    if meta.status.is_live() {
         let located = locate(&batch.chunks, &p.chunks);
         match settle(
             &batch.chunks,
@@ -286,45 +273,9 @@ async fn commit_one(
             &p.chunks,
             located,
         ) {
-            Ok(chunks) => chunks,
+            Ok(chunks) => meta.chunks = chunks,
             Err(error) => return refused(error),
         }
-    } else {
-        Vec::new()
-    };
-    let new_size = if status.is_live() { p.size } else { 0 };
-
-    let meta = ItemMeta {
-        id: p.id,
-        workspace: batch.workspace,
-        parent,
-        name,
-        is_folder: p.is_folder,
-        mimetype: p.mimetype.clone(),
-        status,
-        version: p.version,
-        content_hash: if status.is_live() {
-            p.content_hash
-        } else {
-            None
-        },
-        size: new_size,
-        client_modified: p.client_modified,
-        server_modified: batch.now,
-        device: batch.device,
-        revision: batch.revision + 1,
-        chunks,
-    };
-    // Only a version that newly takes a name can clash with a live sibling.
-    let takes_name = status.is_live()
-        && current
-            .as_ref()
-            .is_none_or(|c| !c.status.is_live() || c.parent != meta.parent || c.name != meta.name);
-    if takes_name
-        && current.is_some()
-        && let Some(error) = name_clash(conn, &meta).await?
-    {
-        return refused(error);
     }
     if !write_item(conn, &meta, current.is_some()).await? {
         // The live-name index refused the new row: say who holds the name.
@@ -359,114 +310,36 @@ async fn lookup(
     Ok(loaded)
 }
 
-/// The server decides what a version did; the client's claim is not trusted.
-fn normalized_status(current: Option<&ItemMeta>, p: &ProposedItem) -> ItemStatus {
-    match current {
-        None => ItemStatus::New,
-        Some(_) if p.status == ItemStatus::Deleted => ItemStatus::Deleted,
-        Some(cur) if cur.parent != p.parent => ItemStatus::Moved,
-        Some(cur) if cur.name != p.name => ItemStatus::Renamed,
-        Some(_) => ItemStatus::Changed,
-    }
-}
-
-/// Whether `p` is a retry of the stored version: same device, same content,
-/// same place. Fields the server normalizes (status, server time) are
-/// compared by meaning, not by spelling.
-fn same_version(stored: &ItemMeta, p: &ProposedItem, device: DeviceId) -> bool {
-    if stored.device != device || stored.status.is_live() != p.status.is_live() {
-        return false;
-    }
-    if !stored.status.is_live() {
-        return true;
-    }
-    stored.parent == p.parent
-        && stored.name == p.name
-        && stored.is_folder == p.is_folder
-        && stored.content_hash == p.content_hash
-        && stored.size == p.size
-        // Where chunks are stored is the index's business, not the
-        // version's: a retry may name other locations (another device
-        // stored a chunk first) and still be the same version.
-        && same_chunks(&stored.chunks, &p.chunks)
-        && stored.mimetype == p.mimetype
-        && stored.client_modified == p.client_modified
-}
-
-/// Checks the parent: a live folder of the same workspace, and not inside
-/// the item itself (only a folder that moves can make a cycle).
-async fn check_parent(
+/// The live item other than `id` in `parent` whose name is `name` or
+/// folds to the same key (a name that differs only in case or Unicode
+/// form).
+async fn name_holder(
     conn: &mut AnyConnection,
-    batch: &mut Batch,
-    p: &ProposedItem,
+    ws: WorkspaceId,
     parent: Option<ItemId>,
-) -> Result<Option<Error>, StoreError> {
-    let mut cursor = parent;
-    let mut depth = 0;
-    while let Some(id) = cursor {
-        depth += 1;
-        if id == p.id {
-            return Ok(Some(Error::bad_request(format!(
-                "folder {} cannot move into itself",
-                p.id
-            ))));
-        }
-        if depth > MAX_DEPTH {
-            return Ok(Some(Error::bad_request(format!(
-                "folders nest deeper than {MAX_DEPTH}"
-            ))));
-        }
-        let folder = lookup(conn, batch, id).await?;
-        let Some(folder) =
-            folder.filter(|f| f.workspace == batch.workspace && f.is_folder && f.status.is_live())
-        else {
-            return Ok(Some(Error::not_found(format!(
-                "parent folder {id} does not exist"
-            ))));
-        };
-        if !p.is_folder {
-            break;
-        }
-        cursor = folder.parent;
-    }
-    Ok(None)
-}
-
-/// The live sibling that holds `m`'s name or its folding key (a name that
-/// differs only in case or Unicode form), as a conflict error.
-async fn name_clash(conn: &mut AnyConnection, m: &ItemMeta) -> Result<Option<Error>, StoreError> {
-    let clash = sqlx::query(dynamic(format!(
+    name: &ItemName,
+    id: ItemId,
+) -> Result<Option<ItemMeta>, StoreError> {
+    let holder = sqlx::query(dynamic(format!(
         "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND parent_id = $2 \
          AND (name_key = $3 OR name = $4) AND status <> 'DELETED' AND id <> $5"
     )))
-    .bind(m.workspace.to_string())
-    .bind(parent_to_db(m.parent))
-    .bind(m.name.fold_key())
-    .bind(m.name.as_str())
-    .bind(m.id.to_string())
+    .bind(ws.to_string())
+    .bind(parent_to_db(parent))
+    .bind(name.fold_key())
+    .bind(name.as_str())
+    .bind(id.to_string())
     .fetch_optional(&mut *conn)
     .await
     .ctx("checking a name")?;
-    let Some(row) = clash else { return Ok(None) };
-    let other = item_from_row("items", &row)?;
-    let message = if other.name == m.name {
-        format!(
-            "the name {:?} is taken in that folder by item {}",
-            m.name.as_str(),
-            other.id
-        )
-    } else {
-        // Two such names would overwrite each other on macOS and Windows.
-        format!(
-            "the name {:?} differs only in case or Unicode form from {:?} (item {}) in that folder",
-            m.name.as_str(),
-            other.name.as_str(),
-            other.id
-        )
-    };
-    let mut error = Error::new(ErrorKind::Conflict, message);
-    error.current = Some(Box::new(other));
-    Ok(Some(error))
+    holder.map(|row| item_from_row("items", &row)).transpose()
+}
+
+/// The live sibling that holds `m`'s name or its folding key, as the
+/// commit rules' refusal.
+async fn name_clash(conn: &mut AnyConnection, m: &ItemMeta) -> Result<Option<Error>, StoreError> {
+    let holder = name_holder(conn, m.workspace, m.parent, &m.name, m.id).await?;
+    Ok(holder.map(|h| commit_rules::name_taken(&m.name, h)))
 }
 
 async fn has_live_children(
@@ -498,7 +371,9 @@ pub(crate) async fn write_version(
     write_history(conn, m.workspace, std::slice::from_ref(m), &HashSet::new()).await
 }
 
-/// Writes the item's latest-state row. A new row that would take a live
+/// Writes the item's latest-state row, with its chunk list as the feed
+/// reads it: `m.chunks` must carry the locations the version's chunks are
+/// read from (as `settle` leaves them). A new row that would take a live
 /// name already taken is not written (`false`): the database's unique
 /// index decides, inside the same statement.
 async fn write_item(
@@ -509,11 +384,12 @@ async fn write_item(
     let sql = if exists {
         "UPDATE items SET parent_id = $2, name = $3, mimetype = $4, status = $5, latest_version = $6, \
          revision = $7, content_hash = $8, size = $9, client_modified = $10, server_modified = $11, \
-         device_id = $12, is_folder = $13, workspace_id = $14, name_key = $15 WHERE id = $1"
+         device_id = $12, is_folder = $13, workspace_id = $14, name_key = $15, chunk_list = $16 \
+         WHERE id = $1"
     } else {
         "INSERT INTO items (id, parent_id, name, mimetype, status, latest_version, revision, content_hash, \
-         size, client_modified, server_modified, device_id, is_folder, workspace_id, name_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING"
+         size, client_modified, server_modified, device_id, is_folder, workspace_id, name_key, chunk_list) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING"
     };
     let done = sqlx::query(sql)
         .bind(m.id.to_string())
@@ -531,6 +407,7 @@ async fn write_item(
         .bind(i64::from(m.is_folder))
         .bind(m.workspace.to_string())
         .bind(m.name.fold_key())
+        .bind(pack_chunk_list(m))
         .execute(&mut *conn)
         .await
         .ctx("writing an item")?;

@@ -20,6 +20,7 @@ use crate::chunk_index::stored_chunks;
 use crate::commit::write_version;
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item};
+use crate::packed_item::chunk_list_from_tables;
 use crate::rows::{get, to_u64};
 use crate::{MetaStore, now_ms};
 
@@ -80,7 +81,11 @@ async fn subtree(
     ))
 }
 
-/// How many version rows of `items` reference each chunk.
+/// How many versions of `items` use each chunk: one use per version,
+/// however often the chunk repeats in it, as commits and collection count
+/// references. (Counting rows took a repeated chunk's extra rows off the
+/// source's count: its index entry could go while other versions there
+/// still used it, and with it their location.)
 async fn chunk_uses(
     conn: &mut AnyConnection,
     items: &[ItemId],
@@ -89,8 +94,8 @@ async fn chunk_uses(
     for group in items.chunks(GROUP) {
         let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 1)).collect();
         let sql = format!(
-            "SELECT chunk_id, size, COUNT(*) AS n FROM version_chunks WHERE item_id IN ({}) \
-             GROUP BY chunk_id, size",
+            "SELECT chunk_id, size, COUNT(*) AS n FROM (SELECT DISTINCT item_id, version, chunk_id, size \
+             FROM version_chunks WHERE item_id IN ({})) uses GROUP BY chunk_id, size",
             marks.join(", ")
         );
         let mut q = sqlx::query(crate::rows::dynamic(sql));
@@ -103,6 +108,28 @@ async fn chunk_uses(
         }
     }
     Ok(uses)
+}
+
+/// Packs the stored chunk list of each of `items` again from the chunk
+/// tables, for when the locations its chunks are read from changed.
+async fn refresh_chunk_lists(conn: &mut AnyConnection, items: &[ItemId]) -> Result<(), StoreError> {
+    for group in items.chunks(GROUP) {
+        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "UPDATE items SET chunk_list = CASE WHEN is_folder = 0 AND size > 0 THEN {} END \
+             WHERE id IN ({})",
+            chunk_list_from_tables(),
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(crate::rows::dynamic(sql));
+        for id in group {
+            q = q.bind(id.to_string());
+        }
+        q.execute(&mut *conn)
+            .await
+            .ctx("packing moved items' chunk lists")?;
+    }
+    Ok(())
 }
 
 async fn lock_revision(conn: &mut AnyConnection, ws: WorkspaceId) -> Result<u64, StoreError> {
@@ -268,6 +295,9 @@ impl MetaStore {
             .execute(&mut *tx)
             .await
             .ctx("dropping unused chunk references")?;
+        // The moved items' stored chunk lists name their old locations:
+        // they are read again from the target's index.
+        refresh_chunk_lists(&mut tx, &items).await?;
         let deleted = if current.status.is_live() {
             from_rev += 1;
             let meta = ItemMeta {

@@ -17,13 +17,14 @@
 //! * its MIME type, free text, with `\` written `\\` and `/` written `\s`,
 //!   after a `=` that tells an empty type from none;
 //! * its chunk list, each chunk's six fields joined by `:` and chunks by
-//!   `,`. Each chunk carries its `seq` and the list is put in order here:
-//!   an `ORDER BY` inside the per-item aggregate made both databases sort
-//!   every item's list, which cost PostgreSQL a third of the statement.
+//!   `,`. Each chunk carries its `seq` and the list is put in order here
+//!   (lists packed from the tables by SQL come in any order).
 //!
 //! The packed value is written by SQL in this module and read back here
-//! only, so the format is private to one statement; nothing is stored
-//! packed. A NULL field becomes an empty one, so the unpacked value is
+//! only. The chunk list is the one part stored packed: each item row keeps
+//! its latest version's list (`items.chunk_list`, migration 0006), written
+//! by [`pack_chunk_list`] at commit time, so a window reads one row per
+//! item. Changing the chunk format means packing the stored lists again. A NULL field becomes an empty one, so the unpacked value is
 //! exactly what the columns held, and a value that does not parse (a
 //! hand-edited database) is a [`StoreError::Corrupt`], never a panic.
 
@@ -54,32 +55,66 @@ fn location_field(column: &str) -> String {
     )
 }
 
-/// The chunk list of the version listed in `items` row `i`, packed in any
-/// order with each chunk's `seq` (NULL when it has none): a scalar subquery that finds each
-/// chunk by the primary key of `version_chunks` and its location in the
-/// chunk index of workspace `$1` by that of `chunk_refs`. Folders and
-/// empty files have no chunk list and are not looked up.
-pub(crate) fn packed_chunk_list() -> String {
+/// The chunk list of the version listed in `items` row `items`, packed
+/// from the chunk tables in any order with each chunk's `seq`: a scalar
+/// subquery that finds each chunk by the primary key of `version_chunks`
+/// and its location in the item's workspace's index by that of
+/// `chunk_refs`. What [`pack_chunk_list`] writes at commit time, read from
+/// the tables instead; used where locations change under stored lists
+/// (a folder moving to another workspace). Migration 0006 holds a copy.
+pub(crate) fn chunk_list_from_tables() -> String {
     format!(
-        "CASE WHEN i.is_folder = 0 AND i.size > 0 THEN \
-         (SELECT string_agg(CAST(vc.seq AS TEXT) || ':' || vc.chunk_id \
+        "(SELECT string_agg(CAST(vc.seq AS TEXT) || ':' || vc.chunk_id \
              || ':' || CAST(vc.size AS TEXT) || ':' || {} || ':' || {} || ':' || {}, ',') \
           FROM version_chunks vc \
-          LEFT JOIN chunk_refs cr ON cr.workspace_id = $1 AND cr.chunk_id = vc.chunk_id \
-          WHERE vc.item_id = i.id AND vc.version = i.latest_version) END",
+          LEFT JOIN chunk_refs cr ON cr.workspace_id = items.workspace_id AND cr.chunk_id = vc.chunk_id \
+          WHERE vc.item_id = items.id AND vc.version = items.latest_version)",
         location_field("pack_id"),
         location_field("pack_offset"),
         location_field("pack_len"),
     )
 }
 
-/// The record of `items` row `i` in a packed window (see the module docs).
+/// The stored chunk list of an item's latest version (`items.chunk_list`):
+/// each chunk's position, id, size and location (where the workspace
+/// reads it, as commit settled it) joined by `:`, chunks by `,`; `None`
+/// for a folder, an empty file or a delete. Written with the item's row,
+/// so the feed reads one row per item instead of probing the chunk tables
+/// per chunk (`change_page.rs`).
+pub(crate) fn pack_chunk_list(m: &ItemMeta) -> Option<String> {
+    use std::fmt::Write;
+    if m.is_folder || m.size == 0 || m.chunks.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(m.chunks.len() * 160);
+    for (seq, c) in m.chunks.iter().enumerate() {
+        if seq > 0 {
+            out.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = match c.span {
+            Some(s) => write!(
+                out,
+                "{seq}:{}:{}:{}:{}:{}",
+                c.id.to_hex(),
+                c.size,
+                s.pack.to_hex(),
+                s.offset,
+                s.len
+            ),
+            None => write!(out, "{seq}:{}:{}:::", c.id.to_hex(), c.size),
+        };
+    }
+    Some(out)
+}
+
+/// The record of `items` row `i` in a packed window (see the module docs):
+/// its chunk list is the one stored with the row.
 pub(crate) fn packed_record() -> String {
     format!(
         "{PACKED_ITEM_FIELDS} || '/' || i.name || '/' \
          || COALESCE('=' || replace(replace(i.mimetype, '\\', '\\\\'), '/', '\\s'), '') \
-         || '/' || COALESCE({}, '')",
-        packed_chunk_list()
+         || '/' || COALESCE(i.chunk_list, '')"
     )
 }
 
@@ -406,6 +441,44 @@ mod tests {
             .collect();
         assert_eq!(roundtrip(&m), m);
         assert!(unpack_chunk_list(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stored_chunk_lists_come_back_as_committed() {
+        let mut m = item(None, Some(ContentHash([1; 32])), "stored");
+        m.size = 1;
+        m.chunks = (0..300u32)
+            .map(|k| {
+                let mut c = ChunkRef::whole(ChunkId([(k % 7) as u8; 32]), k + 1);
+                if k % 3 > 0 {
+                    c.span =
+                        Some(PackSpan::new(ChunkId([k as u8; 32]), u64::from(k) << 16, k).unwrap());
+                }
+                c
+            })
+            .collect();
+        let packed = pack_chunk_list(&m).unwrap();
+        assert_eq!(unpack_chunk_list(Some(&packed)).unwrap(), m.chunks);
+        let mut record = pack_record(&m);
+        record.truncate(record.rfind('/').unwrap() + 1);
+        record.push_str(&packed);
+        assert_eq!(unpack_window(Some(&record), 1).unwrap(), vec![m.clone()]);
+        for empty in [
+            ItemMeta {
+                size: 0,
+                ..m.clone()
+            },
+            ItemMeta {
+                is_folder: true,
+                ..m.clone()
+            },
+            ItemMeta {
+                chunks: Vec::new(),
+                ..m
+            },
+        ] {
+            assert_eq!(pack_chunk_list(&empty), None);
+        }
     }
 
     #[test]

@@ -109,12 +109,22 @@ async fn a_stored_bad_location_does_not_break_the_feed(store: &MetaStore) {
     let f = fixture(store, "legacy@x.org", 1 << 30).await;
     stock(store, &f).await;
     let meta = committed(&commit(store, &f, vec![packed_file(3, 0, 140)]).await);
-    // What a release build of the old code stored for offset u64::MAX.
+    // What a release build of the old code stored for offset u64::MAX, in
+    // the index and so (migration 0006 packs it from there) in the item's
+    // stored chunk list, which the feed reads.
     sqlx::query("UPDATE chunk_refs SET pack_offset = -1 WHERE workspace_id = $1")
         .bind(f.ws.id.to_string())
         .execute(store.raw_pool())
         .await
         .unwrap();
+    sqlx::query(
+        "UPDATE items SET chunk_list = replace(chunk_list, ':0:140', ':-1:140') \
+         WHERE workspace_id = $1",
+    )
+    .bind(f.ws.id.to_string())
+    .execute(store.raw_pool())
+    .await
+    .unwrap();
     let page = store.get_changes(f.ws.id, 0, 100).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].chunks[0].id, meta.chunks[0].id);

@@ -19,6 +19,8 @@ conformance!(
     listing_after_a_folder_move_carries_the_new_locations,
     pages_reach_across_long_runs_of_superseded_revisions,
     odd_names_and_long_chunk_lists_list_as_stored,
+    stored_chunk_lists_follow_claims_collection_reuse_and_removal,
+    moving_a_file_with_a_repeated_chunk_keeps_the_sources_entry,
 );
 
 fn whole(seed: u8, size: u32) -> ChunkRef {
@@ -320,4 +322,299 @@ async fn odd_names_and_long_chunk_lists_list_as_stored(store: &MetaStore) {
     let empty = listed.iter().find(|m| m.name.as_str() == "empty").unwrap();
     assert_eq!(empty.mimetype.as_deref(), Some(""));
     assert!(empty.chunks.is_empty() && empty.content_hash.is_some());
+}
+
+/// Every item the feed lists for `ws` from 0 is what a read of the single
+/// item gives (its chunk list read from the chunk tables).
+async fn assert_listing_is_the_items(store: &MetaStore, ws: WorkspaceId) -> Vec<ItemMeta> {
+    let listed = list_from_zero(store, ws, 3).await;
+    for m in &listed {
+        assert_eq!(m, &store.item(ws, m.id).await.unwrap(), "{}", m.name);
+    }
+    listed
+}
+
+/// Each item row stores its latest chunk list with locations (migration
+/// 0006); the feed reads it instead of the chunk tables. It must stay what
+/// the tables say: a later claim that loses to the index, a member's own
+/// upload that overrides another's claim, history collection that drops a
+/// chunk from the index, a new claim of that chunk, and the removal of the
+/// member whose versions stay in the workspace.
+async fn stored_chunk_lists_follow_claims_collection_reuse_and_removal(store: &MetaStore) {
+    let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
+    let (first, later, edited) = (ItemId::new(), ItemId::new(), ItemId::new());
+    commit(
+        store,
+        &f,
+        vec![
+            file_of(first, None, "first", vec![packed(1, 100, 9, 0)]),
+            file_of(
+                edited,
+                None,
+                "edited",
+                vec![packed(1, 100, 9, 0), whole(2, 5)],
+            ),
+        ],
+    )
+    .await;
+    // A later claim of the same chunk elsewhere loses to the index.
+    commit(
+        store,
+        &f,
+        vec![file_of(later, None, "later", vec![packed(1, 100, 7, 0)])],
+    )
+    .await;
+    // A member whose own pack holds the chunk reads it from there.
+    let b = fixture(store, "b@x.org", 1 << 30).await;
+    store
+        .add_member(f.ws.id, b.user.id, "A's", None, None)
+        .await
+        .unwrap();
+    let own = ChunkId([0x30; 32]);
+    store
+        .record_object(
+            f.ws.id,
+            own,
+            1 << 20,
+            Some(b.user.id),
+            stacksync_metastore::Charge::Always,
+        )
+        .await
+        .unwrap();
+    let theirs = ItemId::new();
+    let mut in_own = packed(1, 100, 9, 0);
+    in_own.span = Some(stacksync_proto::PackSpan {
+        pack: own,
+        offset: 64,
+        len: 140,
+    });
+    commit_as(
+        store,
+        &f,
+        b.device.id,
+        vec![file_of(theirs, None, "theirs", vec![in_own, whole(3, 5)])],
+    )
+    .await;
+    let listed = assert_listing_is_the_items(store, f.ws.id).await;
+    let by_id =
+        |listed: &[ItemMeta], id: ItemId| listed.iter().find(|m| m.id == id).unwrap().clone();
+    assert_eq!(by_id(&listed, later).chunks, vec![packed(1, 100, 9, 0)]);
+    assert_eq!(by_id(&listed, theirs).chunks, vec![in_own, whole(3, 5)]);
+
+    // Every use of chunk 1 but the member's goes; collecting history
+    // drops the index entry's other uses, and a new version that brings
+    // chunk 2 back in claims a new place for it.
+    let current = store.item(f.ws.id, edited).await.unwrap();
+    let mut v2 = file_of(edited, None, "edited", vec![whole(4, 5)]);
+    v2.version = current.version + 1;
+    v2.status = stacksync_proto::ItemStatus::Changed;
+    committed(&commit(store, &f, vec![v2]).await);
+    for id in [first, later] {
+        let m = store.item(f.ws.id, id).await.unwrap();
+        committed(&commit(store, &f, vec![delete_of(&m)]).await);
+    }
+    let plan = store
+        .mark_garbage(f.ws.id, 0, i64::MAX, false)
+        .await
+        .unwrap();
+    assert!(plan.pruned_versions >= 3, "{plan:?}");
+    assert_eq!(
+        store
+            .locate_chunks(f.ws.id, &[ChunkId([2; 32])])
+            .await
+            .unwrap(),
+        vec![None],
+        "no version uses chunk 2 any more"
+    );
+    let back = ItemId::new();
+    commit(
+        store,
+        &f,
+        vec![file_of(back, None, "back", vec![packed(2, 5, 8, 4096)])],
+    )
+    .await;
+    let listed = assert_listing_is_the_items(store, f.ws.id).await;
+    assert_eq!(by_id(&listed, back).chunks, vec![packed(2, 5, 8, 4096)]);
+    assert_eq!(by_id(&listed, theirs).chunks, vec![in_own, whole(3, 5)]);
+
+    // The member leaves the service; their version stays, read from
+    // their pack as before.
+    store.remove_user(b.user.id).await.unwrap();
+    let listed = assert_listing_is_the_items(store, f.ws.id).await;
+    assert_eq!(by_id(&listed, theirs).chunks, vec![in_own, whole(3, 5)]);
+}
+
+/// A version uses a chunk once however often it repeats in it: moving a
+/// folder whose file repeats a chunk used to take two uses off the
+/// source's index entry, which then went while a file left behind still
+/// used it (and with it that file's location).
+async fn moving_a_file_with_a_repeated_chunk_keeps_the_sources_entry(store: &MetaStore) {
+    let f = fixture(store, "a@x.org", 1 << 30).await;
+    stock(store, &f, f.ws.id).await;
+    let (dir, stays) = (ItemId::new(), ItemId::new());
+    let c = packed(1, 100, 9, 0);
+    commit(
+        store,
+        &f,
+        vec![
+            folder(dir, None, "D", 1),
+            file_of(ItemId::new(), Some(dir), "twice", vec![c, c]),
+            file_of(stays, None, "stays", vec![c]),
+        ],
+    )
+    .await;
+    let shared = store
+        .create_workspace(f.user.id, "Shared", true, Default::default())
+        .await
+        .unwrap();
+    store
+        .move_folder_to_workspace(f.ws.id, dir, shared.id, DeviceId::NIL)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.locate_chunks(f.ws.id, &[c.id]).await.unwrap(),
+        vec![Some(c)]
+    );
+    let left = assert_listing_is_the_items(store, f.ws.id).await;
+    assert_eq!(left.iter().find(|m| m.id == stays).unwrap().chunks, vec![c]);
+    let moved = assert_listing_is_the_items(store, shared.id).await;
+    assert_eq!(moved[0].chunks, vec![whole(1, 100), whole(1, 100)]);
+}
+
+/// A database of schema 5 (before items stored their chunk lists) with a
+/// folder, an empty file and a file of two chunks, one placed by the index
+/// and one by the version's own location, upgrades to lists that say what
+/// the chunk tables say.
+async fn schema_5_upgrades_with_chunk_lists(postgres: bool) {
+    let Some(old) = stacksync_metastore::testing::OldSchemaDb::new(postgres, 5).await else {
+        return;
+    };
+    let (user, ws, device) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let (dir, empty, file) = (ItemId::new(), ItemId::new(), ItemId::new());
+    let (c6, c7) = (ChunkId([6; 32]).to_hex(), ChunkId([7; 32]).to_hex());
+    let (p, q) = (ChunkId([0x50; 32]).to_hex(), ChunkId([0x51; 32]).to_hex());
+    let item = |id: ItemId, name: &str, folder: i64, size: i64, rev: i64| {
+        vec![
+            id.to_string(),
+            ws.clone(),
+            name.to_string(),
+            folder.to_string(),
+            size.to_string(),
+            rev.to_string(),
+            device.clone(),
+        ]
+    };
+    let mut statements: Vec<(&str, Vec<String>)> = vec![
+        (
+            "INSERT INTO users (id, email, name, password_hash, quota_limit, created_at) \
+             VALUES ($1, 'old@x.org', 'old', 'h', 1000000, 1)",
+            vec![user.clone()],
+        ),
+        (
+            "INSERT INTO devices (id, user_id, name, last_access) VALUES ($1, $2, 'pc', 1)",
+            vec![device.clone(), user.clone()],
+        ),
+        (
+            "INSERT INTO workspaces (id, owner_id, is_shared, encryption, container, created_at, \
+             latest_revision) VALUES ($1, $2, 0, 'plain', 'c-old', 1, 3)",
+            vec![ws.clone(), user.clone()],
+        ),
+        (
+            "INSERT INTO workspace_members (workspace_id, user_id, name, is_owner, joined_at) \
+             VALUES ($1, $2, 'StackSync', 1, 1)",
+            vec![ws.clone(), user.clone()],
+        ),
+    ];
+    for row in [
+        item(dir, "d", 1, 0, 1),
+        item(empty, "e", 0, 0, 2),
+        item(file, "f", 0, 80, 3),
+    ] {
+        statements.push((
+            "INSERT INTO items (id, workspace_id, parent_id, name, name_key, is_folder, status, \
+             latest_version, revision, content_hash, size, client_modified, server_modified, device_id) \
+             VALUES ($1, $2, '', $3, $3, CAST($4 AS BIGINT), 'NEW', 1, CAST($6 AS BIGINT), NULL, \
+             CAST($5 AS BIGINT), 1, 1, $7)",
+            row.clone(),
+        ));
+        statements.push((
+            "INSERT INTO item_versions (item_id, version, workspace_id, parent_id, name, is_folder, \
+             status, revision, content_hash, size, client_modified, server_modified, device_id) \
+             VALUES ($1, 1, $2, '', $3, CAST($4 AS BIGINT), 'NEW', CAST($6 AS BIGINT), NULL, \
+             CAST($5 AS BIGINT), 1, 1, $7)",
+            row,
+        ));
+    }
+    statements.extend([
+        (
+            "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size) VALUES ($1, 1, 0, $2, 50)",
+            vec![file.to_string(), c6.clone()],
+        ),
+        (
+            "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size, pack_id, pack_offset, \
+             pack_len) VALUES ($1, 1, 1, $2, 30, $3, 0, 70)",
+            vec![file.to_string(), c7.clone(), q.clone()],
+        ),
+        (
+            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs, pack_id, pack_offset, pack_len) \
+             VALUES ($1, $2, 50, 1, $3, 10, 90)",
+            vec![ws.clone(), c6, p.clone()],
+        ),
+        (
+            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs, pack_id, pack_offset, pack_len) \
+             VALUES ($1, $2, 30, 1, $3, 100, 70)",
+            vec![ws.clone(), c7, p],
+        ),
+    ]);
+    for (sql, binds) in statements {
+        let mut query = sqlx::query(sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        query
+            .execute(&old.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    old.pool.close().await;
+
+    let store = MetaStore::connect(&old.url)
+        .await
+        .expect("the old database upgrades");
+    let ws: WorkspaceId = ws.parse().unwrap();
+    let listed = assert_listing_is_the_items(&store, ws).await;
+    assert_eq!(
+        listed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![dir, empty, file]
+    );
+    let span = |pack: u8, offset: u64, len: u32| {
+        Some(stacksync_proto::PackSpan {
+            pack: ChunkId([pack; 32]),
+            offset,
+            len,
+        })
+    };
+    let mut first = whole(6, 50);
+    first.span = span(0x50, 10, 90);
+    let mut own = whole(7, 30);
+    own.span = span(0x51, 0, 70);
+    assert_eq!(listed[2].chunks, vec![first, own]);
+    assert!(listed[0].chunks.is_empty() && listed[1].chunks.is_empty());
+}
+
+mod migration {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_schema_5_upgrades_with_chunk_lists() {
+        super::schema_5_upgrades_with_chunk_lists(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_schema_5_upgrades_with_chunk_lists() {
+        super::schema_5_upgrades_with_chunk_lists(true).await;
+    }
 }

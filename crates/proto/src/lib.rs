@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod brief;
+pub mod commit_rules;
 pub mod error;
 pub mod ids;
 pub mod item;

@@ -8,11 +8,9 @@
 //! loads, and it needs no schema change. The cursor lives in a row of its
 //! own table (see the parent module).
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use stacksync_engine::tree::{PendingCommit, Refusal, RemoteTree, SyncedItem};
+use stacksync_engine::tree::{PendingCommit, Refusal, SyncedItem};
 use stacksync_engine::{RelPath, SyncState};
 use stacksync_proto::{ItemId, ItemMeta};
 use uuid::Uuid;
@@ -98,45 +96,28 @@ pub(super) enum RowWrite {
     Delete { kind: Kind, key: Vec<u8> },
 }
 
-/// The state as the database holds it: what the next save is diffed
-/// against. The remote tree is a plain map here because a snapshot must be
-/// able to drop items, which a [`RemoteTree`] never does.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Snapshot {
-    cursor: u64,
-    remote: BTreeMap<ItemId, ItemMeta>,
-    synced: BTreeMap<ItemId, SyncedItem>,
-    refused: BTreeMap<RelPath, Refusal>,
-    pending: BTreeMap<ItemId, PendingCommit>,
-    /// The state's set of download temporaries (a row holds no value).
-    temps: BTreeMap<RelPath, ()>,
+/// A state being loaded row by row.
+pub(super) struct Loader {
+    state: SyncState,
 }
 
-impl Snapshot {
-    /// A snapshot of `cursor` and no rows yet (loading adds them with
-    /// [`Snapshot::insert_row`]).
-    pub(super) fn with_cursor(cursor: u64) -> Snapshot {
-        Snapshot {
-            cursor,
-            ..Snapshot::default()
+impl Loader {
+    /// A state of `cursor` and no rows yet (loading adds them with
+    /// [`Loader::insert_row`]).
+    pub(super) fn with_cursor(cursor: u64) -> Loader {
+        Loader {
+            state: SyncState {
+                cursor,
+                ..SyncState::default()
+            },
         }
     }
 
-    /// The engine's state holding exactly this snapshot.
-    pub(super) fn to_state(&self) -> SyncState {
-        let mut remote = RemoteTree::default();
-        for meta in self.remote.values() {
-            // Each id once, so `apply` always records it.
-            remote.apply(meta.clone());
-        }
-        SyncState {
-            cursor: self.cursor,
-            remote,
-            synced: self.synced.clone(),
-            refused: self.refused.clone(),
-            pending: self.pending.clone(),
-            temps: self.temps.keys().cloned().collect(),
-        }
+    /// The loaded state, with nothing recorded as changed: it is what the
+    /// database holds.
+    pub(super) fn finish(mut self) -> SyncState {
+        self.state.forget_changes();
+        self.state
     }
 
     /// Adds one loaded row; the error says which row and why it is
@@ -153,23 +134,26 @@ impl Snapshot {
                 if meta.id != id {
                     return Err(format!("remote item {} is stored under {}", meta.id, id));
                 }
-                self.remote.insert(id, meta);
+                if self.state.remote.latest(id).is_some() {
+                    return Err(format!("remote item {id} is stored twice"));
+                }
+                self.state.remote.apply(meta);
             }
             Kind::Synced => {
                 let (id, item) = decode_row(kind, key, value)?;
-                self.synced.insert(id, item);
+                self.state.synced.insert(id, item);
             }
             Kind::Refused => {
                 let (path, refusal) = decode_row(kind, key, value)?;
-                self.refused.insert(path, refusal);
+                self.state.refused.insert(path, refusal);
             }
             Kind::Pending => {
                 let (id, pending) = decode_row(kind, key, value)?;
-                self.pending.insert(id, pending);
+                self.state.pending.insert(id, pending);
             }
             Kind::Temp => {
                 let (path, ()) = decode_row(kind, key, value)?;
-                self.temps.insert(path, ());
+                self.state.temps.insert(path);
             }
         }
         Ok(())
@@ -209,48 +193,31 @@ fn display_key(kind: Kind, key: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The entries of one map that a save writes: new or changed ones
-/// (borrowed from the new state) and removed keys.
+/// The entries of one map that a save writes: new or changed ones and
+/// removed keys, borrowed from the state.
 struct MapChanges<'a, K, V> {
     put: Vec<(&'a K, &'a V)>,
-    delete: Vec<K>,
+    delete: Vec<&'a K>,
 }
 
-/// Diffs a map against the new entries in ascending key order: a merge of
-/// two sorted sequences, so O(entries) comparisons and no lookups.
-fn diff_map<'a, K, V>(
-    old: &BTreeMap<K, V>,
-    new: impl IntoIterator<Item = (&'a K, &'a V)>,
-) -> MapChanges<'a, K, V>
-where
-    K: Ord + Clone + 'a,
-    V: PartialEq + 'a,
-{
-    let mut changes = MapChanges {
-        put: Vec::new(),
-        delete: Vec::new(),
-    };
-    let mut old = old.iter().peekable();
-    let mut last: Option<&K> = None;
-    for (key, value) in new {
-        debug_assert!(
-            last < Some(key),
-            "new entries must come in ascending key order"
-        );
-        last = Some(key);
-        while let Some((gone, _)) = old.next_if(|(k, _)| *k < key) {
-            changes.delete.push(gone.clone());
+impl<'a, K, V> MapChanges<'a, K, V> {
+    /// Sorts `(key, value now)` pairs into puts and deletes.
+    fn of(changes: impl IntoIterator<Item = (&'a K, Option<&'a V>)>) -> Self {
+        let mut out = MapChanges {
+            put: Vec::new(),
+            delete: Vec::new(),
+        };
+        for (key, value) in changes {
+            match value {
+                Some(v) => out.put.push((key, v)),
+                None => out.delete.push(key),
+            }
         }
-        match old.next_if(|(k, _)| *k == key) {
-            Some((_, before)) if before == value => {}
-            _ => changes.put.push((key, value)),
-        }
+        out
     }
-    changes.delete.extend(old.map(|(k, _)| k.clone()));
-    changes
 }
 
-impl<K: RowKey, V: Serialize + Clone> MapChanges<'_, K, V> {
+impl<K: RowKey, V: Serialize> MapChanges<'_, K, V> {
     fn is_empty(&self) -> bool {
         self.put.is_empty() && self.delete.is_empty()
     }
@@ -274,18 +241,9 @@ impl<K: RowKey, V: Serialize + Clone> MapChanges<'_, K, V> {
         }
         Ok(())
     }
-
-    fn apply_to(self, map: &mut BTreeMap<K, V>) {
-        for key in self.delete {
-            map.remove(&key);
-        }
-        for (key, value) in self.put {
-            map.insert(key.clone(), value.clone());
-        }
-    }
 }
 
-/// What a save must write to turn the stored snapshot into a new state.
+/// What a save writes.
 pub(super) struct Changes<'a> {
     cursor: Option<u64>,
     remote: MapChanges<'a, ItemId, ItemMeta>,
@@ -296,8 +254,9 @@ pub(super) struct Changes<'a> {
 }
 
 impl<'a> Changes<'a> {
-    /// The difference from `old` to `new`.
-    pub(super) fn between(old: &Snapshot, new: &'a SyncState) -> Changes<'a> {
+    /// The changes `state` recorded since it was last saved (or loaded)
+    /// with cursor `saved_cursor`: O(changes), no pass over the rest.
+    pub(super) fn recorded(state: &'a SyncState, saved_cursor: u64) -> Changes<'a> {
         // Destructured so that a field added to `SyncState` stops the
         // build here instead of being silently left out of the database.
         let SyncState {
@@ -307,25 +266,36 @@ impl<'a> Changes<'a> {
             refused,
             pending,
             temps,
-        } = new;
+        } = state;
         Changes {
-            cursor: (*cursor != old.cursor).then_some(*cursor),
-            // `RemoteTree::iter` yields items by id, and each is stored
-            // under its own id: the ascending order `diff_map` needs.
-            remote: diff_map(&old.remote, remote.iter().map(|m| (&m.id, m))),
-            synced: diff_map(&old.synced, synced),
-            refused: diff_map(&old.refused, refused),
-            pending: diff_map(&old.pending, pending),
-            temps: diff_map(&old.temps, temps.iter().map(|p| (p, &()))),
+            cursor: (*cursor != saved_cursor).then_some(*cursor),
+            remote: MapChanges::of(remote.changes()),
+            synced: MapChanges::of(synced.changes()),
+            refused: MapChanges::of(refused.changes()),
+            pending: MapChanges::of(pending.changes()),
+            temps: MapChanges::of(temps.changes().map(|(p, here)| (p, here.then_some(&())))),
         }
     }
 
-    /// Every row of `new`, for a database whose rows are unknown (they are
-    /// all deleted first).
-    pub(super) fn everything(new: &'a SyncState) -> Changes<'a> {
-        let mut changes = Changes::between(&Snapshot::default(), new);
-        changes.cursor = Some(new.cursor);
-        changes
+    /// Every row of `state`, for a database whose rows are unknown (they
+    /// are all deleted first).
+    pub(super) fn everything(state: &'a SyncState) -> Changes<'a> {
+        let SyncState {
+            cursor,
+            remote,
+            synced,
+            refused,
+            pending,
+            temps,
+        } = state;
+        Changes {
+            cursor: Some(*cursor),
+            remote: MapChanges::of(remote.iter().map(|m| (&m.id, Some(m)))),
+            synced: MapChanges::of(synced.iter().map(|(k, v)| (k, Some(v)))),
+            refused: MapChanges::of(refused.iter().map(|(k, v)| (k, Some(v)))),
+            pending: MapChanges::of(pending.iter().map(|(k, v)| (k, Some(v)))),
+            temps: MapChanges::of(temps.iter().map(|p| (p, Some(&())))),
+        }
     }
 
     /// The new cursor, when it changed.
@@ -354,44 +324,56 @@ impl<'a> Changes<'a> {
         self.temps.encode(Kind::Temp, &mut out)?;
         Ok(out)
     }
-
-    /// Brings `snapshot` (the state these changes were computed from) to
-    /// the new state, once the rows are committed.
-    pub(super) fn apply_to(self, snapshot: &mut Snapshot) {
-        if let Some(cursor) = self.cursor {
-            snapshot.cursor = cursor;
-        }
-        self.remote.apply_to(&mut snapshot.remote);
-        self.synced.apply_to(&mut snapshot.synced);
-        self.refused.apply_to(&mut snapshot.refused);
-        self.pending.apply_to(&mut snapshot.pending);
-        self.temps.apply_to(&mut snapshot.temps);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn map(entries: &[(u8, &str)]) -> BTreeMap<u8, String> {
-        entries.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    #[test]
+    fn recorded_changes_are_what_a_save_writes() {
+        let mut state = SyncState::default();
+        let a = ItemId::new();
+        let b = ItemId::new();
+        state.refused.insert(
+            RelPath::parse("x").unwrap(),
+            Refusal {
+                reason: "no".into(),
+                stamp: None,
+                clash: false,
+            },
+        );
+        state.temps.insert(RelPath::parse("t").unwrap());
+        state.forget_changes();
+        assert!(Changes::recorded(&state, 0).is_empty());
+        state.refused.remove(&RelPath::parse("x").unwrap());
+        state.temps.insert(RelPath::parse("u").unwrap());
+        state.pending.insert(a, pending());
+        state.pending.insert(b, pending());
+        state.pending.remove(&b);
+        let changes = Changes::recorded(&state, 0);
+        assert_eq!(changes.cursor(), None);
+        let rows = changes.rows().unwrap();
+        let deletes = rows
+            .iter()
+            .filter(|r| matches!(r, RowWrite::Delete { .. }))
+            .count();
+        assert_eq!((rows.len(), deletes), (4, 2), "{rows:?}");
+        state.cursor = 7;
+        assert_eq!(Changes::recorded(&state, 0).cursor(), Some(7));
     }
 
-    #[test]
-    fn diff_map_finds_puts_and_deletes() {
-        let old = map(&[(1, "a"), (2, "b"), (4, "d"), (6, "f")]);
-        let new = map(&[(0, "z"), (2, "b"), (4, "D"), (5, "e")]);
-        let changes = diff_map(&old, &new);
-        let put: Vec<u8> = changes.put.iter().map(|(k, _)| **k).collect();
-        assert_eq!(put, [0, 4, 5]);
-        assert_eq!(changes.delete, [1, 6]);
-    }
-
-    #[test]
-    fn diff_map_of_equal_maps_is_empty() {
-        let old = map(&[(1, "a"), (2, "b")]);
-        let changes = diff_map(&old, &old);
-        assert!(changes.put.is_empty() && changes.delete.is_empty());
+    fn pending() -> PendingCommit {
+        PendingCommit {
+            version: 1,
+            parent: None,
+            name: stacksync_proto::ItemName::new("n".to_string()).unwrap(),
+            is_folder: false,
+            content_hash: None,
+            size: 0,
+            deleted: false,
+            stamp: None,
+        }
     }
 
     #[test]
@@ -406,11 +388,11 @@ mod tests {
 
     #[test]
     fn unknown_kind_and_bad_value_are_reported() {
-        let mut snapshot = Snapshot::default();
-        let err = snapshot.insert_row(9, b"k", b"v").unwrap_err();
+        let mut loader = Loader::with_cursor(0);
+        let err = loader.insert_row(9, b"k", b"v").unwrap_err();
         assert!(err.contains("unknown kind 9"), "{err}");
         let id = ItemId::new();
-        let err = snapshot
+        let err = loader
             .insert_row(Kind::Synced.code(), &id.to_key(), &[0xff, 0x00])
             .unwrap_err();
         assert!(err.contains(&format!("synced item {id}")), "{err}");

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
@@ -15,6 +16,7 @@ use stacksync_proto::{ChunkRef, ContentHash, Error as ProtoError, PackSpan};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use super::readahead::ReadAhead;
 use super::{ChunkedContentStore, TransferError};
 
 impl ChunkedContentStore {
@@ -32,7 +34,7 @@ impl ChunkedContentStore {
     {
         let mut hasher = blake3::Hasher::new();
         let mut fetched = futures::stream::iter(chunks.to_vec())
-            .map(|c| AbortOnDrop(tokio::spawn(fetch_one(self.clone(), c))))
+            .map(|c| AbortOnDrop(tokio::spawn(fetch_one(self.clone(), c, None))))
             .buffered(self.config.max_downloads.max(1));
         while let Some(plain) = fetched.try_next().await? {
             hasher.update(&plain);
@@ -47,9 +49,18 @@ impl ChunkedContentStore {
         }
     }
 
-    /// The encoded bytes of one chunk: read ahead, or fetched now.
-    async fn encoded(&self, chunk: &ChunkRef) -> Result<Bytes, TransferError> {
-        if let Some(ahead) = self.readahead.take(chunk) {
+    /// The encoded bytes of one chunk: read ahead (by `own`, else by the
+    /// store's read-ahead), or fetched now.
+    async fn encoded(
+        &self,
+        chunk: &ChunkRef,
+        own: Option<&ReadAhead>,
+    ) -> Result<Bytes, TransferError> {
+        let ahead = match own {
+            Some(own) => own.take(chunk),
+            None => self.readahead.take(chunk),
+        };
+        if let Some(ahead) = ahead {
             match ahead.bytes().await {
                 Ok(bytes) => return Ok(bytes),
                 // Dropped by a newer hint, or the range read failed: the
@@ -97,9 +108,13 @@ fn check_span(span: &PackSpan) -> Result<(), TransferError> {
     Ok(())
 }
 
-/// Fetches and decodes one chunk.
-async fn fetch_one(store: ChunkedContentStore, chunk: ChunkRef) -> Result<Bytes, TransferError> {
-    let encoded = store.encoded(&chunk).await?;
+/// Fetches and decodes one chunk (read ahead by `own` if given).
+pub(super) async fn fetch_one(
+    store: ChunkedContentStore,
+    chunk: ChunkRef,
+    own: Option<Arc<ReadAhead>>,
+) -> Result<Bytes, TransferError> {
+    let encoded = store.encoded(&chunk, own.as_deref()).await?;
     store
         .stats
         .chunks_downloaded
@@ -128,7 +143,7 @@ async fn fetch_one(store: ChunkedContentStore, chunk: ChunkRef) -> Result<Bytes,
 
 /// A spawned task that is cancelled if its result is no longer wanted (a
 /// download that failed on an earlier chunk).
-struct AbortOnDrop<T>(JoinHandle<Result<T, TransferError>>);
+pub(super) struct AbortOnDrop<T>(pub(super) JoinHandle<Result<T, TransferError>>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

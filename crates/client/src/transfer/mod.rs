@@ -24,6 +24,7 @@ pub mod journal;
 mod limit;
 mod pack;
 mod readahead;
+mod reuse;
 mod transport;
 mod upload;
 pub mod watchdog;
@@ -204,6 +205,10 @@ pub struct TransferStats {
     pub chunks_downloaded: AtomicU64,
     /// Encoded bytes fetched.
     pub bytes_downloaded: AtomicU64,
+    /// Chunks taken from the local copy of the file a download replaced.
+    pub chunks_reused: AtomicU64,
+    /// Plaintext bytes taken from such local copies.
+    pub bytes_reused: AtomicU64,
 }
 
 /// The engine's [`ContentStore`] over the content pipeline and a
@@ -334,6 +339,22 @@ impl ContentStore for ChunkedContentStore {
             .activity
             .begin(format!("downloading a file of {} chunk(s)", chunks.len()));
         self.download_to(chunks, dest, None)
+            .await
+            .map_err(|e| e.to_proto())
+    }
+
+    /// Takes what the local copy holds from there (see [`reuse`]).
+    async fn download_reusing(
+        &self,
+        chunks: &[ChunkRef],
+        dest: &mut ByteWriter,
+        local: ByteReader,
+    ) -> Result<(), ProtoError> {
+        let _in_flight = self.activity.begin(format!(
+            "downloading a file of {} chunk(s) over its local copy",
+            chunks.len()
+        ));
+        self.download_reusing_to(chunks, dest, local)
             .await
             .map_err(|e| e.to_proto())
     }

@@ -42,7 +42,7 @@ impl ChunkedContentStore {
             // tens of thousands of files once hung in such a hop).
             Ok(file) => {
                 let encode = tokio::task::spawn_blocking(move || encode_from(Box::new(file)));
-                tokio::join!(encode, self.place_chunks(out_rx))
+                tokio::join!(self.encoding(encode), self.place_chunks(out_rx))
             }
             Err(content) => {
                 let (in_tx, in_rx) = mpsc::channel(4);
@@ -51,7 +51,7 @@ impl ChunkedContentStore {
                 });
                 let (_, encoded, placed) = tokio::join!(
                     bridge::pump(content, in_tx),
-                    encode,
+                    self.encoding(encode),
                     self.place_chunks(out_rx)
                 );
                 (encoded, placed)
@@ -80,6 +80,17 @@ impl ChunkedContentStore {
             size: summary.size,
             chunks,
         })
+    }
+
+    /// Waits for the encoder's thread, listed as in flight meanwhile (a
+    /// stall report then tells an encoder that never ran or never ended
+    /// from a wait elsewhere).
+    async fn encoding<T>(
+        &self,
+        encode: tokio::task::JoinHandle<T>,
+    ) -> Result<T, tokio::task::JoinError> {
+        let _in_flight = self.activity.begin("encoding a file (blocking thread)");
+        encode.await
     }
 
     /// Finds or stages every chunk coming from the encoder; returns where
@@ -131,7 +142,12 @@ impl ChunkedContentStore {
                 if placed.contains_key(&chunk.id) {
                     continue;
                 }
-                match self.packer.stage(chunk).await? {
+                let staging = self
+                    .activity
+                    .begin("staging a chunk (waits for a slot to write a pack)");
+                let staged = self.packer.stage(chunk).await?;
+                drop(staging);
+                match staged {
                     Staged::New(c) => {
                         placed.insert(c.id, c);
                     }

@@ -157,8 +157,20 @@ impl Activity {
         } else {
             format!("in flight: {}", waits.join(", "))
         };
+        // What the runtime holds: tasks alive and queued, to tell a wait
+        // on a task that never runs from one on a wake that never comes.
+        let runtime = tokio::runtime::Handle::try_current()
+            .map(|h| {
+                let m = h.metrics();
+                format!(
+                    "; runtime: {} task(s) alive, {} queued",
+                    m.num_alive_tasks(),
+                    m.global_queue_depth()
+                )
+            })
+            .unwrap_or_default();
         Some(format!(
-            "stalled: no progress for {} s; {waiting}",
+            "stalled: no progress for {} s; {waiting}{runtime}",
             idle.as_secs()
         ))
     }

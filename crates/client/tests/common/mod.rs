@@ -63,6 +63,8 @@ pub struct Probe {
     pub puts: std::sync::Mutex<Vec<stacksync_proto::ChunkId>>,
     pub ranges: std::sync::atomic::AtomicUsize,
     pub gets: std::sync::atomic::AtomicUsize,
+    /// Bytes answered by `get_chunk` and `get_range`.
+    pub got_bytes: std::sync::atomic::AtomicUsize,
     /// Ids asked about with `locate_chunks`.
     pub located: std::sync::atomic::AtomicUsize,
     /// Every PUT fails (`Unavailable`) while set.
@@ -81,6 +83,7 @@ impl Probe {
             puts: Default::default(),
             ranges: Default::default(),
             gets: Default::default(),
+            got_bytes: Default::default(),
             located: Default::default(),
             fail_puts: Default::default(),
             hold_put: None,
@@ -135,7 +138,10 @@ impl stacksync_client::ChunkTransport for Probe {
         id: &stacksync_proto::ChunkId,
     ) -> Result<bytes::Bytes, stacksync_proto::Error> {
         self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.get_chunk(id).await
+        let got = self.inner.get_chunk(id).await?;
+        self.got_bytes
+            .fetch_add(got.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
     }
 
     async fn get_range(
@@ -146,7 +152,10 @@ impl stacksync_client::ChunkTransport for Probe {
     ) -> Result<bytes::Bytes, stacksync_proto::Error> {
         self.ranges
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.get_range(id, offset, len).await
+        let got = self.inner.get_range(id, offset, len).await?;
+        self.got_bytes
+            .fetch_add(got.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
     }
 
     async fn locate_chunks(

@@ -53,8 +53,7 @@ async fn stop_failing(conn: &mut SqliteConnection) {
 #[tokio::test]
 async fn a_save_failing_at_any_statement_leaves_the_previous_state() {
     let before = large_state(12);
-    let after = edited(&before);
-    let next = half_way(&before, &after);
+    let next = half_way(&before, &edited(&before));
     // Incremental saves, and rewrites (a store opened without a load).
     for rewrite in [false, true] {
         for k in 0.. {
@@ -62,7 +61,11 @@ async fn a_save_failing_at_any_statement_leaves_the_previous_state() {
             let path = dir.path().join("state.sqlite");
             let ws = WorkspaceId::new();
             let mut store = SqliteStateStore::open(&path, ws).await.unwrap();
-            store.save_state(&before).await.unwrap();
+            // `after` is `before` edited in place, as the engine does.
+            let mut after = before.clone();
+            store.save_state(&after).await.unwrap();
+            after.forget_changes();
+            edit_in_place(&mut after);
             if rewrite {
                 store.close().await;
                 store = SqliteStateStore::open(&path, ws).await.unwrap();
@@ -116,8 +119,7 @@ impl Wake for WakeFlag {
 #[tokio::test]
 async fn a_save_dropped_mid_way_leaves_the_previous_state() {
     let before = large_state(40);
-    let after = edited(&before);
-    let next = half_way(&before, &after);
+    let next = half_way(&before, &edited(&before));
     // Drops the save after its 1st, 2nd, ... wake-up until one run
     // finishes. How far a step gets depends on the SQLite worker thread
     // (one poll may find several statements already answered), so the
@@ -129,7 +131,10 @@ async fn a_save_dropped_mid_way_leaves_the_previous_state() {
             let path = dir.path().join("state.sqlite");
             let ws = WorkspaceId::new();
             let store = SqliteStateStore::open(&path, ws).await.unwrap();
-            store.save_state(&before).await.unwrap();
+            let mut after = before.clone();
+            store.save_state(&after).await.unwrap();
+            after.forget_changes();
+            edit_in_place(&mut after);
 
             let flag = Arc::new(WakeFlag(tokio::sync::Notify::new()));
             let waker = Waker::from(Arc::clone(&flag));

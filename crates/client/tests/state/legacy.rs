@@ -79,7 +79,8 @@ async fn a_previous_layout_database_is_converted_once() {
         Some(30),
         "read before conversion"
     );
-    assert_eq!(store.load_state().await.unwrap().as_ref(), Some(&state));
+    let mut loaded = store.load_state().await.unwrap().expect("converted");
+    assert_eq!(loaded, state);
     let mut conn = raw(&path).await;
     let legacy = "SELECT count(*) FROM sync_state";
     assert_eq!(
@@ -93,12 +94,12 @@ async fn a_previous_layout_database_is_converted_once() {
         61,
         "30 remote, 30 synced, 1 pending"
     );
-    // Converted rows are what the next save diffs against.
-    state.cursor += 1;
-    let next = store.save_state(&state).await.unwrap();
+    // The converted state is what the next save writes changes of.
+    loaded.cursor += 1;
+    let next = store.save_state(&loaded).await.unwrap();
     assert_eq!((next.rows_changed, next.rewrote), (1, false));
     store.close().await;
-    assert_eq!(load_fresh(&path, ws).await, Some(state));
+    assert_eq!(load_fresh(&path, ws).await, Some(loaded));
 
     assert_eq!(load_fresh(&path, other).await, Some(other_state));
     assert_eq!(count(&mut conn, legacy).await, 0);

@@ -183,10 +183,10 @@ pub fn state() -> impl Strategy<Value = SyncState> {
             |(cursor, remote, synced, refused, pending, temps)| SyncState {
                 cursor,
                 remote,
-                synced,
-                refused,
-                pending,
-                temps,
+                synced: synced.into_iter().collect(),
+                refused: refused.into_iter().collect(),
+                pending: pending.into_iter().collect(),
+                temps: temps.into_iter().collect(),
             },
         )
 }
@@ -200,6 +200,8 @@ pub enum Edit {
     /// The whole remote tree replaced: removes items.
     ResetRemote(RemoteTree),
     PutSynced(ItemId, SyncedItem),
+    /// The synced map replaced whole (a store must notice).
+    ResetSynced(Vec<(ItemId, SyncedItem)>),
     RemoveSynced(prop::sample::Index),
     PutRefused(RelPath, Refusal),
     RemoveRefused(prop::sample::Index),
@@ -217,6 +219,7 @@ pub fn edit() -> impl Strategy<Value = Edit> {
         1 => remote_tree().prop_map(Edit::ResetRemote),
         3 => (item_id(), synced()).prop_map(|(id, s)| Edit::PutSynced(id, s)),
         2 => any::<prop::sample::Index>().prop_map(Edit::RemoveSynced),
+        1 => prop::collection::vec((item_id(), synced()), 0..4).prop_map(Edit::ResetSynced),
         1 => (path(), refusal()).prop_map(|(p, r)| Edit::PutRefused(p, r)),
         1 => any::<prop::sample::Index>().prop_map(Edit::RemoveRefused),
         1 => (item_id(), pending()).prop_map(|(id, p)| Edit::PutPending(id, p)),
@@ -234,6 +237,7 @@ pub fn apply(state: &mut SyncState, edit: &Edit) {
         Edit::PutSynced(id, s) => {
             state.synced.insert(*id, s.clone());
         }
+        Edit::ResetSynced(entries) => state.synced = entries.iter().cloned().collect(),
         Edit::RemoveSynced(pick) => {
             if !state.synced.is_empty() {
                 let id = *pick.get(&state.synced.keys().copied().collect::<Vec<_>>());
@@ -254,7 +258,9 @@ pub fn apply(state: &mut SyncState, edit: &Edit) {
         Edit::PutPending(id, p) => {
             state.pending.insert(*id, p.clone());
         }
-        Edit::ClearPending => state.pending.clear(),
+        Edit::ClearPending => {
+            state.pending.take_all();
+        }
         Edit::Reopen => {}
     }
 }

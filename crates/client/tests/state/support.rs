@@ -131,6 +131,12 @@ pub fn pending_put(state: &SyncState, id: ItemId) -> PendingCommit {
 /// A state that differs from `before` in every map.
 pub fn edited(before: &SyncState) -> SyncState {
     let mut after = before.clone();
+    edit_in_place(&mut after);
+    after
+}
+
+/// Changes `after` in every map (recorded, as the engine's changes are).
+pub fn edit_in_place(after: &mut SyncState) {
     after.cursor += 7;
     let ids: Vec<ItemId> = after.synced.keys().copied().take(10).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -141,10 +147,9 @@ pub fn edited(before: &SyncState) -> SyncState {
     after
         .remote
         .apply(sample_meta(extra, ItemName::new("new.txt").unwrap()));
-    after.pending.insert(ids[0], pending_put(&after, ids[0]));
+    after.pending.insert(ids[0], pending_put(after, ids[0]));
     let gone = *after.synced.keys().last().unwrap();
     after.synced.remove(&gone);
-    after
 }
 
 /// `after` with half of its synced changes: agrees with `before` on some

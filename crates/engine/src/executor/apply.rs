@@ -3,12 +3,13 @@
 
 use stacksync_proto::{ContentHash, ItemName};
 
-use super::prefetch::{fill_temp, temp_name};
+use super::prefetch::{Origin, fill_temp, temp_name};
 use super::{Engine, Exec};
 use crate::error::{EngineError, FsError, FsErrorKind};
 use crate::io::EntryKind;
 use crate::path::RelPath;
 use crate::planner::{Key, LocalItem, Op, Pos, RemoteContent, path_in};
+use crate::planted::{PlantedBug, planted};
 use crate::scan::hash_file;
 use crate::tree::SyncedItem;
 
@@ -141,7 +142,11 @@ impl Engine {
             return Ok(Outcome::Skipped("no local path".into()));
         };
         let to = from.parent().unwrap_or_default().join(name);
-        fs_try!(self.io.fs.rename(&from, &to).await);
+        if planted(PlantedBug::DropConflictCopy) {
+            fs_try!(self.io.fs.remove_file(&from).await);
+        } else {
+            fs_try!(self.io.fs.rename(&from, &to).await);
+        }
         exec.local.remove(&key);
         exec.local.insert(
             copy,
@@ -275,7 +280,8 @@ impl Engine {
         };
         let fs = self.io.fs.clone();
         let store = self.io.content.clone();
-        match fill_temp(fs.as_ref(), store.as_ref(), &temp, content).await {
+        let origin = Origin::of(&exec.local, key, replace);
+        match fill_temp(fs.as_ref(), store.as_ref(), &temp, content, origin.as_ref()).await {
             Ok(()) => {}
             Err(EngineError::Fs(e)) => return item_level(e),
             Err(e) => return Err(e),

@@ -282,8 +282,7 @@ impl Engine {
                 self.state.remote.apply(meta);
             }
             self.state.cursor = page.cursor;
-            // An empty page at the same cursor changed nothing: no save (a
-            // save compares the whole state with the last one).
+            // An empty page at the same cursor changed nothing: no save.
             if progressed || learned {
                 self.save().await?;
             }
@@ -396,8 +395,7 @@ impl Engine {
         for (path, reason) in &plan.clashes {
             self.state
                 .refused
-                .entry(path.clone())
-                .or_insert_with(|| Refusal {
+                .insert_if_absent(path.clone(), || Refusal {
                     reason: reason.clone(),
                     stamp: None,
                     clash: true,
@@ -594,6 +592,9 @@ impl Engine {
             .save(&self.state)
             .await
             .map_err(EngineError::Store)?;
+        // Saved: the next save writes what changes from here (after a
+        // failure, the record still holds what that save did not write).
+        self.state.forget_changes();
         self.unsaved = 0;
         Ok(())
     }

@@ -30,7 +30,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{EngineError, FsError, FsErrorKind};
 use crate::ignore::DOWNLOAD_TEMP_PREFIX;
-use crate::io::{ContentStore, EntryKind, Fs, Uploaded};
+use crate::io::{ByteReader, ContentStore, EntryKind, Fs, Uploaded};
 use crate::path::RelPath;
 use crate::planner::{Key, LocalItem, Op, RemoteChange, RemoteContent, path_in};
 use crate::tree::Stamp;
@@ -71,6 +71,40 @@ fn resume_point(chunks: &[stacksync_proto::ChunkRef], size: u64) -> (usize, u64)
         done = next;
     }
     (chunks.len(), done)
+}
+
+/// The file a download replaces, as the plan saw it: the store may take
+/// the chunks the new version shares with it from there instead of the
+/// network.
+pub(super) struct Origin {
+    /// Where it is.
+    pub path: RelPath,
+    /// Its stamp when the plan was made (when it matched the synced
+    /// version).
+    pub stamp: Stamp,
+}
+
+impl Origin {
+    /// The local copy `key` has if `replace` says the download overwrites
+    /// it unchanged.
+    pub(super) fn of(local: &BTreeMap<Key, LocalItem>, key: Key, replace: bool) -> Option<Origin> {
+        let item = local.get(&key).filter(|l| replace && !l.is_folder)?;
+        Some(Origin {
+            path: path_in(local, key)?,
+            stamp: item.stamp,
+        })
+    }
+
+    /// A reader of the file if it still has the stamp the plan saw; `None`
+    /// otherwise or on any failure (it only saves transfer: the download
+    /// then fetches everything).
+    async fn open(&self, fs: &dyn Fs) -> Option<ByteReader> {
+        let now = fs.stat(&self.path).await.ok()??;
+        if now.kind != EntryKind::File || now.stamp != self.stamp {
+            return None;
+        }
+        fs.open_read(&self.path).await.ok()
+    }
 }
 
 /// Why a file was not uploaded.
@@ -124,6 +158,7 @@ pub(super) async fn upload_file(
 
 /// Makes `temp` hold the whole `content`: continues a partial temporary
 /// after its last whole chunk, does nothing if it is complete already.
+/// Chunks the replaced file (`origin`) still holds may come from there.
 /// The caller verifies the hash of what is on disk. On failure the
 /// temporary is kept, so that the next attempt resumes it.
 pub(super) async fn fill_temp(
@@ -131,6 +166,7 @@ pub(super) async fn fill_temp(
     store: &dyn ContentStore,
     temp: &RelPath,
     content: &RemoteContent,
+    origin: Option<&Origin>,
 ) -> Result<(), EngineError> {
     let partial = fs
         .stat(temp)
@@ -145,7 +181,15 @@ pub(super) async fn fill_temp(
         }
         None => (fs.create_temp(temp).await?, 0),
     };
-    let fetched = store.download(&content.chunks[skip..], &mut writer).await;
+    let wanted = &content.chunks[skip..];
+    let local = match origin {
+        Some(o) if !wanted.is_empty() => o.open(fs).await,
+        _ => None,
+    };
+    let fetched = match local {
+        Some(local) => store.download_reusing(wanted, &mut writer, local).await,
+        None => store.download(wanted, &mut writer).await,
+    };
     let flushed = writer.shutdown().await;
     drop(writer);
     if let Err(source) = fetched {
@@ -229,24 +273,30 @@ pub(super) async fn downloads(
     parallel: usize,
 ) -> BTreeMap<ContentHash, Option<Key>> {
     let mut seen = BTreeSet::new();
-    let wanted: Vec<(Option<Key>, RelPath, &RemoteContent)> = ops
+    let wanted: Vec<(Option<Key>, RelPath, &RemoteContent, Option<Origin>)> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Download { pos, content, .. } if seen.insert(content.hash) => {
+            Op::Download {
+                key,
+                pos,
+                content,
+                replace,
+            } if seen.insert(content.hash) => {
                 // The destination folder, if it is on disk as the plan starts.
                 let holder = pos
                     .parent
                     .filter(|p| local.get(p).is_some_and(|l| l.is_folder))
                     .and_then(|p| Some((Some(p), path_in(local, p)?)));
                 let (holder, dir) = holder.unwrap_or((None, RelPath::root()));
-                Some((holder, dir.join(&temp_name(&content.hash)), content))
+                let origin = Origin::of(local, *key, *replace);
+                Some((holder, dir.join(&temp_name(&content.hash)), content, origin))
             }
             _ => None,
         })
         .collect();
     let mut jobs = Vec::with_capacity(wanted.len());
     let mut expected = Vec::new();
-    for (holder, temp, content) in wanted {
+    for (holder, temp, content, origin) in wanted {
         // An earlier prefetch, interrupted, may have left this content at
         // the root while the folder did not exist yet: continue it.
         let at_root = RelPath::root().join(&temp_name(&content.hash));
@@ -273,8 +323,12 @@ pub(super) async fn downloads(
         } else {
             resume_point(&content.chunks, partial).0
         };
-        expected.extend_from_slice(&content.chunks[skip..]);
-        jobs.push((holder, temp, content));
+        // A file replacing a local copy gets most of its chunks from
+        // there: the store reads ahead only what it lacks, once it knows.
+        if origin.is_none() {
+            expected.extend_from_slice(&content.chunks[skip..]);
+        }
+        jobs.push((holder, temp, content, origin));
     }
     // Also when one file is left: the ordered operation downloads it, and
     // its chunks still come in fewer requests.
@@ -287,11 +341,11 @@ pub(super) async fn downloads(
     let stopped = AtomicBool::new(false);
     let stopped = &stopped;
     futures::stream::iter(jobs)
-        .map(|(holder, temp, content)| async move {
+        .map(|(holder, temp, content, origin)| async move {
             if stopped.load(Ordering::Relaxed) {
                 return None;
             }
-            match fill_temp(fs, store, &temp, content).await {
+            match fill_temp(fs, store, &temp, content, origin.as_ref()).await {
                 Ok(()) => Some((content.hash, holder)),
                 // About this one file (its folder went away): the ordered
                 // operation sees it again.

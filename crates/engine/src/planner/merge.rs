@@ -8,6 +8,7 @@ use super::claim::{Claims, LocalItem};
 use super::left_out::left_out;
 use super::{Key, PlanInput, Pos};
 use crate::conflict::conflicted_copy_name;
+use crate::planted::{PlantedBug, planted};
 use crate::tree::SyncedItem;
 
 /// An item of the final tree both sides should end up with.
@@ -156,7 +157,7 @@ pub(crate) fn merge(input: &PlanInput<'_>, claims: &Claims) -> Merged {
             }
             (Some(s), None, Some(l)) => {
                 let edited = (!s.is_folder && l.hash != s.content_hash) || l.pos != synced_pos(s);
-                if edited {
+                if edited && !planted(PlantedBug::DeleteOverLocalEdit) {
                     m.fin.insert(key, from_local(l));
                 } else {
                     m.local_deletes.insert(key);
@@ -180,7 +181,9 @@ pub(crate) fn merge(input: &PlanInput<'_>, claims: &Claims) -> Merged {
                     let rc = r.content_hash != s.content_hash;
                     hash = if lc { l.hash } else { r.content_hash };
                     if lc && rc && l.hash != r.content_hash {
-                        conflict(input, &mut m, &mut next_new, key, l);
+                        if !planted(PlantedBug::OverwriteConcurrentEdit) {
+                            conflict(input, &mut m, &mut next_new, key, l);
+                        }
                         hash = r.content_hash;
                     }
                 }

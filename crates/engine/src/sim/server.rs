@@ -1,5 +1,6 @@
 //! An in-memory sync server and chunk store that apply the commit rules of
-//! the real metadata store (reference section 4).
+//! the real metadata store (reference section 4): the very same decision,
+//! `stacksync_proto::commit_rules`, over an in-memory history.
 //!
 //! Uploads are staged the way a packing content store stages them: a
 //! device's uploaded chunks become visible to the server only when that
@@ -12,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use stacksync_proto::commit_rules::{self, AncestryWalk, Decision, Facts, Setting};
 use stacksync_proto::{
     ChangesPage, ChunkId, ChunkRef, CommitOutcome, CommitResult, ContentHash, DeviceId, Error,
-    ErrorKind, ItemCommitResult, ItemId, ItemMeta, NameError, ProposedItem, WorkspaceId,
-    same_chunks,
+    ItemCommitResult, ItemId, ItemMeta, NameError, ProposedItem, WorkspaceId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -151,10 +152,12 @@ impl FakeServer {
         self.lock().items.get(&id).cloned().unwrap_or_default()
     }
 
+    /// One proposed version, decided by the commit rules every server
+    /// applies (`commit_rules::decide`), with the facts they ask for looked
+    /// up in memory the way the metadata store looks them up in SQL. What
+    /// the decision leaves to a store is this fake's own: a refused name
+    /// pattern and a quota on live bytes, both switches of engine tests.
     fn commit_one(s: &mut State, device: DeviceId, p: ProposedItem) -> CommitOutcome {
-        if let Err(error) = p.check_shape() {
-            return CommitOutcome::Refused { error };
-        }
         if let Some(bad) = &s.refuse_names_containing
             && p.name.as_str().contains(bad.as_str())
         {
@@ -163,106 +166,69 @@ impl FakeServer {
             };
         }
         let history = s.items.get(&p.id);
-        let latest = history.and_then(|h| h.last());
-        if let Some(latest) = latest {
-            if p.version <= latest.version {
-                let stored =
-                    &history.expect("latest came from this history")[(p.version - 1) as usize];
-                let same = stored.parent == p.parent
-                    && stored.name == p.name
-                    && stored.is_folder == p.is_folder
-                    && stored.status == p.status
-                    && stored.content_hash == p.content_hash
-                    && same_chunks(&stored.chunks, &p.chunks);
-                return if same {
-                    CommitOutcome::Committed {
-                        meta: stored.clone(),
-                    }
-                } else {
-                    CommitOutcome::Conflict {
-                        current: latest.clone(),
-                    }
-                };
-            }
-            if p.version != latest.version + 1 || latest.is_folder != p.is_folder {
-                return CommitOutcome::Conflict {
-                    current: latest.clone(),
-                };
-            }
-        } else if p.version != 1 {
-            return CommitOutcome::Refused {
-                error: Error::not_found(format!("item {} does not exist", p.id)),
-            };
+        let current = history.and_then(|h| h.last());
+        let asked = commit_rules::lookups(s.workspace, current, &p);
+        let latest = |id: &ItemId| s.items.get(id).and_then(|h| h.last());
+        let mut facts = Facts::default();
+        if let Some(version) = asked.stored_version {
+            facts.stored = history
+                .and_then(|h| h.get(version.checked_sub(1)? as usize))
+                .cloned();
         }
-        let live = p.status.is_live();
-        if live {
-            if let Some(parent) = p.parent {
-                let ok = s
-                    .items
-                    .get(&parent)
-                    .and_then(|h| h.last())
-                    .is_some_and(|m| m.is_folder && m.status.is_live());
-                if !ok {
-                    return CommitOutcome::Refused {
-                        error: Error::not_found(format!("parent {parent} is not a live folder")),
-                    };
-                }
+        if let Some(parent) = asked.ancestry {
+            let mut walk = AncestryWalk::new(s.workspace, p.id, p.is_folder, parent);
+            while let Some(id) = walk.next_lookup() {
+                walk.found(latest(&id));
             }
-            // Like the real server: a live name's folding key is unique in
-            // its folder, and the refusal names the holder.
-            let key = p.name.fold_key();
-            let holder = s.items.values().filter_map(|h| h.last()).find(|m| {
-                m.id != p.id
-                    && m.status.is_live()
-                    && m.parent == p.parent
-                    && m.name.fold_key() == key
-            });
-            if let Some(holder) = holder {
-                let mut error = Error::new(
-                    ErrorKind::Conflict,
-                    format!("name {} is taken in that folder by {}", p.name, holder.name),
-                );
-                error.current = Some(Box::new(holder.clone()));
-                return CommitOutcome::Refused { error };
-            }
-            if let Some(limit) = s.quota {
-                let live_size = |m: &ItemMeta| if m.status.is_live() { m.size } else { 0 };
-                let used: u64 = s
-                    .items
-                    .values()
-                    .filter_map(|h| h.last())
-                    .map(live_size)
-                    .sum();
-                let old = latest.map_or(0, live_size);
-                if p.size > old && used - old + p.size > limit {
-                    return CommitOutcome::Refused {
-                        error: Error::quota_exceeded(format!(
-                            "storing {} bytes for item {} would exceed the quota of {limit} bytes",
-                            p.size, p.id
-                        )),
-                    };
-                }
-            }
+            facts.ancestry = walk.result();
         }
-        s.revision += 1;
-        s.clock += 1;
-        let meta = ItemMeta {
-            id: p.id,
+        if let Some(folder) = asked.live_children {
+            facts.live_children = s
+                .items
+                .values()
+                .filter_map(|h| h.last())
+                .any(|m| m.status.is_live() && m.parent == Some(folder));
+        }
+        if let Some((parent, name)) = &asked.name_holder {
+            facts.name_holder = s
+                .items
+                .values()
+                .filter_map(|h| h.last())
+                .find(|m| commit_rules::holds_name(m, p.id, *parent, name))
+                .cloned();
+        }
+        let at = Setting {
             workspace: s.workspace,
-            parent: p.parent,
-            name: p.name,
-            is_folder: p.is_folder,
-            mimetype: p.mimetype,
-            status: p.status,
-            version: p.version,
-            content_hash: p.content_hash,
-            size: p.size,
-            client_modified: p.client_modified,
-            server_modified: s.clock,
             device,
-            revision: s.revision,
-            chunks: p.chunks,
+            now: s.clock + 1,
+            revision: s.revision + 1,
         };
+        let meta = match commit_rules::decide(&at, current, &p, &facts) {
+            Decision::Accept(meta) => meta,
+            other => return other.into_outcome(),
+        };
+        if let Some(limit) = s.quota
+            && meta.status.is_live()
+        {
+            let live_size = |m: &ItemMeta| if m.status.is_live() { m.size } else { 0 };
+            let used: u64 = s
+                .items
+                .values()
+                .filter_map(|h| h.last())
+                .map(live_size)
+                .sum();
+            let old = current.map_or(0, live_size);
+            if meta.size > old && used - old + meta.size > limit {
+                return CommitOutcome::Refused {
+                    error: Error::quota_exceeded(format!(
+                        "storing {} bytes for item {} would exceed the quota of {limit} bytes",
+                        meta.size, meta.id
+                    )),
+                };
+            }
+        }
+        s.revision = meta.revision;
+        s.clock = meta.server_modified;
         s.items.entry(meta.id).or_default().push(meta.clone());
         CommitOutcome::Committed { meta }
     }
