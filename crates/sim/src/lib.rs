@@ -21,13 +21,18 @@ pub mod link;
 pub mod run;
 pub mod world;
 
-pub use run::{RunConfig, RunFailure, RunStats, run_seed};
+pub use run::{RunConfig, RunFailure, RunStats, run_seed, shrink};
 pub use stacksync_engine::planted::PlantedBug;
 
-/// The one command that reproduces `seed` (with `bug` planted).
-pub fn reproduce(seed: u64, bug: Option<PlantedBug>) -> String {
-    match bug {
-        None => format!("scripts/sim --seed {seed}"),
-        Some(b) => format!("scripts/sim --seed {seed} --plant {}", b.name()),
+/// The one command that reproduces `seed` (with `bug` planted, cut after
+/// `steps` steps if given).
+pub fn reproduce(seed: u64, bug: Option<PlantedBug>, steps: Option<usize>) -> String {
+    let mut command = format!("scripts/sim --seed {seed}");
+    if let Some(n) = steps {
+        command.push_str(&format!(" --steps {n}"));
     }
+    if let Some(b) = bug {
+        command.push_str(&format!(" --plant {}", b.name()));
+    }
+    command
 }

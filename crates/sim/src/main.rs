@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use stacksync_engine::planted::{PlantedBug, plant};
-use stacksync_sim::{RunConfig, reproduce, run_seed};
+use stacksync_sim::{RunConfig, reproduce, run_seed, shrink};
 
 struct Args {
     seeds: Vec<u64>,
@@ -83,11 +83,7 @@ fn main() -> ExitCode {
     let (mut failures, mut steps) = (0u64, 0u64);
     for &seed in &args.seeds {
         let config = args.config.clone();
-        // A task of its own, so that a panic fails the seed, not the run.
-        let local = tokio::task::LocalSet::new();
-        let outcome = local.block_on(&runtime, async move {
-            tokio::task::spawn_local(async move { run_seed(seed, &config).await }).await
-        });
+        let outcome = local_run(&runtime, async move { run_seed(seed, &config).await });
         match outcome {
             Ok(Ok(stats)) => {
                 steps += stats.steps;
@@ -98,22 +94,31 @@ fn main() -> ExitCode {
             Ok(Err(failure)) => {
                 failures += 1;
                 println!("FAIL seed {seed}: {}", failure.message);
-                let tail = failure.trace.len().saturating_sub(40);
-                if args.verbose {
-                    for line in &failure.trace {
-                        println!("    {line}");
+                // The shortest prefix of the workload that still fails,
+                // whose trace is the one worth reading.
+                let config = args.config.clone();
+                let shrunk = local_run(&runtime, async move { shrink(seed, &config).await });
+                let (cut, failure) = match shrunk {
+                    Ok(Some((n, shorter))) => {
+                        println!("  shrunk to {n} step(s): {}", shorter.message);
+                        (Some(n), shorter)
                     }
+                    _ => (None, failure),
+                };
+                let tail = if args.verbose {
+                    0
                 } else {
-                    for line in &failure.trace[tail..] {
-                        println!("    {line}");
-                    }
+                    failure.trace.len().saturating_sub(40)
+                };
+                for line in &failure.trace[tail..] {
+                    println!("    {line}");
                 }
-                println!("  reproduce: {}", reproduce(seed, args.plant));
+                println!("  reproduce: {}", reproduce(seed, args.plant, cut));
             }
             Err(panic) => {
                 failures += 1;
                 println!("FAIL seed {seed}: panicked: {panic}");
-                println!("  reproduce: {}", reproduce(seed, args.plant));
+                println!("  reproduce: {}", reproduce(seed, args.plant, None));
             }
         }
     }
@@ -132,4 +137,18 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Runs `fut` to its end as a task of its own, so that a panic fails the
+/// seed, not the whole run.
+fn local_run<F>(
+    runtime: &tokio::runtime::Runtime,
+    fut: F,
+) -> Result<F::Output, tokio::task::JoinError>
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    let local = tokio::task::LocalSet::new();
+    local.block_on(runtime, async move { tokio::task::spawn_local(fut).await })
 }

@@ -80,6 +80,23 @@ pub async fn run_seed(seed: u64, config: &RunConfig) -> Result<RunStats, RunFail
         })
 }
 
+/// The shortest run of `seed` that still fails: the same workload cut
+/// after fewer steps (each prefix of a seed's steps is the same), then
+/// quiescence and the checks. Returns its step count and failure, or
+/// `None` if no shorter run fails (the failure needs the full length).
+pub async fn shrink(seed: u64, config: &RunConfig) -> Option<(usize, RunFailure)> {
+    for steps in 0..config.steps {
+        let shorter = RunConfig {
+            steps,
+            ..config.clone()
+        };
+        if let Err(f) = run_seed(seed, &shorter).await {
+            return Some((steps, f));
+        }
+    }
+    None
+}
+
 struct Run {
     rng: SimRng,
     config: RunConfig,

@@ -5,7 +5,7 @@
 //! seeds. A failure names the seed and the command that reproduces it.
 
 use stacksync_engine::planted::plant;
-use stacksync_sim::{PlantedBug, RunConfig, reproduce, run_seed};
+use stacksync_sim::{PlantedBug, RunConfig, reproduce, run_seed, shrink};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -28,12 +28,17 @@ async fn band(k: u64) {
     let mut failed = Vec::new();
     for seed in start..end {
         if let Err(f) = run_seed(seed, &config).await {
+            // The shortest failing prefix, whose trace is worth reading.
+            let (steps, f) = match shrink(seed, &config).await {
+                Some((steps, shorter)) => (Some(steps), shorter),
+                None => (None, f),
+            };
             let tail = f.trace.len().saturating_sub(30);
             failed.push(format!(
                 "seed {seed}: {}\n{}\n  reproduce: {}",
                 f.message,
                 f.trace[tail..].join("\n"),
-                reproduce(seed, None)
+                reproduce(seed, None, steps)
             ));
         }
     }

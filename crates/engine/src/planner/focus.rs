@@ -29,7 +29,11 @@
 //! then runs unchanged on the trees cut down to the region and its
 //! context: one set of planning rules, whichever way it is called.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::Hash;
+
+use foldhash::{HashMap, HashMapExt};
 use std::ops::Bound;
 
 use stacksync_proto::{ContentHash, ItemId, ItemName};
@@ -88,56 +92,90 @@ enum Node {
     Path(RelPath),
 }
 
-/// Lookups over the full trees, built once per focused plan.
+/// A map from keys to one or more values that allocates only for keys
+/// with more than one: most keys (a content hash, a file id, a name in a
+/// folder) have exactly one, and a `Vec` per key would cost an allocation
+/// for each of a tree's entries in every focused plan.
+struct Multi<K, V> {
+    first: HashMap<K, V>,
+    more: HashMap<K, Vec<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V> Multi<K, V> {
+    fn with_capacity(n: usize) -> Self {
+        Multi {
+            first: HashMap::with_capacity(n),
+            more: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, key: K, value: V) {
+        match self.first.entry(key) {
+            Entry::Occupied(e) => self.more.entry(e.key().clone()).or_default().push(value),
+            Entry::Vacant(e) => {
+                e.insert(value);
+            }
+        }
+    }
+
+    /// Every value of `key`.
+    fn get(&self, key: &K) -> impl Iterator<Item = &V> + use<'_, K, V> {
+        let (first, more) = (self.first.get(key), self.more.get(key));
+        first.into_iter().chain(more.into_iter().flatten())
+    }
+}
+
+/// Lookups over the full trees, built once per focused plan. Hashed with
+/// foldhash (randomly seeded per process: names come from other users),
+/// several times faster than SipHash on these small keys; building them is
+/// most of a focused plan's cost in a large tree.
 struct Index<'a> {
     input: &'a PlanInput<'a>,
     synced_children: HashMap<Option<ItemId>, Vec<ItemId>>,
     synced_by_name: HashMap<(Option<ItemId>, &'a ItemName), ItemId>,
-    synced_by_file_id: HashMap<u64, Vec<ItemId>>,
-    synced_by_hash: HashMap<ContentHash, Vec<ItemId>>,
+    synced_by_file_id: Multi<u64, ItemId>,
+    synced_by_hash: Multi<ContentHash, ItemId>,
     remote_children: HashMap<Option<ItemId>, Vec<ItemId>>,
-    remote_by_name: HashMap<(Option<ItemId>, &'a ItemName), Vec<ItemId>>,
+    remote_by_name: Multi<(Option<ItemId>, &'a ItemName), ItemId>,
     local_children: HashMap<&'a [ItemName], Vec<&'a RelPath>>,
-    local_by_file_id: HashMap<u64, Vec<&'a RelPath>>,
+    local_by_file_id: Multi<u64, &'a RelPath>,
 }
 
 impl<'a> Index<'a> {
     fn new(input: &'a PlanInput<'a>) -> Index<'a> {
         let state = input.state;
+        let (synced, remote, local) = (state.synced.len(), state.remote.len(), input.local.len());
         let mut ix = Index {
             input,
             synced_children: HashMap::new(),
-            synced_by_name: HashMap::new(),
-            synced_by_file_id: HashMap::new(),
-            synced_by_hash: HashMap::new(),
+            synced_by_name: HashMap::with_capacity(synced),
+            synced_by_file_id: Multi::with_capacity(synced),
+            synced_by_hash: Multi::with_capacity(synced),
             remote_children: HashMap::new(),
-            remote_by_name: HashMap::new(),
+            remote_by_name: Multi::with_capacity(remote),
             local_children: HashMap::new(),
-            local_by_file_id: HashMap::new(),
+            local_by_file_id: Multi::with_capacity(local),
         };
         for (id, s) in &state.synced {
             ix.synced_children.entry(s.parent).or_default().push(*id);
             ix.synced_by_name.insert((s.parent, &s.name), *id);
             if let Some(f) = s.stamp.and_then(|st| st.file_id) {
-                ix.synced_by_file_id.entry(f).or_default().push(*id);
+                ix.synced_by_file_id.push(f, *id);
             }
             if let (false, Some(h)) = (s.is_folder, s.content_hash) {
-                ix.synced_by_hash.entry(h).or_default().push(*id);
+                ix.synced_by_hash.push(h, *id);
             }
         }
         for m in state.remote.iter() {
             ix.remote_children.entry(m.parent).or_default().push(m.id);
-            ix.remote_by_name
-                .entry((m.parent, &m.name))
-                .or_default()
-                .push(m.id);
+            ix.remote_by_name.push((m.parent, &m.name), m.id);
         }
         for (path, e) in input.local {
             if let Some((_, parent)) = path.components().split_last() {
                 ix.local_children.entry(parent).or_default().push(path);
             }
             if let Some(f) = e.stamp.file_id {
-                ix.local_by_file_id.entry(f).or_default().push(path);
+                ix.local_by_file_id.push(f, path);
             }
         }
         ix
@@ -159,8 +197,7 @@ impl<'a> Index<'a> {
         for name in path.components() {
             here = here
                 .iter()
-                .filter_map(|p| self.remote_by_name.get(&(*p, name)))
-                .flatten()
+                .flat_map(|p| self.remote_by_name.get(&(*p, name)))
                 .filter(|id| remote.live(**id).is_some())
                 .map(|id| Some(*id))
                 .collect();
@@ -306,10 +343,10 @@ fn identify(ix: &Index<'_>, node: &Node, full: bool, queue: &mut Vec<(Node, bool
                 queue.push((Node::Id(id), full));
             }
             if let Some(f) = ix.input.local.get(p).and_then(|e| e.stamp.file_id) {
-                for q in ix.local_by_file_id.get(&f).into_iter().flatten() {
+                for q in ix.local_by_file_id.get(&f) {
                     queue.push((Node::Path((*q).clone()), full));
                 }
-                for id in ix.synced_by_file_id.get(&f).into_iter().flatten() {
+                for id in ix.synced_by_file_id.get(&f) {
                     queue.push((Node::Id(*id), full));
                 }
             }
@@ -359,7 +396,7 @@ fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
             if let Some(e) = local.get(p)
                 && let (false, Some(h)) = (e.is_folder, e.hash)
             {
-                for id in ix.synced_by_hash.get(&h).into_iter().flatten() {
+                for id in ix.synced_by_hash.get(&h) {
                     let gone = state
                         .synced_path(*id)
                         .is_none_or(|sp| local.get(&sp).is_none_or(|e| e.is_folder));
