@@ -1,8 +1,8 @@
-//! The simulation in the test suite: a band of seeds must all pass
+//! The simulation in the test suite: a range of seeds must all pass
 //! (`STACKSYNC_SIM_SEEDS` seeds, default 500, from `STACKSYNC_SIM_FROM`, in
-//! five bands),
-//! and each known bug planted in the engine must be caught within a few
-//! seeds. A failure names the seed and the command that reproduces it.
+//! five bands), and each known bug planted in the engine must be caught
+//! within a few seeds. A failure names the seed, its shortest failing
+//! prefix and the command that reproduces it.
 
 use stacksync_engine::planted::plant;
 use stacksync_sim::{PlantedBug, RunConfig, reproduce, run_seed, shrink};
