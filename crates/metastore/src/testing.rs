@@ -109,6 +109,31 @@ impl TestDb {
 }
 
 impl OldSchemaDb {
+    /// Runs `statements` in order, each with its `$n` parameters bound to
+    /// the strings given (rows written as an older server wrote them);
+    /// panics naming the statement that fails.
+    pub async fn execute(&self, statements: &[(&'static str, Vec<String>)]) {
+        for (sql, binds) in statements {
+            let mut query = sqlx::query(*sql);
+            for b in binds {
+                query = query.bind(b.as_str());
+            }
+            query
+                .execute(&self.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// Closes the plain pool and opens a store on the database, which
+    /// upgrades it; panics if the upgrade fails.
+    pub async fn upgrade(&self) -> MetaStore {
+        self.pool.close().await;
+        MetaStore::connect(&self.url)
+            .await
+            .expect("the old database upgrades")
+    }
+
     /// A fresh database (SQLite, or PostgreSQL when `postgres`; `None` when
     /// PostgreSQL tests are skipped) with the migrations up to `version`
     /// applied, as a server of that schema would have left it.

@@ -348,20 +348,8 @@ async fn first_schema_upgrades(postgres: bool) {
             vec![ws.clone()],
         ),
     ];
-    for (sql, binds) in statements {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(b);
-        }
-        q.execute(&old.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    old.pool.close().await;
-
-    let store = MetaStore::connect(&old.url)
-        .await
-        .expect("the old database upgrades");
+    old.execute(&statements).await;
+    let store = old.upgrade().await;
     let ws = ws.parse().unwrap();
     let whole = ChunkRef::whole(chunk, 12);
     let page = store.get_changes(ws, 0, 10).await.unwrap();

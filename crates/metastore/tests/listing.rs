@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use stacksync_metastore::MetaStore;
-use stacksync_proto::{ChunkId, ChunkRef, DeviceId, ItemId, ItemMeta, WorkspaceId};
+use stacksync_proto::{ChunkId, ChunkRef, DeviceId, ItemId, ItemMeta, Workspace, WorkspaceId};
 
 conformance!(
     listing_from_zero_in_small_pages_is_the_current_tree,
@@ -49,6 +49,20 @@ async fn list_from_zero(store: &MetaStore, ws: WorkspaceId, limit: u32) -> Vec<I
 /// A workspace with folders, empty and multi-chunk files, chunks repeated
 /// within a file and shared between files (whose later claims lose), files
 /// edited, moved and deleted. Returns the ids of every item.
+/// Moves folder `dir` of `f`'s workspace into a new shared workspace,
+/// which it returns.
+async fn share_folder(store: &MetaStore, f: &Fixture, dir: ItemId) -> Workspace {
+    let shared = store
+        .create_workspace(f.user.id, "Shared", true, Default::default())
+        .await
+        .unwrap();
+    store
+        .move_folder_to_workspace(f.ws.id, dir, shared.id, DeviceId::NIL)
+        .await
+        .unwrap();
+    shared
+}
+
 async fn varied_tree(store: &MetaStore, f: &Fixture) -> Vec<ItemId> {
     stock(store, f, f.ws.id).await;
     let ids: Vec<ItemId> = (0..9).map(|_| ItemId::new()).collect();
@@ -242,14 +256,7 @@ async fn pages_reach_across_long_runs_of_superseded_revisions(store: &MetaStore)
         vec![file_of(last, None, "last", vec![whole(1, 10)])],
     )
     .await;
-    let shared = store
-        .create_workspace(f.user.id, "Shared", true, Default::default())
-        .await
-        .unwrap();
-    store
-        .move_folder_to_workspace(f.ws.id, dir, shared.id, DeviceId::NIL)
-        .await
-        .unwrap();
+    let shared = share_folder(store, &f, dir).await;
     let whole_listing = list_from_zero(store, f.ws.id, 1000).await;
     let ids: Vec<ItemId> = whole_listing.iter().map(|m| m.id).collect();
     // The folder itself stays behind, deleted, as the newest change.
@@ -464,14 +471,7 @@ async fn moving_a_file_with_a_repeated_chunk_keeps_the_sources_entry(store: &Met
         ],
     )
     .await;
-    let shared = store
-        .create_workspace(f.user.id, "Shared", true, Default::default())
-        .await
-        .unwrap();
-    store
-        .move_folder_to_workspace(f.ws.id, dir, shared.id, DeviceId::NIL)
-        .await
-        .unwrap();
+    let shared = share_folder(store, &f, dir).await;
     assert_eq!(
         store.locate_chunks(f.ws.id, &[c.id]).await.unwrap(),
         vec![Some(c)]
@@ -571,21 +571,8 @@ async fn schema_5_upgrades_with_chunk_lists(postgres: bool) {
             vec![ws.clone(), c7, p],
         ),
     ]);
-    for (sql, binds) in statements {
-        let mut query = sqlx::query(sql);
-        for b in binds {
-            query = query.bind(b);
-        }
-        query
-            .execute(&old.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    old.pool.close().await;
-
-    let store = MetaStore::connect(&old.url)
-        .await
-        .expect("the old database upgrades");
+    old.execute(&statements).await;
+    let store = old.upgrade().await;
     let ws: WorkspaceId = ws.parse().unwrap();
     let listed = assert_listing_is_the_items(&store, ws).await;
     assert_eq!(

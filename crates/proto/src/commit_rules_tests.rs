@@ -46,18 +46,37 @@ fn content(seed: u8) -> (Option<ContentHash>, u64, Vec<ChunkRef>) {
     (Some(ContentHash([seed; 32])), u64::from(size), chunks)
 }
 
+/// A status that fits `version` (a first version is new).
+fn status_at(version: u64, st: usize) -> ItemStatus {
+    if version == 1 {
+        ItemStatus::New
+    } else {
+        status(st)
+    }
+}
+
+/// The content of an item of this kind and status: none for a folder or a
+/// deleted item.
+fn content_of(
+    is_folder: bool,
+    status: ItemStatus,
+    seed: u8,
+) -> (Option<ContentHash>, u64, Vec<ChunkRef>) {
+    if is_folder || !status.is_live() {
+        (None, 0, Vec::new())
+    } else {
+        content(seed)
+    }
+}
+
 prop_compose! {
     fn meta()(
         id in 1..4u64, parent in proptest::option::of(1..5u64), name_i in 0..5usize,
         is_folder: bool, st in 0..5usize, version in 1..5u64, seed in 0..4u8, dev in 1..3u64,
         other_ws in proptest::bool::weighted(0.1), rev in 1..50u64,
     ) -> ItemMeta {
-        let status = if version == 1 { ItemStatus::New } else { status(st) };
-        let (hash, size, chunks) = if is_folder || !status.is_live() {
-            (None, 0, Vec::new())
-        } else {
-            content(seed)
-        };
+        let status = status_at(version, st);
+        let (hash, size, chunks) = content_of(is_folder, status, seed);
         ItemMeta {
             id: item(id),
             workspace: if other_ws { OTHER_WS } else { WS },
@@ -84,12 +103,8 @@ prop_compose! {
         is_folder: bool, st in 0..5usize, version in 1..6u64, seed in 0..4u8,
         malformed in proptest::bool::weighted(0.05),
     ) -> ProposedItem {
-        let status = if version == 1 { ItemStatus::New } else { status(st) };
-        let (hash, size, chunks) = if is_folder || !status.is_live() {
-            (None, 0, Vec::new())
-        } else {
-            content(seed)
-        };
+        let status = status_at(version, st);
+        let (hash, size, chunks) = content_of(is_folder, status, seed);
         ProposedItem {
             id: item(id),
             parent: parent.map(item),
