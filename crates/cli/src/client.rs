@@ -272,6 +272,8 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                         "chunks_deduplicated": load(&stats.chunks_deduplicated),
                         "bytes_downloaded": load(&stats.bytes_downloaded),
                         "chunks_downloaded": load(&stats.chunks_downloaded),
+                        "deltas_uploaded": load(&stats.deltas_uploaded),
+                        "deltas_downloaded": load(&stats.deltas_downloaded),
                         "refused": report.refused.iter().map(|(p, why)| serde_json::json!({"path": p.to_string(), "reason": why})).collect::<Vec<_>>(),
                         "not_synced": report.not_synced,
                     });

@@ -299,8 +299,17 @@ async fn data_folder_and_client_home_are_private() {
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(&home).unwrap() {
         let path = entry.unwrap().path();
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
         seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        // Folders (the base cache's) are 0700 and hold only private things.
+        let mut walk = vec![path];
+        while let Some(path) = walk.pop() {
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                walk.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
     }
     for f in [
         "profile.toml",

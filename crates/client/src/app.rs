@@ -29,8 +29,8 @@ use crate::profile::{Profile, ProfileError};
 use crate::state::{SqliteStateStore, StateDbError};
 use crate::status::{self, DaemonState, Snapshot, StatusBoard};
 use crate::transfer::{
-    Activity, ChunkedContentStore, Deadlines, JournalError, TransferConfig, TransferError,
-    TransferStats, UploadJournal, WatchedConnection, woken_is_progress,
+    Activity, BaseCache, ChunkedContentStore, Deadlines, JournalError, TransferConfig,
+    TransferError, TransferStats, UploadJournal, WatchedConnection, woken_is_progress,
 };
 use crate::watcher::{WatchConfig, WatchError, WatchEvent, Watcher};
 
@@ -225,9 +225,21 @@ impl SyncClient {
             .await
             .map_err(AppError::service("opening the chunk store"))?;
         let journal = UploadJournal::open(&profile.uploads_db_path(), workspace.id).await?;
-        let content =
+        let mut content =
             ChunkedContentStore::with_journal(codec, transport, options.transfer, Some(journal))?
                 .watched_by(activity.clone());
+        if options.transfer.base_cache_bytes > 0 {
+            let (dir, budget) = (
+                profile.bases_dir(workspace.id),
+                options.transfer.base_cache_bytes,
+            );
+            match tokio::task::spawn_blocking(move || BaseCache::open(&dir, budget)).await {
+                Ok(Ok(cache)) => content = content.with_base_cache(Arc::new(cache)),
+                // Only a saving is lost: every chunk is sent whole.
+                Ok(Err(e)) => tracing::warn!("base cache not opened: {e}"),
+                Err(e) => tracing::warn!("base cache not opened: {e}"),
+            }
+        }
         let state = SqliteStateStore::open(&profile.state_db_path(), workspace.id)
             .await?
             .watched_by(activity.clone());

@@ -56,14 +56,16 @@ pub async fn workspaces(conn: &dyn Connection) -> Result<Vec<Workspace>, Error> 
     }
 }
 
-/// Where the service stores each of `ids` in `workspace`, asked through
-/// `rpc` in requests of at most [`Request::MAX_LOCATE_IDS`] ids. An answer
+/// Where the service stores each of `ids` in `workspace` (with `bases`,
+/// where to read each as the base of a delta), asked through `rpc` in
+/// requests of at most [`Request::MAX_LOCATE_IDS`] ids. An answer
 /// of the wrong length or naming another chunk is an error: the service is
 /// broken, and guessing which answer belongs to which id could commit a
 /// chunk at someone else's location.
 pub(crate) async fn locate_chunks<F, Fut>(
     workspace: WorkspaceId,
     ids: &[ChunkId],
+    bases: bool,
     rpc: F,
 ) -> Result<Vec<Option<ChunkRef>>, Error>
 where
@@ -75,6 +77,7 @@ where
         let request = Request::LocateChunks {
             workspace,
             ids: batch.to_vec(),
+            bases,
         };
         let chunks = match rpc(request).await? {
             Reply::ChunkLocations { chunks } => chunks,
@@ -258,7 +261,11 @@ impl ChunkTransport for GatewayTransport {
     }
 
     async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
-        locate_chunks(self.workspace, ids, |r| self.client.rpc(r)).await
+        locate_chunks(self.workspace, ids, false, |r| self.client.rpc(r)).await
+    }
+
+    async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        locate_chunks(self.workspace, ids, true, |r| self.client.rpc(r)).await
     }
 }
 
@@ -288,7 +295,7 @@ mod tests {
     async fn large_asks_are_split_and_answers_kept_in_order() {
         let ids: Vec<ChunkId> = (0..2500).map(id).collect();
         let sizes = Mutex::new(Vec::new());
-        let located = locate_chunks(WorkspaceId::NIL, &ids, |r| {
+        let located = locate_chunks(WorkspaceId::NIL, &ids, false, |r| {
             let Request::LocateChunks { ids, .. } = &r else {
                 panic!("not a locate request");
             };
@@ -308,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn answers_about_other_chunks_or_of_another_length_are_refused() {
         let ids: Vec<ChunkId> = (0..3).map(id).collect();
-        let short = locate_chunks(WorkspaceId::NIL, &ids, |_| async {
+        let short = locate_chunks(WorkspaceId::NIL, &ids, false, |_| async {
             Ok(Reply::ChunkLocations { chunks: vec![None] })
         })
         .await
@@ -319,7 +326,7 @@ mod tests {
                 .contains("located 1 chunks when asked about 3"),
             "{short}"
         );
-        let swapped = locate_chunks(WorkspaceId::NIL, &ids, |_| async {
+        let swapped = locate_chunks(WorkspaceId::NIL, &ids, false, |_| async {
             Ok(Reply::ChunkLocations {
                 chunks: vec![Some(ChunkRef::whole(id(1), 7)), None, None],
             })
@@ -327,7 +334,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(swapped.message.contains("answered about"), "{swapped}");
-        let wrong = locate_chunks(WorkspaceId::NIL, &ids, |_| async {
+        let wrong = locate_chunks(WorkspaceId::NIL, &ids, false, |_| async {
             Ok(Reply::Members { members: vec![] })
         })
         .await

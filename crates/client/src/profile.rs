@@ -282,6 +282,12 @@ impl Profile {
         self.home.join(STATE_FILE)
     }
 
+    /// Where the base cache of `workspace` lives (recently synced chunks
+    /// kept to send and read deltas against, `transfer::bases`).
+    pub fn bases_dir(&self, workspace: stacksync_proto::WorkspaceId) -> PathBuf {
+        self.home.join("bases").join(workspace.to_string())
+    }
+
     /// Where the upload journal lives (chunks written into packs, so that
     /// an upload interrupted by a crash resumes without sending them again).
     pub fn uploads_db_path(&self) -> PathBuf {

@@ -21,7 +21,7 @@ fn open(transport: &Arc<Probe>, codec: ChunkCodec) -> ChunkedContentStore {
 
 async fn upload(cs: &ChunkedContentStore, data: &[u8]) -> Uploaded {
     let up = cs
-        .upload_file(ByteReader::new(std::io::Cursor::new(data.to_vec())))
+        .upload_file(ByteReader::new(std::io::Cursor::new(data.to_vec())), &[])
         .await
         .unwrap();
     cs.flush().await.unwrap();

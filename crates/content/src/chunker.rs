@@ -264,8 +264,26 @@ impl<R: Read> ChunkReader<R> {
     }
 
     /// Bytes buffered but not yet handed out.
-    fn available(&self) -> usize {
+    pub(crate) fn available(&self) -> usize {
         self.end - self.start
+    }
+
+    /// Reads until the window is full or the input ends, before the first
+    /// chunk, so that [`Self::holds_all_within`] can tell a small input.
+    /// Cut points do not depend on it (see `next_slice`).
+    pub(crate) fn fill(&mut self) -> Result<(), ContentError> {
+        self.refill().map_err(|source| {
+            self.failed = true;
+            ContentError::Read {
+                offset: self.offset + self.available() as u64,
+                source,
+            }
+        })
+    }
+
+    /// Whether the whole input is buffered and at most `len` bytes long.
+    pub(crate) fn holds_all_within(&self, len: usize) -> bool {
+        self.eof && self.available() <= len
     }
 }
 

@@ -9,7 +9,8 @@
 //! that becomes its encoded object (header room in front, encrypted in
 //! place); each 64 KiB block of the file hash is hashed right after it is
 //! copied (`copy_and_hash`), then the chunk id over the copy, which the
-//! L2 cache still holds for a typical chunk. The reader only
+//! L2 cache still holds for a typical chunk (hashing the id block by block
+//! beside the copy instead measured no faster). The reader only
 //! reads and cuts, cuts before it refills where the bytes in view already
 //! decide the cut (so a refill carries less than a chunk into the next
 //! window), and reuses a window once no chunk in flight refers to it;
@@ -17,15 +18,15 @@
 //! fresh ones cost a page fault per 4 KiB.
 //!
 //! Where the CPU goes (`perf record`, bench, incompressible data, per GB):
-//! about 0.78 CPU-s without encryption. The two BLAKE3 passes are ~0.3
+//! about 0.9 CPU-s without encryption. The two BLAKE3 passes are ~0.3
 //! (a chunk id is BLAKE3 of the chunk and the file hash BLAKE3 of the
 //! file; BLAKE3 chunk counters differ between the two trees, so no work
 //! can be shared, and both are pinned by stored data), the cut-point
 //! search ~0.2, the two copies (the read into the window, which a `Read`
 //! makes inevitable, and the worker's copy into the chunk's own buffer)
-//! ~0.2, the sampled compressibility test ~0.01; AES-256-GCM adds
+//! ~0.2, the sampled compressibility test ~0.03; AES-256-GCM adds
 //! 0.35-0.5 (XChaCha20-Poly1305: 1.1 s). The reader's share (read and cut)
-//! is ~0.4 and the workers' ~0.4, so two idle cores can pass about 2.4
+//! is ~0.3 and the workers' ~0.6, so two idle cores can pass about 2.2
 //! GB/s.
 //! The calling thread puts results back in order and hands them to the
 //! sink. At most `max_in_flight` chunks exist between the reader and the
@@ -42,7 +43,9 @@ use std::thread;
 use blake3::hazmat::ChainingValue;
 use stacksync_proto::{ChunkRef, ContentHash};
 
-use crate::chunker::{ChunkerConfig, SharedChunk, WindowPool, chunk_reader_with_buffer};
+use crate::chunker::{
+    ChunkReader, ChunkerConfig, SharedChunk, WindowPool, chunk_reader_with_buffer,
+};
 use crate::codec::{ChunkCodec, ContentHasher, EncodedChunk};
 use crate::error::ContentError;
 use crate::filehash::{BlockSplitter, BlockWork, CvStack, copy_and_hash};
@@ -148,7 +151,7 @@ impl FileEncoder {
     /// list. Stops at the first error, from either side.
     pub fn encode<R, E>(
         &self,
-        mut reader: R,
+        reader: R,
         mut sink: impl FnMut(EncodedChunk) -> Result<(), E>,
     ) -> Result<FileSummary, EncodeError<E>>
     where
@@ -159,19 +162,18 @@ impl FileEncoder {
         // first sync of 10,000 small files spent most of its CPU starting
         // threads and switching between them). Cut points never depend on
         // how the input arrives, so both ways give the same chunks.
-        let small = self.config.chunker.max as usize;
-        let mut prefix = Vec::new();
-        (&mut reader)
-            .take(small as u64 + 1)
-            .read_to_end(&mut prefix)
-            .map_err(|source| ContentError::Read {
-                offset: prefix.len() as u64,
-                source,
-            })?;
-        if prefix.len() <= small {
-            return self.encode_here(&prefix, sink);
+        //
+        // The first read goes straight into the reader's window, which
+        // the reader then starts from (no separate prefix buffer, no copy
+        // of it into the window; a small file's bytes are copied once, by
+        // the read, before the chunk's own copy).
+        let chunker = self.config.chunker;
+        let mut chunks = chunk_reader_with_buffer(reader, chunker, read_buffer_len(chunker))?
+            .with_windows(self.windows.take());
+        chunks.fill()?;
+        if chunks.holds_all_within(chunker.max as usize) {
+            return self.encode_here(chunks, sink);
         }
-        let reader = std::io::Cursor::new(prefix).chain(reader);
         let workers = self.workers();
         let in_flight = match self.config.max_in_flight {
             0 => 2 * workers + 2,
@@ -184,7 +186,6 @@ impl FileEncoder {
         // the reader's next send fails instead of blocking forever.
         let job_rx = Arc::new(Mutex::new(job_rx));
         let codec = &self.codec;
-        let chunker = self.config.chunker;
         let windows = &*self.windows;
 
         thread::scope(|scope| {
@@ -193,7 +194,7 @@ impl FileEncoder {
             handles.push(scope.spawn(move || {
                 let on_panic = reader_tx.clone();
                 guard(&on_panic, "the reader", || {
-                    read_chunks(reader, chunker, windows, token_tx, job_tx, reader_tx)
+                    read_chunks(chunks, windows, token_tx, job_tx, reader_tx)
                 });
             }));
             for _ in 0..workers {
@@ -222,27 +223,20 @@ impl FileEncoder {
 }
 
 impl FileEncoder {
-    /// Encodes `data` (at most one maximum chunk) on the calling thread,
-    /// with the pipeline's own stages run one after the other.
-    fn encode_here<E>(
+    /// Encodes a file whose bytes `chunks` already holds (at most one
+    /// maximum chunk) on the calling thread, with the pipeline's own stages
+    /// run one after the other.
+    fn encode_here<R: Read, E>(
         &self,
-        data: &[u8],
+        chunks: ChunkReader<R>,
         mut sink: impl FnMut(EncodedChunk) -> Result<(), E>,
     ) -> Result<FileSummary, EncodeError<E>> {
-        let chunker = self.config.chunker;
         // Room for every chunk at once: FastCDC never cuts below `min`.
-        let room = data.len() / chunker.min.max(1) as usize + 2;
+        let room = chunks.available() / self.config.chunker.min.max(1) as usize + 2;
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(room);
         let (res_tx, res_rx) = mpsc::channel::<Msg>();
         let (token_tx, token_rx) = mpsc::sync_channel::<()>(room);
-        read_chunks(
-            data,
-            chunker,
-            &self.windows,
-            token_tx,
-            job_tx,
-            res_tx.clone(),
-        );
+        read_chunks(chunks, &self.windows, token_tx, job_tx, res_tx.clone());
         encode_jobs(&self.codec, &Mutex::new(job_rx), &res_tx);
         drop(res_tx);
         collect(&self.codec, &res_rx, &token_rx, &mut sink)
@@ -262,20 +256,12 @@ fn guard(results: &mpsc::Sender<Msg>, who: &str, body: impl FnOnce()) {
 /// The reader thread: chunk, take a token per chunk (the in-flight bound),
 /// plan block hashing, dispatch.
 fn read_chunks<R: Read>(
-    reader: R,
-    chunker: ChunkerConfig,
+    mut chunks: ChunkReader<R>,
     windows: &WindowPool,
     token_tx: SyncSender<()>,
     job_tx: SyncSender<Job>,
     res_tx: mpsc::Sender<Msg>,
 ) {
-    let mut chunks = match chunk_reader_with_buffer(reader, chunker, read_buffer_len(chunker)) {
-        Ok(c) => c.with_windows(windows.take()),
-        Err(e) => {
-            let _ = res_tx.send(Msg::Failed(e));
-            return;
-        }
-    };
     let mut splitter = BlockSplitter::default();
     let (mut seq, mut size) = (0u64, 0u64);
     while let Some(item) = chunks.next_shared() {

@@ -201,6 +201,20 @@ pub trait ContentStore: Send + Sync {
     /// The returned chunks carry where each is stored. Memory stays
     /// bounded by the chunk size (and the store's pack buffers).
     async fn upload(&self, content: ByteReader) -> Result<Uploaded, stacksync_proto::Error>;
+    /// As [`ContentStore::upload`], for a new version of a file whose
+    /// previous version had `previous` (with the locations the server
+    /// gave): a store may send a changed chunk as a delta against the
+    /// previous version's chunk at the same place, if it still has that
+    /// chunk. What `previous` says never changes the content uploaded,
+    /// only how it travels.
+    async fn upload_changing(
+        &self,
+        content: ByteReader,
+        previous: &[ChunkRef],
+    ) -> Result<Uploaded, stacksync_proto::Error> {
+        let _ = previous;
+        self.upload(content).await
+    }
     /// Makes every chunk of every upload returned so far durable. On
     /// failure the chunks of the uploads returned before it must not be
     /// committed: the caller uploads the files again (the store forgets

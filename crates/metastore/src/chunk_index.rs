@@ -80,6 +80,33 @@ pub(crate) fn locate(index: &HashMap<ChunkId, ChunkRef>, proposed: &[ChunkRef]) 
         .collect()
 }
 
+/// Deletes the index entries of `ws` no version uses any more, first
+/// releasing the reference each one that is a delta holds on its base
+/// (migration 0007), so a base no longer needed goes in the same call
+/// (bases are stored whole: one round settles everything).
+pub(crate) async fn drop_unused_entries(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE chunk_refs SET refs = refs - (SELECT COUNT(*) FROM chunk_refs d \
+             WHERE d.workspace_id = chunk_refs.workspace_id AND d.pack_base = chunk_refs.chunk_id \
+             AND d.refs <= 0) \
+         WHERE workspace_id = $1 AND chunk_id IN (SELECT pack_base FROM chunk_refs \
+             WHERE workspace_id = $1 AND refs <= 0 AND pack_base IS NOT NULL)",
+    )
+    .bind(ws.to_string())
+    .execute(&mut *conn)
+    .await
+    .ctx("releasing delta bases")?;
+    sqlx::query("DELETE FROM chunk_refs WHERE workspace_id = $1 AND refs <= 0")
+        .bind(ws.to_string())
+        .execute(&mut *conn)
+        .await
+        .ctx("dropping unused chunk index entries")?;
+    Ok(())
+}
+
 impl MetaStore {
     /// For each of `ids`, in order: the chunk as `ws` stores it (size and
     /// location) if any version of the workspace uses it, else `None`.
@@ -93,5 +120,26 @@ impl MetaStore {
         let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
         let found = stored_chunks(&mut conn, ws, ids, true).await?;
         Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+    }
+
+    /// For each of `ids`, in order: where a reader takes it from as the
+    /// base of a delta (`PackSpan::base`), if the workspace uses it and
+    /// stores it whole, else `None`. Unlike
+    /// [`MetaStore::locate_chunks_for`], any member gets the index's
+    /// location whoever uploaded it: a reader checks a base against its
+    /// id before applying a delta to it, so a planted location makes a
+    /// read fail, never a wrong file, and the change feed gives members
+    /// these locations anyway. The caller checks membership and bounds the
+    /// list.
+    pub async fn locate_bases(
+        &self,
+        ws: WorkspaceId,
+        ids: &[ChunkId],
+    ) -> Result<Vec<Option<ChunkRef>>, StoreError> {
+        let found = self.locate_chunks(ws, ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|c| c.filter(|c| c.span.is_none_or(|s| s.base.is_none())))
+            .collect())
     }
 }

@@ -14,6 +14,11 @@
 //!   (`version_chunks.pack_*`), read before the index's. So another
 //!   member's earlier claim never decides where a member's own upload is
 //!   read from, and one member's devices still share one location.
+//! - A proposed location that is a delta (`PackSpan::base`) must name a
+//!   base the workspace indexes stored whole (no chains) in an object not
+//!   being collected; and a delta never overrides the index as a
+//!   member's own location, so every delta a version reads is its chunk's
+//!   index entry, which holds a reference on the base (migration 0007).
 //! - `LocateChunks` (what lets a client skip an upload) answers a member
 //!   only with locations in objects that member uploaded: a location
 //!   someone else claimed may be a plant, so the member uploads its own
@@ -63,6 +68,37 @@ fn check_claim(objects: &HashMap<ChunkId, StoredObject>, c: &ChunkRef) -> Result
     Ok(())
 }
 
+/// Checks the base of a proposed delta location: indexed, stored whole,
+/// in an object that is not being collected.
+fn check_base(
+    index: &HashMap<ChunkId, ChunkRef>,
+    objects: &HashMap<ChunkId, StoredObject>,
+    c: &ChunkRef,
+) -> Result<(), Error> {
+    let Some(base) = c.span.and_then(|s| s.base) else {
+        return Ok(());
+    };
+    let Some(stored) = index.get(&base) else {
+        return Err(Error::not_found(format!(
+            "chunk {} is a delta against chunk {base}, which this workspace does not store",
+            c.id
+        )));
+    };
+    if stored.span.is_some_and(|s| s.base.is_some()) {
+        return Err(Error::bad_request(format!(
+            "chunk {} is a delta against chunk {base}, which is itself a delta",
+            c.id
+        )));
+    }
+    if objects.get(&object_of(stored)).is_some_and(|o| o.marked) {
+        return Err(Error::unavailable(format!(
+            "chunk {base}, the base of chunk {}, is being garbage collected; upload it whole",
+            c.id
+        )));
+    }
+    Ok(())
+}
+
 /// Settles where a version's chunks are read from: `located` is what the
 /// chunk index decided for `proposed` (same order). New claims are checked
 /// against the ledger; a span in the committer's own pack overrides the
@@ -80,7 +116,8 @@ pub(crate) fn settle(
             // The committer's own upload, where the index places the chunk
             // in an object the ledger says someone else stored.
             Some(span)
-                if own.contains(&span.pack)
+                if span.base.is_none()
+                    && own.contains(&span.pack)
                     && index.get(&p.id).is_some_and(|i| {
                         let held_in = object_of(i);
                         objects.contains_key(&held_in) && !own.contains(&held_in)
@@ -92,6 +129,7 @@ pub(crate) fn settle(
             // A chunk new to the workspace: its location is the claim.
             _ if !index.contains_key(&p.id) && l.span == p.span => {
                 check_claim(objects, p)?;
+                check_base(index, objects, p)?;
                 l
             }
             _ => l,

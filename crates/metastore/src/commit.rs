@@ -16,6 +16,7 @@
 //! objects the workspace's ledger knows, and none into an object the
 //! garbage collector is deleting.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::AnyConnection;
@@ -60,6 +61,9 @@ struct Batch {
     objects: HashMap<ChunkId, StoredObject>,
     /// Those of them the committing user uploaded.
     own: HashSet<ChunkId>,
+    /// References the batch's new index entries hold on their delta bases
+    /// (one per entry whose location is a delta), added at the end.
+    base_holds: BTreeMap<ChunkId, i64>,
 }
 
 impl MetaStore {
@@ -102,7 +106,9 @@ impl MetaStore {
         let named: Vec<ChunkId> = req
             .items
             .iter()
-            .flat_map(|p| p.chunks.iter().map(|c| c.id))
+            .flat_map(|p| p.chunks.iter())
+            .flat_map(|c| [Some(c.id), c.span.and_then(|s| s.base)])
+            .flatten()
             .collect();
         let chunks = stored_chunks(&mut tx, req.workspace, &named, false).await?;
         // The objects both the proposals and the index place chunks in.
@@ -127,6 +133,7 @@ impl MetaStore {
             accepted: Vec::new(),
             objects,
             own,
+            base_holds: BTreeMap::new(),
         };
         let mut results = Vec::with_capacity(req.items.len());
         for item in &req.items {
@@ -138,6 +145,7 @@ impl MetaStore {
             });
         }
         write_history(&mut tx, req.workspace, &batch.accepted, &batch.own).await?;
+        hold_bases(&mut tx, req.workspace, &batch.base_holds).await?;
         if batch.revision != start {
             sqlx::query("UPDATE workspaces SET latest_revision = $1 WHERE id = $2")
                 .bind(to_db("revision", batch.revision)?)
@@ -287,7 +295,13 @@ async fn commit_one(
     }
     batch.revision = meta.revision;
     for c in &meta.chunks {
-        batch.chunks.entry(c.id).or_insert(*c);
+        if let Entry::Vacant(new) = batch.chunks.entry(c.id) {
+            // A new index entry stored as a delta holds its base.
+            if let Some(base) = c.span.and_then(|s| s.base) {
+                *batch.base_holds.entry(base).or_insert(0) += 1;
+            }
+            new.insert(*c);
+        }
     }
     let mut cached = meta.clone();
     cached.chunks = Vec::new();
@@ -467,12 +481,12 @@ async fn write_history(
     for group in rows.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
             .map(|r| {
-                let cols: Vec<String> = (1..=8).map(|c| format!("${}", r * 8 + c)).collect();
+                let cols: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c)).collect();
                 format!("({})", cols.join(", "))
             })
             .collect();
         let sql = format!(
-            "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size, pack_id, pack_offset, pack_len) \
+            "INSERT INTO version_chunks (item_id, version, seq, chunk_id, size, pack_id, pack_offset, pack_len, pack_base) \
              VALUES {}",
             marks.join(", ")
         );
@@ -485,8 +499,8 @@ async fn write_history(
                 .bind(c.id.to_hex())
                 .bind(i64::from(c.size));
             let own_span = c.span.filter(|s| own.contains(&s.pack));
-            let (pack, offset, len) = span_to_db(own_span)?;
-            q = q.bind(pack).bind(offset).bind(len);
+            let (pack, offset, len, base) = span_to_db(own_span)?;
+            q = q.bind(pack).bind(offset).bind(len).bind(base);
         }
         q.execute(&mut *conn).await.ctx("writing version chunks")?;
     }
@@ -505,30 +519,54 @@ async fn write_history(
     for group in refs.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
             .map(|r| {
-                let cols: Vec<String> = (2..=7).map(|c| format!("${}", 6 * r + c)).collect();
+                let cols: Vec<String> = (2..=8).map(|c| format!("${}", 7 * r + c)).collect();
                 format!("($1, {})", cols.join(", "))
             })
             .collect();
         let sql = format!(
-            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs, pack_id, pack_offset, pack_len) \
+            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs, pack_id, pack_offset, pack_len, pack_base) \
              VALUES {} \
              ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + excluded.refs",
             marks.join(", ")
         );
         let mut q = sqlx::query(dynamic(sql)).bind(ws.to_string());
         for (chunk, n) in group {
-            let (pack, offset, len) = span_to_db(chunk.span)?;
+            let (pack, offset, len, base) = span_to_db(chunk.span)?;
             q = q
                 .bind(chunk.id.to_hex())
                 .bind(i64::from(chunk.size))
                 .bind(*n)
                 .bind(pack)
                 .bind(offset)
-                .bind(len);
+                .bind(len)
+                .bind(base);
         }
         q.execute(&mut *conn)
             .await
             .ctx("counting chunk references")?;
+    }
+    Ok(())
+}
+
+/// Adds the references new delta entries hold on their bases (see
+/// migration 0007): a base stays indexed, and stored, while an entry that
+/// reads as a delta against it does. Every base was checked to be indexed
+/// (`claims::settle`), so each statement updates one row.
+async fn hold_bases(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    holds: &BTreeMap<ChunkId, i64>,
+) -> Result<(), StoreError> {
+    for (base, n) in holds {
+        sqlx::query(
+            "UPDATE chunk_refs SET refs = refs + $1 WHERE workspace_id = $2 AND chunk_id = $3",
+        )
+        .bind(*n)
+        .bind(ws.to_string())
+        .bind(base.to_hex())
+        .execute(&mut *conn)
+        .await
+        .ctx("holding delta bases")?;
     }
     Ok(())
 }

@@ -60,7 +60,8 @@ pub(crate) async fn load_version(
 const CHUNKS_WITH_LOCATION: &str = "vc.chunk_id, vc.size, \
      CASE WHEN vc.pack_id IS NULL THEN cr.pack_id ELSE vc.pack_id END AS pack_id, \
      CASE WHEN vc.pack_id IS NULL THEN cr.pack_offset ELSE vc.pack_offset END AS pack_offset, \
-     CASE WHEN vc.pack_id IS NULL THEN cr.pack_len ELSE vc.pack_len END AS pack_len";
+     CASE WHEN vc.pack_id IS NULL THEN cr.pack_len ELSE vc.pack_len END AS pack_len, \
+     CASE WHEN vc.pack_id IS NULL THEN cr.pack_base ELSE vc.pack_base END AS pack_base";
 
 /// Joins each `vc` row to its chunk index entry, by primary keys only, so
 /// reading a page costs the same per chunk however large the workspace. A

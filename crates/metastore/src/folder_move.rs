@@ -16,7 +16,7 @@ use stacksync_proto::{
     ChunkId, ChunkRef, DeviceId, Error, ItemId, ItemMeta, ItemStatus, WorkspaceId,
 };
 
-use crate::chunk_index::stored_chunks;
+use crate::chunk_index::{drop_unused_entries, stored_chunks};
 use crate::commit::write_version;
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item};
@@ -257,7 +257,7 @@ impl MetaStore {
             .ctx("moving an item's history")?;
             // Own locations name packs of the old container.
             sqlx::query(
-                "UPDATE version_chunks SET pack_id = NULL, pack_offset = NULL, pack_len = NULL \
+                "UPDATE version_chunks SET pack_id = NULL, pack_offset = NULL, pack_len = NULL, pack_base = NULL \
                  WHERE item_id = $1",
             )
             .bind(id.to_string())
@@ -290,11 +290,7 @@ impl MetaStore {
             .await
             .ctx("moving chunk references")?;
         }
-        sqlx::query("DELETE FROM chunk_refs WHERE workspace_id = $1 AND refs <= 0")
-            .bind(from.to_string())
-            .execute(&mut *tx)
-            .await
-            .ctx("dropping unused chunk references")?;
+        drop_unused_entries(&mut tx, from).await?;
         // The moved items' stored chunk lists name their old locations:
         // they are read again from the target's index.
         refresh_chunk_lists(&mut tx, &items).await?;

@@ -27,6 +27,7 @@ use sqlx::AnyConnection;
 use stacksync_proto::{ChunkId, Error, ItemId, WorkspaceId};
 
 use crate::MetaStore;
+use crate::chunk_index::drop_unused_entries;
 use crate::commit::ROWS;
 use crate::error::{DbContext, StoreError};
 use crate::objects::{OBJECT_COLS, charge_owner, ledger_rows, object_from_row};
@@ -246,10 +247,6 @@ async fn prune_history(
         .await
         .ctx("releasing chunk references")?;
     }
-    sqlx::query("DELETE FROM chunk_refs WHERE workspace_id = $1 AND refs <= 0")
-        .bind(ws.to_string())
-        .execute(&mut *conn)
-        .await
-        .ctx("dropping unused chunk index entries")?;
+    drop_unused_entries(conn, ws).await?;
     Ok(expired.len() as u64)
 }

@@ -17,8 +17,9 @@
 //! * its MIME type, free text, with `\` written `\\` and `/` written `\s`,
 //!   after a `=` that tells an empty type from none;
 //! * its chunk list, each chunk's six fields joined by `:` and chunks by
-//!   `,`. Each chunk carries its `seq` and the list is put in order here
-//!   (lists packed from the tables by SQL come in any order).
+//!   `,`, and a seventh, the delta base, for a chunk stored as a delta
+//!   (migration 0007). Each chunk carries its `seq` and the list is put in
+//!   order here (lists packed from the tables by SQL come in any order).
 //!
 //! The packed value is written by SQL in this module and read back here
 //! only. The chunk list is the one part stored packed: each item row keeps
@@ -33,7 +34,7 @@ use std::str::{FromStr, Split};
 use stacksync_proto::{ChunkId, ChunkRef, ContentHash, ItemMeta, ItemName, ItemStatus};
 
 use crate::error::StoreError;
-use crate::rows::{TOP, corrupt, parse_id, span_from_parts, to_u64};
+use crate::rows::{TOP, corrupt, parse_id, span_from_parts, to_u64, with_base};
 
 /// The fixed-format columns of `items` row `i`, packed into one text value
 /// in the order [`unpack_item`] reads them. `CAST(... AS TEXT)` writes
@@ -65,7 +66,8 @@ fn location_field(column: &str) -> String {
 pub(crate) fn chunk_list_from_tables() -> String {
     format!(
         "(SELECT string_agg(CAST(vc.seq AS TEXT) || ':' || vc.chunk_id \
-             || ':' || CAST(vc.size AS TEXT) || ':' || {} || ':' || {} || ':' || {}, ',') \
+             || ':' || CAST(vc.size AS TEXT) || ':' || {} || ':' || {} || ':' || {} \
+             || COALESCE(':' || CASE WHEN vc.pack_id IS NULL THEN cr.pack_base ELSE vc.pack_base END, ''), ',') \
           FROM version_chunks vc \
           LEFT JOIN chunk_refs cr ON cr.workspace_id = items.workspace_id AND cr.chunk_id = vc.chunk_id \
           WHERE vc.item_id = items.id AND vc.version = items.latest_version)",
@@ -101,7 +103,11 @@ pub(crate) fn pack_chunk_list(m: &ItemMeta) -> Option<String> {
                 s.pack.to_hex(),
                 s.offset,
                 s.len
-            ),
+            )
+            .and_then(|()| match s.base {
+                Some(base) => write!(out, ":{}", base.to_hex()),
+                None => Ok(()),
+            }),
             None => write!(out, "{seq}:{}:{}:::", c.id.to_hex(), c.size),
         };
     }
@@ -207,6 +213,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The next field if there is one (a field added at the end later).
+    fn optional(&mut self) -> Option<&'a str> {
+        self.parts.next()
+    }
+
     fn end(mut self) -> Result<(), StoreError> {
         match self.parts.next() {
             None => Ok(()),
@@ -290,9 +301,13 @@ pub(crate) fn unpack_chunk_list(packed: Option<&str>) -> Result<Vec<ChunkRef>, S
         };
         let offset = f.optional_number("pack offset")?;
         let len = f.optional_number("pack length")?;
+        let base = match f.optional() {
+            Some("") => return Err(corrupt("version_chunks", "an empty delta base")),
+            base => base,
+        };
         f.end()?;
         let mut chunk = ChunkRef::whole(id, size);
-        chunk.span = span_from_parts(pack, offset, len)?;
+        chunk.span = with_base(span_from_parts(pack, offset, len)?, base)?;
         chunks.push((seq, chunk));
     }
     // Positions are unique (the primary key), so the order is total; the
@@ -338,12 +353,13 @@ mod tests {
             .map(|k| (k, &chunks[k]))
             .map(|(k, c)| match c.span {
                 Some(s) => format!(
-                    "{k}:{}:{}:{}:{}:{}",
+                    "{k}:{}:{}:{}:{}:{}{}",
                     c.id.to_hex(),
                     c.size,
                     s.pack.to_hex(),
                     s.offset,
-                    s.len
+                    s.len,
+                    s.base.map_or(String::new(), |b| format!(":{}", b.to_hex()))
                 ),
                 None => format!("{k}:{}:{}:::", c.id.to_hex(), c.size),
             })
@@ -433,8 +449,8 @@ mod tests {
             .map(|k| {
                 let mut c = ChunkRef::whole(ChunkId([(k % 251) as u8; 32]), k);
                 if k % 2 == 0 {
-                    c.span =
-                        Some(PackSpan::new(ChunkId([9; 32]), u64::from(k) * 1000, k + 1).unwrap());
+                    let span = PackSpan::new(ChunkId([9; 32]), u64::from(k) * 1000, k + 1).unwrap();
+                    c.span = Some(span.delta_of((k % 4 == 0).then_some(ChunkId([10; 32]))));
                 }
                 c
             })
@@ -451,8 +467,9 @@ mod tests {
             .map(|k| {
                 let mut c = ChunkRef::whole(ChunkId([(k % 7) as u8; 32]), k + 1);
                 if k % 3 > 0 {
-                    c.span =
-                        Some(PackSpan::new(ChunkId([k as u8; 32]), u64::from(k) << 16, k).unwrap());
+                    let span =
+                        PackSpan::new(ChunkId([k as u8; 32]), u64::from(k) << 16, k).unwrap();
+                    c.span = Some(span.delta_of((k % 3 == 2).then_some(ChunkId([11; 32]))));
                 }
                 c
             })
@@ -521,6 +538,9 @@ mod tests {
             format!("x:{}:10:::", ChunkId([3; 32]).to_hex()),
             format!("{}:10:::", ChunkId([3; 32]).to_hex()),
             "0:zz:10:::".to_string(),
+            format!("{chunk}:{pack}:5:6:"),
+            format!("{chunk}:{pack}:5:6:zz"),
+            format!("{chunk}:{pack}:5:6:{pack}:"),
         ] {
             assert!(
                 matches!(unpack_chunk_list(Some(&b)), Err(StoreError::Corrupt { .. })),
@@ -537,5 +557,13 @@ mod tests {
         // the columns (see `span_from_parts`).
         let wrapping = format!("{chunk}:{pack}:-1:{}", u32::MAX);
         assert_eq!(unpack_chunk_list(Some(&wrapping)).unwrap()[0].span, None);
+        let wrapping_delta = format!("{wrapping}:{pack}");
+        assert_eq!(
+            unpack_chunk_list(Some(&wrapping_delta)).unwrap()[0].span,
+            None
+        );
+        let delta = format!("{chunk}:{pack}:5:6:{pack}");
+        let span = unpack_chunk_list(Some(&delta)).unwrap()[0].span.unwrap();
+        assert_eq!(span.base, Some(ChunkId([4; 32])));
     }
 }

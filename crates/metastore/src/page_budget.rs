@@ -49,6 +49,7 @@ mod tests {
             pack: ChunkId([0xff; 32]),
             offset: u64::MAX,
             len: u32::MAX,
+            base: None,
         };
         ItemMeta {
             id: ItemId::new(),

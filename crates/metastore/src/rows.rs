@@ -86,7 +86,7 @@ pub(crate) fn item_from_row(table: &'static str, row: &AnyRow) -> Result<ItemMet
 /// Columns that [`chunk_from_row`] reads: a chunk's id and size (from
 /// `version_chunks` or `chunk_refs`) and its location in the workspace's
 /// chunk index (`chunk_refs`, joined when the row comes from elsewhere).
-pub(crate) const CHUNK_COLS: &str = "chunk_id, size, pack_id, pack_offset, pack_len";
+pub(crate) const CHUNK_COLS: &str = "chunk_id, size, pack_id, pack_offset, pack_len, pack_base";
 
 /// One chunk with its stored location: a row with [`CHUNK_COLS`].
 pub(crate) fn chunk_from_row(row: &AnyRow) -> Result<ChunkRef, StoreError> {
@@ -122,7 +122,32 @@ fn span_from_row(row: &AnyRow) -> Result<Option<PackSpan>, StoreError> {
     let pack: Option<String> = get(row, "pack_id")?;
     let offset: Option<i64> = get(row, "pack_offset")?;
     let len: Option<i64> = get(row, "pack_len")?;
-    span_from_parts(pack.as_deref(), offset, len)
+    let base: Option<String> = get(row, "pack_base")?;
+    with_base(
+        span_from_parts(pack.as_deref(), offset, len)?,
+        base.as_deref(),
+    )
+}
+
+/// `span` holding a delta against `base` (lower-case hex; `None` for a
+/// chunk stored whole). A base without a location (or whose location was
+/// dropped as outside any pack) is dropped with a warning, by the rule of
+/// [`span_from_row`]: the chunk then fails to read for that file only.
+pub(crate) fn with_base(
+    span: Option<PackSpan>,
+    base: Option<&str>,
+) -> Result<Option<PackSpan>, StoreError> {
+    match (span, base) {
+        (span, None) => Ok(span),
+        (Some(span), Some(base)) => {
+            let base = ChunkId::from_hex(base).map_err(|e| corrupt("chunk_refs", e.to_string()))?;
+            Ok(Some(span.delta_of(Some(base))))
+        }
+        (None, Some(base)) => {
+            tracing::warn!(%base, "chunk index holds a delta base without a location; it is ignored");
+            Ok(None)
+        }
+    }
 }
 
 /// A location from its three nullable parts, by the rules of
@@ -155,8 +180,8 @@ pub(crate) fn span_from_parts(
     }
 }
 
-/// The three nullable location columns: pack, offset, length.
-pub(crate) type SpanColumns = (Option<String>, Option<i64>, Option<i64>);
+/// The four nullable location columns: pack, offset, length, delta base.
+pub(crate) type SpanColumns = (Option<String>, Option<i64>, Option<i64>, Option<String>);
 
 /// A chunk's location as the three nullable `chunk_refs` columns; a span
 /// outside any pack is refused (the commit path checks spans first, so this
@@ -169,9 +194,10 @@ pub(crate) fn span_to_db(span: Option<PackSpan>) -> Result<SpanColumns, StoreErr
                 Some(s.pack.to_hex()),
                 Some(to_db("pack offset", s.offset)?),
                 Some(i64::from(s.len)),
+                s.base.map(|b| b.to_hex()),
             ))
         }
-        None => Ok((None, None, None)),
+        None => Ok((None, None, None, None)),
     }
 }
 

@@ -106,6 +106,7 @@ fn packed(seed: u8, size: u32, pack: u8, offset: u64) -> ChunkRef {
             pack: obj(pack),
             offset,
             len: size + 40,
+            base: None,
         }),
     }
 }

@@ -32,6 +32,7 @@ fn packed_file(seed: u8, offset: u64, len: u32) -> stacksync_proto::ProposedItem
         pack: ChunkId([0xee; 32]),
         offset,
         len,
+        base: None,
     });
     p
 }

@@ -294,6 +294,7 @@ async fn odd_names_and_long_chunk_lists_list_as_stored(store: &MetaStore) {
                 pack: ChunkId([5 + (k % 5) as u8; 32]),
                 offset: u64::from(k) * 100,
                 len: 60,
+                base: None,
             });
         }
         c
@@ -395,6 +396,7 @@ async fn stored_chunk_lists_follow_claims_collection_reuse_and_removal(store: &M
         pack: own,
         offset: 64,
         len: 140,
+        base: None,
     });
     commit_as(
         store,
@@ -584,6 +586,7 @@ async fn schema_5_upgrades_with_chunk_lists(postgres: bool) {
             pack: ChunkId([pack; 32]),
             offset,
             len,
+            base: None,
         })
     };
     let mut first = whole(6, 50);

@@ -106,6 +106,15 @@ pub fn same_chunks(a: &[ChunkRef], b: &[ChunkRef]) -> bool {
 /// far below `i64::MAX` where a database stores it. The fields stay public
 /// for code that builds spans it knows to be in range; [`PackSpan::check`]
 /// re-checks one.
+///
+/// **Deltas.** When `base` is set, the bytes of the span are not the chunk
+/// encoded on its own but a delta object (`stacksync_content::delta`): the
+/// chunk as a patch against the plaintext of chunk `base` of the same
+/// workspace, which a reader takes from its own disk or fetches (the
+/// service's `LocateBases`). Whether a chunk is stored whole or as a delta
+/// is a property of where it is stored, so it travels with the location.
+/// A base is always stored whole (no chains), and the service keeps it
+/// stored while any location names it as a base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RawPackSpan")]
 pub struct PackSpan {
@@ -115,6 +124,9 @@ pub struct PackSpan {
     pub offset: u64,
     /// Length of the encoded chunk.
     pub len: u32,
+    /// The chunk this span's bytes are a delta against, if they are one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<ChunkId>,
 }
 
 /// A [`PackSpan`] as it arrives, before its range is checked.
@@ -123,13 +135,15 @@ struct RawPackSpan {
     pack: ChunkId,
     offset: u64,
     len: u32,
+    #[serde(default)]
+    base: Option<ChunkId>,
 }
 
 impl TryFrom<RawPackSpan> for PackSpan {
     type Error = Error;
 
     fn try_from(raw: RawPackSpan) -> Result<PackSpan, Error> {
-        PackSpan::new(raw.pack, raw.offset, raw.len)
+        Ok(PackSpan::new(raw.pack, raw.offset, raw.len)?.delta_of(raw.base))
     }
 }
 
@@ -140,9 +154,20 @@ impl PackSpan {
 
     /// A span, if it ends inside the largest pack (see the type's invariant).
     pub fn new(pack: ChunkId, offset: u64, len: u32) -> Result<PackSpan, Error> {
-        let span = PackSpan { pack, offset, len };
+        let span = PackSpan {
+            pack,
+            offset,
+            len,
+            base: None,
+        };
         span.check()?;
         Ok(span)
+    }
+
+    /// The same span, holding a delta against `base` (or the chunk whole
+    /// when `None`).
+    pub fn delta_of(self, base: Option<ChunkId>) -> PackSpan {
+        PackSpan { base, ..self }
     }
 
     /// Checks the invariant of a span built field by field: `offset + len`
@@ -323,6 +348,16 @@ impl ProposedItem {
                     s.pack
                 )));
             }
+            if let Some(c) = self
+                .chunks
+                .iter()
+                .find(|c| c.span.and_then(|s| s.base) == Some(c.id))
+            {
+                return Err(Error::bad_request(format!(
+                    "file {}: chunk {} cannot be a delta against itself",
+                    self.id, c.id
+                )));
+            }
         }
         if self.parent == Some(self.id) {
             return Err(Error::bad_request(format!(
@@ -422,6 +457,49 @@ mod tests {
         }
     }
 
+    /// A span that holds a delta says against which chunk; one that does
+    /// not reads as before (old peers never send the field), and a chunk
+    /// cannot be a delta against itself.
+    #[test]
+    fn delta_spans_round_trip_and_cannot_patch_themselves() {
+        let (pack, base) = (ChunkId([7; 32]), ChunkId([8; 32]));
+        let whole = PackSpan::new(pack, 10, 20).unwrap();
+        let json = serde_json::to_string(&whole).unwrap();
+        assert!(!json.contains("base"), "{json}");
+        let delta = whole.delta_of(Some(base));
+        let back: PackSpan = serde_json::from_str(&serde_json::to_string(&delta).unwrap()).unwrap();
+        assert_eq!(back, delta);
+        assert_eq!(back.base, Some(base));
+        let huge = format!(
+            r#"{{"pack":"{pack}","offset":{},"len":10,"base":"{base}"}}"#,
+            PackSpan::MAX_PACK_BYTES
+        );
+        assert!(serde_json::from_str::<PackSpan>(&huge).is_err());
+
+        let id = ChunkId([9; 32]);
+        let mut p = ProposedItem {
+            id: ItemId::new(),
+            parent: None,
+            name: ItemName::new("f").unwrap(),
+            is_folder: false,
+            mimetype: None,
+            status: ItemStatus::New,
+            version: 1,
+            content_hash: Some(ContentHash([1; 32])),
+            size: 5,
+            client_modified: 0,
+            chunks: vec![ChunkRef {
+                id,
+                size: 5,
+                span: Some(whole.delta_of(Some(base))),
+            }],
+        };
+        p.check_shape().unwrap();
+        p.chunks[0].span = Some(whole.delta_of(Some(id)));
+        let e = p.check_shape().unwrap_err();
+        assert!(e.message.contains("against itself"), "{e:?}");
+    }
+
     /// Finding 9: a span whose end wraps (or passes the largest pack) is
     /// refused when it is built and when it arrives, never stored.
     #[test]
@@ -449,6 +527,7 @@ mod tests {
             pack,
             offset: u64::MAX - 5,
             len: 10,
+            base: None,
         };
         assert_eq!(
             wrapping.end(),

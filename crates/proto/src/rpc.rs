@@ -75,9 +75,15 @@ pub enum Request {
     /// Which of `ids` the workspace already stores, and where: asked before
     /// uploading, so that a chunk any version of the workspace uses is not
     /// sent again. At most [`Request::MAX_LOCATE_IDS`] ids.
+    ///
+    /// With `bases`, the question is where to read each chunk from as the
+    /// base of a delta (`PackSpan::base`): the workspace's location of
+    /// every chunk it uses and stores whole, whoever uploaded it.
     LocateChunks {
         workspace: WorkspaceId,
         ids: Vec<ChunkId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bases: bool,
     },
     /// Ends the caller's session, or with `everywhere` every session of
     /// the account (all devices, this one included).

@@ -136,7 +136,11 @@ impl Service {
             } => Reply::Restored {
                 meta: self.restore(user, workspace, item, version, device).await?,
             },
-            Request::LocateChunks { workspace, ids } => {
+            Request::LocateChunks {
+                workspace,
+                ids,
+                bases,
+            } => {
                 self.member_of(user, workspace).await?;
                 if ids.len() > Request::MAX_LOCATE_IDS {
                     return Err(Error::bad_request(format!(
@@ -146,9 +150,12 @@ impl Service {
                     ))
                     .into());
                 }
-                Reply::ChunkLocations {
-                    chunks: store.locate_chunks_for(workspace, user, &ids).await?,
-                }
+                let chunks = if bases {
+                    store.locate_bases(workspace, &ids).await?
+                } else {
+                    store.locate_chunks_for(workspace, user, &ids).await?
+                };
+                Reply::ChunkLocations { chunks }
             }
             Request::Logout { everywhere } => Reply::LoggedOut {
                 sessions: self.logout_request(user, &token, everywhere).await?,

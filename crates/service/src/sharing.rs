@@ -190,7 +190,10 @@ impl Service {
     /// by its id (as the shared workspace indexes them), skipping those
     /// already there. A chunk stored in a pack is copied as its range of
     /// the pack: the rest of the pack may be other, private files' chunks,
-    /// which must never reach a container other people read.
+    /// which must never reach a container other people read. A chunk
+    /// stored as a delta (`PackSpan::base`) is copied whole: it is applied
+    /// to its base here and encoded again (`materialize`), since the shared
+    /// workspace indexes every copied chunk as an object of its own.
     async fn copy_chunks(&self, from: &Workspace, to: &Workspace, folder: ItemId) -> Result<()> {
         let chunks = self.store().subtree_chunks(from.id, folder).await?;
         if chunks.is_empty() {
@@ -216,18 +219,14 @@ impl Service {
                 // the compiler's Send check of the whole request future.
                 let (blobs, src, dst) = (blobs.clone(), src.clone(), dst.clone());
                 let (store, target) = (self.store().clone(), to.id);
+                let source = from.clone();
                 async move {
-                    let (object, range) = match chunk.span {
-                        Some(span) => (
-                            span.pack,
-                            Some(ByteRange {
-                                start: span.offset,
-                                end: Some(span.end()),
-                            }),
-                        ),
-                        None => (chunk.id, None),
-                    };
-                    let data = read_object(blobs.as_ref(), &src, &object, range).await?;
+                    let mut data = read_stored(blobs.as_ref(), &src, &chunk).await?;
+                    if let Some(base) = chunk.span.and_then(|s| s.base) {
+                        data =
+                            materialize(blobs.as_ref(), &store, &source, &src, &chunk, base, data)
+                                .await?;
+                    }
                     // The copy occupies the target's storage: its owner
                     // pays for it, whatever the quota (the share is made).
                     store
@@ -339,4 +338,67 @@ pub(crate) fn member_access(ws: &Workspace) -> Access {
     } else {
         Access::ReadWrite
     }
+}
+
+/// The stored (encoded) bytes of `chunk` in `container`: its span of a
+/// pack, or the object named by its id.
+async fn read_stored(
+    blobs: &dyn stacksync_blobstore::BlobStore,
+    container: &stacksync_blobstore::ContainerName,
+    chunk: &ChunkRef,
+) -> Result<bytes::Bytes> {
+    let (object, range) = match chunk.span {
+        Some(span) => (
+            span.pack,
+            Some(ByteRange {
+                start: span.offset,
+                end: Some(span.end()),
+            }),
+        ),
+        None => (chunk.id, None),
+    };
+    read_object(blobs, container, &object, range).await
+}
+
+/// The chunk whose stored bytes `delta` are a delta against `base`, encoded
+/// whole: the base is read from where the workspace `ws` stores it, both
+/// are decoded (each checked against its id) and the result is encoded as
+/// a plain workspace's client encodes a chunk. Chunks of a workspace
+/// encrypted on the client cannot be read here: such a delta stays with
+/// the workspace's members, and the share is refused.
+async fn materialize(
+    blobs: &dyn stacksync_blobstore::BlobStore,
+    store: &stacksync_metastore::MetaStore,
+    ws: &Workspace,
+    container: &stacksync_blobstore::ContainerName,
+    chunk: &ChunkRef,
+    base: ChunkId,
+    delta: bytes::Bytes,
+) -> Result<bytes::Bytes> {
+    if ws.encryption == EncryptionMode::ClientSide {
+        return Err(Error::bad_request(format!(
+            "chunk {} of an encrypted workspace is stored as a delta, which the service cannot copy",
+            chunk.id
+        ))
+        .into());
+    }
+    let Some(stored_base) = store.locate_bases(ws.id, &[base]).await?.pop().flatten() else {
+        return Err(Error::internal(format!(
+            "chunk {base}, the base of chunk {}, is not stored whole in workspace {}",
+            chunk.id, ws.id
+        ))
+        .into());
+    };
+    let base_bytes = read_stored(blobs, container, &stored_base).await?;
+    let id = chunk.id;
+    let encoded = tokio::task::spawn_blocking(move || {
+        let codec = stacksync_content::ChunkCodec::compressed();
+        let base_plain = codec.decode(&base, &base_bytes)?;
+        let plain = stacksync_content::delta::apply(&codec, &id, &base_plain, &delta)?;
+        codec.encode(&plain)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("decoding delta chunk {id}: {e}")))?
+    .map_err(|e| Error::internal(format!("decoding delta chunk {id}: {e}")))?;
+    Ok(bytes::Bytes::from(encoded.bytes))
 }

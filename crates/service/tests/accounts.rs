@@ -5,9 +5,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Env, User, file, folder};
+use common::{Env, User, file, folder, share_folder};
 use stacksync_proto::rpc::{Reply, Request};
-use stacksync_proto::{ChunkId, CommitRequest, EncryptionMode, Error, ErrorKind, ItemId};
+use stacksync_proto::{ChunkId, CommitRequest, Error, ErrorKind, ItemId};
 
 async fn login(env: &Env, email: &str, password: &str) -> Result<String, Error> {
     match env
@@ -131,34 +131,7 @@ async fn share(env: &Env, owner: &User, member: &User, name: &str) -> stacksync_
         ],
     };
     env.call(&owner.token, Request::Commit(c)).await.unwrap();
-    let Ok(Reply::ShareProposal { proposal, .. }) = env
-        .call(
-            &owner.token,
-            Request::CreateShareProposal {
-                workspace: owner.private.id,
-                folder: dir,
-                emails: vec![member.email.clone()],
-                encryption: EncryptionMode::Plain,
-            },
-        )
-        .await
-    else {
-        panic!("the proposal is made");
-    };
-    let Ok(Reply::ShareAnswered {
-        workspace: Some(ws),
-    }) = env
-        .call(
-            &member.token,
-            Request::AnswerShareProposal {
-                proposal,
-                accept: true,
-            },
-        )
-        .await
-    else {
-        panic!("the proposal is accepted");
-    };
+    let ws = share_folder(env, owner, member, dir).await;
     ws.id
 }
 

@@ -131,6 +131,7 @@ async fn world(env: &Env) -> World {
             pack: ChunkId([7; 32]),
             offset: 100,
             len: 40,
+            base: None,
         }),
     }];
     let c = CommitRequest {
@@ -282,6 +283,7 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             Request::LocateChunks {
                 workspace: ws,
                 ids: vec![w.chunk],
+                bases: false,
             },
             forbidden,
         ),
@@ -290,6 +292,7 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             Request::LocateChunks {
                 workspace: w.mallory.private.id,
                 ids: vec![w.chunk],
+                bases: false,
             },
             None,
         ),

@@ -96,6 +96,7 @@ async fn chunks_are_located_over_the_bus(env: &Env) {
             pack: ChunkId([2; 32]),
             offset: 64,
             len: 50,
+            base: None,
         }),
     };
     // The pack is stored first: a location must point into a stored pack.
@@ -117,8 +118,16 @@ async fn chunks_are_located_over_the_bus(env: &Env) {
     .await
     .unwrap();
     let unknown = ChunkId([3; 32]);
-    let locate =
-        |ids: Vec<ChunkId>| env.call(&alice.token, Request::LocateChunks { workspace: ws, ids });
+    let locate = |ids: Vec<ChunkId>| {
+        env.call(
+            &alice.token,
+            Request::LocateChunks {
+                workspace: ws,
+                ids,
+                bases: false,
+            },
+        )
+    };
     let Ok(Reply::ChunkLocations { chunks }) = locate(vec![unknown, stored.id]).await else {
         panic!("alice locates her chunks");
     };

@@ -277,6 +277,7 @@ async fn f10_a_planted_location_does_not_break_the_owners_file(env: &Env) {
             pack: ChunkId([pack; 32]),
             offset,
             len: 140,
+            base: None,
         }),
     };
     // Mallory plants a location for the chunk before Alice uploads it.
@@ -351,6 +352,7 @@ async fn f10_a_planted_location_does_not_break_the_owners_file(env: &Env) {
             Request::LocateChunks {
                 workspace: shared.id,
                 ids: vec![chunk],
+                bases: false,
             },
         )
         .await

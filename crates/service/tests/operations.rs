@@ -221,6 +221,7 @@ async fn share_accept_and_unshare(env: &Env) {
             pack,
             offset: offset as u64,
             len: data.len() as u32,
+            base: None,
         }),
     };
     let (packed_doc, diary) = (ItemId::new(), ItemId::new());
@@ -355,6 +356,7 @@ async fn share_accept_and_unshare(env: &Env) {
             Request::LocateChunks {
                 workspace: shared.id,
                 ids: vec![packed_chunk, private_chunk],
+                bases: false,
             },
         )
         .await

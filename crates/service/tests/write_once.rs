@@ -7,12 +7,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Env, User, file, folder};
+use common::{Env, User, file, folder, share_folder};
 use stacksync_blobstore::ContainerName;
 use stacksync_content::ChunkCodec;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
-    ChunkId, ChunkRef, CommitOutcome, CommitRequest, EncryptionMode, ErrorKind, ItemId, Workspace,
+    ChunkId, ChunkRef, CommitOutcome, CommitRequest, ErrorKind, ItemId, Workspace,
 };
 
 /// An encoded plain chunk of `text` (what a client uploads), and its ref.
@@ -63,35 +63,7 @@ async fn shared_workspace(env: &Env, alice: &User, bob: &User) -> Workspace {
     )
     .await
     .unwrap();
-    let Ok(Reply::ShareProposal { proposal, .. }) = env
-        .call(
-            &alice.token,
-            Request::CreateShareProposal {
-                workspace: alice.private.id,
-                folder: dir,
-                emails: vec![bob.email.clone()],
-                encryption: EncryptionMode::Plain,
-            },
-        )
-        .await
-    else {
-        panic!("alice proposes");
-    };
-    let Ok(Reply::ShareAnswered {
-        workspace: Some(shared),
-    }) = env
-        .call(
-            &bob.token,
-            Request::AnswerShareProposal {
-                proposal,
-                accept: true,
-            },
-        )
-        .await
-    else {
-        panic!("bob accepts");
-    };
-    shared
+    share_folder(env, alice, bob, dir).await
 }
 
 async fn members_cannot_overwrite_each_others_objects(env: &Env) {

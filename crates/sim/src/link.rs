@@ -190,11 +190,24 @@ impl ChunkTransport for SimTransport {
     }
 
     async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        self.locate(ids, false).await
+    }
+
+    async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        self.locate(ids, true).await
+    }
+}
+
+impl SimTransport {
+    /// The chunk index's RPC (`LocateChunks`), in requests of at most
+    /// [`Request::MAX_LOCATE_IDS`] ids.
+    async fn locate(&self, ids: &[ChunkId], bases: bool) -> Result<Vec<Option<ChunkRef>>, Error> {
         let mut located = Vec::with_capacity(ids.len());
         for batch in ids.chunks(Request::MAX_LOCATE_IDS) {
             let request = Request::LocateChunks {
                 workspace: self.workspace,
                 ids: batch.to_vec(),
+                bases,
             };
             match self.conn.rpc(request).await? {
                 Reply::ChunkLocations { chunks } if chunks.len() == batch.len() => {

@@ -385,6 +385,8 @@ pub struct SyncSummary {
     pub chunks_deduplicated: u64,
     pub bytes_downloaded: u64,
     pub chunks_downloaded: u64,
+    pub deltas_uploaded: u64,
+    pub deltas_downloaded: u64,
     pub refused: Vec<serde_json::Value>,
 }
 

@@ -63,6 +63,10 @@ impl ChunkTransport for SwiftTransport {
     }
 
     async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
-        locate_chunks(self.workspace, ids, |r| self.service.rpc(r)).await
+        locate_chunks(self.workspace, ids, false, |r| self.service.rpc(r)).await
+    }
+
+    async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        locate_chunks(self.workspace, ids, true, |r| self.service.rpc(r)).await
     }
 }

@@ -12,11 +12,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use stacksync_proto::{ChunkRef, ContentHash, Error as ProtoError, PackSpan};
+use stacksync_content::delta;
+use stacksync_proto::{ChunkId, ChunkRef, ContentHash, Error as ProtoError, PackSpan};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use super::bases;
 use super::readahead::ReadAhead;
+use super::reuse::{Found, take_local};
 use super::{ChunkedContentStore, TransferError};
 
 impl ChunkedContentStore {
@@ -33,8 +36,11 @@ impl ChunkedContentStore {
         W: tokio::io::AsyncWrite + Unpin + ?Sized,
     {
         let mut hasher = blake3::Hasher::new();
-        let mut fetched = futures::stream::iter(chunks.to_vec())
-            .map(|c| AbortOnDrop(tokio::spawn(fetch_one(self.clone(), c, None))))
+        let mut fetched = futures::stream::iter(with_offsets(chunks))
+            .map(|(c, at)| {
+                let keep = bases::worth_keeping(at, c.size);
+                AbortOnDrop(tokio::spawn(fetch_one(self.clone(), c, None, keep, None)))
+            })
             .buffered(self.config.max_downloads.max(1));
         while let Some(plain) = fetched.try_next().await? {
             hasher.update(&plain);
@@ -108,13 +114,43 @@ fn check_span(span: &PackSpan) -> Result<(), TransferError> {
     Ok(())
 }
 
-/// Fetches and decodes one chunk (read ahead by `own` if given).
+/// Each chunk with the offset in its file where it starts.
+pub(super) fn with_offsets(chunks: &[ChunkRef]) -> Vec<(ChunkRef, u64)> {
+    let mut at = 0u64;
+    chunks
+        .iter()
+        .map(|c| {
+            let start = at;
+            at += u64::from(c.size);
+            (*c, start)
+        })
+        .collect()
+}
+
+/// Fetches and decodes one chunk (read ahead by `own` if given); a chunk
+/// stored as a delta is applied to its base (see
+/// [`ChunkedContentStore::base_plain`], which looks in `local` first).
+/// With `keep`, a chunk read whole is kept in the base cache.
 pub(super) async fn fetch_one(
     store: ChunkedContentStore,
     chunk: ChunkRef,
     own: Option<Arc<ReadAhead>>,
+    keep: bool,
+    local: Option<Arc<Found>>,
 ) -> Result<Bytes, TransferError> {
     let encoded = store.encoded(&chunk, own.as_deref()).await?;
+    let base = chunk.span.and_then(|s| s.base);
+    let base_plain = match base {
+        Some(base) => {
+            store
+                .stats
+                .deltas_downloaded
+                .fetch_add(1, Ordering::Relaxed);
+            Some(store.base_plain(base, &chunk, local.as_ref()).await?)
+        }
+        None => None,
+    };
+    let cache = store.bases.clone().filter(|_| keep && base.is_none());
     store
         .stats
         .chunks_downloaded
@@ -124,13 +160,23 @@ pub(super) async fn fetch_one(
         .bytes_downloaded
         .fetch_add(encoded.len() as u64, Ordering::Relaxed);
     let codec = store.codec.clone();
-    let plain = tokio::task::spawn_blocking(move || codec.decode(&chunk.id, &encoded))
-        .await
-        .map_err(|e| TransferError::Task(e.to_string()))?
-        .map_err(|source| TransferError::Damaged {
-            id: chunk.id,
-            source,
-        })?;
+    let plain = tokio::task::spawn_blocking(move || {
+        let plain = match &base_plain {
+            Some(base) => delta::apply(&codec, &chunk.id, base, &encoded),
+            None => codec.decode(&chunk.id, &encoded),
+        }?;
+        // Kept only once it checked out.
+        if let Some(cache) = cache {
+            cache.put(&chunk.id, &encoded);
+        }
+        Ok(plain)
+    })
+    .await
+    .map_err(|e| TransferError::Task(e.to_string()))?
+    .map_err(|source| TransferError::Damaged {
+        id: chunk.id,
+        source,
+    })?;
     if plain.len() != chunk.size as usize {
         return Err(TransferError::SizeMismatch {
             id: chunk.id,
@@ -139,6 +185,75 @@ pub(super) async fn fetch_one(
         });
     }
     Ok(Bytes::from(plain))
+}
+
+impl ChunkedContentStore {
+    /// The plaintext of chunk `base`, which `chunk` is stored as a delta
+    /// against: from the local copy the download replaces (`local`), else
+    /// from the base cache, else fetched from where the service says the
+    /// workspace stores it whole. Checked against its id wherever it comes
+    /// from.
+    pub(super) async fn base_plain(
+        &self,
+        base: ChunkId,
+        chunk: &ChunkRef,
+        local: Option<&Arc<Found>>,
+    ) -> Result<Vec<u8>, TransferError> {
+        if let Some(found) = local
+            && let Some(plain) = take_local(self, found, &ChunkRef::whole(base, 0)).await?
+        {
+            return Ok(plain.to_vec());
+        }
+        if let Some(cache) = self.bases.clone() {
+            let codec = self.codec.clone();
+            let cached = tokio::task::spawn_blocking(move || {
+                let stored = cache.get(&base)?;
+                let plain = codec.decode(&base, &stored).ok();
+                if plain.is_none() {
+                    cache.forget(&base);
+                }
+                plain
+            })
+            .await
+            .map_err(|e| TransferError::Task(e.to_string()))?;
+            if let Some(plain) = cached {
+                return Ok(plain);
+            }
+        }
+        let located = self
+            .transport
+            .locate_bases(&[base])
+            .await
+            .map_err(|source| TransferError::Transport {
+                doing: format!("asking where base {base} of chunk {} is", chunk.id),
+                source,
+            })?;
+        TransferError::check_answers(1, located.len())?;
+        let Some(stored) = located
+            .into_iter()
+            .flatten()
+            .find(|c| c.id == base && c.span.is_none_or(|s| s.base.is_none()))
+        else {
+            return Err(TransferError::Transport {
+                doing: format!("reading base {base} of chunk {}", chunk.id),
+                source: ProtoError::not_found("the workspace does not store the base whole"),
+            });
+        };
+        let encoded = self.encoded(&stored, None).await?;
+        let (codec, cache) = (self.codec.clone(), self.bases.clone());
+        tokio::task::spawn_blocking(move || {
+            let plain = codec.decode(&base, &encoded)?;
+            if let Some(cache) = cache
+                && plain.len() >= bases::MIN_BASE_CHUNK as usize
+            {
+                cache.put(&base, &encoded);
+            }
+            Ok(plain)
+        })
+        .await
+        .map_err(|e| TransferError::Task(e.to_string()))?
+        .map_err(|source| TransferError::Damaged { id: base, source })
+    }
 }
 
 /// A spawned task that is cancelled if its result is no longer wanted (a

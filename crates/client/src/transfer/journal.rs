@@ -134,7 +134,9 @@ impl UploadJournal {
             .begin()
             .await
             .map_err(|e| self.query_error("starting a transaction", e))?;
-        for e in entries {
+        // A delta is not journaled: the journal offers a chunk's place for
+        // reuse as its whole encoding, which a delta is not.
+        for e in entries.iter().filter(|e| e.span.base.is_none()) {
             // A chunk has one journaled place: the latest pack it went into.
             sqlx::query(
                 "INSERT INTO packed_chunks (workspace, chunk, size, pack, offset, len, at)
@@ -238,6 +240,7 @@ fn row_to_ref((chunk, size, pack, offset, len): Row) -> Option<ChunkRef> {
         pack: chunk_id(&pack)?,
         offset: u64::try_from(offset).ok()?,
         len: u32::try_from(len).ok()?,
+        base: None,
     };
     let size = u32::try_from(size).ok()?;
     let possible = size > 0
@@ -265,6 +268,7 @@ mod tests {
                 pack: ChunkId([pack; 32]),
                 offset,
                 len: 50,
+                base: None,
             },
         }
     }

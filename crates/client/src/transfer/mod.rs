@@ -18,6 +18,7 @@
 //! the reader, the encoder and the packer, a bounded number of packs in
 //! flight, and a byte budget for the read-ahead.
 
+pub mod bases;
 mod bridge;
 mod download;
 pub mod journal;
@@ -40,6 +41,7 @@ use stacksync_engine::io::Uploaded;
 use stacksync_engine::{ByteReader, ByteWriter, ContentStore};
 use stacksync_proto::{ChunkId, ChunkRef, ContentHash, Error as ProtoError, ErrorKind, PackSpan};
 
+pub use bases::BaseCache;
 pub use journal::{JournalError, UploadJournal};
 pub use limit::TokenBucket;
 pub use transport::{BlobTransport, ChunkTransport};
@@ -83,6 +85,9 @@ pub struct TransferConfig {
     pub upload_limit: Option<u64>,
     /// Download limit in (encoded) bytes per second; `None` for none.
     pub download_limit: Option<u64>,
+    /// Budget of the base cache ([`bases`]) in encoded bytes, where the
+    /// client opens one; 0 keeps none (every chunk is then sent whole).
+    pub base_cache_bytes: u64,
 }
 
 impl Default for TransferConfig {
@@ -100,6 +105,7 @@ impl Default for TransferConfig {
             max_range_bytes: 16 * 1024 * 1024,
             upload_limit: None,
             download_limit: None,
+            base_cache_bytes: bases::DEFAULT_BASE_CACHE_BYTES,
         }
     }
 }
@@ -209,6 +215,10 @@ pub struct TransferStats {
     pub chunks_reused: AtomicU64,
     /// Plaintext bytes taken from such local copies.
     pub bytes_reused: AtomicU64,
+    /// Chunks sent as deltas against a chunk of the version they replace.
+    pub deltas_uploaded: AtomicU64,
+    /// Chunks read as deltas (each applied to its base).
+    pub deltas_downloaded: AtomicU64,
 }
 
 /// The engine's [`ContentStore`] over the content pipeline and a
@@ -229,6 +239,8 @@ pub struct ChunkedContentStore {
     /// Where uploads, downloads and flushes are listed while in flight,
     /// for the stall watchdog.
     activity: Activity,
+    /// Chunks kept to send (and read) deltas against, if any.
+    bases: Option<Arc<BaseCache>>,
 }
 
 impl ChunkedContentStore {
@@ -287,7 +299,16 @@ impl ChunkedContentStore {
             readahead: Arc::new(readahead),
             checked_packs: Arc::default(),
             activity: Activity::default(),
+            bases: None,
         })
+    }
+
+    /// Keeps recently synced chunks in `cache`, and sends a changed chunk
+    /// as a delta against the previous version's when the cache holds it
+    /// (see [`bases`]). Without a cache every chunk is sent whole.
+    pub fn with_base_cache(mut self, cache: Arc<BaseCache>) -> ChunkedContentStore {
+        self.bases = Some(cache);
+        self
     }
 
     /// Lists this store's uploads, downloads and flushes in `activity`
@@ -320,7 +341,21 @@ impl ChunkedContentStore {
 impl ContentStore for ChunkedContentStore {
     async fn upload(&self, content: ByteReader) -> Result<Uploaded, ProtoError> {
         let _in_flight = self.activity.begin("uploading a file");
-        self.upload_file(content).await.map_err(|e| e.to_proto())
+        self.upload_file(content, &[])
+            .await
+            .map_err(|e| e.to_proto())
+    }
+
+    /// Sends changed chunks as deltas where the base cache allows.
+    async fn upload_changing(
+        &self,
+        content: ByteReader,
+        previous: &[ChunkRef],
+    ) -> Result<Uploaded, ProtoError> {
+        let _in_flight = self.activity.begin("uploading a changed file");
+        self.upload_file(content, previous)
+            .await
+            .map_err(|e| e.to_proto())
     }
 
     async fn flush(&self) -> Result<(), ProtoError> {

@@ -141,9 +141,11 @@ impl Packer {
 
     /// Places `chunk` in a pack, unless this store already has it
     /// somewhere. May wait for a slot to write a sealed pack.
+    /// `chunk.bytes` are a delta against chunk `base` when it is set.
     pub(crate) async fn stage(
         self: &Arc<Self>,
         chunk: EncodedChunk,
+        base: Option<ChunkId>,
     ) -> Result<Staged, TransferError> {
         let (staged, sealed) = {
             let mut st = self.lock();
@@ -155,7 +157,7 @@ impl Packer {
             let (id, size) = (chunk.id, chunk.plaintext_len);
             let span = if len >= self.config.target {
                 let mut alone = OpenPack::new(next_seq(&mut st))?;
-                let span = alone.push(chunk.id, chunk.plaintext_len, chunk.bytes);
+                let span = alone.push(chunk.id, chunk.plaintext_len, chunk.bytes, base);
                 sealed.push(alone);
                 span
             } else {
@@ -172,7 +174,7 @@ impl Packer {
                     st.open = Some(pack);
                 }
                 let open = st.open.as_mut().expect("an open pack was just ensured");
-                let span = open.push(id, size, chunk.bytes);
+                let span = open.push(id, size, chunk.bytes, base);
                 if open.bytes.len() >= self.config.target {
                     sealed.extend(st.open.take());
                 }
@@ -385,11 +387,18 @@ impl OpenPack {
 
     /// Appends encoded chunk `id` of `size` plaintext bytes; returns where
     /// it is.
-    fn push(&mut self, id: ChunkId, size: u32, encoded: Vec<u8>) -> PackSpan {
+    fn push(
+        &mut self,
+        id: ChunkId,
+        size: u32,
+        encoded: Vec<u8>,
+        base: Option<ChunkId>,
+    ) -> PackSpan {
         let span = PackSpan {
             pack: self.id,
             offset: self.bytes.len() as u64,
             len: encoded.len() as u32,
+            base,
         };
         if self.bytes.is_empty() {
             // The first chunk's buffer becomes the pack's: no copy (a
@@ -450,6 +459,9 @@ mod tests {
         ) -> Result<Vec<Option<ChunkRef>>, ProtoError> {
             Ok(vec![None; ids.len()])
         }
+        async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, ProtoError> {
+            Ok(vec![None; ids.len()])
+        }
     }
 
     fn chunk(n: u8, len: usize) -> EncodedChunk {
@@ -477,10 +489,10 @@ mod tests {
         // at the gate; the second's stage waits for the slot, and is
         // dropped there (an upload cancelled when the daemon stops).
         assert!(matches!(
-            packer.stage(chunk(1, 100)).await,
+            packer.stage(chunk(1, 100), None).await,
             Ok(Staged::New(_))
         ));
-        assert!(packer.stage(chunk(2, 100)).now_or_never().is_none());
+        assert!(packer.stage(chunk(2, 100), None).now_or_never().is_none());
         transport.gate.add_permits(10);
         tokio::time::timeout(Duration::from_secs(60), packer.flush())
             .await
@@ -506,14 +518,14 @@ mod tests {
         }));
         let mut spans = Vec::new();
         for (n, len) in [(1, 40), (2, 40), (3, 40), (4, 150), (5, 10)] {
-            let Ok(Staged::New(c)) = packer.stage(chunk(n, len)).await else {
+            let Ok(Staged::New(c)) = packer.stage(chunk(n, len), None).await else {
                 panic!("chunk {n} was not staged");
             };
             spans.push(c.span.unwrap());
         }
         // A repeat is not staged again.
         assert!(matches!(
-            packer.stage(chunk(2, 40)).await,
+            packer.stage(chunk(2, 40), None).await,
             Ok(Staged::Known(c)) if c.span == Some(spans[1])
         ));
         packer.flush().await.unwrap();

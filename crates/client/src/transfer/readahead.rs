@@ -268,6 +268,7 @@ mod tests {
                 pack: id(pack),
                 offset,
                 len,
+                base: None,
             }),
         }
     }

@@ -25,12 +25,13 @@ use stacksync_proto::{ChunkId, ChunkRef, PackSpan};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::download::{AbortOnDrop, fetch_one};
+use super::bases;
+use super::download::{AbortOnDrop, fetch_one, with_offsets};
 use super::readahead::{RangeLimits, ReadAhead};
 use super::{ChunkedContentStore, TransferError, bridge};
 
 /// Where the wanted chunks found in a local copy are.
-enum Found {
+pub(super) enum Found {
     /// In a file on disk, at these offsets; read back when written.
     File {
         file: Arc<Mutex<std::fs::File>>,
@@ -50,18 +51,21 @@ impl Found {
 }
 
 /// Cuts `source` with `chunker`, naming pieces with `codec`, and calls
-/// `keep` with each piece whose id and size are wanted, until it says stop.
+/// `keep` with each piece whose id and size are wanted (any size for an id
+/// wanted with `None`: a delta's base, whose size the chunk list does not
+/// give), until it says stop.
 fn cut(
     source: impl Read,
     chunker: ChunkerConfig,
     codec: &ChunkCodec,
-    wanted: &HashMap<ChunkId, u32>,
+    wanted: &HashMap<ChunkId, Option<u32>>,
     mut keep: impl FnMut(ChunkId, u64, Vec<u8>) -> bool,
 ) -> Result<(), stacksync_content::ContentError> {
     for piece in chunk_reader(source, chunker)? {
         let piece = piece?;
         let id = codec.chunk_id(&piece.data);
-        if wanted.get(&id) == Some(&(piece.data.len() as u32))
+        let size = piece.data.len() as u32;
+        if wanted.get(&id).is_some_and(|w| w.is_none_or(|w| w == size))
             && !keep(id, piece.offset, piece.data)
         {
             break;
@@ -84,7 +88,13 @@ impl ChunkedContentStore {
     where
         W: tokio::io::AsyncWrite + Unpin + ?Sized,
     {
-        let wanted: HashMap<ChunkId, u32> = chunks.iter().map(|c| (c.id, c.size)).collect();
+        // A delta's base is usually the chunk the local copy has at the
+        // same place: wanted too.
+        let bases = chunks.iter().filter_map(|c| c.span.and_then(|s| s.base));
+        let wanted: HashMap<ChunkId, Option<u32>> = bases
+            .map(|b| (b, None))
+            .chain(chunks.iter().map(|c| (c.id, Some(c.size))))
+            .collect();
         let found = match self.find_local(local, wanted).await {
             Ok(found) => found,
             Err(e) => {
@@ -114,15 +124,16 @@ impl ChunkedContentStore {
             Arc::new(ahead)
         });
         let found = Arc::new(found);
-        let mut written = futures::stream::iter(chunks.to_vec())
-            .map(|c| {
+        let mut written = futures::stream::iter(with_offsets(chunks))
+            .map(|(c, at)| {
                 let store = self.clone();
                 let found = Arc::clone(&found);
                 let own = own.clone();
+                let keep = bases::worth_keeping(at, c.size);
                 AbortOnDrop(tokio::spawn(async move {
                     match take_local(&store, &found, &c).await? {
                         Some(plain) => Ok(plain),
-                        None => fetch_one(store, c, own).await,
+                        None => fetch_one(store, c, own, keep, Some(found)).await,
                     }
                 }))
             })
@@ -138,7 +149,7 @@ impl ChunkedContentStore {
     async fn find_local(
         &self,
         local: ByteReader,
-        wanted: HashMap<ChunkId, u32>,
+        wanted: HashMap<ChunkId, Option<u32>>,
     ) -> Result<Found, TransferError> {
         let codec = self.codec.clone();
         let chunker = self.config.pipeline.chunker;
@@ -193,7 +204,7 @@ impl ChunkedContentStore {
 
 /// The plaintext of `chunk` from the local copy, checked against its id;
 /// `None` if it is not there (any more).
-async fn take_local(
+pub(super) async fn take_local(
     store: &ChunkedContentStore,
     found: &Arc<Found>,
     chunk: &ChunkRef,

@@ -34,6 +34,11 @@ pub trait ChunkTransport: Send + Sync {
     /// [`stacksync_proto::rpc::Request::MAX_LOCATE_IDS`]). `None` is always
     /// a safe answer: it only costs sending the chunk again.
     async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error>;
+    /// For each id, in order, where to read the chunk as the base of a
+    /// delta (`PackSpan::base`): the workspace's location of every chunk it
+    /// uses and stores whole, whoever uploaded it; `None` if it has none.
+    /// The caller checks what it reads against the id.
+    async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error>;
 }
 
 /// A [`ChunkTransport`] straight to one container of a [`BlobStore`]. There
@@ -95,5 +100,16 @@ impl ChunkTransport for BlobTransport {
 
     async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
         Ok(vec![None; ids.len()])
+    }
+
+    /// Without a service there is no index: a base is the object named by
+    /// its id, if the container has it (a delta's base is always stored
+    /// whole).
+    async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        let present = self.store.existing(&self.container, ids).await?;
+        Ok(ids
+            .iter()
+            .map(|id| present.contains(id).then(|| ChunkRef::whole(*id, 0)))
+            .collect())
     }
 }

@@ -8,16 +8,26 @@
 //! and process); for chunks of at least `ask_min_bytes`, the service's
 //! chunk index (`locate_chunks`, batched). A small chunk is not asked
 //! about: the question costs about what storing it in a pack does.
+//!
+//! A chunk that has to be sent, of a file that had a previous version, is
+//! sent as a delta (`stacksync_content::delta`) against the previous
+//! version's chunk at the same offset of the file (or that chunk's own
+//! base, as bases are stored whole) when the base cache ([`super::bases`])
+//! holds that chunk and the delta pays (`delta::delta_pays`). Chunks placed
+//! whole are kept in the base cache for the next edit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use stacksync_content::{ContentError, EncodeError, EncodedChunk};
+use std::sync::Arc;
+
+use stacksync_content::{ChunkCodec, ContentError, EncodeError, EncodedChunk, delta};
 use stacksync_engine::ByteReader;
 use stacksync_engine::io::Uploaded;
 use stacksync_proto::{ChunkId, ChunkRef, ContentHash};
 use tokio::sync::mpsc;
 
+use super::bases::{self, BaseCache};
 use super::pack::Staged;
 use super::{ChunkedContentStore, TransferError, bridge};
 
@@ -25,7 +35,11 @@ impl ChunkedContentStore {
     /// Uploads a file: see [`stacksync_engine::ContentStore::upload`]. The
     /// chunks may only be staged: [`ChunkedContentStore::flush`] makes them
     /// durable.
-    pub async fn upload_file(&self, content: ByteReader) -> Result<Uploaded, TransferError> {
+    pub async fn upload_file(
+        &self,
+        content: ByteReader,
+        previous: &[ChunkRef],
+    ) -> Result<Uploaded, TransferError> {
         let (out_tx, out_rx) = mpsc::channel::<EncodedChunk>(self.config.max_uploads.max(1));
         let encoder = self.encoder.clone();
         // The pipeline's own content hash is keyed in encrypted workspaces;
@@ -42,7 +56,7 @@ impl ChunkedContentStore {
             // tens of thousands of files once hung in such a hop).
             Ok(file) => {
                 let encode = tokio::task::spawn_blocking(move || encode_from(Box::new(file)));
-                tokio::join!(self.encoding(encode), self.place_chunks(out_rx))
+                tokio::join!(self.encoding(encode), self.place_chunks(out_rx, previous))
             }
             Err(content) => {
                 let (in_tx, in_rx) = mpsc::channel(4);
@@ -52,7 +66,7 @@ impl ChunkedContentStore {
                 let (_, encoded, placed) = tokio::join!(
                     bridge::pump(content, in_tx),
                     self.encoding(encode),
-                    self.place_chunks(out_rx)
+                    self.place_chunks(out_rx, previous)
                 );
                 (encoded, placed)
             }
@@ -98,7 +112,9 @@ impl ChunkedContentStore {
     async fn place_chunks(
         &self,
         mut rx: mpsc::Receiver<EncodedChunk>,
+        previous: &[ChunkRef],
     ) -> Result<HashMap<ChunkId, ChunkRef>, TransferError> {
+        let previous = Previous::new(previous);
         let mut placed: HashMap<ChunkId, ChunkRef> = HashMap::new();
         while let Some(first) = rx.recv().await {
             let mut bytes = first.bytes.len();
@@ -116,6 +132,7 @@ impl ChunkedContentStore {
             // A chunk repeated within a file is placed once.
             let mut seen = HashSet::new();
             batch.retain(|c| !placed.contains_key(&c.id) && seen.insert(c.id));
+            self.keep_bases(&batch).await;
             let found = |placed: &mut HashMap<ChunkId, ChunkRef>, c: ChunkRef| {
                 self.stats
                     .chunks_deduplicated
@@ -142,10 +159,11 @@ impl ChunkedContentStore {
                 if placed.contains_key(&chunk.id) {
                     continue;
                 }
+                let (chunk, base) = self.as_delta(chunk, &previous).await?;
                 let staging = self
                     .activity
                     .begin("staging a chunk (waits for a slot to write a pack)");
-                let staged = self.packer.stage(chunk).await?;
+                let staged = self.packer.stage(chunk, base).await?;
                 drop(staging);
                 match staged {
                     Staged::New(c) => {
@@ -268,5 +286,148 @@ impl ChunkedContentStore {
                 found.filter(|f| f.id == c.id && f.size == c.plaintext_len)
             })
             .collect())
+    }
+
+    /// Keeps the chunks of `batch` worth it in the base cache, so the next
+    /// edit of their file can be sent as a delta against them. A chunk
+    /// that ends up placed as a delta (found so in the index) is useless
+    /// as a base but harmless: it is only kept, never offered as one.
+    async fn keep_bases(&self, batch: &[EncodedChunk]) {
+        let Some(cache) = &self.bases else { return };
+        let kept: Vec<(ChunkId, Vec<u8>)> = batch
+            .iter()
+            .filter(|c| bases::worth_keeping(c.offset, c.plaintext_len) && !cache.contains(&c.id))
+            .map(|c| (c.id, c.bytes.clone()))
+            .collect();
+        if kept.is_empty() {
+            return;
+        }
+        let cache = Arc::clone(cache);
+        let _ = tokio::task::spawn_blocking(move || {
+            for (id, bytes) in kept {
+                cache.put(&id, &bytes);
+            }
+        })
+        .await;
+    }
+
+    /// `chunk` as a delta against its base, if the previous version had a
+    /// chunk at its offset, the base cache holds that chunk's base, and
+    /// the delta pays; else `chunk` as it is. Any failure (a damaged cache
+    /// entry, an encoder error) sends the chunk whole.
+    async fn as_delta(
+        &self,
+        chunk: EncodedChunk,
+        previous: &Previous<'_>,
+    ) -> Result<(EncodedChunk, Option<ChunkId>), TransferError> {
+        let Some(cache) = &self.bases else {
+            return Ok((chunk, None));
+        };
+        let base = match previous.at(chunk.offset) {
+            Some(prev) if chunk.plaintext_len >= bases::MIN_BASE_CHUNK => {
+                prev.span.and_then(|s| s.base).unwrap_or(prev.id)
+            }
+            _ => return Ok((chunk, None)),
+        };
+        if base == chunk.id || !cache.contains(&base) {
+            return Ok((chunk, None));
+        }
+        let (cache, codec) = (Arc::clone(cache), self.codec.clone());
+        let _in_flight = self.activity.begin("encoding a delta (blocking thread)");
+        let made = tokio::task::spawn_blocking(move || {
+            let delta = encode_against(&cache, &codec, base, &chunk);
+            (chunk, delta)
+        })
+        .await
+        .map_err(|e| TransferError::Task(format!("encoding a delta: {e}")))?;
+        Ok(match made {
+            (chunk, Some(delta)) => {
+                self.stats.deltas_uploaded.fetch_add(1, Ordering::Relaxed);
+                let patch = EncodedChunk {
+                    bytes: delta,
+                    compressed: false,
+                    ..chunk
+                };
+                (patch, Some(base))
+            }
+            (chunk, None) => (chunk, None),
+        })
+    }
+}
+
+/// The delta object of `chunk` against the cached chunk `base`, if the
+/// cache's copy checks out and the delta pays.
+fn encode_against(
+    cache: &BaseCache,
+    codec: &ChunkCodec,
+    base: ChunkId,
+    chunk: &EncodedChunk,
+) -> Option<Vec<u8>> {
+    let stored = cache.get(&base)?;
+    let base_plain = match codec.decode(&base, &stored) {
+        Ok(plain) => plain,
+        Err(e) => {
+            tracing::debug!("base cache: {base} fails its check: {e}");
+            cache.forget(&base);
+            return None;
+        }
+    };
+    let target = codec.decode(&chunk.id, &chunk.bytes).ok()?;
+    let delta = delta::encode_delta(codec, &base_plain, &target).ok()?;
+    delta::delta_pays(delta.bytes.len(), chunk.bytes.len()).then_some(delta.bytes)
+}
+
+/// The chunks of the version a file replaces, by where each starts.
+pub(super) struct Previous<'a> {
+    starts: Vec<u64>,
+    chunks: &'a [ChunkRef],
+}
+
+impl<'a> Previous<'a> {
+    fn new(chunks: &'a [ChunkRef]) -> Previous<'a> {
+        let mut at = 0u64;
+        let starts = chunks
+            .iter()
+            .map(|c| {
+                let start = at;
+                at += u64::from(c.size);
+                start
+            })
+            .collect();
+        Previous { starts, chunks }
+    }
+
+    /// The chunk holding byte `offset`, if any.
+    fn at(&self, offset: u64) -> Option<&'a ChunkRef> {
+        let k = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .checked_sub(1)?;
+        let c = &self.chunks[k];
+        (offset < self.starts[k] + u64::from(c.size)).then_some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_previous_chunk_at_an_offset_is_the_one_holding_it() {
+        let chunks: Vec<ChunkRef> = [10u32, 5, 20]
+            .iter()
+            .enumerate()
+            .map(|(k, &size)| ChunkRef::whole(ChunkId([k as u8; 32]), size))
+            .collect();
+        let previous = Previous::new(&chunks);
+        let at = |offset| previous.at(offset).map(|c| c.id.0[0]);
+        assert_eq!(at(0), Some(0));
+        assert_eq!(at(9), Some(0));
+        assert_eq!(at(10), Some(1));
+        assert_eq!(at(14), Some(1));
+        assert_eq!(at(15), Some(2));
+        assert_eq!(at(34), Some(2));
+        assert_eq!(at(35), None, "past the end of the old version");
+        assert_eq!(Previous::new(&[]).at(0).map(|c| c.id), None);
     }
 }

@@ -296,6 +296,17 @@ impl ChunkTransport for WatchedTransport {
         )
         .await
     }
+
+    async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
+        let what = format!("asking where to read {} delta base(s)", ids.len());
+        within(
+            &self.activity,
+            self.limit,
+            what,
+            self.inner.locate_bases(ids),
+        )
+        .await
+    }
 }
 
 /// A [`Connection`] whose RPCs and chunk transfers have deadlines and are

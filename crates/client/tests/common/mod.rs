@@ -167,6 +167,13 @@ impl stacksync_client::ChunkTransport for Probe {
         let index = self.index.lock().unwrap();
         Ok(ids.iter().map(|id| index.get(id).copied()).collect())
     }
+
+    async fn locate_bases(
+        &self,
+        ids: &[stacksync_proto::ChunkId],
+    ) -> Result<Vec<Option<stacksync_proto::ChunkRef>>, stacksync_proto::Error> {
+        self.inner.locate_bases(ids).await
+    }
 }
 
 /// Downloads `up` from `cs` (checking the whole-file hash) and compares it

@@ -55,6 +55,7 @@ fn chunk() -> impl Strategy<Value = ChunkRef> {
             pack: ChunkId([pack; 32]),
             offset: offset.min(max - len),
             len: u32::try_from(len).expect("MAX_PACK_BYTES fits in u32"),
+            base: None,
         },
     ));
     (any::<u8>(), any::<u32>(), span).prop_map(|(id, size, span)| ChunkRef {

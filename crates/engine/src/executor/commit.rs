@@ -31,7 +31,7 @@ use stacksync_proto::{
 };
 
 use super::apply::{Outcome, item_level};
-use super::prefetch::{NotUploaded, upload_file};
+use super::prefetch::{NotUploaded, previous_chunks, upload_file};
 use super::{Engine, Exec};
 use crate::error::EngineError;
 use crate::planner::{Key, Op, RemoteChange, path_in};
@@ -472,7 +472,17 @@ impl Engine {
         }
         let fs = self.io.fs.clone();
         let content = self.io.content.clone();
-        match upload_file(fs.as_ref(), content.as_ref(), &path, l.stamp, l.hash).await? {
+        let previous = previous_chunks(&self.state.remote, key).to_vec();
+        match upload_file(
+            fs.as_ref(),
+            content.as_ref(),
+            &path,
+            l.stamp,
+            l.hash,
+            &previous,
+        )
+        .await?
+        {
             Ok(up) => Ok(Ok((Some(up.hash), up.size, up.chunks))),
             Err(NotUploaded::Changed(why)) => Ok(Err(Outcome::Skipped(why))),
             Err(NotUploaded::Fs(e)) => item_level(e).map(Err),

@@ -474,7 +474,14 @@ impl Engine {
                 .own_temps(temps::candidates(window, &exec.local))
                 .await?;
             let (uploads, downloads) = futures::join!(
-                prefetch::uploads(fs.as_ref(), content.as_ref(), &exec.local, window, parallel),
+                prefetch::uploads(
+                    fs.as_ref(),
+                    content.as_ref(),
+                    &exec.local,
+                    &self.state.remote,
+                    window,
+                    parallel
+                ),
                 prefetch::downloads(
                     fs.as_ref(),
                     content.as_ref(),

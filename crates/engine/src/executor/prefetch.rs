@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use stacksync_proto::{ContentHash, ItemName};
+use stacksync_proto::{ChunkRef, ContentHash, ItemName};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{EngineError, FsError, FsErrorKind};
@@ -33,7 +33,7 @@ use crate::ignore::DOWNLOAD_TEMP_PREFIX;
 use crate::io::{ByteReader, ContentStore, EntryKind, Fs, Uploaded};
 use crate::path::RelPath;
 use crate::planner::{Key, LocalItem, Op, RemoteChange, RemoteContent, path_in};
-use crate::tree::Stamp;
+use crate::tree::{RemoteTree, Stamp};
 
 /// An upload done ahead of its commit.
 pub(super) struct PrefetchedUpload {
@@ -115,14 +115,28 @@ pub(super) enum NotUploaded {
     Fs(FsError),
 }
 
+/// The chunks of the live file version the server has for `key`, which
+/// an upload for `key` replaces (none for a new item or a folder).
+pub(super) fn previous_chunks(remote: &RemoteTree, key: Key) -> &[ChunkRef] {
+    match key {
+        Key::Item(id) => remote
+            .live(id)
+            .filter(|m| !m.is_folder)
+            .map_or(&[], |m| m.chunks.as_slice()),
+        Key::New(_) => &[],
+    }
+}
+
 /// Reads and uploads the file at `path`, making sure it still has `stamp`
-/// before and after the read and that its content has `hash`.
+/// before and after the read and that its content has `hash`; `previous`
+/// is the chunk list of the version it replaces (empty for a new file).
 pub(super) async fn upload_file(
     fs: &dyn Fs,
     content: &dyn ContentStore,
     path: &RelPath,
     stamp: Stamp,
     hash: Option<ContentHash>,
+    previous: &[ChunkRef],
 ) -> Result<Result<Uploaded, NotUploaded>, EngineError> {
     let before = match fs.stat(path).await {
         Ok(m) => m.map(|m| m.stamp),
@@ -138,7 +152,7 @@ pub(super) async fn upload_file(
         Err(e) => return Ok(Err(NotUploaded::Fs(e))),
     };
     let up = content
-        .upload(reader)
+        .upload_changing(reader, previous)
         .await
         .map_err(|source| EngineError::Remote {
             doing: format!("uploading {path}"),
@@ -204,15 +218,17 @@ pub(super) async fn fill_temp(
 /// Uploads the content of every file `ops` will commit with `upload`, up to
 /// `parallel` at a time. A file that changed, or any failure, leaves its
 /// commit to upload by itself; a server failure stops starting new uploads
-/// (the ordered commit then meets it and reports it).
+/// (the ordered commit then meets it and reports it). A file the server
+/// has a version of is uploaded as a change of that version's chunks.
 pub(super) async fn uploads(
     fs: &dyn Fs,
     store: &dyn ContentStore,
     local: &BTreeMap<Key, LocalItem>,
+    remote: &RemoteTree,
     ops: &[Op],
     parallel: usize,
 ) -> BTreeMap<Key, PrefetchedUpload> {
-    let jobs: Vec<(Key, RelPath, Stamp, ContentHash)> = ops
+    let jobs: Vec<(Key, RelPath, Stamp, ContentHash, Vec<ChunkRef>)> = ops
         .iter()
         .filter_map(|op| match op {
             Op::Commit {
@@ -225,7 +241,8 @@ pub(super) async fn uploads(
                     },
             } => {
                 let l = local.get(key)?;
-                Some((*key, path_in(local, *key)?, l.stamp, l.hash?))
+                let previous = previous_chunks(remote, *key).to_vec();
+                Some((*key, path_in(local, *key)?, l.stamp, l.hash?, previous))
             }
             _ => None,
         })
@@ -237,11 +254,11 @@ pub(super) async fn uploads(
     let stopped = AtomicBool::new(false);
     let stopped = &stopped;
     futures::stream::iter(jobs)
-        .map(|(key, path, stamp, hash)| async move {
+        .map(|(key, path, stamp, hash, previous)| async move {
             if stopped.load(Ordering::Relaxed) {
                 return None;
             }
-            match upload_file(fs, store, &path, stamp, Some(hash)).await {
+            match upload_file(fs, store, &path, stamp, Some(hash), &previous).await {
                 Ok(Ok(uploaded)) => Some((key, PrefetchedUpload { stamp, uploaded })),
                 Ok(Err(_)) => None,
                 Err(e) => {

@@ -198,6 +198,7 @@ pub fn packed(seed: u8, size: u32, pack: u8, offset: u64) -> ChunkRef {
             pack: ChunkId([pack; 32]),
             offset,
             len: size + 40,
+            base: None,
         }),
     }
 }

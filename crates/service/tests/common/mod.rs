@@ -14,8 +14,8 @@ use stacksync_bus::{Bus, BusConfig, MemoryConfig, QueueKind, Subscription, Subsc
 use stacksync_metastore::testing::TestDb;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
 use stacksync_proto::{
-    ContentHash, DeviceId, Error, ItemId, ItemName, ItemStatus, Notification, ProposedItem, UserId,
-    Workspace, wire,
+    ContentHash, DeviceId, EncryptionMode, Error, ItemId, ItemName, ItemStatus, Notification,
+    ProposedItem, UserId, Workspace, wire,
 };
 use stacksync_service::{Service, ServiceConfig, run_rpc_workers};
 use tokio::sync::oneshot;
@@ -298,4 +298,38 @@ macro_rules! both_combos {
             }
         }
     };
+}
+
+/// `owner` shares `folder` (a folder of their private workspace) with
+/// `member`, who accepts; the shared workspace.
+pub async fn share_folder(env: &Env, owner: &User, member: &User, folder: ItemId) -> Workspace {
+    let Ok(Reply::ShareProposal { proposal, .. }) = env
+        .call(
+            &owner.token,
+            Request::CreateShareProposal {
+                workspace: owner.private.id,
+                folder,
+                emails: vec![member.email.clone()],
+                encryption: EncryptionMode::Plain,
+            },
+        )
+        .await
+    else {
+        panic!("the proposal is made");
+    };
+    let Ok(Reply::ShareAnswered {
+        workspace: Some(shared),
+    }) = env
+        .call(
+            &member.token,
+            Request::AnswerShareProposal {
+                proposal,
+                accept: true,
+            },
+        )
+        .await
+    else {
+        panic!("the proposal is accepted");
+    };
+    shared
 }
