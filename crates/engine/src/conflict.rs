@@ -54,6 +54,13 @@ pub fn conflicted_copy_name(
     })
 }
 
+/// Whether `name` could be one [`conflicted_copy_name`] makes: every name it
+/// makes contains "conflicted copy" (a focused plan looks at the siblings
+/// that do, see `planner::focus`).
+pub fn may_be_copy(name: &ItemName) -> bool {
+    name.as_str().contains("conflicted copy")
+}
+
 /// `YYYY-MM-DD HHMMSS` in UTC.
 pub fn format_utc(millis: Millis) -> String {
     let secs = millis.div_euclid(1000);

@@ -35,7 +35,10 @@ pub use io::{
     ByteReader, ByteWriter, Clock, ContentStore, Fs, IdSource, MemStateStore, Remote, StateStore,
 };
 pub use path::RelPath;
-pub use planner::{Focus, FocusedPlan, Key, Op, Plan, PlanInput, Pos, plan, plan_focused};
+pub use planner::{
+    Focus, FocusedPlan, Key, Lookups, Op, Plan, PlanInput, Pos, plan, plan_focused,
+    plan_focused_with,
+};
 pub use tracked::{TrackedMap, TrackedSet};
 pub use tree::{
     Lineage, LocalEntry, LocalTree, PendingCommit, RemoteTree, Resolved, Stamp, SyncState,

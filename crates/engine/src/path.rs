@@ -1,6 +1,10 @@
 //! Relative paths inside the synced folder.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 use stacksync_proto::{ItemName, NameError};
@@ -80,6 +84,111 @@ impl RelPath {
     }
 }
 
+/// The entries of `tree` directly inside `dir`, in order, without walking
+/// what is under them: each next child is found by a search that starts
+/// past the previous child's subtree, so a folder's children cost
+/// O(children x log n) whatever lies below them.
+pub fn children_in<'a, V>(
+    tree: &'a BTreeMap<RelPath, V>,
+    dir: &'a RelPath,
+) -> impl Iterator<Item = (&'a RelPath, &'a V)> + 'a {
+    let depth = dir.depth() + 1;
+    // Past the subtree of the last child found (as its components).
+    let mut after: Option<&'a [ItemName]> = None;
+    std::iter::from_fn(move || {
+        loop {
+            let past;
+            let from: Bound<&dyn Bounds> = match after {
+                None => Bound::Excluded(dir as &dyn Bounds),
+                Some(c) => {
+                    past = PastSubtree(c);
+                    Bound::Excluded(&past as &dyn Bounds)
+                }
+            };
+            let (path, value) = tree
+                .range::<dyn Bounds, _>((from, Bound::Unbounded))
+                .next()
+                .filter(|(p, _)| p.starts_with(dir))?;
+            // The first entry past the previous child's subtree is the next
+            // child, or something under a folder the tree has no entry for
+            // (then that folder's subtree is skipped as well).
+            after = Some(&path.components()[..depth]);
+            if path.depth() == depth {
+                return Some((path, value));
+            }
+        }
+    })
+}
+
+/// A bound in a tree of paths: a path, or the place right after a path and
+/// everything under it (see [`children_in`]). Keys are always paths, and
+/// among paths the order is `RelPath`'s own, so the two orders agree.
+trait Bounds {
+    fn parts(&self) -> &[ItemName];
+    fn past_subtree(&self) -> bool;
+}
+
+impl Bounds for RelPath {
+    fn parts(&self) -> &[ItemName] {
+        &self.0
+    }
+    fn past_subtree(&self) -> bool {
+        false
+    }
+}
+
+/// Right after a path and everything under it.
+struct PastSubtree<'a>(&'a [ItemName]);
+
+impl Bounds for PastSubtree<'_> {
+    fn parts(&self) -> &[ItemName] {
+        self.0
+    }
+    fn past_subtree(&self) -> bool {
+        true
+    }
+}
+
+impl<'a> Borrow<dyn Bounds + 'a> for RelPath {
+    fn borrow(&self) -> &(dyn Bounds + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn Bounds + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (self.parts(), other.parts());
+        for (x, y) in a.iter().zip(b) {
+            match x.cmp(y) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        // One is a prefix of the other: the shorter comes first, unless it
+        // stands for the place past its subtree.
+        match a.len().cmp(&b.len()) {
+            Ordering::Less if self.past_subtree() => Ordering::Greater,
+            Ordering::Greater if other.past_subtree() => Ordering::Less,
+            Ordering::Equal => self.past_subtree().cmp(&other.past_subtree()),
+            o => o,
+        }
+    }
+}
+
+impl PartialOrd for dyn Bounds + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn Bounds + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn Bounds + '_ {}
+
 impl fmt::Display for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, c) in self.0.iter().enumerate() {
@@ -123,5 +232,38 @@ mod tests {
         assert!(p.join(&n).starts_with(&p));
         let all: Vec<String> = p.ancestors_and_self().map(|a| a.to_string()).collect();
         assert_eq!(all, ["x", "x/y"]);
+    }
+
+    #[test]
+    fn children_in_skips_subtrees_and_gaps() {
+        let tree: BTreeMap<RelPath, ()> = [
+            "a", "a/x", "a/x/deep", "a/y", "a!", "ab", "ab/z", "b/c/d", "b/e", "c",
+        ]
+        .into_iter()
+        .map(|p| (RelPath::parse(p).unwrap(), ()))
+        .collect();
+        let names = |dir: &str| -> Vec<String> {
+            let dir = RelPath::parse(dir).unwrap();
+            children_in(&tree, &dir)
+                .map(|(p, _)| p.to_string())
+                .collect()
+        };
+        // "b" has no entry of its own, only things under it: not a child.
+        assert_eq!(names(""), ["a", "a!", "ab", "c"]);
+        assert_eq!(names("a"), ["a/x", "a/y"]);
+        assert_eq!(names("a/x"), ["a/x/deep"]);
+        assert_eq!(names("b"), ["b/e"]);
+        assert_eq!(names("c"), Vec::<String>::new());
+        assert_eq!(names("zz"), Vec::<String>::new());
+        // The same as filtering every entry by its parent.
+        for dir in ["", "a", "a/x", "ab", "b", "b/c"] {
+            let d = RelPath::parse(dir).unwrap();
+            let slow: Vec<String> = tree
+                .keys()
+                .filter(|p| p.parent().as_ref() == Some(&d))
+                .map(|p| p.to_string())
+                .collect();
+            assert_eq!(names(dir), slow, "{dir}");
+        }
     }
 }

@@ -135,6 +135,11 @@ impl RemoteTree {
         self.items.is_empty()
     }
 
+    /// This instance's origin (see [`crate::tracked`]).
+    pub fn origin(&self) -> u64 {
+        self.items.origin()
+    }
+
     /// The items recorded since the last save (see [`SyncState::lineage`]).
     pub fn changes(&self) -> impl Iterator<Item = (&ItemId, Option<&ItemMeta>)> {
         self.items.changes()

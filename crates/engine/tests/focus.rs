@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use stacksync_engine::sim::SimRng as Rng;
 use stacksync_engine::tree::Refusal;
 use stacksync_engine::{
-    Focus, IgnoreRules, Key, LocalEntry, LocalTree, PlanInput, RelPath, Stamp, SyncState,
-    SyncedItem, plan, plan_focused,
+    Focus, IgnoreRules, Key, LocalEntry, LocalTree, Lookups, PlanInput, RelPath, Stamp, SyncState,
+    SyncedItem, plan, plan_focused, plan_focused_with,
 };
 use stacksync_proto::{ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId};
 
@@ -171,14 +171,7 @@ impl World {
         ignore: &'a IgnoreRules,
         unsynced: &'a BTreeMap<RelPath, Option<Stamp>>,
     ) -> PlanInput<'a> {
-        PlanInput {
-            state: &self.state,
-            local: &self.local,
-            ignore,
-            unsynced,
-            device_name: "dev",
-            now: NOW,
-        }
+        input_of(&self.state, &self.local, ignore, unsynced)
     }
 
     fn local_folders(&self) -> Vec<RelPath> {
@@ -384,50 +377,68 @@ fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
             "seed {seed}: the generated world is not settled: {:?}",
             settled.ops
         );
-        let mut focus = Focus::default();
-        for _ in 0..1 + rng.below(4) {
-            w.change(&mut rng, &mut focus);
-        }
-        let input = w.input(&ignore, &unsynced);
-        let full = plan(&input);
-        let focused = plan_focused(&input, &focus);
-        assert_eq!(
-            focused.plan.ops, full.ops,
-            "seed {seed}: focus {focus:?}\nlocal {:?}\nstate {:?}",
-            w.local, w.state
+        // Lookups kept across plans (as the engine keeps them): built on
+        // the settled world, then told only of the changes.
+        let mut lookups = Lookups::default();
+        let empty = plan_focused_with(
+            &w.input(&ignore, &unsynced),
+            &Focus::default(),
+            &mut lookups,
         );
-        let clashes: Vec<_> = full
-            .clashes
-            .iter()
-            .filter(|(p, _)| focused.paths.contains(p))
-            .cloned()
-            .collect();
-        assert_eq!(focused.plan.clashes, clashes, "seed {seed}");
-        for op in &full.ops {
-            let mut keys = vec![op.key()];
-            if let stacksync_engine::Op::ConflictCopy { copy, .. } = op {
-                keys.push(*copy);
+        assert!(empty.plan.ops.is_empty(), "seed {seed}");
+        w.state.forget_changes();
+        let mut focus = Focus::default();
+        for round in 0..2 {
+            for _ in 0..1 + rng.below(4) {
+                w.change(&mut rng, &mut focus);
             }
-            for k in keys {
-                assert_eq!(
-                    path_of(&focused.plan.local, k),
-                    path_of(&full.local, k),
-                    "seed {seed}: where {k:?} is"
-                );
-                assert_eq!(
-                    focused.plan.local.get(&k),
-                    full.local.get(&k),
-                    "seed {seed}"
-                );
+            let input = w.input(&ignore, &unsynced);
+            let full = plan(&input);
+            let focused = plan_focused(&input, &focus);
+            let kept = plan_focused_with(&input, &focus, &mut lookups);
+            assert_eq!(kept, focused, "seed {seed} round {round}: kept lookups");
+            assert_eq!(
+                focused.plan.ops, full.ops,
+                "seed {seed} round {round}: focus {focus:?}\nlocal {:?}\nstate {:?}",
+                w.local, w.state
+            );
+            let clashes: Vec<_> = full
+                .clashes
+                .iter()
+                .filter(|(p, _)| focused.paths.contains(p))
+                .cloned()
+                .collect();
+            assert_eq!(focused.plan.clashes, clashes, "seed {seed}");
+            for op in &full.ops {
+                let mut keys = vec![op.key()];
+                if let stacksync_engine::Op::ConflictCopy { copy, .. } = op {
+                    keys.push(*copy);
+                }
+                for k in keys {
+                    assert_eq!(
+                        path_of(&focused.plan.local, k),
+                        path_of(&full.local, k),
+                        "seed {seed}: where {k:?} is"
+                    );
+                    assert_eq!(
+                        focused.plan.local.get(&k),
+                        full.local.get(&k),
+                        "seed {seed}"
+                    );
+                }
             }
-        }
-        if !full.ops.is_empty() {
-            nonempty += 1;
+            if !full.ops.is_empty() {
+                nonempty += 1;
+            }
+            // What a save does: the lookups take the record, which is
+            // then forgotten.
+            lookups.note_state(&w.state);
+            w.state.forget_changes();
         }
     }
     // The changes must make work: a generator whose plans are empty would
     // prove nothing.
-    assert!(nonempty > 2000, "only {nonempty} plans had operations");
+    assert!(nonempty > 4000, "only {nonempty} plans had operations");
 }
 
 #[test]
@@ -440,66 +451,21 @@ fn a_focus_on_one_file_leaves_the_rest_of_a_large_tree_out() {
     for f in 0..100u64 {
         let folder = meta(n, None, ItemName::new(format!("d{f}")).unwrap(), None);
         n += 1;
-        let fid = folder.id;
-        let fpath = RelPath::root().join(&folder.name);
-        let stamp = Stamp {
-            size: 0,
-            mtime: 1,
-            file_id: Some(n),
-        };
-        local.insert(
-            fpath.clone(),
-            LocalEntry {
-                is_folder: true,
-                stamp,
-                hash: None,
-            },
-        );
-        state
-            .synced
-            .insert(fid, SyncedItem::from_meta(&folder, Some(stamp)));
-        state.remote.apply(folder);
+        let (fid, fpath) = (folder.id, RelPath::root().join(&folder.name));
+        settle(&mut state, &mut local, fpath.clone(), folder, n);
         for i in 0..100u64 {
-            let m = meta(
-                n,
-                Some(fid),
-                ItemName::new(format!("f{i}")).unwrap(),
-                Some((i % 5) as usize),
-            );
+            let name = ItemName::new(format!("f{i}")).unwrap();
+            let m = meta(n, Some(fid), name.clone(), Some((i % 5) as usize));
             n += 1;
-            let stamp = Stamp {
-                size: m.size,
-                mtime: 1,
-                file_id: Some(n),
-            };
-            local.insert(
-                fpath.join(&m.name),
-                LocalEntry {
-                    is_folder: false,
-                    stamp,
-                    hash: m.content_hash,
-                },
-            );
-            state
-                .synced
-                .insert(m.id, SyncedItem::from_meta(&m, Some(stamp)));
-            state.remote.apply(m);
+            settle(&mut state, &mut local, fpath.join(&name), m, n);
         }
     }
     let p = RelPath::parse("d7/f3").unwrap();
     let e = local.get_mut(&p).unwrap();
     e.hash = Some(hash(99));
     e.stamp.mtime = 2;
-    let ignore = IgnoreRules::defaults();
-    let unsynced = BTreeMap::new();
-    let input = PlanInput {
-        state: &state,
-        local: &local,
-        ignore: &ignore,
-        unsynced: &unsynced,
-        device_name: "dev",
-        now: 0,
-    };
+    let (ignore, unsynced) = (IgnoreRules::defaults(), BTreeMap::new());
+    let input = input_of(&state, &local, &ignore, &unsynced);
     let focus = Focus {
         paths: BTreeSet::from([p.clone()]),
         ids: BTreeSet::new(),
@@ -507,7 +473,116 @@ fn a_focus_on_one_file_leaves_the_rest_of_a_large_tree_out() {
     let focused = plan_focused(&input, &focus);
     assert_eq!(focused.plan.ops, plan(&input).ops);
     assert_eq!(focused.plan.ops.len(), 1);
-    // d7 (an ancestor) and its 100 files (the file and its siblings); no
-    // other folder and none of their files.
-    assert_eq!(focused.paths.len(), 101, "{:?}", focused.paths);
+    // d7 (an ancestor) and the file: not its 99 siblings, no other folder
+    // and none of their files.
+    assert_eq!(focused.paths.len(), 2, "{:?}", focused.paths);
+}
+
+/// The planner's input on this device ("dev", at `NOW`).
+fn input_of<'a>(
+    state: &'a SyncState,
+    local: &'a LocalTree,
+    ignore: &'a IgnoreRules,
+    unsynced: &'a BTreeMap<RelPath, Option<Stamp>>,
+) -> PlanInput<'a> {
+    PlanInput {
+        state,
+        local,
+        ignore,
+        unsynced,
+        device_name: "dev",
+        now: NOW,
+    }
+}
+
+/// Records `m` at `path` as settled: on disk (with this file id), synced
+/// and on the server alike.
+fn settle(state: &mut SyncState, local: &mut LocalTree, path: RelPath, m: ItemMeta, file_id: u64) {
+    let stamp = Stamp {
+        size: m.size,
+        mtime: 1,
+        file_id: Some(file_id),
+    };
+    let entry = LocalEntry {
+        is_folder: m.is_folder,
+        stamp,
+        hash: m.content_hash,
+    };
+    local.insert(path, entry);
+    state
+        .synced
+        .insert(m.id, SyncedItem::from_meta(&m, Some(stamp)));
+    state.remote.apply(m);
+}
+
+/// One folder `d` of settled files with these names.
+fn settled_folder(names: &[ItemName]) -> (SyncState, LocalTree) {
+    let mut state = SyncState::default();
+    let mut local = LocalTree::new();
+    let folder = meta(10, None, ItemName::new("d").unwrap(), None);
+    let (parent, d) = (Some(folder.id), RelPath::root().join(&folder.name));
+    settle(&mut state, &mut local, d.clone(), folder, 10);
+    for (i, name) in names.iter().enumerate() {
+        let n = 11 + i as u64;
+        let m = meta(n, parent, name.clone(), Some(i % CONTENTS));
+        settle(&mut state, &mut local, d.join(name), m, n);
+    }
+    (state, local)
+}
+
+#[test]
+fn a_conflicted_copy_avoids_a_sibling_outside_the_focus() {
+    // "a" is edited on both sides; the name its conflicted copy would take
+    // first is held by a settled sibling, among many others.
+    let a = ItemName::new("a").unwrap();
+    let taken = stacksync_engine::conflict::conflicted_copy_name(&a, false, "dev", NOW, 1);
+    let mut names = vec![a.clone(), taken.clone()];
+    names.extend((0..50).map(|i| ItemName::new(format!("f{i}")).unwrap()));
+    let (mut state, mut local) = settled_folder(&names);
+    let a_path = RelPath::parse("d/a").unwrap();
+    let e = local.get_mut(&a_path).unwrap();
+    e.hash = Some(hash(90));
+    e.stamp.mtime = 2;
+    let a_id = id(11);
+    let mut m = state.remote.latest(a_id).unwrap().clone();
+    m.version = 2;
+    m.status = ItemStatus::Changed;
+    m.content_hash = Some(hash(91));
+    state.remote.apply(m);
+    let (ignore, unsynced) = (IgnoreRules::defaults(), BTreeMap::new());
+    let input = input_of(&state, &local, &ignore, &unsynced);
+    let focus = Focus {
+        paths: BTreeSet::from([a_path]),
+        ids: BTreeSet::from([a_id]),
+    };
+    let full = plan(&input);
+    let copies: Vec<&ItemName> = full
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            stacksync_engine::Op::ConflictCopy { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", full.ops);
+    let final_names: Vec<String> = full
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            stacksync_engine::Op::Commit {
+                change: stacksync_engine::planner::RemoteChange::Put { pos, .. },
+                ..
+            } => Some(pos.name.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !final_names.contains(&taken.to_string()),
+        "the copy must not take the sibling's name: {final_names:?}"
+    );
+    let focused = plan_focused(&input, &focus);
+    assert_eq!(focused.plan.ops, full.ops);
+    // The folder, "a" and the sibling with a conflicted-copy name; not
+    // the 50 others.
+    assert_eq!(focused.paths.len(), 3, "{:?}", focused.paths);
 }

@@ -18,7 +18,13 @@ fn env(name: &str, default: u64) -> u64 {
 /// the machine's cores.
 const BANDS: u64 = 5;
 
+/// A plant holds for the whole process: the seed bands run with no bug
+/// planted, so they never overlap the planted-bug test (which `cargo test`
+/// would run beside them in one process; nextest runs each test alone).
+static PLANTING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn band(k: u64) {
+    let _unplanted = PLANTING.read().await;
     let from = env("STACKSYNC_SIM_FROM", 0);
     let count = env("STACKSYNC_SIM_SEEDS", 500);
     let per_band = count.div_ceil(BANDS);
@@ -78,6 +84,7 @@ const SEEDS_PER_BUG: u64 = 60;
 /// holds for the whole process.
 #[tokio::test(flavor = "current_thread")]
 async fn every_planted_bug_is_caught() {
+    let _planting = PLANTING.write().await;
     let config = RunConfig::default();
     let mut blind = Vec::new();
     for bug in PlantedBug::ALL {

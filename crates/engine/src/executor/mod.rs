@@ -153,6 +153,10 @@ pub struct Engine {
     /// then the next plan may be focused on `touched`, the watcher's paths
     /// and `dirty` (see [`planner::plan_focused`]).
     settled: bool,
+    /// What focused plans look things up in, kept across rounds (see
+    /// [`planner::Lookups`]): told of every state change before a save
+    /// forgets it, and of every local path a partial rescan looked at.
+    lookups: planner::Lookups,
 }
 
 /// Most paths a partial rescan takes; beyond, walking the whole folder
@@ -205,6 +209,7 @@ impl Engine {
             touched: BTreeSet::new(),
             dirty: BTreeSet::new(),
             settled: false,
+            lookups: planner::Lookups::default(),
         })
     }
 
@@ -372,7 +377,7 @@ impl Engine {
         let plan = match moved {
             Some(paths) if settled => {
                 let focus = Focus { paths, ids: dirty };
-                let focused = planner::plan_focused(&input, &focus);
+                let focused = planner::plan_focused_with(&input, &focus, &mut self.lookups);
                 tracing::debug!(
                     paths = focus.paths.len(),
                     ids = focus.ids.len(),
@@ -570,9 +575,13 @@ impl Engine {
             Some(mut previous) if partial => {
                 let moved = scan::rescan(fs.as_ref(), &self.cache, &mut previous, &all).await?;
                 all.extend(moved);
+                self.lookups.note_local(&previous.tree, &all);
                 Ok((previous, Some(all)))
             }
-            _ => Ok((scan::scan(fs.as_ref(), &self.cache).await?, None)),
+            _ => {
+                self.lookups.forget_local();
+                Ok((scan::scan(fs.as_ref(), &self.cache).await?, None))
+            }
         }
     }
 
@@ -601,6 +610,8 @@ impl Engine {
             .map_err(EngineError::Store)?;
         // Saved: the next save writes what changes from here (after a
         // failure, the record still holds what that save did not write).
+        // The lookups take the record in first.
+        self.lookups.note_state(&self.state);
         self.state.forget_changes();
         self.unsaved = 0;
         Ok(())

@@ -17,12 +17,16 @@
 //! a change can move, claim, clash with or depend on. Region entries bring
 //! their whole subtree (a moved folder may move everything under it, and a
 //! folder re-created without file ids re-claims its children by content),
-//! their siblings in each tree (a new name may clash with any of them, and
-//! conflicted-copy names avoid all of them), their ancestors (paths and
+//! their siblings in each tree that bear a conflicted-copy name (the names
+//! a conflicted copy may take must avoid them), their ancestors (paths and
 //! liveness are resolved through them), and everything that could claim
 //! them or that they could claim (the item at the same path in each tree,
 //! items and paths sharing a file id, synced files with the same content
-//! whose own path is gone). Siblings and ancestors are *context*: they
+//! whose own path is gone). Other siblings stay out: a name clashes only
+//! with the same name, and every place a region item may end up is one of
+//! its own paths (or a conflicted-copy name), whose occupants in each tree
+//! are brought in by identity; so the cost of a change does not grow with
+//! the size of its folder. Siblings and ancestors are *context*: they
 //! bring what identifies them (the item at their path, and the path of
 //! their item) so they are claimed as in the full plan, but not their
 //! siblings or subtrees, because nothing about them changed. The planner
@@ -31,16 +35,17 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashSet};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use foldhash::{HashMap, HashMapExt};
 use std::ops::Bound;
 
-use stacksync_proto::{ContentHash, ItemId, ItemName};
+use stacksync_proto::{ContentHash, ItemId, ItemMeta};
 
 use super::{Plan, PlanInput, plan};
+use crate::conflict::may_be_copy;
 use crate::path::RelPath;
-use crate::tree::{LocalTree, RemoteTree, SyncState};
+use crate::tree::{LocalTree, RemoteTree, SyncState, SyncedItem};
 
 /// Where a round's changes may be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,7 +76,18 @@ pub struct FocusedPlan {
 /// The plan of `input` when everything outside `focus` is settled (see the
 /// module documentation); equal to [`plan`] then.
 pub fn plan_focused(input: &PlanInput<'_>, focus: &Focus) -> FocusedPlan {
-    let region = Region::of(input, focus);
+    plan_focused_with(input, focus, &mut Lookups::default())
+}
+
+/// [`plan_focused`] with lookups kept from earlier plans (see
+/// [`Lookups`]): the same plan, at a cost that grows with the region
+/// rather than with the trees.
+pub fn plan_focused_with(
+    input: &PlanInput<'_>,
+    focus: &Focus,
+    lookups: &mut Lookups,
+) -> FocusedPlan {
+    let region = Region::of(&lookups.view(input, focus), focus);
     let state = region.state(input.state);
     let local = region.local(input.local);
     let plan = plan(&PlanInput {
@@ -95,13 +111,13 @@ enum Node {
 /// A map from keys to one or more values that allocates only for keys
 /// with more than one: most keys (a content hash, a file id, a name in a
 /// folder) have exactly one, and a `Vec` per key would cost an allocation
-/// for each of a tree's entries in every focused plan.
+/// for each of a tree's entries.
 struct Multi<K, V> {
     first: HashMap<K, V>,
     more: HashMap<K, Vec<V>>,
 }
 
-impl<K: Hash + Eq + Clone, V> Multi<K, V> {
+impl<K: Hash + Eq + Clone, V: PartialEq> Multi<K, V> {
     fn with_capacity(n: usize) -> Self {
         Multi {
             first: HashMap::with_capacity(n),
@@ -109,9 +125,18 @@ impl<K: Hash + Eq + Clone, V> Multi<K, V> {
         }
     }
 
-    fn push(&mut self, key: K, value: V) {
+    /// Adds `value` under `key` unless it is there already.
+    fn add(&mut self, key: K, value: V) {
         match self.first.entry(key) {
-            Entry::Occupied(e) => self.more.entry(e.key().clone()).or_default().push(value),
+            Entry::Occupied(e) => {
+                if *e.get() == value {
+                    return;
+                }
+                let more = self.more.entry(e.key().clone()).or_default();
+                if !more.contains(&value) {
+                    more.push(value);
+                }
+            }
             Entry::Vacant(e) => {
                 e.insert(value);
             }
@@ -125,67 +150,313 @@ impl<K: Hash + Eq + Clone, V> Multi<K, V> {
     }
 }
 
-/// Lookups over the full trees, built once per focused plan. Hashed with
-/// foldhash (randomly seeded per process: names come from other users),
-/// several times faster than SipHash on these small keys; building them is
-/// most of a focused plan's cost in a large tree.
+/// Adds `value` to the list at `key` unless it is there already.
+fn add_child<K: Hash + Eq>(map: &mut HashMap<K, Vec<ItemId>>, key: K, value: ItemId) {
+    let children = map.entry(key).or_default();
+    if !children.contains(&value) {
+        children.push(value);
+    }
+}
+
+/// Lookups over the full trees that a focused plan grows its region with
+/// (children, names, file ids and contents in each tree), kept from one
+/// plan to the next: built once, then told what changed (the sync state's
+/// change record before each save, the local paths of each partial
+/// rescan), so that a plan in a tree of 100,000 files does not hash all of
+/// them again. Building them was nearly all of a focused plan's cost.
+///
+/// Entries are only ever added: an item that moved or went stays listed
+/// at its old place, and every lookup checks its answers against the trees
+/// themselves, so a stale entry is never seen. A part is rebuilt when it
+/// has taken many changes (to bound what stale entries cost), when the
+/// state's map was replaced as a whole (its origin changed, see
+/// [`crate::tracked`]), or, for the local tree, when the engine says a full
+/// scan replaced it ([`Lookups::forget_local`]). What must hold: every
+/// change to the local tree since the local part was built is among the
+/// paths given to [`Lookups::note_local`] (or the plan's focus), and every
+/// change to the sync state was in its change record when
+/// [`Lookups::note_state`] or a plan looked. Names and hashes come from
+/// other users: the maps are seeded randomly per instance.
+#[derive(Default)]
+pub struct Lookups {
+    names: foldhash::fast::RandomState,
+    synced: Option<SyncedLookups>,
+    remote: Option<RemoteLookups>,
+    local: Option<LocalLookups>,
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookups")
+            .field("synced", &self.synced.is_some())
+            .field("remote", &self.remote.is_some())
+            .field("local", &self.local.is_some())
+            .finish()
+    }
+}
+
+/// Changes a part takes before it is rebuilt: a quarter of its size, and
+/// at least this many.
+const MIN_CHANGES_BEFORE_REBUILD: usize = 4096;
+
+fn change_limit(len: usize) -> usize {
+    (len / 4).max(MIN_CHANGES_BEFORE_REBUILD)
+}
+
+struct SyncedLookups {
+    origin: u64,
+    changes_left: usize,
+    children: HashMap<Option<ItemId>, Vec<ItemId>>,
+    by_name: Multi<(Option<ItemId>, u64), ItemId>,
+    by_file_id: Multi<u64, ItemId>,
+    by_hash: Multi<ContentHash, ItemId>,
+}
+
+impl SyncedLookups {
+    fn build(state: &SyncState, names: &foldhash::fast::RandomState) -> SyncedLookups {
+        let n = state.synced.len();
+        let mut l = SyncedLookups {
+            origin: state.synced.origin(),
+            changes_left: change_limit(n),
+            children: HashMap::new(),
+            by_name: Multi::with_capacity(n),
+            by_file_id: Multi::with_capacity(n),
+            by_hash: Multi::with_capacity(n),
+        };
+        for (id, s) in &state.synced {
+            l.add(*id, s, names);
+        }
+        l
+    }
+
+    fn add(&mut self, id: ItemId, s: &SyncedItem, names: &foldhash::fast::RandomState) {
+        add_child(&mut self.children, s.parent, id);
+        self.by_name.add((s.parent, names.hash_one(&s.name)), id);
+        if let Some(f) = s.stamp.and_then(|st| st.file_id) {
+            self.by_file_id.add(f, id);
+        }
+        if let (false, Some(h)) = (s.is_folder, s.content_hash) {
+            self.by_hash.add(h, id);
+        }
+    }
+}
+
+struct RemoteLookups {
+    origin: u64,
+    changes_left: usize,
+    children: HashMap<Option<ItemId>, Vec<ItemId>>,
+    by_name: Multi<(Option<ItemId>, u64), ItemId>,
+}
+
+impl RemoteLookups {
+    fn build(state: &SyncState, names: &foldhash::fast::RandomState) -> RemoteLookups {
+        let n = state.remote.len();
+        let mut l = RemoteLookups {
+            origin: state.remote.origin(),
+            changes_left: change_limit(n),
+            children: HashMap::new(),
+            by_name: Multi::with_capacity(n),
+        };
+        for m in state.remote.iter() {
+            l.add(m, names);
+        }
+        l
+    }
+
+    fn add(&mut self, m: &ItemMeta, names: &foldhash::fast::RandomState) {
+        add_child(&mut self.children, m.parent, m.id);
+        self.by_name.add((m.parent, names.hash_one(&m.name)), m.id);
+    }
+}
+
+struct LocalLookups {
+    changes_left: usize,
+    by_file_id: Multi<u64, RelPath>,
+}
+
+impl LocalLookups {
+    fn build(local: &LocalTree) -> LocalLookups {
+        let mut l = LocalLookups {
+            changes_left: change_limit(local.len()),
+            by_file_id: Multi::with_capacity(local.len()),
+        };
+        for (path, e) in local {
+            if let Some(f) = e.stamp.file_id {
+                l.by_file_id.add(f, path.clone());
+            }
+        }
+        l
+    }
+}
+
+impl Lookups {
+    /// Takes in the sync state's changes recorded since its last save:
+    /// call before the record is forgotten.
+    pub fn note_state(&mut self, state: &SyncState) {
+        let names = &self.names;
+        if let Some(l) = &mut self.synced {
+            let changes = state.synced.changes_len();
+            if l.origin != state.synced.origin() || changes > l.changes_left {
+                self.synced = None;
+            } else {
+                l.changes_left -= changes;
+                for (id, s) in state.synced.changes() {
+                    if let Some(s) = s {
+                        l.add(*id, s, names);
+                    }
+                }
+            }
+        }
+        if let Some(l) = &mut self.remote {
+            let changes = state.remote.changes().count();
+            if l.origin != state.remote.origin() || changes > l.changes_left {
+                self.remote = None;
+            } else {
+                l.changes_left -= changes;
+                for (_, m) in state.remote.changes() {
+                    if let Some(m) = m {
+                        l.add(m, names);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes in the entries of `local` at `paths`, where the local tree may
+    /// have changed (a partial rescan's paths).
+    pub fn note_local<'p>(
+        &mut self,
+        local: &LocalTree,
+        paths: impl IntoIterator<Item = &'p RelPath>,
+    ) {
+        let Some(l) = &mut self.local else {
+            return;
+        };
+        for path in paths {
+            if l.changes_left == 0 {
+                self.local = None;
+                return;
+            }
+            l.changes_left -= 1;
+            if let Some(f) = local.get(path).and_then(|e| e.stamp.file_id) {
+                l.by_file_id.add(f, path.clone());
+            }
+        }
+    }
+
+    /// Drops the local part: the local tree was replaced (a full scan).
+    pub fn forget_local(&mut self) {
+        self.local = None;
+    }
+
+    /// Brings every part up to date with `input` (see the type's
+    /// documentation for what that assumes) and returns a view over it.
+    fn view<'a>(&'a mut self, input: &'a PlanInput<'a>, focus: &Focus) -> Index<'a> {
+        self.note_state(input.state);
+        self.note_local(input.local, &focus.paths);
+        let names = &self.names;
+        let synced = self
+            .synced
+            .get_or_insert_with(|| SyncedLookups::build(input.state, names));
+        let remote = self
+            .remote
+            .get_or_insert_with(|| RemoteLookups::build(input.state, names));
+        let local = self
+            .local
+            .get_or_insert_with(|| LocalLookups::build(input.local));
+        Index {
+            input,
+            names,
+            synced,
+            remote,
+            local,
+        }
+    }
+}
+
+/// The lookups, checked against the trees of one plan's input: what they
+/// answer is what lookups built from these trees alone would answer.
 struct Index<'a> {
     input: &'a PlanInput<'a>,
-    synced_children: HashMap<Option<ItemId>, Vec<ItemId>>,
-    synced_by_name: HashMap<(Option<ItemId>, &'a ItemName), ItemId>,
-    synced_by_file_id: Multi<u64, ItemId>,
-    synced_by_hash: Multi<ContentHash, ItemId>,
-    remote_children: HashMap<Option<ItemId>, Vec<ItemId>>,
-    remote_by_name: Multi<(Option<ItemId>, &'a ItemName), ItemId>,
-    local_children: HashMap<&'a [ItemName], Vec<&'a RelPath>>,
-    local_by_file_id: Multi<u64, &'a RelPath>,
+    names: &'a foldhash::fast::RandomState,
+    synced: &'a SyncedLookups,
+    remote: &'a RemoteLookups,
+    local: &'a LocalLookups,
 }
 
 impl<'a> Index<'a> {
-    fn new(input: &'a PlanInput<'a>) -> Index<'a> {
-        let state = input.state;
-        let (synced, remote, local) = (state.synced.len(), state.remote.len(), input.local.len());
-        let mut ix = Index {
-            input,
-            synced_children: HashMap::new(),
-            synced_by_name: HashMap::with_capacity(synced),
-            synced_by_file_id: Multi::with_capacity(synced),
-            synced_by_hash: Multi::with_capacity(synced),
-            remote_children: HashMap::new(),
-            remote_by_name: Multi::with_capacity(remote),
-            local_children: HashMap::new(),
-            local_by_file_id: Multi::with_capacity(local),
-        };
-        for (id, s) in &state.synced {
-            ix.synced_children.entry(s.parent).or_default().push(*id);
-            ix.synced_by_name.insert((s.parent, &s.name), *id);
-            if let Some(f) = s.stamp.and_then(|st| st.file_id) {
-                ix.synced_by_file_id.push(f, *id);
-            }
-            if let (false, Some(h)) = (s.is_folder, s.content_hash) {
-                ix.synced_by_hash.push(h, *id);
-            }
-        }
-        for m in state.remote.iter() {
-            ix.remote_children.entry(m.parent).or_default().push(m.id);
-            ix.remote_by_name.push((m.parent, &m.name), m.id);
-        }
-        for (path, e) in input.local {
-            if let Some((_, parent)) = path.components().split_last() {
-                ix.local_children.entry(parent).or_default().push(path);
-            }
-            if let Some(f) = e.stamp.file_id {
-                ix.local_by_file_id.push(f, path);
-            }
-        }
-        ix
+    /// The synced items directly in `parent`.
+    fn synced_children(&self, parent: Option<ItemId>) -> impl Iterator<Item = ItemId> + 'a {
+        let synced = &self.input.state.synced;
+        self.synced
+            .children
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |c| synced.get(c).is_some_and(|s| s.parent == parent))
     }
 
-    /// The synced item at `path`, following synced parents by name.
+    /// The remote items (deleted ones included) directly in `parent`.
+    fn remote_children(&self, parent: Option<ItemId>) -> impl Iterator<Item = ItemId> + 'a {
+        let remote = &self.input.state.remote;
+        self.remote
+            .children
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |c| remote.latest(*c).is_some_and(|m| m.parent == parent))
+    }
+
+    /// The synced items with this file id in their stamp.
+    fn synced_by_file_id(&self, f: u64) -> impl Iterator<Item = ItemId> + 'a {
+        let synced = &self.input.state.synced;
+        self.synced.by_file_id.get(&f).copied().filter(move |id| {
+            synced
+                .get(id)
+                .is_some_and(|s| s.stamp.and_then(|st| st.file_id) == Some(f))
+        })
+    }
+
+    /// The synced files with this content.
+    fn synced_by_hash(&self, h: ContentHash) -> impl Iterator<Item = ItemId> + 'a {
+        let synced = &self.input.state.synced;
+        self.synced.by_hash.get(&h).copied().filter(move |id| {
+            synced
+                .get(id)
+                .is_some_and(|s| !s.is_folder && s.content_hash == Some(h))
+        })
+    }
+
+    /// The local paths whose entry has this file id.
+    fn local_by_file_id(&self, f: u64) -> impl Iterator<Item = &'a RelPath> + 'a {
+        let local = self.input.local;
+        self.local
+            .by_file_id
+            .get(&f)
+            .filter(move |p| local.get(*p).is_some_and(|e| e.stamp.file_id == Some(f)))
+    }
+
+    /// The local paths directly in `dir`.
+    fn local_children(&self, dir: &'a RelPath) -> impl Iterator<Item = &'a RelPath> + 'a {
+        crate::path::children_in(self.input.local, dir).map(|(p, _)| p)
+    }
+
+    /// The synced item at `path`, following synced parents by name (the
+    /// greatest id if a name is taken twice, as a map filled in id order
+    /// would answer).
     fn synced_at(&self, path: &RelPath) -> Option<ItemId> {
+        let synced = &self.input.state.synced;
         let mut parent = None;
         for name in path.components() {
-            parent = Some(*self.synced_by_name.get(&(parent, name))?);
+            let key = (parent, self.names.hash_one(name));
+            let here = self.synced.by_name.get(&key).copied().filter(|id| {
+                synced
+                    .get(id)
+                    .is_some_and(|s| s.parent == parent && s.name == *name)
+            });
+            parent = Some(here.max()?);
         }
         parent
     }
@@ -195,11 +466,22 @@ impl<'a> Index<'a> {
         let remote = &self.input.state.remote;
         let mut here: Vec<Option<ItemId>> = vec![None];
         for name in path.components() {
+            let hash = self.names.hash_one(name);
             here = here
                 .iter()
-                .flat_map(|p| self.remote_by_name.get(&(*p, name)))
-                .filter(|id| remote.live(**id).is_some())
-                .map(|id| Some(*id))
+                .flat_map(|p| {
+                    self.remote
+                        .by_name
+                        .get(&(*p, hash))
+                        .map(move |id| (*p, *id))
+                })
+                .filter(|(p, id)| {
+                    remote
+                        .latest(*id)
+                        .is_some_and(|m| m.parent == *p && m.name == *name)
+                        && remote.live(*id).is_some()
+                })
+                .map(|(_, id)| Some(id))
                 .collect();
             if here.is_empty() {
                 return Vec::new();
@@ -220,8 +502,8 @@ struct Region {
 }
 
 impl Region {
-    fn of(input: &PlanInput<'_>, focus: &Focus) -> Region {
-        let ix = Index::new(input);
+    fn of(ix: &Index<'_>, focus: &Focus) -> Region {
+        let input = ix.input;
         let mut r = Region::default();
         let mut queue: Vec<(Node, bool)> = Vec::new();
         queue.extend(focus.paths.iter().map(|p| (Node::Path(p.clone()), true)));
@@ -247,9 +529,9 @@ impl Region {
             }
             // What identifies a region entry is region too: the same item
             // or file, seen from another tree.
-            identify(&ix, &node, full, &mut queue);
+            identify(ix, &node, full, &mut queue);
             if first_full {
-                widen(&ix, &node, &mut queue);
+                widen(ix, &node, &mut queue);
             }
         }
         // Every ancestor, in each tree, as context (liveness and paths are
@@ -283,7 +565,7 @@ impl Region {
                     Node::Path(p) => r.paths.insert(p.clone()),
                 };
                 if first_time {
-                    identify(&ix, &node, false, &mut queue);
+                    identify(ix, &node, false, &mut queue);
                 }
             }
         }
@@ -343,38 +625,46 @@ fn identify(ix: &Index<'_>, node: &Node, full: bool, queue: &mut Vec<(Node, bool
                 queue.push((Node::Id(id), full));
             }
             if let Some(f) = ix.input.local.get(p).and_then(|e| e.stamp.file_id) {
-                for q in ix.local_by_file_id.get(&f) {
-                    queue.push((Node::Path((*q).clone()), full));
+                for q in ix.local_by_file_id(f) {
+                    queue.push((Node::Path(q.clone()), full));
                 }
-                for id in ix.synced_by_file_id.get(&f) {
-                    queue.push((Node::Id(*id), full));
+                for id in ix.synced_by_file_id(f) {
+                    queue.push((Node::Id(id), full));
                 }
             }
         }
     }
 }
 
-/// Queues what a change at `node` can reach: its subtree and its siblings
-/// in each tree, and the synced files that a new local file could be a
-/// move of.
+/// Queues what a change at `node` can reach: its subtree, its siblings in
+/// each tree whose names a conflicted copy could take, and the synced
+/// files that a new local file could be a move of.
 fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
     let state = ix.input.state;
     match node {
         Node::Id(id) => {
-            for children in [&ix.synced_children, &ix.remote_children] {
-                for c in children.get(&Some(*id)).into_iter().flatten() {
-                    queue.push((Node::Id(*c), true));
-                }
+            let below = ix
+                .synced_children(Some(*id))
+                .chain(ix.remote_children(Some(*id)));
+            for c in below {
+                queue.push((Node::Id(c), true));
             }
             let parents = [
                 state.synced.get(id).map(|s| s.parent),
                 state.remote.latest(*id).map(|m| m.parent),
             ];
             for parent in parents.into_iter().flatten() {
-                for children in [&ix.synced_children, &ix.remote_children] {
-                    for c in children.get(&parent).into_iter().flatten() {
-                        queue.push((Node::Id(*c), false));
-                    }
+                let synced = ix
+                    .synced_children(parent)
+                    .filter(|c| state.synced.get(c).is_some_and(|s| may_be_copy(&s.name)));
+                let remote = ix.remote_children(parent).filter(|c| {
+                    state
+                        .remote
+                        .latest(*c)
+                        .is_some_and(|m| may_be_copy(&m.name))
+                });
+                for c in synced.chain(remote) {
+                    queue.push((Node::Id(c), false));
                 }
             }
         }
@@ -386,9 +676,11 @@ fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
             for (q, _) in below {
                 queue.push((Node::Path(q.clone()), true));
             }
-            if let Some((_, parent)) = p.components().split_last() {
-                for q in ix.local_children.get(parent).into_iter().flatten() {
-                    queue.push((Node::Path((*q).clone()), false));
+            if let Some(parent) = p.parent() {
+                for q in ix.local_children(&parent) {
+                    if q.name().is_some_and(may_be_copy) {
+                        queue.push((Node::Path(q.clone()), false));
+                    }
                 }
             }
             // A new file may be a move of a synced file with its content
@@ -396,12 +688,12 @@ fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
             if let Some(e) = local.get(p)
                 && let (false, Some(h)) = (e.is_folder, e.hash)
             {
-                for id in ix.synced_by_hash.get(&h) {
+                for id in ix.synced_by_hash(h) {
                     let gone = state
-                        .synced_path(*id)
+                        .synced_path(id)
                         .is_none_or(|sp| local.get(&sp).is_none_or(|e| e.is_folder));
                     if gone {
-                        queue.push((Node::Id(*id), true));
+                        queue.push((Node::Id(id), true));
                     }
                 }
             }
@@ -423,5 +715,188 @@ fn ancestors_of_id(state: &SyncState, id: ItemId, out: &mut Vec<Node>) {
     while let Some(p) = cur.filter(|p| seen.insert(*p)) {
         out.push(Node::Id(p));
         cur = state.remote.latest(p).and_then(|m| m.parent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use stacksync_proto::{
+        ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId,
+    };
+
+    use super::{Focus, Index, Lookups};
+    use crate::ignore::IgnoreRules;
+    use crate::path::RelPath;
+    use crate::planner::PlanInput;
+    use crate::sim::SimRng;
+    use crate::tree::{LocalEntry, LocalTree, Stamp, SyncState, SyncedItem};
+
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+    fn id(n: usize) -> ItemId {
+        ItemId(uuid::Uuid::from_u64_pair(0, n as u64))
+    }
+
+    fn hash(n: usize) -> ContentHash {
+        ContentHash([n as u8; 32])
+    }
+
+    /// Every answer of a view, as sets, over every key the trees can ask.
+    fn answers(ix: &Index<'_>, ids: usize) -> Vec<String> {
+        let parents = std::iter::once(None).chain((0..ids).map(|n| Some(id(n))));
+        let mut out = Vec::new();
+        for p in parents {
+            let s: BTreeSet<ItemId> = ix.synced_children(p).collect();
+            let r: BTreeSet<ItemId> = ix.remote_children(p).collect();
+            out.push(format!("children of {p:?}: synced {s:?} remote {r:?}"));
+        }
+        for f in 0..6u64 {
+            let s: BTreeSet<ItemId> = ix.synced_by_file_id(f).collect();
+            let l: BTreeSet<&RelPath> = ix.local_by_file_id(f).collect();
+            out.push(format!("file id {f}: synced {s:?} local {l:?}"));
+        }
+        for h in 0..4 {
+            let s: BTreeSet<ItemId> = ix.synced_by_hash(hash(h)).collect();
+            out.push(format!("hash {h}: {s:?}"));
+        }
+        let mut paths: BTreeSet<RelPath> = ix.input.local.keys().cloned().collect();
+        for a in NAMES {
+            for b in NAMES {
+                paths.insert(RelPath::parse(&format!("{a}/{b}")).unwrap());
+            }
+        }
+        for path in &paths {
+            let mut remote = ix.remote_at(path);
+            remote.sort();
+            out.push(format!(
+                "at {path}: synced {:?} remote {remote:?}",
+                ix.synced_at(path)
+            ));
+        }
+        let dirs = std::iter::once(RelPath::root()).chain(paths.iter().cloned());
+        for dir in dirs {
+            let c: Vec<&RelPath> = ix.local_children(&dir).collect();
+            out.push(format!("in {dir}: {c:?}"));
+        }
+        out
+    }
+
+    fn random_name(rng: &mut SimRng) -> ItemName {
+        ItemName::new(NAMES[rng.below(NAMES.len())]).unwrap()
+    }
+
+    /// Lookups kept across random changes (told as the engine tells them)
+    /// answer exactly as lookups built afresh.
+    #[test]
+    fn kept_lookups_answer_as_fresh_ones() {
+        const IDS: usize = 12;
+        let ignore = IgnoreRules::defaults();
+        let unsynced = BTreeMap::new();
+        for seed in 1..=300u64 {
+            let mut rng = SimRng::new(seed);
+            let mut state = SyncState::default();
+            let mut local = LocalTree::new();
+            let mut kept = Lookups::default();
+            for step in 0..40 {
+                let n = rng.below(IDS);
+                let parent = rng.chance(50).then(|| id(rng.below(IDS)));
+                let name = random_name(&mut rng);
+                let file_id = rng.chance(80).then(|| rng.below(6) as u64);
+                let content = rng.chance(70).then(|| hash(rng.below(4)));
+                let mut changed_paths = Vec::new();
+                match rng.below(5) {
+                    0 => {
+                        state.synced.insert(
+                            id(n),
+                            SyncedItem {
+                                parent,
+                                name,
+                                is_folder: content.is_none(),
+                                version: 1,
+                                content_hash: content,
+                                size: 0,
+                                stamp: Some(Stamp {
+                                    size: 0,
+                                    mtime: 0,
+                                    file_id,
+                                }),
+                            },
+                        );
+                    }
+                    1 => {
+                        state.synced.remove(&id(n));
+                    }
+                    2 => state.remote.apply(ItemMeta {
+                        id: id(n),
+                        workspace: WorkspaceId(uuid::Uuid::nil()),
+                        parent,
+                        name,
+                        is_folder: content.is_none(),
+                        mimetype: None,
+                        status: if rng.chance(20) {
+                            ItemStatus::Deleted
+                        } else {
+                            ItemStatus::Changed
+                        },
+                        version: step,
+                        content_hash: content,
+                        size: 0,
+                        client_modified: 0,
+                        server_modified: 0,
+                        device: DeviceId(uuid::Uuid::nil()),
+                        revision: step,
+                        chunks: Vec::new(),
+                    }),
+                    3 => {
+                        let mut path = RelPath::root().join(&name);
+                        if rng.chance(50) {
+                            path = path.join(&random_name(&mut rng));
+                        }
+                        local.insert(
+                            path.clone(),
+                            LocalEntry {
+                                is_folder: content.is_none(),
+                                stamp: Stamp {
+                                    size: 0,
+                                    mtime: step as i64,
+                                    file_id,
+                                },
+                                hash: content,
+                            },
+                        );
+                        changed_paths.push(path);
+                    }
+                    _ => {
+                        if let Some(path) = local.keys().nth(rng.below(local.len().max(1))).cloned()
+                        {
+                            local.remove(&path);
+                            changed_paths.push(path);
+                        }
+                    }
+                }
+                // As the engine does: the rescan's paths, and the state's
+                // record before a save forgets it.
+                kept.note_local(&local, &changed_paths);
+                if rng.chance(50) {
+                    kept.note_state(&state);
+                    state.forget_changes();
+                }
+                let input = PlanInput {
+                    state: &state,
+                    local: &local,
+                    ignore: &ignore,
+                    unsynced: &unsynced,
+                    device_name: "dev",
+                    now: 0,
+                };
+                let empty = Focus::default();
+                let mut fresh = Lookups::default();
+                let want = answers(&fresh.view(&input, &empty), IDS);
+                let got = answers(&kept.view(&input, &empty), IDS);
+                assert_eq!(got, want, "seed {seed} step {step}");
+            }
+        }
     }
 }

@@ -41,7 +41,7 @@ use crate::path::RelPath;
 use crate::tree::{LocalTree, Stamp, SyncState};
 
 pub use claim::LocalItem;
-pub use focus::{Focus, FocusedPlan, plan_focused};
+pub use focus::{Focus, FocusedPlan, Lookups, plan_focused, plan_focused_with};
 
 /// Names an item within one plan: a known item id, or the n-th new local
 /// item that has no id yet.

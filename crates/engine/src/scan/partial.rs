@@ -138,11 +138,11 @@ async fn relist_folder(
     Ok(())
 }
 
-/// The paths of the scan's entries directly in `dir`.
+/// The paths of the scan's entries directly in `dir` (without walking
+/// what is under them: relisting the root of a big tree stays cheap).
 fn children(scan: &Scan, dir: &RelPath) -> Vec<RelPath> {
-    let depth = dir.components().len() + 1;
-    under(scan, dir)
-        .filter(|p| p.components().len() == depth)
+    crate::path::children_in(&scan.tree, dir)
+        .map(|(p, _)| p.clone())
         .collect()
 }
 
