@@ -200,8 +200,22 @@ async fn take_entry(
         );
         return Ok(Some(Found::Folder(path)));
     }
-    let hash = match cache.get(&path, &e.stamp) {
-        Some(h) => Some((h, e.stamp)),
+    take_file(fs, cache, path, e.stamp, out).await?;
+    Ok(Some(Found::File))
+}
+
+/// Puts the regular file at `path`, seen with `stamp`, into the tree with
+/// its hash: from `cache` if the stamp is known, else read (and noted in
+/// `out.hashed`).
+async fn take_file(
+    fs: &dyn Fs,
+    cache: &HashCache,
+    path: RelPath,
+    stamp: Stamp,
+    out: &mut Scan,
+) -> Result<(), FsError> {
+    let hash = match cache.get(&path, &stamp) {
+        Some(h) => Some((h, stamp)),
         None => {
             out.hashed.push(path.clone());
             hash_file(fs, &path).await?
@@ -211,7 +225,7 @@ async fn take_entry(
         out.tree.insert(
             path,
             LocalEntry {
-                is_folder,
+                is_folder: false,
                 stamp,
                 hash: Some(h),
             },
@@ -222,13 +236,13 @@ async fn take_entry(
         out.tree.insert(
             path,
             LocalEntry {
-                is_folder,
+                is_folder: false,
                 stamp: m.stamp,
                 hash: None,
             },
         );
     }
-    Ok(Some(Found::File))
+    Ok(())
 }
 
 /// Hashes a file with BLAKE3, streaming. `None` if the file changed while

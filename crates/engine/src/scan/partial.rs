@@ -2,9 +2,11 @@
 //! instead of walking the whole folder: what a watcher event costs then
 //! grows with the folders it names, not with the tree.
 //!
-//! Each changed path is an entry of its parent folder, so the parent is
-//! listed again (one listing per folder, however many of its entries
-//! changed): entries that appeared are taken as a full scan would take
+//! A file the scan has that is still a file, and a path with nothing there
+//! and no record, are looked at by themselves (`restat`): an edit costs a
+//! stat, however large its folder. Every other changed path is an entry of
+//! its parent folder, so the parent is listed again (one listing per
+//! folder, however many of its entries changed): entries that appeared are taken as a full scan would take
 //! them, entries that disappeared leave the tree with everything under
 //! them. A folder that is new, changed kind, or was itself named as
 //! changed is walked whole; other folders keep what the previous scan
@@ -20,9 +22,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use super::{Found, HashCache, Scan, list, take_entry, walk};
+use super::{Found, HashCache, Scan, list, take_entry, take_file, walk};
 use crate::error::FsError;
-use crate::io::Fs;
+use crate::io::{EntryKind, Fs};
 use crate::path::RelPath;
 use crate::tree::LocalEntry;
 
@@ -38,8 +40,14 @@ pub async fn rescan(
     let mut moved = BTreeSet::new();
     scan.composed.clear();
     scan.hashed.clear();
-    let mut named: BTreeSet<RelPath> = changed.clone();
-    let mut relist: BTreeSet<RelPath> = changed
+    // Files looked at by themselves; the folders of the rest are listed.
+    let mut named: BTreeSet<RelPath> = BTreeSet::new();
+    for path in changed {
+        if !restat(fs, cache, scan, path, &mut moved).await? {
+            named.insert(path.clone());
+        }
+    }
+    let mut relist: BTreeSet<RelPath> = named
         .iter()
         .map(|p| p.parent().unwrap_or_default())
         .collect();
@@ -59,6 +67,54 @@ pub async fn rescan(
         relist_folder(fs, cache, scan, &dir, &named, &mut walked, &mut moved).await?;
     }
     Ok(moved)
+}
+
+/// Brings the entry at `path` up to date without listing its folder, in
+/// the two cases where the answer cannot depend on its siblings: a file the
+/// scan has, still a file (an edit, the common case, which in a folder of
+/// thousands would otherwise cost a stat per sibling), and a path of which
+/// the scan has no record and where nothing is (an editor's temporary,
+/// already renamed away). Returns false for anything else (appeared,
+/// went, changed kind, a folder, a name recorded as left out): its folder
+/// is listed again, because a name's fate can depend on its siblings (see
+/// `local_name.rs`).
+async fn restat(
+    fs: &dyn Fs,
+    cache: &HashCache,
+    scan: &mut Scan,
+    path: &RelPath,
+    moved: &mut BTreeSet<RelPath>,
+) -> Result<bool, FsError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.name()) else {
+        return Ok(false);
+    };
+    let dir_known = dir.is_root() || scan.tree.get(&dir).is_some_and(|e| e.is_folder);
+    if !dir_known {
+        return Ok(false);
+    }
+    let known = scan.tree.get(path).map(|e| e.is_folder);
+    let recorded = || {
+        scan.stale_temps.contains(path)
+            || scan
+                .skipped
+                .iter()
+                .any(|(d, n, _)| *d == dir && n == name.as_str())
+    };
+    match (known, fs.stat(path).await?) {
+        (None, None) => Ok(!recorded()),
+        (Some(false), Some(m)) if m.kind == EntryKind::File => {
+            if scan.ignore.is_ignored(path, false) {
+                return Ok(false);
+            }
+            let before = scan.tree.remove(path);
+            take_file(fs, cache, path.clone(), m.stamp, scan).await?;
+            if before.as_ref() != scan.tree.get(path) {
+                moved.insert(path.clone());
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// If `dir` is not a folder of the scan: its nearest ancestor that is
