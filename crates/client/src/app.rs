@@ -27,7 +27,7 @@ use crate::desktop::{DesktopNotifier, Urgency};
 use crate::localfs::{LocalFs, OpenFolderError};
 use crate::profile::{Profile, ProfileError};
 use crate::state::{SqliteStateStore, StateDbError};
-use crate::status::{self, DaemonState, Snapshot, StatusBoard};
+use crate::status::{self, DaemonState, Snapshot, StatusBoard, StatusView};
 use crate::transfer::{
     Activity, BaseCache, ChunkedContentStore, Deadlines, JournalError, TransferConfig,
     TransferError, TransferStats, UploadJournal, WatchedConnection, woken_is_progress,
@@ -718,7 +718,7 @@ impl SyncClient {
     /// A status report computed here (no daemon involved).
     pub async fn status(&self, path: &RelPath) -> Result<status::StatusReport, AppError> {
         let snapshot = Snapshot {
-            state: Arc::new(self.engine.state().clone()),
+            view: Arc::new(StatusView::of(self.engine.state())),
             daemon: self.board.snapshot_now().daemon,
         };
         status::compute(&self.fs, &snapshot, path, false)
@@ -746,7 +746,7 @@ pub async fn offline_status(
         _ => None,
     };
     let snapshot = Snapshot {
-        state: Arc::new(state.unwrap_or_default()),
+        view: Arc::new(StatusView::of(&state.unwrap_or_default())),
         daemon: DaemonState::default(),
     };
     status::compute(&fs, &snapshot, &rel, false)

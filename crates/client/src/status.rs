@@ -22,13 +22,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stacksync_engine::io::{EntryKind, Fs};
-use stacksync_engine::{IgnoreRules, RelPath, SyncState};
-use stacksync_proto::{ItemId, Millis};
+use stacksync_engine::{IgnoreRules, RelPath, Stamp, SyncState};
+use stacksync_proto::Millis;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use crate::localfs::LocalFs;
+
+mod view;
+
+pub use view::StatusView;
 
 pub use stacksync_engine::ignore::IGNORE_FILE;
 /// Marker in the name of every conflicted copy the engine makes.
@@ -130,8 +134,9 @@ pub struct StatusReport {
 /// What a status is computed from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// The engine's state (as of the daemon's last copy).
-    pub state: Arc<SyncState>,
+    /// What the engine's state says about paths (as of the daemon's last
+    /// copy).
+    pub view: Arc<StatusView>,
     /// The daemon's activity.
     pub daemon: DaemonState,
 }
@@ -142,18 +147,20 @@ pub struct Snapshot {
 const FRESH_COPY_WAIT: Duration = Duration::from_millis(300);
 
 /// What the daemon's status socket answers from: the daemon's activity,
-/// and a copy of the engine's state taken **when a query wants it** rather
-/// than after every round (a copy of a tree of 100,000 files costs tens of
-/// milliseconds and as much memory as the state: paid per query burst, not
-/// per edit). Clones share one board.
+/// and a [`StatusView`] of the engine's state built **when a query wants
+/// it** rather than after every round (for a tree of 100,000 files a view
+/// takes some tens of milliseconds to build and about 15 MB, where a copy
+/// of the state would take 50 MB or more: paid per query burst, not per
+/// edit). A view is freed once it is replaced and no query holds it.
+/// Clones share one board.
 #[derive(Clone, Default)]
 pub struct StatusBoard(Arc<Board>);
 
 #[derive(Default)]
 struct Board {
     daemon: Mutex<DaemonState>,
-    state: Mutex<Arc<SyncState>>,
-    /// The engine's state changed since `state` was copied.
+    view: Mutex<Arc<StatusView>>,
+    /// The engine's state changed since `view` was built.
     stale: AtomicBool,
     /// A query waits for a fresh copy (the permit is kept until the daemon
     /// takes it, between rounds).
@@ -182,12 +189,12 @@ impl StatusBoard {
         self.0.wanted.notified().await;
     }
 
-    /// Takes a copy of `state` for the queries.
+    /// Builds the view of `state` the queries answer from.
     pub fn copy_state(&self, state: &SyncState) {
-        let copy = Arc::new(state.clone());
+        let view = Arc::new(StatusView::of(state));
         self.0.stale.store(false, Ordering::SeqCst);
-        if let Ok(mut s) = self.0.state.lock() {
-            *s = copy;
+        if let Ok(mut v) = self.0.view.lock() {
+            *v = view;
         }
         self.0.copies.fetch_add(1, Ordering::SeqCst);
         self.0.copied.notify_waiters();
@@ -196,11 +203,11 @@ impl StatusBoard {
     /// What the board holds now.
     pub fn snapshot_now(&self) -> Snapshot {
         Snapshot {
-            state: self
+            view: self
                 .0
-                .state
+                .view
                 .lock()
-                .map(|s| Arc::clone(&s))
+                .map(|v| Arc::clone(&v))
                 .unwrap_or_default(),
             daemon: self.0.daemon.lock().map(|d| d.clone()).unwrap_or_default(),
         }
@@ -274,15 +281,6 @@ pub fn relative_to_folder(folder: &Path, path: &Path) -> Result<RelPath, StatusE
     RelPath::parse(text).map_err(|e| StatusError::BadPath(norm.clone(), e.to_string()))
 }
 
-/// Synced items by their path, with the id.
-fn synced_paths(state: &SyncState) -> BTreeMap<RelPath, ItemId> {
-    state
-        .synced
-        .keys()
-        .filter_map(|id| state.synced_path(*id).map(|p| (p, *id)))
-        .collect()
-}
-
 /// Reads the ignore rules the engine uses for this folder.
 async fn ignore_rules(fs: &LocalFs) -> IgnoreRules {
     match tokio::fs::read_to_string(fs.root().join(IGNORE_FILE)).await {
@@ -293,9 +291,8 @@ async fn ignore_rules(fs: &LocalFs) -> IgnoreRules {
 
 struct Ctx<'a> {
     fs: &'a LocalFs,
-    state: &'a SyncState,
+    view: &'a StatusView,
     ignore: IgnoreRules,
-    synced: BTreeMap<RelPath, ItemId>,
     busy: bool,
     counts: BTreeMap<String, u64>,
     listed: Vec<StatusEntry>,
@@ -316,26 +313,17 @@ impl Ctx<'_> {
     }
 
     /// Status of one local file (not a folder).
-    fn file_status(
-        &self,
-        path: &RelPath,
-        stamp: stacksync_engine::Stamp,
-    ) -> (FileStatus, Option<String>) {
-        if let Some(r) = self.state.refused.get(path) {
-            return (FileStatus::Error, Some(r.reason.clone()));
+    fn file_status(&self, path: &RelPath, stamp: Stamp) -> (FileStatus, Option<String>) {
+        if let Some(reason) = self.view.refusal(path) {
+            return (FileStatus::Error, Some(reason.to_owned()));
         }
-        let agreed = self.synced.get(path).and_then(|id| {
-            let s = self.state.synced.get(id)?;
-            let remote = self.state.remote.live(*id)?;
-            Some(!s.is_folder && s.stamp == Some(stamp) && remote.version == s.version)
-        });
         let is_copy = path
             .name()
             .is_some_and(|n| n.as_str().contains(CONFLICT_MARKER));
-        match agreed {
-            Some(true) if is_copy => (FileStatus::Conflict, None),
-            Some(true) => (FileStatus::Synced, None),
-            _ => (self.not_synced(), None),
+        match self.view.agrees(path, stamp) {
+            true if is_copy => (FileStatus::Conflict, None),
+            true => (FileStatus::Synced, None),
+            false => (self.not_synced(), None),
         }
     }
 
@@ -367,7 +355,7 @@ impl Ctx<'_> {
         &mut self,
         path: &RelPath,
         kind: EntryKind,
-        stamp: stacksync_engine::Stamp,
+        stamp: Stamp,
         list_children: bool,
     ) -> Result<FileStatus, StatusError> {
         let ignored = !path.is_root()
@@ -392,9 +380,9 @@ impl Ctx<'_> {
             }
             return Ok(status);
         }
-        let mut worst = if path.is_root() || self.synced.contains_key(path) {
+        let mut worst = if path.is_root() || self.view.is_synced(path) {
             FileStatus::Synced
-        } else if self.state.refused.contains_key(path) {
+        } else if self.view.refusal(path).is_some() {
             FileStatus::Error
         } else {
             self.not_synced()
@@ -424,7 +412,7 @@ impl Ctx<'_> {
             let child = path.join(&name);
             let status = Box::pin(self.walk(&child, e.kind, e.stamp, false)).await?;
             if list_children && self.listed.len() < MAX_LISTED {
-                let detail = self.state.refused.get(&child).map(|r| r.reason.clone());
+                let detail = self.view.refusal(&child).map(str::to_owned);
                 self.listed.push(StatusEntry {
                     path: child.to_string(),
                     status,
@@ -437,26 +425,13 @@ impl Ctx<'_> {
             }
         }
         // Items the server has here that the disk does not: downloads to come.
-        let parent_id = if path.is_root() {
-            None
-        } else {
-            match self.synced.get(path) {
-                Some(id) => Some(*id),
-                None => return Ok(worst),
-            }
+        let Some(remote) = self.view.remote_children(path) else {
+            return Ok(worst);
         };
-        let missing: Vec<(String, bool)> = self
-            .state
-            .remote
-            .iter()
-            .filter(|m| m.parent == parent_id && !local_names.contains(m.name.as_str()))
-            .filter(|m| self.state.remote.live(m.id).is_some())
-            .filter(|m| {
-                !self
-                    .ignore
-                    .is_ignored_path(&path.join(&m.name), m.is_folder)
-            })
-            .map(|m| (m.name.as_str().to_owned(), m.is_folder))
+        let missing: Vec<(String, bool)> = remote
+            .filter(|(name, _)| !local_names.contains(name.as_str()))
+            .filter(|(name, is_folder)| !self.ignore.is_ignored_path(&path.join(name), *is_folder))
+            .map(|(name, is_folder)| (name.as_str().to_owned(), is_folder))
             .collect();
         for (name, is_folder) in missing {
             let status = self.not_synced();
@@ -487,9 +462,8 @@ pub async fn compute(
 ) -> Result<StatusReport, StatusError> {
     let mut ctx = Ctx {
         fs,
-        state: &snapshot.state,
+        view: &snapshot.view,
         ignore: ignore_rules(fs).await,
-        synced: synced_paths(&snapshot.state),
         busy: snapshot.daemon.busy,
         counts: BTreeMap::new(),
         listed: Vec::new(),
@@ -505,18 +479,13 @@ pub async fn compute(
             let status = ctx
                 .walk(path, m.kind, m.stamp, is_folder && !path.is_root())
                 .await?;
-            let detail = ctx.state.refused.get(path).map(|r| r.reason.clone());
+            let detail = ctx.view.refusal(path).map(str::to_owned);
             (status, is_folder, detail)
         }
         None => {
             // Not on disk: known to the server (a download to come) or not at all.
-            let on_server = ctx
-                .state
-                .remote
-                .iter()
-                .find(|m| ctx.state.remote.path_of(m.id).as_ref() == Some(path));
-            match on_server {
-                Some(m) => (ctx.not_synced(), m.is_folder, Some("to download".into())),
+            match ctx.view.on_server(path) {
+                Some(is_folder) => (ctx.not_synced(), is_folder, Some("to download".into())),
                 None => {
                     return Err(StatusError::Io(
                         path.to_string(),
