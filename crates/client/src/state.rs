@@ -258,7 +258,7 @@ impl SqliteStateStore {
             }
             drop(rows);
             tx.commit().await.map_err(|e| self.query_error(doing, e))?;
-            let state = loader.finish();
+            let state = loader.finish().map_err(|m| self.corrupt(m))?;
             *saved = Some(Saved {
                 lineage: state.lineage(),
                 cursor,

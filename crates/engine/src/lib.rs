@@ -37,7 +37,7 @@ pub use io::{
 pub use path::RelPath;
 pub use planner::{
     Focus, FocusedPlan, Key, Lookups, Op, Plan, PlanInput, Pos, plan, plan_focused,
-    plan_focused_with,
+    plan_focused_with, unsettled,
 };
 pub use tracked::{TrackedMap, TrackedSet};
 pub use tree::{

@@ -46,7 +46,10 @@ impl RelPath {
 
     /// The path of `name` inside this one.
     pub fn join(&self, name: &ItemName) -> RelPath {
-        let mut v = self.0.clone();
+        // Exactly as long as it needs to be: a clone then a push would
+        // double the capacity, and a tree holds one path per entry.
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.extend_from_slice(&self.0);
         v.push(name.clone());
         RelPath(v)
     }

@@ -84,6 +84,20 @@ pub struct RemoteTree {
     items: TrackedMap<ItemId, ItemMeta>,
 }
 
+impl FromIterator<ItemMeta> for RemoteTree {
+    /// The tree of these records, the newest version of each item kept (as
+    /// [`RemoteTree::apply`] would), built in bulk (see
+    /// [`TrackedMap`]'s `FromIterator`).
+    fn from_iter<I: IntoIterator<Item = ItemMeta>>(iter: I) -> Self {
+        let mut all: Vec<ItemMeta> = iter.into_iter().collect();
+        // Of equal ids the last is kept: the highest version.
+        all.sort_by_key(|m| (m.id, m.version));
+        RemoteTree {
+            items: all.into_iter().map(|m| (m.id, m)).collect(),
+        }
+    }
+}
+
 impl RemoteTree {
     /// Records `meta` unless a newer version of the item is already known
     /// (feed pages and commit replies can arrive in either order).
@@ -385,5 +399,67 @@ impl SyncState {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stacksync_proto::{DeviceId, ItemStatus, WorkspaceId};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn meta(n: u64, version: u64) -> ItemMeta {
+        ItemMeta {
+            id: ItemId(Uuid::from_u64_pair(0, n)),
+            workspace: WorkspaceId(Uuid::from_u64_pair(1, 0)),
+            parent: None,
+            name: ItemName::new(format!("f{n}")).unwrap(),
+            is_folder: false,
+            mimetype: None,
+            status: ItemStatus::Changed,
+            version,
+            content_hash: None,
+            size: version,
+            client_modified: 0,
+            server_modified: 0,
+            device: DeviceId(Uuid::from_u64_pair(2, 0)),
+            revision: version,
+            chunks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_tree_built_in_bulk_equals_one_applied_record_by_record() {
+        // Out of order, with older and newer versions of the same items.
+        let records = [
+            meta(3, 1),
+            meta(1, 2),
+            meta(3, 4),
+            meta(2, 1),
+            meta(1, 1),
+            meta(3, 2),
+        ];
+        let mut applied = RemoteTree::default();
+        for m in records.iter().cloned() {
+            applied.apply(m);
+        }
+        let bulk: RemoteTree = records.iter().cloned().collect();
+        assert_eq!(bulk, applied);
+        assert_eq!(
+            bulk.latest(ItemId(Uuid::from_u64_pair(0, 3)))
+                .map(|m| m.version),
+            Some(4)
+        );
+        assert_eq!(
+            bulk.latest(ItemId(Uuid::from_u64_pair(0, 1)))
+                .map(|m| m.version),
+            Some(2)
+        );
+        assert_eq!(
+            bulk.changes().count(),
+            3,
+            "every item is recorded as changed"
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use stacksync_engine::sim::SimRng as Rng;
 use stacksync_engine::tree::Refusal;
 use stacksync_engine::{
-    Focus, IgnoreRules, Key, LocalEntry, LocalTree, Lookups, PlanInput, RelPath, Stamp, SyncState,
-    SyncedItem, plan, plan_focused, plan_focused_with,
+    Focus, FocusedPlan, IgnoreRules, Key, LocalEntry, LocalTree, Lookups, Plan, PlanInput, RelPath,
+    Stamp, SyncState, SyncedItem, plan, plan_focused, plan_focused_with, unsettled,
 };
 use stacksync_proto::{ContentHash, DeviceId, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId};
 
@@ -207,6 +207,44 @@ impl World {
         })
     }
 
+    /// A local entry's stamp moves without its content (a touched file, a
+    /// folder whose entries changed).
+    fn touch(&mut self, rng: &mut Rng) {
+        let Some(p) = self.pick_local(rng) else {
+            return;
+        };
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(e) = self.local.get_mut(&p) {
+            e.stamp.mtime = clock;
+        }
+    }
+
+    /// A file's content changes under the same stamp (a write within the
+    /// clock's resolution that kept the size).
+    fn rewrite_in_place(&mut self, rng: &mut Rng) {
+        let Some(p) = self.pick_local(rng) else {
+            return;
+        };
+        let c = rng.below(CONTENTS);
+        if let Some(e) = self.local.get_mut(&p).filter(|e| !e.is_folder) {
+            e.hash = Some(hash(c));
+        }
+    }
+
+    /// A synced record without a stamp (as after its bytes were moved
+    /// aside into a conflicted copy).
+    fn forget_a_stamp(&mut self, rng: &mut Rng) {
+        let ids: Vec<ItemId> = self.state.synced.keys().copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let id = ids[rng.below(ids.len())];
+        if let Some(s) = self.state.synced.get_mut(&id) {
+            s.stamp = None;
+        }
+    }
+
     /// One random change; adds what it touched to `focus`.
     fn change(&mut self, rng: &mut Rng, focus: &mut Focus) {
         match rng.below(10) {
@@ -397,36 +435,8 @@ fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
             let focused = plan_focused(&input, &focus);
             let kept = plan_focused_with(&input, &focus, &mut lookups);
             assert_eq!(kept, focused, "seed {seed} round {round}: kept lookups");
-            assert_eq!(
-                focused.plan.ops, full.ops,
-                "seed {seed} round {round}: focus {focus:?}\nlocal {:?}\nstate {:?}",
-                w.local, w.state
-            );
-            let clashes: Vec<_> = full
-                .clashes
-                .iter()
-                .filter(|(p, _)| focused.paths.contains(p))
-                .cloned()
-                .collect();
-            assert_eq!(focused.plan.clashes, clashes, "seed {seed}");
-            for op in &full.ops {
-                let mut keys = vec![op.key()];
-                if let stacksync_engine::Op::ConflictCopy { copy, .. } = op {
-                    keys.push(*copy);
-                }
-                for k in keys {
-                    assert_eq!(
-                        path_of(&focused.plan.local, k),
-                        path_of(&full.local, k),
-                        "seed {seed}: where {k:?} is"
-                    );
-                    assert_eq!(
-                        focused.plan.local.get(&k),
-                        full.local.get(&k),
-                        "seed {seed}"
-                    );
-                }
-            }
+            let what = format!("seed {seed} round {round}: focus {focus:?}");
+            assert_same_plan(&what, &w, &focused, &full);
             if !full.ops.is_empty() {
                 nonempty += 1;
             }
@@ -439,6 +449,92 @@ fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
     // The changes must make work: a generator whose plans are empty would
     // prove nothing.
     assert!(nonempty > 4000, "only {nonempty} plans had operations");
+}
+
+/// `focused` is `full` where it looked: the same operations, the clashes
+/// at the paths it looked at, and every operated key at the same place.
+fn assert_same_plan(what: &str, w: &World, focused: &FocusedPlan, full: &Plan) {
+    assert_eq!(
+        focused.plan.ops, full.ops,
+        "{what}\nlocal {:?}\nstate {:?}",
+        w.local, w.state
+    );
+    let clashes: Vec<_> = full
+        .clashes
+        .iter()
+        .filter(|(p, _)| focused.paths.contains(p))
+        .cloned()
+        .collect();
+    assert_eq!(focused.plan.clashes, clashes, "{what}");
+    for op in &full.ops {
+        let mut keys = vec![op.key()];
+        if let stacksync_engine::Op::ConflictCopy { copy, .. } = op {
+            keys.push(*copy);
+        }
+        for k in keys {
+            assert_eq!(
+                path_of(&focused.plan.local, k),
+                path_of(&full.local, k),
+                "{what}: where {k:?} is"
+            );
+            assert_eq!(focused.plan.local.get(&k), full.local.get(&k), "{what}");
+        }
+    }
+}
+
+/// After a start or a full rescan nothing says where the changes are: the
+/// focus `unsettled` finds by comparing the trees gives the full plan,
+/// whatever changed, including what no watcher names (a stamp that moved
+/// without the content or content that changed under the same stamp, a
+/// synced record that lost its stamp).
+#[test]
+fn the_unsettled_focus_gives_the_full_plan() {
+    let ignore = IgnoreRules::defaults();
+    let unsynced = BTreeMap::new();
+    let mut nonempty = 0;
+    let mut smaller = 0;
+    for seed in 1..=3000u64 {
+        let mut rng = Rng::new(seed ^ 0x5e77_1ed0);
+        let mut w = World::settled(&mut rng);
+        let input = w.input(&ignore, &unsynced);
+        let at_rest = unsettled(&input);
+        assert!(at_rest.ids.is_empty(), "seed {seed}: {at_rest:?}");
+        assert!(
+            at_rest
+                .paths
+                .iter()
+                .all(|p| w.state.refused.contains_key(p)),
+            "seed {seed}: a settled world names only refused paths: {at_rest:?}"
+        );
+        let mut named = Focus::default();
+        for _ in 0..1 + rng.below(5) {
+            match rng.below(13) {
+                0 => w.touch(&mut rng),
+                1 => w.forget_a_stamp(&mut rng),
+                2 => w.rewrite_in_place(&mut rng),
+                _ => w.change(&mut rng, &mut named),
+            }
+        }
+        let input = w.input(&ignore, &unsynced);
+        let full = plan(&input);
+        let focus = unsettled(&input);
+        let focused = plan_focused(&input, &focus);
+        assert_same_plan(
+            &format!("seed {seed}: focus {focus:?}"),
+            &w,
+            &focused,
+            &full,
+        );
+        if !full.ops.is_empty() {
+            nonempty += 1;
+        }
+        if focus.paths.len() + focus.ids.len() < w.local.len() + w.state.synced.len() {
+            smaller += 1;
+        }
+    }
+    assert!(nonempty > 2000, "only {nonempty} plans had operations");
+    // A focus naming everything would prove nothing about the rest.
+    assert!(smaller > 2500, "only {smaller} foci left something out");
 }
 
 #[test]

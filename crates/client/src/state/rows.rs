@@ -96,9 +96,13 @@ pub(super) enum RowWrite {
     Delete { kind: Kind, key: Vec<u8> },
 }
 
-/// A state being loaded row by row.
+/// A state being loaded row by row. The item maps, by far the largest,
+/// are gathered first and built in bulk at the end (nodes filled, where
+/// inserting rows in key order would leave them half empty).
 pub(super) struct Loader {
     state: SyncState,
+    remote: Vec<ItemMeta>,
+    synced: Vec<(ItemId, SyncedItem)>,
 }
 
 impl Loader {
@@ -110,14 +114,22 @@ impl Loader {
                 cursor,
                 ..SyncState::default()
             },
+            remote: Vec::new(),
+            synced: Vec::new(),
         }
     }
 
     /// The loaded state, with nothing recorded as changed: it is what the
-    /// database holds.
-    pub(super) fn finish(mut self) -> SyncState {
+    /// database holds. Refuses an item stored twice as a remote item.
+    pub(super) fn finish(mut self) -> Result<SyncState, String> {
+        self.remote.sort_unstable_by_key(|m| m.id);
+        if let Some(w) = self.remote.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(format!("remote item {} is stored twice", w[0].id));
+        }
+        self.state.remote = self.remote.into_iter().collect();
+        self.state.synced = self.synced.into_iter().collect();
         self.state.forget_changes();
-        self.state
+        Ok(self.state)
     }
 
     /// Adds one loaded row; the error says which row and why it is
@@ -134,14 +146,11 @@ impl Loader {
                 if meta.id != id {
                     return Err(format!("remote item {} is stored under {}", meta.id, id));
                 }
-                if self.state.remote.latest(id).is_some() {
-                    return Err(format!("remote item {id} is stored twice"));
-                }
-                self.state.remote.apply(meta);
+                self.remote.push(meta);
             }
             Kind::Synced => {
                 let (id, item) = decode_row(kind, key, value)?;
-                self.state.synced.insert(id, item);
+                self.synced.push((id, item));
             }
             Kind::Refused => {
                 let (path, refusal) = decode_row(kind, key, value)?;

@@ -33,14 +33,14 @@ mod temps;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use stacksync_proto::ItemId;
+use stacksync_proto::{ContentHash, ItemId};
 
 use crate::error::EngineError;
 use crate::io::{Clock, ContentStore, Fs, IdSource, Remote, StateStore};
 use crate::path::RelPath;
 use crate::planner::{self, Focus, Key, LocalItem, PlanInput};
-use crate::scan::{self, HashCache, Skipped};
-use crate::tree::{Refusal, SyncState};
+use crate::scan::{self, HashCache, KnownHashes, Skipped};
+use crate::tree::{Refusal, Stamp, SyncState};
 
 /// Where the synced folder may have changed since the engine last looked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +182,24 @@ impl Exec {
     }
 }
 
+/// Entries the hash cache may hold before what it holds twice is dropped.
+const CACHE_PRUNE_AT: usize = 4096;
+
+/// What a scan knows of files it may have seen: the hashes this engine
+/// read itself (new files, downloads), then those of the synced files.
+struct Known<'a> {
+    cache: &'a HashCache,
+    synced: planner::SyncedHashes<'a>,
+}
+
+impl KnownHashes for Known<'_> {
+    fn known_hash(&self, path: &RelPath, stamp: &Stamp) -> Option<ContentHash> {
+        self.cache
+            .known_hash(path, stamp)
+            .or_else(|| self.synced.get(stamp))
+    }
+}
+
 impl Engine {
     /// Opens an engine, loading the saved state (empty on first run).
     pub async fn open(io: EngineIo, config: EngineConfig) -> Result<Engine, EngineError> {
@@ -191,9 +209,11 @@ impl Engine {
             .await
             .map_err(EngineError::Store)?
             .unwrap_or_default();
+        // Synced files are known through the lookups by their file id
+        // (`Known`); only stamps without one need a path.
         let mut cache = HashCache::default();
         for (id, s) in &state.synced {
-            if let (Some(stamp), Some(hash), Some(path)) =
+            if let (Some(stamp @ Stamp { file_id: None, .. }), Some(hash), Some(path)) =
                 (s.stamp, s.content_hash, state.synced_path(*id))
             {
                 cache.insert(path, stamp, hash);
@@ -249,6 +269,7 @@ impl Engine {
             let clean = report.skipped.len() == skipped && report.conflicts == conflicts;
             if !worked || (partial && clean) {
                 report.converged = true;
+                self.prune_cache();
                 break;
             }
             // Later rounds of a partial sync look where the earlier ones
@@ -374,9 +395,19 @@ impl Engine {
             now,
         };
         let dirty = std::mem::take(&mut self.dirty);
-        let plan = match moved {
-            Some(paths) if settled => {
-                let focus = Focus { paths, ids: dirty };
+        let focus = match moved {
+            Some(paths) if settled => Some(Focus { paths, ids: dirty }),
+            // Nothing says where the changes are (a full scan, a round after
+            // one that did not finish): the trees compared say it. A focus
+            // over much of them would cost more than the full plan.
+            _ => {
+                let focus = planner::unsettled(&input);
+                let named = focus.paths.len() + focus.ids.len();
+                (named <= (scan.tree.len() + self.state.synced.len()) / 8).then_some(focus)
+            }
+        };
+        let plan = match focus {
+            Some(focus) => {
                 let focused = planner::plan_focused_with(&input, &focus, &mut self.lookups);
                 tracing::debug!(
                     paths = focus.paths.len(),
@@ -573,15 +604,32 @@ impl Engine {
             paths.is_some() && all.len() <= MAX_PARTIAL && !all.contains(&scan::ignore_file());
         match previous {
             Some(mut previous) if partial => {
-                let moved = scan::rescan(fs.as_ref(), &self.cache, &mut previous, &all).await?;
+                let known = Known {
+                    cache: &self.cache,
+                    synced: self.lookups.synced_hashes(&self.state),
+                };
+                let moved = scan::rescan(fs.as_ref(), &known, &mut previous, &all).await?;
                 all.extend(moved);
                 self.lookups.note_local(&previous.tree, &all);
                 Ok((previous, Some(all)))
             }
             _ => {
                 self.lookups.forget_local();
-                Ok((scan::scan(fs.as_ref(), &self.cache).await?, None))
+                let known = Known {
+                    cache: &self.cache,
+                    synced: self.lookups.synced_hashes(&self.state),
+                };
+                Ok((scan::scan(fs.as_ref(), &known).await?, None))
             }
+        }
+    }
+
+    /// Drops what the cache holds twice once it has grown: entries of
+    /// files since synced with the same stamp.
+    fn prune_cache(&mut self) {
+        if self.cache.len() > CACHE_PRUNE_AT {
+            let synced = self.lookups.synced_hashes(&self.state);
+            self.cache.prune(&synced);
         }
     }
 

@@ -47,11 +47,19 @@ pub(crate) struct Claims {
 pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
     let state = input.state;
     let local = input.local;
-    let mut by_path: BTreeMap<RelPath, Key> = BTreeMap::new();
+    // Paths are borrowed from the local tree (every claimed path is one of
+    // its entries): a full plan clones none of them.
+    let mut by_path: BTreeMap<&RelPath, Key> = BTreeMap::new();
     let mut claimed: BTreeSet<ItemId> = BTreeSet::new();
 
-    let kind_ok =
-        |path: &RelPath, is_folder: bool| local.get(path).is_some_and(|e| e.is_folder == is_folder);
+    // The local tree's own copy of `path` if it holds an entry of this kind
+    // there.
+    let entry_of = |path: &RelPath, is_folder: bool| {
+        local
+            .get_key_value(path)
+            .filter(|(_, e)| e.is_folder == is_folder)
+            .map(|(p, _)| p)
+    };
 
     // 1. File ids, when unique on both sides. File systems reuse inode
     // numbers, so a file only counts as the same one if its content (or
@@ -62,22 +70,26 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
             || e.hash == s.content_hash
             || (e.stamp.size == st.size && e.stamp.mtime == st.mtime)
     };
-    let mut by_file_id: HashMap<u64, Vec<&RelPath>> = HashMap::new();
+    // The one path with each file id (`None`: more than one).
+    let mut by_file_id: HashMap<u64, Option<&RelPath>> = HashMap::new();
     for (path, e) in local {
         if let Some(f) = e.stamp.file_id {
-            by_file_id.entry(f).or_default().push(path);
+            by_file_id
+                .entry(f)
+                .and_modify(|p| *p = None)
+                .or_insert(Some(path));
         }
     }
     for (id, s) in &state.synced {
         let Some((f, st)) = s.stamp.and_then(|st| st.file_id.map(|f| (f, st))) else {
             continue;
         };
-        if let Some([path]) = by_file_id.get(&f).map(Vec::as_slice)
-            && !by_path.contains_key(*path)
-            && kind_ok(path, s.is_folder)
-            && same_file(&local[*path], s, &st)
+        if let Some(Some(path)) = by_file_id.get(&f).copied()
+            && !by_path.contains_key(path)
+            && entry_of(path, s.is_folder).is_some()
+            && same_file(&local[path], s, &st)
         {
-            by_path.insert((*path).clone(), Key::Item(*id));
+            by_path.insert(path, Key::Item(*id));
             claimed.insert(*id);
         }
     }
@@ -88,8 +100,8 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
             continue;
         }
         if let Some(path) = state.synced_path(*id)
-            && !by_path.contains_key(&path)
-            && kind_ok(&path, s.is_folder)
+            && let Some(path) = entry_of(&path, s.is_folder)
+            && !by_path.contains_key(path)
         {
             by_path.insert(path, Key::Item(*id));
             claimed.insert(*id);
@@ -102,8 +114,8 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
             continue;
         }
         if let Some(path) = state.remote.path_of(meta.id)
-            && !by_path.contains_key(&path)
-            && kind_ok(&path, meta.is_folder)
+            && let Some(path) = entry_of(&path, meta.is_folder)
+            && !by_path.contains_key(path)
         {
             by_path.insert(path, Key::Item(meta.id));
             claimed.insert(meta.id);
@@ -111,12 +123,14 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
     }
 
     // 4. Content hashes of synced files.
-    let mut by_hash: BTreeMap<ContentHash, Vec<&RelPath>> = BTreeMap::new();
-    for (path, e) in local {
-        if let (false, Some(h)) = (e.is_folder, e.hash) {
-            by_hash.entry(h).or_default().push(path);
-        }
-    }
+    // Files by content, in path order within each hash (sorted pairs: a
+    // list per hash would cost an allocation per file).
+    let mut by_hash: Vec<(ContentHash, &RelPath)> = local
+        .iter()
+        .filter(|(_, e)| !e.is_folder)
+        .filter_map(|(path, e)| e.hash.map(|h| (h, path)))
+        .collect();
+    by_hash.sort_unstable();
     for (id, s) in &state.synced {
         if claimed.contains(id) || s.is_folder {
             continue;
@@ -130,11 +144,10 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
             continue;
         }
         let Some(h) = s.content_hash else { continue };
-        let Some(paths) = by_hash.get(&h) else {
-            continue;
-        };
-        if let Some(path) = paths.iter().find(|p| !by_path.contains_key(**p)) {
-            by_path.insert((*path).clone(), Key::Item(*id));
+        let from = by_hash.partition_point(|(k, _)| *k < h);
+        let same = by_hash[from..].iter().take_while(|(k, _)| *k == h);
+        if let Some((_, path)) = same.clone().find(|(_, p)| !by_path.contains_key(*p)) {
+            by_path.insert(path, Key::Item(*id));
             claimed.insert(*id);
         }
     }
@@ -143,12 +156,15 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
     let mut claims = Claims::default();
     for path in local.keys() {
         if !by_path.contains_key(path) {
-            by_path.insert(path.clone(), Key::New(claims.next_new));
+            by_path.insert(path, Key::New(claims.next_new));
             claims.next_new += 1;
         }
     }
 
-    for (path, key) in &by_path {
+    // Gathered, then built in bulk (inserted in path order, the map by key
+    // would be left with partly empty nodes).
+    let mut items = Vec::with_capacity(by_path.len());
+    for (&path, key) in &by_path {
         let entry: &LocalEntry = &local[path];
         let parent = path
             .parent()
@@ -168,7 +184,7 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
         if refused {
             claims.refused.insert(*key);
         }
-        claims.local.insert(
+        items.push((
             *key,
             LocalItem {
                 pos: Pos {
@@ -179,7 +195,8 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
                 hash: if entry.is_folder { None } else { entry.hash },
                 stamp: entry.stamp,
             },
-        );
+        ));
     }
+    claims.local = items.into_iter().collect();
     claims
 }

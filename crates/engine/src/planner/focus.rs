@@ -5,11 +5,13 @@
 //!
 //! **When it is right.** Outside the [`Focus`], the three trees must be
 //! *settled*: a full plan would do nothing there. The engine guarantees it
-//! by planning in full after anything else (a start, a round that did not
-//! apply its whole plan, a failure, a change of the ignore rules) and by
-//! naming in the focus every local path that may have changed since the
-//! last plan (the watcher's paths and the paths the engine acted on) and
-//! every item whose remote record changed since then. Under that
+//! in one of two ways. After a round that applied its whole plan, it names
+//! every local path that may have changed since (the watcher's paths and
+//! the paths the engine acted on) and every item whose remote record
+//! changed since. After anything else (a start, a full scan, a round that
+//! did not apply its whole plan, a failure, a change of the ignore rules)
+//! it compares the trees ([`super::unsettled`]), and plans in full only
+//! when that names much of them. Under that
 //! condition the focused plan equals the full one (`tests/focus.rs` checks
 //! it on random trees and changes).
 //!
@@ -45,7 +47,7 @@ use stacksync_proto::{ContentHash, ItemId, ItemMeta};
 use super::{Plan, PlanInput, plan};
 use crate::conflict::may_be_copy;
 use crate::path::RelPath;
-use crate::tree::{LocalTree, RemoteTree, SyncState, SyncedItem};
+use crate::tree::{LocalTree, RemoteTree, Stamp, SyncState, SyncedItem};
 
 /// Where a round's changes may be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,6 +152,17 @@ impl<K: Hash + Eq + Clone, V: PartialEq> Multi<K, V> {
     }
 }
 
+/// The key of a place (a parent and a name) in the name lookups: one
+/// seeded hash, so that an entry costs a word rather than an id and a
+/// hash (a collision is harmless: every answer is checked).
+fn place_key(
+    names: &foldhash::fast::RandomState,
+    parent: Option<ItemId>,
+    name: &stacksync_proto::ItemName,
+) -> u64 {
+    names.hash_one((parent, name))
+}
+
 /// Adds `value` to the list at `key` unless it is there already.
 fn add_child<K: Hash + Eq>(map: &mut HashMap<K, Vec<ItemId>>, key: K, value: ItemId) {
     let children = map.entry(key).or_default();
@@ -207,9 +220,11 @@ struct SyncedLookups {
     origin: u64,
     changes_left: usize,
     children: HashMap<Option<ItemId>, Vec<ItemId>>,
-    by_name: Multi<(Option<ItemId>, u64), ItemId>,
+    /// By [`place_key`] of parent and name.
+    by_name: Multi<u64, ItemId>,
     by_file_id: Multi<u64, ItemId>,
-    by_hash: Multi<ContentHash, ItemId>,
+    /// By the seeded hash of the content hash (half the bytes of the key).
+    by_hash: Multi<u64, ItemId>,
 }
 
 impl SyncedLookups {
@@ -231,12 +246,12 @@ impl SyncedLookups {
 
     fn add(&mut self, id: ItemId, s: &SyncedItem, names: &foldhash::fast::RandomState) {
         add_child(&mut self.children, s.parent, id);
-        self.by_name.add((s.parent, names.hash_one(&s.name)), id);
+        self.by_name.add(place_key(names, s.parent, &s.name), id);
         if let Some(f) = s.stamp.and_then(|st| st.file_id) {
             self.by_file_id.add(f, id);
         }
         if let (false, Some(h)) = (s.is_folder, s.content_hash) {
-            self.by_hash.add(h, id);
+            self.by_hash.add(names.hash_one(h), id);
         }
     }
 }
@@ -245,7 +260,8 @@ struct RemoteLookups {
     origin: u64,
     changes_left: usize,
     children: HashMap<Option<ItemId>, Vec<ItemId>>,
-    by_name: Multi<(Option<ItemId>, u64), ItemId>,
+    /// By [`place_key`] of parent and name.
+    by_name: Multi<u64, ItemId>,
 }
 
 impl RemoteLookups {
@@ -265,7 +281,7 @@ impl RemoteLookups {
 
     fn add(&mut self, m: &ItemMeta, names: &foldhash::fast::RandomState) {
         add_child(&mut self.children, m.parent, m.id);
-        self.by_name.add((m.parent, names.hash_one(&m.name)), m.id);
+        self.by_name.add(place_key(names, m.parent, &m.name), m.id);
     }
 }
 
@@ -349,6 +365,18 @@ impl Lookups {
         self.local = None;
     }
 
+    /// The synced files by stamp, through the synced part (built or
+    /// brought up to date with `state` first): how a scan recognises an
+    /// unchanged file without a second copy of every synced hash.
+    pub fn synced_hashes<'a>(&'a mut self, state: &'a SyncState) -> SyncedHashes<'a> {
+        self.note_state(state);
+        let names = &self.names;
+        let synced = self
+            .synced
+            .get_or_insert_with(|| SyncedLookups::build(state, names));
+        SyncedHashes { state, synced }
+    }
+
     /// Brings every part up to date with `input` (see the type's
     /// documentation for what that assumes) and returns a view over it.
     fn view<'a>(&'a mut self, input: &'a PlanInput<'a>, focus: &Focus) -> Index<'a> {
@@ -371,6 +399,28 @@ impl Lookups {
             remote,
             local,
         }
+    }
+}
+
+/// The content of synced files by their stamp (see
+/// [`Lookups::synced_hashes`]).
+pub struct SyncedHashes<'a> {
+    state: &'a SyncState,
+    synced: &'a SyncedLookups,
+}
+
+impl SyncedHashes<'_> {
+    /// The content of the synced file recorded with exactly this stamp
+    /// (which has a file id: without one, a stamp names no file).
+    pub fn get(&self, stamp: &Stamp) -> Option<ContentHash> {
+        let f = stamp.file_id?;
+        self.synced.by_file_id.get(&f).find_map(|id| {
+            self.state
+                .synced
+                .get(id)
+                .filter(|s| !s.is_folder && s.stamp.as_ref() == Some(stamp))
+                .and_then(|s| s.content_hash)
+        })
     }
 }
 
@@ -422,7 +472,8 @@ impl<'a> Index<'a> {
     /// The synced files with this content.
     fn synced_by_hash(&self, h: ContentHash) -> impl Iterator<Item = ItemId> + 'a {
         let synced = &self.input.state.synced;
-        self.synced.by_hash.get(&h).copied().filter(move |id| {
+        let key = self.names.hash_one(h);
+        self.synced.by_hash.get(&key).copied().filter(move |id| {
             synced
                 .get(id)
                 .is_some_and(|s| !s.is_folder && s.content_hash == Some(h))
@@ -450,7 +501,7 @@ impl<'a> Index<'a> {
         let synced = &self.input.state.synced;
         let mut parent = None;
         for name in path.components() {
-            let key = (parent, self.names.hash_one(name));
+            let key = place_key(self.names, parent, name);
             let here = self.synced.by_name.get(&key).copied().filter(|id| {
                 synced
                     .get(id)
@@ -466,13 +517,12 @@ impl<'a> Index<'a> {
         let remote = &self.input.state.remote;
         let mut here: Vec<Option<ItemId>> = vec![None];
         for name in path.components() {
-            let hash = self.names.hash_one(name);
             here = here
                 .iter()
                 .flat_map(|p| {
                     self.remote
                         .by_name
-                        .get(&(*p, hash))
+                        .get(&place_key(self.names, *p, name))
                         .map(move |id| (*p, *id))
                 })
                 .filter(|(p, id)| {

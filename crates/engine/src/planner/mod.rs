@@ -30,6 +30,7 @@ mod left_out;
 mod merge;
 mod ops;
 mod order;
+mod settled;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,7 +42,8 @@ use crate::path::RelPath;
 use crate::tree::{LocalTree, Stamp, SyncState};
 
 pub use claim::LocalItem;
-pub use focus::{Focus, FocusedPlan, Lookups, plan_focused, plan_focused_with};
+pub use focus::{Focus, FocusedPlan, Lookups, SyncedHashes, plan_focused, plan_focused_with};
+pub use settled::unsettled;
 
 /// Names an item within one plan: a known item id, or the n-th new local
 /// item that has no id yet.
@@ -187,10 +189,11 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let claims = claim::claim(input);
     let merged = merge::merge(input, &claims);
     let ops = ops::ops(input, &claims, &merged);
+    let clashes = merged.clashes;
     Plan {
         ops,
         local: claims.local,
-        clashes: merged.clashes,
+        clashes,
     }
 }
 

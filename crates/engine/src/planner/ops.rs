@@ -9,7 +9,7 @@ use super::order::{Ordered, StepKind, order};
 use super::{Key, Op, PlanInput, Pos, RemoteChange, RemoteContent};
 use crate::tree::SyncedItem;
 
-pub(crate) fn ops(input: &PlanInput<'_>, claims: &Claims, m: &Merged) -> Vec<Op> {
+pub(crate) fn ops(input: &PlanInput<'_>, claims: &Claims, m: &Merged<'_>) -> Vec<Op> {
     let mut out: Vec<Op> = m
         .untrack
         .iter()
@@ -31,7 +31,7 @@ pub(crate) fn ops(input: &PlanInput<'_>, claims: &Claims, m: &Merged) -> Vec<Op>
 /// Items whose two sides already agree but whose synced record is stale or
 /// missing (both made the same change; a file was touched but not changed;
 /// both deleted it).
-fn settles(input: &PlanInput<'_>, claims: &Claims, m: &Merged) -> Vec<Op> {
+fn settles(input: &PlanInput<'_>, claims: &Claims, m: &Merged<'_>) -> Vec<Op> {
     let state = input.state;
     let mut keys: BTreeSet<Key> = state.synced.keys().map(|id| Key::Item(*id)).collect();
     keys.extend(claims.local.keys().copied());
@@ -63,9 +63,10 @@ fn settles(input: &PlanInput<'_>, claims: &Claims, m: &Merged) -> Vec<Op> {
     out
 }
 
-fn local_ops(input: &PlanInput<'_>, m: &Merged) -> Vec<Op> {
-    let before: BTreeMap<Key, Pos> = m.local.iter().map(|(k, l)| (*k, l.pos.clone())).collect();
-    let after: BTreeMap<Key, Pos> = m.fin.iter().map(|(k, f)| (*k, f.pos.clone())).collect();
+fn local_ops(input: &PlanInput<'_>, m: &Merged<'_>) -> Vec<Op> {
+    // Positions borrowed, not copied: a full plan holds one per entry.
+    let before: BTreeMap<Key, &Pos> = m.local.iter().map(|(k, l)| (*k, &l.pos)).collect();
+    let after: BTreeMap<Key, &Pos> = m.fin.iter().map(|(k, f)| (*k, &f.pos)).collect();
     let mut keys: BTreeSet<Key> = before.keys().copied().collect();
     keys.extend(after.keys().copied());
     let mut steps = Vec::new();
@@ -133,15 +134,16 @@ fn download(input: &PlanInput<'_>, key: Key, f: &FinalItem, replace: bool) -> Op
     })
 }
 
-fn remote_ops(input: &PlanInput<'_>, m: &Merged) -> Vec<Op> {
+fn remote_ops(input: &PlanInput<'_>, m: &Merged<'_>) -> Vec<Op> {
     let state = input.state;
-    let mut before: BTreeMap<Key, Pos> = BTreeMap::new();
-    for r in state.remote.iter() {
-        if state.remote.live(r.id).is_some() {
-            before.insert(Key::Item(r.id), meta_pos(r));
-        }
-    }
-    let after: BTreeMap<Key, Pos> = m.fin.iter().map(|(k, f)| (*k, f.pos.clone())).collect();
+    let remote_pos: Vec<(Key, Pos)> = state
+        .remote
+        .iter()
+        .filter(|r| state.remote.live(r.id).is_some())
+        .map(|r| (Key::Item(r.id), meta_pos(r)))
+        .collect();
+    let before: BTreeMap<Key, &Pos> = remote_pos.iter().map(|(k, p)| (*k, p)).collect();
+    let after: BTreeMap<Key, &Pos> = m.fin.iter().map(|(k, f)| (*k, &f.pos)).collect();
     let mut keys: BTreeSet<Key> = before.keys().copied().collect();
     keys.extend(after.keys().copied());
     let mut steps = Vec::new();

@@ -50,8 +50,8 @@ pub(crate) fn temp_name(key: Key) -> ItemName {
 /// Orders `steps` (at most one of each kind per key) given the positions
 /// before and after.
 pub(crate) fn order(
-    before: &BTreeMap<Key, Pos>,
-    after: &BTreeMap<Key, Pos>,
+    before: &BTreeMap<Key, &Pos>,
+    after: &BTreeMap<Key, &Pos>,
     steps: &[(Key, StepKind)],
 ) -> Vec<Ordered> {
     let mut steps = steps.to_vec();
@@ -71,7 +71,7 @@ pub(crate) fn order(
             .or_else(|| index.get(&(k, StepKind::Create)))
             .copied()
     };
-    let occupant: BTreeMap<&Pos, Key> = before.iter().map(|(k, p)| (p, *k)).collect();
+    let occupant: BTreeMap<&Pos, Key> = before.iter().map(|(k, p)| (*p, *k)).collect();
     let mut children: BTreeMap<Key, Vec<Key>> = BTreeMap::new();
     for (k, p) in before {
         if let Some(parent) = p.parent {
@@ -90,7 +90,9 @@ pub(crate) fn order(
     for (i, (k, kind)) in steps.iter().enumerate() {
         match kind {
             StepKind::Move | StepKind::Create => {
-                let Some(target) = after.get(k) else { continue };
+                let Some(&target) = after.get(k) else {
+                    continue;
+                };
                 if let Some(o) = occupant.get(target).filter(|o| **o != *k)
                     && let Some(j) = leaving(*o)
                 {
@@ -146,7 +148,7 @@ pub(crate) fn order(
                         name: temp_name(k),
                     };
                     // Already parked there by an earlier, interrupted plan.
-                    if before.get(&k) != Some(&park) {
+                    if before.get(&k).copied() != Some(&park) {
                         out.push(Ordered::Temp(k, park));
                     }
                     for (to, why) in std::mem::take(&mut edges[i]) {

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use super::{Found, HashCache, Scan, list, take_entry, take_file, walk};
+use super::{Found, KnownHashes, Scan, list, take_entry, take_file, walk};
 use crate::error::FsError;
 use crate::io::{EntryKind, Fs};
 use crate::path::RelPath;
@@ -33,7 +33,7 @@ use crate::tree::LocalEntry;
 /// appeared, disappeared or changed (what a focused plan must look at).
 pub async fn rescan(
     fs: &dyn Fs,
-    cache: &HashCache,
+    cache: &dyn KnownHashes,
     scan: &mut Scan,
     changed: &BTreeSet<RelPath>,
 ) -> Result<BTreeSet<RelPath>, FsError> {
@@ -80,7 +80,7 @@ pub async fn rescan(
 /// `local_name.rs`).
 async fn restat(
     fs: &dyn Fs,
-    cache: &HashCache,
+    cache: &dyn KnownHashes,
     scan: &mut Scan,
     path: &RelPath,
     moved: &mut BTreeSet<RelPath>,
@@ -138,7 +138,7 @@ fn unknown_folder(scan: &Scan, dir: &RelPath) -> Option<(RelPath, RelPath)> {
 /// documentation.
 async fn relist_folder(
     fs: &dyn Fs,
-    cache: &HashCache,
+    cache: &dyn KnownHashes,
     scan: &mut Scan,
     dir: &RelPath,
     named: &BTreeSet<RelPath>,

@@ -72,6 +72,8 @@ struct State {
     /// without stable ids).
     no_file_ids: bool,
     mutations: u64,
+    /// Files the engine opened for reading.
+    reads: u64,
     /// What a watcher would have reported since [`MemFs::take_watched`]:
     /// the paths of the entries the user changed.
     watched: BTreeSet<RelPath>,
@@ -166,6 +168,11 @@ impl MemFs {
     /// `sync_dirs` (a real disk may lose them in a power cut).
     pub fn unsynced_entries(&self) -> u64 {
         self.lock().unsynced
+    }
+
+    /// Files the engine opened for reading so far.
+    pub fn reads(&self) -> u64 {
+        self.lock().reads
     }
 
     /// Mutating calls the engine made so far.
@@ -475,6 +482,7 @@ impl Fs for MemFs {
 
     async fn open_read(&self, path: &RelPath) -> Result<ByteReader, FsError> {
         let mut s = self.check(path, false)?;
+        s.reads += 1;
         let data = match s.nodes.get(path) {
             Some(Node::File { data, .. }) => data.clone(),
             Some(_) => return Err(err(FsErrorKind::WrongKind, path, "not a file")),
