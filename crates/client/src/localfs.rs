@@ -7,7 +7,7 @@
 //! symlink, so no call can reach outside the root.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,13 +17,13 @@ use rustix::fs::{CWD, OFlags, RenameFlags};
 use rustix::io::Errno;
 use stacksync_engine::io::{DirEntry, EntryKind, Metadata};
 use stacksync_engine::{ByteReader, ByteWriter, Fs, FsError, FsErrorKind, RelPath, Stamp};
-use stacksync_proto::ItemName;
+use stacksync_proto::{ContentHash, ItemName};
 
 use crate::transfer::watchdog::{Activity, Touching};
 
 mod durable;
 
-use durable::{DirtyFolders, SyncOnShutdown};
+use durable::{DirtyFolders, SyncOnShutdown, SyncedFiles};
 
 /// The synced folder on the local disk.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct LocalFs {
     activity: Activity,
     /// Folders with entries created and not yet synced (see `durable`).
     dirty: Arc<DirtyFolders>,
+    /// Temporaries synced by their writer (see `durable`).
+    synced: Arc<SyncedFiles>,
 }
 
 /// Why a [`LocalFs`] could not be opened.
@@ -69,6 +71,7 @@ impl LocalFs {
             root: Arc::new(root),
             activity: Activity::default(),
             dirty: Arc::default(),
+            synced: Arc::default(),
         })
     }
 
@@ -168,11 +171,30 @@ fn kind_of(meta: &fs::Metadata) -> EntryKind {
 }
 
 fn stamp_of(meta: &fs::Metadata) -> Stamp {
-    let mtime = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
+    if meta.is_dir() {
+        return Stamp::folder(Some(meta.ino()));
+    }
     Stamp {
-        size: if meta.is_dir() { 0 } else { meta.len() },
-        mtime,
+        size: meta.len(),
+        mtime: meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000,
         file_id: Some(meta.ino()),
+    }
+}
+
+/// Kind and stamp of `rel` under `root` (blocking), `None` if nothing of
+/// ours is there: a missing folder on the way, or one that is a file or a
+/// symlink, means nothing is.
+fn stat_in(root: &Path, rel: &RelPath) -> Result<Option<Metadata>, FsError> {
+    let found = resolve(root, rel).and_then(|abs| match fs::symlink_metadata(&abs) {
+        Ok(meta) => Ok(Some(Metadata {
+            kind: kind_of(&meta),
+            stamp: stamp_of(&meta),
+        })),
+        Err(e) => Err(io_error(rel, "stat", &e)),
+    });
+    match found {
+        Err(e) if matches!(e.kind, FsErrorKind::NotFound | FsErrorKind::WrongKind) => Ok(None),
+        other => other,
     }
 }
 
@@ -269,22 +291,23 @@ impl Fs for LocalFs {
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Metadata>, FsError> {
+        let root = Arc::clone(&self.root);
         let rel = path.clone();
-        let result = self
-            .blocking(path, move |abs| match fs::symlink_metadata(&abs) {
-                Ok(meta) => Ok(Some(Metadata {
-                    kind: kind_of(&meta),
-                    stamp: stamp_of(&meta),
-                })),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(io_error(&rel, "stat", &e)),
+        self.blocking(&RelPath::root(), move |_| Ok(stat_in(&root, &rel)))
+            .await?
+    }
+
+    async fn stat_all(&self, paths: &[RelPath]) -> Vec<Result<Option<Metadata>, FsError>> {
+        let root = Arc::clone(&self.root);
+        let rels = paths.to_vec();
+        let done = self
+            .blocking(&RelPath::root(), move |_| {
+                Ok(rels.iter().map(|rel| stat_in(&root, rel)).collect())
             })
             .await;
-        match result {
-            // A missing folder on the way, or one that is a file or a
-            // symlink, means nothing of ours is there.
-            Err(e) if matches!(e.kind, FsErrorKind::NotFound | FsErrorKind::WrongKind) => Ok(None),
-            other => other,
+        match done {
+            Ok(all) => all,
+            Err(e) => paths.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
@@ -314,6 +337,52 @@ impl Fs for LocalFs {
         ))
     }
 
+    async fn hash_file(&self, path: &RelPath) -> Result<Option<(ContentHash, Stamp)>, FsError> {
+        let root = Arc::clone(&self.root);
+        let rel = path.clone();
+        let activity = self.activity.clone();
+        self.blocking(&RelPath::root(), move |_| {
+            let Some(before) = stat_in(&root, &rel)? else {
+                return Ok(None);
+            };
+            let err = |e: io::Error| io_error(&rel, "read", &e);
+            let abs = resolve(&root, &rel)?;
+            let mut file = match OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+                .open(&abs)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(err(e)),
+            };
+            if !file.metadata().map_err(err)?.is_file() {
+                return Err(FsError::new(FsErrorKind::WrongKind, &rel, "not a file"));
+            }
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(err(e)),
+                };
+                hasher.update(&buf[..n]);
+                activity.touch();
+            }
+            let after = stat_in(&root, &rel)?;
+            if after.map(|m| m.stamp) != Some(before.stamp) {
+                return Ok(None);
+            }
+            Ok(Some((
+                ContentHash(*hasher.finalize().as_bytes()),
+                before.stamp,
+            )))
+        })
+        .await
+    }
+
     async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError> {
         refuse_root(path, "create")?;
         let rel = path.clone();
@@ -326,7 +395,7 @@ impl Fs for LocalFs {
             })
             .await?;
         Ok(Box::new(Touching::new(
-            SyncOnShutdown::new(file, handle),
+            SyncOnShutdown::new(file, handle, Arc::clone(&self.synced)),
             self.activity.clone(),
         )))
     }
@@ -348,26 +417,32 @@ impl Fs for LocalFs {
             })
             .await?;
         Ok(Box::new(Touching::new(
-            SyncOnShutdown::new(file, handle),
+            SyncOnShutdown::new(file, handle, Arc::clone(&self.synced)),
             self.activity.clone(),
         )))
     }
 
     async fn persist_temp(&self, temp: &RelPath, dest: &RelPath) -> Result<(), FsError> {
         refuse_root(dest, "persist")?;
-        let dest_abs = self.blocking(dest, Ok).await?;
         let rel = temp.clone();
+        let dest = dest.clone();
+        let root = Arc::clone(&self.root);
         let dirty = Arc::clone(&self.dirty);
+        let synced = Arc::clone(&self.synced);
         self.blocking(temp, move |abs| {
+            let dest_abs = resolve(&root, &dest)?;
             let err = |e: io::Error| io_error(&rel, "persist", &e);
             let file = OpenOptions::new()
                 .read(true)
                 .custom_flags(OFlags::NOFOLLOW.bits() as i32)
                 .open(&abs)
                 .map_err(err)?;
-            // Nothing to write when the writer's shutdown synced it (the
-            // usual case): then this costs a system call, not a flush.
-            file.sync_all().map_err(err)?;
+            // Synced by its writer and untouched since (the usual case):
+            // nothing to sync. Otherwise (a temporary left by an earlier
+            // run) it is synced now, before it can replace anything.
+            if !synced.take(&file.metadata().map_err(err)?) {
+                file.sync_all().map_err(err)?;
+            }
             drop(file);
             fs::rename(&abs, &dest_abs).map_err(err)?;
             // The new entry (and the temporary's removal) become durable

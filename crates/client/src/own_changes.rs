@@ -11,7 +11,7 @@
 //! commits: the read may be the one a notification about someone else's
 //! change started, and that change must not wait for the next one.
 
-use stacksync_proto::{ChangesPage, CommitOutcome, CommitResult, ItemMeta, WorkspaceId};
+use stacksync_proto::{ChangesPage, CommitOutcome, CommitResult, ItemId, ItemMeta, WorkspaceId};
 
 /// This device's commits since the feed position `since`, with no other
 /// change between them.
@@ -65,9 +65,8 @@ impl OwnChanges {
                 cursor: first - 1,
             },
         };
-        known
-            .items
-            .retain(|old| versions.iter().all(|new| new.id != old.id));
+        let new: std::collections::HashSet<ItemId> = versions.iter().map(|m| m.id).collect();
+        known.items.retain(|old| !new.contains(&old.id));
         known.items.extend(versions.into_iter().cloned());
         known.cursor = last;
         self.known = Some(known);

@@ -227,3 +227,102 @@ async fn folder_operations_map_errors() {
         FsErrorKind::WrongKind
     );
 }
+
+#[tokio::test]
+async fn hash_and_stat_in_one_call_agree_with_the_calls_they_replace() {
+    let (dir, fs) = setup();
+    fs.mkdir(&p("d")).await.expect("mkdir");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    write(&fs, "t1", "d/big", &big).await;
+    write(&fs, "t2", "empty", b"").await;
+    symlink(dir.path().join("d"), dir.path().join("link")).expect("symlink");
+    std::fs::write(dir.path().join("d/plain"), b"x").expect("write");
+
+    let streamed = stacksync_engine::scan::hash_file_streaming(&fs, &p("d/big"))
+        .await
+        .expect("streamed")
+        .expect("a file");
+    let at_once = fs
+        .hash_file(&p("d/big"))
+        .await
+        .expect("hash")
+        .expect("a file");
+    assert_eq!(at_once, streamed);
+    assert_eq!(at_once.0.0, *blake3::hash(&big).as_bytes());
+    assert_eq!(
+        fs.hash_file(&p("empty"))
+            .await
+            .expect("hash")
+            .map(|h| h.0.0),
+        Some(*blake3::hash(b"").as_bytes())
+    );
+    // Nothing there, or behind a symlinked folder: nothing of ours.
+    assert_eq!(fs.hash_file(&p("gone")).await.expect("missing"), None);
+    assert_eq!(
+        fs.hash_file(&p("link/plain")).await.expect("through link"),
+        None
+    );
+    // A folder or a symlink is not a file to hash.
+    for wrong in ["d", "link"] {
+        let e = fs.hash_file(&p(wrong)).await.expect_err("not a file");
+        assert_eq!(e.kind, FsErrorKind::WrongKind, "{wrong}");
+    }
+
+    let paths: Vec<RelPath> = [
+        "d/big",
+        "d",
+        "link",
+        "gone",
+        "gone/deeper",
+        "link/plain",
+        "empty",
+    ]
+    .into_iter()
+    .map(p)
+    .collect();
+    let all = fs.stat_all(&paths).await;
+    assert_eq!(all.len(), paths.len());
+    for (path, got) in paths.iter().zip(all) {
+        assert_eq!(
+            got.expect("stat_all"),
+            fs.stat(path).await.expect("stat"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_folder_stamp_does_not_change_with_its_entries() {
+    let (_d, fs) = setup();
+    fs.mkdir(&p("d")).await.expect("mkdir");
+    let before = fs.stat(&p("d")).await.unwrap().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&fs, "d/t", "d/f", b"content").await;
+    fs.remove_file(&p("d/f")).await.expect("remove");
+    let after = fs.stat(&p("d")).await.unwrap().unwrap();
+    assert_eq!(after.kind, EntryKind::Folder);
+    assert_eq!(after.stamp, before.stamp);
+    assert_eq!(
+        after.stamp,
+        stacksync_engine::Stamp::folder(before.stamp.file_id)
+    );
+    assert!(after.stamp.file_id.is_some());
+}
+
+#[tokio::test]
+async fn a_temporary_written_by_another_hand_is_still_put_in_place_whole() {
+    // Left by an earlier run (no writer of this process synced it): the
+    // persist must still work and keep the content.
+    let (dir, fs) = setup();
+    std::fs::write(dir.path().join("t"), b"left behind").expect("write");
+    fs.persist_temp(&p("t"), &p("f")).await.expect("persist");
+    assert_eq!(read(&fs, "f").await, b"left behind");
+    // Written after its writer synced it: also put in place as it is now.
+    let mut w = fs.create_temp(&p("t2")).await.expect("create");
+    w.write_all(b"first").await.expect("write");
+    w.shutdown().await.expect("shutdown");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.path().join("t2"), b"second").expect("rewrite");
+    fs.persist_temp(&p("t2"), &p("g")).await.expect("persist");
+    assert_eq!(read(&fs, "g").await, b"second");
+}

@@ -122,8 +122,26 @@ pub trait Fs: Send + Sync {
     async fn list_dir(&self, path: &RelPath) -> Result<Vec<DirEntry>, FsError>;
     /// Kind and stamp, or `None` if nothing is there.
     async fn stat(&self, path: &RelPath) -> Result<Option<Metadata>, FsError>;
+    /// [`Fs::stat`] of each of `paths`, in order: one call for many paths,
+    /// which an implementation can answer at once (a round trip per path
+    /// costs more than the look-up on a real disk).
+    async fn stat_all(&self, paths: &[RelPath]) -> Vec<Result<Option<Metadata>, FsError>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(self.stat(p).await);
+        }
+        out
+    }
     /// Streams a regular file's content.
     async fn open_read(&self, path: &RelPath) -> Result<ByteReader, FsError>;
+    /// The BLAKE3 hash of a regular file's content and its stamp; `None` if
+    /// nothing is there or the file changed while being read (its stamp
+    /// before differs from after). The default streams through
+    /// [`Fs::stat`] and [`Fs::open_read`]; an implementation may do the
+    /// same in one call.
+    async fn hash_file(&self, path: &RelPath) -> Result<Option<(ContentHash, Stamp)>, FsError> {
+        crate::scan::hash_file_streaming(self, path).await
+    }
     /// Creates (or truncates) a temporary file at `path` for writing.
     async fn create_temp(&self, path: &RelPath) -> Result<ByteWriter, FsError>;
     /// Reopens a temporary file to continue writing after its first `keep`

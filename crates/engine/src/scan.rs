@@ -253,7 +253,7 @@ async fn take_file(
         Some(h) => Some((h, stamp)),
         None => {
             out.hashed.push(path.clone());
-            hash_file(fs, &path).await?
+            fs.hash_file(&path).await?
         }
     };
     if let Some((h, stamp)) = hash {
@@ -280,10 +280,10 @@ async fn take_file(
     Ok(())
 }
 
-/// Hashes a file with BLAKE3, streaming. `None` if the file changed while
-/// being read (stamp before differs from after) or vanished.
-pub async fn hash_file(
-    fs: &dyn Fs,
+/// [`Fs::hash_file`] through the file system's other calls: stat, stream
+/// the content through BLAKE3, stat again.
+pub async fn hash_file_streaming<F: Fs + ?Sized>(
+    fs: &F,
     path: &RelPath,
 ) -> Result<Option<(ContentHash, Stamp)>, FsError> {
     let Some(before) = fs.stat(path).await? else {

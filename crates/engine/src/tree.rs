@@ -17,11 +17,27 @@ use crate::tracked::{TrackedMap, TrackedSet};
 pub struct Stamp {
     /// Length in bytes (0 for folders).
     pub size: u64,
-    /// Modification time in milliseconds.
+    /// Modification time in milliseconds (0 for folders: see
+    /// [`Stamp::folder`]).
     pub mtime: Millis,
     /// A stable identity of the entry across renames (an inode number on
     /// Unix), when the platform has one. Used to recognise local moves.
     pub file_id: Option<u64>,
+}
+
+impl Stamp {
+    /// The stamp of a folder: its identity alone. A folder's size and
+    /// mtime change with its entries (every save into it, every download),
+    /// which the tree tracks on their own; in its stamp they would make a
+    /// folder look changed after every edit inside it, and every plan would
+    /// take the whole folder in again.
+    pub fn folder(file_id: Option<u64>) -> Stamp {
+        Stamp {
+            size: 0,
+            mtime: 0,
+            file_id,
+        }
+    }
 }
 
 /// One entry of the local tree.

@@ -4,19 +4,25 @@
 //! durable together, once per folder, when the engine is about to record
 //! them ([`Fs::sync_dirs`](stacksync_engine::Fs::sync_dirs)).
 //!
+//! A temporary its writer synced is not synced again when it is put in
+//! place ([`SyncedFiles`]): on some file systems an `fsync` of a clean file
+//! still flushes the device's cache, once per downloaded file, in the
+//! ordered step.
+//!
 //! Syncing each file and its folder one download at a time cost about
 //! 2 ms per small file; a first sync of a tree of small files was bound by
 //! it. The crash guarantee is unchanged: a file is old or new, never torn
 //! (its content is synced before it is renamed into place), and nothing
 //! is recorded as done before its folder entry is durable.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::AsyncWrite;
@@ -48,6 +54,49 @@ impl DirtyFolders {
     /// Puts back folders whose sync failed, so a later call tries again.
     pub(super) fn restore(&self, folders: impl IntoIterator<Item = PathBuf>) {
         self.lock().extend(folders);
+    }
+}
+
+/// The files this process synced, each with its state right after the
+/// sync: a file whose state is still the same (same device, inode, size
+/// and change time, which every write updates and no user can set) has
+/// nothing left to sync.
+#[derive(Debug, Default)]
+pub(super) struct SyncedFiles {
+    files: Mutex<HashMap<FileKey, FileState>>,
+}
+
+/// Device and inode.
+type FileKey = (u64, u64);
+/// Size and change time (seconds, nanoseconds).
+type FileState = (u64, i64, i64);
+
+impl SyncedFiles {
+    /// Most files remembered: past it the record starts again (a file
+    /// forgotten only costs one more sync).
+    const MOST: usize = 1 << 16;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileKey, FileState>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers that the file with `meta` was just synced.
+    fn add(&self, meta: &std::fs::Metadata) {
+        let mut files = self.lock();
+        if files.len() >= Self::MOST {
+            files.clear();
+        }
+        files.insert(
+            (meta.dev(), meta.ino()),
+            (meta.size(), meta.ctime(), meta.ctime_nsec()),
+        );
+    }
+
+    /// Whether the file with `meta` was synced by this process and has not
+    /// changed since; it is forgotten either way.
+    pub(super) fn take(&self, meta: &std::fs::Metadata) -> bool {
+        self.lock().remove(&(meta.dev(), meta.ino()))
+            == Some((meta.size(), meta.ctime(), meta.ctime_nsec()))
     }
 }
 
@@ -86,15 +135,19 @@ pub(super) struct SyncOnShutdown {
     /// The same open file, for `fsync` on the blocking pool.
     handle: Option<File>,
     syncing: Option<JoinHandle<io::Result<()>>>,
+    /// Where a synced file is remembered.
+    synced: Arc<SyncedFiles>,
 }
 
 impl SyncOnShutdown {
-    /// Wraps `file`; `handle` is a clone of it (`File::try_clone`).
-    pub(super) fn new(file: File, handle: File) -> SyncOnShutdown {
+    /// Wraps `file`; `handle` is a clone of it (`File::try_clone`). Once
+    /// synced, the file is remembered in `synced`.
+    pub(super) fn new(file: File, handle: File, synced: Arc<SyncedFiles>) -> SyncOnShutdown {
         SyncOnShutdown {
             file: tokio::fs::File::from_std(file),
             handle: Some(handle),
             syncing: None,
+            synced,
         }
     }
 }
@@ -121,7 +174,12 @@ impl AsyncWrite for SyncOnShutdown {
                 // Synced by an earlier shutdown.
                 return Poll::Ready(Ok(()));
             };
-            this.syncing = Some(tokio::task::spawn_blocking(move || handle.sync_all()));
+            let synced = Arc::clone(&this.synced);
+            this.syncing = Some(tokio::task::spawn_blocking(move || {
+                handle.sync_all()?;
+                synced.add(&handle.metadata()?);
+                Ok(())
+            }));
         }
         let syncing = this.syncing.as_mut().expect("set just above");
         let done = ready!(Pin::new(syncing).poll(cx));
@@ -145,12 +203,36 @@ mod tests {
         let path = dir.path().join("f");
         let file = File::create(&path).unwrap();
         let handle = file.try_clone().unwrap();
-        let mut w = SyncOnShutdown::new(file, handle);
+        let synced = Arc::new(SyncedFiles::default());
+        let mut w = SyncOnShutdown::new(file, handle, Arc::clone(&synced));
         w.write_all(b"hello ").await.unwrap();
         w.write_all(b"world").await.unwrap();
         w.shutdown().await.unwrap();
         w.shutdown().await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
+        // Synced, so remembered once; a write after the sync is seen.
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(synced.take(&meta));
+        assert!(!synced.take(&meta));
+    }
+
+    #[test]
+    fn a_file_written_after_its_sync_is_not_taken_as_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut file = File::create(&path).unwrap();
+        io::Write::write_all(&mut file, b"one").unwrap();
+        file.sync_all().unwrap();
+        let synced = SyncedFiles::default();
+        synced.add(&file.metadata().unwrap());
+        // Change times have a clock tick of granularity: wait one out.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        io::Write::write_all(&mut file, b"two").unwrap();
+        assert!(!synced.take(&std::fs::metadata(&path).unwrap()));
+        // Nor is a file that was never synced.
+        let other = dir.path().join("g");
+        std::fs::write(&other, b"x").unwrap();
+        assert!(!synced.take(&std::fs::metadata(&other).unwrap()));
     }
 
     #[test]

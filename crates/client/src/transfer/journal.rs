@@ -90,6 +90,9 @@ const SCHEMA: [&str; 2] = [
 /// Most ids in one lookup statement (SQLite limits bound parameters).
 const LOOKUP_BATCH: usize = 500;
 
+/// Most rows in one insert statement (seven parameters each).
+const RECORD_BATCH: usize = 1000;
+
 impl UploadJournal {
     /// Rows older than this are pruned at open.
     pub const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -135,26 +138,33 @@ impl UploadJournal {
             .await
             .map_err(|e| self.query_error("starting a transaction", e))?;
         // A delta is not journaled: the journal offers a chunk's place for
-        // reuse as its whole encoding, which a delta is not.
-        for e in entries.iter().filter(|e| e.span.base.is_none()) {
-            // A chunk has one journaled place: the latest pack it went into.
-            sqlx::query(
-                "INSERT INTO packed_chunks (workspace, chunk, size, pack, offset, len, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (workspace, chunk) DO UPDATE SET size = excluded.size,
-                     pack = excluded.pack, offset = excluded.offset, len = excluded.len,
-                     at = excluded.at",
-            )
-            .bind(&self.workspace)
-            .bind(e.id.0.to_vec())
-            .bind(i64::from(e.size))
-            .bind(e.span.pack.0.to_vec())
-            .bind(e.span.offset as i64)
-            .bind(i64::from(e.span.len))
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.query_error("recording a pack", e))?;
+        // reuse as its whole encoding, which a delta is not. A chunk has
+        // one journaled place: the latest pack it went into. One statement
+        // per batch of rows: the connection is held for a pack's rows, not
+        // for a round trip per row, while lookups wait for it.
+        let whole: Vec<&JournalEntry> = entries.iter().filter(|e| e.span.base.is_none()).collect();
+        for batch in whole.chunks(RECORD_BATCH) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO packed_chunks (workspace, chunk, size, pack, offset, len, at) ",
+            );
+            q.push_values(batch, |mut row, e| {
+                row.push_bind(&self.workspace)
+                    .push_bind(e.id.0.to_vec())
+                    .push_bind(i64::from(e.size))
+                    .push_bind(e.span.pack.0.to_vec())
+                    .push_bind(e.span.offset as i64)
+                    .push_bind(i64::from(e.span.len))
+                    .push_bind(at);
+            });
+            q.push(
+                " ON CONFLICT (workspace, chunk) DO UPDATE SET size = excluded.size,
+                 pack = excluded.pack, offset = excluded.offset, len = excluded.len,
+                 at = excluded.at",
+            );
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.query_error("recording a pack", e))?;
         }
         tx.commit()
             .await
@@ -311,6 +321,37 @@ mod tests {
         journal.close().await;
         let reopened = UploadJournal::open(&path, ws).await.unwrap();
         assert_eq!(reopened.packs().await.unwrap(), vec![ChunkId([7; 32])]);
+    }
+
+    #[tokio::test]
+    async fn a_pack_of_many_chunks_is_recorded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = UploadJournal::open(&dir.path().join("j.sqlite"), WorkspaceId::NIL)
+            .await
+            .unwrap();
+        let n = RECORD_BATCH * 2 + 7;
+        let id = |i: usize| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            ChunkId(b)
+        };
+        let entries: Vec<JournalEntry> = (0..n)
+            .map(|i| JournalEntry {
+                id: id(i),
+                size: 100,
+                span: PackSpan {
+                    pack: ChunkId([5; 32]),
+                    offset: 50 * i as u64,
+                    len: 50,
+                    base: None,
+                },
+            })
+            .collect();
+        journal.record(&entries).await.unwrap();
+        let ids: Vec<ChunkId> = (0..n).map(id).collect();
+        let found = journal.lookup(&ids).await.unwrap();
+        assert_eq!(found.len(), n);
+        assert_eq!(found[&id(n - 1)].span.unwrap().offset, 50 * (n as u64 - 1));
     }
 
     #[test]

@@ -10,7 +10,6 @@ use crate::io::EntryKind;
 use crate::path::RelPath;
 use crate::planner::{Key, LocalItem, Op, Pos, RemoteContent, path_in};
 use crate::planted::{PlantedBug, planted};
-use crate::scan::hash_file;
 use crate::tree::SyncedItem;
 
 /// What came of one operation.
@@ -266,7 +265,9 @@ impl Engine {
                 None => Some(RelPath::root()),
                 Some(k) => path_in(&exec.local, k),
             });
-        let dir = prefetched.unwrap_or_else(|| dest.parent().unwrap_or_default());
+        let dir = prefetched
+            .clone()
+            .unwrap_or_else(|| dest.parent().unwrap_or_default());
         // A file not recorded as ours may have the name (a user's, or a
         // temporary whose record was lost): it is left alone, and the
         // download goes through the root instead.
@@ -278,17 +279,21 @@ impl Engine {
                 "files not made by StackSync have the name of the download temporary for {dest}; left alone"
             )));
         };
-        let fs = self.io.fs.clone();
-        let store = self.io.content.clone();
-        let origin = Origin::of(&exec.local, key, replace);
-        match fill_temp(fs.as_ref(), store.as_ref(), &temp, content, origin.as_ref()).await {
-            Ok(()) => {}
-            Err(EngineError::Fs(e)) => return item_level(e),
-            Err(e) => return Err(e),
+        // A prefetched temporary is complete: the hash below checks it (and
+        // a mismatch is retried later, like any).
+        let complete = prefetched.is_some_and(|dir| temp == dir.join(&temp_name(&content.hash)));
+        if !complete {
+            let fs = self.io.fs.clone();
+            let store = self.io.content.clone();
+            let origin = Origin::of(&exec.local, key, replace);
+            match fill_temp(fs.as_ref(), store.as_ref(), &temp, content, origin.as_ref()).await {
+                Ok(()) => {}
+                Err(EngineError::Fs(e)) => return item_level(e),
+                Err(e) => return Err(e),
+            }
         }
         // Verify what is on disk, not what was sent.
-        let got: Option<ContentHash> =
-            fs_try!(hash_file(self.io.fs.as_ref(), &temp).await).map(|(h, _)| h);
+        let got: Option<ContentHash> = fs_try!(self.io.fs.hash_file(&temp).await).map(|(h, _)| h);
         if got != Some(content.hash) {
             if self.io.fs.remove_file(&temp).await.is_ok() {
                 self.state.temps.remove(&temp);

@@ -409,9 +409,12 @@ impl Engine {
             Some(m) if m.name != pos.name => ItemStatus::Renamed,
             Some(_) => ItemStatus::Changed,
         };
+        // A folder's stamp has no mtime (see `Stamp::folder`): it is
+        // modified when it is made.
         let client_modified = exec
             .local
             .get(&key)
+            .filter(|l| !l.is_folder)
             .map_or_else(|| self.io.clock.now_millis(), |l| l.stamp.mtime);
         let (content_hash, size, chunks) = if is_folder {
             (None, 0, Vec::new())

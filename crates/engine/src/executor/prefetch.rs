@@ -311,27 +311,42 @@ pub(super) async fn downloads(
             _ => None,
         })
         .collect();
+    // An earlier prefetch, interrupted, may have left a content at the
+    // root while its folder did not exist yet: it is continued there.
+    let at_root = |content: &RemoteContent| RelPath::root().join(&temp_name(&content.hash));
+    let root_temps: Vec<RelPath> = wanted
+        .iter()
+        .filter(|(holder, ..)| holder.is_some())
+        .map(|(_, _, content, _)| at_root(content))
+        .filter(|t| ours.contains(t))
+        .collect();
+    let left_at_root: BTreeSet<RelPath> = root_temps
+        .iter()
+        .zip(fs.stat_all(&root_temps).await)
+        .filter(|(_, m)| matches!(m, Ok(Some(m)) if m.kind == EntryKind::File))
+        .map(|(t, _)| t.clone())
+        .collect();
+    let wanted: Vec<_> = wanted
+        .into_iter()
+        .map(|(holder, temp, content, origin)| {
+            let root = at_root(content);
+            if holder.is_some() && left_at_root.contains(&root) {
+                (None, root, content, origin)
+            } else {
+                (holder, temp, content, origin)
+            }
+        })
+        // Someone else's file has the name: the ordered operation reports
+        // it.
+        .filter(|(_, temp, ..)| ours.contains(temp))
+        .collect();
+    // What `fill_temp` will skip: the whole chunks already there.
+    let temps: Vec<RelPath> = wanted.iter().map(|(_, temp, ..)| temp.clone()).collect();
+    let partials = fs.stat_all(&temps).await;
     let mut jobs = Vec::with_capacity(wanted.len());
     let mut expected = Vec::new();
-    for (holder, temp, content, origin) in wanted {
-        // An earlier prefetch, interrupted, may have left this content at
-        // the root while the folder did not exist yet: continue it.
-        let at_root = RelPath::root().join(&temp_name(&content.hash));
-        let (holder, temp) = match fs.stat(&at_root).await {
-            Ok(Some(m))
-                if holder.is_some() && m.kind == EntryKind::File && ours.contains(&at_root) =>
-            {
-                (None, at_root)
-            }
-            _ => (holder, temp),
-        };
-        if !ours.contains(&temp) {
-            // Someone else's file has the name: the ordered operation
-            // reports it.
-            continue;
-        }
-        // What `fill_temp` will skip: the whole chunks already there.
-        let partial = match fs.stat(&temp).await {
+    for ((holder, temp, content, origin), partial) in wanted.into_iter().zip(partials) {
+        let partial = match partial {
             Ok(Some(m)) if m.kind == EntryKind::File => m.stamp.size,
             _ => 0,
         };

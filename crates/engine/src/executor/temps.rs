@@ -28,23 +28,26 @@ impl Engine {
         &mut self,
         paths: impl IntoIterator<Item = RelPath>,
     ) -> Result<BTreeSet<RelPath>, EngineError> {
-        let mut ours = BTreeSet::new();
+        let paths: Vec<RelPath> = paths.into_iter().collect();
+        // Anything already at an unrecorded path is someone else's file (or
+        // was left by a crash before our record: kept, never ours).
+        let unrecorded: Vec<RelPath> = paths
+            .iter()
+            .filter(|p| !self.state.temps.contains(*p))
+            .cloned()
+            .collect();
+        let found = self.io.fs.stat_all(&unrecorded).await;
         let mut added = false;
-        for path in paths {
-            if !self.state.temps.contains(&path) {
-                // Anything already there is someone else's file (or was
-                // left by a crash before our record: kept, never ours).
-                match self.io.fs.stat(&path).await {
-                    Ok(None) => {
-                        self.state.temps.insert(path.clone());
-                        added = true;
-                    }
-                    Ok(Some(_)) => continue,
-                    Err(e) => return Err(EngineError::Fs(e)),
-                }
+        for (path, found) in unrecorded.into_iter().zip(found) {
+            if found.map_err(EngineError::Fs)?.is_none() {
+                self.state.temps.insert(path);
+                added = true;
             }
-            ours.insert(path);
         }
+        let ours: BTreeSet<RelPath> = paths
+            .into_iter()
+            .filter(|p| self.state.temps.contains(p))
+            .collect();
         if added {
             self.save().await?;
         }

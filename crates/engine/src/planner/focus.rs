@@ -555,6 +555,7 @@ impl Region {
     fn of(ix: &Index<'_>, focus: &Focus) -> Region {
         let input = ix.input;
         let mut r = Region::default();
+        let mut widened = Widened::default();
         let mut queue: Vec<(Node, bool)> = Vec::new();
         queue.extend(focus.paths.iter().map(|p| (Node::Path(p.clone()), true)));
         queue.extend(focus.ids.iter().map(|id| (Node::Id(*id), true)));
@@ -581,7 +582,7 @@ impl Region {
             // or file, seen from another tree.
             identify(ix, &node, full, &mut queue);
             if first_full {
-                widen(ix, &node, &mut queue);
+                widen(ix, &node, &mut widened, &mut queue);
             }
         }
         // Every ancestor, in each tree, as context (liveness and paths are
@@ -686,10 +687,22 @@ fn identify(ix: &Index<'_>, node: &Node, full: bool, queue: &mut Vec<(Node, bool
     }
 }
 
+/// The folders whose children [`widen`] has already looked through for
+/// names a conflicted copy could take: what it finds there depends on the
+/// folder alone, so each is looked through once per region (a folder of
+/// n changed files would otherwise cost n times its n children).
+#[derive(Default)]
+struct Widened {
+    /// By folder id (`None`: the root), in the synced and remote trees.
+    items: HashSet<Option<ItemId>>,
+    /// By local path.
+    paths: HashSet<RelPath>,
+}
+
 /// Queues what a change at `node` can reach: its subtree, its siblings in
 /// each tree whose names a conflicted copy could take, and the synced
 /// files that a new local file could be a move of.
-fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
+fn widen(ix: &Index<'_>, node: &Node, widened: &mut Widened, queue: &mut Vec<(Node, bool)>) {
     let state = ix.input.state;
     match node {
         Node::Id(id) => {
@@ -704,6 +717,9 @@ fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
                 state.remote.latest(*id).map(|m| m.parent),
             ];
             for parent in parents.into_iter().flatten() {
+                if !widened.items.insert(parent) {
+                    continue;
+                }
                 let synced = ix
                     .synced_children(parent)
                     .filter(|c| state.synced.get(c).is_some_and(|s| may_be_copy(&s.name)));
@@ -726,12 +742,15 @@ fn widen(ix: &Index<'_>, node: &Node, queue: &mut Vec<(Node, bool)>) {
             for (q, _) in below {
                 queue.push((Node::Path(q.clone()), true));
             }
-            if let Some(parent) = p.parent() {
+            if let Some(parent) = p.parent()
+                && !widened.paths.contains(&parent)
+            {
                 for q in ix.local_children(&parent) {
                     if q.name().is_some_and(may_be_copy) {
                         queue.push((Node::Path(q.clone()), false));
                     }
                 }
+                widened.paths.insert(parent);
             }
             // A new file may be a move of a synced file with its content
             // whose own path is gone (claimed by content hash).

@@ -19,7 +19,6 @@ use crate::tree::Stamp;
 enum Node {
     Dir {
         id: u64,
-        mtime: i64,
     },
     File {
         id: u64,
@@ -37,7 +36,12 @@ enum Node {
 impl Node {
     fn meta(&self) -> Metadata {
         let (kind, id, size, mtime) = match self {
-            Node::Dir { id, mtime } => (EntryKind::Folder, *id, 0, *mtime),
+            Node::Dir { id } => {
+                return Metadata {
+                    kind: EntryKind::Folder,
+                    stamp: Stamp::folder(Some(*id)),
+                };
+            }
             Node::File { id, mtime, data } => (EntryKind::File, *id, data.len() as u64, *mtime),
             Node::Symlink { id } => (EntryKind::Symlink, *id, 0, 0),
             Node::Special { id } => (EntryKind::Special, *id, 0, 0),
@@ -246,9 +250,9 @@ impl MemFs {
         for c in path.components() {
             cur = cur.join(c);
             if !s.nodes.contains_key(&cur) {
-                let (id, mtime) = s.fresh();
+                let (id, _) = s.fresh();
                 s.watched.insert(cur.clone());
-                s.nodes.insert(cur.clone(), Node::Dir { id, mtime });
+                s.nodes.insert(cur.clone(), Node::Dir { id });
             }
         }
     }
@@ -564,8 +568,8 @@ impl Fs for MemFs {
         if !s.parent_is_dir(path) {
             return Err(err(FsErrorKind::NotFound, path, "parent missing"));
         }
-        let (id, mtime) = s.fresh();
-        s.nodes.insert(path.clone(), Node::Dir { id, mtime });
+        let (id, _) = s.fresh();
+        s.nodes.insert(path.clone(), Node::Dir { id });
         Ok(())
     }
 
