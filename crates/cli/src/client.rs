@@ -22,6 +22,7 @@ use stacksync_proto::ItemStatus;
 use stacksync_proto::rpc::{Reply, Request};
 
 use crate::account;
+use crate::sharing;
 
 /// The client's commands.
 #[derive(Subcommand, Debug)]
@@ -89,6 +90,18 @@ pub enum ClientCommand {
         /// Prints JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Lists the shared folders offered to this account that wait for an
+    /// answer: on a terminal a table, otherwise one id per line.
+    Invitations {
+        /// Prints JSON (id, folder, who shares it, when).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Declines an invitation (see `stacksync invitations`).
+    Decline {
+        /// The invitation's id.
+        id: String,
     },
     /// Brings back a version of a file (also undeletes it).
     Restore {
@@ -219,6 +232,8 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientCommand::Logout { everywhere } => account::logout(&home, everywhere).await,
+        ClientCommand::Invitations { json } => sharing::invitations(&home, json).await,
+        ClientCommand::Decline { id } => sharing::decline(&home, &id).await,
         ClientCommand::Password { password_file } => {
             account::change_password(&home, password_file.as_deref()).await
         }
@@ -603,7 +618,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// `s` safe to print: control, bidirectional and invisible characters
 /// escaped, so that a file name cannot rewrite the terminal.
-fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     stacksync_proto::printable(s)
 }
 

@@ -17,6 +17,7 @@ mod config;
 mod secret;
 #[cfg(feature = "server")]
 mod server;
+mod sharing;
 
 #[cfg(feature = "server")]
 use std::path::PathBuf;

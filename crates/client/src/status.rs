@@ -149,17 +149,18 @@ const FRESH_COPY_WAIT: Duration = Duration::from_millis(300);
 /// What the daemon's status socket answers from: the daemon's activity,
 /// and a [`StatusView`] of the engine's state built **when a query wants
 /// it** rather than after every round (for a tree of 100,000 files a view
-/// takes some tens of milliseconds to build and about 15 MB, where a copy
+/// takes some tens of milliseconds to build and about 7 MB, where a copy
 /// of the state would take 50 MB or more: paid per query burst, not per
 /// edit). A view is freed once it is replaced and no query holds it.
 /// Clones share one board.
 #[derive(Clone, Default)]
 pub struct StatusBoard(Arc<Board>);
 
-#[derive(Default)]
 struct Board {
     daemon: Mutex<DaemonState>,
-    view: Mutex<Arc<StatusView>>,
+    /// `None` while a copy is built after the last one was freed: queries
+    /// wait for the new one.
+    view: Mutex<Option<Arc<StatusView>>>,
     /// The engine's state changed since `view` was built.
     stale: AtomicBool,
     /// A query waits for a fresh copy (the permit is kept until the daemon
@@ -168,6 +169,19 @@ struct Board {
     /// Bumped by every copy.
     copies: AtomicU64,
     copied: Notify,
+}
+
+impl Default for Board {
+    fn default() -> Board {
+        Board {
+            daemon: Mutex::default(),
+            view: Mutex::new(Some(Arc::default())),
+            stale: AtomicBool::default(),
+            wanted: Notify::new(),
+            copies: AtomicU64::default(),
+            copied: Notify::new(),
+        }
+    }
 }
 
 impl StatusBoard {
@@ -189,12 +203,20 @@ impl StatusBoard {
         self.0.wanted.notified().await;
     }
 
-    /// Builds the view of `state` the queries answer from.
+    /// Builds the view of `state` the queries answer from. The old view
+    /// is freed first unless a query still holds it: two views at once
+    /// would add a whole view to the daemon's peak memory (queries that
+    /// come meanwhile wait for the new one).
     pub fn copy_state(&self, state: &SyncState) {
+        if let Ok(mut v) = self.0.view.lock()
+            && v.as_ref().is_some_and(|v| Arc::strong_count(v) == 1)
+        {
+            *v = None;
+        }
         let view = Arc::new(StatusView::of(state));
         self.0.stale.store(false, Ordering::SeqCst);
         if let Ok(mut v) = self.0.view.lock() {
-            *v = view;
+            *v = Some(view);
         }
         self.0.copies.fetch_add(1, Ordering::SeqCst);
         self.0.copied.notify_waiters();
@@ -203,13 +225,8 @@ impl StatusBoard {
     /// What the board holds now.
     pub fn snapshot_now(&self) -> Snapshot {
         Snapshot {
-            view: self
-                .0
-                .view
-                .lock()
-                .map(|v| Arc::clone(&v))
-                .unwrap_or_default(),
-            daemon: self.0.daemon.lock().map(|d| d.clone()).unwrap_or_default(),
+            view: self.view_now().unwrap_or_default(),
+            daemon: self.daemon_now(),
         }
     }
 
@@ -226,7 +243,31 @@ impl StatusBoard {
                 let _ = tokio::time::timeout(wait, copied).await;
             }
         }
-        self.snapshot_now()
+        // A copy under way may have freed the last one: wait for it.
+        loop {
+            let copied = self.0.copied.notified();
+            tokio::pin!(copied);
+            copied.as_mut().enable();
+            if let Some(view) = self.view_now() {
+                return Snapshot {
+                    view,
+                    daemon: self.daemon_now(),
+                };
+            }
+            copied.await;
+        }
+    }
+
+    /// The view held now; `None` while one is built.
+    fn view_now(&self) -> Option<Arc<StatusView>> {
+        match self.0.view.lock() {
+            Ok(v) => v.clone(),
+            Err(_) => Some(Arc::default()),
+        }
+    }
+
+    fn daemon_now(&self) -> DaemonState {
+        self.0.daemon.lock().map(|d| d.clone()).unwrap_or_default()
     }
 }
 
@@ -429,6 +470,7 @@ impl Ctx<'_> {
             return Ok(worst);
         };
         let missing: Vec<(String, bool)> = remote
+            .into_iter()
             .filter(|(name, _)| !local_names.contains(name.as_str()))
             .filter(|(name, is_folder)| !self.ignore.is_ignored_path(&path.join(name), *is_folder))
             .map(|(name, is_folder)| (name.as_str().to_owned(), is_folder))
@@ -616,5 +658,62 @@ pub async fn query(socket: &Path, path: Option<PathBuf>) -> Result<Option<Status
     {
         StatusAnswer::Ok(r) => Ok(Some(*r)),
         StatusAnswer::Error(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stacksync_engine::SyncedItem;
+    use stacksync_proto::{ItemId, ItemName};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn state_with(name: &str) -> SyncState {
+        let mut state = SyncState::default();
+        state.synced.insert(
+            ItemId(Uuid::from_u64_pair(0, 1)),
+            SyncedItem {
+                parent: None,
+                name: ItemName::new(name).expect("a valid name"),
+                is_folder: true,
+                version: 1,
+                content_hash: None,
+                size: 0,
+                stamp: None,
+            },
+        );
+        state
+    }
+
+    #[tokio::test]
+    async fn a_query_while_a_copy_is_built_waits_for_it() {
+        let board = StatusBoard::default();
+        board.copy_state(&state_with("old"));
+        let at = |name: &str| RelPath::parse(name).expect("a valid path");
+        assert!(
+            board
+                .snapshot(Duration::ZERO)
+                .await
+                .view
+                .is_synced(&at("old"))
+        );
+        // As `copy_state` leaves the board between freeing the old copy and
+        // putting in the new one.
+        *board.0.view.lock().expect("not poisoned") = None;
+        let query = tokio::spawn({
+            let board = board.clone();
+            async move { board.snapshot(Duration::ZERO).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!query.is_finished(), "a query answered from no copy");
+        board.copy_state(&state_with("new"));
+        let snapshot = query.await.expect("the query ends");
+        assert!(snapshot.view.is_synced(&at("new")));
+        // A query holding a copy keeps it whole while a new one is built.
+        let held = board.snapshot_now();
+        board.copy_state(&state_with("newer"));
+        assert!(held.view.is_synced(&at("new")));
+        assert!(board.snapshot_now().view.is_synced(&at("newer")));
     }
 }

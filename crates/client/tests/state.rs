@@ -189,3 +189,42 @@ async fn check_round_trips(mut state: SyncState, edits: Vec<strategy::Edit>) {
     }
     writer.close().await;
 }
+
+#[tokio::test]
+async fn a_loaded_synced_name_shares_the_bytes_of_its_remote_twin() {
+    use stacksync_engine::SyncedItem;
+    use stacksync_proto::{ItemId, ItemName};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.sqlite");
+    let ws = WorkspaceId::new();
+    let mut state = SyncState::default();
+    let name = |n: &str| ItemName::new(n).unwrap();
+    let synced = |n: &str| SyncedItem {
+        parent: None,
+        name: name(n),
+        is_folder: false,
+        version: 1,
+        content_hash: None,
+        size: 0,
+        stamp: None,
+    };
+    // The same name on both sides; renamed on the server; synced only.
+    let (same, renamed, alone) = (ItemId::new(), ItemId::new(), ItemId::new());
+    state.synced.insert(same, synced("same.txt"));
+    state.remote.apply(sample_meta(same, name("same.txt")));
+    state.synced.insert(renamed, synced("before.txt"));
+    state.remote.apply(sample_meta(renamed, name("after.txt")));
+    state.synced.insert(alone, synced("alone.txt"));
+    let store = SqliteStateStore::open(&path, ws).await.unwrap();
+    store.save(&state).await.unwrap();
+    store.close().await;
+
+    let loaded = load_fresh(&path, ws).await.expect("saved");
+    assert_eq!(loaded, state);
+    let bytes = |n: &ItemName| n.as_str().as_ptr();
+    let remote = |id| &loaded.remote.latest(id).unwrap().name;
+    assert_eq!(bytes(&loaded.synced[&same].name), bytes(remote(same)));
+    assert_eq!(loaded.synced[&renamed].name, name("before.txt"));
+    assert_eq!(remote(renamed), &name("after.txt"));
+}

@@ -1,7 +1,9 @@
 //! Workspaces, their members, and share proposals.
 
 use sqlx::any::AnyRow;
-use stacksync_proto::{EncryptionMode, Error, ItemId, Member, UserId, Workspace, WorkspaceId};
+use stacksync_proto::{
+    EncryptionMode, Error, Invitation, ItemId, Member, UserId, Workspace, WorkspaceId,
+};
 use uuid::Uuid;
 
 use crate::error::{DbContext, StoreError};
@@ -400,6 +402,66 @@ impl MetaStore {
             .into());
         }
         Ok(())
+    }
+
+    /// The proposals addressed to `user` (by their email) that wait for
+    /// their answer, oldest first, at most `limit`.
+    pub async fn pending_invitations(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<Invitation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.encryption, p.created_at, o.email AS owner_email, f.name AS folder_name \
+             FROM share_invitees i \
+             JOIN share_proposals p ON p.id = i.proposal_id \
+             JOIN users o ON o.id = p.owner_id \
+             LEFT JOIN items f ON f.id = p.folder_id \
+             WHERE i.email = (SELECT email FROM users WHERE id = $1) AND i.state = $2 \
+             ORDER BY p.created_at, p.id LIMIT $3",
+        )
+        .bind(user.to_string())
+        .bind(InviteeState::Pending.as_str())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing invitations")?;
+        rows.iter()
+            .map(|r| {
+                let enc: String = get(r, "encryption")?;
+                let id: String = get(r, "id")?;
+                Ok(Invitation {
+                    proposal: Uuid::parse_str(&id).map_err(|_| corrupt("share_proposals", id))?,
+                    folder_name: get::<Option<String>>(r, "folder_name")?.unwrap_or_default(),
+                    from: get(r, "owner_email")?,
+                    created_at: get(r, "created_at")?,
+                    encryption: EncryptionMode::parse(&enc)
+                        .ok_or_else(|| corrupt("share_proposals", enc.clone()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `user` accepted a proposal whose shared workspace is `ws`
+    /// (whether or not they are still a member).
+    pub async fn accepted_share_of(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM share_invitees i \
+             JOIN share_proposals p ON p.id = i.proposal_id \
+             WHERE i.email = (SELECT email FROM users WHERE id = $1) \
+             AND p.shared_workspace_id = $2 AND i.state = $3 LIMIT 1",
+        )
+        .bind(user.to_string())
+        .bind(ws.to_string())
+        .bind(InviteeState::Accepted.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("looking up an accepted share")?;
+        Ok(row.is_some())
     }
 
     /// Links a proposal to the shared workspace made for it.

@@ -88,6 +88,21 @@ pub struct Workspace {
     pub mount_parent: Option<ItemId>,
 }
 
+/// A share proposal waiting for its addressee's answer, as the addressee
+/// sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// The id to accept or decline it with.
+    pub proposal: uuid::Uuid,
+    /// The shared folder's name (as it is now in its owner's tree).
+    pub folder_name: String,
+    /// Who shares it.
+    pub from: String,
+    /// When it was proposed.
+    pub created_at: Millis,
+    pub encryption: EncryptionMode,
+}
+
 /// A member of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

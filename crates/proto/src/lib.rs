@@ -20,7 +20,7 @@ pub mod rpc;
 pub mod wire;
 mod wire_dictionary;
 
-pub use account::{Account, Device, EncryptionMode, Member, Workspace};
+pub use account::{Account, Device, EncryptionMode, Invitation, Member, Workspace};
 pub use error::{Error, ErrorKind};
 pub use ids::{ChunkId, ContentHash, DeviceId, ItemId, ParseIdError, UserId, WorkspaceId};
 pub use item::{

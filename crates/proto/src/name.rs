@@ -23,6 +23,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
@@ -132,9 +133,12 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 ///
 /// Anything else a file system might refuse (a backslash on Windows, say)
 /// is the client's business.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ItemName(String);
+///
+/// A clone shares the bytes: a client holds each name several times (the
+/// server's tree, the synced tree, every path under a folder), and at
+/// 100,000 files a copy of each would cost megabytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemName(Arc<str>);
 
 impl ItemName {
     /// Longest name, in bytes of UTF-8 (the common file-system limit).
@@ -166,7 +170,7 @@ impl ItemName {
                 nfc: name.nfc().collect(),
             });
         }
-        Ok(ItemName(name))
+        Ok(ItemName(name.into()))
     }
 
     /// The name as a string slice.
@@ -192,6 +196,12 @@ pub fn fold_key(name: &str) -> String {
         .to_folded_case()
         .nfc()
         .collect()
+}
+
+impl Serialize for ItemName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
 }
 
 impl<'de> Deserialize<'de> for ItemName {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Millis;
-use crate::account::{Account, Device, EncryptionMode, Member, Workspace};
+use crate::account::{Account, Device, EncryptionMode, Invitation, Member, Workspace};
 use crate::brief::BriefCommitResult;
 use crate::error::Error;
 use crate::ids::{ChunkId, DeviceId, ItemId, UserId, WorkspaceId};
@@ -62,6 +62,13 @@ pub enum Request {
     GetMembers {
         workspace: WorkspaceId,
     },
+    /// The share proposals addressed to the caller that wait for an answer.
+    GetInvitations,
+    /// Takes the caller out of a shared workspace they are a member of
+    /// (not its owner, who unshares instead).
+    LeaveWorkspace {
+        workspace: WorkspaceId,
+    },
     GetVersions {
         workspace: WorkspaceId,
         item: ItemId,
@@ -113,6 +120,11 @@ impl Request {
     pub const MAX_LOCATE_IDS: usize = 1000;
 }
 
+impl Reply {
+    /// Most invitations one [`Reply::Invitations`] lists (the oldest).
+    pub const MAX_INVITATIONS: usize = 500;
+}
+
 /// The successful answer to a [`Request`], one variant per operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -148,6 +160,13 @@ pub enum Reply {
     },
     Members {
         members: Vec<Member>,
+    },
+    /// Oldest first; at most [`Reply::MAX_INVITATIONS`].
+    Invitations {
+        invitations: Vec<Invitation>,
+    },
+    Left {
+        workspace: WorkspaceId,
     },
     Versions {
         versions: Vec<ItemMeta>,

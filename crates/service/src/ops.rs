@@ -122,6 +122,12 @@ impl Service {
                     members: store.members(workspace).await?,
                 }
             }
+            Request::GetInvitations => Reply::Invitations {
+                invitations: store
+                    .pending_invitations(user, Reply::MAX_INVITATIONS)
+                    .await?,
+            },
+            Request::LeaveWorkspace { workspace } => self.leave_workspace(user, workspace).await?,
             Request::GetVersions { workspace, item } => {
                 self.member_of(user, workspace).await?;
                 Reply::Versions {

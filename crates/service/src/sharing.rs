@@ -292,7 +292,6 @@ impl Service {
         if !workspace.is_shared {
             return Err(Error::bad_request(format!("workspace {ws} is not shared")).into());
         }
-        let container = container_name(&workspace.container)?;
         let mut removed = Vec::with_capacity(emails.len());
         for email in emails {
             let Some(member) = self.store().user_by_email(email).await? else {
@@ -305,28 +304,74 @@ impl Service {
                     Error::bad_request("the owner cannot be removed from a workspace").into(),
                 );
             }
-            if self.store().remove_member(ws, account.id).await? {
-                if let Some(name) = &account.storage_user {
-                    let su =
-                        StorageUser::new(name).blob(|| format!("naming storage user {name:?}"))?;
-                    self.blobs()
-                        .revoke(&container, &su, Access::ReadWrite)
-                        .await
-                        .blob(|| format!("revoking {name} on {container}"))?;
-                }
-                let n = Notification::Unshared {
-                    workspace: ws,
-                    user: account.id,
-                };
-                self.notify(Topic::User(account.id), &n).await;
-                self.notify(Topic::Workspace(ws), &n).await;
-                // Their direct clients stop hearing the workspace now, not
-                // when (or if) they ask to be re-bound.
-                self.rebind_sessions_of(account.id).await;
-            }
+            self.remove_member(&workspace, account.id, account.storage_user.as_deref())
+                .await?;
             removed.push(account.email);
         }
         Ok(Reply::Unshared { removed })
+    }
+
+    /// Takes `user` out of a shared workspace they are a member of but do
+    /// not own (the owner unshares instead). Leaving twice is answered as
+    /// leaving once.
+    pub(crate) async fn leave_workspace(&self, user: UserId, ws: WorkspaceId) -> Result<Reply> {
+        let workspace = match self.member_of(user, ws).await {
+            Ok(w) => w,
+            // A retried leave whose first attempt went through.
+            Err(e)
+                if e.to_proto().kind == ErrorKind::Forbidden
+                    && self.store().accepted_share_of(user, ws).await? =>
+            {
+                return Ok(Reply::Left { workspace: ws });
+            }
+            Err(e) => return Err(e),
+        };
+        if workspace.owner == user {
+            return Err(Error::bad_request(
+                "the owner cannot leave a workspace: unshare it from its members instead",
+            )
+            .into());
+        }
+        if !workspace.is_shared {
+            return Err(Error::bad_request(format!("workspace {ws} is not shared")).into());
+        }
+        let account = self.store().user(user).await?.account;
+        self.remove_member(&workspace, user, account.storage_user.as_deref())
+            .await?;
+        Ok(Reply::Left { workspace: ws })
+    }
+
+    /// Removes a member who is not the owner, in the database and in the
+    /// storage ACLs, and tells them and the other members. Removing
+    /// someone who is no longer a member does nothing.
+    async fn remove_member(
+        &self,
+        workspace: &Workspace,
+        user: UserId,
+        storage_user: Option<&str>,
+    ) -> Result<()> {
+        let ws = workspace.id;
+        if !self.store().remove_member(ws, user).await? {
+            return Ok(());
+        }
+        if let Some(name) = storage_user {
+            let container = container_name(&workspace.container)?;
+            let su = StorageUser::new(name).blob(|| format!("naming storage user {name:?}"))?;
+            self.blobs()
+                .revoke(&container, &su, Access::ReadWrite)
+                .await
+                .blob(|| format!("revoking {name} on {container}"))?;
+        }
+        let n = Notification::Unshared {
+            workspace: ws,
+            user,
+        };
+        self.notify(Topic::User(user), &n).await;
+        self.notify(Topic::Workspace(ws), &n).await;
+        // Their direct clients stop hearing the workspace now, not when (or
+        // if) they ask to be re-bound.
+        self.rebind_sessions_of(user).await;
+        Ok(())
     }
 }
 

@@ -27,6 +27,8 @@ fn variant(r: &Request) -> &'static str {
         Request::AnswerShareProposal { .. } => "answer_share_proposal",
         Request::Unshare { .. } => "unshare",
         Request::GetMembers { .. } => "get_members",
+        Request::GetInvitations => "get_invitations",
+        Request::LeaveWorkspace { .. } => "leave_workspace",
         Request::GetVersions { .. } => "get_versions",
         Request::Restore { .. } => "restore",
         Request::LocateChunks { .. } => "locate_chunks",
@@ -49,6 +51,8 @@ const ALL: &[&str] = &[
     "answer_share_proposal",
     "unshare",
     "get_members",
+    "get_invitations",
+    "leave_workspace",
     "get_versions",
     "restore",
     "locate_chunks",
@@ -253,6 +257,9 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             forbidden,
         ),
         (Request::GetMembers { workspace: ws }, forbidden),
+        // Her own invitations: none, and never bob's.
+        (Request::GetInvitations, None),
+        (Request::LeaveWorkspace { workspace: ws }, forbidden),
         (
             Request::GetVersions {
                 workspace: ws,
@@ -340,6 +347,9 @@ async fn non_members_are_refused_and_nothing_changes(env: &Env) {
                 assert_eq!(chunks, vec![None], "{name}");
             }
             (None, Ok(Reply::LoggedOut { sessions })) => assert_eq!(sessions, 1, "{name}"),
+            (None, Ok(Reply::Invitations { invitations })) => {
+                assert_eq!(invitations, vec![], "{name}");
+            }
             (None, other) => panic!("{name}: unexpected {other:?}"),
         }
         assert_eq!(snapshot(env, &w).await, before, "{name} changed something");

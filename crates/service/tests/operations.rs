@@ -9,7 +9,7 @@ use stacksync_blobstore::{ContainerName, StorageUser};
 use stacksync_proto::rpc::{Reply, Request, RpcRequest};
 use stacksync_proto::{
     ChunkId, ChunkRef, CommitOutcome, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemStatus,
-    Notification, PackSpan, wire,
+    Member, Notification, PackSpan, WorkspaceId, wire,
 };
 use uuid::Uuid;
 
@@ -413,17 +413,7 @@ async fn share_accept_and_unshare(env: &Env) {
     let acl = env.blobs.acl(&container).await.unwrap();
     assert!(acl.read.contains(&bob_su), "{acl:?}");
     assert!(!acl.write.contains(&bob_su), "{acl:?}");
-    let Ok(Reply::Members { members }) = env
-        .call(
-            &bob.token,
-            Request::GetMembers {
-                workspace: shared.id,
-            },
-        )
-        .await
-    else {
-        panic!("members");
-    };
+    let members = members_of(env, &bob.token, shared.id).await;
     assert_eq!(
         members.iter().map(|m| m.email.as_str()).collect::<Vec<_>>(),
         vec!["alice@example.com", "bob@example.com"]
@@ -464,18 +454,7 @@ async fn share_accept_and_unshare(env: &Env) {
             other => panic!("unexpected notification {other:?}"),
         }
     }
-    let err = env
-        .call(
-            &bob.token,
-            Request::GetChanges {
-                workspace: shared.id,
-                since: 0,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Forbidden);
+    assert_feed_forbidden(env, &bob.token, shared.id).await;
     assert!(
         !env.blobs
             .acl(&container)
@@ -486,3 +465,165 @@ async fn share_accept_and_unshare(env: &Env) {
     );
 }
 both_combos!(share_accept_and_unshare);
+
+/// The members of `ws`, as `token`'s user asks.
+async fn members_of(env: &Env, token: &str, ws: WorkspaceId) -> Vec<Member> {
+    match env.call(token, Request::GetMembers { workspace: ws }).await {
+        Ok(Reply::Members { members }) => members,
+        other => panic!("members of {ws}: {other:?}"),
+    }
+}
+
+/// `token`'s user may no longer read the feed of `ws`.
+async fn assert_feed_forbidden(env: &Env, token: &str, ws: WorkspaceId) {
+    let err = env
+        .call(
+            token,
+            Request::GetChanges {
+                workspace: ws,
+                since: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Forbidden, "{err}");
+}
+
+/// `GetInvitations` lists what waits for the caller's answer, and only
+/// that; `LeaveWorkspace` takes a member out (database, storage ACL,
+/// notification), never the owner, and answers a retry as the first.
+async fn invitations_and_leave(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let bob = env.user("bob@example.com").await;
+    let carol = env.user("carol@example.com").await;
+    let ws = alice.private.id;
+    let (project, other) = (ItemId::new(), ItemId::new());
+    let commit = CommitRequest {
+        workspace: ws,
+        device: alice.device,
+        items: vec![
+            folder(project, None, "Project"),
+            folder(other, None, "Other"),
+        ],
+    };
+    env.call(&alice.token, Request::Commit(commit))
+        .await
+        .unwrap();
+    let propose = |folder, emails: &[&str]| Request::CreateShareProposal {
+        workspace: ws,
+        folder,
+        emails: emails.iter().map(|e| e.to_string()).collect(),
+        encryption: EncryptionMode::Plain,
+    };
+    let Ok(Reply::ShareProposal {
+        proposal: to_both, ..
+    }) = env
+        .call(
+            &alice.token,
+            propose(project, &["bob@example.com", "carol@example.com"]),
+        )
+        .await
+    else {
+        panic!("alice shares Project");
+    };
+    let Ok(Reply::ShareProposal {
+        proposal: to_bob, ..
+    }) = env
+        .call(&alice.token, propose(other, &["Bob@Example.com"]))
+        .await
+    else {
+        panic!("alice shares Other");
+    };
+    let invitations = |token: String| async move {
+        match env.call(&token, Request::GetInvitations).await {
+            Ok(Reply::Invitations { invitations }) => invitations
+                .into_iter()
+                .map(|i| {
+                    assert_eq!(i.from, "alice@example.com");
+                    assert_eq!(i.encryption, EncryptionMode::Plain);
+                    assert!(i.created_at > 0);
+                    (i.proposal, i.folder_name)
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("invitations: {other:?}"),
+        }
+    };
+    let (p, o) = ("Project".to_string(), "Other".to_string());
+    assert_eq!(
+        invitations(bob.token.clone()).await,
+        vec![(to_both, p.clone()), (to_bob, o)],
+        "oldest first"
+    );
+    assert_eq!(
+        invitations(carol.token.clone()).await,
+        vec![(to_both, p.clone())]
+    );
+    assert_eq!(invitations(alice.token.clone()).await, vec![]);
+    let answer = |proposal, accept| Request::AnswerShareProposal { proposal, accept };
+    env.call(&bob.token, answer(to_bob, false)).await.unwrap();
+    let Ok(Reply::ShareAnswered {
+        workspace: Some(shared),
+    }) = env.call(&bob.token, answer(to_both, true)).await
+    else {
+        panic!("bob accepts");
+    };
+    assert_eq!(invitations(bob.token.clone()).await, vec![]);
+    // The folder has moved out of alice's tree; its name is still known.
+    assert_eq!(invitations(carol.token.clone()).await, vec![(to_both, p)]);
+
+    let leave = |workspace| Request::LeaveWorkspace { workspace };
+    for (token, workspace) in [(&alice.token, shared.id), (&alice.token, ws)] {
+        let err = env.call(token, leave(workspace)).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest, "{err}");
+    }
+    // Carol never accepted; bob never belonged to alice's private tree.
+    for (token, workspace) in [(&carol.token, shared.id), (&bob.token, ws)] {
+        let err = env.call(token, leave(workspace)).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Forbidden, "{err}");
+    }
+    let container = ContainerName::new(&shared.container).unwrap();
+    let bob_su = StorageUser::new("t:bob").unwrap();
+    assert!(
+        env.blobs
+            .acl(&container)
+            .await
+            .unwrap()
+            .read
+            .contains(&bob_su)
+    );
+    let mut alice_sub = env
+        .bus
+        .subscribe(&env.service.topics_for(alice.id).await.unwrap())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let left = env.call(&bob.token, leave(shared.id)).await;
+        assert!(
+            matches!(left, Ok(Reply::Left { workspace }) if workspace == shared.id),
+            "{left:?}"
+        );
+    }
+    loop {
+        match next_notification(&mut alice_sub).await {
+            Notification::Unshared { workspace, user } => {
+                assert_eq!((workspace, user), (shared.id, bob.id));
+                break;
+            }
+            Notification::Commit { .. } | Notification::WorkspaceJoined { .. } => {}
+            other => panic!("unexpected notification {other:?}"),
+        }
+    }
+    let members = members_of(env, &alice.token, shared.id).await;
+    assert_eq!(
+        members.iter().map(|m| m.user).collect::<Vec<_>>(),
+        vec![alice.id]
+    );
+    assert_feed_forbidden(env, &bob.token, shared.id).await;
+    let acl = env.blobs.acl(&container).await.unwrap();
+    assert!(
+        !acl.read.contains(&bob_su) && !acl.write.contains(&bob_su),
+        "{acl:?}"
+    );
+}
+both_combos!(invitations_and_leave);

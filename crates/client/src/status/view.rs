@@ -5,14 +5,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use stacksync_engine::{RelPath, Stamp, SyncState};
-use stacksync_proto::{ItemId, ItemName};
+use stacksync_proto::{ItemId, ItemMeta, ItemName};
 
-/// The engine's state reduced to what a status needs, built in one pass by
-/// [`StatusView::of`] and never changed: per item a name, an id and (for
-/// a synced file) the stamp it was agreed at, indexed by containing
-/// folder. No paths, chunk lists or hashes, so it takes a fraction of the
-/// state's memory, and every question costs the depth of a path or the
-/// size of one folder, never the size of the tree.
+/// The engine's state reduced to what a status needs, built by
+/// [`StatusView::of`] and never changed: per synced item a name (shared
+/// with the state, not copied), an id, the stamp it was agreed at and
+/// whether the server's live item sits at the same place, indexed by
+/// containing folder; the server's live items that sit elsewhere (few,
+/// in a settled tree) on their own. No paths, chunk lists or hashes, so it
+/// takes a fraction of the state's memory, and every question costs the
+/// depth of a path or the size of one folder, never the size of the tree.
 ///
 /// Every answer is the one the state gives: a path names the synced item
 /// [`SyncState::synced_path`] gives it, a live remote item is one
@@ -23,8 +25,9 @@ pub struct StatusView {
     /// containing folder (`None`: the root); each folder's sorted by name,
     /// then id.
     synced: HashMap<Option<ItemId>, Box<[SyncedEntry]>>,
-    /// Live remote items by containing folder, each folder's in id order
-    /// (the remote tree's order, which is the order of a listing).
+    /// The live remote items that are not in `synced` at the same place
+    /// (same folder, same name), by containing folder: with the entries of
+    /// `synced` marked [`SyncedEntry::remote`], every live remote item.
     remote: HashMap<Option<ItemId>, Box<[RemoteEntry]>>,
     /// Why the server refused a path (few: kept whole).
     refused: BTreeMap<RelPath, String>,
@@ -33,12 +36,16 @@ pub struct StatusView {
 /// A synced item in [`StatusView`].
 #[derive(Debug)]
 struct SyncedEntry {
-    name: Box<str>,
+    name: ItemName,
     id: ItemId,
     /// The stamp a file on disk must have to be what both sides agree on:
     /// the synced stamp of a file whose live remote version is the synced
     /// one; `None` otherwise (nothing on disk agrees).
     agreed: Option<Stamp>,
+    /// `Some(is a folder)` when the item's live remote version sits here
+    /// too (same folder, same name): it is then one of the folder's remote
+    /// items, not listed again in [`StatusView::remote`].
+    remote: Option<bool>,
 }
 
 /// A live remote item in [`StatusView`].
@@ -52,19 +59,7 @@ struct RemoteEntry {
 impl StatusView {
     /// The view of `state`.
     pub fn of(state: &SyncState) -> StatusView {
-        let mut remote: HashMap<Option<ItemId>, Vec<RemoteEntry>> = HashMap::new();
-        for m in state.remote.iter().filter(|m| m.status.is_live()) {
-            remote.entry(m.parent).or_default().push(RemoteEntry {
-                name: m.name.clone(),
-                id: m.id,
-                is_folder: m.is_folder,
-            });
-        }
-        // An item is live when it and every ancestor are known and live:
-        // exactly the items reached from the root through live items. The
-        // others (in a deleted or unknown folder) are few.
-        let (remote, unreached) = reached_from_root(remote, |e| e.id);
-        let not_live: HashSet<ItemId> = unreached.map(|e| e.id).collect();
+        let live = LiveParents::of(state);
         let mut synced: HashMap<Option<ItemId>, Vec<SyncedEntry>> = HashMap::new();
         // Both trees iterate by id: the remote record of a synced item is
         // met walking them side by side (no search per item).
@@ -74,21 +69,41 @@ impl StatusView {
             let agreed = !s.is_folder
                 && remote_items
                     .peek()
-                    .is_some_and(|m| m.id == *id && m.version == s.version && m.status.is_live())
-                && !not_live.contains(id);
+                    .is_some_and(|m| m.id == *id && m.version == s.version && live.is_live(m));
             synced.entry(s.parent).or_default().push(SyncedEntry {
-                name: s.name.as_str().into(),
+                name: s.name.clone(),
                 id: *id,
                 agreed: if agreed { s.stamp } else { None },
+                remote: None,
             });
         }
         for children in synced.values_mut() {
             children.sort_unstable_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
         }
-        let (synced, _) = reached_from_root(synced, |e| e.id);
+        let (mut synced, _) = reached_from_root(synced, |e| e.id);
+        let mut remote: HashMap<Option<ItemId>, Vec<RemoteEntry>> = HashMap::new();
+        for m in state.remote.iter().filter(|m| live.is_live(m)) {
+            let here = synced.get_mut(&m.parent).and_then(|children| {
+                let at = children
+                    .binary_search_by(|c| (&c.name, c.id).cmp(&(&m.name, m.id)))
+                    .ok()?;
+                Some(&mut children[at])
+            });
+            match here {
+                Some(entry) => entry.remote = Some(m.is_folder),
+                None => remote.entry(m.parent).or_default().push(RemoteEntry {
+                    name: m.name.clone(),
+                    id: m.id,
+                    is_folder: m.is_folder,
+                }),
+            }
+        }
         StatusView {
             synced,
-            remote,
+            remote: remote
+                .into_iter()
+                .map(|(parent, children)| (parent, children.into_boxed_slice()))
+                .collect(),
             refused: state
                 .refused
                 .iter()
@@ -114,17 +129,20 @@ impl StatusView {
     /// The live remote items (name, is a folder) in the synced item at
     /// `folder`, or at the root, in id order; `None` when no synced item
     /// has that path (the server's items there are not known by path).
-    pub fn remote_children(
-        &self,
-        folder: &RelPath,
-    ) -> Option<impl Iterator<Item = (&ItemName, bool)> + '_> {
+    pub fn remote_children(&self, folder: &RelPath) -> Option<Vec<(&ItemName, bool)>> {
         let parent = if folder.is_root() {
             None
         } else {
             Some(self.synced_at(folder)?.id)
         };
-        let children = self.remote.get(&parent).map_or(&[][..], |c| &c[..]);
-        Some(children.iter().map(|e| (&e.name, e.is_folder)))
+        let mut children: Vec<Remote<'_>> = self.remote_in(parent).collect();
+        children.sort_unstable_by_key(|c| c.id);
+        Some(
+            children
+                .into_iter()
+                .map(|c| (c.name, c.is_folder))
+                .collect(),
+        )
     }
 
     /// Whether a live remote item has this path: `Some(is a folder)` for
@@ -151,10 +169,10 @@ impl StatusView {
         let (name, rest) = names.split_first()?;
         let name = name.as_str();
         let children = self.synced.get(&parent)?;
-        let from = children.partition_point(|c| &*c.name < name);
+        let from = children.partition_point(|c| c.name.as_str() < name);
         children[from..]
             .iter()
-            .take_while(|c| &*c.name == name)
+            .take_while(|c| c.name.as_str() == name)
             .filter_map(|c| {
                 if rest.is_empty() {
                     Some(c)
@@ -167,12 +185,10 @@ impl StatusView {
 
     /// The live remote item at `names` below the item `parent`; of
     /// several, the least id.
-    fn remote_at(&self, parent: Option<ItemId>, names: &[ItemName]) -> Option<&RemoteEntry> {
+    fn remote_at(&self, parent: Option<ItemId>, names: &[ItemName]) -> Option<Remote<'_>> {
         let (name, rest) = names.split_first()?;
-        self.remote
-            .get(&parent)?
-            .iter()
-            .filter(|c| c.name == *name)
+        self.remote_in(parent)
+            .filter(|c| c.name == name)
             .filter_map(|c| {
                 if rest.is_empty() {
                     Some(c)
@@ -181,6 +197,58 @@ impl StatusView {
                 }
             })
             .min_by_key(|c| c.id)
+    }
+
+    /// The live remote items in the item `parent`, in no particular order.
+    fn remote_in(&self, parent: Option<ItemId>) -> impl Iterator<Item = Remote<'_>> {
+        let synced = self.synced.get(&parent).map_or(&[][..], |c| &c[..]);
+        let others = self.remote.get(&parent).map_or(&[][..], |c| &c[..]);
+        let here = synced.iter().filter_map(|e| {
+            e.remote.map(|is_folder| Remote {
+                name: &e.name,
+                id: e.id,
+                is_folder,
+            })
+        });
+        here.chain(others.iter().map(|e| Remote {
+            name: &e.name,
+            id: e.id,
+            is_folder: e.is_folder,
+        }))
+    }
+}
+
+/// A live remote item as the queries see it, wherever the view keeps it.
+#[derive(Clone, Copy)]
+struct Remote<'a> {
+    name: &'a ItemName,
+    id: ItemId,
+    is_folder: bool,
+}
+
+/// Which remote items are live ([`RemoteTree::live`]): the item and every
+/// ancestor known and live, with no cycle. Decided once per item that is
+/// some item's parent (a folder, in any sane tree), so that deciding it for
+/// every item costs one set lookup each.
+///
+/// [`RemoteTree::live`]: stacksync_engine::RemoteTree::live
+struct LiveParents {
+    live: HashSet<ItemId>,
+}
+
+impl LiveParents {
+    fn of(state: &SyncState) -> LiveParents {
+        let parents: HashSet<ItemId> = state.remote.iter().filter_map(|m| m.parent).collect();
+        let live = parents
+            .into_iter()
+            .filter(|p| state.remote.live(*p).is_some())
+            .collect();
+        LiveParents { live }
+    }
+
+    /// Whether `m` (an item of the state's remote tree) is live.
+    fn is_live(&self, m: &ItemMeta) -> bool {
+        m.status.is_live() && m.parent.is_none_or(|p| self.live.contains(&p))
     }
 }
 
@@ -382,9 +450,11 @@ mod tests {
                 synced_paths(state).contains_key(p),
                 "is_synced {p}"
             );
-            let children = view
-                .remote_children(p)
-                .map(|c| c.map(|(n, f)| (n.as_str().to_owned(), f)).collect());
+            let children = view.remote_children(p).map(|c| {
+                c.into_iter()
+                    .map(|(n, f)| (n.as_str().to_owned(), f))
+                    .collect()
+            });
             assert_eq!(children, remote_children(state, p), "remote_children {p}");
             assert_eq!(view.on_server(p), on_server(state, p), "on_server {p}");
             assert_eq!(
@@ -467,12 +537,17 @@ mod tests {
         assert!(!view.is_synced(&path("incoming")));
 
         let children = |at: &str| {
-            view.remote_children(&path(at))
-                .map(|c| c.map(|(n, f)| (n.as_str(), f)).collect::<Vec<_>>())
+            view.remote_children(&path(at)).map(|c| {
+                c.into_iter()
+                    .map(|(n, f)| (n.as_str(), f))
+                    .collect::<Vec<_>>()
+            })
         };
         assert_eq!(
-            view.remote_children(&RelPath::root())
-                .map(|c| c.map(|(n, f)| (n.as_str(), f)).collect::<Vec<_>>()),
+            view.remote_children(&RelPath::root()).map(|c| c
+                .into_iter()
+                .map(|(n, f)| (n.as_str(), f))
+                .collect::<Vec<_>>()),
             Some(vec![
                 ("docs", true),
                 ("remote-only.txt", false),
