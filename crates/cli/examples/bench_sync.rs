@@ -114,6 +114,8 @@ struct Figures {
     latency_p99_ms: f64,
     syncthing_p50_ms: f64,
     syncthing_p99_ms: f64,
+    shared_p50_ms: f64,
+    shared_p99_ms: f64,
     insert_ratio: f64,
 }
 
@@ -175,6 +177,13 @@ async fn run(
         ours.1 / theirs.1
     );
 
+    let shared = shared_latency(&server, &mut a, &scratch, args.edits, logs).await?;
+    println!(
+        "(b) shared folder vs one account: p50 {:.2}x, p99 {:.2}x",
+        shared.0 / ours.0,
+        shared.1 / ours.1
+    );
+
     let insert_ratio = one_byte_insert(&a, &b).await?;
     Ok(Figures {
         first_sync_s,
@@ -183,6 +192,8 @@ async fn run(
         latency_p99_ms: ours.1,
         syncthing_p50_ms: theirs.0,
         syncthing_p99_ms: theirs.1,
+        shared_p50_ms: shared.0,
+        shared_p99_ms: shared.1,
         insert_ratio,
     })
 }
@@ -324,6 +335,76 @@ async fn daemon_latency(
     Ok((p50, p99))
 }
 
+/// Runs a client command that must succeed; its standard output.
+async fn run_ok(c: &Client, args: &[&str]) -> anyhow::Result<String> {
+    let out = c.command(args).output().await?;
+    if !out.status.success() {
+        bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// (b) through a shared folder: A's account shares `shared/` with a second
+/// account, whose device accepts it; edits on A's daemon until the
+/// member's daemon has them; (p50, p99) in ms.
+async fn shared_latency(
+    server: &Server,
+    a: &mut Client,
+    scratch: &Path,
+    edits: usize,
+    logs: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<(f64, f64)> {
+    let member = "member@example.org";
+    server.add_user(member)?;
+    let mut m = server.client("member-laptop", member).await?;
+    logs.push(("member daemon".into(), m.daemon_log_path()));
+    std::fs::create_dir_all(a.folder.join("shared/notes"))?;
+    std::fs::write(a.folder.join("shared/notes/edited.txt"), b"first")?;
+    a.sync_once().await?;
+    let shared = a.folder.join("shared");
+    run_ok(
+        a,
+        &["share", shared.to_str().context("utf-8")?, "--with", member],
+    )
+    .await?;
+    let id = run_ok(&m, &["invitations"]).await?;
+    run_ok(&m, &["accept", id.trim()]).await?;
+    m.sync_once().await?;
+    a.sync_once().await?;
+    m.start_daemon()?;
+    a.start_daemon()?;
+    a.wait_idle().await?;
+    m.wait_idle().await?;
+    let samples = measure_edits(
+        &shared,
+        &m.folder.join("shared"),
+        scratch,
+        &edit_plan(edits),
+    )
+    .await?;
+    let (p50, p99) = (
+        percentile_ms(&samples.samples, 0.5),
+        percentile_ms(&samples.samples, 0.99),
+    );
+    println!(
+        "(b) shared folder, owner's daemon -> member's daemon, {edits} atomic saves: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+        percentile_ms(&samples.samples, 1.0)
+    );
+    println!("    shared: {}", histogram(&samples.samples));
+    if !samples.missed.is_empty() {
+        eprintln!(
+            "WARNING: {} edit(s) did not reach the member within {EDIT_DEADLINE:?}: {:?}\nowner's daemon log tail:\n{}\nmember's daemon log tail:\n{}",
+            samples.missed.len(),
+            samples.missed,
+            tail(&a.daemon_log_path(), 40),
+            tail(&m.daemon_log_path(), 40)
+        );
+    }
+    a.stop_daemon().await?;
+    m.stop_daemon().await?;
+    Ok((p50, p99))
+}
+
 /// (b) baseline: the same edits between two loopback Syncthing instances;
 /// (p50, p99) in ms.
 async fn syncthing_latency(
@@ -437,7 +518,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let f = result?;
     let json = format!(
-        "{{\"bench\":\"sync\",\"first_sync_s\":{},\"rclone_s\":{},\"ratio_to_rclone\":{},\"latency_p50_ms\":{},\"latency_p99_ms\":{},\"syncthing_p50_ms\":{},\"syncthing_p99_ms\":{},\"insert_1byte_uploaded_ratio\":{}}}",
+        "{{\"bench\":\"sync\",\"first_sync_s\":{},\"rclone_s\":{},\"ratio_to_rclone\":{},\"latency_p50_ms\":{},\"latency_p99_ms\":{},\"syncthing_p50_ms\":{},\"syncthing_p99_ms\":{},\"shared_p50_ms\":{},\"shared_p99_ms\":{},\"insert_1byte_uploaded_ratio\":{}}}",
         round(f.first_sync_s, 3),
         round(f.rclone_s, 3),
         round(f.first_sync_s / f.rclone_s, 3),
@@ -445,6 +526,8 @@ async fn main() -> anyhow::Result<()> {
         round(f.latency_p99_ms, 1),
         round(f.syncthing_p50_ms, 1),
         round(f.syncthing_p99_ms, 1),
+        round(f.shared_p50_ms, 1),
+        round(f.shared_p99_ms, 1),
         round(f.insert_ratio, 5)
     );
     println!("{json}");

@@ -103,6 +103,56 @@ pub enum ClientCommand {
         /// The invitation's id.
         id: String,
     },
+    /// Shares a folder of the synced folder: invites people by e-mail; it
+    /// becomes a shared folder when one accepts (your copy stays where it is).
+    Share {
+        /// A folder in the synced folder.
+        path: PathBuf,
+        /// Whom to invite (repeat for several).
+        #[arg(long = "with", required = true)]
+        with: Vec<String>,
+        /// Those who accept may read but not change it.
+        #[arg(long)]
+        read_only: bool,
+        /// Client-side encrypted (not available in this version).
+        #[arg(long)]
+        encrypted: bool,
+    },
+    /// Accepts an invitation: the shared folder is synced into the synced
+    /// folder, under its own name or `--as NAME`, at the top or `--into DIR`.
+    Accept {
+        /// The invitation's id (see `stacksync invitations`).
+        id: String,
+        /// The name to give the shared folder here.
+        #[arg(long = "as")]
+        name: Option<String>,
+        /// A folder of yours to put it in (default: the synced folder's top).
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// Lists the members of a shared folder.
+    Members {
+        /// The shared folder (or anything in it).
+        path: PathBuf,
+        /// Prints JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes members from a shared folder you own (their copies are kept
+    /// on their devices but no longer synced).
+    Unshare {
+        /// The shared folder.
+        path: PathBuf,
+        /// Whom to remove (repeat for several).
+        #[arg(long = "with", required = true)]
+        with: Vec<String>,
+    },
+    /// Leaves a shared folder someone else owns (your copy is kept, no
+    /// longer synced).
+    Leave {
+        /// The shared folder.
+        path: PathBuf,
+    },
     /// Brings back a version of a file (also undeletes it).
     Restore {
         /// A file in the synced folder (deleted files too).
@@ -234,6 +284,18 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Logout { everywhere } => account::logout(&home, everywhere).await,
         ClientCommand::Invitations { json } => sharing::invitations(&home, json).await,
         ClientCommand::Decline { id } => sharing::decline(&home, &id).await,
+        ClientCommand::Share {
+            path,
+            with,
+            read_only,
+            encrypted,
+        } => sharing::share(&home, &path, &with, read_only, encrypted).await,
+        ClientCommand::Accept { id, name, into } => {
+            sharing::accept(&home, &id, name.as_deref(), into.as_deref()).await
+        }
+        ClientCommand::Members { path, json } => sharing::members(&home, &path, json).await,
+        ClientCommand::Unshare { path, with } => sharing::unshare(&home, &path, &with).await,
+        ClientCommand::Leave { path } => sharing::leave(&home, &path).await,
         ClientCommand::Password { password_file } => {
             account::change_password(&home, password_file.as_deref()).await
         }
@@ -442,7 +504,9 @@ fn direct_config(profile: &Profile) -> anyhow::Result<DirectConfig> {
     let key = profile
         .load_swift_key()?
         .context("no Swift key stored; run `stacksync setup --force --transport direct ...`")?;
-    direct_config_from(d, key)
+    let mut config = direct_config_from(d, key)?;
+    config.server_url = Some(profile.config.server_url.clone());
+    Ok(config)
 }
 
 /// The direct transport's configuration from its profile section and key.
@@ -606,7 +670,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "device".into())
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
         Ok(path.to_path_buf())
     } else {
@@ -654,6 +718,32 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
             .collect();
         println!("files: {}", counts.join(", "));
     }
+    for f in &report.shared {
+        let path = shown(&f.path);
+        match f.state.as_str() {
+            "shared" => {
+                let role = match (f.owner, f.read_only) {
+                    (true, _) => "yours",
+                    (false, true) => "read-only",
+                    (false, false) => "member",
+                };
+                let with = if f.members.is_empty() {
+                    "nobody else yet".to_owned()
+                } else {
+                    f.members
+                        .iter()
+                        .map(|m| shown(m).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("shared   {path}/  ({role}; with {with})");
+            }
+            state => match &f.detail {
+                Some(d) => println!("{state:<8} {path}/  ({})", shown(d)),
+                None => println!("{state:<8} {path}/"),
+            },
+        }
+    }
     for e in &report.entries {
         if e.status == FileStatus::Synced && report.target.path.is_empty() {
             continue;
@@ -670,12 +760,12 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 
 /// Shows transfer progress on stderr until aborted.
 fn progress(client: &SyncClient) -> tokio::task::JoinHandle<()> {
-    let content = client.content();
+    let counters = client.counters();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
-            let s = content.stats();
+            let s = &counters;
             eprint!(
                 "\r\x1b[Ksyncing: \u{2191} {} ({} chunks, {} already there)  \u{2193} {} ({} chunks)",
                 human(s.bytes_uploaded.load(Ordering::Relaxed)),

@@ -540,6 +540,7 @@ async fn another_storage_user_is_refused_until_a_share_grants_the_container() {
             folder: folder.id,
             emails: vec!["bob@example.org".into()],
             encryption: EncryptionMode::Plain,
+            read_only: false,
         })
         .await
         .expect("Ann proposes a share")
@@ -583,12 +584,16 @@ async fn another_storage_user_is_refused_until_a_share_grants_the_container() {
         data,
         "Bob reads it directly"
     );
+    // His client writes into the shared workspace through the service,
+    // which stores each object once: a replacement of Ann's chunk is
+    // refused, a chunk of his own is stored.
     let (new_id, new_data) = chunk("Bob's own new chunk");
     let (_, forged) = chunk("Bob's replacement of Ann's chunk");
-    for (name, bytes) in [(id, forged.clone()), (new_id, new_data)] {
-        let write = ours.put_chunk(&name, bytes).await.unwrap_err();
-        assert_eq!(write.kind, ErrorKind::Forbidden, "{write}");
-    }
+    let replace = ours.put_chunk(&id, forged.clone()).await.unwrap_err();
+    assert_eq!(replace.kind, ErrorKind::Conflict, "{replace}");
+    ours.put_chunk(&new_id, new_data)
+        .await
+        .expect("Bob's new chunk is stored through the service");
     // Nor do Bob's credentials delete or replace it with any Swift client.
     let mut bob_swift = v1(&env.swift_auth_url, "test2:tester2", "testing2");
     bob_swift.account = Some(env.account.clone());

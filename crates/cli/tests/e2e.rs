@@ -5,35 +5,12 @@
 //! concurrent edit gives exactly one conflicted copy; renaming a 1 GiB tree
 //! re-uploads no chunk.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use common::{Backend, Client, Cluster, assert_converged, eventually, random_bytes, tree};
-
-/// Runs a scenario as two tests: `NAME::embedded` and
-/// `NAME::on_postgres_rabbitmq_swift` (the latter skipped outside CI when
-/// the services' variables are unset, failing under CI).
-macro_rules! on_both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$scenario(Backend::Embedded).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres_rabbitmq_swift() {
-                let Some(backend) = Backend::full() else {
-                    return;
-                };
-                super::$scenario(backend).await;
-            }
-        }
-    };
-}
 
 /// Creates, edits, renames, moves and deletes files and folders on one
 /// device and checks after each step that the other converges; then the

@@ -49,6 +49,7 @@ async fn invitations_are_listed_and_declined() {
             folder: project,
             emails: vec![bob.clone()],
             encryption: EncryptionMode::Plain,
+            read_only: false,
         })
         .await
     else {

@@ -200,6 +200,7 @@ async fn a_members_upload_over_anothers_object_is_a_conflict() {
             folder,
             emails: vec![bob_email.clone()],
             encryption: EncryptionMode::Plain,
+            read_only: false,
         })
         .await
     else {

@@ -114,6 +114,19 @@ pub struct WorkspaceRemote {
     /// This device's latest commits, which answer the feed read that
     /// follows them without downloading them again.
     own: Arc<Mutex<OwnChanges>>,
+    /// Looks at every page read from the server before the engine does.
+    guard: Option<Arc<dyn FeedGuard>>,
+}
+
+/// Looks at a change-feed page before the engine applies it, and may stop
+/// it (the read fails with the guard's error, the cursor stays where it
+/// was, and the engine reads the page again on its next round). The
+/// daemon's guard on the private workspace makes sure a folder the server
+/// moved into a shared workspace is mounted before its deletion is seen.
+#[async_trait]
+pub trait FeedGuard: Send + Sync {
+    /// `Err` to keep the engine from seeing `page` now.
+    async fn check(&self, page: &ChangesPage) -> Result<(), Error>;
 }
 
 impl WorkspaceRemote {
@@ -125,7 +138,14 @@ impl WorkspaceRemote {
             workspace,
             device,
             own: Arc::default(),
+            guard: None,
         }
+    }
+
+    /// This remote with `guard` looking at every page read from the server.
+    pub fn guarded_by(mut self, guard: Arc<dyn FeedGuard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     fn own(&self) -> std::sync::MutexGuard<'_, OwnChanges> {
@@ -146,10 +166,14 @@ impl Remote for WorkspaceRemote {
             since,
             limit,
         };
-        match self.conn.rpc(request).await? {
-            Reply::Changes(page) => Ok(page),
-            other => Err(unexpected("get_changes", other)),
+        let page = match self.conn.rpc(request).await? {
+            Reply::Changes(page) => page,
+            other => return Err(unexpected("get_changes", other)),
+        };
+        if let Some(guard) = &self.guard {
+            guard.check(&page).await?;
         }
+        Ok(page)
     }
 
     async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {

@@ -21,14 +21,17 @@ pub mod connection;
 pub mod desktop;
 pub mod direct;
 pub mod localfs;
+pub mod mounts;
 mod own_changes;
 pub mod private;
 pub mod profile;
+pub mod schedule;
 mod sqlite;
 pub mod state;
 pub mod status;
 pub mod transfer;
 pub mod watcher;
+pub mod workspace_sync;
 
 pub use app::{AppError, ClientOptions, STATUS_SOCKET, SyncClient, offline_status};
 pub use connection::{

@@ -238,6 +238,7 @@ impl Profile {
             "state.sqlite-wal",
             "state.sqlite-shm",
             UPLOADS_FILE,
+            "mounts.toml",
             "uploads.sqlite-wal",
             "uploads.sqlite-shm",
         ] {
@@ -390,7 +391,7 @@ fn validate(config: &ProfileConfig) -> Result<(), ProfileError> {
 /// Writes `data` to `path` through a temporary file created with `mode`
 /// and renamed into place, so a crash never leaves a half-written profile
 /// and the token is never briefly readable by others.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProfileError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProfileError> {
     let temp = path.with_extension("tmp-write");
     let _ = fs::remove_file(&temp);
     let mut file = OpenOptions::new()

@@ -14,7 +14,7 @@
 //! [`StatusReport`] out. `stacksync status` uses it when the daemon runs
 //! and computes the same answer from the state database when it does not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -129,6 +129,10 @@ pub struct StatusReport {
     pub entries: Vec<StatusEntry>,
     /// Counts of files by status under the target.
     pub counts: BTreeMap<String, u64>,
+    /// The shared folders in the synced folder (for the whole folder), or
+    /// the one holding the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<SharedFolder>,
 }
 
 /// What a status is computed from.
@@ -502,10 +506,22 @@ pub async fn compute(
     path: &RelPath,
     daemon_running: bool,
 ) -> Result<StatusReport, StatusError> {
+    compute_excluding(fs, snapshot, path, daemon_running, &BTreeSet::new()).await
+}
+
+/// [`compute`] with `excluded` paths (other workspaces' mount points)
+/// shown as left out.
+pub async fn compute_excluding(
+    fs: &LocalFs,
+    snapshot: &Snapshot,
+    path: &RelPath,
+    daemon_running: bool,
+    excluded: &BTreeSet<RelPath>,
+) -> Result<StatusReport, StatusError> {
     let mut ctx = Ctx {
         fs,
         view: &snapshot.view,
-        ignore: ignore_rules(fs).await,
+        ignore: ignore_rules(fs).await.excluding(excluded),
         busy: snapshot.daemon.busy,
         counts: BTreeMap::new(),
         listed: Vec::new(),
@@ -549,7 +565,167 @@ pub async fn compute(
         },
         entries: ctx.listed,
         counts: ctx.counts,
+        shared: Vec::new(),
     })
+}
+
+/// One folder the status answers for: the private workspace's (at the
+/// root) or a shared folder's mount point, with its engine's board.
+#[derive(Clone)]
+pub struct Route {
+    /// Where it is in the synced folder.
+    pub path: RelPath,
+    /// Its folder on disk.
+    pub fs: Arc<LocalFs>,
+    /// What its engine last published.
+    pub board: StatusBoard,
+}
+
+/// Every folder a status may be asked about: the synced folder, split
+/// into the folders of the workspaces synced there.
+#[derive(Clone, Default)]
+pub struct Folders {
+    /// The synced folder.
+    pub folder: PathBuf,
+    /// The private workspace's route first, then each mount's.
+    pub routes: Vec<Route>,
+    /// What the private workspace leaves out (mounts, detached folders).
+    pub excluded: BTreeSet<RelPath>,
+    /// The shared folders, as `status` shows them.
+    pub shared: Vec<SharedFolder>,
+}
+
+impl Folders {
+    /// The report for `path` (relative to the synced folder): computed by
+    /// the folder holding it, its paths given from the synced folder. The
+    /// whole folder's report also takes in every mount's.
+    pub async fn report(
+        &self,
+        path: &RelPath,
+        daemon_running: bool,
+        wait: Duration,
+    ) -> Result<StatusReport, StatusError> {
+        let route = self
+            .routes
+            .iter()
+            .filter(|r| path.starts_with(&r.path))
+            .max_by_key(|r| r.path.depth())
+            .ok_or_else(|| StatusError::Io(path.to_string(), "no folder syncs it".into()))?;
+        let rest = crate::mounts::strip_prefix(path, &route.path).unwrap_or_default();
+        let none = BTreeSet::new();
+        let excluded = if route.path.is_root() {
+            &self.excluded
+        } else {
+            &none
+        };
+        let snapshot = route.board.snapshot(wait).await;
+        let mut report =
+            compute_excluding(&route.fs, &snapshot, &rest, daemon_running, excluded).await?;
+        rebase(&mut report, &route.path);
+        report.folder = self.folder.clone();
+        if path.is_root() {
+            for mount in self.routes.iter().filter(|r| !r.path.is_root()) {
+                let snapshot = mount.board.snapshot(wait).await;
+                let Ok(mut more) =
+                    compute(&mount.fs, &snapshot, &RelPath::root(), daemon_running).await
+                else {
+                    continue;
+                };
+                rebase(&mut more, &mount.path);
+                absorb(&mut report, more, &mount.path);
+            }
+        }
+        report.shared = self
+            .shared
+            .iter()
+            .filter(|f| {
+                path.is_root()
+                    || RelPath::parse(&f.path)
+                        .is_ok_and(|at| path.starts_with(&at) || at.starts_with(path))
+            })
+            .cloned()
+            .collect();
+        Ok(report)
+    }
+}
+
+/// Paths of `report` (relative to a folder at `at`) made relative to the
+/// synced folder.
+fn rebase(report: &mut StatusReport, at: &RelPath) {
+    if at.is_root() {
+        return;
+    }
+    let fix = |p: &mut String| {
+        *p = if p.is_empty() {
+            at.to_string()
+        } else {
+            format!("{at}/{p}")
+        };
+    };
+    fix(&mut report.target.path);
+    for e in &mut report.entries {
+        fix(&mut e.path);
+    }
+}
+
+/// Adds the report of the mount at `at` to the whole folder's.
+fn absorb(report: &mut StatusReport, more: StatusReport, at: &RelPath) {
+    for (k, n) in more.counts {
+        *report.counts.entry(k).or_default() += n;
+    }
+    let room = MAX_LISTED.saturating_sub(report.entries.len());
+    report.entries.extend(more.entries.into_iter().take(room));
+    if more.target.status.severity() > report.target.status.severity() {
+        report.target.status = more.target.status;
+    }
+    report.daemon.busy |= more.daemon.busy;
+    if report.daemon.last_error.is_none()
+        && let Some(e) = more.daemon.last_error
+    {
+        report.daemon.last_error = Some(format!("{at}: {e}"));
+    }
+    report.daemon.last_synced = match (report.daemon.last_synced, more.daemon.last_synced) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => None,
+    };
+}
+
+/// A shared folder, as `stacksync status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFolder {
+    /// Where it is, relative to the synced folder.
+    pub path: String,
+    /// Whether this account owns it.
+    pub owner: bool,
+    /// Whether this account may only read it.
+    pub read_only: bool,
+    /// The other members, by e-mail.
+    pub members: Vec<String>,
+    /// `shared`, or `detached` (no longer shared with this account: the
+    /// local copy is kept, not synced), or `paused` (see `detail`).
+    pub state: String,
+    /// Why it is paused, or what to do with a detached copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What the status socket answers from; the daemon replaces it when its
+/// mounts change. Clones share one.
+#[derive(Clone, Default)]
+pub struct StatusRoutes(Arc<Mutex<Arc<Folders>>>);
+
+impl StatusRoutes {
+    /// Answers from `folders` from now on.
+    pub fn set(&self, folders: Folders) {
+        if let Ok(mut f) = self.0.lock() {
+            *f = Arc::new(folders);
+        }
+    }
+
+    /// What is answered from now.
+    pub fn get(&self) -> Arc<Folders> {
+        self.0.lock().map(|f| Arc::clone(&f)).unwrap_or_default()
+    }
 }
 
 /// A status query on the socket.
@@ -574,8 +750,7 @@ const MAX_QUERY: usize = 64 * 1024;
 /// daemon on the same profile) is an error.
 pub async fn serve(
     socket: &Path,
-    fs: Arc<LocalFs>,
-    board: StatusBoard,
+    routes: StatusRoutes,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if socket.exists() {
         if UnixStream::connect(socket).await.is_ok() {
@@ -597,16 +772,15 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let fs = Arc::clone(&fs);
-            let board = board.clone();
+            let folders = routes.get();
             tokio::spawn(async move {
-                let _ = answer(stream, &fs, &board).await;
+                let _ = answer(stream, &folders).await;
             });
         }
     }))
 }
 
-async fn answer(stream: UnixStream, fs: &LocalFs, board: &StatusBoard) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, folders: &Folders) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_QUERY as u64));
     let mut line = String::new();
@@ -614,18 +788,17 @@ async fn answer(stream: UnixStream, fs: &LocalFs, board: &StatusBoard) -> std::i
     let answer = match serde_json::from_str::<StatusQuery>(&line) {
         Err(e) => StatusAnswer::Error(format!("bad query: {e}")),
         Ok(q) => {
-            let snapshot = board.snapshot(FRESH_COPY_WAIT).await;
             let path = match &q.path {
                 None => Ok(RelPath::root()),
                 Some(p) if !p.is_absolute() => Err(StatusError::BadPath(
                     p.clone(),
                     "the socket takes absolute paths".into(),
                 )),
-                Some(p) => relative_to_folder(fs.root(), p),
+                Some(p) => relative_to_folder(&folders.folder, p),
             };
             match path {
                 Err(e) => StatusAnswer::Error(e.to_string()),
-                Ok(rel) => match compute(fs, &snapshot, &rel, true).await {
+                Ok(rel) => match folders.report(&rel, true, FRESH_COPY_WAIT).await {
                     Ok(r) => StatusAnswer::Ok(Box::new(r)),
                     Err(e) => StatusAnswer::Error(e.to_string()),
                 },

@@ -202,6 +202,7 @@ fn plan_large(n: usize) -> (f64, usize) {
         unsynced: &Default::default(),
         device_name: "bench",
         now: 0,
+        read_only: false,
     };
     let t = Instant::now();
     let p = plan(&input);

@@ -62,9 +62,16 @@ struct Rule {
 /// A compiled set of ignore rules. Later rules override earlier ones, and
 /// `!pattern` un-ignores, as in gitignore. A folder that is ignored hides
 /// everything inside it.
+///
+/// Besides patterns, a set of **excluded paths** can be added
+/// ([`IgnoreRules::excluding`]): the places where other workspaces are
+/// mounted inside this one's folder (shared folders). An excluded path is
+/// left out whatever the patterns say, like an ignored folder: never
+/// scanned, never deleted, never downloaded into.
 #[derive(Debug, Clone)]
 pub struct IgnoreRules {
     rules: Vec<Rule>,
+    excluded: std::collections::BTreeSet<RelPath>,
 }
 
 /// A line of an ignore file that could not be compiled.
@@ -87,7 +94,10 @@ impl Default for IgnoreRules {
 impl IgnoreRules {
     /// Only the [`DEFAULT_PATTERNS`].
     pub fn defaults() -> IgnoreRules {
-        let mut rules = IgnoreRules { rules: Vec::new() };
+        let mut rules = IgnoreRules {
+            rules: Vec::new(),
+            excluded: std::collections::BTreeSet::new(),
+        };
         for p in DEFAULT_PATTERNS {
             // The defaults are fixed strings known to compile.
             rules
@@ -112,6 +122,18 @@ impl IgnoreRules {
             }
         }
         (rules, bad)
+    }
+
+    /// These rules with `paths` excluded as well (see the type's docs).
+    pub fn excluding(mut self, paths: &std::collections::BTreeSet<RelPath>) -> IgnoreRules {
+        self.excluded
+            .extend(paths.iter().filter(|p| !p.is_root()).cloned());
+        self
+    }
+
+    /// Whether `path` is an excluded path (not one inside it).
+    pub fn is_excluded(&self, path: &RelPath) -> bool {
+        self.excluded.contains(path)
     }
 
     fn push_line(&mut self, line: &str) -> Result<(), String> {
@@ -152,6 +174,9 @@ impl IgnoreRules {
         let Some(name) = path.name() else {
             return false;
         };
+        if self.excluded.contains(path) {
+            return true;
+        }
         let full = path.to_string();
         let mut ignored = false;
         for rule in &self.rules {

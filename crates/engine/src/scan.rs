@@ -1,7 +1,7 @@
 //! Scanning the local folder into a [`LocalTree`], hashing only what
 //! changed since it was last hashed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use stacksync_proto::{ContentHash, ItemName};
 use tokio::io::AsyncReadExt;
@@ -118,7 +118,19 @@ pub struct Scan {
 /// hash; others are read and hashed. A file that changes while being read
 /// gets no hash (it is left alone this round).
 pub async fn scan(fs: &dyn Fs, cache: &dyn KnownHashes) -> Result<Scan, FsError> {
+    scan_excluding(fs, cache, &BTreeSet::new()).await
+}
+
+/// [`scan`] with `excluded` paths left out as well (see
+/// [`IgnoreRules::excluding`]); the scan's rules keep them, so a partial
+/// rescan of it leaves them out too.
+pub async fn scan_excluding(
+    fs: &dyn Fs,
+    cache: &dyn KnownHashes,
+    excluded: &BTreeSet<RelPath>,
+) -> Result<Scan, FsError> {
     let (ignore, bad_patterns) = load_ignore(fs).await?;
+    let ignore = ignore.excluding(excluded);
     let mut out = Scan {
         tree: LocalTree::new(),
         ignore,

@@ -232,7 +232,8 @@ pub struct Refusal {
     pub stamp: Option<Stamp>,
     /// A name clash the planner found on this device (an item the server
     /// has under a reserved name, or where this device has something that
-    /// is never synced, like a symbolic link) rather than a refusal by the
+    /// is never synced, like a symbolic link; in read-only mode, an entry
+    /// the server does not have, kept here) rather than a refusal by the
     /// server: recomputed by every plan, so it goes away with the clash.
     #[serde(default)]
     pub clash: bool,

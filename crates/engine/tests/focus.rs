@@ -4,7 +4,9 @@
 //! refused names), then random local and remote changes (edits, creates,
 //! deletes, renames and moves of files and folders, concurrent edits of
 //! one item), from many seeds. The focus names what a watcher and the
-//! change feed would: the local paths touched and the items changed.
+//! change feed would: the local paths touched and the items changed. Each
+//! differential test runs for a device that may write and for a read-only
+//! one (`PlanInput::read_only`), whose claims, merge and reports differ.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -69,10 +71,12 @@ struct World {
     next_file_id: u64,
     file_ids: bool,
     clock: i64,
+    /// Plans are made for a read-only device.
+    read_only: bool,
 }
 
 impl World {
-    fn settled(rng: &mut Rng) -> World {
+    fn settled(rng: &mut Rng, read_only: bool) -> World {
         let mut w = World {
             state: SyncState::default(),
             local: LocalTree::new(),
@@ -80,6 +84,7 @@ impl World {
             next_file_id: 5000,
             file_ids: rng.chance(70),
             clock: 1000,
+            read_only,
         };
         let items = 3 + rng.below(25);
         for _ in 0..items {
@@ -171,7 +176,10 @@ impl World {
         ignore: &'a IgnoreRules,
         unsynced: &'a BTreeMap<RelPath, Option<Stamp>>,
     ) -> PlanInput<'a> {
-        input_of(&self.state, &self.local, ignore, unsynced)
+        PlanInput {
+            read_only: self.read_only,
+            ..input_of(&self.state, &self.local, ignore, unsynced)
+        }
     }
 
     fn local_folders(&self) -> Vec<RelPath> {
@@ -403,12 +411,22 @@ fn path_of(
 
 #[test]
 fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
+    focused_equals_full(false);
+}
+
+#[test]
+fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled_read_only() {
+    focused_equals_full(true);
+}
+
+fn focused_equals_full(read_only: bool) {
     let ignore = IgnoreRules::defaults();
     let unsynced = BTreeMap::new();
     let mut nonempty = 0;
+    let mut kept_here = 0;
     for seed in 1..=3000u64 {
         let mut rng = Rng::new(seed);
-        let mut w = World::settled(&mut rng);
+        let mut w = World::settled(&mut rng, read_only);
         let settled = plan(&w.input(&ignore, &unsynced));
         assert!(
             settled.ops.is_empty(),
@@ -440,6 +458,10 @@ fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
             if !full.ops.is_empty() {
                 nonempty += 1;
             }
+            kept_here += full.clashes.len();
+            if read_only {
+                assert_no_commit(&what, &full);
+            }
             // What a save does: the lookups take the record, which is
             // then forgotten.
             lookups.note_state(&w.state);
@@ -447,8 +469,21 @@ fn a_focused_plan_equals_the_full_plan_when_the_rest_is_settled() {
         }
     }
     // The changes must make work: a generator whose plans are empty would
-    // prove nothing.
+    // prove nothing; nor would a read-only run that keeps nothing here.
     assert!(nonempty > 4000, "only {nonempty} plans had operations");
+    if read_only {
+        assert!(kept_here > 3000, "only {kept_here} local-only entries");
+    }
+}
+
+/// A read-only device's plan never changes the server.
+fn assert_no_commit(what: &str, plan: &Plan) {
+    let commits: Vec<_> = plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op, stacksync_engine::Op::Commit { .. }))
+        .collect();
+    assert!(commits.is_empty(), "{what}: read-only commits {commits:?}");
 }
 
 /// `focused` is `full` where it looked: the same operations, the clashes
@@ -489,13 +524,22 @@ fn assert_same_plan(what: &str, w: &World, focused: &FocusedPlan, full: &Plan) {
 /// synced record that lost its stamp).
 #[test]
 fn the_unsettled_focus_gives_the_full_plan() {
+    unsettled_gives_full(false);
+}
+
+#[test]
+fn the_unsettled_focus_gives_the_full_plan_read_only() {
+    unsettled_gives_full(true);
+}
+
+fn unsettled_gives_full(read_only: bool) {
     let ignore = IgnoreRules::defaults();
     let unsynced = BTreeMap::new();
     let mut nonempty = 0;
     let mut smaller = 0;
     for seed in 1..=3000u64 {
         let mut rng = Rng::new(seed ^ 0x5e77_1ed0);
-        let mut w = World::settled(&mut rng);
+        let mut w = World::settled(&mut rng, read_only);
         let input = w.input(&ignore, &unsynced);
         let at_rest = unsettled(&input);
         assert!(at_rest.ids.is_empty(), "seed {seed}: {at_rest:?}");
@@ -519,12 +563,11 @@ fn the_unsettled_focus_gives_the_full_plan() {
         let full = plan(&input);
         let focus = unsettled(&input);
         let focused = plan_focused(&input, &focus);
-        assert_same_plan(
-            &format!("seed {seed}: focus {focus:?}"),
-            &w,
-            &focused,
-            &full,
-        );
+        let what = format!("seed {seed}: focus {focus:?}");
+        assert_same_plan(&what, &w, &focused, &full);
+        if read_only {
+            assert_no_commit(&what, &full);
+        }
         if !full.ops.is_empty() {
             nonempty += 1;
         }
@@ -588,6 +631,7 @@ fn input_of<'a>(
         unsynced,
         device_name: "dev",
         now: NOW,
+        read_only: false,
     }
 }
 

@@ -232,3 +232,77 @@ async fn finding_15_a_symlink_where_the_server_has_a_folder_is_reported_once() {
     settle(&mut w, 1).await;
     assert_eq!(w.dev(1).read("docs/sub/b.txt").as_deref(), Some(&b"b"[..]));
 }
+
+/// Deletes the server's live item at `path` (children first), as the
+/// service does when a folder moves into a shared workspace of its own.
+async fn server_delete_tree(w: &World, names: &[&str]) {
+    let link = w
+        .server
+        .device(stacksync_proto::DeviceId(uuid::Uuid::from_u64_pair(9, 9)));
+    for name in names {
+        let m = live(w, name).expect("the item is on the server");
+        let result = link
+            .commit(vec![ProposedItem {
+                id: m.id,
+                parent: m.parent,
+                name: m.name.clone(),
+                is_folder: m.is_folder,
+                mimetype: m.mimetype.clone(),
+                status: ItemStatus::Deleted,
+                version: m.version + 1,
+                content_hash: None,
+                size: 0,
+                client_modified: m.client_modified,
+                chunks: Vec::new(),
+            }])
+            .await
+            .expect("the server answers");
+        assert!(
+            live(w, name).is_none(),
+            "{name} was not deleted: {result:?}"
+        );
+    }
+}
+
+/// A shared folder mounted inside the private folder: the private
+/// workspace's engine leaves the mount out. When the server moves the
+/// folder out of the private workspace (its items deleted there), the
+/// local copy is kept for the shared workspace's engine; what is written
+/// inside later is never uploaded to the private workspace; and a device
+/// that mounts it before its first sync downloads nothing there.
+#[tokio::test]
+async fn an_excluded_mount_is_neither_synced_nor_deleted() {
+    let mut w = World::new(2);
+    w.dev(0).write("project/a.txt", b"a");
+    w.dev(0).write("other.txt", b"o");
+    settle(&mut w, 0).await;
+    let mount = stacksync_engine::RelPath::parse("project").unwrap();
+    w.dev(1).excluded.insert(mount.clone());
+    settle(&mut w, 1).await;
+    assert_eq!(w.dev(1).read("other.txt").as_deref(), Some(&b"o"[..]));
+    assert_eq!(
+        w.dev(1).read("project/a.txt"),
+        None,
+        "downloaded into a mount"
+    );
+
+    w.dev(0).excluded.insert(mount.clone());
+    server_delete_tree(&w, &["a.txt", "project"]).await;
+    settle(&mut w, 0).await;
+    assert_eq!(w.dev(0).read("project/a.txt").as_deref(), Some(&b"a"[..]));
+    w.dev(0).write("project/b.txt", b"b");
+    w.dev(1).write("project/c.txt", b"c");
+    settle(&mut w, 0).await;
+    settle(&mut w, 1).await;
+    assert!(live(&w, "b.txt").is_none() && live(&w, "c.txt").is_none());
+    assert!(live(&w, "project").is_none());
+    assert_eq!(w.dev(0).read("project/a.txt").as_deref(), Some(&b"a"[..]));
+    assert_eq!(w.dev(1).read("project/c.txt").as_deref(), Some(&b"c"[..]));
+    // Private edits outside the mount still flow.
+    w.dev(1).write("other.txt", b"o2");
+    settle(&mut w, 1).await;
+    settle(&mut w, 0).await;
+    assert_eq!(w.dev(0).read("other.txt").as_deref(), Some(&b"o2"[..]));
+    let again = settle(&mut w, 0).await;
+    assert_eq!(again.applied, 0, "{again:#?}");
+}

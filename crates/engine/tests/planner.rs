@@ -229,6 +229,7 @@ fn check(remote: &str, synced: &str, local_text: &str, expected: &str) {
         unsynced: &Default::default(),
         device_name: "dev",
         now: 1_735_689_600_000,
+        read_only: false,
     };
     let got: Vec<String> = plan(&input).ops.iter().map(render).collect();
     let want: Vec<String> = lines(expected).map(str::to_string).collect();
@@ -436,6 +437,7 @@ fn swap_goes_through_a_temporary_name() {
             unsynced: &Default::default(),
             device_name: "dev",
             now: 0,
+            read_only: false,
         };
         plan(&input).ops.iter().map(render).collect::<Vec<_>>()
     };
@@ -481,6 +483,7 @@ fn refused_names_are_not_retried() {
         unsynced: &Default::default(),
         device_name: "dev",
         now: 0,
+        read_only: false,
     };
     let got: Vec<String> = plan(&input).ops.iter().map(render).collect();
     assert_eq!(got, ["put new1 /ok upload"]);
@@ -499,6 +502,7 @@ fn busy_files_are_left_alone() {
         unsynced: &Default::default(),
         device_name: "dev",
         now: 0,
+        read_only: false,
     };
     assert_eq!(plan(&input).ops, Vec::<Op>::new());
 }
@@ -552,6 +556,7 @@ fn check_left_out(
         unsynced: &unsynced,
         device_name: "dev",
         now: 1_735_689_600_000,
+        read_only: false,
     };
     let p = plan(&input);
     let got: Vec<String> = p.ops.iter().map(render).collect();
@@ -631,5 +636,141 @@ fn finding_15_an_unsynced_entry_where_the_server_has_an_item_is_one_clash() {
         &["d", "g"],
         "untrack #3\ndownload #4 /ok",
         &["d", "g"],
+    );
+}
+
+/// Like [`check`] on a read-only device: also checks the local-only
+/// entries reported, by path, each with the read-only reason.
+#[track_caller]
+fn check_read_only(remote: &str, synced: &str, local_text: &str, expected: &str, kept: &[&str]) {
+    let st = state(remote, synced);
+    let tree = local(local_text);
+    let ignore = IgnoreRules::defaults();
+    let input = PlanInput {
+        state: &st,
+        local: &tree,
+        ignore: &ignore,
+        unsynced: &Default::default(),
+        device_name: "dev",
+        now: 1_735_689_600_000,
+        read_only: true,
+    };
+    let p = plan(&input);
+    let got: Vec<String> = p.ops.iter().map(render).collect();
+    let want: Vec<String> = lines(expected).map(str::to_string).collect();
+    assert_eq!(got, want, "\ngot:\n{}\n", got.join("\n"));
+    let got: Vec<String> = p.clashes.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(got, kept, "{:#?}", p.clashes);
+    assert!(
+        p.clashes
+            .iter()
+            .all(|(_, why)| why == stacksync_engine::planner::READ_ONLY_REASON),
+        "{:#?}",
+        p.clashes
+    );
+}
+
+#[test]
+fn read_only_an_edit_is_kept_in_a_conflicted_copy_and_the_original_restored() {
+    check_read_only(
+        "1 a v1 =x",
+        "1 a v1 =x #1",
+        "a =mine #1",
+        "conflict-copy #1 as new0 a(cc)\ndownload #1 /a",
+        // The copy is reported once it is on disk, by the next plan.
+        &[],
+    );
+    // Edited on the server too: the server's version in place.
+    check_read_only(
+        "1 a v2 =theirs",
+        "1 a v1 =x #1",
+        "a =mine #1",
+        "conflict-copy #1 as new0 a(cc)\ndownload #1 /a",
+        &[],
+    );
+    // Edited back to what the server has: nothing to keep.
+    check_read_only("1 a v2 =y", "1 a v1 =x #1", "a =y #1", "settle #1", &[]);
+}
+
+#[test]
+fn read_only_local_only_entries_stay_and_the_topmost_is_reported() {
+    check_read_only(
+        "1 a v1 =x",
+        "1 a v1 =x #1",
+        "a =x #1\nn =new\nd/\nd/f =x\nd/e/\na(cc) =old",
+        "",
+        &["a(cc)", "d", "n"],
+    );
+}
+
+#[test]
+fn read_only_a_local_delete_is_downloaded_again() {
+    check_read_only(
+        "1 a v1 =x\n2 d/ v1\n3 d/b v1 =y",
+        "1 a v1 =x #1\n2 d/ v1 #2\n3 d/b v1 =y #3",
+        "",
+        "download #1 /a\nmkdir #2 /d\ndownload #3 #2/b",
+        &[],
+    );
+}
+
+#[test]
+fn read_only_a_local_move_keeps_both_places() {
+    // By file id and by content alike, a renamed entry is not the item.
+    check_read_only(
+        "1 a v1 =x\n2 d/ v1\n3 d/b v1 =y",
+        "1 a v1 =x #1\n2 d/ v1 #2\n3 d/b v1 =y #3",
+        "z =x #1\ne/ #2\ne/b =y #3",
+        "download #1 /a\nmkdir #2 /d\ndownload #3 #2/b",
+        &["e", "z"],
+    );
+    check_read_only("1 a v1 =x", "1 a v1 =x", "z =x", "download #1 /a", &["z"]);
+    // Moved on the server meanwhile: moved here too, the copy left.
+    check_read_only(
+        "1 c v2 =x",
+        "1 a v1 =x #1",
+        "a =x #1\nz =x #1",
+        "move #1 /c",
+        &["z"],
+    );
+}
+
+#[test]
+fn read_only_an_edit_of_an_item_the_server_deleted_is_kept_here_alone() {
+    check_read_only(
+        "1 a v2 deleted",
+        "1 a v1 =x #1",
+        "a =mine #1",
+        "untrack #1",
+        &["a"],
+    );
+    // A folder the server deleted, holding a new local file: kept with
+    // it; what did not change goes as usual.
+    check_read_only(
+        "1 d/ v2 deleted\n2 d/f v2 deleted",
+        "1 d/ v1 #1\n2 d/f v1 =x #2",
+        "d/ #1\nd/f =x #2\nd/n =new",
+        "untrack #1\ndelete-local #2",
+        &["d"],
+    );
+}
+
+#[test]
+fn read_only_remote_changes_apply_as_usual() {
+    check_read_only(
+        "1 a v2 =z\n2 b v2 deleted\n3 c2 v2 =c\n4 new v1 =n",
+        "1 a v1 =x #1\n2 b v1 =y #2\n3 c v1 =c #3",
+        "a =x #1\nb =y #2\nc =c #3",
+        "delete-local #2\nmove #3 /c2\ndownload #4 /new\ndownload #1 /a replace",
+        &[],
+    );
+    // The server puts a folder where a local-only file is: the file
+    // steps aside (reported from there by the next plan).
+    check_read_only(
+        "1 x/ v1",
+        "",
+        "x =mine",
+        "move new0 /x(cc)\nmkdir #1 /x",
+        &[],
     );
 }

@@ -1,6 +1,9 @@
 //! Seeded randomized runs: several devices make random changes, sync at
 //! random moments, crash and restart; at the end all devices must hold the
-//! same tree and no content any user saved may be lost.
+//! same tree and no content any user saved may be lost. In the second test
+//! one device is a read-only member's: at the end it holds the writers'
+//! tree plus what it keeps alone (all of it reported), and it never
+//! proposed a change.
 //!
 //! Reproduce one seed with
 //! `STACKSYNC_SEED=<seed> cargo test -p stacksync-engine --test random`;
@@ -10,9 +13,11 @@
 
 mod common;
 
-use common::World;
+use common::{ReadOnlyLink, World};
 use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
+use stacksync_engine::planner::READ_ONLY_REASON;
 use stacksync_engine::sim::SimRng;
+use stacksync_proto::ContentHash;
 
 const DEFAULT_SEEDS: u64 = 60;
 const DEFAULT_STEPS: usize = 40;
@@ -43,11 +48,18 @@ fn steps() -> usize {
         .unwrap_or(DEFAULT_STEPS)
 }
 
-async fn run(seed: u64) {
+/// One seeded run; with `read_only`, the last device is a read-only
+/// member's.
+async fn run(seed: u64, read_only: bool) {
     let mut rng = SimRng::new(seed);
     let n = 2 + rng.below(2);
     // Small chunks so that files span several and downloads can resume.
     let mut w = World::with_chunk_size(n, 8);
+    let reader = read_only.then(|| w.devices[n - 1].make_read_only());
+    // What the read-only device's user overwrote or removed themselves: on
+    // a writer that was uploaded first if a sync saw it, but on the reader
+    // it is gone by the user's own hand.
+    let mut by_user: Vec<Vec<u8>> = Vec::new();
     // Parallel transfers and commit batches of several sizes (from the seed,
     // so that the random actions of a seed stay the same).
     for d in &mut w.devices {
@@ -95,6 +107,17 @@ async fn run(seed: u64) {
             }
         };
         let content = format!("seed {seed} step {step} dev {d}").into_bytes();
+        // The contents at or under `path` on this device, if it is the
+        // reader.
+        let on_reader = |path: &str| -> Vec<Vec<u8>> {
+            if !(read_only && d == n - 1) {
+                return Vec::new();
+            }
+            snap.iter()
+                .filter(|(k, _)| *k == path || k.starts_with(&format!("{path}/")))
+                .filter_map(|(_, v)| v.clone())
+                .collect()
+        };
         let fs = &w.devices[d].fs;
         let action = rng.below(100);
         if std::env::var("STACKSYNC_TRACE").is_ok() {
@@ -116,11 +139,13 @@ async fn run(seed: u64) {
                 let dir = pick(&mut rng, &dirs).cloned().unwrap_or_default();
                 let path = in_dir(&dir, NAMES[rng.below(NAMES.len())]);
                 if !folders.contains(&path) {
+                    by_user.extend(on_reader(&path));
                     fs.user_write(&path, &content);
                 }
             }
             20..=34 => {
                 if let Some(f) = pick(&mut rng, &files) {
+                    by_user.extend(on_reader(f));
                     fs.user_write(f, &content);
                 }
             }
@@ -133,6 +158,7 @@ async fn run(seed: u64) {
             }
             45..=54 => {
                 if let Some(e) = pick(&mut rng, &entries) {
+                    by_user.extend(on_reader(e));
                     fs.user_remove(e);
                 }
             }
@@ -184,11 +210,100 @@ async fn run(seed: u64) {
             }
         }
     }
-    w.converge().await;
+    match reader {
+        Some(link) => {
+            for c in by_user {
+                w.saved.remove(&ContentHash(*blake3::hash(&c).as_bytes()));
+            }
+            converge_with_reader(&mut w, n - 1, &link).await
+        }
+        None => w.converge().await,
+    }
+}
+
+/// Syncs every device until a whole pass changes nothing; then the writers
+/// hold one tree, the read-only device `ro` holds it too plus entries it
+/// keeps alone (each reported, itself or a folder above it), it never
+/// proposed anything, and nothing any user saved was lost.
+async fn converge_with_reader(w: &mut World, ro: usize, link: &ReadOnlyLink) {
+    let mut quiet = false;
+    let mut reported = Vec::new();
+    for _pass in 0..8 {
+        quiet = true;
+        for i in 0..w.devices.len() {
+            let r = w.sync(i).await;
+            if std::env::var("STACKSYNC_TRACE").is_ok() {
+                let snap: Vec<String> = w.devices[i].fs.snapshot().into_keys().collect();
+                eprintln!("converge {}: {r:#?} {snap:?}", w.devices[i].name);
+            }
+            assert!(
+                r.converged,
+                "{} did not converge in one sync: {r:#?}",
+                w.devices[i].name
+            );
+            if r.applied > 0 || r.rounds > 1 {
+                quiet = false;
+            }
+            if i == ro {
+                reported = r.refused;
+            }
+        }
+        if quiet {
+            break;
+        }
+    }
+    assert!(quiet, "devices did not settle after 8 passes");
+    let tree = w.devices[0].fs.snapshot();
+    for d in w.devices.iter().take(ro).skip(1) {
+        assert_eq!(d.fs.snapshot(), tree, "the writers differ");
+    }
+    let kept = w.devices[ro].fs.snapshot();
+    for (path, data) in &tree {
+        assert_eq!(kept.get(path), Some(data), "{path} missing on the reader");
+    }
+    for (path, why) in &reported {
+        assert_eq!(why, READ_ONLY_REASON, "{path}");
+    }
+    for path in kept.keys().filter(|p| !tree.contains_key(*p)) {
+        let covered = reported.iter().any(|(r, _)| {
+            let r = r.to_string();
+            *path == r || path.starts_with(&format!("{r}/"))
+        });
+        assert!(
+            covered,
+            "{path} kept on the reader, not reported: {reported:?}"
+        );
+    }
+    // Nothing lost: as `World::assert_nothing_lost`, counting files a
+    // fault was to change on their next read (the reader may never read
+    // its local-only files again, and they are on its disk).
+    let hash = |c: &[u8]| ContentHash(*blake3::hash(c).as_bytes());
+    let mut on_record = w.server.all_contents();
+    for d in &w.devices {
+        on_record.extend(d.fs.snapshot().values().flatten().map(|c| hash(c)));
+        on_record.extend(d.fs.overwritten_by_fault().iter().map(|c| hash(c)));
+    }
+    let lost: Vec<&String> = w
+        .saved
+        .iter()
+        .filter(|(h, _)| !on_record.contains(h))
+        .map(|(_, c)| c)
+        .collect();
+    assert!(lost.is_empty(), "contents lost: {lost:?}");
+    assert_eq!(link.proposals(), 0, "the reader proposed changes");
 }
 
 #[tokio::test]
 async fn randomized_multi_client_runs_converge_and_lose_nothing() {
+    runs(false).await;
+}
+
+#[tokio::test]
+async fn randomized_runs_with_a_read_only_device_keep_its_changes_on_it() {
+    runs(true).await;
+}
+
+async fn runs(read_only: bool) {
     let seeds: Vec<u64> = match std::env::var("STACKSYNC_SEED") {
         Ok(s) => vec![s.parse().expect("STACKSYNC_SEED must be a number")],
         Err(_) => {
@@ -201,7 +316,7 @@ async fn randomized_multi_client_runs_converge_and_lose_nothing() {
     };
     for seed in seeds {
         let guard = SeedGuard(seed, steps());
-        run(seed).await;
+        run(seed, read_only).await;
         drop(guard);
     }
 }

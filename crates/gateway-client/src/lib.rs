@@ -11,6 +11,7 @@
 
 mod error;
 mod notifications;
+mod retry;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -24,41 +25,7 @@ use stacksync_proto::{ChunkId, Error, Millis, UserId, WorkspaceId, brief, wire};
 
 pub use error::ClientError;
 pub use notifications::Notifications;
-
-/// How often and how patiently transient failures are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total, the first included (0 is taken as 1).
-    pub attempts: u32,
-    /// Wait before the first retry; doubled each time, with jitter.
-    pub initial_delay: Duration,
-    /// Upper bound on one wait.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            attempts: 5,
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1-based): exponential with
-    /// "equal jitter", so that many clients cut off together do not come
-    /// back in lockstep.
-    pub(crate) fn delay(&self, retry: u32) -> Duration {
-        let exp = self
-            .initial_delay
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
-        let capped = exp.min(self.max_delay);
-        let half = capped / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-}
+pub use retry::{Delays, RetryPolicy};
 
 /// A session opened by [`GatewayClient::login`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -211,6 +178,7 @@ impl GatewayClient {
         };
         let body = Bytes::from(wire::encode_for(&message, peer));
         let endpoint = "api/v1/rpc";
+        let mut delays = self.retry.delays();
         let mut attempt = 1;
         loop {
             let bytes = self
@@ -237,9 +205,12 @@ impl GatewayClient {
             // The service's own errors come back inside a 200; a transient
             // one is retried too, still with the same id.
             match response.result {
-                Err(err) if err.kind.is_transient() && attempt < self.retry.attempts => {
-                    tracing::debug!(%err, attempt, "service unavailable; retrying");
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                Err(err) if err.kind.is_transient() => {
+                    let Some(delay) = delays.next() else {
+                        return Err(err);
+                    };
+                    tracing::debug!(%err, attempt, ?delay, "service unavailable; retrying");
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 other => {
@@ -391,6 +362,7 @@ impl GatewayClient {
         limit: usize,
     ) -> Result<Bytes, ClientError> {
         let target = join(&self.base, endpoint)?;
+        let mut delays = self.retry.delays();
         let mut attempt = 1;
         loop {
             let mut request = self
@@ -412,9 +384,12 @@ impl GatewayClient {
                 Err(source) => Err(transport(endpoint, source)),
             };
             match outcome {
-                Err(err) if err.is_transient() && attempt < self.retry.attempts => {
-                    tracing::debug!(%err, attempt, "gateway call failed; retrying");
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                Err(err) if err.is_transient() => {
+                    let Some(delay) = delays.next() else {
+                        return Err(err);
+                    };
+                    tracing::debug!(%err, attempt, ?delay, "gateway call failed; retrying");
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -508,6 +483,10 @@ fn describe_status(status: StatusCode, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     #[test]
@@ -528,11 +507,149 @@ mod tests {
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
         };
-        for retry in 1..40 {
-            let d = policy.delay(retry);
-            let cap = (Duration::from_millis(100) * 2u32.pow((retry - 1).min(10)))
-                .min(Duration::from_secs(1));
-            assert!(d >= cap / 2 && d <= cap, "retry {retry}: {d:?} vs {cap:?}");
+        let delays: Vec<Duration> = policy.delays().collect();
+        assert_eq!(delays.len(), 9, "one wait per retry: {delays:?}");
+        for (i, &d) in delays.iter().enumerate() {
+            let base =
+                (Duration::from_millis(100) * 2u32.pow(i as u32)).min(Duration::from_secs(1));
+            // backon doubles in f32: allow a microsecond of rounding.
+            let slack = Duration::from_micros(1);
+            assert!(
+                d + slack >= base && d < base * 2 + slack,
+                "retry {}: {d:?} vs base {base:?}",
+                i + 1
+            );
+            assert!(d <= Duration::from_secs(2), "retry {}: {d:?}", i + 1);
         }
+    }
+
+    /// A gateway stand-in on a local port: answers every request with
+    /// `answer(body)` (a whole HTTP response) and records each body.
+    async fn stub_gateway(answer: fn(&[u8]) -> String) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let url = format!("http://{}/", listener.local_addr().expect("an address"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let Some(body) = read_request(&mut stream).await else {
+                    continue;
+                };
+                let reply = answer(&body);
+                log.lock().unwrap().push(body);
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        (url, seen)
+    }
+
+    /// The body of one HTTP/1.1 request (sized by `Content-Length`).
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap_or(0));
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(body)
+    }
+
+    fn http(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn client(url: &str, attempts: u32) -> GatewayClient {
+        let session = Session {
+            token: "ab".repeat(32),
+            user: UserId::new(),
+            expires_at: i64::MAX,
+        };
+        GatewayClient::with_session(url, session)
+            .expect("a client")
+            .with_retry(RetryPolicy {
+                attempts,
+                initial_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(4),
+            })
+    }
+
+    #[tokio::test]
+    async fn http_failures_are_tried_attempts_times_in_total() {
+        let (url, seen) = stub_gateway(|_| http("503 Service Unavailable", "")).await;
+        let chunk = ChunkId([7; 32]);
+        for (attempts, tries) in [(0, 1), (1, 1), (2, 2), (4, 4)] {
+            seen.lock().unwrap().clear();
+            let err = client(&url, attempts)
+                .get_chunk(WorkspaceId::new(), &chunk)
+                .await
+                .expect_err("the stub always fails");
+            assert_eq!(err.kind, stacksync_proto::ErrorKind::Unavailable, "{err}");
+            assert_eq!(seen.lock().unwrap().len(), tries, "attempts {attempts}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_are_not_retried() {
+        let (url, seen) = stub_gateway(|_| {
+            let body = serde_json::json!({ "error": Error::forbidden("not yours") });
+            http("403 Forbidden", &body.to_string())
+        })
+        .await;
+        let err = client(&url, 5)
+            .get_chunk(WorkspaceId::new(), &ChunkId([7; 32]))
+            .await
+            .expect_err("the stub refuses");
+        assert_eq!(err.kind, stacksync_proto::ErrorKind::Forbidden, "{err}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unavailable_services_are_retried_under_one_request_id() {
+        // Every answer is a 200 carrying the service's `Unavailable`: the
+        // HTTP exchange succeeds, the RPC loop retries.
+        let (url, seen) = stub_gateway(|body| {
+            let (request, _): (RpcRequest, _) = wire::decode_from(body).expect("a request");
+            let response = RpcResponse {
+                request_id: request.request_id,
+                result: Err(Error::unavailable("database restarting")),
+            };
+            let json = String::from_utf8(wire::encode(&response)).expect("plain JSON");
+            http("200 OK", &json)
+        })
+        .await;
+        let err = client(&url, 3)
+            .rpc(Request::GetAccount)
+            .await
+            .expect_err("the service stays unavailable");
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (
+                stacksync_proto::ErrorKind::Unavailable,
+                "database restarting"
+            )
+        );
+        let ids: Vec<uuid::Uuid> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|body| wire::decode_from::<RpcRequest>(body).unwrap().0.request_id)
+            .collect();
+        assert_eq!(ids.len(), 3, "three attempts in total");
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     }
 }

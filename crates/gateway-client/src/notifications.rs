@@ -93,11 +93,16 @@ async fn run(
     retry: RetryPolicy,
     tx: mpsc::Sender<Result<Notification, Error>>,
 ) {
+    // The stream lives as long as its consumer wants it, whatever the
+    // policy's attempts: only the waits are taken from it.
+    let reconnect = RetryPolicy::forever(retry.initial_delay, retry.max_delay);
+    let mut delays = reconnect.delays();
     let mut failures: u32 = 0;
     loop {
         match connect(&url, &token).await {
             Ok(socket) => {
                 failures = 0;
+                delays = reconnect.delays();
                 match pump(socket, &tx).await {
                     Ended::ConsumerGone => return,
                     Ended::Broken => {
@@ -120,8 +125,13 @@ async fn run(
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
-                tracing::debug!(%err, failures, "notification socket failed to open");
-                tokio::time::sleep(retry.delay(failures)).await;
+                // `forever` runs out only after about four billion
+                // failures; then the longest wait it gives stands in.
+                let delay = delays
+                    .next()
+                    .unwrap_or(reconnect.max_delay.saturating_mul(2));
+                tracing::debug!(%err, failures, ?delay, "notification socket failed to open");
+                tokio::time::sleep(delay).await;
             }
         }
         if tx.is_closed() {

@@ -419,6 +419,89 @@ async fn uploads_up_to_a_pack_are_accepted() {
     check_error(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
 }
 
+/// A read-only member of a shared folder downloads its objects through the
+/// gateway, but an upload is refused (403, before its body is stored).
+#[tokio::test]
+async fn read_only_members_download_but_never_upload() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let bob = gw.user("bob@example.org").await;
+    let mut request = new_folder(&alice.private, alice.device, "Look");
+    let Request::Commit(commit) = &mut request else {
+        unreachable!("new_folder is a commit");
+    };
+    let folder = commit.items[0].id;
+    alice.client.rpc(request).await.unwrap();
+    let Reply::ShareProposal { proposal, .. } = alice
+        .client
+        .rpc(Request::CreateShareProposal {
+            workspace: alice.private.id,
+            folder,
+            emails: vec![bob.email.clone()],
+            encryption: stacksync_proto::EncryptionMode::Plain,
+            read_only: true,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("the proposal is made");
+    };
+    let Reply::ShareAnswered {
+        workspace: Some(shared),
+    } = bob
+        .client
+        .rpc(Request::AnswerShareProposal {
+            proposal,
+            accept: true,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("bob accepts");
+    };
+    assert!(shared.read_only);
+    let (a, a_data) = chunk("alice's");
+    alice
+        .client
+        .put_chunk(shared.id, &a, a_data.clone())
+        .await
+        .unwrap();
+    assert_eq!(bob.client.get_chunk(shared.id, &a).await.unwrap(), a_data);
+
+    let (b, b_data) = chunk("bob's");
+    let url = format!(
+        "{}/api/v1/workspaces/{}/chunks/{}",
+        gw.url,
+        shared.id,
+        b.to_hex()
+    );
+    let response = http()
+        .put(&url)
+        .bearer_auth(&bob.client.session().token)
+        .body(b_data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "forbidden", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("you are a read-only member of the shared folder"),
+        "{body}"
+    );
+    let e = bob
+        .client
+        .put_chunk(shared.id, &b, b_data)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden, "{e:?}");
+    assert_eq!(
+        alice.client.has_chunks(shared.id, &[a, b]).await.unwrap(),
+        vec![true, false]
+    );
+}
+
 /// A commit of `n` new folders.
 fn many_folders(alice: &common::User, n: usize) -> Request {
     let items = (0..n)

@@ -58,6 +58,7 @@ async fn the_stream_follows_the_user_into_a_shared_workspace() {
             folder,
             emails: vec![bob.email.clone()],
             encryption: EncryptionMode::Plain,
+            read_only: false,
         })
         .await
         .unwrap()

@@ -35,7 +35,7 @@ pub use folder_move::FolderMove;
 pub use gc::GcPlan;
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
 pub use objects::{Charge, StoredObject};
-pub use sharing::{InviteeState, ShareProposal};
+pub use sharing::{InviteeState, ShareProposal, ShareTerms};
 pub use store::{Backend, MetaStore};
 pub use user_removal::RemovedUser;
 pub use users::{NewUser, Revocation, UserRecord};

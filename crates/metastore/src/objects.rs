@@ -111,10 +111,48 @@ pub(crate) async fn charge_owner(
     Ok(done.rows_affected() == 1)
 }
 
+/// The error for an upload of `size` bytes (object `id`) into `ws` by
+/// `uploader` that the workspace owner's quota refused. A member who is not
+/// the owner is told whose quota it is (a shared folder is charged to its
+/// owner, not to whoever uploads into it), without the owner's figures.
+async fn quota_full(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    id: ChunkId,
+    size: u64,
+    uploader: Option<UserId>,
+) -> Result<Error, StoreError> {
+    let quota = sqlx::query(
+        "SELECT u.id, u.quota_used, u.quota_limit FROM users u \
+         JOIN workspaces w ON w.owner_id = u.id WHERE w.id = $1",
+    )
+    .bind(ws.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .ctx("reading the quota")?;
+    let Some(row) = quota else {
+        return Ok(Error::not_found(format!("no workspace {ws}")));
+    };
+    let owner: UserId = parse_id("users", &get::<String>(&row, "id")?)?;
+    if uploader.is_some_and(|u| u != owner) {
+        return Ok(Error::quota_exceeded(format!(
+            "the shared folder's owner's storage quota is full: storing {size} bytes \
+             (object {id}) would exceed it; the owner must free space or get a larger quota"
+        )));
+    }
+    Ok(Error::quota_exceeded(format!(
+        "storing {size} bytes (object {id}) would exceed the quota: {} of {} bytes used",
+        get::<i64>(&row, "quota_used")?,
+        get::<i64>(&row, "quota_limit")?
+    )))
+}
+
 impl MetaStore {
     /// Records that `id` (`size` bytes, uploaded by `uploader`) is being
     /// stored in `ws`'s container, charging its size to the workspace
-    /// owner. Call it *before* storing the bytes: an upload past the quota
+    /// owner, whoever uploads it (a member's upload into a shared folder
+    /// counts against its owner's quota, not the member's). Call it
+    /// *before* storing the bytes: an upload past the quota
     /// is refused here and nothing is written. Returns `true` for a new
     /// row, `false` when the ledger already had the object (a retried
     /// upload; nothing is charged twice).
@@ -156,23 +194,7 @@ impl MetaStore {
             return Ok(false);
         }
         if !charge_owner(&mut tx, ws, signed, charge == Charge::WithinQuota).await? {
-            let quota = sqlx::query(
-                "SELECT u.quota_used, u.quota_limit FROM users u \
-                 JOIN workspaces w ON w.owner_id = u.id WHERE w.id = $1",
-            )
-            .bind(ws.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .ctx("reading the quota")?;
-            let Some(row) = quota else {
-                return Err(Error::not_found(format!("no workspace {ws}")).into());
-            };
-            return Err(Error::quota_exceeded(format!(
-                "storing {size} bytes (object {id}) would exceed the quota: {} of {} bytes used",
-                get::<i64>(&row, "quota_used")?,
-                get::<i64>(&row, "quota_limit")?
-            ))
-            .into());
+            return Err(quota_full(&mut tx, ws, id, size, uploader).await?.into());
         }
         tx.commit().await.ctx("committing an object record")?;
         Ok(true)

@@ -20,9 +20,22 @@ pub struct ShareProposal {
     pub workspace: WorkspaceId,
     pub folder: ItemId,
     pub encryption: EncryptionMode,
+    /// Whether those who accept become read-only members.
+    pub read_only: bool,
     /// The shared workspace, once it has been created.
     pub shared_workspace: Option<WorkspaceId>,
     pub invitees: Vec<(String, InviteeState)>,
+}
+
+/// What a share proposal offers besides the folder: how its chunks are
+/// protected, and whether those who accept may change it. The default is
+/// what a proposal always offered: plain, read-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShareTerms {
+    pub encryption: EncryptionMode,
+    /// Those who accept become read-only members (see
+    /// [`Workspace::read_only`]).
+    pub read_only: bool,
 }
 
 /// Where one invitee stands.
@@ -31,6 +44,9 @@ pub enum InviteeState {
     Pending,
     Accepted,
     Declined,
+    /// Accepted, then removed from the shared folder (unshared, or left):
+    /// the invitation is used up and cannot be answered again.
+    Removed,
 }
 
 impl InviteeState {
@@ -39,6 +55,7 @@ impl InviteeState {
             InviteeState::Pending => "pending",
             InviteeState::Accepted => "accepted",
             InviteeState::Declined => "declined",
+            InviteeState::Removed => "removed",
         }
     }
     fn parse(s: &str) -> Option<InviteeState> {
@@ -46,13 +63,14 @@ impl InviteeState {
             "pending" => InviteeState::Pending,
             "accepted" => InviteeState::Accepted,
             "declined" => InviteeState::Declined,
+            "removed" => InviteeState::Removed,
             _ => return None,
         })
     }
 }
 
 const WS_COLS: &str = "w.id, w.owner_id, w.is_shared, w.encryption, w.container, w.latest_revision, \
-     m.name, m.mount_parent";
+     m.name, m.mount_parent, m.read_only";
 
 fn workspace_from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
     let enc: String = get(row, "encryption")?;
@@ -69,6 +87,7 @@ fn workspace_from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
         mount_parent: mount
             .map(|m| parse_id("workspace_members", &m))
             .transpose()?,
+        read_only: flag(row, "read_only")?,
     })
 }
 
@@ -113,7 +132,7 @@ impl MetaStore {
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
         sqlx::query(
             "INSERT INTO workspaces (id, owner_id, is_shared, encryption, container, latest_revision, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+             VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(owner.to_string())
@@ -126,7 +145,7 @@ impl MetaStore {
         .ctx("creating a workspace")?;
         sqlx::query(
             "INSERT INTO workspace_members (workspace_id, user_id, name, mount_parent, is_owner, joined_at) \
-             VALUES ($1, $2, $3, NULL, $4, $5)",
+             VALUES ($1, $2, $3, NULL, $4, $5) ON CONFLICT (workspace_id, user_id) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(owner.to_string())
@@ -137,7 +156,16 @@ impl MetaStore {
         .await
         .ctx("adding the owner to a workspace")?;
         tx.commit().await.ctx("committing a new workspace")?;
-        self.workspace_as(owner, id).await
+        // Two requests creating it at once (two devices accepting the same
+        // share): the one that lost the race finds the winner's.
+        self.workspace_as(owner, id)
+            .await
+            .map_err(|e| match e.to_proto().kind {
+                stacksync_proto::ErrorKind::Forbidden => {
+                    Error::forbidden(format!("workspace {id} exists already")).into()
+                }
+                _ => e,
+            })
     }
 
     /// Every workspace `user` belongs to, own and shared.
@@ -173,7 +201,8 @@ impl MetaStore {
         workspace_from_row(&row)
     }
 
-    /// Adds `user` to `ws` (idempotent: an existing member is left as is).
+    /// Adds `user` to `ws` as a member who is not its owner, read-only or
+    /// not (idempotent: an existing member is left as is, role included).
     pub async fn add_member(
         &self,
         ws: WorkspaceId,
@@ -181,10 +210,11 @@ impl MetaStore {
         name: &str,
         mount_parent: Option<ItemId>,
         wrapped_key: Option<&str>,
+        read_only: bool,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO workspace_members (workspace_id, user_id, name, mount_parent, is_owner, joined_at, wrapped_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace_id, user_id) DO NOTHING",
+            "INSERT INTO workspace_members (workspace_id, user_id, name, mount_parent, is_owner, joined_at, wrapped_key, read_only) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workspace_id, user_id) DO NOTHING",
         )
         .bind(ws.to_string())
         .bind(user.to_string())
@@ -193,21 +223,58 @@ impl MetaStore {
         .bind(0i64)
         .bind(now_ms())
         .bind(wrapped_key)
+        .bind(i64::from(read_only))
         .execute(&self.pool)
         .await
         .ctx("adding a member")?;
         Ok(())
     }
 
+    /// Whether `user` is a member of `ws` who is not its owner (one
+    /// [`MetaStore::remove_member`] would remove).
+    pub async fn is_non_owner_member(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 AND is_owner = $3",
+        )
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(0i64)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("looking up a membership")?;
+        Ok(row.is_some())
+    }
+
     /// Removes a member who is not the owner. Returns whether one was removed.
     pub async fn remove_member(&self, ws: WorkspaceId, user: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.ctx("removing a member")?;
         let done = sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 AND is_owner = $3")
             .bind(ws.to_string())
             .bind(user.to_string())
             .bind(0i64)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .ctx("removing a member")?;
+        // The invitation that let them in is used up: answering it again
+        // (which a retry of a half-done acceptance may) must not bring a
+        // removed member back.
+        sqlx::query(
+            "UPDATE share_invitees SET state = $1 WHERE state = $2 \
+             AND email = (SELECT email FROM users WHERE id = $3) \
+             AND proposal_id IN (SELECT id FROM share_proposals WHERE shared_workspace_id = $4)",
+        )
+        .bind(InviteeState::Removed.as_str())
+        .bind(InviteeState::Accepted.as_str())
+        .bind(user.to_string())
+        .bind(ws.to_string())
+        .execute(&mut *tx)
+        .await
+        .ctx("closing a removed member's invitation")?;
+        tx.commit().await.ctx("removing a member")?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -236,7 +303,7 @@ impl MetaStore {
     /// The members of a workspace, owner first.
     pub async fn members(&self, ws: WorkspaceId) -> Result<Vec<Member>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.user_id, u.name, u.email, m.is_owner, m.joined_at FROM workspace_members m \
+            "SELECT m.user_id, u.name, u.email, m.is_owner, m.joined_at, m.read_only FROM workspace_members m \
              JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 ORDER BY m.is_owner DESC, m.joined_at, u.email",
         )
         .bind(ws.to_string())
@@ -251,21 +318,23 @@ impl MetaStore {
                     email: get(r, "email")?,
                     is_owner: flag(r, "is_owner")?,
                     joined_at: get(r, "joined_at")?,
+                    read_only: flag(r, "read_only")?,
                 })
             })
             .collect()
     }
 
-    /// Records a share proposal for `folder` of `ws` to `emails`.
+    /// Records a share proposal for `folder` of `ws` to `emails`, on
+    /// `terms`.
     pub async fn create_share_proposal(
         &self,
         owner: UserId,
         ws: WorkspaceId,
         folder: ItemId,
         emails: &[String],
-        encryption: EncryptionMode,
+        terms: ShareTerms,
     ) -> Result<ShareProposal, StoreError> {
-        self.create_share_proposal_with_id(Uuid::now_v7(), owner, ws, folder, emails, encryption)
+        self.create_share_proposal_with_id(Uuid::now_v7(), owner, ws, folder, emails, terms)
             .await
     }
 
@@ -280,7 +349,7 @@ impl MetaStore {
         ws: WorkspaceId,
         folder: ItemId,
         emails: &[String],
-        encryption: EncryptionMode,
+        terms: ShareTerms,
     ) -> Result<ShareProposal, StoreError> {
         match self.share_proposal(id).await {
             Ok(p) if p.owner == owner => return Ok(p),
@@ -299,15 +368,16 @@ impl MetaStore {
             .collect::<Result<_, _>>()?;
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
         sqlx::query(
-            "INSERT INTO share_proposals (id, owner_id, workspace_id, folder_id, encryption, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO share_proposals (id, owner_id, workspace_id, folder_id, encryption, created_at, read_only) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.to_string())
         .bind(owner.to_string())
         .bind(ws.to_string())
         .bind(folder.to_string())
-        .bind(encryption.as_str())
+        .bind(terms.encryption.as_str())
         .bind(now_ms())
+        .bind(i64::from(terms.read_only))
         .execute(&mut *tx)
         .await
         .ctx("creating a share proposal")?;
@@ -331,7 +401,8 @@ impl MetaStore {
     /// A share proposal with its invitees.
     pub async fn share_proposal(&self, id: Uuid) -> Result<ShareProposal, StoreError> {
         let row = sqlx::query(
-            "SELECT owner_id, workspace_id, folder_id, encryption, shared_workspace_id FROM share_proposals WHERE id = $1",
+            "SELECT owner_id, workspace_id, folder_id, encryption, read_only, shared_workspace_id \
+             FROM share_proposals WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -364,6 +435,7 @@ impl MetaStore {
             folder: parse_id("share_proposals", &get::<String>(&row, "folder_id")?)?,
             encryption: EncryptionMode::parse(&enc)
                 .ok_or_else(|| corrupt("share_proposals", enc.clone()))?,
+            read_only: flag(&row, "read_only")?,
             shared_workspace: shared
                 .map(|s| parse_id("share_proposals", &s))
                 .transpose()?,
@@ -371,7 +443,8 @@ impl MetaStore {
         })
     }
 
-    /// Records an invitee's answer. Only a pending invitation can be answered.
+    /// Records an invitee's answer. Only a pending invitation can be answered,
+    /// or answered again the same way (a retry, or two devices at once).
     pub async fn answer_share_proposal(
         &self,
         id: Uuid,
@@ -385,7 +458,7 @@ impl MetaStore {
             InviteeState::Declined
         };
         let done = sqlx::query(
-            "UPDATE share_invitees SET state = $1, answered_at = $2 WHERE proposal_id = $3 AND email = $4 AND state = $5",
+            "UPDATE share_invitees SET state = $1, answered_at = $2 WHERE proposal_id = $3 AND email = $4 AND state IN ($5, $1)",
         )
         .bind(state.as_str())
         .bind(now_ms())
@@ -412,7 +485,8 @@ impl MetaStore {
         limit: usize,
     ) -> Result<Vec<Invitation>, StoreError> {
         let rows = sqlx::query(
-            "SELECT p.id, p.encryption, p.created_at, o.email AS owner_email, f.name AS folder_name \
+            "SELECT p.id, p.encryption, p.read_only, p.created_at, o.email AS owner_email, \
+             f.name AS folder_name \
              FROM share_invitees i \
              JOIN share_proposals p ON p.id = i.proposal_id \
              JOIN users o ON o.id = p.owner_id \
@@ -437,6 +511,7 @@ impl MetaStore {
                     created_at: get(r, "created_at")?,
                     encryption: EncryptionMode::parse(&enc)
                         .ok_or_else(|| corrupt("share_proposals", enc.clone()))?,
+                    read_only: flag(r, "read_only")?,
                 })
             })
             .collect()
@@ -453,11 +528,12 @@ impl MetaStore {
             "SELECT 1 AS one FROM share_invitees i \
              JOIN share_proposals p ON p.id = i.proposal_id \
              WHERE i.email = (SELECT email FROM users WHERE id = $1) \
-             AND p.shared_workspace_id = $2 AND i.state = $3 LIMIT 1",
+             AND p.shared_workspace_id = $2 AND i.state IN ($3, $4) LIMIT 1",
         )
         .bind(user.to_string())
         .bind(ws.to_string())
         .bind(InviteeState::Accepted.as_str())
+        .bind(InviteeState::Removed.as_str())
         .fetch_optional(&self.pool)
         .await
         .ctx("looking up an accepted share")?;

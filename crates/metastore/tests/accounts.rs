@@ -124,7 +124,7 @@ async fn removal_deletes_what_is_theirs_and_keeps_others_shared_folders(store: &
         .await
         .unwrap();
     store
-        .add_member(shared.id, ana.user.id, "Team", None, None)
+        .add_member(shared.id, ana.user.id, "Team", None, None, false)
         .await
         .unwrap();
     // Ana's own shared workspace, with bo in it: removal is refused.
@@ -133,7 +133,7 @@ async fn removal_deletes_what_is_theirs_and_keeps_others_shared_folders(store: &
         .await
         .unwrap();
     store
-        .add_member(hers.id, bo.user.id, "Hers", None, None)
+        .add_member(hers.id, bo.user.id, "Hers", None, None, false)
         .await
         .unwrap();
     let e = store.remove_user(ana.user.id).await.unwrap_err().to_proto();

@@ -27,6 +27,7 @@ conformance!(
     concurrent_batches_serialize,
     oauth_tokens_and_nonces,
     share_proposals,
+    read_only_members,
 );
 
 async fn users_and_devices(store: &MetaStore) {
@@ -86,7 +87,7 @@ async fn workspaces_are_private_to_members(store: &MetaStore) {
     let err = store.workspace_as(b.user.id, a.ws.id).await.unwrap_err();
     assert_eq!(err.to_proto().kind, ErrorKind::Forbidden);
     store
-        .add_member(a.ws.id, b.user.id, "From A", None, None)
+        .add_member(a.ws.id, b.user.id, "From A", None, None, false)
         .await
         .unwrap();
     assert_eq!(
@@ -604,5 +605,145 @@ async fn share_proposals(store: &MetaStore) {
     let p = store.share_proposal(p.id).await.unwrap();
     assert_eq!(p.shared_workspace, Some(shared.id));
     assert_eq!(p.invitees[0].1, InviteeState::Accepted);
+    assert!(!p.read_only, "proposals are read-write unless they say so");
     let _ = b;
+}
+
+/// A proposal can make read-only members: the role is stored with the
+/// proposal, shown to the addressee, and recorded on the membership, where
+/// every view of the workspace and its members carries it. An owner is
+/// never read-only, which the database itself refuses.
+async fn read_only_members(store: &MetaStore) {
+    use stacksync_metastore::ShareTerms;
+    let a = fixture(store, "a@x.org", 1 << 30).await;
+    let b = fixture(store, "b@x.org", 1 << 30).await;
+    let c = fixture(store, "c@x.org", 1 << 30).await;
+    let (ro_dir, rw_dir) = (ItemId::new(), ItemId::new());
+    for (dir, name) in [(ro_dir, "Look"), (rw_dir, "Edit")] {
+        committed(&commit(store, &a, vec![folder(dir, None, name, 1)]).await);
+    }
+    let terms = |read_only| ShareTerms {
+        read_only,
+        ..ShareTerms::default()
+    };
+    let ro = store
+        .create_share_proposal(a.user.id, a.ws.id, ro_dir, &["b@x.org".into()], terms(true))
+        .await
+        .unwrap();
+    assert!(ro.read_only);
+    assert!(store.share_proposal(ro.id).await.unwrap().read_only);
+    let rw = store
+        .create_share_proposal(
+            a.user.id,
+            a.ws.id,
+            rw_dir,
+            &["b@x.org".into()],
+            terms(false),
+        )
+        .await
+        .unwrap();
+    assert!(!rw.read_only);
+    let invitations: Vec<_> = store
+        .pending_invitations(b.user.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.proposal, i.folder_name, i.read_only))
+        .collect();
+    assert_eq!(
+        invitations,
+        vec![
+            (ro.id, "Look".to_string(), true),
+            (rw.id, "Edit".to_string(), false)
+        ]
+    );
+
+    let shared = store
+        .create_workspace(a.user.id, "Look", true, Default::default())
+        .await
+        .unwrap();
+    assert!(!shared.read_only, "the owner is never read-only");
+    store
+        .add_member(shared.id, b.user.id, "Look", None, None, true)
+        .await
+        .unwrap();
+    store
+        .add_member(shared.id, c.user.id, "Look", None, None, false)
+        .await
+        .unwrap();
+    // Adding again is idempotent and keeps the role.
+    store
+        .add_member(shared.id, b.user.id, "Look", None, None, false)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .workspace_as(b.user.id, shared.id)
+            .await
+            .unwrap()
+            .read_only
+    );
+    assert!(
+        !store
+            .workspace_as(c.user.id, shared.id)
+            .await
+            .unwrap()
+            .read_only
+    );
+    assert!(
+        !store
+            .workspace_as(a.user.id, shared.id)
+            .await
+            .unwrap()
+            .read_only
+    );
+    let roles: Vec<(bool, bool)> = store
+        .workspaces_of(b.user.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| (w.is_shared, w.read_only))
+        .collect();
+    assert_eq!(roles, vec![(false, false), (true, true)]);
+    let roles: Vec<(String, bool, bool)> = store
+        .members(shared.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.email, m.is_owner, m.read_only))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            ("a@x.org".to_string(), true, false),
+            ("b@x.org".to_string(), false, true),
+            ("c@x.org".to_string(), false, false),
+        ]
+    );
+    // A member's own view (name, mount point) changes; the role does not.
+    let renamed = store
+        .update_membership(shared.id, b.user.id, "Theirs", Some(ro_dir))
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Theirs");
+    assert!(renamed.read_only);
+
+    let owner_read_only = sqlx::query(
+        "UPDATE workspace_members SET read_only = 1 WHERE workspace_id = $1 AND user_id = $2",
+    )
+    .bind(shared.id.to_string())
+    .bind(a.user.id.to_string())
+    .execute(store.raw_pool())
+    .await;
+    assert!(
+        owner_read_only.is_err(),
+        "the database refuses a read-only owner"
+    );
+    assert!(
+        !store
+            .workspace_as(a.user.id, shared.id)
+            .await
+            .unwrap()
+            .read_only
+    );
 }

@@ -89,7 +89,7 @@ async fn f11_shared_storage_counts_against_its_owner(store: &MetaStore) {
         .await
         .unwrap();
     store
-        .add_member(shared.id, member.user.id, "Shared", None, None)
+        .add_member(shared.id, member.user.id, "Shared", None, None, false)
         .await
         .unwrap();
     record(store, shared.id, obj(1), 700, member.user.id).await;
@@ -139,7 +139,7 @@ async fn f10_a_plant_never_overrides_the_committers_upload(store: &MetaStore) {
         .await
         .unwrap();
     store
-        .add_member(shared.id, member.user.id, "Shared", None, None)
+        .add_member(shared.id, member.user.id, "Shared", None, None, false)
         .await
         .unwrap();
     let in_shared = |f: &Fixture| Fixture {

@@ -376,7 +376,7 @@ async fn stored_chunk_lists_follow_claims_collection_reuse_and_removal(store: &M
     // A member whose own pack holds the chunk reads it from there.
     let b = fixture(store, "b@x.org", 1 << 30).await;
     store
-        .add_member(f.ws.id, b.user.id, "A's", None, None)
+        .add_member(f.ws.id, b.user.id, "A's", None, None, false)
         .await
         .unwrap();
     let own = ChunkId([0x30; 32]);

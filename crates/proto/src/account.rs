@@ -86,6 +86,11 @@ pub struct Workspace {
     /// Where this member mounts a shared workspace in their own tree.
     #[serde(default)]
     pub mount_parent: Option<ItemId>,
+    /// Whether this member may only read the workspace (a read-only member
+    /// of a shared folder): the service refuses every change they send.
+    /// Never true for the owner.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A share proposal waiting for its addressee's answer, as the addressee
@@ -101,6 +106,9 @@ pub struct Invitation {
     /// When it was proposed.
     pub created_at: Millis,
     pub encryption: EncryptionMode,
+    /// Whether accepting makes the addressee a read-only member.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A member of a workspace.
@@ -111,4 +119,7 @@ pub struct Member {
     pub email: String,
     pub is_owner: bool,
     pub joined_at: Millis,
+    /// Whether this member may only read the workspace (never the owner).
+    #[serde(default)]
+    pub read_only: bool,
 }

@@ -50,6 +50,11 @@ pub enum Request {
         folder: ItemId,
         emails: Vec<String>,
         encryption: EncryptionMode,
+        /// Whether those who accept may only read the shared folder (a
+        /// request from an older client, which cannot say, offers
+        /// read-write).
+        #[serde(default)]
+        read_only: bool,
     },
     AnswerShareProposal {
         proposal: Uuid,

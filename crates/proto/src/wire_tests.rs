@@ -174,3 +174,51 @@ fn compression_bombs_stop_at_the_size_limit() {
         assert!(err.message.contains("or more"), "{err}");
     }
 }
+
+#[test]
+fn older_peers_mean_read_write_members() {
+    use crate::{Invitation, Member, Workspace};
+    let ids = "\"00000000-0000-0000-0000-000000000001\"";
+    // What an older client sends and an older server answers: no
+    // `read_only` anywhere. It means what it always did: read-write.
+    let old_request = format!(
+        r#"{{"v":1,"body":{{"request_id":{ids},"token":"t","request":{{"op":"create_share_proposal","workspace":{ids},"folder":{ids},"emails":["b@x.org"],"encryption":"plain"}}}}}}"#
+    );
+    let request = decode::<RpcRequest>(old_request.as_bytes()).unwrap();
+    assert!(
+        matches!(
+            request.request,
+            Request::CreateShareProposal {
+                read_only: false,
+                ..
+            }
+        ),
+        "{request:?}"
+    );
+    let workspace: Workspace = serde_json::from_str(&format!(
+        r#"{{"id":{ids},"owner":{ids},"name":"w","is_shared":true,"encryption":"plain","container":"c","latest_revision":3}}"#
+    ))
+    .unwrap();
+    assert!(!workspace.read_only);
+    let invitation: Invitation = serde_json::from_str(&format!(
+        r#"{{"proposal":{ids},"folder_name":"f","from":"a@x.org","created_at":1,"encryption":"plain"}}"#
+    ))
+    .unwrap();
+    assert!(!invitation.read_only);
+    let member: Member = serde_json::from_str(&format!(
+        r#"{{"user":{ids},"name":"b","email":"b@x.org","is_owner":false,"joined_at":1}}"#
+    ))
+    .unwrap();
+    assert!(!member.read_only);
+    // And a read-only role survives the trip.
+    let ro = Workspace {
+        read_only: true,
+        ..workspace
+    };
+    assert_eq!(decode::<Workspace>(&encode(&ro)).unwrap(), ro);
+    let ro = Member {
+        read_only: true,
+        ..member
+    };
+    assert_eq!(decode::<Member>(&encode(&ro)).unwrap(), ro);
+}

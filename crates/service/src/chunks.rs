@@ -1,7 +1,8 @@
 //! Chunk data for clients whose data goes through the server (the local
 //! directory store, or clients that may not reach Swift), and what a client
 //! needs to reach Swift directly. Every call is authorized by membership of
-//! the workspace whose container holds the chunks.
+//! the workspace whose container holds the chunks (an upload by a member
+//! who may write it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,8 +84,9 @@ impl Service {
     /// named by its id, or a pack of chunks (at most
     /// [`PackSpan::MAX_PACK_BYTES`]) named by the client's random id.
     ///
-    /// Membership is checked, and a declared length over the limit refused,
-    /// before any byte is read; the body then streams to the store, which
+    /// Membership (one that may write: not a read-only member) is checked,
+    /// and a declared length over the limit refused, before any byte is
+    /// read; the upload is charged to the workspace owner's quota; the body then streams to the store, which
     /// refuses it as soon as it passes the limit. Objects are written once:
     /// the same bytes again succeed (a retry), other bytes under an existing
     /// name are a `Conflict` and the stored object is kept. In a plain
@@ -98,7 +100,7 @@ impl Service {
         upload: impl Into<ObjectUpload>,
     ) -> Result<(), Error> {
         let upload = upload.into();
-        let workspace = self.member_of(user, ws).await?;
+        let workspace = self.writable_member_of(user, ws).await?;
         // The quota is charged before anything is stored, so the size must
         // be known first; the body is then held to exactly that size.
         let Some(len) = upload.declared_len else {

@@ -3,15 +3,18 @@
 //!
 //! Authorization happens here, before any effect: a workspace is reached
 //! only through `MetaStore::workspace_as` (forbidden to non-members, whether
-//! or not it exists), and a device id in a request must belong to the caller.
+//! or not it exists), changed only through `Service::writable_member_of`
+//! (forbidden to read-only members too), and a device id in a request must
+//! belong to the caller.
 
 use std::net::IpAddr;
 
 use stacksync_bus::Topic;
+use stacksync_metastore::ShareTerms;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
 use stacksync_proto::{
     CommitOutcome, CommitRequest, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus,
-    Notification, ProposedItem, UserId, Workspace, WorkspaceId, same_chunks,
+    Notification, ProposedItem, UserId, Workspace, WorkspaceId, printable, same_chunks,
 };
 use uuid::Uuid;
 
@@ -99,16 +102,14 @@ impl Service {
                 folder,
                 emails,
                 encryption,
+                read_only,
             } => {
-                self.create_share_proposal(
-                    user,
-                    req.request_id,
-                    workspace,
-                    folder,
-                    &emails,
+                let terms = ShareTerms {
                     encryption,
-                )
-                .await?
+                    read_only,
+                };
+                self.create_share_proposal(user, req.request_id, workspace, folder, &emails, terms)
+                    .await?
             }
             Request::AnswerShareProposal { proposal, accept } => {
                 self.answer_share_proposal(user, proposal, accept).await?
@@ -177,9 +178,33 @@ impl Service {
         })
     }
 
-    /// The workspace as `user` sees it; forbidden unless a member.
+    /// The workspace as `user` sees it; forbidden unless a member. Enough
+    /// to read it (the feed, versions, members, chunks); changing it needs
+    /// [`Service::writable_member_of`].
     pub(crate) async fn member_of(&self, user: UserId, ws: WorkspaceId) -> Result<Workspace> {
         Ok(self.store().workspace_as(user, ws).await?)
+    }
+
+    /// The workspace as `user` sees it, if they may change its items or
+    /// objects: forbidden unless a member, and forbidden to a read-only
+    /// member. The one rule for every write (commits, restores, uploads);
+    /// a member's own view of the workspace (its name and mount point) and
+    /// leaving it are not writes to it.
+    pub(crate) async fn writable_member_of(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+    ) -> Result<Workspace> {
+        let workspace = self.member_of(user, ws).await?;
+        if workspace.read_only {
+            return Err(Error::forbidden(format!(
+                "you are a read-only member of the shared folder '{}' (workspace {ws}): \
+                 you can read it but not change it",
+                printable(&workspace.name)
+            ))
+            .into());
+        }
+        Ok(workspace)
     }
 
     /// Refuses a device that is not `user`'s.
@@ -195,7 +220,7 @@ impl Service {
         user: UserId,
         commit: CommitRequest,
     ) -> Result<stacksync_proto::CommitResult> {
-        let workspace = self.member_of(user, commit.workspace).await?;
+        let workspace = self.writable_member_of(user, commit.workspace).await?;
         self.own_device(user, commit.device).await?;
         self.record_named_objects(user, &workspace, &commit).await?;
         let result = self.store().commit(&commit).await?;
@@ -252,7 +277,7 @@ impl Service {
         version: u64,
         device: DeviceId,
     ) -> Result<ItemMeta> {
-        self.member_of(user, ws).await?;
+        self.writable_member_of(user, ws).await?;
         self.own_device(user, device).await?;
         let old = self.store().version(ws, item, version).await?;
         let current = self.store().item(ws, item).await?;

@@ -7,11 +7,16 @@
 //! its place), then members are added and granted the container through the
 //! storage ACLs. Every step is idempotent, so a retried or redelivered
 //! answer (or a crash half-way) is finished by the next attempt.
+//!
+//! A proposal may make those who accept it read-only members
+//! (`ShareTerms::read_only`): the role is recorded on their membership,
+//! their storage user only ever reads the container, and every write they
+//! send is refused by `Service::writable_member_of`.
 
 use futures::{StreamExt, TryStreamExt};
 use stacksync_blobstore::{Access, ByteRange, StorageUser};
 use stacksync_bus::Topic;
-use stacksync_metastore::{Charge, InviteeState, ShareProposal};
+use stacksync_metastore::{Charge, InviteeState, ShareProposal, ShareTerms};
 use stacksync_proto::rpc::Reply;
 use stacksync_proto::{
     ChunkId, ChunkRef, DeviceId, EncryptionMode, Error, ErrorKind, ItemId, Notification, UserId,
@@ -37,7 +42,7 @@ impl Service {
         ws: WorkspaceId,
         folder: ItemId,
         emails: &[String],
-        encryption: EncryptionMode,
+        terms: ShareTerms,
     ) -> Result<Reply> {
         let workspace = self.member_of(user, ws).await?;
         if workspace.owner != user {
@@ -65,7 +70,7 @@ impl Service {
         let id = share_proposal_id(user, request_id);
         let proposal = self
             .store()
-            .create_share_proposal_with_id(id, user, ws, folder, emails, encryption)
+            .create_share_proposal_with_id(id, user, ws, folder, emails, terms)
             .await?;
         let n = Notification::ShareProposal {
             proposal: id,
@@ -127,8 +132,10 @@ impl Service {
             .workspace_as(proposal.owner, shared)
             .await?
             .name;
+        // The role is the proposal's; a retried answer keeps the one the
+        // first recorded.
         self.store()
-            .add_member(shared, user, &folder_name, None, None)
+            .add_member(shared, user, &folder_name, None, None, proposal.read_only)
             .await?;
         let workspace = self.store().workspace_as(user, shared).await?;
         self.grant(&workspace, me.storage_user.as_deref()).await?;
@@ -256,6 +263,7 @@ impl Service {
     ///   workspaces go through the service instead, which stores objects
     ///   write-once and checks chunk ids where it can.
     ///
+    /// A read-only member never gets more than read, wherever they are.
     /// A write grant left on a shared container by an older server is
     /// taken back here, so re-granting (every answer to a proposal does)
     /// repairs it.
@@ -341,9 +349,15 @@ impl Service {
         Ok(Reply::Left { workspace: ws })
     }
 
-    /// Removes a member who is not the owner, in the database and in the
-    /// storage ACLs, and tells them and the other members. Removing
+    /// Removes a member who is not the owner, from the storage ACLs and then
+    /// from the database, and tells them and the other members. Removing
     /// someone who is no longer a member does nothing.
+    ///
+    /// The ACL goes first: while the membership row stays, a failed revoke
+    /// is retried by the next attempt (the other way round, that attempt
+    /// would find no member and leave the grant in place). Nobody else's
+    /// grant is revoked: several accounts may map to one storage user, so
+    /// only a membership says that this one was granted here.
     async fn remove_member(
         &self,
         workspace: &Workspace,
@@ -351,7 +365,7 @@ impl Service {
         storage_user: Option<&str>,
     ) -> Result<()> {
         let ws = workspace.id;
-        if !self.store().remove_member(ws, user).await? {
+        if !self.store().is_non_owner_member(ws, user).await? {
             return Ok(());
         }
         if let Some(name) = storage_user {
@@ -361,6 +375,10 @@ impl Service {
                 .revoke(&container, &su, Access::ReadWrite)
                 .await
                 .blob(|| format!("revoking {name} on {container}"))?;
+        }
+        if !self.store().remove_member(ws, user).await? {
+            // A concurrent removal got there first and tells everyone.
+            return Ok(());
         }
         let n = Notification::Unshared {
             workspace: ws,
@@ -376,9 +394,9 @@ impl Service {
 }
 
 /// What a member's own storage credentials may do in a workspace's
-/// container (see [`Service::grant`]).
+/// container (see [`Service::grant`]); `ws` as that member sees it.
 pub(crate) fn member_access(ws: &Workspace) -> Access {
-    if ws.is_shared {
+    if ws.is_shared || ws.read_only {
         Access::Read
     } else {
         Access::ReadWrite
@@ -446,4 +464,32 @@ async fn materialize(
     .map_err(|e| Error::internal(format!("decoding delta chunk {id}: {e}")))?
     .map_err(|e| Error::internal(format!("decoding delta chunk {id}: {e}")))?;
     Ok(bytes::Bytes::from(encoded.bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace(is_shared: bool, read_only: bool) -> Workspace {
+        Workspace {
+            id: WorkspaceId::new(),
+            owner: UserId::new(),
+            name: "w".into(),
+            is_shared,
+            encryption: EncryptionMode::Plain,
+            container: "ws-w".into(),
+            latest_revision: 0,
+            mount_parent: None,
+            read_only,
+        }
+    }
+
+    #[test]
+    fn only_a_private_workspace_is_written_directly() {
+        assert_eq!(member_access(&workspace(false, false)), Access::ReadWrite);
+        assert_eq!(member_access(&workspace(true, false)), Access::Read);
+        assert_eq!(member_access(&workspace(true, true)), Access::Read);
+        // A read-only member never gets write, even where members would.
+        assert_eq!(member_access(&workspace(false, true)), Access::Read);
+    }
 }

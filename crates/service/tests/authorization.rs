@@ -1,13 +1,18 @@
 //! Authorization, data-driven: one table with every request variant, sent
 //! by a user who is not a member (or with a device that is not theirs).
-//! Each must be refused with the expected kind and change nothing.
+//! Each must be refused with the expected kind and change nothing. A second
+//! table sends every request that names a workspace as a read-only member
+//! of it: reads are answered, writes refused, and nothing changes.
 
 mod common;
 
+use bytes::Bytes;
 use common::{Env, User, file, folder};
+use stacksync_blobstore::ContainerName;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
-    ChunkId, ChunkRef, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemMeta, Member, PackSpan,
+    ChunkId, ChunkRef, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemMeta, Member,
+    PackSpan, Workspace,
 };
 use uuid::Uuid;
 
@@ -36,6 +41,34 @@ fn variant(r: &Request) -> &'static str {
         Request::Logout { .. } => "logout",
         Request::IssueBrokerCredentials => "issue_broker_credentials",
         Request::BindNotifications => "bind_notifications",
+    }
+}
+
+/// Whether the request acts on one workspace (named in it), which a
+/// read-only member may or may not be allowed. Exhaustive on purpose, as
+/// [`variant`] is.
+fn names_a_workspace(r: &Request) -> bool {
+    match r {
+        Request::GetChanges { .. }
+        | Request::Commit(_)
+        | Request::UpdateWorkspace { .. }
+        | Request::CreateShareProposal { .. }
+        | Request::Unshare { .. }
+        | Request::GetMembers { .. }
+        | Request::LeaveWorkspace { .. }
+        | Request::GetVersions { .. }
+        | Request::Restore { .. }
+        | Request::LocateChunks { .. } => true,
+        Request::Login { .. }
+        | Request::GetAccount
+        | Request::GetWorkspaces
+        | Request::UpdateDevice { .. }
+        | Request::AnswerShareProposal { .. }
+        | Request::GetInvitations
+        | Request::ChangePassword { .. }
+        | Request::Logout { .. }
+        | Request::IssueBrokerCredentials
+        | Request::BindNotifications => false,
     }
 }
 
@@ -152,6 +185,7 @@ async fn world(env: &Env) -> World {
                 folder: dir,
                 emails: vec![bob.email.clone()],
                 encryption: EncryptionMode::Plain,
+                read_only: false,
             },
         )
         .await
@@ -232,6 +266,7 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
                 folder: w.dir,
                 emails: vec![w.mallory.email.clone()],
                 encryption: EncryptionMode::Plain,
+                read_only: false,
             },
             forbidden,
         ),
@@ -384,3 +419,247 @@ async fn bad_tokens_are_unauthenticated(env: &Env) {
     assert_eq!(snapshot(env, &w).await, before);
 }
 both_combos!(bad_tokens_are_unauthenticated);
+
+/// What every write by a read-only member is refused with.
+const READ_ONLY: &str = "you are a read-only member of the shared folder";
+
+/// What a read-only member's request must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// Answered (a read, or a change to the member's own view).
+    Answered,
+    /// Refused as a write by a read-only member.
+    ReadOnly,
+    /// Refused for another reason (only the owner may do it).
+    Forbidden,
+}
+
+/// The shared workspace alice made of `Team` (with `notes.txt` at version
+/// 2 and one stored object), whose read-only member is mallory.
+struct ReadOnlyWorld {
+    /// The non-members' world it was made in.
+    base: World,
+    alice: User,
+    mallory: User,
+    team: Workspace,
+    sub: ItemId,
+    notes: ItemId,
+    object: ChunkId,
+}
+
+async fn read_only_world(env: &Env) -> ReadOnlyWorld {
+    let base = world(env).await;
+    let (alice, mallory) = (base.alice.clone(), base.mallory.clone());
+    let (dir, sub, notes) = (ItemId::new(), ItemId::new(), ItemId::new());
+    let c = CommitRequest {
+        workspace: alice.private.id,
+        device: alice.device,
+        items: vec![
+            folder(dir, None, "Team"),
+            folder(sub, Some(dir), "Sub"),
+            file(notes, Some(dir), "notes.txt", 1, "n1"),
+        ],
+    };
+    env.call(&alice.token, Request::Commit(c)).await.unwrap();
+    let team = common::share_folder_as(env, &alice, &mallory, dir, true).await;
+    assert!(team.read_only);
+    let c = CommitRequest {
+        workspace: team.id,
+        device: alice.device,
+        // The folder's children are the shared workspace's top level.
+        items: vec![file(notes, None, "notes.txt", 2, "n2")],
+    };
+    env.call(&alice.token, Request::Commit(c)).await.unwrap();
+    let object = ChunkId([0x0b; 32]);
+    env.service
+        .put_chunk(alice.id, team.id, &object, Bytes::from(vec![0x0b; 1000]))
+        .await
+        .unwrap();
+    ReadOnlyWorld {
+        base,
+        alice,
+        mallory,
+        team,
+        sub,
+        notes,
+        object,
+    }
+}
+
+/// The table: (request sent by mallory, a read-only member of `team`,
+/// what it must get). Leaving comes last, since it ends the membership.
+fn read_only_table(w: &ReadOnlyWorld) -> Vec<(Request, Expect)> {
+    use Expect::*;
+    let ws = w.team.id;
+    let commit = |items| {
+        Request::Commit(CommitRequest {
+            workspace: ws,
+            device: w.mallory.device,
+            items,
+        })
+    };
+    let mut gone = file(w.notes, None, "notes.txt", 3, "gone");
+    gone.status = stacksync_proto::ItemStatus::Deleted;
+    gone.content_hash = None;
+    vec![
+        (
+            Request::GetChanges {
+                workspace: ws,
+                since: 0,
+                limit: 10,
+            },
+            Answered,
+        ),
+        (
+            commit(vec![file(ItemId::new(), None, "new", 1, "x")]),
+            ReadOnly,
+        ),
+        (
+            commit(vec![file(w.notes, None, "notes.txt", 3, "n3")]),
+            ReadOnly,
+        ),
+        (commit(vec![gone]), ReadOnly),
+        (
+            commit(vec![folder(ItemId::new(), Some(w.sub), "Mine")]),
+            ReadOnly,
+        ),
+        // Their own name and mount point for it.
+        (
+            Request::UpdateWorkspace {
+                workspace: ws,
+                name: "Alice's team".into(),
+                mount_parent: None,
+            },
+            Answered,
+        ),
+        (
+            Request::CreateShareProposal {
+                workspace: ws,
+                folder: w.sub,
+                emails: vec![w.alice.email.clone()],
+                encryption: EncryptionMode::Plain,
+                read_only: false,
+            },
+            Forbidden,
+        ),
+        (
+            Request::Unshare {
+                workspace: ws,
+                emails: vec![w.alice.email.clone()],
+            },
+            Forbidden,
+        ),
+        (Request::GetMembers { workspace: ws }, Answered),
+        (
+            Request::GetVersions {
+                workspace: ws,
+                item: w.notes,
+            },
+            Answered,
+        ),
+        (
+            Request::Restore {
+                workspace: ws,
+                item: w.notes,
+                version: 1,
+                device: w.mallory.device,
+            },
+            ReadOnly,
+        ),
+        (
+            Request::LocateChunks {
+                workspace: ws,
+                ids: vec![w.object],
+                bases: true,
+            },
+            Answered,
+        ),
+        (Request::LeaveWorkspace { workspace: ws }, Answered),
+    ]
+}
+
+/// Everything of `team` a read-only member's request must leave as it
+/// was (as its owner sees it): revision, items, ledger, stored objects.
+async fn team_snapshot(
+    env: &Env,
+    w: &ReadOnlyWorld,
+) -> (u64, Vec<ItemMeta>, Vec<String>, Vec<ChunkId>) {
+    let store = env.service.store();
+    let ws = w.team.id;
+    let objects = store
+        .objects_of(ws)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| format!("{} {}", o.id, o.size))
+        .collect();
+    let container = ContainerName::new(&w.team.container).unwrap();
+    (
+        store
+            .workspace_as(w.alice.id, ws)
+            .await
+            .unwrap()
+            .latest_revision,
+        store.get_changes(ws, 0, 1000).await.unwrap().items,
+        objects,
+        env.blobs.list(&container).await.unwrap(),
+    )
+}
+
+async fn read_only_members_read_and_never_write(env: &Env) {
+    let w = read_only_world(env).await;
+    let rows = read_only_table(&w);
+    let covered: std::collections::BTreeSet<_> = rows.iter().map(|(r, _)| variant(r)).collect();
+    let scoped: std::collections::BTreeSet<_> = table(&w.base)
+        .iter()
+        .filter(|(r, _)| names_a_workspace(r))
+        .map(|(r, _)| variant(r))
+        .collect();
+    assert_eq!(covered, scoped, "the table covers every workspace request");
+    let before = team_snapshot(env, &w).await;
+    // Uploads, which are not RPCs, are writes too: refused before anything
+    // is stored or charged, even the same bytes as a stored object.
+    for (id, fill, len) in [(ChunkId([0x0c; 32]), 0x0c, 10), (w.object, 0x0b, 1000)] {
+        let data = Bytes::from(vec![fill; len]);
+        let e = env
+            .service
+            .put_chunk(w.mallory.id, w.team.id, &id, data)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Forbidden, "{e}");
+        assert!(e.message.contains(READ_ONLY), "{e}");
+    }
+    assert_eq!(team_snapshot(env, &w).await, before);
+    for (request, expected) in rows {
+        let name = variant(&request);
+        let result = env.call(&w.mallory.token, request).await;
+        match (expected, result) {
+            (Expect::ReadOnly, Err(e)) => {
+                assert_eq!(e.kind, ErrorKind::Forbidden, "{name}: {e}");
+                assert!(e.message.contains(READ_ONLY), "{name}: {e}");
+            }
+            (Expect::Forbidden, Err(e)) => assert_eq!(e.kind, ErrorKind::Forbidden, "{name}: {e}"),
+            (Expect::Answered, Ok(Reply::Workspace(ws))) => {
+                assert!(ws.read_only, "{name}: {ws:?}");
+            }
+            (Expect::Answered, Ok(Reply::Members { members })) => {
+                let me = members.iter().find(|m| m.user == w.mallory.id).unwrap();
+                assert!(me.read_only, "{name}: {members:?}");
+            }
+            (Expect::Answered, Ok(Reply::Changes(page))) => {
+                assert!(!page.items.is_empty(), "{name}: {page:?}");
+            }
+            (Expect::Answered, Ok(Reply::Versions { versions })) => {
+                assert_eq!(versions.len(), 2, "{name}");
+            }
+            (Expect::Answered, Ok(Reply::ChunkLocations { .. } | Reply::Left { .. })) => {}
+            (expected, other) => panic!("{name}: expected {expected:?}, got {other:?}"),
+        }
+        assert_eq!(
+            team_snapshot(env, &w).await,
+            before,
+            "{name} changed something"
+        );
+    }
+}
+both_combos!(read_only_members_read_and_never_write);

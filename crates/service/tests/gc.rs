@@ -100,6 +100,78 @@ async fn f11_uploads_past_the_quota_are_refused_before_storage(env: &Env) {
 }
 both_combos!(f11_uploads_past_the_quota_are_refused_before_storage);
 
+/// A shared folder is stored once, in its owner's storage: whoever uploads
+/// into it (the owner or a member, through the service or, named by a
+/// commit, directly), its owner pays; past the owner's quota a member is
+/// told that it is the owner's quota that is full (and not the owner's
+/// figures), while their own quota is untouched.
+async fn shared_folders_count_against_their_owners_quota(env: &Env) {
+    const OWNERS: &str = "the shared folder's owner's storage quota is full";
+    let alice = env.user_with_quota("alice@example.com", 1_000_000).await;
+    let bob = env.user_with_quota("bob@example.com", 10_000_000).await;
+    let dir = ItemId::new();
+    committed(
+        &commit(
+            env,
+            &alice,
+            &alice.private,
+            vec![common::folder(dir, None, "Together")],
+        )
+        .await,
+    );
+    let shared = common::share_folder(env, &alice, &bob, dir).await;
+    let put = |user: &User, ws: &Workspace, n: u8, len: usize| {
+        let (user, ws) = (user.id, ws.id);
+        async move {
+            env.service
+                .put_chunk(user, ws, &ChunkId([n; 32]), Bytes::from(vec![n; len]))
+                .await
+        }
+    };
+    put(&bob, &shared, 1, 300_000).await.unwrap();
+    assert_eq!(quota_used(env, &alice).await, 300_000);
+    assert_eq!(quota_used(env, &bob).await, 0, "the member pays nothing");
+    put(&alice, &shared, 2, 300_000).await.unwrap();
+    assert_eq!(quota_used(env, &alice).await, 600_000);
+
+    let e = put(&bob, &shared, 3, 500_000).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::QuotaExceeded, "{e}");
+    assert!(e.message.contains(OWNERS), "{e}");
+    assert!(!e.message.contains("600000"), "the owner's figures: {e}");
+    // An object a member wrote straight to the container (as a client
+    // that reaches Swift might) is charged when a commit names it.
+    let container = ContainerName::new(&shared.container).unwrap();
+    let direct = ChunkId([4; 32]);
+    env.blobs
+        .put_bytes(&container, &direct, Bytes::from(vec![4u8; 500_000]))
+        .await
+        .unwrap();
+    let request = Request::Commit(CommitRequest {
+        workspace: shared.id,
+        device: bob.device,
+        items: vec![file_with("direct", ChunkRef::whole(direct, 500_000))],
+    });
+    let e = env.call(&bob.token, request).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::QuotaExceeded, "{e}");
+    assert!(e.message.contains(OWNERS), "{e}");
+    assert_eq!(quota_used(env, &alice).await, 600_000);
+    assert_eq!(
+        objects_in(env, &shared).await,
+        vec![ChunkId([1; 32]), ChunkId([2; 32]), direct],
+        "the refused upload stored nothing"
+    );
+    // The owner past her own quota hears about her own figures.
+    let e = put(&alice, &shared, 5, 500_000).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::QuotaExceeded, "{e}");
+    assert!(!e.message.contains(OWNERS), "{e}");
+    assert!(e.message.contains("600000 of 1000000"), "{e}");
+    // Bob's own storage is his own.
+    put(&bob, &bob.private, 6, 500_000).await.unwrap();
+    assert_eq!(quota_used(env, &bob).await, 500_000);
+    assert_eq!(quota_used(env, &alice).await, 600_000);
+}
+both_combos!(shared_folders_count_against_their_owners_quota);
+
 async fn f11_gc_frees_deleted_files_and_their_quota(env: &Env) {
     let alice = env.user("alice@example.com").await;
     let ws = alice.private.clone();
@@ -265,7 +337,7 @@ async fn f10_a_planted_location_does_not_break_the_owners_file(env: &Env) {
         .await
         .unwrap();
     store
-        .add_member(shared.id, mallory.id, "Shared", None, None)
+        .add_member(shared.id, mallory.id, "Shared", None, None, false)
         .await
         .unwrap();
     let chunk = ChunkId([0xc1; 32]);

@@ -253,6 +253,7 @@ async fn share_accept_and_unshare(env: &Env) {
             folder: dir,
             emails: vec!["Bob@Example.com".into()],
             encryption: EncryptionMode::Plain,
+            read_only: false,
         },
     };
     let Ok(Reply::ShareProposal {
@@ -515,6 +516,7 @@ async fn invitations_and_leave(env: &Env) {
         folder,
         emails: emails.iter().map(|e| e.to_string()).collect(),
         encryption: EncryptionMode::Plain,
+        read_only: false,
     };
     let Ok(Reply::ShareProposal {
         proposal: to_both, ..
@@ -625,5 +627,91 @@ async fn invitations_and_leave(env: &Env) {
         !acl.read.contains(&bob_su) && !acl.write.contains(&bob_su),
         "{acl:?}"
     );
+    // The invitation he accepted is used up: answering it again does not
+    // bring him back.
+    let again = env.call(&bob.token, answer(to_both, true)).await;
+    assert!(
+        matches!(&again, Err(e) if e.kind == ErrorKind::Forbidden),
+        "{again:?}"
+    );
+    assert_feed_forbidden(env, &bob.token, shared.id).await;
 }
 both_combos!(invitations_and_leave);
+
+/// Removing a member revokes their storage grant before their membership:
+/// when the revoke fails, the member is still a member, and the next
+/// unshare (or leave) revokes and removes them. (Removing the membership
+/// first left the grant for good: the retry found no member.)
+async fn a_failed_revoke_is_retried_by_the_next_removal(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let bob = env.user("bob@example.com").await;
+    let carol = env.user("carol@example.com").await;
+    let (dir, other) = (ItemId::new(), ItemId::new());
+    let commit = CommitRequest {
+        workspace: alice.private.id,
+        device: alice.device,
+        items: vec![folder(dir, None, "Project"), folder(other, None, "Other")],
+    };
+    env.call(&alice.token, Request::Commit(commit))
+        .await
+        .unwrap();
+    let shared = common::share_folder(env, &alice, &bob, dir).await;
+    let theirs = common::share_folder(env, &alice, &carol, other).await;
+    let acl_file =
+        |ws: &stacksync_proto::Workspace| env.blob_root().join(&ws.container).join("acl.json");
+    let readers = |ws: stacksync_proto::Workspace| async move {
+        let container = ContainerName::new(&ws.container).unwrap();
+        let acl = env.blobs.acl(&container).await.unwrap();
+        assert!(acl.write.is_empty(), "{acl:?}");
+        acl.read
+            .iter()
+            .map(|u| u.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(readers(shared.clone()).await, ["t:alice", "t:bob"]);
+
+    // Unshare, and leave, while the store cannot change the ACLs.
+    let attempts: [(&common::User, &stacksync_proto::Workspace, Request); 2] = [
+        (
+            &alice,
+            &shared,
+            Request::Unshare {
+                workspace: shared.id,
+                emails: vec![bob.email.clone()],
+            },
+        ),
+        (
+            &carol,
+            &theirs,
+            Request::LeaveWorkspace {
+                workspace: theirs.id,
+            },
+        ),
+    ];
+    for (user, ws, request) in attempts {
+        let member = if ws.id == shared.id { &bob } else { &carol };
+        let good = std::fs::read(acl_file(ws)).unwrap();
+        std::fs::write(acl_file(ws), b"not an ACL").unwrap();
+        let failed = env.call(&user.token, request.clone()).await;
+        assert!(failed.is_err(), "the revoke failed: {failed:?}");
+        let members = members_of(env, &alice.token, ws.id).await;
+        assert!(
+            members.iter().any(|m| m.user == member.id),
+            "still a member while still granted: {members:?}"
+        );
+        std::fs::write(acl_file(ws), good).unwrap();
+        // The retry finishes the job, and a further one is a no-op.
+        for _ in 0..2 {
+            let retried = env.call(&user.token, request.clone()).await;
+            assert!(retried.is_ok(), "{retried:?}");
+        }
+        let members = members_of(env, &alice.token, ws.id).await;
+        assert_eq!(
+            members.iter().map(|m| m.user).collect::<Vec<_>>(),
+            vec![alice.id]
+        );
+        assert_eq!(readers(ws.clone()).await, ["t:alice"]);
+        assert_feed_forbidden(env, &member.token, ws.id).await;
+    }
+}
+both_combos!(a_failed_revoke_is_retried_by_the_next_removal);

@@ -12,6 +12,31 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[allow(unused_macros)]
+/// Runs a scenario as two tests: `NAME::embedded` and
+/// `NAME::on_postgres_rabbitmq_swift` (the latter skipped outside CI when
+/// the services' variables are unset, failing under CI).
+macro_rules! on_both_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$scenario(Backend::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres_rabbitmq_swift() {
+                let Some(backend) = Backend::full() else {
+                    return;
+                };
+                super::$scenario(backend).await;
+            }
+        }
+    };
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_stacksync");
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -211,6 +236,16 @@ impl Cluster {
 
     /// Creates an account; returns its email.
     pub fn add_user(&self, email: &str, quota: Option<u64>) -> String {
+        self.add_user_as(email, quota, self.direct.is_some())
+    }
+
+    /// An account with no storage user of its own (it reaches the service
+    /// through the gateway only).
+    pub fn add_gateway_user(&self, email: &str) -> String {
+        self.add_user_as(email, None, false)
+    }
+
+    fn add_user_as(&self, email: &str, quota: Option<u64>, storage_user: bool) -> String {
         let mut cmd = std::process::Command::new(BIN);
         cmd.args(["admin", "--config"])
             .arg(&self.config)
@@ -219,7 +254,7 @@ impl Cluster {
         if let Some(q) = quota {
             cmd.args(["--quota", &q.to_string()]);
         }
-        if self.direct.is_some() {
+        if storage_user {
             // Its own Swift user, reaching the installation's account
             // (AUTH_test) through the container ACL the service grants.
             cmd.args(["--storage-user", "test2:tester2"]);

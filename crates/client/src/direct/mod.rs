@@ -36,7 +36,7 @@ use stacksync_gateway_client::{GatewayClient, RetryPolicy};
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{Error, UserId, Workspace};
 
-use crate::connection::{Connection, NotificationStream, unexpected};
+use crate::connection::{Connection, GatewayTransport, NotificationStream, unexpected};
 use crate::transfer::{BlobTransport, ChunkTransport};
 use listener::Listener;
 use rpc::call;
@@ -56,6 +56,12 @@ pub struct DirectConfig {
     /// How transient failures (bus timeouts, a lost broker connection, the
     /// service reporting `Unavailable`) are retried, under one request id.
     pub retry: RetryPolicy,
+    /// The server's http(s) URL. Shared workspaces grant members' storage
+    /// users read access only (a Swift ACL cannot stop an overwrite, and
+    /// the other members' files must not be at one member's mercy), so
+    /// chunks written into a shared workspace go through the server's
+    /// write-once upload; without a URL they are refused by Swift.
+    pub server_url: Option<String>,
 }
 
 impl DirectConfig {
@@ -69,6 +75,7 @@ impl DirectConfig {
             bus: BusConfig::new(amqp_url, namespace),
             swift,
             retry: RetryPolicy::default(),
+            server_url: None,
         }
     }
 }
@@ -89,6 +96,8 @@ struct Inner {
     storage_user: String,
     retry: RetryPolicy,
     timeout: Duration,
+    /// The same session over HTTP, for writes into shared workspaces.
+    http: Option<GatewayClient>,
 }
 
 impl fmt::Debug for DirectConnection {
@@ -116,6 +125,10 @@ impl DirectConnection {
         email: &str,
         password: &str,
     ) -> Result<DirectConnection, Error> {
+        let mut config = config;
+        config
+            .server_url
+            .get_or_insert_with(|| server_url.to_owned());
         let http = GatewayClient::login(server_url, email, password).await?;
         let broker = match http.rpc(Request::IssueBrokerCredentials).await? {
             Reply::BrokerCredentials { user, password, .. } => ClientLogin { user, password },
@@ -171,8 +184,24 @@ impl DirectConnection {
                 ),
             )
         })?;
+        let http = match &config.server_url {
+            Some(url) => Some(
+                GatewayClient::with_session(
+                    url,
+                    stacksync_gateway_client::Session {
+                        token: token.clone(),
+                        user,
+                        expires_at: i64::MAX,
+                    },
+                )
+                .map_err(|e| Error::bad_request(format!("the server URL {url}: {e}")))?
+                .with_retry(config.retry),
+            ),
+            None => None,
+        };
         Ok(DirectConnection {
             inner: Arc::new(Inner {
+                http,
                 bus,
                 namespace: config.bus.namespace,
                 token,
@@ -228,8 +257,15 @@ impl Connection for DirectConnection {
             ))
         })?;
         let store: Arc<dyn BlobStore> = self.inner.store.clone();
+        let writes = match &self.inner.http {
+            Some(http) if workspace.is_shared => {
+                Some(GatewayTransport::new(http.clone(), workspace.id))
+            }
+            _ => None,
+        };
         Ok(Arc::new(SwiftTransport {
             blobs: BlobTransport::new(store, container),
+            writes,
             service: Arc::clone(&self.inner),
             workspace: workspace.id,
             context: format!(

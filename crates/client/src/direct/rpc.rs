@@ -28,7 +28,8 @@ pub(super) async fn call(
     // Plain, but saying this side reads compact replies; the service then
     // answers compressed and brief where it pays.
     let payload = Bytes::from(wire::encode_for(&message, wire::Peer::default()));
-    let mut attempt = 1;
+    // One wait per retry; when they run out, `retry.attempts` were made.
+    let mut delays = retry.delays();
     loop {
         let outcome = match bus.call(payload.clone(), timeout).await {
             Ok(bytes) => read_response(&bytes, message.request_id)
@@ -36,9 +37,11 @@ pub(super) async fn call(
             Err(e) => Err(bus_error(e)),
         };
         match outcome {
-            Err(e) if e.kind.is_transient() && attempt < retry.attempts => {
-                tokio::time::sleep(backoff(&retry, attempt)).await;
-                attempt += 1;
+            Err(e) if e.kind.is_transient() => {
+                let Some(delay) = delays.next() else {
+                    return Err(e);
+                };
+                tokio::time::sleep(delay).await;
             }
             other => return other,
         }
@@ -70,38 +73,10 @@ fn read_response(bytes: &[u8], id: Uuid) -> Result<Reply, Error> {
     response.result
 }
 
-/// The wait before retry number `retry` (1-based): exponential, capped,
-/// with "equal jitter" so that clients cut off together do not return in
-/// lockstep.
-fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
-    let exp = policy
-        .initial_delay
-        .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
-    let half = exp.min(policy.max_delay) / 2;
-    // A v4 UUID is 122 random bits from the OS; 53 of them make the fraction.
-    let fraction = (Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
-    half + half.mul_f64(fraction)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use stacksync_proto::ErrorKind;
-
-    #[test]
-    fn backoff_grows_and_stays_capped() {
-        let policy = RetryPolicy {
-            attempts: 10,
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        };
-        for retry in 1..40 {
-            let d = backoff(&policy, retry);
-            let cap = (Duration::from_millis(100) * 2u32.pow((retry - 1).min(10)))
-                .min(Duration::from_secs(1));
-            assert!(d >= cap / 2 && d <= cap, "retry {retry}: {d:?} vs {cap:?}");
-        }
-    }
 
     fn quick_retry(attempts: u32) -> RetryPolicy {
         RetryPolicy {

@@ -1,4 +1,6 @@
-//! Chunks straight to and from Swift, as the account's storage user.
+//! Chunks straight to and from Swift, as the account's storage user; in a
+//! shared workspace (where that user may only read) written through the
+//! server's write-once upload instead.
 
 use std::sync::Arc;
 
@@ -7,7 +9,7 @@ use bytes::Bytes;
 use stacksync_proto::{ChunkId, ChunkRef, Error, ErrorKind, WorkspaceId};
 
 use super::Inner;
-use crate::connection::locate_chunks;
+use crate::connection::{GatewayTransport, locate_chunks};
 use crate::transfer::{BlobTransport, ChunkTransport};
 
 /// Chunks and packs of one workspace in its Swift container, with errors
@@ -15,6 +17,8 @@ use crate::transfer::{BlobTransport, ChunkTransport};
 /// service's chunk index is asked over the bus.
 pub(super) struct SwiftTransport {
     pub(super) blobs: BlobTransport,
+    /// Where chunks and packs are written when not to Swift directly.
+    pub(super) writes: Option<GatewayTransport>,
     pub(super) service: Arc<Inner>,
     pub(super) workspace: WorkspaceId,
     pub(super) context: String,
@@ -45,6 +49,9 @@ impl ChunkTransport for SwiftTransport {
     }
 
     async fn put_chunk(&self, id: &ChunkId, data: Bytes) -> Result<(), Error> {
+        if let Some(writes) = &self.writes {
+            return writes.put_chunk(id, data).await;
+        }
         self.blobs
             .put_chunk(id, data)
             .await

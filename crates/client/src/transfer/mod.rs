@@ -264,9 +264,20 @@ impl ChunkedContentStore {
         config: TransferConfig,
         journal: Option<UploadJournal>,
     ) -> Result<ChunkedContentStore, TransferError> {
+        Self::counting_into(codec, transport, config, journal, Arc::default())
+    }
+
+    /// [`ChunkedContentStore::with_journal`] counting what it moves in
+    /// `stats` (which the stores of a client's several workspaces share).
+    pub fn counting_into(
+        codec: ChunkCodec,
+        transport: Arc<dyn ChunkTransport>,
+        config: TransferConfig,
+        journal: Option<UploadJournal>,
+        stats: Arc<TransferStats>,
+    ) -> Result<ChunkedContentStore, TransferError> {
         let encoder =
             FileEncoder::new(codec.clone(), config.pipeline).map_err(TransferError::Encode)?;
-        let stats = Arc::new(TransferStats::default());
         let upload_limit = config.upload_limit.map(|r| Arc::new(TokenBucket::new(r)));
         let download_limit = config.download_limit.map(|r| Arc::new(TokenBucket::new(r)));
         let packer = Packer::new(PackerConfig {

@@ -73,6 +73,12 @@ pub struct EngineConfig {
     /// [`stacksync_proto::CommitRequest::MAX_ITEMS`]); 1 commits one item
     /// per call.
     pub commit_batch: usize,
+    /// The user may only read this workspace (a read-only member of a
+    /// shared folder): the engine never commits, and keeps local changes on
+    /// this device instead (edits in conflicted copies, what the server
+    /// does not have left in place and reported; see
+    /// [`planner::READ_ONLY_REASON`]). Remote changes apply as usual.
+    pub read_only: bool,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,7 @@ impl Default for EngineConfig {
             max_rounds: 12,
             transfers: 8,
             commit_batch: stacksync_proto::CommitRequest::MAX_ITEMS,
+            read_only: false,
         }
     }
 }
@@ -100,7 +107,9 @@ pub struct SyncReport {
     pub skipped: Vec<String>,
     /// Local paths the server refused, with why: names it does not accept
     /// (retried once the path goes away), and files it refused for good
-    /// (over quota, forbidden, too large: retried once the file changes).
+    /// (over quota, forbidden, too large: retried once the file changes);
+    /// and paths the planner leaves out on this device (clashes, and in
+    /// read-only mode what is kept here, not uploaded).
     pub refused: Vec<(RelPath, String)>,
     /// Conflicted copies made.
     pub conflicts: usize,
@@ -157,6 +166,10 @@ pub struct Engine {
     /// [`planner::Lookups`]): told of every state change before a save
     /// forgets it, and of every local path a partial rescan looked at.
     lookups: planner::Lookups,
+    /// Paths of this folder that belong to other workspaces (mounted
+    /// shared folders): left out like ignored folders, so this engine
+    /// neither syncs nor deletes anything there.
+    excluded: BTreeSet<RelPath>,
 }
 
 /// Most paths a partial rescan takes; beyond, walking the whole folder
@@ -230,7 +243,25 @@ impl Engine {
             dirty: BTreeSet::new(),
             settled: false,
             lookups: planner::Lookups::default(),
+            excluded: BTreeSet::new(),
         })
+    }
+
+    /// Leaves `excluded` out of sync from the next round on (see
+    /// [`crate::IgnoreRules::excluding`]): the places where other
+    /// workspaces are mounted in this one's folder. A change walks the
+    /// whole folder and compares the trees again at the next round.
+    pub fn set_excluded(&mut self, excluded: BTreeSet<RelPath>) {
+        if excluded != self.excluded {
+            self.excluded = excluded;
+            self.scan = None;
+            self.settled = false;
+        }
+    }
+
+    /// The paths left out by [`Engine::set_excluded`].
+    pub fn excluded(&self) -> &BTreeSet<RelPath> {
+        &self.excluded
     }
 
     /// The current sync state (remote tree, synced tree, cursor).
@@ -393,6 +424,7 @@ impl Engine {
             unsynced: &unsynced,
             device_name: &self.config.device_name,
             now,
+            read_only: self.config.read_only,
         };
         let dirty = std::mem::take(&mut self.dirty);
         let focus = match moved {
@@ -619,7 +651,10 @@ impl Engine {
                     cache: &self.cache,
                     synced: self.lookups.synced_hashes(&self.state),
                 };
-                Ok((scan::scan(fs.as_ref(), &known).await?, None))
+                Ok((
+                    scan::scan_excluding(fs.as_ref(), &known, &self.excluded).await?,
+                    None,
+                ))
             }
         }
     }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stacksync_proto::{ContentHash, ItemId};
 
-use super::{Key, PlanInput, Pos};
+use super::{Key, PlanInput, Pos, read_only};
 use crate::path::RelPath;
 use crate::tree::{LocalEntry, Stamp};
 
@@ -43,10 +43,12 @@ pub(crate) struct Claims {
 ///    file ids).
 ///
 /// Whatever is left is a new item. Candidates are visited in id and path
-/// order so the result is deterministic.
+/// order so the result is deterministic. In read-only mode only the paths
+/// claim (2 and 3, see [`super::read_only`]).
 pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
     let state = input.state;
     let local = input.local;
+    let by_identity = read_only::claims_by_identity(input);
     // Paths are borrowed from the local tree (every claimed path is one of
     // its entries): a full plan clones none of them.
     let mut by_path: BTreeMap<&RelPath, Key> = BTreeMap::new();
@@ -70,9 +72,10 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
             || e.hash == s.content_hash
             || (e.stamp.size == st.size && e.stamp.mtime == st.mtime)
     };
-    // The one path with each file id (`None`: more than one).
+    // The one path with each file id (`None`: more than one); none when
+    // entries are claimed by path only (read-only mode).
     let mut by_file_id: HashMap<u64, Option<&RelPath>> = HashMap::new();
-    for (path, e) in local {
+    for (path, e) in local.iter().filter(|_| by_identity) {
         if let Some(f) = e.stamp.file_id {
             by_file_id
                 .entry(f)
@@ -124,14 +127,15 @@ pub(crate) fn claim(input: &PlanInput<'_>) -> Claims {
 
     // 4. Content hashes of synced files.
     // Files by content, in path order within each hash (sorted pairs: a
-    // list per hash would cost an allocation per file).
+    // list per hash would cost an allocation per file); none when entries
+    // are claimed by path only.
     let mut by_hash: Vec<(ContentHash, &RelPath)> = local
         .iter()
-        .filter(|(_, e)| !e.is_folder)
+        .filter(|(_, e)| by_identity && !e.is_folder)
         .filter_map(|(path, e)| e.hash.map(|h| (h, path)))
         .collect();
     by_hash.sort_unstable();
-    for (id, s) in &state.synced {
+    for (id, s) in state.synced.iter().filter(|_| by_identity) {
         if claimed.contains(id) || s.is_folder {
             continue;
         }

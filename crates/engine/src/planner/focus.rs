@@ -959,6 +959,7 @@ mod tests {
                     unsynced: &unsynced,
                     device_name: "dev",
                     now: 0,
+                    read_only: false,
                 };
                 let empty = Focus::default();
                 let mut fresh = Lookups::default();

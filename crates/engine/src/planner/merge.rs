@@ -6,7 +6,7 @@ use stacksync_proto::{ContentHash, ItemMeta, ItemName};
 
 use super::claim::{Claims, LocalItem};
 use super::left_out::left_out;
-use super::{Key, PlanInput, Pos};
+use super::{Key, PlanInput, Pos, read_only};
 use crate::conflict::conflicted_copy_name;
 use crate::planted::{PlantedBug, planted};
 use crate::tree::SyncedItem;
@@ -123,6 +123,11 @@ fn from_local(l: &LocalItem) -> FinalItem {
 ///   and the local bytes are kept as a conflicted copy next to it;
 /// - edit (or move) against delete: the edit wins, the item is restored;
 /// - unchanged against delete: the delete wins.
+///
+/// In read-only mode (see [`read_only`]) the server's side always wins
+/// for its live items, local bytes it does not have are kept in conflicted
+/// copies, and whatever the final tree holds that the server does not is
+/// kept on this device alone.
 pub(crate) fn merge<'a>(input: &PlanInput<'_>, claims: &'a Claims) -> Merged<'a> {
     let state = input.state;
     let mut m = Merged {
@@ -214,6 +219,17 @@ pub(crate) fn merge<'a>(input: &PlanInput<'_>, claims: &'a Claims) -> Merged<'a>
                     m.local_deletes.insert(key);
                 }
             }
+            // Read-only: the server's version, whatever changed here (a
+            // local delete or move is downloaded again, an edit kept in a
+            // conflicted copy).
+            (Some(s), Some(r), l) if input.read_only => {
+                if let Some(l) = l
+                    && read_only::known_item(s, r, l)
+                {
+                    conflict(input, &mut m, &mut next_new, key, l);
+                }
+                m.fin.insert(key, from_remote(r));
+            }
             (Some(s), Some(r), None) => {
                 if r.version != s.version {
                     m.fin.insert(key, from_remote(r));
@@ -253,6 +269,9 @@ pub(crate) fn merge<'a>(input: &PlanInput<'_>, claims: &'a Claims) -> Merged<'a>
     // empty (10 MB at 100,000 items).
     m.fin = std::mem::take(&mut m.fin).into_iter().collect();
     fix_up(input, &mut m);
+    if input.read_only {
+        read_only::keep_local_only(input, claims, &mut m);
+    }
     m
 }
 

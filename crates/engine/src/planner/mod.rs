@@ -23,6 +23,10 @@
 //! When a round's changes are known to lie at a few places, [`plan_focused`]
 //! runs the same three steps on the part of the trees those changes can
 //! reach ([`focus`]).
+//!
+//! A device that may not write to the workspace plans in read-only mode:
+//! the same three steps, never a commit, local changes kept on this device
+//! ([`read_only`], the one home of that rule).
 
 mod claim;
 mod focus;
@@ -30,6 +34,7 @@ mod left_out;
 mod merge;
 mod ops;
 mod order;
+mod read_only;
 mod settled;
 
 use std::collections::BTreeMap;
@@ -43,6 +48,7 @@ use crate::tree::{LocalTree, Stamp, SyncState};
 
 pub use claim::LocalItem;
 pub use focus::{Focus, FocusedPlan, Lookups, SyncedHashes, plan_focused, plan_focused_with};
+pub use read_only::REASON as READ_ONLY_REASON;
 pub use settled::unsettled;
 
 /// Names an item within one plan: a known item id, or the n-th new local
@@ -168,6 +174,9 @@ pub struct PlanInput<'a> {
     pub device_name: &'a str,
     /// The time shown in conflicted-copy names.
     pub now: Millis,
+    /// This device may not write to the workspace: the plan never commits,
+    /// and local changes are kept on this device (see [`read_only`]).
+    pub read_only: bool,
 }
 
 /// The planner's answer.
@@ -179,8 +188,9 @@ pub struct Plan {
     /// resolves keys to paths from this as operations move things.
     pub local: BTreeMap<Key, LocalItem>,
     /// Items left out of sync because of a clash on this device (a
-    /// reserved name on the server, something unsynced in the way), as
-    /// `(local path, reason)`: per-file errors to report.
+    /// reserved name on the server, something unsynced in the way, a
+    /// local-only entry in read-only mode), as `(local path, reason)`:
+    /// per-file errors to report.
     pub clashes: Vec<(RelPath, String)>,
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::claim::Claims;
 use super::merge::{FinalItem, Merged, meta_pos};
 use super::order::{Ordered, StepKind, order};
-use super::{Key, Op, PlanInput, Pos, RemoteChange, RemoteContent};
+use super::{Key, Op, PlanInput, Pos, RemoteChange, RemoteContent, read_only};
 use crate::tree::SyncedItem;
 
 pub(crate) fn ops(input: &PlanInput<'_>, claims: &Claims, m: &Merged<'_>) -> Vec<Op> {
@@ -24,7 +24,9 @@ pub(crate) fn ops(input: &PlanInput<'_>, claims: &Claims, m: &Merged<'_>) -> Vec
         });
     }
     out.extend(local_ops(input, m));
-    out.extend(remote_ops(input, m));
+    if read_only::may_commit(input) {
+        out.extend(remote_ops(input, m));
+    }
     out
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stacksync_engine::ignore::DOWNLOAD_TEMP_PREFIX;
 use stacksync_engine::io::{ContentStore, MemStateStore, StateStore};
@@ -10,7 +11,10 @@ use stacksync_engine::sim::{DeviceLink, FakeClock, FakeServer, MemFs, SeqIds};
 use stacksync_engine::{
     Changed, Engine, EngineConfig, EngineError, EngineIo, Remote, SyncReport, SyncState,
 };
-use stacksync_proto::{ContentHash, DeviceId};
+use stacksync_proto::{
+    ChangesPage, CommitOutcome, CommitResult, ContentHash, DeviceId, Error, ItemCommitResult,
+    ProposedItem, WorkspaceId,
+};
 
 pub struct Device {
     pub name: String,
@@ -23,10 +27,16 @@ pub struct Device {
     /// engine (taken when it is next opened).
     pub transfers: usize,
     pub commit_batch: usize,
+    /// Whether this device's engine runs read-only (taken when it is next
+    /// opened).
+    pub read_only: bool,
     /// Replaces the content store the engine uses (to observe it).
     pub content: Option<Arc<dyn ContentStore>>,
     /// Replaces the server connection the engine uses (to observe it).
     pub remote: Option<Arc<dyn Remote>>,
+    /// Paths left out as mounts of other workspaces (given to the engine
+    /// before every sync call).
+    pub excluded: std::collections::BTreeSet<stacksync_engine::RelPath>,
     engine: Option<Engine>,
 }
 
@@ -74,10 +84,12 @@ impl Device {
                 max_rounds: 12,
                 transfers: self.transfers,
                 commit_batch: self.commit_batch,
+                read_only: self.read_only,
             };
             self.engine = Some(Engine::open(self.io(), config).await?);
         }
         let engine = self.engine.as_mut().expect("engine opened just above");
+        engine.set_excluded(self.excluded.clone());
         let r = engine.sync_changed(changed).await;
         if r.is_err() {
             // An engine that failed mid-round is dropped, like a crashed
@@ -97,6 +109,20 @@ impl Device {
     /// Drops the running engine (process exit or crash).
     pub fn stop(&mut self) {
         self.engine = None;
+    }
+
+    /// Makes this device a read-only member's from its next start: its
+    /// engine runs read-only, behind a connection that refuses (and
+    /// counts) every proposal.
+    pub fn make_read_only(&mut self) -> Arc<ReadOnlyLink> {
+        let link = Arc::new(ReadOnlyLink {
+            inner: self.link.clone(),
+            proposals: AtomicUsize::new(0),
+        });
+        self.read_only = true;
+        self.remote = Some(link.clone());
+        self.stop();
+        link
     }
 
     pub fn write(&self, path: &str, data: &[u8]) {
@@ -130,6 +156,48 @@ impl Device {
                 )
             })
             .collect()
+    }
+}
+
+/// A read-only member's connection: reads pass, every proposal is refused
+/// as the service refuses it (`Forbidden`), and counted, so a test can
+/// hold a read-only engine to sending none.
+pub struct ReadOnlyLink {
+    inner: DeviceLink,
+    proposals: AtomicUsize,
+}
+
+impl ReadOnlyLink {
+    /// Items proposed so far.
+    pub fn proposals(&self) -> usize {
+        self.proposals.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Remote for ReadOnlyLink {
+    async fn get_changes(&self, since: u64, limit: u32) -> Result<ChangesPage, Error> {
+        self.inner.get_changes(since, limit).await
+    }
+
+    async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {
+        self.proposals.fetch_add(items.len(), Ordering::SeqCst);
+        let results = items
+            .iter()
+            .map(|i| ItemCommitResult {
+                id: i.id,
+                version: i.version,
+                outcome: CommitOutcome::Refused {
+                    error: Error::forbidden("this member may only read the workspace"),
+                },
+            })
+            .collect();
+        Ok(CommitResult {
+            workspace: WorkspaceId::NIL,
+            device: DeviceId::NIL,
+            results,
+            revision: 0,
+        })
     }
 }
 
@@ -182,8 +250,10 @@ impl World {
                     ids: Arc::new(SeqIds::new(i as u64 + 1)),
                     transfers: EngineConfig::default().transfers,
                     commit_batch: EngineConfig::default().commit_batch,
+                    read_only: false,
                     content: None,
                     remote: None,
+                    excluded: Default::default(),
                     engine: None,
                 }
             })

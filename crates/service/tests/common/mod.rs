@@ -208,6 +208,12 @@ impl Env {
         }
     }
 
+    /// The local blob store's folder (`<container>/acl.json`, ...), for
+    /// tests that break the store underneath the service.
+    pub fn blob_root(&self) -> &std::path::Path {
+        self._blob_dir.path()
+    }
+
     /// Stops the workers and waits for them.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -303,6 +309,18 @@ macro_rules! both_combos {
 /// `owner` shares `folder` (a folder of their private workspace) with
 /// `member`, who accepts; the shared workspace.
 pub async fn share_folder(env: &Env, owner: &User, member: &User, folder: ItemId) -> Workspace {
+    share_folder_as(env, owner, member, folder, false).await
+}
+
+/// [`share_folder`], making `member` a read-only member when `read_only`;
+/// the shared workspace as `member` sees it.
+pub async fn share_folder_as(
+    env: &Env,
+    owner: &User,
+    member: &User,
+    folder: ItemId,
+    read_only: bool,
+) -> Workspace {
     let Ok(Reply::ShareProposal { proposal, .. }) = env
         .call(
             &owner.token,
@@ -311,6 +329,7 @@ pub async fn share_folder(env: &Env, owner: &User, member: &User, folder: ItemId
                 folder,
                 emails: vec![member.email.clone()],
                 encryption: EncryptionMode::Plain,
+                read_only,
             },
         )
         .await
