@@ -615,3 +615,52 @@ async fn a_read_only_member_keeps_edits_to_themselves() {
         Some(&b"the plan, v2"[..])
     );
 }
+
+/// A member's device that has a folder of its own where a shared folder
+/// is mounted does not merge the two (which would upload the member's
+/// files to everyone): the mount waits, `status` says why, and the
+/// member's folder stays theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_in_the_way_is_never_merged_into_a_shared_one() {
+    let cluster = Cluster::start(&Backend::Embedded).await;
+    let ana = cluster.add_user("ana@example.org", None);
+    let bob = cluster.add_user("bob@example.org", None);
+    let a = cluster.client("ana-laptop", &ana);
+    let b1 = cluster.client("bob-laptop", &bob);
+    let b2 = cluster.client("bob-desktop", &bob);
+    a.write("project/plan.txt", b"the plan");
+    a.sync();
+    let id = share_project(&a, &b1, &bob);
+    b2.write("project/diary.txt", b"bob's private diary");
+    ok(&b1, &["accept", &id]);
+    b1.sync();
+    b2.sync();
+    assert_eq!(
+        read(&b2, "project/diary.txt").as_deref(),
+        Some(&b"bob's private diary"[..])
+    );
+    assert!(
+        !b2.path("project/plan.txt").exists(),
+        "merged into bob's own folder"
+    );
+    let status = b2.status(None);
+    let shared = status["shared"].as_array().expect("listed");
+    assert_eq!(shared.len(), 1, "{status}");
+    assert_eq!(shared[0]["state"], "paused", "{status}");
+    assert!(
+        shared[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("already exists")),
+        "{status}"
+    );
+    b1.sync();
+    a.sync();
+    assert!(
+        !a.path("project/diary.txt").exists(),
+        "bob's diary reached ana"
+    );
+    assert!(
+        !b1.path("project/diary.txt").exists(),
+        "bob's diary went into the shared folder"
+    );
+}

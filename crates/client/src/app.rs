@@ -529,6 +529,7 @@ impl SyncClient {
         }
         // Paused mounts are tried again.
         self.paused.clear();
+        self.table.waiting.clear();
         // New, moved and paused ones.
         for (id, path) in &placed {
             if self.mounts.contains_key(id) {
@@ -541,6 +542,13 @@ impl SyncClient {
                 }
                 Err(why) => {
                     tracing::warn!(workspace = %id, "shared folder not synced: {why}");
+                    if !self.table.mounts.iter().any(|m| m.workspace == *id) {
+                        self.table.waiting.push(mounts::WaitingRecord {
+                            workspace: *id,
+                            path: path.to_string(),
+                            reason: why.clone(),
+                        });
+                    }
                     self.paused.insert(*id, why);
                 }
             }
@@ -704,6 +712,11 @@ impl SyncClient {
             let before = self.table.mounts.iter().find(|m| m.workspace == *id);
             if let Some(b) = before.filter(|_| self.moved_here.contains(id)) {
                 records.push(b.clone());
+                continue;
+            }
+            // Never mounted here (a folder of the member's own is in the
+            // way): its place stays theirs, synced as private files.
+            if before.is_none() && !self.mounts.contains_key(id) {
                 continue;
             }
             let members = match self.members_of(*id).await {
@@ -1545,6 +1558,14 @@ fn shared_folders(table: &MountTable, paused: &BTreeMap<WorkspaceId, String>) ->
             detail: paused.get(&m.workspace).cloned(),
         })
         .collect();
+    out.extend(table.waiting.iter().map(|w| SharedFolder {
+        path: w.path.clone(),
+        owner: false,
+        read_only: false,
+        members: Vec::new(),
+        state: "paused".into(),
+        detail: Some(w.reason.clone()),
+    }));
     out.extend(table.detached.iter().map(|d| SharedFolder {
         path: d.path.clone(),
         owner: false,

@@ -61,6 +61,19 @@ pub struct DetachedRecord {
     pub path: String,
 }
 
+/// A shared folder this device has never mounted because something of the
+/// user's is where it goes (never excluded from the private workspace: the
+/// place is the user's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRecord {
+    /// The shared workspace.
+    pub workspace: WorkspaceId,
+    /// Where it would go, relative to the synced folder.
+    pub path: String,
+    /// Why it waits, and what to do.
+    pub reason: String,
+}
+
 /// `mounts.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountTable {
@@ -70,6 +83,9 @@ pub struct MountTable {
     /// Former shared folders kept as unsynced local copies.
     #[serde(default, rename = "detached")]
     pub detached: Vec<DetachedRecord>,
+    /// Shared folders waiting for their place to be free.
+    #[serde(default, rename = "waiting")]
+    pub waiting: Vec<WaitingRecord>,
 }
 
 impl MountTable {
@@ -293,6 +309,11 @@ mod tests {
             detached: vec![DetachedRecord {
                 workspace: WorkspaceId(Uuid::from_u64_pair(7, 2)),
                 path: "old".into(),
+            }],
+            waiting: vec![WaitingRecord {
+                workspace: WorkspaceId(Uuid::from_u64_pair(7, 3)),
+                path: "busy".into(),
+                reason: "in the way".into(),
             }],
         };
         table.save(dir.path()).unwrap();
