@@ -1,13 +1,10 @@
-//! End-to-end, with the real binary: the invitations waiting for an
-//! account's answer, and declining one (`stacksync invitations`,
-//! `stacksync decline`).
+//! End-to-end, with the real binary: sharing a folder (`stacksync share`
+//! and what it refuses), the invitations waiting for an account's answer,
+//! and declining one (`stacksync invitations`, `stacksync decline`).
 
 mod common;
 
 use common::{Backend, Cluster};
-use stacksync_gateway_client::GatewayClient;
-use stacksync_proto::EncryptionMode;
-use stacksync_proto::rpc::{Reply, Request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_listed_and_declined() {
@@ -19,42 +16,43 @@ async fn invitations_are_listed_and_declined() {
     a.write("project/plan.txt", b"the plan");
     a.sync();
 
-    // Ana shares `project` with bob (the `share` command is to come).
-    let rpc = GatewayClient::login(&cluster.url, &ana, "secret-pw")
-        .await
-        .expect("ana logs in");
-    let Ok(Reply::Workspaces { workspaces }) = rpc.rpc(Request::GetWorkspaces).await else {
-        panic!("ana's workspaces");
-    };
-    let ws = workspaces[0].id;
-    let Ok(Reply::Changes(page)) = rpc
-        .rpc(Request::GetChanges {
-            workspace: ws,
-            since: 0,
-            limit: 100,
-        })
-        .await
-    else {
-        panic!("ana's tree");
-    };
-    let project = page
-        .items
-        .iter()
-        .find(|m| m.name.as_str() == "project")
-        .expect("the folder is on the server")
-        .id;
-    let Ok(Reply::ShareProposal { proposal, .. }) = rpc
-        .rpc(Request::CreateShareProposal {
-            workspace: ws,
-            folder: project,
-            emails: vec![bob.clone()],
-            encryption: EncryptionMode::Plain,
-            read_only: false,
-        })
-        .await
-    else {
-        panic!("ana proposes");
-    };
+    // Ana shares `project` with bob; bad shares are refused.
+    let share = |args: &[&str]| a.run(&[&["share"][..], args].concat());
+    let out = share(&[a.path("project").to_str().unwrap(), "--with", &bob]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let proposal: uuid::Uuid = said
+        .split("(invitation ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no invitation id in {said:?}"));
+    for (args, why) in [
+        (
+            vec![a.path("nowhere").to_str().unwrap().to_owned()],
+            "not a synced folder",
+        ),
+        (
+            vec![a.path("project/plan.txt").to_str().unwrap().to_owned()],
+            "not a synced folder",
+        ),
+        (
+            vec![a.folder.to_str().unwrap().to_owned()],
+            "cannot be shared",
+        ),
+        (vec!["/etc".to_owned()], "not inside the synced folder"),
+    ] {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(["--with", bob.as_str()]);
+        let out = share(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was shared");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
 
     let stdout = |args: &[&str]| {
         let out = b.run(args);
