@@ -292,6 +292,25 @@ async fn a_shared_folder_between_two_accounts(backend: Backend) {
         Some(&b"notes, by bob"[..]),
         "the other device keeps its detached copy as it was"
     );
+    // Bob was the last member: `project` is ana's own folder again, where
+    // it was, and nothing was sent again for it.
+    let status = a.status(None);
+    assert!(
+        status["shared"].as_array().is_none_or(|v| v.is_empty()),
+        "{status}"
+    );
+    assert_eq!(a.sync().bytes_uploaded, 0);
+    let a2 = cluster.client("ana-desktop", &ana);
+    a2.sync();
+    assert_eq!(subtree(&a2, "project"), subtree(&a, "project"));
+    a.write("project/plan.txt", b"ana's own again");
+    a.sync();
+    a2.sync();
+    assert_eq!(
+        read(&a2, "project/plan.txt").as_deref(),
+        Some(&b"ana's own again"[..])
+    );
+
     // Nothing of the detached copy went into bob's private workspace.
     let b3 = new_bob("bob-tablet");
     b3.sync();

@@ -480,6 +480,7 @@ impl SyncClient {
 
     /// Makes the mounts match `list` (the account's workspaces).
     async fn apply_mounts(&mut self, list: Vec<Workspace>) -> Result<(), AppError> {
+        let saved = self.table.clone();
         self.watch.set_known(&list);
         // Mount points sit under private folders: the private tree must be
         // current to place them.
@@ -553,7 +554,13 @@ impl SyncClient {
                 }
             }
         }
-        self.save_table(&by_id, &placed).await;
+        self.update_table(&by_id, &placed).await;
+        // Written only when it changed (most refreshes change nothing).
+        if self.table != saved
+            && let Err(e) = self.table.save(self.profile.home())
+        {
+            tracing::warn!(%e, "saving the mount table");
+        }
         self.list = list;
         self.private.set_excluded(self.table.excluded());
         self.publish_routes();
@@ -677,7 +684,10 @@ impl SyncClient {
         Ok(sync)
     }
 
-    /// Records that the shared folder at `path` left this account.
+    /// Records that the shared folder at `path` left this account: kept
+    /// here, not synced, unless it came back into the private workspace
+    /// at the same place (its last member left the owner's shared folder),
+    /// which the private engine then takes over.
     fn detach(&mut self, id: WorkspaceId, path: &RelPath) {
         if self
             .table
@@ -685,6 +695,19 @@ impl SyncClient {
             .iter()
             .any(|d| d.path == path.to_string())
         {
+            return;
+        }
+        let tree = &self.private.state().remote;
+        let came_back = tree.iter().any(|m| {
+            m.is_folder && tree.live(m.id).is_some() && tree.path_of(m.id).as_ref() == Some(path)
+        });
+        if came_back {
+            tracing::info!(workspace = %id, %path, "shared folder is a private folder again");
+            self.shared.desktop.notify(
+                Urgency::Normal,
+                "StackSync: a folder is no longer shared",
+                &format!("{path} has no other members left: it is a folder of yours again."),
+            );
             return;
         }
         self.table.detached.push(DetachedRecord {
@@ -698,9 +721,9 @@ impl SyncClient {
         );
     }
 
-    /// Writes `mounts.toml` for the mounts in force (members as the server
-    /// lists them now, when it answers).
-    async fn save_table(
+    /// Brings the mount table up to date with the mounts in force (members
+    /// as the server lists them now, when it answers).
+    async fn update_table(
         &mut self,
         by_id: &BTreeMap<WorkspaceId, &Workspace>,
         placed: &BTreeMap<WorkspaceId, RelPath>,
@@ -755,9 +778,6 @@ impl SyncClient {
             !mounted.contains(&d.path)
                 && RelPath::parse(&d.path).is_ok_and(|p| mounts::absolute(&folder, &p).is_dir())
         });
-        if let Err(e) = self.table.save(self.profile.home()) {
-            tracing::warn!(%e, "saving the mount table");
-        }
     }
 
     /// The e-mails of the other members of `ws`.

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use sqlx::AnyConnection;
 use stacksync_proto::{
-    ChunkId, ChunkRef, DeviceId, Error, ItemId, ItemMeta, ItemStatus, WorkspaceId,
+    ChunkId, ChunkRef, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus, WorkspaceId,
 };
 
 use crate::chunk_index::{drop_unused_entries, stored_chunks};
@@ -22,6 +22,7 @@ use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item};
 use crate::packed_item::chunk_list_from_tables;
 use crate::rows::{get, to_u64};
+use crate::sharing::InviteeState;
 use crate::{MetaStore, now_ms};
 
 /// Most ids bound in one `IN (...)` list.
@@ -49,8 +50,24 @@ async fn subtree(
     ws: WorkspaceId,
     folder: ItemId,
 ) -> Result<Vec<ItemId>, StoreError> {
+    under(conn, ws, folder.to_string()).await
+}
+
+/// Every item of `ws` (deleted ones too), parents before children.
+async fn whole(conn: &mut AnyConnection, ws: WorkspaceId) -> Result<Vec<ItemId>, StoreError> {
+    // Top-level items have the empty parent.
+    under(conn, ws, String::new()).await
+}
+
+/// Ids of every item of `ws` below the parent id `top`, parents first.
+async fn under(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    top: String,
+) -> Result<Vec<ItemId>, StoreError> {
+    let folder = top.clone();
     let mut out = Vec::new();
-    let mut frontier = vec![folder];
+    let mut frontier: Vec<String> = vec![top];
     // Bounded by the store's nesting limit: a cycle cannot exist (commit
     // refuses it), but a bound keeps a corrupt database from looping.
     for _ in 0..crate::commit::MAX_DEPTH {
@@ -66,14 +83,14 @@ async fn subtree(
             );
             let mut q = sqlx::query(crate::rows::dynamic(sql)).bind(ws.to_string());
             for id in group {
-                q = q.bind(id.to_string());
+                q = q.bind(id.clone());
             }
             for row in q.fetch_all(&mut *conn).await.ctx("listing a subtree")? {
                 next.push(crate::rows::parse_id("items", &get::<String>(&row, "id")?)?);
             }
         }
         out.extend_from_slice(&next);
-        frontier = next;
+        frontier = next.iter().map(ItemId::to_string).collect();
     }
     Err(crate::rows::corrupt(
         "items",
@@ -132,6 +149,89 @@ async fn refresh_chunk_lists(conn: &mut AnyConnection, items: &[ItemId]) -> Resu
     Ok(())
 }
 
+/// Moves `items` of `from` into `to` with their whole history, each with
+/// the next revision of `to` (starting after `to_rev`, which is returned
+/// advanced); an item whose parent is `old_top` gets `new_top` as its
+/// parent in every version. Chunk references move with them: the target
+/// indexes the moved chunks without a location (the service copies each
+/// into the target's container as an object of its own; a chunk the target
+/// indexed already keeps its entry), and the moved items' stored chunk
+/// lists are packed again from the target's index.
+async fn move_items(
+    tx: &mut AnyConnection,
+    items: &[ItemId],
+    from: WorkspaceId,
+    to: WorkspaceId,
+    mut to_rev: u64,
+    old_top: &str,
+    new_top: &str,
+) -> Result<u64, StoreError> {
+    for id in items {
+        to_rev += 1;
+        let top = sqlx::query("SELECT parent_id FROM items WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("reading a parent")?;
+        let direct = get::<String>(&top, "parent_id")? == old_top;
+        let parent_sql = if direct { "$4" } else { "parent_id" };
+        let mut q = sqlx::query(crate::rows::dynamic(format!(
+            "UPDATE items SET workspace_id = $1, revision = $2, parent_id = {parent_sql} WHERE id = $3"
+        )))
+        .bind(to.to_string())
+        .bind(to_rev as i64)
+        .bind(id.to_string());
+        if direct {
+            q = q.bind(new_top);
+        }
+        q.execute(&mut *tx).await.ctx("moving an item")?;
+        let parent_sql = if direct { "$3" } else { "parent_id" };
+        let mut q = sqlx::query(crate::rows::dynamic(format!(
+            "UPDATE item_versions SET workspace_id = $1, parent_id = {parent_sql} WHERE item_id = $2"
+        )))
+        .bind(to.to_string())
+        .bind(id.to_string());
+        if direct {
+            q = q.bind(new_top);
+        }
+        q.execute(&mut *tx).await.ctx("moving an item's history")?;
+        // Own locations name packs of the old container.
+        sqlx::query(
+            "UPDATE version_chunks SET pack_id = NULL, pack_offset = NULL, pack_len = NULL, pack_base = NULL \
+             WHERE item_id = $1",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .ctx("moving an item's chunk locations")?;
+    }
+    for ((chunk, size), n) in chunk_uses(&mut *tx, items).await? {
+        sqlx::query(
+            "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + excluded.refs",
+        )
+        .bind(to.to_string())
+        .bind(&chunk)
+        .bind(size)
+        .bind(n)
+        .execute(&mut *tx)
+        .await
+        .ctx("moving chunk references")?;
+        sqlx::query(
+            "UPDATE chunk_refs SET refs = refs - $1 WHERE workspace_id = $2 AND chunk_id = $3",
+        )
+        .bind(n)
+        .bind(from.to_string())
+        .bind(&chunk)
+        .execute(&mut *tx)
+        .await
+        .ctx("moving chunk references")?;
+    }
+    drop_unused_entries(&mut *tx, from).await?;
+    refresh_chunk_lists(&mut *tx, items).await?;
+    Ok(to_rev)
+}
+
 async fn lock_revision(conn: &mut AnyConnection, ws: WorkspaceId) -> Result<u64, StoreError> {
     let locked =
         sqlx::query("UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1")
@@ -173,10 +273,13 @@ impl MetaStore {
     pub async fn subtree_chunks(
         &self,
         ws: WorkspaceId,
-        folder: ItemId,
+        folder: Option<ItemId>,
     ) -> Result<Vec<ChunkRef>, StoreError> {
         let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
-        let items = subtree(&mut conn, ws, folder).await?;
+        let items = match folder {
+            Some(folder) => subtree(&mut conn, ws, folder).await?,
+            None => whole(&mut conn, ws).await?,
+        };
         let used = chunk_uses(&mut conn, &items)
             .await?
             .into_keys()
@@ -229,71 +332,7 @@ impl MetaStore {
             }
         };
         let items = subtree(&mut tx, from, folder).await?;
-        for id in &items {
-            to_rev += 1;
-            let top = sqlx::query("SELECT parent_id FROM items WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await
-                .ctx("reading a parent")?;
-            let direct = get::<String>(&top, "parent_id")? == folder.to_string();
-            let parent_sql = if direct { "''" } else { "parent_id" };
-            sqlx::query(crate::rows::dynamic(format!(
-                "UPDATE items SET workspace_id = $1, revision = $2, parent_id = {parent_sql} WHERE id = $3"
-            )))
-            .bind(to.to_string())
-            .bind(to_rev as i64)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .ctx("moving an item")?;
-            sqlx::query(crate::rows::dynamic(format!(
-                "UPDATE item_versions SET workspace_id = $1, parent_id = {parent_sql} WHERE item_id = $2"
-            )))
-            .bind(to.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .ctx("moving an item's history")?;
-            // Own locations name packs of the old container.
-            sqlx::query(
-                "UPDATE version_chunks SET pack_id = NULL, pack_offset = NULL, pack_len = NULL, pack_base = NULL \
-                 WHERE item_id = $1",
-            )
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .ctx("moving an item's chunk locations")?;
-        }
-        // The target indexes the moved chunks without a location: the
-        // service copies each into the target's container as an object of
-        // its own. A chunk the target indexed already keeps its entry.
-        for ((chunk, size), n) in chunk_uses(&mut tx, &items).await? {
-            sqlx::query(
-                "INSERT INTO chunk_refs (workspace_id, chunk_id, size, refs) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (workspace_id, chunk_id) DO UPDATE SET refs = chunk_refs.refs + excluded.refs",
-            )
-            .bind(to.to_string())
-            .bind(&chunk)
-            .bind(size)
-            .bind(n)
-            .execute(&mut *tx)
-            .await
-            .ctx("moving chunk references")?;
-            sqlx::query(
-                "UPDATE chunk_refs SET refs = refs - $1 WHERE workspace_id = $2 AND chunk_id = $3",
-            )
-            .bind(n)
-            .bind(from.to_string())
-            .bind(&chunk)
-            .execute(&mut *tx)
-            .await
-            .ctx("moving chunk references")?;
-        }
-        drop_unused_entries(&mut tx, from).await?;
-        // The moved items' stored chunk lists name their old locations:
-        // they are read again from the target's index.
-        refresh_chunk_lists(&mut tx, &items).await?;
+        to_rev = move_items(&mut tx, &items, from, to, to_rev, &folder.to_string(), "").await?;
         let deleted = if current.status.is_live() {
             from_rev += 1;
             let meta = ItemMeta {
@@ -321,6 +360,100 @@ impl MetaStore {
         }
         Ok(FolderMove {
             folder: deleted,
+            moved,
+            source_revision: from_rev,
+            target_revision: to_rev,
+        })
+    }
+
+    /// The reverse of [`MetaStore::move_folder_to_workspace`], for a shared
+    /// folder whose last member left: `folder` (the folder of `to` that was
+    /// shared, deleted there since) lives again under `parent` as `name`,
+    /// everything in the shared workspace `from` moves back under it with
+    /// its history, and `from` loses its members (the owner's included),
+    /// so it is no one's workspace any more; invitations to it are used up.
+    /// `folder` in the result is the folder's new version in `to`.
+    pub async fn move_workspace_into_folder(
+        &self,
+        from: WorkspaceId,
+        to: WorkspaceId,
+        folder: ItemId,
+        parent: Option<ItemId>,
+        name: &ItemName,
+        device: DeviceId,
+    ) -> Result<FolderMove, StoreError> {
+        if from == to {
+            return Err(Error::bad_request("a workspace cannot move into itself").into());
+        }
+        let mut tx = self.pool.begin().await.ctx("beginning a folder move")?;
+        let (first, second) = if from < to { (from, to) } else { (to, from) };
+        let r1 = lock_revision(&mut tx, first).await?;
+        let r2 = lock_revision(&mut tx, second).await?;
+        let (from_rev, mut to_rev) = if first == from { (r1, r2) } else { (r2, r1) };
+        let current = match load_item(&mut tx, folder).await? {
+            Some(m) if m.workspace == to && m.is_folder => m,
+            _ => {
+                return Err(
+                    Error::not_found(format!("no folder {folder} in workspace {to}")).into(),
+                );
+            }
+        };
+        // The folder first, so that its items never arrive before it.
+        let revived = if current.status.is_live() {
+            None
+        } else {
+            // Its old place may be gone: the top then.
+            let parent = match parent {
+                Some(p) => match load_item(&mut tx, p).await? {
+                    Some(m) if m.workspace == to && m.is_folder && m.status.is_live() => Some(p),
+                    _ => None,
+                },
+                None => None,
+            };
+            to_rev += 1;
+            let meta = ItemMeta {
+                parent,
+                name: name.clone(),
+                status: ItemStatus::Changed,
+                version: current.version + 1,
+                revision: to_rev,
+                server_modified: now_ms(),
+                device,
+                ..current
+            };
+            write_version(&mut tx, &meta, true).await?;
+            Some(meta)
+        };
+        let items = whole(&mut tx, from).await?;
+        to_rev = move_items(&mut tx, &items, from, to, to_rev, "", &folder.to_string()).await?;
+        sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1")
+            .bind(from.to_string())
+            .execute(&mut *tx)
+            .await
+            .ctx("dissolving a shared workspace")?;
+        sqlx::query(
+            "UPDATE share_invitees SET state = $1 WHERE state IN ($2, $3) \
+             AND proposal_id IN (SELECT id FROM share_proposals WHERE shared_workspace_id = $4)",
+        )
+        .bind(InviteeState::Removed.as_str())
+        .bind(InviteeState::Pending.as_str())
+        .bind(InviteeState::Accepted.as_str())
+        .bind(from.to_string())
+        .execute(&mut *tx)
+        .await
+        .ctx("closing a dissolved workspace's invitations")?;
+        set_revision(&mut tx, from, from_rev).await?;
+        set_revision(&mut tx, to, to_rev).await?;
+        tx.commit().await.ctx("committing a folder move")?;
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let mut moved = Vec::with_capacity(items.len());
+        for id in items {
+            if let Some(m) = load_item(&mut conn, id).await? {
+                moved.push(attach_chunks(&mut conn, m).await?);
+            }
+        }
+        Ok(FolderMove {
+            folder: revived,
             moved,
             source_revision: from_rev,
             target_revision: to_rev,

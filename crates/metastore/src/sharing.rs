@@ -50,7 +50,7 @@ pub enum InviteeState {
 }
 
 impl InviteeState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             InviteeState::Pending => "pending",
             InviteeState::Accepted => "accepted",
@@ -399,6 +399,28 @@ impl MetaStore {
     }
 
     /// A share proposal with its invitees.
+    /// The proposal that created the shared workspace `ws` (the first, if
+    /// several name it), if any.
+    pub async fn proposal_of_workspace(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Option<ShareProposal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM share_proposals WHERE shared_workspace_id = $1 ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(ws.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("finding a workspace's share proposal")?;
+        match row {
+            Some(row) => {
+                let id: Uuid = parse_id("share_proposals", &get::<String>(&row, "id")?)?;
+                Ok(Some(self.share_proposal(id).await?))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub async fn share_proposal(&self, id: Uuid) -> Result<ShareProposal, StoreError> {
         let row = sqlx::query(
             "SELECT owner_id, workspace_id, folder_id, encryption, read_only, shared_workspace_id \

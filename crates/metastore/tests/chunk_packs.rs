@@ -255,7 +255,7 @@ async fn moved_folders_index_chunks_as_objects_of_their_own(store: &MetaStore) {
         .await
         .unwrap();
     // What to copy: each chunk where the source stores it.
-    let mut to_copy = store.subtree_chunks(f.ws.id, dir).await.unwrap();
+    let mut to_copy = store.subtree_chunks(f.ws.id, Some(dir)).await.unwrap();
     to_copy.sort_by_key(|c| c.id);
     assert_eq!(to_copy, vec![moving, already]);
 

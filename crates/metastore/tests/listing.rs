@@ -21,6 +21,7 @@ conformance!(
     odd_names_and_long_chunk_lists_list_as_stored,
     stored_chunk_lists_follow_claims_collection_reuse_and_removal,
     moving_a_file_with_a_repeated_chunk_keeps_the_sources_entry,
+    a_dissolved_shared_folder_moves_back_whole,
 );
 
 fn whole(seed: u8, size: u32) -> ChunkRef {
@@ -227,6 +228,90 @@ async fn listing_after_a_folder_move_carries_the_new_locations(store: &MetaStore
         moved.chunks,
         vec![whole(1, 100), packed(2, 50, 5, 512), whole(1, 100)],
         "moved chunks are objects of their own; a known one keeps its entry"
+    );
+}
+
+/// A shared folder whose last member left moves back into its owner's
+/// private workspace: the folder lives again (at the place given), every
+/// item of the shared workspace, those created there included, is under it
+/// with its id, history and chunks, the listing of the private workspace is
+/// its tree, and the shared workspace has no members left.
+async fn a_dissolved_shared_folder_moves_back_whole(store: &MetaStore) {
+    let f = fixture(store, "a@x.org", 1 << 30).await;
+    let ids = varied_tree(store, &f).await;
+    let docs = ids[0];
+    let shared = store
+        .create_workspace(f.user.id, "Docs", true, Default::default())
+        .await
+        .unwrap();
+    store
+        .move_folder_to_workspace(f.ws.id, docs, shared.id, DeviceId::NIL)
+        .await
+        .unwrap();
+    assert!(!store.item(f.ws.id, docs).await.unwrap().status.is_live());
+    let made_there = ItemId::new();
+    stock(store, &f, shared.id).await;
+    store
+        .commit(&stacksync_proto::CommitRequest {
+            workspace: shared.id,
+            device: f.device.id,
+            items: vec![file_of(made_there, None, "made there", vec![whole(9, 33)])],
+        })
+        .await
+        .unwrap();
+    let in_shared: Vec<ItemMeta> = list_from_zero(store, shared.id, 1000).await;
+    let name = stacksync_proto::ItemName::new("Docs again").unwrap();
+    let back = store
+        .move_workspace_into_folder(shared.id, f.ws.id, docs, None, &name, DeviceId::NIL)
+        .await
+        .unwrap();
+    let folder = back.folder.expect("the folder lives again");
+    assert_eq!((folder.id, folder.name.as_str()), (docs, "Docs again"));
+    assert!(folder.status.is_live() && folder.parent.is_none());
+    let listed = list_from_zero(store, f.ws.id, 3).await;
+    for m in &listed {
+        assert_eq!(m, &store.item(f.ws.id, m.id).await.unwrap());
+    }
+    for was in &in_shared {
+        let now = store.item(f.ws.id, was.id).await.unwrap();
+        let parent = if was.parent.is_none() {
+            Some(docs)
+        } else {
+            was.parent
+        };
+        assert_eq!(
+            (
+                now.workspace,
+                now.parent,
+                now.version,
+                &now.name,
+                now.content_hash
+            ),
+            (f.ws.id, parent, was.version, &was.name, was.content_hash),
+            "{} moved back as it was",
+            was.name
+        );
+        assert_eq!(
+            now.chunks
+                .iter()
+                .map(|c| (c.id, c.size))
+                .collect::<Vec<_>>(),
+            was.chunks
+                .iter()
+                .map(|c| (c.id, c.size))
+                .collect::<Vec<_>>()
+        );
+        assert!(listed.iter().any(|m| m.id == was.id));
+    }
+    assert!(in_shared.iter().any(|m| m.id == made_there));
+    assert!(store.members(shared.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .get_changes(shared.id, 0, 100)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
     );
 }
 

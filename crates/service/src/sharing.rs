@@ -19,8 +19,8 @@ use stacksync_bus::Topic;
 use stacksync_metastore::{Charge, InviteeState, ShareProposal, ShareTerms};
 use stacksync_proto::rpc::Reply;
 use stacksync_proto::{
-    ChunkId, ChunkRef, DeviceId, EncryptionMode, Error, ErrorKind, ItemId, Notification, UserId,
-    Workspace, WorkspaceId,
+    ChunkId, ChunkRef, DeviceId, EncryptionMode, Error, ErrorKind, ItemId, ItemName, Notification,
+    UserId, Workspace, WorkspaceId,
 };
 use uuid::Uuid;
 
@@ -143,6 +143,16 @@ impl Service {
             workspace: workspace.clone(),
         };
         self.notify(Topic::User(user), &n).await;
+        // The other members' devices show who is in it: each hears of the
+        // change on their own topic, with their own view of the workspace.
+        for member in self.store().members(shared).await? {
+            if member.user == user {
+                continue;
+            }
+            let view = self.store().workspace_as(member.user, shared).await?;
+            let n = Notification::WorkspaceUpdated { workspace: view };
+            self.notify(Topic::User(member.user), &n).await;
+        }
         Ok(Reply::ShareAnswered {
             workspace: Some(workspace),
         })
@@ -163,7 +173,7 @@ impl Service {
         // Chunks first, items second: when clients learn of the moved items
         // their chunks are already in the new container.
         let source = self.store().workspace_as(p.owner, p.workspace).await?;
-        self.copy_chunks(&source, &ws, p.folder).await?;
+        self.copy_chunks(&source, &ws, Some(p.folder)).await?;
         let moved = self
             .store()
             .move_folder_to_workspace(p.workspace, p.folder, id, DeviceId::NIL)
@@ -201,7 +211,12 @@ impl Service {
     /// stored as a delta (`PackSpan::base`) is copied whole: it is applied
     /// to its base here and encoded again (`materialize`), since the shared
     /// workspace indexes every copied chunk as an object of its own.
-    async fn copy_chunks(&self, from: &Workspace, to: &Workspace, folder: ItemId) -> Result<()> {
+    async fn copy_chunks(
+        &self,
+        from: &Workspace,
+        to: &Workspace,
+        folder: Option<ItemId>,
+    ) -> Result<()> {
         let chunks = self.store().subtree_chunks(from.id, folder).await?;
         if chunks.is_empty() {
             return Ok(());
@@ -293,7 +308,23 @@ impl Service {
         ws: WorkspaceId,
         emails: &[String],
     ) -> Result<Reply> {
-        let workspace = self.member_of(user, ws).await?;
+        let workspace = match self.member_of(user, ws).await {
+            Ok(w) => w,
+            // A retried unshare whose first attempt took the last member
+            // out: the folder is the owner's own again.
+            Err(e)
+                if e.to_proto().kind == ErrorKind::Forbidden
+                    && self
+                        .store()
+                        .proposal_of_workspace(ws)
+                        .await?
+                        .is_some_and(|p| p.owner == user) =>
+            {
+                let removed = emails.iter().map(|e| e.trim().to_lowercase()).collect();
+                return Ok(Reply::Unshared { removed });
+            }
+            Err(e) => return Err(e),
+        };
         if workspace.owner != user {
             return Err(Error::forbidden("only the workspace's owner can unshare it").into());
         }
@@ -316,7 +347,60 @@ impl Service {
                 .await?;
             removed.push(account.email);
         }
+        self.dissolve_if_alone(&workspace).await?;
         Ok(Reply::Unshared { removed })
+    }
+
+    /// A shared folder whose last member left becomes a plain folder of its
+    /// owner again: its chunks are copied back into the owner's container,
+    /// the folder lives again where the owner had it mounted, with
+    /// everything in it (ids and history kept), and the shared workspace
+    /// is dissolved (no members; invitations to it used up). The owner's
+    /// devices hear it as a commit in their private workspace and the
+    /// shared one leaving. Idempotent: a shared workspace with other
+    /// members, or already dissolved, is left alone.
+    async fn dissolve_if_alone(&self, workspace: &Workspace) -> Result<()> {
+        let ws = workspace.id;
+        let members = self.store().members(ws).await?;
+        if !matches!(members.as_slice(), [only] if only.is_owner) {
+            return Ok(());
+        }
+        let Some(p) = self.store().proposal_of_workspace(ws).await? else {
+            return Ok(());
+        };
+        let owner = p.owner;
+        let view = self.store().workspace_as(owner, ws).await?;
+        let private = self.store().workspace_as(owner, p.workspace).await?;
+        // Chunks first, items second, as when it was shared.
+        self.copy_chunks(&view, &private, None).await?;
+        let name = ItemName::new(&view.name).map_err(|why| Error::invalid_name(&view.name, why))?;
+        let moved = self
+            .store()
+            .move_workspace_into_folder(
+                ws,
+                p.workspace,
+                p.folder,
+                view.mount_parent,
+                &name,
+                DeviceId::NIL,
+            )
+            .await?;
+        if let Some(folder) = moved.folder {
+            let back = Notification::Commit {
+                workspace: p.workspace,
+                device: DeviceId::NIL,
+                revision: moved.target_revision,
+                items: vec![folder],
+            };
+            self.notify(Topic::Workspace(p.workspace), &back).await;
+        }
+        let gone = Notification::Unshared {
+            workspace: ws,
+            user: owner,
+        };
+        self.notify(Topic::User(owner), &gone).await;
+        self.rebind_sessions_of(owner).await;
+        Ok(())
     }
 
     /// Takes `user` out of a shared workspace they are a member of but do
@@ -346,6 +430,7 @@ impl Service {
         let account = self.store().user(user).await?.account;
         self.remove_member(&workspace, user, account.storage_user.as_deref())
             .await?;
+        self.dissolve_if_alone(&workspace).await?;
         Ok(Reply::Left { workspace: ws })
     }
 

@@ -461,7 +461,43 @@ async fn read_only_world(env: &Env) -> ReadOnlyWorld {
         ],
     };
     env.call(&alice.token, Request::Commit(c)).await.unwrap();
-    let team = common::share_folder_as(env, &alice, &mallory, dir, true).await;
+    // Bob is in the team too: when mallory leaves (the table's last row),
+    // the folder stays shared (a shared folder whose last member leaves
+    // goes back to its owner).
+    let Ok(Reply::ShareProposal { proposal, .. }) = env
+        .call(
+            &alice.token,
+            Request::CreateShareProposal {
+                workspace: alice.private.id,
+                folder: dir,
+                emails: vec![mallory.email.clone(), base.bob.email.clone()],
+                encryption: EncryptionMode::Plain,
+                read_only: true,
+            },
+        )
+        .await
+    else {
+        panic!("the proposal is made");
+    };
+    let mut joined = Vec::new();
+    for member in [&mallory, &base.bob] {
+        let Ok(Reply::ShareAnswered {
+            workspace: Some(shared),
+        }) = env
+            .call(
+                &member.token,
+                Request::AnswerShareProposal {
+                    proposal,
+                    accept: true,
+                },
+            )
+            .await
+        else {
+            panic!("{} accepts", member.email);
+        };
+        joined.push(shared);
+    }
+    let team = joined.remove(0);
     assert!(team.read_only);
     let c = CommitRequest {
         workspace: team.id,

@@ -475,6 +475,40 @@ async fn members_of(env: &Env, token: &str, ws: WorkspaceId) -> Vec<Member> {
     }
 }
 
+/// The shared folder `ws`, whose last member left, is its owner's plain
+/// folder again: the owner is no member of `ws` any more, and the owner's
+/// private workspace has `folder` live with everything `ws` held.
+async fn assert_dissolved(env: &Env, owner: &common::User, ws: WorkspaceId, folder: ItemId) {
+    let Ok(Reply::Workspaces { workspaces }) = env.call(&owner.token, Request::GetWorkspaces).await
+    else {
+        panic!("the owner's workspaces");
+    };
+    assert!(
+        workspaces.iter().all(|w| w.id != ws),
+        "still a workspace of the owner: {workspaces:?}"
+    );
+    assert_feed_forbidden(env, &owner.token, ws).await;
+    let Ok(Reply::Changes(page)) = env
+        .call(
+            &owner.token,
+            Request::GetChanges {
+                workspace: owner.private.id,
+                since: 0,
+                limit: 1000,
+            },
+        )
+        .await
+    else {
+        panic!("the owner's private feed");
+    };
+    let back = page
+        .items
+        .iter()
+        .find(|m| m.id == folder)
+        .expect("the folder is in the owner's private workspace");
+    assert!(back.status.is_live(), "{back:?}");
+}
+
 /// `token`'s user may no longer read the feed of `ws`.
 async fn assert_feed_forbidden(env: &Env, token: &str, ws: WorkspaceId) {
     let err = env
@@ -616,10 +650,13 @@ async fn invitations_and_leave(env: &Env) {
             other => panic!("unexpected notification {other:?}"),
         }
     }
-    let members = members_of(env, &alice.token, shared.id).await;
-    assert_eq!(
-        members.iter().map(|m| m.user).collect::<Vec<_>>(),
-        vec![alice.id]
+    // Bob was its only member: it is alice's own folder again.
+    assert_dissolved(env, &alice, shared.id, project).await;
+    // Carol's invitation to it is used up with it.
+    let carols = env.call(&carol.token, answer(to_both, true)).await;
+    assert!(
+        matches!(&carols, Err(e) if e.kind == ErrorKind::Forbidden),
+        "{carols:?}"
     );
     assert_feed_forbidden(env, &bob.token, shared.id).await;
     let acl = env.blobs.acl(&container).await.unwrap();
@@ -705,13 +742,81 @@ async fn a_failed_revoke_is_retried_by_the_next_removal(env: &Env) {
             let retried = env.call(&user.token, request.clone()).await;
             assert!(retried.is_ok(), "{retried:?}");
         }
-        let members = members_of(env, &alice.token, ws.id).await;
-        assert_eq!(
-            members.iter().map(|m| m.user).collect::<Vec<_>>(),
-            vec![alice.id]
-        );
+        // The member was its only one: it is alice's own folder again.
+        let folder = if ws.id == shared.id { dir } else { other };
+        assert_dissolved(env, &alice, ws.id, folder).await;
         assert_eq!(readers(ws.clone()).await, ["t:alice"]);
         assert_feed_forbidden(env, &member.token, ws.id).await;
     }
 }
 both_combos!(a_failed_revoke_is_retried_by_the_next_removal);
+
+/// Two devices of bob accept the same invitation at once (a dozen times,
+/// each a new folder): both are answered with the shared workspace, bob is
+/// one member of it, and alice hears that he joined.
+async fn concurrent_accepts_make_one_membership(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let bob = env.user("bob@example.com").await;
+    let mut alice_sub = env
+        .bus
+        .subscribe(&[stacksync_bus::Topic::User(alice.id)])
+        .await
+        .unwrap();
+    for round in 0..12 {
+        let dir = ItemId::new();
+        let commit = CommitRequest {
+            workspace: alice.private.id,
+            device: alice.device,
+            items: vec![folder(dir, None, &format!("Project {round}"))],
+        };
+        env.call(&alice.token, Request::Commit(commit))
+            .await
+            .unwrap();
+        let Ok(Reply::ShareProposal { proposal, .. }) = env
+            .call(
+                &alice.token,
+                Request::CreateShareProposal {
+                    workspace: alice.private.id,
+                    folder: dir,
+                    emails: vec![bob.email.clone()],
+                    encryption: EncryptionMode::Plain,
+                    read_only: false,
+                },
+            )
+            .await
+        else {
+            panic!("alice proposes");
+        };
+        let accept = || {
+            env.call(
+                &bob.token,
+                Request::AnswerShareProposal {
+                    proposal,
+                    accept: true,
+                },
+            )
+        };
+        let (one, two) = tokio::join!(accept(), accept());
+        let ws = match (&one, &two) {
+            (
+                Ok(Reply::ShareAnswered { workspace: Some(a) }),
+                Ok(Reply::ShareAnswered { workspace: Some(b) }),
+            ) if a.id == b.id => a.id,
+            _ => panic!("round {round}: {one:?} / {two:?}"),
+        };
+        let members = members_of(env, &alice.token, ws).await;
+        assert_eq!(
+            members.iter().filter(|m| m.user == bob.id).count(),
+            1,
+            "round {round}: {members:?}"
+        );
+        assert_eq!(members.len(), 2, "round {round}: {members:?}");
+        loop {
+            match next_notification(&mut alice_sub).await {
+                Notification::WorkspaceUpdated { workspace } if workspace.id == ws => break,
+                _ => {}
+            }
+        }
+    }
+}
+both_combos!(concurrent_accepts_make_one_membership);
