@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use stacksync_engine::FsErrorKind;
 use stacksync_engine::io::{EntryKind, Fs};
 use stacksync_engine::{IgnoreRules, RelPath, Stamp, SyncState};
 use stacksync_proto::Millis;
@@ -432,11 +433,20 @@ impl Ctx<'_> {
         } else {
             self.not_synced()
         };
-        let entries = self
-            .fs
-            .list_dir(path)
-            .await
-            .map_err(|e| StatusError::Io(path.to_string(), e.to_string()))?;
+        let entries = match self.fs.list_dir(path).await {
+            Ok(entries) => entries,
+            // Renamed, removed or replaced while it was looked at (a sync
+            // or the user at work): it is changing, not an error.
+            Err(e)
+                if !path.is_root()
+                    && matches!(e.kind, FsErrorKind::NotFound | FsErrorKind::WrongKind) =>
+            {
+                let status = self.not_synced();
+                self.count(status);
+                return Ok(status);
+            }
+            Err(e) => return Err(StatusError::Io(path.to_string(), e.to_string())),
+        };
         let mut local_names = std::collections::HashSet::new();
         for e in entries {
             let name = match stacksync_proto::ItemName::new(&e.name) {
