@@ -348,22 +348,8 @@ impl MetaStore {
         } else {
             None
         };
-        set_revision(&mut tx, from, from_rev).await?;
-        set_revision(&mut tx, to, to_rev).await?;
-        tx.commit().await.ctx("committing a folder move")?;
-        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
-        let mut moved = Vec::with_capacity(items.len());
-        for id in items {
-            if let Some(m) = load_item(&mut conn, id).await? {
-                moved.push(attach_chunks(&mut conn, m).await?);
-            }
-        }
-        Ok(FolderMove {
-            folder: deleted,
-            moved,
-            source_revision: from_rev,
-            target_revision: to_rev,
-        })
+        let revisions = [(from, from_rev), (to, to_rev)];
+        self.finish_move(tx, revisions, &items, deleted).await
     }
 
     /// The reverse of [`MetaStore::move_folder_to_workspace`], for a shared
@@ -442,18 +428,31 @@ impl MetaStore {
         .execute(&mut *tx)
         .await
         .ctx("closing a dissolved workspace's invitations")?;
+        let revisions = [(from, from_rev), (to, to_rev)];
+        self.finish_move(tx, revisions, &items, revived).await
+    }
+
+    /// Ends a move between workspaces: records both workspaces' new
+    /// revisions, commits, and reads the moved items as they are now.
+    async fn finish_move(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        [(from, from_rev), (to, to_rev)]: [(WorkspaceId, u64); 2],
+        items: &[ItemId],
+        folder: Option<ItemMeta>,
+    ) -> Result<FolderMove, StoreError> {
         set_revision(&mut tx, from, from_rev).await?;
         set_revision(&mut tx, to, to_rev).await?;
         tx.commit().await.ctx("committing a folder move")?;
         let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
         let mut moved = Vec::with_capacity(items.len());
         for id in items {
-            if let Some(m) = load_item(&mut conn, id).await? {
+            if let Some(m) = load_item(&mut conn, *id).await? {
                 moved.push(attach_chunks(&mut conn, m).await?);
             }
         }
         Ok(FolderMove {
-            folder: revived,
+            folder,
             moved,
             source_revision: from_rev,
             target_revision: to_rev,
