@@ -13,7 +13,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use stacksync_blobstore::{BlobStore, ContainerName, SwiftAuth, SwiftConfig, SwiftStore};
+use stacksync_blobstore::{
+    AtRestKeys, BlobStore, ContainerName, LocalStore, SwiftAuth, SwiftConfig, SwiftStore,
+};
 use stacksync_proto::ChunkId;
 
 const CHUNK: usize = 1024 * 1024;
@@ -127,6 +129,39 @@ async fn swift_phase(
     Ok((put, get))
 }
 
+/// (PUT MiB/s, GET MiB/s) of the local store at concurrency 4, storing
+/// objects as they come or sealed at rest (server-side encryption), in a
+/// fresh folder.
+async fn local_phase(data: &[(ChunkId, Bytes)], sealed: bool) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = if sealed {
+        LocalStore::open_sealed(dir.path(), AtRestKeys::from_bytes([7; 32], &[])).await?
+    } else {
+        LocalStore::open(dir.path()).await?
+    };
+    let store = Arc::new(store);
+    let container = ContainerName::new("bench-local")?;
+    store.create_container(&container).await?;
+    let total = data.len() * CHUNK;
+    let started = Instant::now();
+    stacksync_blobstore::put_many(store.as_ref(), &container, data.to_vec(), 4).await?;
+    let put = mib_per_s(total, started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let read: usize = futures::stream::iter(data.iter())
+        .map(|(id, _)| {
+            let (store, container) = (store.clone(), container.clone());
+            async move { store.get_bytes(&container, id).await.map(|b| b.len()) }
+        })
+        .buffer_unordered(4)
+        .try_fold(0, |sum, n| async move { Ok(sum + n) })
+        .await?;
+    let get = mib_per_s(read, started.elapsed().as_secs_f64());
+    if read != total {
+        bail!("read {read} bytes, expected {total}");
+    }
+    Ok((put, get))
+}
+
 /// MiB/s of `rclone copy` of the same bytes, as files, into a fresh container.
 async fn rclone_phase(
     auth_url: &str,
@@ -225,18 +260,35 @@ async fn main() -> anyhow::Result<()> {
         );
         results.push((c, put, get));
     }
+    println!("(scripts/swift runs the proxies' encryption middleware: both rclone and us write encrypted at rest)");
+    let (plain_put, plain_get) = local_phase(&data, false).await?;
+    let (sealed_put, sealed_get) = local_phase(&data, true).await?;
+    println!(
+        "local store c=4 PUT {plain_put:8.1} MiB/s  GET {plain_get:8.1} MiB/s  (as stored)"
+    );
+    println!(
+        "local sealed c=4 PUT {sealed_put:8.1} MiB/s ({:.2}x)  GET {sealed_get:8.1} MiB/s ({:.2}x)  (encrypted at rest)",
+        sealed_put / plain_put,
+        sealed_get / plain_get
+    );
     let at = |c: usize| results.iter().find(|r| r.0 == c).copied();
     let first = results[0];
     let last = results[results.len() - 1];
     let (c1, c16) = (at(1).unwrap_or(first), at(16).unwrap_or(last));
     // Written by hand to keep the key order the bench dispatcher documents.
     let json = format!(
-        "{{\"bench\":\"blobstore\",\"swift_put_mbps_c1\":{},\"swift_put_mbps_c16\":{},\"swift_get_mbps_c16\":{},\"rclone_mbps\":{},\"ratio_put_c16_to_rclone\":{}}}",
+        "{{\"bench\":\"blobstore\",\"swift_put_mbps_c1\":{},\"swift_put_mbps_c16\":{},\"swift_get_mbps_c16\":{},\"rclone_mbps\":{},\"ratio_put_c16_to_rclone\":{},\"local_put_mbps\":{},\"local_sealed_put_mbps\":{},\"local_get_mbps\":{},\"local_sealed_get_mbps\":{},\"ratio_sealed_put\":{},\"ratio_sealed_get\":{}}}",
         round2(c1.1),
         round2(c16.1),
         round2(c16.2),
         round2(rclone),
-        round2(c16.1 / rclone)
+        round2(c16.1 / rclone),
+        round2(plain_put),
+        round2(sealed_put),
+        round2(plain_get),
+        round2(sealed_get),
+        round2(sealed_put / plain_put),
+        round2(sealed_get / plain_get)
     );
     println!("(throughput in MiB/s; the JSON's *_mbps are MiB/s too)");
     println!("{json}");

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use error::{BlobError, BlobErrorKind, Result};
-pub use local::{LocalIdentity, LocalStore};
+pub use local::{AtRestKeys, LocalIdentity, LocalStore, Resealed};
 pub use names::{ContainerName, StorageUser};
 pub use store::{
     Access, BlobStore, ByteRange, ByteStream, ContainerAcl, MAX_OBJECT_SIZE, ObjectInfo, collect,
@@ -58,6 +58,13 @@ pub enum StoreConfig {
         /// Act as this storage user instead of the owner.
         #[serde(default)]
         user: Option<StorageUser>,
+        /// Seal new objects at rest with the key in this file (see
+        /// [`local::at_rest`]); `None` stores them as they come.
+        #[serde(default)]
+        at_rest_key_file: Option<PathBuf>,
+        /// Earlier keys, still needed to read what they sealed.
+        #[serde(default)]
+        at_rest_old_key_files: Vec<PathBuf>,
     },
     /// OpenStack Swift.
     Swift(Box<SwiftConfig>),
@@ -67,8 +74,19 @@ pub enum StoreConfig {
 /// that wrong credentials or an unreachable Swift show at startup.
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn BlobStore>> {
     match config {
-        StoreConfig::Local { root, user } => {
-            let store = LocalStore::open(root.clone()).await?;
+        StoreConfig::Local {
+            root,
+            user,
+            at_rest_key_file,
+            at_rest_old_key_files,
+        } => {
+            let store = match at_rest_key_file {
+                Some(key) => {
+                    let keys = AtRestKeys::load(key, at_rest_old_key_files)?;
+                    LocalStore::open_sealed(root.clone(), keys).await?
+                }
+                None => LocalStore::open(root.clone()).await?,
+            };
             Ok(match user {
                 Some(u) => Arc::new(store.as_user(u.clone())),
                 None => Arc::new(store),
@@ -95,7 +113,9 @@ mod tests {
             local,
             StoreConfig::Local {
                 root: "/var/lib/stacksync/blobs".into(),
-                user: None
+                user: None,
+                at_rest_key_file: None,
+                at_rest_old_key_files: Vec::new(),
             }
         );
         let swift: StoreConfig = serde_json::from_str(

@@ -135,6 +135,12 @@ impl ContainerAcl {
 /// backend and [`BlobStore::get`] for range reads).
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Whether the objects this store writes are encrypted at rest with
+    /// keys the operator holds: the local backend given an at-rest key, a
+    /// Swift cluster whose proxies run the `keymaster` and `encryption`
+    /// middlewares. What "server-side encryption" of a workspace requires.
+    fn encrypts_at_rest(&self) -> bool;
+
     /// Creates a container; succeeds if it already exists.
     async fn create_container(&self, container: &ContainerName) -> Result<()>;
 

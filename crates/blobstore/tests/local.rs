@@ -139,6 +139,8 @@ async fn stores_opened_twice_share_data_and_acls() {
     let config = stacksync_blobstore::StoreConfig::Local {
         root: dir.path().to_owned(),
         user: Some(b.other_user.clone()),
+        at_rest_key_file: None,
+        at_rest_old_key_files: Vec::new(),
     };
     let reopened = stacksync_blobstore::open_store(&config).await.unwrap();
     assert_eq!(reopened.get_bytes(&c, &id_of(&body)).await.unwrap(), body);

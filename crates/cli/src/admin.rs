@@ -20,6 +20,21 @@ pub enum AdminCommand {
     },
     /// Deletes stored objects nothing references and expired history.
     Gc(crate::admin_gc::GcArgs),
+    /// Stored objects.
+    Storage {
+        #[command(subcommand)]
+        what: StorageCommand,
+    },
+}
+
+/// `stacksync admin storage ...`.
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Rewrites every object of the local store not sealed under the
+    /// current at-rest key (plain ones, and ones sealed under a key in
+    /// `at_rest_old_key_files`), so the old keys can be retired. On Swift,
+    /// rotation is the keymaster's (see docs/threat-model.md).
+    Reseal,
 }
 
 /// `stacksync admin user ...`.
@@ -40,6 +55,12 @@ pub enum UserCommand {
         /// The Swift user this account maps to, if clients reach Swift.
         #[arg(long)]
         storage_user: Option<String>,
+        /// The private workspace's encryption: `plain`, or `server` (the
+        /// storage encrypts it at rest with keys the operator holds; needs
+        /// at-rest encryption configured). Client-side encryption is chosen
+        /// by the user's client (`stacksync setup --encrypted`).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "server"])]
+        encryption: String,
     },
     /// Refuses the user's logins and ends every session of theirs at once.
     Disable {
@@ -74,9 +95,41 @@ pub async fn run(config: &Config, what: AdminCommand) -> anyhow::Result<()> {
     let result = match what {
         AdminCommand::User { what } => user(&service, what).await,
         AdminCommand::Gc(args) => crate::admin_gc::run(&service, config, args).await,
+        AdminCommand::Storage {
+            what: StorageCommand::Reseal,
+        } => reseal(config).await,
     };
     service.store().close().await;
     result
+}
+
+async fn reseal(config: &Config) -> anyhow::Result<()> {
+    use stacksync_blobstore::{AtRestKeys, LocalStore, StoreConfig};
+    let data_dir = config.data_dir()?;
+    let StoreConfig::Local {
+        root,
+        at_rest_key_file: Some(key),
+        at_rest_old_key_files,
+        ..
+    } = server::store_config(config, &data_dir)?
+    else {
+        bail!(
+            "resealing is for the local store with encryption at rest; Swift's keymaster \
+             rotates its own root secrets (see docs/threat-model.md)"
+        );
+    };
+    let keys = AtRestKeys::load(&key, &at_rest_old_key_files)
+        .with_context(|| format!("reading the at-rest keys ({})", key.display()))?;
+    let store = LocalStore::open_sealed(root, keys.clone()).await?;
+    let done = store.reseal().await.context("resealing")?;
+    println!(
+        "resealed {} of {} object(s) in {} container(s) under key {}",
+        done.resealed,
+        done.objects,
+        done.containers,
+        keys.current_id()
+    );
+    Ok(())
 }
 
 async fn user(service: &stacksync_service::Service, what: UserCommand) -> anyhow::Result<()> {
@@ -87,11 +140,23 @@ async fn user(service: &stacksync_service::Service, what: UserCommand) -> anyhow
             name,
             quota,
             storage_user,
+            encryption,
         } => {
             let password = password.read()?;
             let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+            let encryption = match encryption.as_str() {
+                "server" => stacksync_proto::EncryptionMode::ServerSide,
+                _ => stacksync_proto::EncryptionMode::Plain,
+            };
             let (account, _) = service
-                .create_user(&email, &name, &password, quota, storage_user)
+                .create_user_with_encryption(
+                    &email,
+                    &name,
+                    &password,
+                    quota,
+                    storage_user,
+                    encryption,
+                )
                 .await
                 .with_context(|| format!("creating user {email}"))?;
             println!("{}", account.id);

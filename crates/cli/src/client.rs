@@ -686,6 +686,16 @@ pub(crate) fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     stacksync_proto::printable(s)
 }
 
+/// A workspace's encryption setting as people read it.
+fn encryption_shown(setting: &str) -> &str {
+    match setting {
+        "plain" => "plain (stored as is on the server)",
+        "server_side" => "server-side (encrypted at rest by the server)",
+        "client_side" => "client-side (end to end: only members' devices hold the keys)",
+        other => other,
+    }
+}
+
 fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -709,6 +719,9 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
     println!("{target}: {} ({daemon})", report.target.status.as_str());
     if let Some(d) = &report.target.detail {
         println!("  {}", shown(d));
+    }
+    if !report.encryption.is_empty() {
+        println!("encryption: {}", encryption_shown(&report.encryption));
     }
     if !report.counts.is_empty() {
         let counts: Vec<String> = report
@@ -736,7 +749,11 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                println!("shared   {path}/  ({role}; with {with})");
+                let setting = match f.encryption.as_str() {
+                    "" | "plain" => String::new(),
+                    other => format!("; {}", encryption_shown(other)),
+                };
+                println!("shared   {path}/  ({role}; with {with}{setting})");
             }
             state => match &f.detail {
                 Some(d) => println!("{state:<8} {path}/  ({})", shown(d)),

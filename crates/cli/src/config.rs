@@ -35,6 +35,9 @@
 //!
 //! [storage]
 //! kind = "swift"                       # or "local" (root defaults to DATA_DIR/blobs)
+//! at_rest_encryption = true            # local: seal objects with a key file (default)
+//! at_rest_key_file = "/etc/stacksync/at-rest.key"  # default DATA_DIR/at-rest.key, made once
+//! at_rest_old_key_files = []           # keys before a rotation, still read
 //! storage_url = "https://swift.example/v1/AUTH_stacksync"  # told to clients
 //! [storage.swift]                      # the blobstore's SwiftConfig
 //! account = "AUTH_stacksync"
@@ -349,6 +352,16 @@ pub struct StorageSection {
     pub kind: StorageKind,
     /// Local only: the folder holding containers. Default `DATA_DIR/blobs`.
     pub root: Option<PathBuf>,
+    /// Local only: seal every new object at rest with the key in
+    /// `at_rest_key_file` (server-side encryption). Default true.
+    pub at_rest_encryption: Option<bool>,
+    /// Local only: the at-rest key (64 hexadecimal digits). Default
+    /// `DATA_DIR/at-rest.key`, created on first start. Keep it (and its
+    /// backups) apart from the blobs: whoever holds both reads everything.
+    pub at_rest_key_file: Option<PathBuf>,
+    /// Local only: keys replaced by a rotation, still needed to read the
+    /// objects they sealed.
+    pub at_rest_old_key_files: Vec<PathBuf>,
     /// Swift only: the blobstore's Swift settings (`[storage.swift]`).
     pub swift: Option<SwiftConfig>,
     /// The storage URL clients may use to reach Swift directly.

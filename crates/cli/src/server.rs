@@ -30,25 +30,7 @@ pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Ser
     let store = MetaStore::connect(&db_url)
         .await
         .context("opening the metadata database")?;
-    let blob_config = match config.storage.kind {
-        StorageKind::Local => {
-            let root = config
-                .storage
-                .root
-                .clone()
-                .unwrap_or_else(|| data_dir.join("blobs"));
-            private::dir(&root)
-                .with_context(|| format!("creating the blob folder {}", root.display()))?;
-            StoreConfig::Local { root, user: None }
-        }
-        StorageKind::Swift => StoreConfig::Swift(Box::new(
-            config
-                .storage
-                .swift
-                .clone()
-                .context("storage kind \"swift\" needs a [storage.swift] section")?,
-        )),
-    };
+    let blob_config = store_config(config, &data_dir)?;
     let blobs = open_store(&blob_config)
         .await
         .context("opening the blob store")?;
@@ -66,6 +48,51 @@ pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Ser
     Ok(match broker_admin(config)? {
         Some(admin) => service.with_broker_admin(admin),
         None => service,
+    })
+}
+
+/// The blob store the configuration describes; for the local store, its
+/// folder (made private) and its at-rest key (made on first use).
+pub fn store_config(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<StoreConfig> {
+    Ok(match config.storage.kind {
+        StorageKind::Local => {
+            let root = config
+                .storage
+                .root
+                .clone()
+                .unwrap_or_else(|| data_dir.join("blobs"));
+            private::dir(&root)
+                .with_context(|| format!("creating the blob folder {}", root.display()))?;
+            let at_rest_key_file = match config.storage.at_rest_encryption {
+                Some(false) => None,
+                _ => {
+                    let key = config
+                        .storage
+                        .at_rest_key_file
+                        .clone()
+                        .unwrap_or_else(|| data_dir.join("at-rest.key"));
+                    if !key.exists() {
+                        stacksync_blobstore::local::at_rest::create_key_file(&key).with_context(
+                            || format!("creating the at-rest key {}", key.display()),
+                        )?;
+                    }
+                    Some(key)
+                }
+            };
+            StoreConfig::Local {
+                root,
+                user: None,
+                at_rest_key_file,
+                at_rest_old_key_files: config.storage.at_rest_old_key_files.clone(),
+            }
+        }
+        StorageKind::Swift => StoreConfig::Swift(Box::new(
+            config
+                .storage
+                .swift
+                .clone()
+                .context("storage kind \"swift\" needs a [storage.swift] section")?,
+        )),
     })
 }
 
@@ -158,6 +185,10 @@ async fn termination() {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir()?;
     let service = open_service(&config, true).await?;
+    service
+        .check_at_rest_promise()
+        .await
+        .context("checking encryption at rest")?;
     let listen = config
         .listen
         .clone()
@@ -170,6 +201,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("reading the listen address")?;
     println!("StackSync server {}", env!("CARGO_PKG_VERSION"));
     println!("data folder: {}", data_dir.display());
+    println!(
+        "storage encrypted at rest: {}",
+        if service.blobs().encrypts_at_rest() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
     println!("listening on http://{addr}");
 
     let (stop_tx, stop_rx) = watch::channel(false);

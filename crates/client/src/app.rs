@@ -555,6 +555,7 @@ impl SyncClient {
             }
         }
         self.update_table(&by_id, &placed).await;
+        self.table.private_encryption = self.private.workspace().encryption;
         // Written only when it changed (most refreshes change nothing).
         if self.table != saved
             && let Err(e) = self.table.save(self.profile.home())
@@ -761,6 +762,7 @@ impl SyncClient {
                 read_only: ws.read_only,
                 members,
                 file_id,
+                encryption: ws.encryption,
             });
         }
         // A mount point that can no longer be placed stays left out of the
@@ -817,6 +819,7 @@ impl SyncClient {
         }
         self.routes.set(Folders {
             folder: self.profile.config.folder.clone(),
+            encryption: self.private.workspace().encryption,
             routes,
             excluded: self.table.excluded(),
             shared: self.shared_folders(),
@@ -1567,6 +1570,7 @@ fn shared_folders(table: &MountTable, paused: &BTreeMap<WorkspaceId, String>) ->
         .iter()
         .map(|m| SharedFolder {
             path: m.path.clone(),
+            encryption: m.encryption.as_str().into(),
             owner: m.owner,
             read_only: m.read_only,
             members: m.members.clone(),
@@ -1580,6 +1584,7 @@ fn shared_folders(table: &MountTable, paused: &BTreeMap<WorkspaceId, String>) ->
         .collect();
     out.extend(table.waiting.iter().map(|w| SharedFolder {
         path: w.path.clone(),
+        encryption: String::new(),
         owner: false,
         read_only: false,
         members: Vec::new(),
@@ -1588,6 +1593,7 @@ fn shared_folders(table: &MountTable, paused: &BTreeMap<WorkspaceId, String>) ->
     }));
     out.extend(table.detached.iter().map(|d| SharedFolder {
         path: d.path.clone(),
+        encryption: String::new(),
         owner: false,
         read_only: false,
         members: Vec::new(),
@@ -1633,6 +1639,7 @@ pub async fn offline_status(
     }
     let folders = Folders {
         folder: folder.clone(),
+        encryption: table.private_encryption,
         routes,
         excluded: table.excluded(),
         shared: shared_folders(&table, &BTreeMap::new()),

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use stacksync_engine::{RelPath, SyncState};
-use stacksync_proto::{ItemName, UserId, Workspace, WorkspaceId};
+use stacksync_proto::{EncryptionMode, ItemName, UserId, Workspace, WorkspaceId};
 
 use crate::private;
 use crate::profile::{ProfileError, write_atomic};
@@ -50,6 +50,13 @@ pub struct MountRecord {
     /// something else put in its place), and is not synced as it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_id: Option<u64>,
+    /// Its encryption setting, as the server says.
+    #[serde(default, skip_serializing_if = "is_plain")]
+    pub encryption: EncryptionMode,
+}
+
+fn is_plain(mode: &EncryptionMode) -> bool {
+    *mode == EncryptionMode::Plain
 }
 
 /// A folder that was a shared folder of this account and no longer is.
@@ -86,6 +93,10 @@ pub struct MountTable {
     /// Shared folders waiting for their place to be free.
     #[serde(default, rename = "waiting")]
     pub waiting: Vec<WaitingRecord>,
+    /// The private workspace's encryption setting (for `status` without a
+    /// daemon).
+    #[serde(default, skip_serializing_if = "is_plain")]
+    pub private_encryption: EncryptionMode,
 }
 
 impl MountTable {
@@ -305,6 +316,7 @@ mod tests {
                 read_only: true,
                 members: vec!["ana@example.com".into()],
                 file_id: Some(42),
+                encryption: EncryptionMode::ServerSide,
             }],
             detached: vec![DetachedRecord {
                 workspace: WorkspaceId(Uuid::from_u64_pair(7, 2)),
@@ -315,6 +327,7 @@ mod tests {
                 path: "busy".into(),
                 reason: "in the way".into(),
             }],
+            private_encryption: EncryptionMode::ServerSide,
         };
         table.save(dir.path()).unwrap();
         let back = MountTable::load(dir.path()).unwrap();

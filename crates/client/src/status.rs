@@ -134,6 +134,11 @@ pub struct StatusReport {
     /// the one holding the target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared: Vec<SharedFolder>,
+    /// The encryption setting of the workspace synced at the root of the
+    /// folder (`plain`, `client_side`, `server_side`); each shared folder
+    /// says its own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encryption: String,
 }
 
 /// What a status is computed from.
@@ -576,6 +581,7 @@ pub async fn compute_excluding(
         entries: ctx.listed,
         counts: ctx.counts,
         shared: Vec::new(),
+        encryption: String::new(),
     })
 }
 
@@ -597,6 +603,8 @@ pub struct Route {
 pub struct Folders {
     /// The synced folder.
     pub folder: PathBuf,
+    /// The private workspace's encryption setting.
+    pub encryption: stacksync_proto::EncryptionMode,
     /// The private workspace's route first, then each mount's.
     pub routes: Vec<Route>,
     /// What the private workspace leaves out (mounts, detached folders).
@@ -633,6 +641,7 @@ impl Folders {
             compute_excluding(&route.fs, &snapshot, &rest, daemon_running, excluded).await?;
         rebase(&mut report, &route.path);
         report.folder = self.folder.clone();
+        report.encryption = self.encryption.as_str().into();
         if path.is_root() {
             for mount in self.routes.iter().filter(|r| !r.path.is_root()) {
                 let snapshot = mount.board.snapshot(wait).await;
@@ -705,6 +714,10 @@ fn absorb(report: &mut StatusReport, more: StatusReport, at: &RelPath) {
 pub struct SharedFolder {
     /// Where it is, relative to the synced folder.
     pub path: String,
+    /// Its encryption setting (`plain`, `client_side`, `server_side`;
+    /// empty when not synced).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encryption: String,
     /// Whether this account owns it.
     pub owner: bool,
     /// Whether this account may only read it.

@@ -130,6 +130,23 @@ impl WrappedKey {
         Ok(blob)
     }
 
+    /// The Argon2id parameters of a passphrase-sealed blob (`None` for
+    /// another method), so that a caller can refuse parameters below its
+    /// own floor before spending anything on them.
+    pub fn kdf_params(&self) -> Option<KdfParams> {
+        let (method, _) = self.prefix().ok()?;
+        if method != METHOD_PASSPHRASE {
+            return None;
+        }
+        let b = self.0.get(PREFIX_LEN..PREFIX_LEN + 12)?;
+        let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        Some(KdfParams {
+            memory_kib: word(0),
+            iterations: word(4),
+            parallelism: word(8),
+        })
+    }
+
     /// Method and kind bytes, after checking magic, version and reserved.
     fn prefix(&self) -> Result<(u8, u8), ContentError> {
         let b = &self.0;

@@ -105,6 +105,18 @@ impl MetaStore {
             .await
     }
 
+    /// How many workspaces have the encryption setting `mode` (the server
+    /// checks at startup that its storage can keep what it promised them).
+    pub async fn count_workspaces_with(&self, mode: EncryptionMode) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM workspaces WHERE encryption = $1")
+            .bind(mode.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .ctx("counting workspaces by encryption")?;
+        let n: i64 = get(&row, "n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// [`MetaStore::create_workspace`] with an id chosen by the caller (the
     /// service derives it from a request, so that a retried request finds
     /// the workspace its first attempt created). Idempotent for the same

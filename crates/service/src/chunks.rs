@@ -133,8 +133,10 @@ impl Service {
         body: ByteStream,
     ) -> Result<ByteStream, ServiceError> {
         let body = capped(body, *id, PackSpan::MAX_PACK_BYTES);
-        if workspace.encryption != EncryptionMode::Plain {
+        if workspace.encryption == EncryptionMode::ClientSide {
             // The server holds no key: ids are keyed hashes it cannot check.
+            // (Server-side encryption happens below, in the blob store: the
+            // client's chunks are plain ones, checked like any other.)
             return Ok(body);
         }
         let known = self.store().locate_chunks(workspace.id, &[*id]).await?;

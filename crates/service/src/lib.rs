@@ -203,7 +203,42 @@ impl Service {
         quota_limit: u64,
         storage_user: Option<String>,
     ) -> Result<(Account, Workspace), Error> {
+        self.create_user_with_encryption(
+            email,
+            name,
+            password,
+            quota_limit,
+            storage_user,
+            EncryptionMode::Plain,
+        )
+        .await
+    }
+
+    /// [`Service::create_user`] with the encryption setting of the user's
+    /// private workspace (`stacksync admin user add --encryption`).
+    /// Server-side encryption needs a blob store that encrypts at rest;
+    /// client-side is chosen by the client (`stacksync setup --encrypted`),
+    /// whose keys the server never holds, so it cannot be given here.
+    pub async fn create_user_with_encryption(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+        quota_limit: u64,
+        storage_user: Option<String>,
+        encryption: EncryptionMode,
+    ) -> Result<(Account, Workspace), Error> {
         check_new_password(password)?;
+        match encryption {
+            EncryptionMode::Plain => {}
+            EncryptionMode::ServerSide => self.require_at_rest()?,
+            EncryptionMode::ClientSide => {
+                return Err(Error::bad_request(
+                    "client-side encryption is chosen by the account's own client, \
+                     which alone holds its keys",
+                ));
+            }
+        }
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
@@ -221,7 +256,7 @@ impl Service {
             .map_err(ServiceError::from)?;
         let ws = self
             .store()
-            .create_workspace(account.id, "private", false, EncryptionMode::Plain)
+            .create_workspace(account.id, "private", false, encryption)
             .await
             .map_err(ServiceError::from)?;
         self.ensure_container(&ws.container).await?;
@@ -232,6 +267,41 @@ impl Service {
             .await
             .map_err(Error::from)?;
         Ok((account, ws))
+    }
+
+    /// Refuses server-side encryption on a blob store that does not
+    /// encrypt at rest.
+    pub(crate) fn require_at_rest(&self) -> Result<(), Error> {
+        if self.blobs().encrypts_at_rest() {
+            Ok(())
+        } else {
+            Err(Error::bad_request(
+                "server-side encryption needs storage that encrypts at rest: an at-rest key \
+                 for the local store, or Swift's encryption middleware (encrypted_at_rest)",
+            ))
+        }
+    }
+
+    /// Checks, at startup, that the storage can keep the promise made to
+    /// every workspace with server-side encryption: with such workspaces
+    /// and a store that does not encrypt at rest (an operator turned it off,
+    /// or pointed the server at other storage), the server must not start.
+    pub async fn check_at_rest_promise(&self) -> Result<(), Error> {
+        if self.blobs().encrypts_at_rest() {
+            return Ok(());
+        }
+        let promised = self
+            .store()
+            .count_workspaces_with(EncryptionMode::ServerSide)
+            .await
+            .map_err(ServiceError::from)?;
+        if promised == 0 {
+            return Ok(());
+        }
+        Err(Error::internal(format!(
+            "{promised} workspace(s) have server-side encryption, but the configured storage \
+             does not encrypt at rest; configure its at-rest encryption before starting"
+        )))
     }
 
     /// The topics a user's devices follow: their own, and every workspace

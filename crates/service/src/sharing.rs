@@ -60,6 +60,13 @@ impl Service {
         if !item.is_folder || !item.status.is_live() {
             return Err(Error::bad_request(format!("{folder} is not a live folder")).into());
         }
+        let terms = ShareTerms {
+            encryption: shared_encryption(workspace.encryption, terms.encryption),
+            ..terms
+        };
+        if terms.encryption == EncryptionMode::ServerSide {
+            self.require_at_rest()?;
+        }
         let me = self.store().user(user).await?.account;
         if emails
             .iter()
@@ -506,6 +513,17 @@ async fn read_stored(
         None => (chunk.id, None),
     };
     read_object(blobs, container, &object, range).await
+}
+
+/// The setting of a folder shared out of a workspace with setting `source`
+/// when the owner asked for `asked`: never weaker than where the files come
+/// from (a folder of a workspace with server-side encryption stays
+/// encrypted at rest when shared; a plain request from it is raised).
+fn shared_encryption(source: EncryptionMode, asked: EncryptionMode) -> EncryptionMode {
+    match (source, asked) {
+        (EncryptionMode::ServerSide, EncryptionMode::Plain) => EncryptionMode::ServerSide,
+        _ => asked,
+    }
 }
 
 /// The chunk whose stored bytes `delta` are a delta against `base`, encoded

@@ -15,6 +15,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::at_rest::{self, Opener, SealedHeader};
 use crate::error::{BlobError, BlobErrorKind, Result};
 use crate::store::ByteStream;
 
@@ -79,19 +80,65 @@ pub async fn hash_piece(mut hasher: blake3::Hasher, piece: Bytes) -> Result<blak
     .map_err(|e| BlobError::new(BlobErrorKind::Io, format!("hashing task failed: {e}")))
 }
 
-/// Reads the header of an open object file.
-pub async fn read_header(file: &mut tokio::fs::File, what: &str) -> Result<Header> {
-    let mut buf = [0u8; HEADER_LEN as usize];
-    file.read_exact(&mut buf)
+/// The header of an object file, plain (version 1) or sealed (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredHeader {
+    /// Stored as the payload's bytes.
+    Plain(Header),
+    /// Encrypted at rest.
+    Sealed(SealedHeader),
+}
+
+impl StoredHeader {
+    /// The payload's (plaintext) length.
+    pub fn len(&self) -> u64 {
+        match self {
+            StoredHeader::Plain(h) => h.len,
+            StoredHeader::Sealed(h) => h.len,
+        }
+    }
+
+    /// The payload's checksum (keyed for a sealed object).
+    pub fn checksum(&self) -> [u8; 32] {
+        match self {
+            StoredHeader::Plain(h) => h.checksum,
+            StoredHeader::Sealed(h) => h.checksum(),
+        }
+    }
+
+    /// The header's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            StoredHeader::Plain(h) => h.encode().to_vec(),
+            StoredHeader::Sealed(h) => h.encode().to_vec(),
+        }
+    }
+}
+
+/// Reads the header of an open object file, of either version.
+pub async fn read_header(file: &mut tokio::fs::File, what: &str) -> Result<StoredHeader> {
+    let mut buf = [0u8; at_rest::HEADER_LEN as usize];
+    read_exact(file, &mut buf[..HEADER_LEN as usize], what).await?;
+    if buf[..8] == at_rest::MAGIC {
+        read_exact(file, &mut buf[HEADER_LEN as usize..], what).await?;
+        return SealedHeader::decode(buf, what).map(StoredHeader::Sealed);
+    }
+    let mut v1 = [0u8; HEADER_LEN as usize];
+    v1.copy_from_slice(&buf[..HEADER_LEN as usize]);
+    Header::decode(&v1, what).map(StoredHeader::Plain)
+}
+
+async fn read_exact(file: &mut tokio::fs::File, buf: &mut [u8], what: &str) -> Result<()> {
+    file.read_exact(buf)
         .await
+        .map(|_| ())
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => BlobError::new(
                 BlobErrorKind::Integrity,
                 format!("{what}: truncated header"),
             ),
             _ => BlobError::io(format!("read header of {what}"), e),
-        })?;
-    Header::decode(&buf, what)
+        })
 }
 
 /// Where a whole read is: the hash so far and the bytes read.
@@ -239,6 +286,109 @@ async fn read_block(
     }
     buf.truncate(got);
     Ok(Some(buf.freeze()))
+}
+
+/// Where a read of a sealed object is.
+struct SealedState {
+    file: tokio::fs::File,
+    opener: Opener,
+    /// The object's plaintext length.
+    total: u64,
+    /// The next segment to read.
+    segment: u64,
+    /// Payload bytes wanted: `pos..end`.
+    pos: u64,
+    end: u64,
+    /// Whole reads: the keyed checksum so far, and the one expected.
+    check: Option<(blake3::Hasher, [u8; 32])>,
+    positioned: bool,
+    what: String,
+}
+
+/// Streams `start..end` of a sealed object's plaintext (`start <= end <=
+/// header.len`), decrypting only the segments the range covers; each
+/// segment is authenticated as it is read. A whole read also checks the
+/// keyed checksum (`check`: a hasher under the key that made it) and that
+/// nothing follows the last segment.
+pub fn sealed_stream(
+    file: tokio::fs::File,
+    header: SealedHeader,
+    opener: Opener,
+    check: Option<blake3::Hasher>,
+    start: u64,
+    end: u64,
+    what: String,
+) -> ByteStream {
+    let whole = (start, end) == (0, header.len);
+    let state = SealedState {
+        file,
+        opener,
+        total: header.len,
+        segment: start / at_rest::SEGMENT,
+        pos: start,
+        end,
+        check: check
+            .filter(|_| whole)
+            .map(|hasher| (hasher, header.checksum())),
+        positioned: false,
+        what,
+    };
+    Box::pin(futures::stream::try_unfold(state, |mut st| async move {
+        loop {
+            // An empty object's one (empty) segment is still checked on a whole read.
+            let empty_unchecked = st.total == 0 && st.segment == 0 && st.check.is_some();
+            if st.pos >= st.end && !empty_unchecked {
+                if let Some((hasher, expected)) = st.check.take() {
+                    let mut extra = [0u8; 1];
+                    let trailing = st
+                        .file
+                        .read(&mut extra)
+                        .await
+                        .map_err(|e| BlobError::io(format!("read {}", st.what), e))?;
+                    if trailing != 0 || hasher.finalize().as_bytes() != &expected {
+                        return Err(BlobError::new(
+                            BlobErrorKind::Integrity,
+                            format!("{}: stored bytes do not match their checksum", st.what),
+                        ));
+                    }
+                }
+                return Ok(None);
+            }
+            if !st.positioned {
+                st.file
+                    .seek(std::io::SeekFrom::Start(at_rest::segment_offset(
+                        st.segment,
+                    )))
+                    .await
+                    .map_err(|e| BlobError::io(format!("seek in {}", st.what), e))?;
+                st.positioned = true;
+            }
+            let seg_start = st.segment * at_rest::SEGMENT;
+            let plain_len = (st.total - seg_start).min(at_rest::SEGMENT);
+            let mut buf = BytesMut::zeroed((plain_len + at_rest::TAG) as usize);
+            st.file
+                .read_exact(&mut buf)
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => BlobError::new(
+                        BlobErrorKind::Integrity,
+                        format!("{}: truncated at segment {}", st.what, st.segment),
+                    ),
+                    _ => BlobError::io(format!("read {}", st.what), e),
+                })?;
+            let plain = st.opener.open(st.segment, buf)?;
+            if let Some((hasher, _)) = st.check.as_mut() {
+                hasher.update(&plain);
+            }
+            st.segment += 1;
+            let from = (st.pos - seg_start) as usize;
+            let to = ((st.end - seg_start) as usize).min(plain.len());
+            st.pos = seg_start + to as u64;
+            if to > from {
+                return Ok(Some((plain.slice(from..to), st)));
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! enforced here as Swift would, so the same conformance suite runs on both
 //! backends.
 
+pub mod at_rest;
 mod format;
 
 use std::collections::HashSet;
@@ -26,6 +27,10 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use stacksync_proto::ChunkId;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+pub use at_rest::AtRestKeys;
+
+use format::StoredHeader;
 
 use crate::error::{BlobError, BlobErrorKind, Result};
 use crate::names::{ContainerName, StorageUser};
@@ -47,6 +52,8 @@ struct Shared {
     root: PathBuf,
     /// Serialises ACL read-modify-write cycles within this process.
     acl_lock: tokio::sync::Mutex<()>,
+    /// Keys that seal new objects at rest; `None` stores them as they come.
+    at_rest: Option<AtRestKeys>,
 }
 
 /// A [`BlobStore`] on a local directory.
@@ -57,8 +64,23 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// Opens (creating if needed) a store rooted at `root`, acting as the owner.
+    /// Opens (creating if needed) a store rooted at `root`, acting as the
+    /// owner, that stores objects as they come (and reads sealed ones only
+    /// if it has their keys: it has none).
     pub async fn open(root: impl Into<PathBuf>) -> Result<LocalStore> {
+        LocalStore::open_with(root, None).await
+    }
+
+    /// Opens a store that seals every object it writes with `at_rest`'s
+    /// current key (see [`at_rest`]) and reads objects of either kind.
+    pub async fn open_sealed(root: impl Into<PathBuf>, at_rest: AtRestKeys) -> Result<LocalStore> {
+        LocalStore::open_with(root, Some(at_rest)).await
+    }
+
+    async fn open_with(
+        root: impl Into<PathBuf>,
+        at_rest: Option<AtRestKeys>,
+    ) -> Result<LocalStore> {
         let root = root.into();
         tokio::fs::create_dir_all(&root)
             .await
@@ -67,6 +89,7 @@ impl LocalStore {
             shared: Arc::new(Shared {
                 root,
                 acl_lock: tokio::sync::Mutex::new(()),
+                at_rest,
             }),
             identity: LocalIdentity::Owner,
         })
@@ -174,12 +197,7 @@ impl LocalStore {
         }
     }
 
-    async fn write_object(
-        &self,
-        c: &ContainerName,
-        id: &ChunkId,
-        mut body: ByteStream,
-    ) -> Result<u64> {
+    async fn write_object(&self, c: &ContainerName, id: &ChunkId, body: ByteStream) -> Result<u64> {
         let what = format!("object {id} in {c}");
         let tmp = self.container_dir(c).join("tmp").join(format!(
             "{}.{}",
@@ -187,45 +205,7 @@ impl LocalStore {
             uuid::Uuid::new_v4()
         ));
         let result = async {
-            let mut file = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .await
-                .map_err(|e| BlobError::io(format!("create temporary file for {what}"), e))?;
-            // Placeholder header; the real one is written once the payload is known.
-            file.write_all(&[0u8; format::HEADER_LEN as usize])
-                .await
-                .map_err(|e| BlobError::io(format!("write {what}"), e))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut len = 0u64;
-            while let Some(piece) = body.try_next().await? {
-                len += piece.len() as u64;
-                if len > MAX_OBJECT_SIZE {
-                    return Err(BlobError::new(
-                        BlobErrorKind::TooLarge,
-                        format!("{what} exceeds {MAX_OBJECT_SIZE} bytes"),
-                    ));
-                }
-                file.write_all(&piece)
-                    .await
-                    .map_err(|e| BlobError::io(format!("write {what}"), e))?;
-                hasher = format::hash_piece(hasher, piece).await?;
-            }
-            let header = format::Header {
-                checksum: *hasher.finalize().as_bytes(),
-                len,
-            };
-            file.seek(std::io::SeekFrom::Start(0))
-                .await
-                .map_err(|e| BlobError::io(format!("seek {what}"), e))?;
-            file.write_all(&header.encode())
-                .await
-                .map_err(|e| BlobError::io(format!("write {what}"), e))?;
-            file.sync_all()
-                .await
-                .map_err(|e| BlobError::io(format!("sync {what}"), e))?;
-            drop(file);
+            let (header, len) = self.write_temp(c, id, body, &tmp, &what).await?;
             let dest = self.object_path(c, id);
             if publish_new(&tmp, &dest).await? {
                 return Ok(len);
@@ -236,7 +216,10 @@ impl LocalStore {
                 .await
                 .map_err(|e| BlobError::io(format!("open existing {what}"), e))?;
             let stored = format::read_header(&mut existing, &what).await?;
-            if stored == header {
+            if self
+                .holds_same(c, id, stored, existing, header, &what)
+                .await?
+            {
                 Ok(len)
             } else {
                 Err(BlobError::new(
@@ -250,6 +233,215 @@ impl LocalStore {
         // refused) it is only a second name to drop. Best effort.
         let _ = tokio::fs::remove_file(&tmp).await;
         result
+    }
+
+    /// Writes `body` to the new file `tmp` as the object `id` of `c` will be
+    /// stored (sealed when the store has an at-rest key), synced; returns
+    /// its header and payload length.
+    async fn write_temp(
+        &self,
+        c: &ContainerName,
+        id: &ChunkId,
+        mut body: ByteStream,
+        tmp: &Path,
+        what: &str,
+    ) -> Result<(StoredHeader, u64)> {
+        let keys = self.shared.at_rest.as_ref();
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .await
+            .map_err(|e| BlobError::io(format!("create temporary file for {what}"), e))?;
+        // Placeholder header; the real one is written once the payload is known.
+        let header_len = match keys {
+            Some(_) => at_rest::HEADER_LEN,
+            None => format::HEADER_LEN,
+        };
+        file.write_all(&vec![0u8; header_len as usize])
+            .await
+            .map_err(|e| BlobError::io(format!("write {what}"), e))?;
+        let mut hasher = keys.map_or_else(blake3::Hasher::new, AtRestKeys::checksum_hasher);
+        let mut sealer = keys
+            .map(|k| k.sealer(c.as_str(), id.as_bytes()))
+            .transpose()?;
+        let mut len = 0u64;
+        while let Some(piece) = body.try_next().await? {
+            len += piece.len() as u64;
+            if len > MAX_OBJECT_SIZE {
+                return Err(BlobError::new(
+                    BlobErrorKind::TooLarge,
+                    format!("{what} exceeds {MAX_OBJECT_SIZE} bytes"),
+                ));
+            }
+            let sealed;
+            let stored: &[u8] = match sealer.as_mut() {
+                Some(s) => {
+                    sealed = s.push(&piece)?;
+                    &sealed
+                }
+                None => &piece,
+            };
+            file.write_all(stored)
+                .await
+                .map_err(|e| BlobError::io(format!("write {what}"), e))?;
+            hasher = format::hash_piece(hasher, piece).await?;
+        }
+        let checksum = *hasher.finalize().as_bytes();
+        let header = match sealer {
+            Some(s) => {
+                let (tail, header) = s.finish(checksum, len)?;
+                file.write_all(&tail)
+                    .await
+                    .map_err(|e| BlobError::io(format!("write {what}"), e))?;
+                StoredHeader::Sealed(header)
+            }
+            None => StoredHeader::Plain(format::Header { checksum, len }),
+        };
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| BlobError::io(format!("seek {what}"), e))?;
+        file.write_all(&header.encode())
+            .await
+            .map_err(|e| BlobError::io(format!("write {what}"), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| BlobError::io(format!("sync {what}"), e))?;
+        drop(file);
+        Ok((header, len))
+    }
+
+    /// Whether the stored object (`stored`, its open `file`) holds the
+    /// payload a write just described by `new`. Headers of the same kind
+    /// and key compare directly; otherwise (the store was given a key, or
+    /// the key was rotated, between the two writes) the stored payload is
+    /// read back and hashed the way `new`'s checksum was made.
+    async fn holds_same(
+        &self,
+        c: &ContainerName,
+        id: &ChunkId,
+        stored: StoredHeader,
+        file: tokio::fs::File,
+        new: StoredHeader,
+        what: &str,
+    ) -> Result<bool> {
+        match (stored, new) {
+            (StoredHeader::Plain(a), StoredHeader::Plain(b)) => return Ok(a == b),
+            (StoredHeader::Sealed(a), StoredHeader::Sealed(b)) if a.key_id() == b.key_id() => {
+                return Ok(a.checksum() == b.checksum() && a.len == b.len);
+            }
+            _ if stored.len() != new.len() => return Ok(false),
+            _ => {}
+        }
+        let mut hasher = match (new, &self.shared.at_rest) {
+            (StoredHeader::Sealed(_), Some(keys)) => keys.checksum_hasher(),
+            _ => blake3::Hasher::new(),
+        };
+        let mut payload = self.payload(c, id, stored, file, None, what.to_owned())?;
+        while let Some(piece) = payload.try_next().await? {
+            hasher = format::hash_piece(hasher, piece).await?;
+        }
+        Ok(hasher.finalize().as_bytes() == &new.checksum())
+    }
+
+    /// Streams an open object's payload (or `range` of it), decrypting a
+    /// sealed one.
+    fn payload(
+        &self,
+        c: &ContainerName,
+        id: &ChunkId,
+        header: StoredHeader,
+        file: tokio::fs::File,
+        range: Option<ByteRange>,
+        what: String,
+    ) -> Result<ByteStream> {
+        let (start, end) = range
+            .unwrap_or(ByteRange {
+                start: 0,
+                end: None,
+            })
+            .clamp(header.len());
+        match header {
+            StoredHeader::Plain(h) => Ok(format::payload_stream(file, h, start, end, what)),
+            StoredHeader::Sealed(h) => {
+                let Some(keys) = &self.shared.at_rest else {
+                    return Err(BlobError::new(
+                        BlobErrorKind::Integrity,
+                        format!("{what} is encrypted at rest and this server holds no at-rest key"),
+                    ));
+                };
+                let opener = keys.opener(&h, c.as_str(), id.as_bytes(), &what)?;
+                let check = keys.checksum_hasher_for(&h);
+                Ok(format::sealed_stream(
+                    file, h, opener, check, start, end, what,
+                ))
+            }
+        }
+    }
+
+    /// Rewrites every object that is not sealed under the current at-rest
+    /// key (plain ones written before the store had a key, and ones sealed
+    /// under a key a rotation replaced), so that the old key files can be
+    /// retired. Owner only; each object is read whole (checked) and its new
+    /// file renamed over the old one, so a reader sees one or the other,
+    /// whole. An object deleted meanwhile (by garbage collection) may come
+    /// back; the next collection deletes it again.
+    pub async fn reseal(&self) -> Result<Resealed> {
+        if let LocalIdentity::User(u) = &self.identity {
+            return Err(BlobError::new(
+                BlobErrorKind::Forbidden,
+                format!("{u} may not reseal the store: owner only"),
+            ));
+        }
+        let Some(keys) = self.shared.at_rest.clone() else {
+            return Err(BlobError::new(
+                BlobErrorKind::Protocol,
+                "resealing needs an at-rest key (storage.at_rest_key_file)",
+            ));
+        };
+        let mut done = Resealed::default();
+        for name in read_dir_names(&self.shared.root).await? {
+            let Ok(c) = ContainerName::new(&name) else {
+                continue;
+            };
+            if !self.container_exists(&c).await? {
+                continue;
+            }
+            done.containers += 1;
+            for id in self.list_objects(&c).await? {
+                done.objects += 1;
+                let what = format!("object {id} in {c}");
+                let path = self.object_path(&c, &id);
+                let mut file = match tokio::fs::File::open(&path).await {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(BlobError::io(format!("open {what}"), e)),
+                };
+                let header = format::read_header(&mut file, &what).await?;
+                if let StoredHeader::Sealed(h) = &header
+                    && keys.is_current(h)
+                {
+                    continue;
+                }
+                let payload = self.payload(&c, &id, header, file, None, what.clone())?;
+                let tmp = self.container_dir(&c).join("tmp").join(format!(
+                    "{}.{}",
+                    id.to_hex(),
+                    uuid::Uuid::new_v4()
+                ));
+                let written = self.write_temp(&c, &id, payload, &tmp, &what).await;
+                let result = match written {
+                    Ok(_) => publish(&tmp, &path).await,
+                    Err(e) => Err(e),
+                };
+                if result.is_err() {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                }
+                result?;
+                done.resealed += 1;
+            }
+        }
+        Ok(done)
     }
 
     async fn list_objects(&self, c: &ContainerName) -> Result<Vec<ChunkId>> {
@@ -268,6 +460,17 @@ impl LocalStore {
         out.sort();
         Ok(out)
     }
+}
+
+/// What [`LocalStore::reseal`] went through and rewrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Containers looked at.
+    pub containers: u64,
+    /// Objects looked at.
+    pub objects: u64,
+    /// Objects rewritten under the current key.
+    pub resealed: u64,
 }
 
 /// Writes `data` to `tmp`, syncs it and renames it to `dest`.
@@ -354,6 +557,10 @@ async fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
 
 #[async_trait]
 impl BlobStore for LocalStore {
+    fn encrypts_at_rest(&self) -> bool {
+        self.shared.at_rest.is_some()
+    }
+
     async fn create_container(&self, c: &ContainerName) -> Result<()> {
         self.require_owner("create", c)?;
         let dir = self.container_dir(c);
@@ -402,13 +609,7 @@ impl BlobStore for LocalStore {
             .await
             .map_err(|e| BlobError::io(format!("open {what}"), e))?;
         let header = format::read_header(&mut file, &what).await?;
-        let (start, end) = range
-            .unwrap_or(ByteRange {
-                start: 0,
-                end: None,
-            })
-            .clamp(header.len);
-        Ok(format::payload_stream(file, header, start, end, what))
+        self.payload(c, id, header, file, range, what)
     }
 
     async fn head(&self, c: &ContainerName, id: &ChunkId) -> Result<ObjectInfo> {
@@ -420,7 +621,7 @@ impl BlobStore for LocalStore {
         let header = format::read_header(&mut file, &what).await?;
         Ok(ObjectInfo {
             id: *id,
-            size: header.len,
+            size: header.len(),
         })
     }
 

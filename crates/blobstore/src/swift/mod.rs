@@ -21,7 +21,7 @@ mod ops;
 pub mod retry;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
@@ -56,6 +56,17 @@ pub struct SwiftConfig {
     /// Longest wait for any read on a connection, milliseconds.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_ms: u64,
+    /// The operator says the cluster encrypts objects at rest: its proxies
+    /// run Swift's `keymaster` (or `kms_keymaster`) and `encryption`
+    /// middlewares. What workspaces with server-side encryption require.
+    #[serde(default)]
+    pub encrypted_at_rest: bool,
+    /// The proxies' `admin_key` (`[app:proxy-server]`), which signs a
+    /// request for the cluster's admin `/info`: with it, [`SwiftStore::connect`]
+    /// checks that encryption is enabled instead of taking the word above
+    /// for it, and refuses a configuration that claims it falsely.
+    #[serde(default)]
+    pub info_admin_key: Option<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -78,6 +89,8 @@ impl SwiftConfig {
             retry: RetryPolicy::default(),
             connect_timeout_ms: default_connect_timeout(),
             read_timeout_ms: default_read_timeout(),
+            encrypted_at_rest: false,
+            info_admin_key: None,
         }
     }
 }
@@ -100,6 +113,8 @@ pub struct SwiftStore {
     limit: Arc<Semaphore>,
     config: SwiftConfig,
     retries: AtomicU64,
+    /// Encryption at rest, as configured or as the cluster's admin `/info` said.
+    at_rest: AtomicBool,
 }
 
 /// Installs the `ring` rustls provider once per process. reqwest is built
@@ -125,6 +140,7 @@ impl SwiftStore {
             http,
             auth: Authenticator::new(config.auth.clone(), config.account.clone()),
             limit: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            at_rest: AtomicBool::new(config.encrypted_at_rest),
             config,
             retries: AtomicU64::new(0),
         })
@@ -132,8 +148,81 @@ impl SwiftStore {
 
     /// Logs in now (otherwise the first operation does), to fail early on
     /// bad credentials.
+    /// With `info_admin_key`, also reads the cluster's admin `/info` and
+    /// refuses a configuration that says the cluster encrypts at rest when
+    /// it does not.
     pub async fn connect(&self) -> Result<()> {
-        self.session_with_retry().await.map(|_| ())
+        self.session_with_retry().await?;
+        let Some(enabled) = self.encryption_enabled().await? else {
+            return Ok(());
+        };
+        if self.config.encrypted_at_rest && !enabled {
+            return Err(BlobError::new(
+                BlobErrorKind::Protocol,
+                "storage says encrypted_at_rest, but the Swift cluster's /info says its \
+                 encryption middleware is not enabled",
+            ));
+        }
+        self.at_rest.store(enabled, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the cluster's encryption middleware is enabled, from its
+    /// admin `/info` (signed with `info_admin_key`: HMAC-SHA1 over
+    /// `GET\n<expires>\n/info`); `None` without an admin key.
+    pub async fn encryption_enabled(&self) -> Result<Option<bool>> {
+        use hmac::{Hmac, Mac};
+        let Some(key) = &self.config.info_admin_key else {
+            return Ok(None);
+        };
+        let storage = self.storage_url().await?;
+        let mut url = reqwest::Url::parse(&storage)
+            .map_err(|e| BlobError::with_source(BlobErrorKind::Protocol, "storage URL", e))?;
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 60;
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes())
+            .map_err(|_| BlobError::new(BlobErrorKind::Protocol, "unusable info_admin_key"))?;
+        mac.update(format!("GET\n{expires}\n/info").as_bytes());
+        let sig = hex::encode(mac.finalize().into_bytes());
+        url.set_path("/info");
+        url.set_query(Some(&format!(
+            "swiftinfo_sig={sig}&swiftinfo_expires={expires}"
+        )));
+        let what = "GET /info (admin)";
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| BlobError::with_source(BlobErrorKind::Unavailable, what, e))?;
+        if !resp.status().is_success() {
+            return Err(BlobError::new(
+                BlobErrorKind::Protocol,
+                format!(
+                    "{what}: {} (is info_admin_key the proxies' admin_key?)",
+                    resp.status()
+                ),
+            ));
+        }
+        let info: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| BlobError::with_source(BlobErrorKind::Protocol, what, e))?;
+        let Some(admin) = info.get("admin") else {
+            return Err(BlobError::new(
+                BlobErrorKind::Protocol,
+                format!("{what}: no admin section (wrong admin key?)"),
+            ));
+        };
+        Ok(Some(
+            admin
+                .get("encryption")
+                .and_then(|e| e.get("enabled"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        ))
     }
 
     /// The session, retrying a login that could not reach the auth service.

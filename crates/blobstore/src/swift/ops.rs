@@ -235,6 +235,10 @@ impl SwiftStore {
 
 #[async_trait]
 impl BlobStore for SwiftStore {
+    fn encrypts_at_rest(&self) -> bool {
+        self.at_rest.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn create_container(&self, c: &ContainerName) -> Result<()> {
         let what = format!("PUT container {c}");
         let (resp, _permit) = self

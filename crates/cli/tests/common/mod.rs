@@ -160,9 +160,14 @@ impl Cluster {
         {
             let (name, url) = create_database(postgres).await;
             let ns = format!("e2e-{}", uuid::Uuid::new_v4().simple());
+            // The proxies' admin key, so that the server checks on the
+            // cluster's admin /info that Swift encrypts at rest.
+            let admin_key = std::env::var("STACKSYNC_TEST_SWIFT_ADMIN_KEY")
+                .map(|k| format!("info_admin_key = {k:?}\n"))
+                .unwrap_or_default();
             text.push_str(&format!(
                 "\n[database]\nurl = {url:?}\n\n[bus]\nkind = \"rabbitmq\"\nurl = {amqp:?}\nnamespace = {ns:?}\nqueue_kind = \"classic\"\n\n\
-                 [storage]\nkind = \"swift\"\n\n[storage.swift]\nmax_concurrency = 16\n\n[storage.swift.auth]\nkind = \"v1\"\nauth_url = {swift_auth:?}\nuser = \"test:tester\"\nkey = \"testing\"\n"
+                 [storage]\nkind = \"swift\"\n\n[storage.swift]\nmax_concurrency = 16\n{admin_key}\n[storage.swift.auth]\nkind = \"v1\"\nauth_url = {swift_auth:?}\nuser = \"test:tester\"\nkey = \"testing\"\n"
             ));
             let (admin_url, user, password) = split_admin_url(amqp_admin);
             // A short sweep, so that a test sees an ended session's broker
@@ -220,6 +225,52 @@ impl Cluster {
             db,
             broker,
         }
+    }
+
+    /// Stops the server process (SIGKILL) and waits for it.
+    pub async fn kill_server(&mut self) {
+        let _ = self.server.start_kill();
+        let _ = self.server.wait().await;
+    }
+
+    /// Replaces the server by a new process on `config` (a variant of
+    /// this cluster's, same data folder); `url` then names the new one.
+    pub async fn restart_with_config(&mut self, config: &Path) {
+        self.kill_server().await;
+        let log = std::fs::File::create(self.dir.path().join("server2.log")).expect("a log file");
+        let mut server = Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server starts");
+        let mut lines = BufReader::new(server.stdout.take().expect("piped")).lines();
+        let url = tokio::time::timeout(START_DEADLINE, async {
+            let mut url = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(u) = line.strip_prefix("listening on ") {
+                    url = Some(u.trim().to_owned());
+                }
+                if line == "ready" {
+                    return url;
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server2.log")).unwrap_or_default();
+            panic!("the restarted server did not become ready; log:\n{log}")
+        });
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.server = server;
+        self.url = url;
     }
 
     /// The server's process id (for reading its memory use).

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stacksync_blobstore::{BlobStore, LocalStore};
+use stacksync_blobstore::{AtRestKeys, BlobStore, LocalStore};
 use stacksync_bus::{Bus, BusConfig, MemoryConfig, QueueKind, Subscription, SubscriptionEvent};
 use stacksync_metastore::testing::TestDb;
 use stacksync_proto::rpc::{Reply, Request, RpcRequest, RpcResponse};
@@ -72,6 +72,12 @@ pub struct User {
 impl Env {
     /// `None` when the combo's services are not configured (test skipped).
     pub async fn new(combo: Combo) -> Option<Env> {
+        Env::new_with(combo, None).await
+    }
+
+    /// [`Env::new`] with a local blob store that encrypts at rest with
+    /// `at_rest` (server-side encryption) when it is given.
+    pub async fn new_with(combo: Combo, at_rest: Option<AtRestKeys>) -> Option<Env> {
         let (db, bus) = match combo {
             Combo::Embedded => (
                 TestDb::sqlite().await,
@@ -92,9 +98,11 @@ impl Env {
         };
         let blob_dir = tempfile::tempdir().expect("a temp dir");
         let blobs: Arc<dyn BlobStore> = Arc::new(
-            LocalStore::open(blob_dir.path().to_path_buf())
-                .await
-                .expect("a local blob store opens"),
+            match at_rest {
+                Some(keys) => LocalStore::open_sealed(blob_dir.path().to_path_buf(), keys).await,
+                None => LocalStore::open(blob_dir.path().to_path_buf()).await,
+            }
+            .expect("a local blob store opens"),
         );
         let service = Service::new(
             db.store.clone(),
@@ -172,6 +180,16 @@ impl Env {
             .create_user(email, local, "pw-123456", quota, Some(format!("t:{local}")))
             .await
             .expect("the user is created");
+        let user = self.login(email).await;
+        assert_eq!(user.id, account.id);
+        assert_eq!(user.private.id, private.id);
+        user
+    }
+
+    /// Logs in as an existing user (password `pw-123456`) and registers a
+    /// device.
+    pub async fn login(&self, email: &str) -> User {
+        let local = email.split('@').next().unwrap_or(email);
         let login = self
             .call(
                 "",
@@ -184,7 +202,6 @@ impl Env {
         let Ok(Reply::Session { token, user, .. }) = login else {
             panic!("login works, not {login:?}");
         };
-        assert_eq!(user, account.id);
         let Ok(Reply::Device(device)) = self
             .call(
                 &token,
@@ -199,8 +216,17 @@ impl Env {
         else {
             panic!("device registration works");
         };
+        let Ok(Reply::Workspaces { workspaces: list }) =
+            self.call(&token, Request::GetWorkspaces).await
+        else {
+            panic!("the workspaces are listed");
+        };
+        let private = list
+            .into_iter()
+            .find(|w| !w.is_shared && w.owner == user)
+            .expect("a private workspace");
         User {
-            id: account.id,
+            id: user,
             email: email.into(),
             token,
             device: device.id,

@@ -1,0 +1,80 @@
+//! The two primitives every blob of this crate uses: XChaCha20-Poly1305
+//! with a random 24-byte nonce (random nonces are safe at this size), and
+//! the OS random source.
+
+use chacha20poly1305::{AeadInOut, KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{ErrorKind, Result, fail};
+
+/// Nonce length of XChaCha20-Poly1305.
+pub(crate) const NONCE_LEN: usize = 24;
+/// Tag length of Poly1305.
+pub(crate) const TAG_LEN: usize = 16;
+
+/// A 32-byte symmetric key, wiped on drop.
+pub(crate) struct Key32(pub(crate) [u8; 32]);
+
+impl Drop for Key32 {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Fills `out` from the operating system's random source.
+pub(crate) fn random(out: &mut [u8]) -> Result<()> {
+    getrandom::fill(out).map_err(|_| ErrorKind::Random.into())
+}
+
+/// `nonce || ciphertext || tag` of `plain` (encrypted in place) under `key`
+/// with `aad` authenticated.
+pub(crate) fn seal(key: &Key32, aad: &[u8], plain: &mut [u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random(&mut nonce)?;
+    let tag = XChaCha20Poly1305::new(&key.0.into())
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, plain.into())
+        .map_err(|_| ErrorKind::InvalidInput)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plain);
+    out.extend_from_slice(&tag);
+    // The caller's buffer now holds ciphertext; nothing secret is left in it.
+    Ok(out)
+}
+
+/// Opens `nonce || ciphertext || tag`; any failure is [`ErrorKind::Tampered`].
+pub(crate) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return fail(ErrorKind::Tampered);
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| ErrorKind::Tampered)?;
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| ErrorKind::Tampered)?;
+    let mut out = Zeroizing::new(body.to_vec());
+    XChaCha20Poly1305::new(&key.0.into())
+        .decrypt_inout_detached(
+            &XNonce::from(nonce),
+            aad,
+            out.as_mut_slice().into(),
+            &Tag::from(tag),
+        )
+        .map_err(|_| ErrorKind::Tampered)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_aad_binding() {
+        let key = Key32([3; 32]);
+        let mut plain = b"secret".to_vec();
+        let sealed = seal(&key, b"aad", &mut plain).unwrap();
+        assert_eq!(&open(&key, b"aad", &sealed).unwrap()[..], b"secret");
+        assert!(open(&key, b"other", &sealed).is_err());
+        assert!(open(&Key32([4; 32]), b"aad", &sealed).is_err());
+        assert!(open(&key, b"aad", &sealed[..10]).is_err());
+    }
+}
