@@ -260,12 +260,12 @@ async fn main() -> anyhow::Result<()> {
         );
         results.push((c, put, get));
     }
-    println!("(scripts/swift runs the proxies' encryption middleware: both rclone and us write encrypted at rest)");
+    println!(
+        "(scripts/swift runs the proxies' encryption middleware: both rclone and us write encrypted at rest)"
+    );
     let (plain_put, plain_get) = local_phase(&data, false).await?;
     let (sealed_put, sealed_get) = local_phase(&data, true).await?;
-    println!(
-        "local store c=4 PUT {plain_put:8.1} MiB/s  GET {plain_get:8.1} MiB/s  (as stored)"
-    );
+    println!("local store c=4 PUT {plain_put:8.1} MiB/s  GET {plain_get:8.1} MiB/s  (as stored)");
     println!(
         "local sealed c=4 PUT {sealed_put:8.1} MiB/s ({:.2}x)  GET {sealed_get:8.1} MiB/s ({:.2}x)  (encrypted at rest)",
         sealed_put / plain_put,

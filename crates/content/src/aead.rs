@@ -5,6 +5,7 @@ use aes_gcm::Aes256Gcm;
 use chacha20poly1305::{AeadInOut, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 
 use crate::format::{NONCE_LEN, TAG_LEN};
+use crate::gear::GearTable;
 use crate::keys::Secret32;
 
 /// The AEAD that encrypts chunk bodies. Decoding reads it from the chunk
@@ -51,6 +52,8 @@ pub(crate) struct Crypto {
     pub content_key: Secret32,
     pub aead: XChaCha20Poly1305,
     pub aes_master: Secret32,
+    /// The keyed FastCDC gear table: where this workspace's files are cut.
+    pub gear: GearTable,
 }
 
 impl Crypto {

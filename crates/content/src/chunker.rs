@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use fastcdc::v2020;
 
 use crate::error::ContentError;
-use crate::gear::{GearCutter, ScanState};
+use crate::gear::{GearCutter, GearTable, ScanState};
 
 /// The hard maximum size of one chunk's plaintext. Decoders refuse to
 /// allocate more than this for any chunk, whatever a header claims; it is also
@@ -114,7 +114,7 @@ pub struct Chunk {
 /// A streaming chunker over any [`Read`]: yields chunks in order and holds at
 /// most three maximum-size chunks of input at a time, whatever the file size.
 ///
-/// Made by [`chunk_reader`].
+/// Made by [`chunk_reader`] or [`ChunkCodec::chunk_reader`](crate::ChunkCodec::chunk_reader).
 pub struct ChunkReader<R> {
     source: R,
     config: ChunkerConfig,
@@ -147,18 +147,33 @@ const MIN_BUFFER: usize = 64 * 1024;
 /// windows in all, and every further one would only be memory held.
 const SPARE_WINDOWS: usize = 1;
 
-/// Chunks `source` with `config`. The configuration is validated first.
+/// Chunks `source` with `config` the way unencrypted codecs cut files
+/// (FastCDC's public gear table). The configuration is validated first.
+///
+/// Encrypted workspaces cut with a keyed table: use
+/// [`ChunkCodec::chunk_reader`](crate::ChunkCodec::chunk_reader), which
+/// cuts the way that codec's [`FileEncoder`](crate::FileEncoder) does, for
+/// any codec.
 pub fn chunk_reader<R: Read>(
     source: R,
     config: ChunkerConfig,
 ) -> Result<ChunkReader<R>, ContentError> {
+    chunk_reader_with_table(source, config, &GearTable::public())
+}
+
+/// [`chunk_reader`] with the gear table `table`.
+pub(crate) fn chunk_reader_with_table<R: Read>(
+    source: R,
+    config: ChunkerConfig,
+    table: &GearTable,
+) -> Result<ChunkReader<R>, ContentError> {
     // Three max-size chunks: refills then move less than one chunk of
     // leftover bytes per two chunks read, instead of StreamCDC's move of the
     // whole buffer on every chunk.
-    chunk_reader_with_buffer(source, config, 3 * config.max as usize)
+    chunk_reader_with_buffer(source, config, 3 * config.max as usize, table)
 }
 
-/// [`chunk_reader`] with a buffer of `capacity` bytes (at least three
+/// [`chunk_reader_with_table`] with a buffer of `capacity` bytes (at least three
 /// maximum-size chunks). A larger buffer means fewer, larger reads and
 /// proportionally fewer leftover bytes moved per refill; cut points do not
 /// depend on it (see `next_slice`).
@@ -166,6 +181,7 @@ pub(crate) fn chunk_reader_with_buffer<R: Read>(
     source: R,
     config: ChunkerConfig,
     capacity: usize,
+    table: &GearTable,
 ) -> Result<ChunkReader<R>, ContentError> {
     config.validate()?;
     let capacity = capacity.max(3 * config.max as usize);
@@ -187,6 +203,7 @@ pub(crate) fn chunk_reader_with_buffer<R: Read>(
             config.min as usize,
             config.avg as usize,
             config.max as usize,
+            table,
         ),
         scan: ScanState::default(),
     })
@@ -443,7 +460,8 @@ mod tests {
         let config = ChunkerConfig::default();
         let window = 20 * 1024 * 1024;
         let small = vec![7u8; 10_000];
-        let mut reader = chunk_reader_with_buffer(&small[..], config, window).unwrap();
+        let mut reader =
+            chunk_reader_with_buffer(&small[..], config, window, &GearTable::public()).unwrap();
         let chunk = reader.next().unwrap().unwrap();
         assert_eq!(chunk.data, small);
         assert!(reader.next().is_none());
@@ -456,7 +474,8 @@ mod tests {
         let large: Vec<u8> = (0..3 * config.max as usize)
             .map(|i| (i * 7919 % 251) as u8)
             .collect();
-        let mut reader = chunk_reader_with_buffer(&large[..], config, window).unwrap();
+        let mut reader =
+            chunk_reader_with_buffer(&large[..], config, window, &GearTable::public()).unwrap();
         let total: usize = reader.by_ref().map(|c| c.unwrap().data.len()).sum();
         assert_eq!(total, large.len());
         assert!(reader.buf.len() >= large.len());
@@ -480,7 +499,8 @@ mod tests {
         // Hold every other chunk (the reader must work around them) or
         // none (windows are reused).
         for hold_every in [2, usize::MAX] {
-            let mut reader = chunk_reader_with_buffer(&data[..], config, 0).unwrap();
+            let mut reader =
+                chunk_reader_with_buffer(&data[..], config, 0, &GearTable::public()).unwrap();
             let mut held = Vec::new();
             let mut got = Vec::new();
             let mut n = 0;

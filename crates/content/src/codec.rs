@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+use std::io::Read;
 use std::sync::Arc;
 
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
@@ -11,9 +12,12 @@ use stacksync_proto::{ChunkId, ContentHash};
 
 pub use crate::aead::Cipher;
 use crate::aead::Crypto;
-use crate::chunker::MAX_CHUNK_LEN;
+use crate::chunker::{ChunkReader, ChunkerConfig, MAX_CHUNK_LEN, chunk_reader_with_table};
 use crate::error::{ChunkProblem, ContentError};
-use crate::format::{FLAG_AES_GCM, FLAG_COMPRESSED, FLAG_ENCRYPTED, Header, NONCE_LEN, TAG_LEN};
+use crate::format::{
+    FLAG_AES_GCM, FLAG_ENCRYPTED, Header, NONCE_LEN, TAG_LEN, pad, padded_len, unpad_chunk,
+};
+use crate::gear::GearTable;
 use crate::keys::{WorkspaceKey, random_bytes};
 
 /// Whether and how hard to compress chunk bodies.
@@ -81,7 +85,8 @@ pub struct EncodedChunk {
     pub id: ChunkId,
     /// The encoded object: header and body.
     pub bytes: Vec<u8>,
-    /// Length of the plaintext.
+    /// Length of the plaintext. Known to the encoder only: an encrypted
+    /// object (format version 2) does not show it.
     pub plaintext_len: u32,
     /// Offset of the chunk in its file (0 when encoded on its own).
     pub offset: u64,
@@ -100,6 +105,7 @@ impl ChunkCodec {
                 content_key: key.content_hash_key(),
                 aead: XChaCha20Poly1305::new(&aead_key.0.into()),
                 aes_master: key.chunk_aes_master_key(),
+                gear: GearTable::keyed(&key.chunk_gear_key()),
             })
         });
         ChunkCodec {
@@ -168,6 +174,31 @@ impl ChunkCodec {
         let mut h = self.content_hasher();
         h.update(data);
         h.finalize()
+    }
+
+    /// The gear table this codec's files are cut with: FastCDC's public
+    /// one without a key (the cut points of every stored unencrypted
+    /// chunk), one derived from the workspace key with it (see `gear`).
+    pub(crate) fn gear_table(&self) -> Cow<'_, GearTable> {
+        match &self.crypto {
+            None => Cow::Owned(GearTable::public()),
+            Some(c) => Cow::Borrowed(&c.gear),
+        }
+    }
+
+    /// A streaming chunker over `source` that cuts exactly where this
+    /// codec's [`FileEncoder`](crate::FileEncoder) cuts: with a key, at
+    /// cut points that depend on the workspace key; without one, where
+    /// [`chunk_reader`](crate::chunk_reader) cuts. Anything that chunks a
+    /// file to find chunks the workspace already has (e.g. reusing a local
+    /// copy) must chunk through this, or it finds none in an encrypted
+    /// workspace.
+    pub fn chunk_reader<R: Read>(
+        &self,
+        source: R,
+        config: ChunkerConfig,
+    ) -> Result<ChunkReader<R>, ContentError> {
+        chunk_reader_with_table(source, config, &self.gear_table())
     }
 
     /// The key for keyed content hashes, for the parallel file hasher.
@@ -267,10 +298,16 @@ impl ChunkCodec {
     }
 
     /// An empty chunk buffer: `header_room` zero bytes, with capacity for a
-    /// plaintext of `len` bytes and the tag after it.
+    /// plaintext of `len` bytes and what encoding adds after it (padding,
+    /// inner lengths and tag when encrypted), so a raw body never moves.
     pub(crate) fn chunk_buffer(&self, len: usize) -> Vec<u8> {
         let room = self.header_room();
-        let mut buf = Vec::with_capacity(room + len + TAG_LEN);
+        let after = if self.crypto.is_some() {
+            padded_len::<1>(len) - len + TAG_LEN
+        } else {
+            0
+        };
+        let mut buf = Vec::with_capacity(room + len + after);
         buf.resize(room, 0);
         buf
     }
@@ -278,7 +315,8 @@ impl ChunkCodec {
     /// Encodes the plaintext in `buf[header_room..]` (a buffer from
     /// [`Self::chunk_buffer`]), reusing `buf` as the encoded object when the
     /// body is stored raw: the header goes into the room before it and
-    /// encryption works in place, so the plaintext is never copied again.
+    /// padding and encryption work in place, so the plaintext is never
+    /// copied again.
     pub(crate) fn encode_in_place(
         &self,
         mut buf: Vec<u8>,
@@ -292,42 +330,53 @@ impl ChunkCodec {
                 max: MAX_CHUNK_LEN,
             });
         }
+        // Fits: plaintext_len <= MAX_CHUNK_LEN (16 MiB) was checked above.
+        let plaintext_u32 = plaintext_len as u32;
         let compressed_body = match self.compression {
             Compression::Off => None,
             Compression::Zstd { level } => compress_if_it_pays(&buf[room..], level)?,
         };
         let compressed = compressed_body.is_some();
-        let (mut flags, nonce) = self.seal_params()?;
-        if compressed {
-            flags |= FLAG_COMPRESSED;
-        }
-        let tag_len = if nonce.is_some() { TAG_LEN } else { 0 };
+        let (_, nonce) = self.seal_params()?;
         if let Some(body) = compressed_body {
-            buf.truncate(room);
-            buf.extend_from_slice(&body);
             // The buffer was sized for the plaintext; a sink that keeps
-            // chunks should not hold that much per compressed chunk.
-            buf.reserve_exact(tag_len);
-            buf.shrink_to_fit();
+            // chunks should not hold that much per compressed chunk, so
+            // the body moves to one sized for it and what follows it.
+            let after = match nonce {
+                Some(_) => padded_len::<1>(body.len()) - body.len() + TAG_LEN,
+                None => 0,
+            };
+            buf = Vec::with_capacity(room + body.len() + after);
+            buf.resize(room, 0);
+            buf.extend_from_slice(&body);
         }
-        let header = Header {
-            flags,
-            // Both fit: plaintext_len <= MAX_CHUNK_LEN (16 MiB) was checked above
-            // and a kept compressed body is shorter than the plaintext.
-            plaintext_len: plaintext_len as u32,
-            body_len: (buf.len() - room + tag_len) as u32,
-            nonce,
+        let header = match nonce {
+            None => Header::Plain {
+                compressed,
+                plaintext_len: plaintext_u32,
+                // A kept compressed body is shorter than the plaintext.
+                body_len: (buf.len() - room) as u32,
+            },
+            Some(nonce) => {
+                let padded = pad(&mut buf, room, [plaintext_u32]);
+                Header::Sealed {
+                    aes_gcm: self.cipher == Cipher::Aes256Gcm,
+                    // At most the bucket of 16 MiB + 8 plus the tag.
+                    body_len: (padded + TAG_LEN) as u32,
+                    nonce,
+                }
+            }
         };
         debug_assert_eq!(header.len(), room, "the room is the header's length");
         header.write_to(&mut buf[..room]);
-        if let Some(nonce) = nonce {
+        if let Header::Sealed { nonce, .. } = &header {
             let aad = associated_data(&buf[..room], &id);
-            self.seal_body(&nonce, &aad, &mut buf, room)?;
+            self.seal_body(nonce, &aad, &mut buf, room)?;
         }
         Ok(EncodedChunk {
             id,
             bytes: buf,
-            plaintext_len: header.plaintext_len,
+            plaintext_len: plaintext_u32,
             offset: 0,
             compressed,
         })
@@ -338,27 +387,37 @@ impl ChunkCodec {
     /// Total: any input, however truncated, corrupted or hostile, gives an
     /// error rather than a panic, never allocates more than
     /// [`MAX_CHUNK_LEN`] plus the input's length, and never returns bytes
-    /// that do not hash to `id`.
+    /// that do not hash to `id`. An encrypted chunk's lengths are only
+    /// known, and checked, after it authenticates.
     pub fn decode(&self, id: &ChunkId, bytes: &[u8]) -> Result<Vec<u8>, ContentError> {
         let fail = |problem| ContentError::Chunk { id: *id, problem };
         let header = Header::parse(bytes).map_err(fail)?;
         let header_len = header.len();
         let body = &bytes[header_len..];
-        let stored: Cow<'_, [u8]> = match (&self.crypto, header.nonce) {
-            (None, Some(_)) => return Err(fail(ChunkProblem::KeyRequired)),
-            (Some(_), None) => return Err(fail(ChunkProblem::NotEncrypted)),
-            (None, None) => Cow::Borrowed(body),
-            (Some(_), Some(nonce)) => {
-                // parse() checked body_len > TAG_LEN for encrypted bodies.
-                let aad = associated_data(&bytes[..header_len], id);
-                let plain = self
-                    .open_body(header.aes_gcm(), &nonce, &aad, body)
-                    .map_err(|()| fail(ChunkProblem::Authentication))?;
-                Cow::Owned(plain)
-            }
-        };
-        let plaintext = if header.compressed() {
-            let capacity = header.plaintext_len as usize;
+        let (stored, plaintext_len, compressed): (Cow<'_, [u8]>, u32, bool) =
+            match (&self.crypto, header) {
+                (None, Header::Sealed { .. }) => return Err(fail(ChunkProblem::KeyRequired)),
+                (Some(_), Header::Plain { .. }) => return Err(fail(ChunkProblem::NotEncrypted)),
+                (
+                    None,
+                    Header::Plain {
+                        compressed,
+                        plaintext_len,
+                        ..
+                    },
+                ) => (Cow::Borrowed(body), plaintext_len, compressed),
+                (Some(_), Header::Sealed { aes_gcm, nonce, .. }) => {
+                    // parse() checked body_len > TAG_LEN + INNER_LEN.
+                    let aad = associated_data(&bytes[..header_len], id);
+                    let mut opened = self
+                        .open_body(aes_gcm, &nonce, &aad, body)
+                        .map_err(|()| fail(ChunkProblem::Authentication))?;
+                    let inner = unpad_chunk(&mut opened).map_err(fail)?;
+                    (Cow::Owned(opened), inner.plaintext_len, inner.compressed)
+                }
+            };
+        let plaintext = if compressed {
+            let capacity = plaintext_len as usize;
             let out = zstd::bulk::decompress(&stored, capacity)
                 .map_err(|e| fail(ChunkProblem::Decompress(e.to_string())))?;
             if out.len() != capacity {
@@ -369,8 +428,8 @@ impl ChunkCodec {
             }
             out
         } else {
-            // Decrypted in place already, or a borrowed raw body: no extra
-            // copy in the encrypted case.
+            // Decrypted in place already (and cut to the stored body), or
+            // a borrowed raw body: no extra copy in the encrypted case.
             stored.into_owned()
         };
         if self.chunk_id(&plaintext) != *id {
@@ -460,5 +519,95 @@ impl ContentHasher {
     /// The hash of everything fed so far.
     pub fn finalize(&self) -> ContentHash {
         ContentHash(*self.0.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::INNER_LEN;
+    use crate::padme;
+
+    /// Seals `inner` (a padded body as the encoder would have made it, or
+    /// not) under a version-2 header: what a member holding the key could
+    /// upload. Returns the object.
+    fn sealed(codec: &ChunkCodec, id: &ChunkId, inner: &[u8]) -> Vec<u8> {
+        let header = Header::Sealed {
+            aes_gcm: false,
+            body_len: (inner.len() + TAG_LEN) as u32,
+            nonce: [7; NONCE_LEN],
+        };
+        let mut buf = Vec::new();
+        header.write(&mut buf);
+        let room = buf.len();
+        buf.extend_from_slice(inner);
+        let aad = associated_data(&buf[..room], id);
+        codec
+            .seal_body(&[7; NONCE_LEN], &aad, &mut buf, room)
+            .unwrap();
+        buf
+    }
+
+    fn inner(body: &[u8], pad_to: usize, stored: u32, plaintext: u32) -> Vec<u8> {
+        let mut v = body.to_vec();
+        v.resize(pad_to - INNER_LEN, 0);
+        v.extend_from_slice(&stored.to_le_bytes());
+        v.extend_from_slice(&plaintext.to_le_bytes());
+        v
+    }
+
+    fn problem(codec: &ChunkCodec, id: &ChunkId, object: &[u8]) -> ChunkProblem {
+        match codec.decode(id, object) {
+            Err(ContentError::Chunk { problem, .. }) => problem,
+            other => panic!("expected a chunk problem, got {other:?}"),
+        }
+    }
+
+    /// Behind authentication the inner lengths and padding are checked as
+    /// strictly as the header: the encoder's own layout decodes, and
+    /// every deviation is refused without panicking.
+    #[test]
+    fn authenticated_bodies_with_bad_inner_lengths_or_padding_are_refused() {
+        let key = WorkspaceKey::from_bytes([4; 32]);
+        // XChaCha20-Poly1305, as `sealed` writes in the header.
+        let codec =
+            ChunkCodec::new(Compression::Off, Some(&key)).with_cipher(Cipher::XChaCha20Poly1305);
+        let data = b"hello, padded world: twenty-nine".to_vec();
+        let id = codec.chunk_id(&data);
+        let len = data.len() as u32;
+        let bucket = padded_len::<1>(data.len());
+        let good = sealed(&codec, &id, &inner(&data, bucket, len, len));
+        assert_eq!(codec.decode(&id, &good).unwrap(), data);
+
+        let padding = |p: ChunkProblem| matches!(p, ChunkProblem::Padding(_));
+        // A non-zero padding byte.
+        let mut dirty = inner(&data, bucket, len, len);
+        dirty[data.len()] = 1;
+        assert!(padding(problem(&codec, &id, &sealed(&codec, &id, &dirty))));
+        // Stored length past the padding, or past the plaintext.
+        let over = inner(&data, bucket, bucket as u32, bucket as u32);
+        assert!(padding(problem(&codec, &id, &sealed(&codec, &id, &over))));
+        let longer = inner(&data, bucket, len, len - 1);
+        assert!(padding(problem(&codec, &id, &sealed(&codec, &id, &longer))));
+        let huge = inner(&data, bucket, len, u32::MAX);
+        assert!(matches!(
+            problem(&codec, &id, &sealed(&codec, &id, &huge)),
+            ChunkProblem::TooLarge { .. }
+        ));
+        // Padded to a larger bucket than the body needs.
+        let next = padded_len::<1>(bucket + 1);
+        assert_eq!(padme::padme(next as u64), next as u64);
+        let wide = inner(&data, next, len, len);
+        assert!(padding(problem(&codec, &id, &sealed(&codec, &id, &wide))));
+        // A stored length that says "compressed" over raw bytes.
+        let fake = inner(&data, bucket, len, len + 5);
+        assert!(matches!(
+            problem(&codec, &id, &sealed(&codec, &id, &fake)),
+            ChunkProblem::Decompress(_)
+        ));
+        // The smallest bucket: nothing but the inner lengths.
+        let empty_id = codec.chunk_id(b"");
+        let empty = sealed(&codec, &empty_id, &inner(b"", INNER_LEN, 0, 0));
+        assert_eq!(codec.decode(&empty_id, &empty).unwrap(), b"");
     }
 }

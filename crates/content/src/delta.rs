@@ -9,27 +9,45 @@
 //! the target's chunk id (keyed in encrypted workspaces). See `DELTA.md`
 //! for the measurements behind this and [`delta_pays`].
 //!
+//! Unencrypted deltas are delta format version 1, unchanged:
+//!
 //! ```text
 //! 0..4    magic "SSdt"
 //! 4       delta format version (1)
-//! 5       flags: bit 1 = body is encrypted, bit 2 = AES-256-GCM instead of
-//!         XChaCha20-Poly1305 (only with bit 1); bit 0 must be 0
+//! 5       flags: must be 0 (bit 1 = encrypted is version 2's)
 //! 6..8    reserved, must be 0
 //! 8..12   target plaintext length, u32 little-endian
 //! 12..16  body length (everything after the header), u32 little-endian
 //! 16..20  base plaintext length, u32 little-endian
 //! 20..52  base chunk id
-//! 52..76  24-byte random nonce, only when encrypted
-//! body    zstd frame (patch from the base), encrypted in place when
-//!         encrypted, followed by the 16-byte tag
+//! body    zstd frame (patch from the base)
 //! ```
 //!
-//! When encrypted, the whole header (base id included) and the target id
-//! are the associated data. Decoding is total: any input gives an error or
-//! the exact target, never a panic, never more than [`MAX_CHUNK_LEN`] bytes
-//! of output, and never bytes that do not hash to the target id; a delta
-//! applied to a base other than the one it names is refused before it is
-//! decompressed.
+//! Encrypted deltas are version 2, which hides lengths the way encrypted
+//! chunks do (see the chunk format): no length in the clear but the
+//! padded body's, a Padmé bucket.
+//!
+//! ```text
+//! 0..4    magic "SSdt"
+//! 4       delta format version (2)
+//! 5       flags: bit 1 = encrypted, must be set; bit 2 = AES-256-GCM
+//!         instead of XChaCha20-Poly1305; bit 0 must be 0
+//! 6..8    reserved, must be 0
+//! 8..12   body length, u32 little-endian: padme(patch + 12) + 16
+//! 12..44  base chunk id (keyed: says nothing of the base's length)
+//! 44..68  24-byte random nonce
+//! body    encrypted: patch, zero bytes up to the bucket, then patch
+//!         length, target plaintext length and base plaintext length (u32
+//!         little-endian each); followed by the 16-byte tag
+//! ```
+//!
+//! Version 1 with the encrypted bit is refused as a downgrade, version 2
+//! without it too. When encrypted, the whole header (base id included) and
+//! the target id are the associated data. Decoding is total: any input
+//! gives an error or the exact target, never a panic, never more than
+//! [`MAX_CHUNK_LEN`] bytes of output, and never bytes that do not hash to
+//! the target id; a delta applied to a base other than the one it names
+//! is refused before it is decompressed.
 
 use stacksync_proto::ChunkId;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
@@ -37,13 +55,21 @@ use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 use crate::chunker::MAX_CHUNK_LEN;
 use crate::codec::{ChunkCodec, associated_data};
 use crate::error::{ChunkProblem, ContentError};
-use crate::format::{FLAG_AES_GCM, FLAG_ENCRYPTED, NONCE_LEN, TAG_LEN};
+use crate::format::{FLAG_AES_GCM, FLAG_ENCRYPTED, NONCE_LEN, TAG_LEN, pad, padded_len, unpad};
+use crate::padme::padme;
 
 const MAGIC: &[u8; 4] = b"SSdt";
-/// The delta format version this build writes and reads.
+/// The delta format version this build writes for unencrypted deltas.
 pub const DELTA_FORMAT_VERSION: u8 = 1;
-const KNOWN_FLAGS: u8 = FLAG_ENCRYPTED | FLAG_AES_GCM;
-const FIXED_LEN: usize = 52;
+/// The delta format version of encrypted deltas: lengths inside the
+/// ciphertext and a padded body.
+pub const ENCRYPTED_DELTA_FORMAT_VERSION: u8 = 2;
+const PLAIN_FIXED_LEN: usize = 52;
+/// Version 2 without the nonce: magic to flags, body length, base id.
+const SEALED_FIXED_LEN: usize = 44;
+/// Fields of an encrypted delta's trailer after the patch length: target
+/// and base plaintext lengths.
+const TRAILER_FIELDS: usize = 2;
 /// zstd level for patches, whatever the codec's level. Measured on a 1 MiB
 /// random chunk with one byte overwritten, window 2 MiB (patch bytes,
 /// time): level 1 with long-distance matching 120 B in 0.9 ms; level 3
@@ -84,8 +110,9 @@ pub struct DeltaChunk {
 pub struct DeltaBase {
     /// The base chunk's id.
     pub id: ChunkId,
-    /// The base chunk's plaintext length.
-    pub len: u32,
+    /// The base chunk's plaintext length; `None` for an encrypted delta,
+    /// which keeps it inside the ciphertext.
+    pub len: Option<u32>,
 }
 
 /// Whether sending a delta of `delta_len` bytes instead of the full encoded
@@ -116,24 +143,38 @@ pub fn encode_delta(
     let id = codec.chunk_id(target_plain);
     let base = codec.chunk_id(base_plain);
     let (flags, nonce) = codec.seal_params()?;
-    let header_len = FIXED_LEN + nonce.map_or(0, |n| n.len());
     let patch = patch_from(base_plain, target_plain, PATCH_LEVEL)?;
-    let tag_len = if nonce.is_some() { TAG_LEN } else { 0 };
     // Both lengths were checked against MAX_CHUNK_LEN (16 MiB) above, and
     // a patch is never larger than zstd's bound for its input.
-    let header = DeltaHeader {
+    let (target_len, base_len) = (target_plain.len() as u32, base_plain.len() as u32);
+    let mut header = DeltaHeader {
         flags,
-        plaintext_len: target_plain.len() as u32,
-        body_len: (patch.len() + tag_len) as u32,
-        base: DeltaBase {
-            id: base,
-            len: base_plain.len() as u32,
-        },
+        clear: None,
+        body_len: 0,
+        base_id: base,
         nonce,
     };
-    let mut bytes = Vec::with_capacity(header_len + patch.len() + tag_len);
-    header.write(&mut bytes);
+    let header_len = header.len();
+    let mut bytes =
+        Vec::with_capacity(header_len + padded_len::<TRAILER_FIELDS>(patch.len()) + TAG_LEN);
+    bytes.resize(header_len, 0);
     bytes.extend_from_slice(&patch);
+    header.body_len = match nonce {
+        None => {
+            header.clear = Some(ClearLengths {
+                target: target_len,
+                base: base_len,
+            });
+            patch.len() as u32
+        }
+        Some(_) => {
+            let padded = pad(&mut bytes, header_len, [target_len, base_len]);
+            (padded + TAG_LEN) as u32
+        }
+    };
+    let mut written = Vec::with_capacity(header_len);
+    header.write(&mut written);
+    bytes[..header_len].copy_from_slice(&written);
     if let Some(nonce) = &nonce {
         let aad = associated_data(&bytes[..header_len], &id);
         codec.seal_body(nonce, &aad, &mut bytes, header_len)?;
@@ -141,8 +182,8 @@ pub fn encode_delta(
     Ok(DeltaChunk {
         id,
         base,
-        base_len: header.base.len,
-        plaintext_len: header.plaintext_len,
+        base_len,
+        plaintext_len: target_len,
         bytes,
     })
 }
@@ -150,7 +191,10 @@ pub fn encode_delta(
 /// The base that the delta object `encoded` names; an error if its header
 /// is not a valid delta header.
 pub fn delta_base(encoded: &[u8]) -> Result<DeltaBase, ChunkProblem> {
-    DeltaHeader::parse(encoded).map(|h| h.base)
+    DeltaHeader::parse(encoded).map(|h| DeltaBase {
+        id: h.base_id,
+        len: h.clear.map(|c| c.base),
+    })
 }
 
 /// Decodes the delta object `encoded` against `base_plain` and returns the
@@ -174,30 +218,50 @@ pub fn apply(
         (true, false) => return Err(fail(ChunkProblem::NotEncrypted)),
         _ => {}
     }
-    if base_plain.len() != header.base.len as usize || codec.chunk_id(base_plain) != header.base.id
+    let wrong_base = |len: u32| base_plain.len() != len as usize;
+    if header.clear.is_some_and(|c| wrong_base(c.base))
+        || codec.chunk_id(base_plain) != header.base_id
     {
         return Err(fail(ChunkProblem::WrongBase));
     }
     let header_len = header.len();
     let body = &encoded[header_len..];
     let opened;
-    let patch = match header.nonce {
-        None => body,
+    let (patch, target_len) = match header.nonce {
+        // parse() gives every plain header its lengths; were one missing,
+        // a target of 0 bytes fails the patch or the id check, never panics.
+        None => (body, header.clear.map_or(0, |c| c.target)),
         Some(nonce) => {
             let aad = associated_data(&encoded[..header_len], id);
             let aes = header.flags & FLAG_AES_GCM != 0;
-            opened = codec
+            let mut plain = codec
                 .open_body(aes, &nonce, &aad, body)
                 .map_err(|()| fail(ChunkProblem::Authentication))?;
-            &opened[..]
+            let [target, base] = unpad::<TRAILER_FIELDS>(&mut plain).map_err(fail)?;
+            check_max(target).map_err(fail)?;
+            if wrong_base(base) {
+                return Err(fail(ChunkProblem::WrongBase));
+            }
+            opened = plain;
+            (&opened[..], target)
         }
     };
-    let target_len = header.plaintext_len as usize;
-    let target = patch_apply(base_plain, patch, target_len).map_err(fail)?;
+    let target = patch_apply(base_plain, patch, target_len as usize).map_err(fail)?;
     if codec.chunk_id(&target) != *id {
         return Err(fail(ChunkProblem::IdMismatch));
     }
     Ok(target)
+}
+
+/// A declared plaintext length must be at most [`MAX_CHUNK_LEN`].
+fn check_max(declared: u32) -> Result<(), ChunkProblem> {
+    if declared as usize > MAX_CHUNK_LEN {
+        return Err(ChunkProblem::TooLarge {
+            declared: declared.into(),
+            max: MAX_CHUNK_LEN as u64,
+        });
+    }
+    Ok(())
 }
 
 /// A zstd frame of `target` with `base` as its reference prefix.
@@ -251,95 +315,133 @@ fn window_log(len: usize) -> u32 {
     log.clamp(MIN_WINDOW_LOG, MAX_WINDOW_LOG)
 }
 
-/// A parsed delta header.
+/// The lengths a version-1 (unencrypted) delta header shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClearLengths {
+    target: u32,
+    base: u32,
+}
+
+/// A parsed delta header: version 1 when `nonce` is `None` (and `clear`
+/// is set), version 2 otherwise (and `clear` is `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DeltaHeader {
     flags: u8,
-    plaintext_len: u32,
+    clear: Option<ClearLengths>,
     body_len: u32,
-    base: DeltaBase,
+    base_id: ChunkId,
     nonce: Option<[u8; NONCE_LEN]>,
 }
 
 impl DeltaHeader {
     fn len(&self) -> usize {
-        FIXED_LEN + if self.nonce.is_some() { NONCE_LEN } else { 0 }
+        match self.nonce {
+            None => PLAIN_FIXED_LEN,
+            Some(_) => SEALED_FIXED_LEN + NONCE_LEN,
+        }
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[DELTA_FORMAT_VERSION, self.flags, 0, 0]);
-        out.extend_from_slice(&self.plaintext_len.to_le_bytes());
-        out.extend_from_slice(&self.body_len.to_le_bytes());
-        out.extend_from_slice(&self.base.len.to_le_bytes());
-        out.extend_from_slice(self.base.id.as_bytes());
-        if let Some(nonce) = &self.nonce {
-            out.extend_from_slice(nonce);
+        match (&self.nonce, self.clear) {
+            (Some(nonce), _) => {
+                out.extend_from_slice(&[ENCRYPTED_DELTA_FORMAT_VERSION, self.flags, 0, 0]);
+                out.extend_from_slice(&self.body_len.to_le_bytes());
+                out.extend_from_slice(self.base_id.as_bytes());
+                out.extend_from_slice(nonce);
+            }
+            (None, clear) => {
+                let clear = clear.unwrap_or(ClearLengths { target: 0, base: 0 });
+                out.extend_from_slice(&[DELTA_FORMAT_VERSION, self.flags, 0, 0]);
+                out.extend_from_slice(&clear.target.to_le_bytes());
+                out.extend_from_slice(&self.body_len.to_le_bytes());
+                out.extend_from_slice(&clear.base.to_le_bytes());
+                out.extend_from_slice(self.base_id.as_bytes());
+            }
         }
     }
 
     /// Parses and checks a header against the whole object: on success the
-    /// body is exactly `bytes[len()..]` and both lengths are at most
-    /// [`MAX_CHUNK_LEN`].
+    /// body is exactly `bytes[len()..]`; a version-1 header's lengths are
+    /// at most [`MAX_CHUNK_LEN`], a version-2 body is a Padmé bucket plus
+    /// the tag, no larger than a maximum chunk's patch needs.
     fn parse(bytes: &[u8]) -> Result<DeltaHeader, ChunkProblem> {
         let truncated = |needed: usize| ChunkProblem::Truncated {
             needed,
             got: bytes.len(),
         };
-        let fixed = bytes.get(..FIXED_LEN).ok_or(truncated(FIXED_LEN))?;
+        let fixed = bytes.get(..8).ok_or(truncated(SEALED_FIXED_LEN))?;
         if &fixed[..4] != MAGIC {
             return Err(ChunkProblem::BadMagic);
         }
-        if fixed[4] != DELTA_FORMAT_VERSION {
-            return Err(ChunkProblem::UnsupportedVersion(fixed[4]));
-        }
-        let flags = fixed[5];
+        let (version, flags) = (fixed[4], fixed[5]);
         let reserved = u16::from_le_bytes([fixed[6], fixed[7]]);
+        let unknown = ChunkProblem::UnknownBits { flags, reserved };
         let encrypted = flags & FLAG_ENCRYPTED != 0;
-        let cipher_without_encryption = flags & FLAG_AES_GCM != 0 && !encrypted;
-        if flags & !KNOWN_FLAGS != 0 || reserved != 0 || cipher_without_encryption {
-            return Err(ChunkProblem::UnknownBits { flags, reserved });
-        }
-        let le32 = |at: usize| {
-            u32::from_le_bytes([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]])
+        let le32 = |at: usize| -> Result<u32, ChunkProblem> {
+            let b = bytes.get(at..at + 4).ok_or(truncated(at + 4))?;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         };
-        let (plaintext_len, body_len, base_len) = (le32(8), le32(12), le32(16));
-        for declared in [plaintext_len, base_len] {
-            if declared as usize > MAX_CHUNK_LEN {
-                return Err(ChunkProblem::TooLarge {
-                    declared: declared.into(),
-                    max: MAX_CHUNK_LEN as u64,
-                });
+        let id_at = |at: usize| -> Result<ChunkId, ChunkProblem> {
+            let b = bytes.get(at..at + 32).ok_or(truncated(at + 32))?;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(b);
+            Ok(ChunkId(id))
+        };
+        let header = match version {
+            DELTA_FORMAT_VERSION => {
+                if encrypted {
+                    return Err(ChunkProblem::Downgrade { version });
+                }
+                if flags != 0 || reserved != 0 {
+                    return Err(unknown);
+                }
+                if bytes.len() < PLAIN_FIXED_LEN {
+                    return Err(truncated(PLAIN_FIXED_LEN));
+                }
+                let (target, body_len, base) = (le32(8)?, le32(12)?, le32(16)?);
+                check_max(target)?;
+                check_max(base)?;
+                // A patch is at least a frame header.
+                if body_len == 0 {
+                    return Err(ChunkProblem::LengthMismatch {
+                        body: 0,
+                        plaintext: target.into(),
+                    });
+                }
+                DeltaHeader {
+                    flags,
+                    clear: Some(ClearLengths { target, base }),
+                    body_len,
+                    base_id: id_at(20)?,
+                    nonce: None,
+                }
             }
-        }
-        let mut base_id = [0u8; 32];
-        base_id.copy_from_slice(&fixed[20..52]);
-        let mut header = DeltaHeader {
-            flags,
-            plaintext_len,
-            body_len,
-            base: DeltaBase {
-                id: ChunkId(base_id),
-                len: base_len,
-            },
-            nonce: None,
+            ENCRYPTED_DELTA_FORMAT_VERSION => {
+                if flags & !(FLAG_ENCRYPTED | FLAG_AES_GCM) != 0 || reserved != 0 {
+                    return Err(unknown);
+                }
+                if !encrypted {
+                    return Err(ChunkProblem::PlainInEncryptedFormat { version });
+                }
+                let body_len = le32(8)?;
+                let base_id = id_at(12)?;
+                let end = SEALED_FIXED_LEN + NONCE_LEN;
+                let nonce_bytes = bytes.get(SEALED_FIXED_LEN..end).ok_or(truncated(end))?;
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce.copy_from_slice(nonce_bytes);
+                check_sealed_body(body_len)?;
+                DeltaHeader {
+                    flags,
+                    clear: None,
+                    body_len,
+                    base_id,
+                    nonce: Some(nonce),
+                }
+            }
+            other => return Err(ChunkProblem::UnsupportedVersion(other)),
         };
-        if encrypted {
-            let end = FIXED_LEN + NONCE_LEN;
-            let nonce = bytes.get(FIXED_LEN..end).ok_or(truncated(end))?;
-            let mut n = [0u8; NONCE_LEN];
-            n.copy_from_slice(nonce);
-            header.nonce = Some(n);
-        }
-        // A patch is at least a frame header; an encrypted one also a tag.
-        let tag = if encrypted { TAG_LEN } else { 0 };
-        if (body_len as usize) <= tag {
-            return Err(ChunkProblem::LengthMismatch {
-                body: body_len.into(),
-                plaintext: plaintext_len.into(),
-            });
-        }
-        let needed = header.len() + body_len as usize;
+        let needed = header.len() + header.body_len as usize;
         match bytes.len() {
             got if got < needed => Err(truncated(needed)),
             got if got > needed => Err(ChunkProblem::TrailingBytes {
@@ -348,4 +450,30 @@ impl DeltaHeader {
             _ => Ok(header),
         }
     }
+}
+
+/// An encrypted delta's body must be a bucket of at least its trailer, plus
+/// the tag, and no larger than the bucket of a maximum chunk's patch.
+fn check_sealed_body(body_len: u32) -> Result<(), ChunkProblem> {
+    let body = u64::from(body_len);
+    let padded = body.saturating_sub(TAG_LEN as u64);
+    let max = padded_len::<TRAILER_FIELDS>(zstd_safe::compress_bound(MAX_CHUNK_LEN)) as u64;
+    let bad = |why: &str| {
+        Err(ChunkProblem::Padding(format!(
+            "delta body of {body} bytes {why}"
+        )))
+    };
+    if body < (TAG_LEN + 4 * (TRAILER_FIELDS + 1)) as u64 {
+        return bad("is too short for its inner lengths and the tag");
+    }
+    if padded > max {
+        return Err(ChunkProblem::TooLarge {
+            declared: padded,
+            max,
+        });
+    }
+    if padme(padded) != padded {
+        return bad("is not a padding bucket plus the tag");
+    }
+    Ok(())
 }

@@ -70,6 +70,27 @@ pub enum ChunkProblem {
     /// The decoded bytes do not hash to the chunk's id.
     #[error("decoded bytes do not match the chunk id")]
     IdMismatch,
+    /// An encrypted chunk in a format version that shows its lengths in
+    /// the clear (version 1): refused as a downgrade, since a server could
+    /// otherwise swap in such a chunk to learn lengths the encoder hid.
+    #[error(
+        "encrypted chunk in format version {version}, which shows its lengths: refused as a downgrade"
+    )]
+    Downgrade {
+        /// The version in the header.
+        version: u8,
+    },
+    /// An unencrypted chunk in the encrypted-only format version.
+    #[error("unencrypted chunk in format version {version}, which is only for encrypted chunks")]
+    PlainInEncryptedFormat {
+        /// The version in the header.
+        version: u8,
+    },
+    /// An encrypted chunk's padded body is not what the encoder writes:
+    /// not a Padmé bucket, inner lengths that do not fit it, or padding
+    /// bytes that are not zero.
+    #[error("bad padding: {0}")]
+    Padding(String),
     /// A delta was applied to a base whose length or id is not the base
     /// the delta names.
     #[error("delta applied to a base other than the one it names")]

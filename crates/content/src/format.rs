@@ -1,18 +1,53 @@
 //! The chunk object format: a small versioned header, then the body.
+//! Unencrypted chunks are format version 1, encrypted ones version 2, and
+//! a reader refuses any other pairing.
+//!
+//! Version 1, unencrypted (plain or compressed), unchanged since the first
+//! stored chunk:
 //!
 //! ```text
 //! 0..4    magic "SSch"
 //! 4       format version (1)
-//! 5       flags: bit 0 = body is zstd-compressed, bit 1 = body is encrypted,
-//!         bit 2 = the cipher is AES-256-GCM instead of XChaCha20-Poly1305
-//!         (only with bit 1)
+//! 5       flags: bit 0 = body is zstd-compressed; bits 1 and 2 must be 0
 //! 6..8    reserved, must be 0
 //! 8..12   plaintext length, u32 little-endian
 //! 12..16  body length (everything after the header), u32 little-endian
-//! 16..40  24-byte random nonce, only when encrypted
-//! body    [zstd frame | raw bytes], encrypted in place when encrypted,
+//! body    zstd frame | raw bytes
+//! ```
+//!
+//! Version 2, encrypted. The server is the adversary here, so the public
+//! header carries no plaintext length and no compression flag, and the
+//! stored body length is only a Padmé bucket ([`crate::padme`]):
+//!
+//! ```text
+//! 0..4    magic "SSch"
+//! 4       format version (2)
+//! 5       flags: bit 1 = encrypted, must be set; bit 2 = the cipher is
+//!         AES-256-GCM instead of XChaCha20-Poly1305; bit 0 must be 0
+//! 6..8    reserved, must be 0
+//! 8..12   body length (everything after the header), u32 little-endian:
+//!         padme(stored + 8) + 16
+//! 12..36  24-byte random nonce
+//! body    encrypted: stored body, zero bytes up to the bucket, then
+//!         stored length and plaintext length (u32 little-endian each);
 //!         followed by the 16-byte tag (Poly1305 or GCM)
 //! ```
+//!
+//! The stored body is the raw plaintext when the two inner lengths are
+//! equal and a zstd frame when the stored length is smaller (the encoder
+//! only keeps a compressed body that is smaller); a larger one is refused.
+//! The inner lengths sit at the end so that a raw plaintext stays where it
+//! is on both sides (encrypted and decrypted in place, no shift). Decoding
+//! checks, after authentication, that the lengths fit the bucket and
+//! [`MAX_CHUNK_LEN`] and that every padding byte is zero, so an encrypted
+//! chunk has exactly one valid encoding per nonce. What the server still
+//! learns is the bucket, O(log log n) bits of the stored length, and its
+//! cut points come from a keyed gear table (see `gear`).
+//!
+//! Version 1 with the encrypted bit (what builds before version 2 wrote)
+//! is refused as a downgrade ([`ChunkProblem::Downgrade`]): it shows the
+//! lengths in the clear, and no such chunk was ever synced. Version 2
+//! without it is refused too ([`ChunkProblem::PlainInEncryptedFormat`]).
 //!
 //! XChaCha20-Poly1305 uses the 24-byte nonce as is. AES-256-GCM only takes
 //! 12-byte nonces, too few to pick at random for every chunk of a workspace
@@ -22,58 +57,65 @@
 //! exists because with AES-NI and carry-less multiplication it costs about
 //! 0.35 CPU-s per GB against XChaCha20-Poly1305's 1.0 (`bench`, stage
 //! costs), which decides whether two cores reach 1 GB/s; XChaCha20 stays for
-//! machines without those instructions. Readers of format version 1 that
-//! predate bit 2 refuse such chunks as unknown bits rather than misread them.
+//! machines without those instructions.
 //!
 //! When encrypted, the whole header and the chunk id are the associated
-//! data, so flipping the compressed flag, changing a length or moving the
-//! object to another id fails authentication.
+//! data, so changing the cipher bit or the body length, or moving the
+//! object to another id, fails authentication.
 
 use crate::chunker::MAX_CHUNK_LEN;
 use crate::error::ChunkProblem;
+use crate::padme::padme;
 
 const MAGIC: &[u8; 4] = b"SSch";
-/// The chunk format version this build writes and reads.
+/// The chunk format version this build writes for unencrypted chunks
+/// (plain or compressed). Encrypted chunks are version
+/// [`ENCRYPTED_FORMAT_VERSION`].
 pub const FORMAT_VERSION: u8 = 1;
+/// The chunk format version of encrypted chunks: lengths inside the
+/// ciphertext and a padded body.
+pub const ENCRYPTED_FORMAT_VERSION: u8 = 2;
 pub(crate) const FLAG_COMPRESSED: u8 = 0b01;
 pub(crate) const FLAG_ENCRYPTED: u8 = 0b10;
 pub(crate) const FLAG_AES_GCM: u8 = 0b100;
-const KNOWN_FLAGS: u8 = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_AES_GCM;
-const FIXED_LEN: usize = 16;
+const PLAIN_FIXED_LEN: usize = 16;
+const SEALED_FIXED_LEN: usize = 12;
 pub(crate) const NONCE_LEN: usize = 24;
 pub(crate) const TAG_LEN: usize = 16;
+/// The inner lengths at the end of an encrypted chunk body: stored and
+/// plaintext.
+pub(crate) const INNER_LEN: usize = 8;
 
 /// A parsed chunk header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub flags: u8,
-    pub plaintext_len: u32,
-    pub body_len: u32,
-    pub nonce: Option<[u8; NONCE_LEN]>,
+pub(crate) enum Header {
+    /// Version 1: unencrypted, lengths in the clear.
+    Plain {
+        compressed: bool,
+        plaintext_len: u32,
+        body_len: u32,
+    },
+    /// Version 2: encrypted; `body_len` is a Padmé bucket plus the tag.
+    Sealed {
+        aes_gcm: bool,
+        body_len: u32,
+        nonce: [u8; NONCE_LEN],
+    },
 }
 
 impl Header {
-    pub fn compressed(&self) -> bool {
-        self.flags & FLAG_COMPRESSED != 0
-    }
-
-    pub fn encrypted(&self) -> bool {
-        self.flags & FLAG_ENCRYPTED != 0
-    }
-
-    /// Whether an encrypted body uses AES-256-GCM (else XChaCha20-Poly1305).
-    pub fn aes_gcm(&self) -> bool {
-        self.flags & FLAG_AES_GCM != 0
-    }
-
     /// Length of the encoded header.
     pub fn len(&self) -> usize {
-        Header::len_for(self.nonce.is_some())
+        Header::len_for(matches!(self, Header::Sealed { .. }))
     }
 
     /// Length of the header of an encrypted or a plain chunk.
     pub fn len_for(encrypted: bool) -> usize {
-        FIXED_LEN + if encrypted { NONCE_LEN } else { 0 }
+        if encrypted {
+            SEALED_FIXED_LEN + NONCE_LEN
+        } else {
+            PLAIN_FIXED_LEN
+        }
     }
 
     /// Writes the encoded header over `out`, which is exactly
@@ -87,73 +129,102 @@ impl Header {
     /// Appends the encoded header to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[FORMAT_VERSION, self.flags, 0, 0]);
-        out.extend_from_slice(&self.plaintext_len.to_le_bytes());
-        out.extend_from_slice(&self.body_len.to_le_bytes());
-        if let Some(nonce) = &self.nonce {
-            out.extend_from_slice(nonce);
+        match self {
+            Header::Plain {
+                compressed,
+                plaintext_len,
+                body_len,
+            } => {
+                let flags = if *compressed { FLAG_COMPRESSED } else { 0 };
+                out.extend_from_slice(&[FORMAT_VERSION, flags, 0, 0]);
+                out.extend_from_slice(&plaintext_len.to_le_bytes());
+                out.extend_from_slice(&body_len.to_le_bytes());
+            }
+            Header::Sealed {
+                aes_gcm,
+                body_len,
+                nonce,
+            } => {
+                let flags = FLAG_ENCRYPTED | if *aes_gcm { FLAG_AES_GCM } else { 0 };
+                out.extend_from_slice(&[ENCRYPTED_FORMAT_VERSION, flags, 0, 0]);
+                out.extend_from_slice(&body_len.to_le_bytes());
+                out.extend_from_slice(nonce);
+            }
         }
     }
 
     /// Parses and checks a header against the whole encoded chunk. On
-    /// success the body is exactly `bytes[header.len()..]`, its length fits
-    /// the plaintext length, and the plaintext length is at most
-    /// [`MAX_CHUNK_LEN`]; callers may allocate `plaintext_len` bytes.
+    /// success the body is exactly `bytes[header.len()..]`; a plain
+    /// header's lengths fit each other and its plaintext length is at most
+    /// [`MAX_CHUNK_LEN`] (callers may allocate that many bytes); a sealed
+    /// header's body is a Padmé bucket no larger than the bucket of a
+    /// maximum chunk, plus the tag.
     pub fn parse(bytes: &[u8]) -> Result<Header, ChunkProblem> {
-        if bytes.len() < FIXED_LEN {
-            return Err(ChunkProblem::Truncated {
-                needed: FIXED_LEN,
-                got: bytes.len(),
-            });
-        }
-        if &bytes[..4] != MAGIC {
+        let truncated = |needed: usize| ChunkProblem::Truncated {
+            needed,
+            got: bytes.len(),
+        };
+        let fixed = bytes.get(..8).ok_or(truncated(PLAIN_FIXED_LEN))?;
+        if &fixed[..4] != MAGIC {
             return Err(ChunkProblem::BadMagic);
         }
-        if bytes[4] != FORMAT_VERSION {
-            return Err(ChunkProblem::UnsupportedVersion(bytes[4]));
-        }
-        let flags = bytes[5];
-        let reserved = u16::from_le_bytes([bytes[6], bytes[7]]);
-        let cipher_without_encryption = flags & FLAG_AES_GCM != 0 && flags & FLAG_ENCRYPTED == 0;
-        if flags & !KNOWN_FLAGS != 0 || reserved != 0 || cipher_without_encryption {
-            return Err(ChunkProblem::UnknownBits { flags, reserved });
-        }
-        let le32 = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        let (version, flags) = (fixed[4], fixed[5]);
+        let reserved = u16::from_le_bytes([fixed[6], fixed[7]]);
+        let unknown = ChunkProblem::UnknownBits { flags, reserved };
+        let le32 = |at: usize| -> Result<u32, ChunkProblem> {
+            let b = bytes.get(at..at + 4).ok_or(truncated(at + 4))?;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         };
-        let plaintext_len = le32(8);
-        let body_len = le32(12);
-        if plaintext_len as usize > MAX_CHUNK_LEN {
-            return Err(ChunkProblem::TooLarge {
-                declared: plaintext_len.into(),
-                max: MAX_CHUNK_LEN as u64,
-            });
-        }
-        let mut header = Header {
-            flags,
-            plaintext_len,
-            body_len,
-            nonce: None,
-        };
-        if header.encrypted() {
-            let end = FIXED_LEN + NONCE_LEN;
-            if bytes.len() < end {
-                return Err(ChunkProblem::Truncated {
-                    needed: end,
-                    got: bytes.len(),
-                });
+        let header = match version {
+            FORMAT_VERSION => {
+                if bytes.len() < PLAIN_FIXED_LEN {
+                    return Err(truncated(PLAIN_FIXED_LEN));
+                }
+                if flags & FLAG_ENCRYPTED != 0 {
+                    return Err(ChunkProblem::Downgrade { version });
+                }
+                if flags & !FLAG_COMPRESSED != 0 || reserved != 0 {
+                    return Err(unknown);
+                }
+                let (plaintext_len, body_len) = (le32(8)?, le32(12)?);
+                if plaintext_len as usize > MAX_CHUNK_LEN {
+                    return Err(ChunkProblem::TooLarge {
+                        declared: plaintext_len.into(),
+                        max: MAX_CHUNK_LEN as u64,
+                    });
+                }
+                let header = Header::Plain {
+                    compressed: flags & FLAG_COMPRESSED != 0,
+                    plaintext_len,
+                    body_len,
+                };
+                header.check_plain_lengths()?;
+                header
             }
-            let mut nonce = [0u8; NONCE_LEN];
-            nonce.copy_from_slice(&bytes[FIXED_LEN..end]);
-            header.nonce = Some(nonce);
-        }
-        header.check_lengths()?;
-        let needed = header.len() + body_len as usize;
+            ENCRYPTED_FORMAT_VERSION => {
+                if flags & !(FLAG_ENCRYPTED | FLAG_AES_GCM) != 0 || reserved != 0 {
+                    return Err(unknown);
+                }
+                if flags & FLAG_ENCRYPTED == 0 {
+                    return Err(ChunkProblem::PlainInEncryptedFormat { version });
+                }
+                let body_len = le32(8)?;
+                let end = SEALED_FIXED_LEN + NONCE_LEN;
+                let nonce_bytes = bytes.get(SEALED_FIXED_LEN..end).ok_or(truncated(end))?;
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce.copy_from_slice(nonce_bytes);
+                check_bucket(body_len)?;
+                Header::Sealed {
+                    aes_gcm: flags & FLAG_AES_GCM != 0,
+                    body_len,
+                    nonce,
+                }
+            }
+            other => return Err(ChunkProblem::UnsupportedVersion(other)),
+        };
+        let needed = header.len() + header.body_len() as usize;
         if bytes.len() < needed {
-            return Err(ChunkProblem::Truncated {
-                needed,
-                got: bytes.len(),
-            });
+            return Err(truncated(needed));
         }
         if bytes.len() > needed {
             return Err(ChunkProblem::TrailingBytes {
@@ -163,17 +234,30 @@ impl Header {
         Ok(header)
     }
 
-    /// The body must be exactly the plaintext (plus tag) when stored raw,
-    /// and no longer than that when compressed: the encoder only keeps a
+    /// Bytes after the header.
+    pub fn body_len(&self) -> u32 {
+        match self {
+            Header::Plain { body_len, .. } | Header::Sealed { body_len, .. } => *body_len,
+        }
+    }
+
+    /// The body must be exactly the plaintext when stored raw, and no
+    /// longer than that when compressed: the encoder only keeps a
     /// compressed body that is smaller.
-    fn check_lengths(&self) -> Result<(), ChunkProblem> {
-        let tag = if self.encrypted() { TAG_LEN as u64 } else { 0 };
-        let body = u64::from(self.body_len);
-        let plaintext = u64::from(self.plaintext_len);
-        let fits = if self.compressed() {
-            body > tag && body <= plaintext + tag
+    fn check_plain_lengths(&self) -> Result<(), ChunkProblem> {
+        let Header::Plain {
+            compressed,
+            plaintext_len,
+            body_len,
+        } = *self
+        else {
+            return Ok(());
+        };
+        let (body, plaintext) = (u64::from(body_len), u64::from(plaintext_len));
+        let fits = if compressed {
+            body > 0 && body <= plaintext
         } else {
-            body == plaintext + tag
+            body == plaintext
         };
         if fits {
             Ok(())
@@ -181,4 +265,127 @@ impl Header {
             Err(ChunkProblem::LengthMismatch { body, plaintext })
         }
     }
+}
+
+/// The largest padded body (without the tag) of an encrypted chunk: the
+/// bucket of a maximum chunk stored raw.
+fn max_padded() -> u64 {
+    padme((MAX_CHUNK_LEN + INNER_LEN) as u64)
+}
+
+/// An encrypted body length must be a bucket of at least the inner
+/// lengths, plus the tag, and no more than a maximum chunk needs.
+fn check_bucket(body_len: u32) -> Result<(), ChunkProblem> {
+    let body = u64::from(body_len);
+    let padded = body.saturating_sub(TAG_LEN as u64);
+    let bad = |why: &str| Err(ChunkProblem::Padding(format!("body of {body} bytes {why}")));
+    if body < (TAG_LEN + INNER_LEN) as u64 {
+        return bad("is too short for the inner lengths and the tag");
+    }
+    if padded > max_padded() {
+        return Err(ChunkProblem::TooLarge {
+            declared: padded,
+            max: max_padded(),
+        });
+    }
+    if padme(padded) != padded {
+        return bad("is not a padding bucket plus the tag");
+    }
+    Ok(())
+}
+
+/// Pads the stored body `buf[from..]` of an encrypted object in place:
+/// zero bytes up to the bucket of the body and its trailer, then the
+/// trailer (the stored length, then `fields`, u32 little-endian each). The
+/// caller encrypts `buf[from..]` afterwards. Returns the padded length.
+/// Chunks carry one field (the plaintext length), deltas two.
+pub(crate) fn pad<const N: usize>(buf: &mut Vec<u8>, from: usize, fields: [u32; N]) -> usize {
+    let stored = buf.len() - from;
+    let padded = padded_len::<N>(stored);
+    buf.resize(from + padded - trailer_len::<N>(), 0);
+    // stored <= a maximum chunk's zstd bound (~16 MiB): fits a u32.
+    buf.extend_from_slice(&(stored as u32).to_le_bytes());
+    for field in fields {
+        buf.extend_from_slice(&field.to_le_bytes());
+    }
+    padded
+}
+
+/// Bytes of a trailer with `N` fields after the stored length.
+const fn trailer_len<const N: usize>() -> usize {
+    4 * (N + 1)
+}
+
+/// The padded length of a stored body of `stored` bytes and a trailer of
+/// `N` fields, without the tag.
+pub(crate) fn padded_len<const N: usize>(stored: usize) -> usize {
+    padme((stored + trailer_len::<N>()) as u64) as usize
+}
+
+/// Checks the decrypted padded body `opened` made by [`pad`] (the stored
+/// length fits before the trailer, the padding is all zero, and the body
+/// is padded to exactly its bucket) and truncates it to the stored body.
+/// Returns the trailer's fields, for the caller to check. Total: any bytes
+/// give an error or the stored body.
+pub(crate) fn unpad<const N: usize>(opened: &mut Vec<u8>) -> Result<[u32; N], ChunkProblem> {
+    let padded = opened.len();
+    let split = padded
+        .checked_sub(trailer_len::<N>())
+        .ok_or_else(|| ChunkProblem::Padding(format!("{padded} bytes hold no inner lengths")))?;
+    let le32 = |at: usize| {
+        u32::from_le_bytes([opened[at], opened[at + 1], opened[at + 2], opened[at + 3]])
+    };
+    let stored = le32(split);
+    let mut fields = [0u32; N];
+    for (i, field) in fields.iter_mut().enumerate() {
+        *field = le32(split + 4 * (i + 1));
+    }
+    let stored_len = stored as usize;
+    if stored_len > split {
+        return Err(ChunkProblem::Padding(format!(
+            "stored length {stored} does not fit a padded body of {padded} bytes"
+        )));
+    }
+    // The one bucket the encoder picks: a body padded further than it
+    // needs is refused too, so each object has one valid padding.
+    if padded_len::<N>(stored_len) != padded {
+        return Err(ChunkProblem::Padding(format!(
+            "{padded} bytes is not the bucket of a {stored}-byte body"
+        )));
+    }
+    if opened[stored_len..split].iter().any(|&b| b != 0) {
+        return Err(ChunkProblem::Padding("padding bytes are not zero".into()));
+    }
+    opened.truncate(stored_len);
+    Ok(fields)
+}
+
+/// What the inner lengths of a decrypted chunk body say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inner {
+    pub plaintext_len: u32,
+    pub compressed: bool,
+}
+
+/// [`unpad`] for a chunk: its one field is the plaintext length, at most
+/// [`MAX_CHUNK_LEN`]; a stored body shorter than it is a zstd frame, one
+/// as long is raw, a longer one is refused.
+pub(crate) fn unpad_chunk(opened: &mut Vec<u8>) -> Result<Inner, ChunkProblem> {
+    let [plaintext_len] = unpad::<1>(opened)?;
+    if plaintext_len as usize > MAX_CHUNK_LEN {
+        return Err(ChunkProblem::TooLarge {
+            declared: plaintext_len.into(),
+            max: MAX_CHUNK_LEN as u64,
+        });
+    }
+    let stored = opened.len() as u64;
+    if stored > u64::from(plaintext_len) {
+        return Err(ChunkProblem::Padding(format!(
+            "stored body of {stored} bytes is longer than its plaintext of {plaintext_len}"
+        )));
+    }
+    Ok(Inner {
+        plaintext_len,
+        compressed: stored < u64::from(plaintext_len),
+    })
 }

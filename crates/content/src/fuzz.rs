@@ -5,7 +5,9 @@ use stacksync_proto::ChunkId;
 
 use crate::codec::{ChunkCodec, Compression};
 use crate::delta;
+use crate::format::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, Header, TAG_LEN};
 use crate::keys::WorkspaceKey;
+use crate::padme::padme;
 use crate::wrap::{MemberSecretKey, WrappedKey};
 
 /// The fixed key the fuzz targets decode with, so that a fuzzer can learn
@@ -39,6 +41,19 @@ pub fn decode_any(data: &[u8]) -> usize {
                     id,
                     "decode returned bytes that do not match the id"
                 );
+                // Encrypted chunks are only ever accepted in the format
+                // that hides their lengths, padded to exactly their bucket.
+                if codec.is_encrypted() {
+                    assert_eq!(
+                        bytes.get(4),
+                        Some(&ENCRYPTED_FORMAT_VERSION),
+                        "downgrade accepted"
+                    );
+                    let padded = (bytes.len() - Header::len_for(true) - TAG_LEN) as u64;
+                    assert_eq!(padme(padded), padded, "padded body is not a bucket");
+                } else {
+                    assert_eq!(bytes.get(4), Some(&FORMAT_VERSION));
+                }
                 true
             }
             Err(_) => false,
@@ -110,6 +125,18 @@ pub fn apply_delta_any(data: &[u8]) -> usize {
                 codec.chunk_id(&target),
                 id,
                 "apply returned bytes that do not match the id"
+            );
+            // Encrypted deltas are only accepted in the format that hides
+            // their lengths.
+            let version = if codec.is_encrypted() {
+                delta::ENCRYPTED_DELTA_FORMAT_VERSION
+            } else {
+                delta::DELTA_FORMAT_VERSION
+            };
+            assert_eq!(
+                bytes.get(4),
+                Some(&version),
+                "delta version not its codec's"
             );
             true
         }

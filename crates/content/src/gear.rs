@@ -3,6 +3,15 @@
 //! level 2 (see [`NORMALIZATION`]) (the `fastcdc` crate stays the reference: the tests below compare
 //! the two on many windows), written for a shorter dependency chain.
 //!
+//! The gear table is FastCDC's public one for unencrypted codecs (stored
+//! chunk ids and dedup depend on those cut points) and a table derived from
+//! the workspace key for encrypted ones ([`GearTable::keyed`]): with the
+//! public table anyone can chunk a file they know and match its sequence of
+//! chunk lengths against a workspace (confirmation of file). Keying alone
+//! does not hide much while lengths are exact (Truong et al., CCS 2025,
+//! recover keyed-chunker secrets from them), which is why encrypted chunks
+//! also pad their bodies (see `format`).
+//!
 //! Why not call the crate: its loop adds two table values to the running
 //! hash one after the other (`shl`, `add`, `add` per two bytes), so it runs
 //! at the latency of that chain. Here the two table values are summed off
@@ -29,6 +38,9 @@
 use std::borrow::Cow;
 
 use fastcdc::v2020::{Normalization, get_gear_with_seed, select_masks};
+use zeroize::Zeroize;
+
+use crate::keys::Secret32;
 
 /// FastCDC's normalization level. Level 2 keeps chunk sizes close to the
 /// average. What a small edit re-sends is the chunk (or two) around it, and
@@ -57,6 +69,55 @@ pub(crate) struct ScanState {
     hash: u64,
 }
 
+/// A FastCDC 2020 gear table and its copy shifted left by one bit, which
+/// the two-bytes-at-a-time search adds for the first byte of each pair
+/// (the `fastcdc` crate's `GEAR_LS` is `GEAR << 1` entry by entry).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct GearTable {
+    gear: [u64; 256],
+    gear_ls: [u64; 256],
+}
+
+impl GearTable {
+    /// FastCDC's public table (`get_gear_with_seed(0)`): the cut points of
+    /// every unencrypted chunk ever stored.
+    pub fn public() -> GearTable {
+        let (gear, gear_ls) = get_gear_with_seed(0);
+        GearTable {
+            gear: table(gear),
+            gear_ls: table(gear_ls),
+        }
+    }
+
+    /// The table of an encrypted workspace: 256 little-endian u64s from
+    /// the BLAKE3 output stream (XOF) keyed with `key`, the workspace's
+    /// gear subkey. Not `get_gear_with_seed`: its seed is one 64-bit XOR
+    /// over the public table, which leaves every difference between
+    /// entries public. Built once per codec.
+    pub fn keyed(key: &Secret32) -> GearTable {
+        let mut bytes = [0u8; 256 * 8];
+        blake3::Hasher::new_keyed(&key.0)
+            .update(b"FastCDC 2020 gear table")
+            .finalize_xof()
+            .fill(&mut bytes);
+        let mut gear = [0u64; 256];
+        for (entry, b) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
+            *entry = u64::from_le_bytes(b.try_into().expect("chunks_exact gives 8 bytes"));
+        }
+        bytes.zeroize();
+        let gear_ls = gear.map(|g| g << 1);
+        GearTable { gear, gear_ls }
+    }
+}
+
+impl Drop for GearTable {
+    fn drop(&mut self) {
+        // A keyed table is as secret as the key it came from.
+        self.gear.zeroize();
+        self.gear_ls.zeroize();
+    }
+}
+
 /// The masks and gear tables for one chunk-size configuration.
 pub(crate) struct GearCutter {
     min: usize,
@@ -74,20 +135,28 @@ fn table(t: Cow<'static, [u64]>) -> [u64; 256] {
     out
 }
 
+impl Drop for GearCutter {
+    fn drop(&mut self) {
+        // Its copy of a keyed table is as secret as the table.
+        self.gear.zeroize();
+        self.gear_ls.zeroize();
+    }
+}
+
 impl GearCutter {
-    /// A cutter for sizes already validated by `ChunkerConfig::validate`
-    /// (even, within FastCDC's ranges).
-    pub fn new(min: usize, avg: usize, max: usize) -> GearCutter {
+    /// A cutter with `table` for sizes already validated by
+    /// `ChunkerConfig::validate` (even, within FastCDC's ranges). Copies
+    /// the table (4 KiB) so that the search reads it without indirection.
+    pub fn new(min: usize, avg: usize, max: usize, table: &GearTable) -> GearCutter {
         let (mask_s, mask_l) = select_masks(avg, NORMALIZATION);
-        let (gear, gear_ls) = get_gear_with_seed(0);
         GearCutter {
             min,
             avg,
             max,
             mask_s,
             mask_l,
-            gear: table(gear),
-            gear_ls: table(gear_ls),
+            gear: table.gear,
+            gear_ls: table.gear_ls,
         }
     }
 
@@ -288,7 +357,7 @@ mod tests {
     /// Every cut of `data`'s windows starting at many offsets and with many
     /// lengths equals the `fastcdc` crate's.
     fn check(data: &[u8], min: usize, avg: usize, max: usize) {
-        let cutter = GearCutter::new(min, avg, max);
+        let cutter = GearCutter::new(min, avg, max, &GearTable::public());
         let (mask_s, mask_l) = select_masks(avg, NORMALIZATION);
         let mut lens: Vec<usize> = vec![
             0,
@@ -329,13 +398,42 @@ mod tests {
         }
     }
 
+    /// `keyed` builds the shifted table the way the public one is built,
+    /// and a table depends on its key and on nothing else.
+    #[test]
+    fn keyed_tables_are_shifted_like_the_public_one_and_follow_the_key() {
+        let public = GearTable::public();
+        for (g, ls) in public.gear.iter().zip(&public.gear_ls) {
+            assert_eq!(*ls, g << 1);
+        }
+        let a = GearTable::keyed(&Secret32([1; 32]));
+        let b = GearTable::keyed(&Secret32([2; 32]));
+        assert!(a == GearTable::keyed(&Secret32([1; 32])));
+        for (g, ls) in a.gear.iter().zip(&a.gear_ls) {
+            assert_eq!(*ls, g << 1);
+        }
+        let same = |x: &GearTable, y: &GearTable| {
+            x.gear.iter().zip(&y.gear).filter(|(p, q)| p == q).count()
+        };
+        assert_eq!(same(&a, &b), 0);
+        assert_eq!(same(&a, &public), 0);
+        // Entries look random: about half the bits set overall.
+        let ones: u32 = a.gear.iter().map(|g| g.count_ones()).sum();
+        assert!((7400..=9000).contains(&ones), "{ones} of 16384 bits set");
+    }
+
     /// The lanes give the single chain's answer whatever the range, the
-    /// starting hash and the mask: masks from every few bytes to never put
-    /// cut points in every lane, at block edges, and nowhere.
+    /// starting hash, the mask and the table: masks from every few bytes to
+    /// never put cut points in every lane, at block edges, and nowhere.
     #[test]
     fn lanes_find_the_single_chains_cut_points() {
+        for table in [GearTable::public(), GearTable::keyed(&Secret32([3; 32]))] {
+            lanes_agree_with_the_single_chain(&GearCutter::new(64, 256, 1024, &table));
+        }
+    }
+
+    fn lanes_agree_with_the_single_chain(cutter: &GearCutter) {
         let data = random(5, 300_000);
-        let cutter = GearCutter::new(64, 256, 1024);
         let masks = [
             0,
             fastcdc::v2020::MASKS[8],
@@ -377,7 +475,7 @@ mod tests {
         let (min, avg, max) = (256 << 10, 1 << 20, 4 << 20);
         let mut data = random(6, 6 << 20);
         data.extend(b"the quick brown fox jumps over the lazy dog ".repeat(50_000));
-        let cutter = GearCutter::new(min, avg, max);
+        let cutter = GearCutter::new(min, avg, max, &GearTable::public());
         let (mask_s, mask_l) = select_masks(avg, NORMALIZATION);
         let mut start = 0;
         while start < data.len() {
@@ -406,7 +504,7 @@ mod tests {
         data.extend(random(8, 60_000));
         data.extend(b"the quick brown fox jumps over the lazy dog ".repeat(500));
         let (min, avg, max) = (1024, 4096, 16384);
-        let cutter = GearCutter::new(min, avg, max);
+        let cutter = GearCutter::new(min, avg, max, &GearTable::public());
         let mut early = 0;
         for (n, start) in (0..data.len()).step_by(997).enumerate() {
             let input = &data[start..];

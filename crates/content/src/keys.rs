@@ -16,6 +16,7 @@ const CHUNK_ID_CONTEXT: &str = "StackSync 2026 content v1 chunk id key";
 const CONTENT_HASH_CONTEXT: &str = "StackSync 2026 content v1 file content hash key";
 const CHUNK_AEAD_CONTEXT: &str = "StackSync 2026 content v1 chunk XChaCha20-Poly1305 key";
 const CHUNK_AES_CONTEXT: &str = "StackSync 2026 content v1 chunk AES-256-GCM master key";
+const CHUNK_GEAR_CONTEXT: &str = "StackSync 2026 content v1 chunk boundary gear table key";
 
 /// Fills `out` from the operating system's random source.
 pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), ContentError> {
@@ -86,5 +87,13 @@ impl WorkspaceKey {
     /// key never serves two ciphers.
     pub(crate) fn chunk_aes_master_key(&self) -> Secret32 {
         Secret32(blake3::derive_key(CHUNK_AES_CONTEXT, &self.bytes.0))
+    }
+
+    /// The key whose BLAKE3 output stream is the FastCDC gear table of an
+    /// encrypted workspace (see `gear::GearTable::keyed`): cut points then
+    /// depend on the key, so a server cannot match the chunk sequence of a
+    /// file it knows.
+    pub(crate) fn chunk_gear_key(&self) -> Secret32 {
+        Secret32(blake3::derive_key(CHUNK_GEAR_CONTEXT, &self.bytes.0))
     }
 }

@@ -168,8 +168,10 @@ impl FileEncoder {
         // of it into the window; a small file's bytes are copied once, by
         // the read, before the chunk's own copy).
         let chunker = self.config.chunker;
-        let mut chunks = chunk_reader_with_buffer(reader, chunker, read_buffer_len(chunker))?
-            .with_windows(self.windows.take());
+        let table = self.codec.gear_table();
+        let mut chunks =
+            chunk_reader_with_buffer(reader, chunker, read_buffer_len(chunker), &table)?
+                .with_windows(self.windows.take());
         chunks.fill()?;
         if chunks.holds_all_within(chunker.max as usize) {
             return self.encode_here(chunks, sink);

@@ -181,13 +181,13 @@ fn hostile_headers_are_refused_before_allocating() {
     let p = problem(ChunkCodec::compressed().decode(&id, &chunk));
     assert!(matches!(p, ChunkProblem::Decompress(_)), "{p:?}");
 
-    let mut v2 = header.clone();
-    v2[4] = 2;
+    let mut v3 = header.clone();
+    v3[4] = 3;
     assert_eq!(
-        problem(ChunkCodec::plain().decode(&id, &v2)),
-        ChunkProblem::UnsupportedVersion(2)
+        problem(ChunkCodec::plain().decode(&id, &v3)),
+        ChunkProblem::UnsupportedVersion(3)
     );
-    let err = ChunkCodec::plain().decode(&id, &v2).unwrap_err();
+    let err = ChunkCodec::plain().decode(&id, &v3).unwrap_err();
     assert_eq!(err.to_proto().kind, ErrorKind::UnsupportedVersion);
     let mut flags = header.clone();
     flags[5] = 0x80;

@@ -39,7 +39,8 @@ fn check(base: &[u8], target: &[u8]) -> usize {
             delta_base(&delta.bytes).unwrap(),
             DeltaBase {
                 id: delta.base,
-                len: base.len() as u32
+                // Encrypted deltas keep the base's length inside.
+                len: (!codec.is_encrypted()).then_some(base.len() as u32),
             }
         );
         assert_eq!(delta.plaintext_len as usize, target.len());
@@ -61,7 +62,8 @@ fn small_edits_inside_a_random_mib_give_small_deltas() {
     insert.insert(MIB / 2, 0x42);
     let mut change = base.clone();
     change[700_000..700_100].copy_from_slice(&common::random_bytes(2, 100));
-    // Header (52 + 24 nonce + 16 tag) plus a few zstd blocks and sequences.
+    // Header (52; encrypted 68, 16 tag and a padded body) plus a few zstd
+    // blocks and sequences.
     for (name, target, limit) in [
         ("1-byte overwrite", &overwrite, 300),
         ("1-byte insert", &insert, 300),
@@ -79,7 +81,8 @@ fn unrelated_empty_and_identical_data_round_trip() {
     let text = common::text_bytes(5, 100_000);
     // Unrelated random data: the patch is about the target's size.
     let size = check(&base, &other);
-    assert!(size > other.len() && size < other.len() + 1000, "{size}");
+    // Encrypted deltas add their padding: up to 1/32 at this size.
+    assert!(size > other.len() && size < other.len() + 6000, "{size}");
     check(&base, &text);
     check(&[], &text);
     check(&[], &[]);
@@ -290,7 +293,8 @@ proptest! {
         let mut bytes = data;
         if header && bytes.len() >= 8 {
             // Past the magic and version, into the checks behind them.
-            bytes[..5].copy_from_slice(b"SSdt\x01");
+            let version = if encrypted { 2 } else { 1 };
+            bytes[..5].copy_from_slice(&[b'S', b'S', b'd', b't', version]);
             bytes[5] &= if encrypted { 0b110 } else { 0 };
             bytes[6] = 0;
             bytes[7] = 0;
@@ -325,4 +329,52 @@ proptest! {
             prop_assert_eq!(out, target);
         }
     }
+}
+
+/// Encrypted deltas (version 2) show neither the target's nor the base's
+/// length, and their body is a Padmé bucket; a version-1 encrypted delta
+/// is refused as a downgrade.
+#[test]
+fn encrypted_deltas_hide_their_lengths() {
+    let key = WorkspaceKey::from_bytes([5; 32]);
+    let codec = ChunkCodec::encrypted(&key);
+    let base = common::random_bytes(12, 100_000);
+    let mut target = base.clone();
+    target[500] ^= 1;
+    let delta = encode_delta(&codec, &base, &target).unwrap();
+    let bytes = &delta.bytes;
+    assert_eq!(bytes[4], 2);
+    let body = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as u64;
+    assert_eq!(bytes.len() as u64, 68 + body);
+    assert_eq!(stacksync_content::padme(body - 16), body - 16);
+    for len in [target.len() as u32, base.len() as u32] {
+        let le = len.to_le_bytes();
+        assert!(
+            !bytes[..68].windows(4).any(|w| w == le),
+            "a length shows in the header"
+        );
+    }
+    // Downgrade: the same body under a version-1 header.
+    let mut v1 = b"SSdt\x01\x02\0\0".to_vec();
+    v1.extend_from_slice(&(target.len() as u32).to_le_bytes());
+    v1.extend_from_slice(&(body as u32).to_le_bytes());
+    v1.extend_from_slice(&(base.len() as u32).to_le_bytes());
+    v1.extend_from_slice(&bytes[12..68]);
+    v1.extend_from_slice(&bytes[68..]);
+    assert_eq!(
+        problem(apply(&codec, &delta.id, &base, &v1)),
+        ChunkProblem::Downgrade { version: 1 }
+    );
+    // A base of the right id but another length cannot exist; a base of
+    // another id is refused before decryption.
+    assert_eq!(
+        problem(apply(&codec, &delta.id, &target, bytes)),
+        ChunkProblem::WrongBase
+    );
+    let mut plain_v2 = bytes.clone();
+    plain_v2[5] = 0;
+    assert_eq!(
+        problem(apply(&ChunkCodec::plain(), &delta.id, &base, &plain_v2)),
+        ChunkProblem::PlainInEncryptedFormat { version: 2 }
+    );
 }

@@ -6,6 +6,11 @@
 //! a test to update. The `z` marks (compressed or not) pin the compression
 //! decision too: decoders read it from each chunk's header, so it may
 //! change without breaking stored data, but only on purpose.
+//!
+//! Encrypted rows were re-pinned once, when encrypted workspaces moved to
+//! cut points keyed by the workspace key (format version 2; no encrypted
+//! chunk had been synced before): their file hashes did not change, their
+//! cut points and so their chunk ids did. Unencrypted rows never change.
 
 mod common;
 
@@ -128,21 +133,23 @@ fn small_chunks_of_random_and_text() {
         small(1),
         &data,
         "file e9f647f5498fd811d4e0e141c38cd87a6321ff03577009479d22386ca5eedbe0\n\
-        0 +4477 afd55fa2ed401da0\n\
-        4477 +4961 3457dac781bd2f8c\n\
-        9438 +2557 b7542b9cf6e34e84\n\
-        11995 +2559 27979dfe2cd488c7\n\
-        14554 +4399 ce5a26caa5eacfc0\n\
-        18953 +4813 4e2a302ed1649633\n\
-        23766 +6203 5e111028142384a0\n\
-        29969 +5887 5451ccfe61e9c45b\n\
-        35856 +4453 5ce0e06e654734a9\n\
-        40309 +4871 893a84221f84bc9c z\n\
-        45180 +7155 68ba2d81695240a3 z\n\
-        52335 +5049 5eba5ca312f5afd5 z\n\
-        57384 +4986 c779f22a023e425e z\n\
-        62370 +4322 154dd8711c0edc93 z\n\
-        66692 +3308 71ef3aa08905b9da z",
+        0 +4308 8d0027ef3c0a588d\n\
+        4308 +4776 3f7aa7be3fde0eb8\n\
+        9084 +4574 eec1458a69101236\n\
+        13658 +2211 5c0a0ed682090a80\n\
+        15869 +4503 b4fddf4968f1fdbd\n\
+        20372 +4986 fd937209d649df8d\n\
+        25358 +5043 a099272cb2828716\n\
+        30401 +1269 c8bb913ef5e2114b\n\
+        31670 +4145 bd744e3ffce7240d\n\
+        35815 +4486 d010acaf8b683acf\n\
+        40301 +4300 a8b1bc968afdac9b z\n\
+        44601 +5284 91823fb4942fd593 z\n\
+        49885 +4497 a4e47e7e473ecbba z\n\
+        54382 +1506 f1cc05ed209c6ec1 z\n\
+        55888 +5350 ab7459d7c8677962 z\n\
+        61238 +5696 f0cdadf4a421025c z\n\
+        66934 +3066 2ea5613e4eed07c1 z",
     );
 }
 
@@ -172,26 +179,24 @@ fn default_chunks_of_a_multi_mib_file() {
         PipelineConfig::default(),
         &data,
         "file 451ad20c12bb420a1da8c5c4810cf2a1a8393ab85a5b75468dd41abd68003db0\n\
-        0 +1074318 de054e68e602be62\n\
-        1074318 +1116690 46c4538ee089e92c\n\
-        2191008 +1076026 51c89e0b1771d103\n\
-        3267034 +1542258 cd23f95e1cfe1c97\n\
-        4809292 +918011 8ce00db31107f11f\n\
-        5727303 +1157529 ea37babeb404499b\n\
-        6884832 +961915 464071800281b7ab\n\
-        7846747 +1165312 432e4824410e9a53\n\
-        9012059 +1096572 237380467ccb894b\n\
-        10108631 +1487104 da52815f98c98dc0\n\
-        11595735 +1150798 e287ba4f9c26dd13\n\
-        12746533 +1137457 8da32ec0f5c50ea4\n\
-        13883990 +1188292 c99f822fe4c7ee82\n\
-        15072282 +1221286 d48d16c54bf628ce\n\
-        16293568 +1122849 3e08b917b5f9085e\n\
-        17416417 +1193939 f5966cff3bb8b2a7\n\
-        18610356 +1126046 44ef158d03dec920\n\
-        19736402 +1084946 d12adf7750f33cfd\n\
-        20821348 +1109096 e5a7ec300be52d31\n\
-        21930444 +101997 1fbd16c7977bd8c9",
+        0 +418112 dd3edb6122943f8b\n\
+        418112 +1170382 72ecfbb61df21dac\n\
+        1588494 +1266967 1bc5abc80b212259\n\
+        2855461 +1159648 6b7dd8a139bd2582\n\
+        4015109 +1179898 db449c6a96833062\n\
+        5195007 +1325121 e863f24300d67f6a\n\
+        6520128 +1255445 d067c30e7f806e12\n\
+        7775573 +1612804 5e9742d9fc13b3e4\n\
+        9388377 +2310085 dd74ec2fe73d7d77\n\
+        11698462 +956707 7b769bd5a4cc89a8\n\
+        12655169 +1084947 0cf8169473a6b3c7\n\
+        13740116 +1780060 0ba874cce277d879\n\
+        15520176 +1068637 958cdfe75a561673\n\
+        16588813 +1486061 d4c7b5af517364e7\n\
+        18074874 +1285656 aa3b6b0b58ff1f14\n\
+        19360530 +308693 4e912ce6ce20f400\n\
+        19669223 +1425413 45b281fb754e7027\n\
+        21094636 +937805 fd7ba10dbf49c8ed",
     );
 }
 

@@ -297,14 +297,15 @@ fn decoder_refuses_wrong_sizes_and_wrong_file_hash() {
     ));
 }
 
-/// Cut points and ids from the plain serial chunker, over a reader that
-/// hands out odd-sized pieces.
+/// Cut points and ids from the codec's serial chunker (keyed cut points
+/// when encrypted), over a reader that hands out odd-sized pieces.
 fn serial_chunks(
     codec: &ChunkCodec,
     data: &[u8],
     config: ChunkerConfig,
 ) -> Vec<(u64, u32, [u8; 32])> {
-    chunk_reader(Trickle(data), config)
+    codec
+        .chunk_reader(Trickle(data), config)
         .unwrap()
         .map(|c| {
             let c = c.unwrap();

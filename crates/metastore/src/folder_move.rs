@@ -43,6 +43,18 @@ pub struct FolderMove {
     pub target_revision: u64,
 }
 
+/// Where a workspace moving back into its owner's workspace goes: the
+/// `folder` it was shared from, revived under `parent` as `name`.
+#[derive(Debug, Clone, Copy)]
+pub struct FolderBack<'a> {
+    /// The folder that was shared (deleted in the owner's workspace since).
+    pub folder: ItemId,
+    /// Where the owner had it mounted.
+    pub parent: Option<ItemId>,
+    /// Its name there.
+    pub name: &'a ItemName,
+}
+
 /// Ids of every item under `folder` in `ws` (deleted ones too: their
 /// history moves with them), parents before children.
 async fn subtree(
@@ -232,6 +244,26 @@ async fn move_items(
     Ok(to_rev)
 }
 
+/// The newest revision any of `items` was changed at (0 for none).
+async fn newest_revision(conn: &mut AnyConnection, items: &[ItemId]) -> Result<u64, StoreError> {
+    let mut newest = 0u64;
+    for group in items.chunks(GROUP) {
+        let marks: Vec<String> = (0..group.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "SELECT MAX(revision) AS r FROM items WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(crate::rows::dynamic(sql));
+        for id in group {
+            q = q.bind(id.to_string());
+        }
+        let row = q.fetch_one(&mut *conn).await.ctx("reading revisions")?;
+        let r: Option<i64> = get(&row, "r")?;
+        newest = newest.max(r.and_then(|r| u64::try_from(r).ok()).unwrap_or(0));
+    }
+    Ok(newest)
+}
+
 async fn lock_revision(conn: &mut AnyConnection, ws: WorkspaceId) -> Result<u64, StoreError> {
     let locked =
         sqlx::query("UPDATE workspaces SET latest_revision = latest_revision WHERE id = $1")
@@ -313,6 +345,39 @@ impl MetaStore {
         to: WorkspaceId,
         device: DeviceId,
     ) -> Result<FolderMove, StoreError> {
+        let moved = self
+            .move_folder_inner(from, folder, to, device, None)
+            .await?;
+        Ok(moved.expect("a move without a condition always happens"))
+    }
+
+    /// [`MetaStore::move_folder_to_workspace`] only if nothing under
+    /// `folder` (nor the folder) changed after revision `since` of `from`;
+    /// `None`, and nothing moved, otherwise. The service copies a folder's
+    /// chunks into the target's container before the move, as of a
+    /// revision it read first: a version committed in between would move
+    /// with chunks the copy never saw (and whose locations in `from`'s
+    /// packs the move forgets), so it copies again and retries instead.
+    pub async fn move_folder_to_workspace_if_unchanged(
+        &self,
+        from: WorkspaceId,
+        folder: ItemId,
+        to: WorkspaceId,
+        device: DeviceId,
+        since: u64,
+    ) -> Result<Option<FolderMove>, StoreError> {
+        self.move_folder_inner(from, folder, to, device, Some(since))
+            .await
+    }
+
+    async fn move_folder_inner(
+        &self,
+        from: WorkspaceId,
+        folder: ItemId,
+        to: WorkspaceId,
+        device: DeviceId,
+        unchanged_since: Option<u64>,
+    ) -> Result<Option<FolderMove>, StoreError> {
         if from == to {
             return Err(Error::bad_request("a folder cannot move into its own workspace").into());
         }
@@ -332,6 +397,12 @@ impl MetaStore {
             }
         };
         let items = subtree(&mut tx, from, folder).await?;
+        if let Some(since) = unchanged_since
+            && (current.revision > since || newest_revision(&mut tx, &items).await? > since)
+        {
+            // Dropping the transaction rolls it back: nothing moved.
+            return Ok(None);
+        }
         to_rev = move_items(&mut tx, &items, from, to, to_rev, &folder.to_string(), "").await?;
         let deleted = if current.status.is_live() {
             from_rev += 1;
@@ -349,7 +420,9 @@ impl MetaStore {
             None
         };
         let revisions = [(from, from_rev), (to, to_rev)];
-        self.finish_move(tx, revisions, &items, deleted).await
+        self.finish_move(tx, revisions, &items, deleted)
+            .await
+            .map(Some)
     }
 
     /// The reverse of [`MetaStore::move_folder_to_workspace`], for a shared
@@ -368,6 +441,46 @@ impl MetaStore {
         name: &ItemName,
         device: DeviceId,
     ) -> Result<FolderMove, StoreError> {
+        let back = FolderBack {
+            folder,
+            parent,
+            name,
+        };
+        let moved = self
+            .move_workspace_inner(from, to, back, device, None)
+            .await?;
+        Ok(moved.expect("a move without a condition always happens"))
+    }
+
+    /// [`MetaStore::move_workspace_into_folder`] only if `from` has not
+    /// changed after its revision `since` (see
+    /// [`MetaStore::move_folder_to_workspace_if_unchanged`]); `None`, and
+    /// nothing moved, otherwise.
+    pub async fn move_workspace_into_folder_if_unchanged(
+        &self,
+        from: WorkspaceId,
+        to: WorkspaceId,
+        back: FolderBack<'_>,
+        device: DeviceId,
+        since: u64,
+    ) -> Result<Option<FolderMove>, StoreError> {
+        self.move_workspace_inner(from, to, back, device, Some(since))
+            .await
+    }
+
+    async fn move_workspace_inner(
+        &self,
+        from: WorkspaceId,
+        to: WorkspaceId,
+        back: FolderBack<'_>,
+        device: DeviceId,
+        unchanged_since: Option<u64>,
+    ) -> Result<Option<FolderMove>, StoreError> {
+        let FolderBack {
+            folder,
+            parent,
+            name,
+        } = back;
         if from == to {
             return Err(Error::bad_request("a workspace cannot move into itself").into());
         }
@@ -376,6 +489,9 @@ impl MetaStore {
         let r1 = lock_revision(&mut tx, first).await?;
         let r2 = lock_revision(&mut tx, second).await?;
         let (from_rev, mut to_rev) = if first == from { (r1, r2) } else { (r2, r1) };
+        if unchanged_since.is_some_and(|since| from_rev > since) {
+            return Ok(None);
+        }
         let current = match load_item(&mut tx, folder).await? {
             Some(m) if m.workspace == to && m.is_folder => m,
             _ => {
@@ -429,7 +545,9 @@ impl MetaStore {
         .await
         .ctx("closing a dissolved workspace's invitations")?;
         let revisions = [(from, from_rev), (to, to_rev)];
-        self.finish_move(tx, revisions, &items, revived).await
+        self.finish_move(tx, revisions, &items, revived)
+            .await
+            .map(Some)
     }
 
     /// Ends a move between workspaces: records both workspaces' new

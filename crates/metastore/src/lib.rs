@@ -18,6 +18,7 @@ mod error;
 mod feed;
 mod folder_move;
 mod gc;
+mod key_chain;
 mod name_keys;
 mod oauth;
 mod objects;
@@ -31,8 +32,9 @@ mod user_removal;
 mod users;
 
 pub use error::StoreError;
-pub use folder_move::FolderMove;
+pub use folder_move::{FolderBack, FolderMove};
 pub use gc::GcPlan;
+pub use key_chain::{Appended, KeyChainPage};
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
 pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal, ShareTerms};

@@ -28,8 +28,9 @@ pub struct RemovedUser {
 
 impl MetaStore {
     /// Removes `user` with their devices, sessions, OAuth tokens, share
-    /// proposals and invitations, memberships, and every workspace they own
-    /// (items, versions, chunk references), in one transaction. Refused
+    /// proposals and invitations, memberships, public identity, and every
+    /// workspace they own (items, versions, chunk references, key
+    /// statements), in one transaction. Refused
     /// with `Conflict`, changing nothing, while they own a workspace other
     /// users are members of.
     pub async fn remove_user(&self, user: UserId) -> Result<RemovedUser, StoreError> {
@@ -98,7 +99,11 @@ impl MetaStore {
             delete_workspace(conn, ws).await?;
         }
         // Whatever refers to the user, children before parents.
-        let by_user: [(&str, &'static str); 7] = [
+        let by_user: [(&str, &'static str); 8] = [
+            (
+                "DELETE FROM user_identities WHERE user_id = $1",
+                "deleting a user's public identity",
+            ),
             (
                 "DELETE FROM share_invitees WHERE proposal_id IN (SELECT id FROM share_proposals WHERE owner_id = $1)",
                 "deleting a user's proposals' invitees",
@@ -161,10 +166,14 @@ impl MetaStore {
 
 /// Deletes one workspace of a user being removed, with its items, their
 /// versions and chunk lists, its chunk references, its object ledger (the
-/// caller deletes the objects themselves) and the share proposals made
-/// from it.
+/// caller deletes the objects themselves), its key statements and the
+/// share proposals made from it.
 async fn delete_workspace(conn: &mut AnyConnection, ws: &str) -> Result<(), StoreError> {
-    let statements: [(&str, &'static str); 9] = [
+    let statements: [(&str, &'static str); 10] = [
+        (
+            "DELETE FROM key_statements WHERE workspace_id = $1",
+            "deleting a workspace's key statements",
+        ),
         (
             "DELETE FROM version_chunks WHERE item_id IN (SELECT id FROM items WHERE workspace_id = $1)",
             "deleting a workspace's chunk lists",

@@ -22,6 +22,7 @@ conformance!(
     stored_chunk_lists_follow_claims_collection_reuse_and_removal,
     moving_a_file_with_a_repeated_chunk_keeps_the_sources_entry,
     a_dissolved_shared_folder_moves_back_whole,
+    guarded_moves_happen_only_if_nothing_changed_since,
 );
 
 fn whole(seed: u8, size: u32) -> ChunkRef {
@@ -692,4 +693,99 @@ mod migration {
     async fn postgres_schema_5_upgrades_with_chunk_lists() {
         super::schema_5_upgrades_with_chunk_lists(true).await;
     }
+}
+
+/// The moves the service makes after copying a folder's chunks happen
+/// only if nothing in what moves changed after the revision the copy
+/// started from: a version committed in between (whose chunks the copy
+/// never saw) leaves everything where it was, for the service to copy
+/// again and retry; a change elsewhere in the source does not count.
+async fn guarded_moves_happen_only_if_nothing_changed_since(store: &MetaStore) {
+    let f = fixture(store, "g@x.org", 1 << 30).await;
+    let ids = varied_tree(store, &f).await;
+    let (docs, a) = (ids[0], ids[2]);
+    let shared = store
+        .create_workspace(f.user.id, "Docs", true, Default::default())
+        .await
+        .unwrap();
+    let since = store
+        .workspace_as(f.user.id, f.ws.id)
+        .await
+        .unwrap()
+        .latest_revision;
+    // Edited inside the folder after `since`: nothing moves.
+    let current = store.item(f.ws.id, a).await.unwrap();
+    let mut v2 = file_of(a, Some(docs), "a", vec![whole(77, 10)]);
+    v2.version = current.version + 1;
+    v2.status = stacksync_proto::ItemStatus::Changed;
+    committed(&commit(store, &f, vec![v2]).await);
+    let refused = store
+        .move_folder_to_workspace_if_unchanged(f.ws.id, docs, shared.id, DeviceId::NIL, since)
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    assert_eq!(store.item(f.ws.id, a).await.unwrap().workspace, f.ws.id);
+    assert!(store.item(f.ws.id, docs).await.unwrap().status.is_live());
+    assert!(list_from_zero(store, shared.id, 100).await.is_empty());
+    // Changed elsewhere in the source only: it moves.
+    let since = store
+        .workspace_as(f.user.id, f.ws.id)
+        .await
+        .unwrap()
+        .latest_revision;
+    let other = store.item(f.ws.id, ids[3]).await.unwrap();
+    committed(&commit(store, &f, vec![place_of(&other, None, "many renamed")]).await);
+    let moved = store
+        .move_folder_to_workspace_if_unchanged(f.ws.id, docs, shared.id, DeviceId::NIL, since)
+        .await
+        .unwrap()
+        .expect("a change outside the folder does not stop the move");
+    assert!(moved.folder.is_some());
+    assert_eq!(
+        store.item(shared.id, a).await.unwrap().chunks,
+        vec![whole(77, 10)]
+    );
+
+    // Back: a commit into the shared workspace after `since` stops it too.
+    let since = store
+        .workspace_as(f.user.id, shared.id)
+        .await
+        .unwrap()
+        .latest_revision;
+    stock(store, &f, shared.id).await;
+    store
+        .commit(&stacksync_proto::CommitRequest {
+            workspace: shared.id,
+            device: f.device.id,
+            items: vec![file_of(ItemId::new(), None, "late", vec![whole(78, 5)])],
+        })
+        .await
+        .unwrap();
+    let name = stacksync_proto::ItemName::new("Docs").unwrap();
+    let back = || stacksync_metastore::FolderBack {
+        folder: docs,
+        parent: None,
+        name: &name,
+    };
+    let refused = store
+        .move_workspace_into_folder_if_unchanged(shared.id, f.ws.id, back(), DeviceId::NIL, since)
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    assert!(!store.item(f.ws.id, docs).await.unwrap().status.is_live());
+    let since = store
+        .workspace_as(f.user.id, shared.id)
+        .await
+        .unwrap()
+        .latest_revision;
+    let back = store
+        .move_workspace_into_folder_if_unchanged(shared.id, f.ws.id, back(), DeviceId::NIL, since)
+        .await
+        .unwrap()
+        .expect("unchanged since: it moves back");
+    assert!(back.folder.is_some_and(|f| f.status.is_live()));
+    assert_eq!(
+        store.item(f.ws.id, a).await.unwrap().chunks,
+        vec![whole(77, 10)]
+    );
 }

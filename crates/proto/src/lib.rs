@@ -14,6 +14,7 @@ pub mod commit_rules;
 pub mod error;
 pub mod ids;
 pub mod item;
+pub mod keys;
 pub mod name;
 pub mod notify;
 pub mod rpc;

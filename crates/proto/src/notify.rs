@@ -33,6 +33,10 @@ pub enum Notification {
     },
     /// A member renamed or moved their mount of a shared workspace.
     WorkspaceUpdated { workspace: Workspace },
+    /// A statement was appended to an end-to-end encrypted workspace's key
+    /// chain (sent to every member's devices): read the chain from the
+    /// last epoch verified (`GetKeyStatements`).
+    KeysChanged { workspace: WorkspaceId, epoch: u64 },
     /// Notifications may have been lost on the way to this device (the
     /// gateway's or the bus's buffer overflowed, or a connection was
     /// re-established): re-read the change feed of every workspace. Sent by

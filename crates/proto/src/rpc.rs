@@ -10,6 +10,7 @@ use crate::brief::BriefCommitResult;
 use crate::error::Error;
 use crate::ids::{ChunkId, DeviceId, ItemId, UserId, WorkspaceId};
 use crate::item::{ChangesPage, ChunkRef, CommitRequest, CommitResult, ItemMeta};
+use crate::keys::{KeyStatement, PublishedIdentity};
 
 /// One operation of the sync service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +119,37 @@ pub enum Request {
     /// workspaces the user belongs to now (and unbinds the others); a
     /// direct client asks again whenever its workspace set changes.
     BindNotifications,
+    /// Stores the caller's own public identity (opaque; non-empty, at most
+    /// [`crate::keys::MAX_IDENTITY_BYTES`]), replacing the previous one.
+    PublishIdentity {
+        #[serde(with = "crate::keys::hex_bytes")]
+        identity: Vec<u8>,
+    },
+    /// The public identities of `users` (at most
+    /// [`crate::keys::MAX_IDENTITY_USERS`]): only of users who share a
+    /// workspace with the caller (the caller included); any other is
+    /// answered as one who published none.
+    GetIdentities {
+        users: Vec<UserId>,
+    },
+    /// The statements of the workspace's key chain with an epoch above
+    /// `after_epoch`, in order (members only).
+    GetKeyStatements {
+        workspace: WorkspaceId,
+        after_epoch: u64,
+        limit: u32,
+    },
+    /// Appends the statement of `epoch` to an end-to-end encrypted
+    /// workspace's key chain (members who may write only): accepted only
+    /// as the latest epoch + 1 (1 for the first); the same bytes again at
+    /// a stored epoch are a retry, answered as accepted; anything else is
+    /// a `Conflict` that says the latest epoch.
+    PutKeyStatement {
+        workspace: WorkspaceId,
+        epoch: u64,
+        #[serde(with = "crate::keys::hex_bytes")]
+        statement: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -202,6 +234,28 @@ pub enum Reply {
     /// The session's notification queue, bound to its current topics.
     NotificationsBound {
         queue: String,
+    },
+    /// The caller's identity is stored; `changed_at` is when it last
+    /// changed (earlier than now when the same bytes were published).
+    IdentityPublished {
+        changed_at: Millis,
+    },
+    /// For each user asked about, in order: their identity, or `None`.
+    Identities {
+        identities: Vec<Option<PublishedIdentity>>,
+    },
+    /// Statements in increasing epoch order; `latest_epoch` is the
+    /// chain's latest (0 when empty), so more are to be read while the
+    /// last one returned is below it.
+    KeyStatements {
+        workspace: WorkspaceId,
+        statements: Vec<KeyStatement>,
+        latest_epoch: u64,
+    },
+    /// The statement of `epoch` is stored (now, or by an earlier attempt).
+    KeyStatementStored {
+        workspace: WorkspaceId,
+        epoch: u64,
     },
 }
 

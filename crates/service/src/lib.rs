@@ -20,6 +20,7 @@ mod broker;
 mod chunks;
 mod error;
 mod gc;
+mod keys;
 mod login_guard;
 mod ops;
 mod quota;

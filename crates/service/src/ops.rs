@@ -5,7 +5,8 @@
 //! only through `MetaStore::workspace_as` (forbidden to non-members, whether
 //! or not it exists), changed only through `Service::writable_member_of`
 //! (forbidden to read-only members too), and a device id in a request must
-//! belong to the caller.
+//! belong to the caller. Identities and key chains of end-to-end
+//! encrypted workspaces are `keys.rs`.
 
 use std::net::IpAddr;
 
@@ -175,6 +176,24 @@ impl Service {
                     .change_password(user, &token, &current_password, &new_password)
                     .await?,
             },
+            Request::PublishIdentity { identity } => self.publish_identity(user, &identity).await?,
+            Request::GetIdentities { users } => self.get_identities(user, &users).await?,
+            Request::GetKeyStatements {
+                workspace,
+                after_epoch,
+                limit,
+            } => {
+                self.get_key_statements(user, workspace, after_epoch, limit)
+                    .await?
+            }
+            Request::PutKeyStatement {
+                workspace,
+                epoch,
+                statement,
+            } => {
+                self.put_key_statement(user, workspace, epoch, &statement)
+                    .await?
+            }
         })
     }
 

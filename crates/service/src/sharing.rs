@@ -16,7 +16,7 @@
 use futures::{StreamExt, TryStreamExt};
 use stacksync_blobstore::{Access, ByteRange, StorageUser};
 use stacksync_bus::Topic;
-use stacksync_metastore::{Charge, InviteeState, ShareProposal, ShareTerms};
+use stacksync_metastore::{Charge, FolderBack, InviteeState, ShareProposal, ShareTerms};
 use stacksync_proto::rpc::Reply;
 use stacksync_proto::{
     ChunkId, ChunkRef, DeviceId, EncryptionMode, Error, ErrorKind, ItemId, ItemName, Notification,
@@ -33,6 +33,10 @@ type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// Chunks copied at once into a new shared container.
 const COPY_CONCURRENCY: usize = 8;
+
+/// Copies and moves tried while the owner keeps changing the folder being
+/// shared, before the answer is left for the client to retry.
+const MOVE_ATTEMPTS: u32 = 20;
 
 impl Service {
     pub(crate) async fn create_share_proposal(
@@ -178,13 +182,35 @@ impl Service {
             .await?;
         self.ensure_container(&ws.container).await?;
         // Chunks first, items second: when clients learn of the moved items
-        // their chunks are already in the new container.
-        let source = self.store().workspace_as(p.owner, p.workspace).await?;
-        self.copy_chunks(&source, &ws, Some(p.folder)).await?;
-        let moved = self
-            .store()
-            .move_folder_to_workspace(p.workspace, p.folder, id, DeviceId::NIL)
-            .await?;
+        // their chunks are already in the new container. The owner may be
+        // committing into the folder meanwhile: the move happens only if
+        // nothing in it changed since the revision the copy started from,
+        // else what changed is copied too and the move tried again.
+        let mut attempts = 0;
+        let moved = loop {
+            let source = self.store().workspace_as(p.owner, p.workspace).await?;
+            self.copy_chunks(&source, &ws, Some(p.folder)).await?;
+            let unchanged = self
+                .store()
+                .move_folder_to_workspace_if_unchanged(
+                    p.workspace,
+                    p.folder,
+                    id,
+                    DeviceId::NIL,
+                    source.latest_revision,
+                )
+                .await?;
+            match unchanged {
+                Some(moved) => break moved,
+                None if attempts < MOVE_ATTEMPTS => attempts += 1,
+                None => {
+                    return Err(Error::unavailable(
+                        "the folder kept changing while it was being shared; try again",
+                    )
+                    .into());
+                }
+            }
+        };
         let owner_view = self
             .store()
             .update_membership(id, p.owner, folder.name.as_str(), folder.parent)
@@ -376,22 +402,41 @@ impl Service {
             return Ok(());
         };
         let owner = p.owner;
-        let view = self.store().workspace_as(owner, ws).await?;
         let private = self.store().workspace_as(owner, p.workspace).await?;
-        // Chunks first, items second, as when it was shared.
-        self.copy_chunks(&view, &private, None).await?;
-        let name = ItemName::new(&view.name).map_err(|why| Error::invalid_name(&view.name, why))?;
-        let moved = self
-            .store()
-            .move_workspace_into_folder(
-                ws,
-                p.workspace,
-                p.folder,
-                view.mount_parent,
-                &name,
-                DeviceId::NIL,
-            )
-            .await?;
+        // Chunks first, items second, as when it was shared; and, as then,
+        // again if the owner committed into it between the two.
+        let mut attempts = 0;
+        let moved = loop {
+            let view = self.store().workspace_as(owner, ws).await?;
+            self.copy_chunks(&view, &private, None).await?;
+            let name =
+                ItemName::new(&view.name).map_err(|why| Error::invalid_name(&view.name, why))?;
+            let back = FolderBack {
+                folder: p.folder,
+                parent: view.mount_parent,
+                name: &name,
+            };
+            let unchanged = self
+                .store()
+                .move_workspace_into_folder_if_unchanged(
+                    ws,
+                    p.workspace,
+                    back,
+                    DeviceId::NIL,
+                    view.latest_revision,
+                )
+                .await?;
+            match unchanged {
+                Some(moved) => break moved,
+                None if attempts < MOVE_ATTEMPTS => attempts += 1,
+                None => {
+                    return Err(Error::unavailable(
+                        "the shared folder kept changing while it went back to its owner; try again",
+                    )
+                    .into());
+                }
+            }
+        };
         if let Some(folder) = moved.folder {
             let back = Notification::Commit {
                 workspace: p.workspace,

@@ -41,6 +41,10 @@ fn variant(r: &Request) -> &'static str {
         Request::Logout { .. } => "logout",
         Request::IssueBrokerCredentials => "issue_broker_credentials",
         Request::BindNotifications => "bind_notifications",
+        Request::PublishIdentity { .. } => "publish_identity",
+        Request::GetIdentities { .. } => "get_identities",
+        Request::GetKeyStatements { .. } => "get_key_statements",
+        Request::PutKeyStatement { .. } => "put_key_statement",
     }
 }
 
@@ -58,7 +62,9 @@ fn names_a_workspace(r: &Request) -> bool {
         | Request::LeaveWorkspace { .. }
         | Request::GetVersions { .. }
         | Request::Restore { .. }
-        | Request::LocateChunks { .. } => true,
+        | Request::LocateChunks { .. }
+        | Request::GetKeyStatements { .. }
+        | Request::PutKeyStatement { .. } => true,
         Request::Login { .. }
         | Request::GetAccount
         | Request::GetWorkspaces
@@ -68,7 +74,9 @@ fn names_a_workspace(r: &Request) -> bool {
         | Request::ChangePassword { .. }
         | Request::Logout { .. }
         | Request::IssueBrokerCredentials
-        | Request::BindNotifications => false,
+        | Request::BindNotifications
+        | Request::PublishIdentity { .. }
+        | Request::GetIdentities { .. } => false,
     }
 }
 
@@ -93,6 +101,10 @@ const ALL: &[&str] = &[
     "logout",
     "issue_broker_credentials",
     "bind_notifications",
+    "publish_identity",
+    "get_identities",
+    "get_key_statements",
+    "put_key_statement",
 ];
 
 /// Everything a refused request must leave as it was.
@@ -177,6 +189,11 @@ async fn world(env: &Env) -> World {
         items: vec![folder(dir, None, "Secret"), plan],
     };
     env.call(&alice.token, Request::Commit(c)).await.unwrap();
+    // An identity mallory must not be given: she shares nothing with alice.
+    let identity = Request::PublishIdentity {
+        identity: vec![0xa1; 80],
+    };
+    env.call(&alice.token, identity).await.unwrap();
     let Ok(Reply::ShareProposal { proposal, .. }) = env
         .call(
             &alice.token,
@@ -338,6 +355,35 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
             },
             None,
         ),
+        // Only her own identity; alice's and bob's are not hers to see.
+        (
+            Request::PublishIdentity {
+                identity: vec![0x66; 80],
+            },
+            None,
+        ),
+        (
+            Request::GetIdentities {
+                users: vec![w.alice.id, w.bob.id],
+            },
+            None,
+        ),
+        (
+            Request::GetKeyStatements {
+                workspace: ws,
+                after_epoch: 0,
+                limit: 10,
+            },
+            forbidden,
+        ),
+        (
+            Request::PutKeyStatement {
+                workspace: ws,
+                epoch: 1,
+                statement: vec![1; 100],
+            },
+            forbidden,
+        ),
         // Only her own password, which she must know.
         (
             Request::ChangePassword {
@@ -384,6 +430,10 @@ async fn non_members_are_refused_and_nothing_changes(env: &Env) {
             (None, Ok(Reply::LoggedOut { sessions })) => assert_eq!(sessions, 1, "{name}"),
             (None, Ok(Reply::Invitations { invitations })) => {
                 assert_eq!(invitations, vec![], "{name}");
+            }
+            (None, Ok(Reply::IdentityPublished { .. })) => {}
+            (None, Ok(Reply::Identities { identities })) => {
+                assert_eq!(identities, vec![None, None], "{name}");
             }
             (None, other) => panic!("{name}: unexpected {other:?}"),
         }
@@ -610,6 +660,22 @@ fn read_only_table(w: &ReadOnlyWorld) -> Vec<(Request, Expect)> {
             },
             Answered,
         ),
+        (
+            Request::GetKeyStatements {
+                workspace: ws,
+                after_epoch: 0,
+                limit: 10,
+            },
+            Answered,
+        ),
+        (
+            Request::PutKeyStatement {
+                workspace: ws,
+                epoch: 1,
+                statement: vec![1; 100],
+            },
+            ReadOnly,
+        ),
         (Request::LeaveWorkspace { workspace: ws }, Answered),
     ]
 }
@@ -687,6 +753,9 @@ async fn read_only_members_read_and_never_write(env: &Env) {
             }
             (Expect::Answered, Ok(Reply::Versions { versions })) => {
                 assert_eq!(versions.len(), 2, "{name}");
+            }
+            (Expect::Answered, Ok(Reply::KeyStatements { statements, .. })) => {
+                assert_eq!(statements, vec![], "{name}");
             }
             (Expect::Answered, Ok(Reply::ChunkLocations { .. } | Reply::Left { .. })) => {}
             (expected, other) => panic!("{name}: expected {expected:?}, got {other:?}"),

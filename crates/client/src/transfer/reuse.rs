@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use stacksync_content::{ChunkCodec, ChunkerConfig, chunk_reader};
+use stacksync_content::{ChunkCodec, ChunkerConfig};
 use stacksync_engine::ByteReader;
 use stacksync_proto::{ChunkId, ChunkRef, PackSpan};
 use tokio::io::AsyncWriteExt;
@@ -50,7 +50,8 @@ impl Found {
     }
 }
 
-/// Cuts `source` with `chunker`, naming pieces with `codec`, and calls
+/// Cuts `source` with `chunker` where `codec` cuts (keyed boundaries in
+/// encrypted workspaces), naming pieces with `codec`, and calls
 /// `keep` with each piece whose id and size are wanted (any size for an id
 /// wanted with `None`: a delta's base, whose size the chunk list does not
 /// give), until it says stop.
@@ -61,7 +62,7 @@ fn cut(
     wanted: &HashMap<ChunkId, Option<u32>>,
     mut keep: impl FnMut(ChunkId, u64, Vec<u8>) -> bool,
 ) -> Result<(), stacksync_content::ContentError> {
-    for piece in chunk_reader(source, chunker)? {
+    for piece in codec.chunk_reader(source, chunker)? {
         let piece = piece?;
         let id = codec.chunk_id(&piece.data);
         let size = piece.data.len() as u32;
