@@ -202,13 +202,7 @@ impl Service {
                 .await?;
             match unchanged {
                 Some(moved) => break moved,
-                None if attempts < MOVE_ATTEMPTS => attempts += 1,
-                None => {
-                    return Err(Error::unavailable(
-                        "the folder kept changing while it was being shared; try again",
-                    )
-                    .into());
-                }
+                None => another_attempt(&mut attempts, "it was being shared")?,
             }
         };
         let owner_view = self
@@ -428,13 +422,7 @@ impl Service {
                 .await?;
             match unchanged {
                 Some(moved) => break moved,
-                None if attempts < MOVE_ATTEMPTS => attempts += 1,
-                None => {
-                    return Err(Error::unavailable(
-                        "the shared folder kept changing while it went back to its owner; try again",
-                    )
-                    .into());
-                }
+                None => another_attempt(&mut attempts, "it went back to its owner")?,
             }
         };
         if let Some(folder) = moved.folder {
@@ -558,6 +546,21 @@ async fn read_stored(
         None => (chunk.id, None),
     };
     read_object(blobs, container, &object, range).await
+}
+
+/// Counts one more copy-and-move attempt of a folder that changed meanwhile
+/// (`while_` says during what), or gives up with a retryable error after
+/// [`MOVE_ATTEMPTS`].
+fn another_attempt(attempts: &mut u32, while_: &str) -> Result<()> {
+    if *attempts < MOVE_ATTEMPTS {
+        *attempts += 1;
+        Ok(())
+    } else {
+        Err(Error::unavailable(format!(
+            "the folder kept changing while {while_}; try again"
+        ))
+        .into())
+    }
 }
 
 /// The setting of a folder shared out of a workspace with setting `source`

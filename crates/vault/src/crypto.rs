@@ -63,6 +63,41 @@ pub(crate) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<V
     Ok(out)
 }
 
+/// Seals `plain` for the client's own storage under `local_key`: `magic`
+/// and `format` in the clear, authenticated as associated data, then the
+/// sealed body.
+pub(crate) fn seal_local(
+    magic: &[u8; 4],
+    format: u8,
+    local_key: &[u8; 32],
+    plain: &mut [u8],
+) -> Result<Vec<u8>> {
+    let mut out = crate::codec::Writer::new();
+    out.raw(magic).u8(format);
+    let aad = out.as_slice().to_vec();
+    let sealed = seal(&Key32(*local_key), &aad, plain)?;
+    out.raw(&sealed);
+    Ok(out.into_vec())
+}
+
+/// Opens what [`seal_local`] sealed with the same `magic`, `format` and
+/// key: another magic is malformed, another format a downgrade.
+pub(crate) fn open_local(
+    bytes: &[u8],
+    magic: &[u8; 4],
+    format: u8,
+    local_key: &[u8; 32],
+) -> Result<Zeroizing<Vec<u8>>> {
+    let mut r = crate::codec::Reader::new(bytes);
+    if r.take(4)? != magic {
+        return crate::error::fail(crate::error::ErrorKind::Malformed);
+    }
+    if r.u8()? != format {
+        return crate::error::fail(crate::error::ErrorKind::Downgrade);
+    }
+    open(&Key32(*local_key), &bytes[..5], r.take(r.remaining())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,25 +155,12 @@ impl KeyRing {
         let mut body = Writer::new();
         self.write_clear(&mut body);
         let mut plain = Zeroizing::new(body.into_vec());
-        let mut out = Writer::new();
-        out.raw(MAGIC).u8(FORMAT);
-        let aad = out.as_slice().to_vec();
-        let sealed = crypto::seal(&Key32(*local_key), &aad, &mut plain)?;
-        out.raw(&sealed);
-        Ok(out.into_vec())
+        crypto::seal_local(MAGIC, FORMAT, local_key, &mut plain)
     }
 
     /// Opens a ring sealed by [`KeyRing::seal`] under the same local key.
     pub fn open(bytes: &[u8], local_key: &[u8; 32]) -> Result<KeyRing> {
-        let mut r = Reader::new(bytes);
-        if r.take(4)? != MAGIC {
-            return fail(ErrorKind::Malformed);
-        }
-        if r.u8()? != FORMAT {
-            return fail(ErrorKind::Downgrade);
-        }
-        let aad = &bytes[..5];
-        let plain = crypto::open(&Key32(*local_key), aad, r.take(r.remaining())?)?;
+        let plain = crypto::open_local(bytes, MAGIC, FORMAT, local_key)?;
         let mut r = Reader::new(&plain);
         let ring = KeyRing::read_clear(&mut r)?;
         r.finish()?;

@@ -16,7 +16,7 @@ use super::commitment;
 use super::verify::{ChainState, Verified};
 use super::{MAX_MEMBERS, Member, Role};
 use crate::codec::{Reader, Writer};
-use crate::crypto::{self, Key32};
+use crate::crypto;
 use crate::error::{ErrorKind, Result, fail};
 use crate::identity::{PUBLIC_IDENTITY_LEN, PublicIdentity};
 use crate::keyring::{Generation, KeyRing, MAX_GENERATIONS};
@@ -59,24 +59,12 @@ impl Verified {
         }
         self.ring.write_clear(&mut w);
         let mut plain = Zeroizing::new(w.into_vec());
-        let mut out = Writer::new();
-        out.raw(MAGIC).u8(FORMAT);
-        let aad = out.as_slice().to_vec();
-        let sealed = crypto::seal(&Key32(*local_key), &aad, &mut plain)?;
-        out.raw(&sealed);
-        Ok(out.into_vec())
+        crypto::seal_local(MAGIC, FORMAT, local_key, &mut plain)
     }
 
     /// Opens a view sealed by [`Verified::seal_local`].
     pub fn open_local(bytes: &[u8], local_key: &[u8; 32]) -> Result<Verified> {
-        let mut r = Reader::new(bytes);
-        if r.take(4)? != MAGIC {
-            return fail(ErrorKind::Malformed);
-        }
-        if r.u8()? != FORMAT {
-            return fail(ErrorKind::Downgrade);
-        }
-        let plain = crypto::open(&Key32(*local_key), &bytes[..5], r.take(r.remaining())?)?;
+        let plain = crypto::open_local(bytes, MAGIC, FORMAT, local_key)?;
         let mut r = Reader::new(&plain);
         let workspace = r.workspace()?;
         let epoch = r.u64()?;
