@@ -11,6 +11,17 @@
 //! (c) bytes uploaded for a one-byte insertion into the middle of a synced
 //!     64 MiB random file, divided by 64 MiB.
 //!
+//! Each of (a), (b) and (c) is measured again on a second account, created
+//! the same way, whose private workspace is end-to-end encrypted (its first
+//! device set up with `--encrypted --passphrase P`, its second with
+//! `--passphrase P`): the same data, edits and insertion, on the same
+//! server, in the same run. What encryption costs is reported as ratios to
+//! the plain account's figures (first sync time, edit latency p50/p95,
+//! bytes uploaded for the insertion), not as absolute claims. The encrypted
+//! first sync and edits run right after the plain ones (the plain daemons
+//! stopped), so what the order changes (warmer caches, a fuller database)
+//! favours neither side knowingly but is not cancelled out either.
+//!
 //! Usage: bench_sync [--small N] [--edits N] [--rclone-transfers N] [--keep-logs DIR]
 //!
 //! Needs STACKSYNC_TEST_POSTGRES, STACKSYNC_TEST_AMQP and STACKSYNC_TEST_SWIFT
@@ -38,13 +49,17 @@ use support::latency::{EditPlan, histogram, measure_edits, percentile_ms};
 use support::proc::Cpu;
 use support::server::{Backend, Server, Services};
 use support::syncthing::{Syncthing, syncthing_version};
-use support::{MIB, keep_logs, round, stacksync_bin, tail};
+use support::{MIB, json_number, keep_logs, round, stacksync_bin, tail};
 
 const LARGE_FILE: usize = 16 * MIB;
 const LARGE_FILES: usize = 4;
 const INSERT_FILE: usize = 64 * MIB;
 /// How long one edit may take to reach the other side before it counts as missed.
 const EDIT_DEADLINE: Duration = Duration::from_secs(20);
+/// The account whose private workspace is end-to-end encrypted.
+const ENCRYPTED_EMAIL: &str = "encrypted@example.org";
+/// Its encryption passphrase (it must differ from the login password).
+const PASSPHRASE: &str = "bench-e2e-passphrase";
 /// How long anything else (a start-up, a first sync) may take.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -110,13 +125,46 @@ fn write_data_set(root: &Path, small: usize, seed: u64) -> anyhow::Result<Manife
 struct Figures {
     first_sync_s: f64,
     rclone_s: f64,
-    latency_p50_ms: f64,
-    latency_p99_ms: f64,
+    latency: Percentiles,
     syncthing_p50_ms: f64,
     syncthing_p99_ms: f64,
     shared_p50_ms: f64,
     shared_p99_ms: f64,
-    insert_ratio: f64,
+    insert: Insertion,
+    encrypted: EncryptedFigures,
+}
+
+/// Edit latencies in ms.
+#[derive(Clone, Copy)]
+struct Percentiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+/// (c)'s figures: bytes uploaded for the insertion and their share of the file.
+#[derive(Clone, Copy)]
+struct Insertion {
+    uploaded: u64,
+    ratio: f64,
+}
+
+/// The end-to-end encrypted account's figures; None where it was not
+/// measured (an earlier step of it failed).
+#[derive(Default)]
+struct EncryptedFigures {
+    first_sync_s: Option<f64>,
+    latency: Option<Percentiles>,
+    insert: Option<Insertion>,
+    /// Why a step failed: the bench reports it and exits with an error
+    /// after the plain figures.
+    error: Option<String>,
+}
+
+/// The encrypted account's two devices.
+struct EncryptedPair {
+    a: Client,
+    b: Client,
 }
 
 /// Runs the three measurements with every file under `root`; `logs`
@@ -162,40 +210,140 @@ async fn run(
     logs.push(("device-a daemon".into(), a.daemon_log_path()));
     logs.push(("device-b daemon".into(), b.daemon_log_path()));
 
-    let first_sync_s = first_sync(&server, &a, &mut b, &src, &manifest).await?;
+    let first_sync_s = first_sync(&server, &a, &mut b, &src, &manifest, "ours").await?;
     println!(
         "(a) first sync A -> B: {first_sync_s:.2} s vs rclone {rclone_s:.2} s = {:.2}x  (goal <= 0.70x)",
         first_sync_s / rclone_s
     );
     download_only(&server, email, &manifest).await?;
 
-    let ours = daemon_latency(&mut a, &mut b, &scratch, args.edits).await?;
+    let ours = daemon_latency(&mut a, &mut b, &scratch, args.edits, "ours").await?;
+
+    // The encrypted account's (a) and (b), with the plain daemons stopped.
+    let mut encrypted = EncryptedFigures::default();
+    let pair = match encrypted_sync_and_edits(
+        &server,
+        &src,
+        &manifest,
+        &scratch,
+        args.edits,
+        logs,
+        &mut encrypted,
+    )
+    .await
+    {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            report_encrypted_failure(&mut encrypted, &e);
+            None
+        }
+    };
+    if let Some(s) = encrypted.first_sync_s {
+        println!(
+            "(a) encrypted first sync A -> B: {s:.2} s vs rclone {rclone_s:.2} s = {:.2}x; \
+             vs plain {first_sync_s:.2} s = {:.2}x  (encryption's cost, same data, same run)",
+            s / rclone_s,
+            s / first_sync_s
+        );
+    }
+    if let Some(e) = encrypted.latency {
+        println!(
+            "(b) encrypted vs plain: p50 {:.1} / {:.1} ms = {:.2}x, p95 {:.1} / {:.1} ms = {:.2}x, p99 {:.2}x",
+            e.p50,
+            ours.p50,
+            e.p50 / ours.p50,
+            e.p95,
+            ours.p95,
+            e.p95 / ours.p95,
+            e.p99 / ours.p99
+        );
+    }
+
     let theirs = syncthing_latency(&scratch, args.edits, logs).await?;
     println!(
         "(b) ours vs Syncthing: p50 {:.2}x, p99 {:.2}x",
-        ours.0 / theirs.0,
-        ours.1 / theirs.1
+        ours.p50 / theirs.0,
+        ours.p99 / theirs.1
     );
 
     let shared = shared_latency(&server, &mut a, &scratch, args.edits, logs).await?;
     println!(
         "(b) shared folder vs one account: p50 {:.2}x, p99 {:.2}x",
-        shared.0 / ours.0,
-        shared.1 / ours.1
+        shared.0 / ours.p50,
+        shared.1 / ours.p99
     );
 
-    let insert_ratio = one_byte_insert(&a, &b).await?;
+    let insert = one_byte_insert(&a, &b, "").await?;
+    if let Some(p) = &pair {
+        match one_byte_insert(&p.a, &p.b, "encrypted: ").await {
+            Ok(e) => {
+                println!(
+                    "(c) encrypted vs plain: {} / {} bytes uploaded = {:.2}x",
+                    e.uploaded,
+                    insert.uploaded,
+                    e.uploaded as f64 / insert.uploaded as f64
+                );
+                encrypted.insert = Some(e);
+            }
+            Err(e) => report_encrypted_failure(&mut encrypted, &e),
+        }
+    }
     Ok(Figures {
         first_sync_s,
         rclone_s,
-        latency_p50_ms: ours.0,
-        latency_p99_ms: ours.1,
+        latency: ours,
         syncthing_p50_ms: theirs.0,
         syncthing_p99_ms: theirs.1,
         shared_p50_ms: shared.0,
         shared_p99_ms: shared.1,
-        insert_ratio,
+        insert,
+        encrypted,
     })
+}
+
+/// The encrypted account's (a) and (b): a fresh account, its first device
+/// set up with `--encrypted --passphrase`, its second with `--passphrase`;
+/// the same first sync and edits as the plain account's. Fills `figures`
+/// as it goes; returns the two devices (daemons stopped) for (c).
+async fn encrypted_sync_and_edits(
+    server: &Server,
+    src: &Path,
+    manifest: &std::sync::Arc<Manifest>,
+    scratch: &Path,
+    edits: usize,
+    logs: &mut Vec<(String, PathBuf)>,
+    figures: &mut EncryptedFigures,
+) -> anyhow::Result<EncryptedPair> {
+    server.add_user(ENCRYPTED_EMAIL)?;
+    let a = server
+        .client_with(
+            "enc-device-a",
+            ENCRYPTED_EMAIL,
+            &["--encrypted", "--passphrase", PASSPHRASE],
+        )
+        .await?;
+    let b = server
+        .client_with(
+            "enc-device-b",
+            ENCRYPTED_EMAIL,
+            &["--passphrase", PASSPHRASE],
+        )
+        .await?;
+    logs.push(("enc-device-a daemon".into(), a.daemon_log_path()));
+    logs.push(("enc-device-b daemon".into(), b.daemon_log_path()));
+    let mut pair = EncryptedPair { a, b };
+    figures.first_sync_s =
+        Some(first_sync(server, &pair.a, &mut pair.b, src, manifest, "encrypted").await?);
+    figures.latency =
+        Some(daemon_latency(&mut pair.a, &mut pair.b, scratch, edits, "encrypted").await?);
+    Ok(pair)
+}
+
+/// Notes a failed step of the encrypted account: the plain figures are
+/// still reported, the bench then exits with this error.
+fn report_encrypted_failure(figures: &mut EncryptedFigures, e: &anyhow::Error) {
+    eprintln!("ERROR: the end-to-end encrypted account's measurement failed: {e:#}");
+    figures.error.get_or_insert_with(|| format!("{e:#}"));
 }
 
 /// (a): A uploads the data set with `sync --once` while B's daemon
@@ -206,6 +354,7 @@ async fn first_sync(
     b: &mut Client,
     src: &Path,
     manifest: &std::sync::Arc<Manifest>,
+    label: &str,
 ) -> anyhow::Result<f64> {
     b.start_daemon()?;
     b.wait_idle().await?;
@@ -232,7 +381,7 @@ async fn first_sync(
     let (b_first, b_last) = b_done.await??;
     let cpu_b_done = Cpu::now(server_pid, b_pid);
     println!(
-        "(a) ours: A `sync --once` {:.2} s (uploaded {:.1} MiB in {} chunks in {} pack objects, {} deduplicated); \
+        "(a) {label}: A `sync --once` {:.2} s (uploaded {:.1} MiB in {} chunks in {} pack objects, {} deduplicated); \
          B's daemon had the first file at {:.2} s, all {} verified at {:.2} s ({:.2} s after A finished)",
         a_took.as_secs_f64(),
         a_summary["bytes_uploaded"].as_u64().unwrap_or(0) as f64 / MIB as f64,
@@ -299,30 +448,39 @@ fn edit_plan(edits: usize) -> EditPlan {
     }
 }
 
-/// (b): edits on A's daemon until B's daemon has them; (p50, p99) in ms.
-/// Stops both daemons (and checks they exit cleanly).
+/// (b): edits on A's daemon until B's daemon has them; `label` names the
+/// account in what it prints ("ours" is the plain one). Stops both daemons
+/// (and checks they exit cleanly).
 async fn daemon_latency(
     a: &mut Client,
     b: &mut Client,
     scratch: &Path,
     edits: usize,
-) -> anyhow::Result<(f64, f64)> {
+    label: &str,
+) -> anyhow::Result<Percentiles> {
     a.start_daemon()?;
     a.wait_idle().await?;
     b.wait_idle().await?;
     let ours = measure_edits(&a.folder, &b.folder, scratch, &edit_plan(edits)).await?;
-    let (p50, p99) = (
-        percentile_ms(&ours.samples, 0.5),
-        percentile_ms(&ours.samples, 0.99),
-    );
+    let figures = Percentiles {
+        p50: percentile_ms(&ours.samples, 0.5),
+        p95: percentile_ms(&ours.samples, 0.95),
+        p99: percentile_ms(&ours.samples, 0.99),
+    };
+    let (p50, p99) = (figures.p50, figures.p99);
+    let goal = if label == "ours" {
+        "  (goal p50 < 150 ms)"
+    } else {
+        ""
+    };
     println!(
-        "(b) ours, daemon A -> daemon B, {edits} atomic saves of 0.3-4 KiB: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms  (goal p50 < 150 ms)",
+        "(b) {label}, daemon A -> daemon B, {edits} atomic saves of 0.3-4 KiB: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms{goal}",
         percentile_ms(&ours.samples, 1.0)
     );
-    println!("    ours: {}", histogram(&ours.samples));
+    println!("    {label}: {}", histogram(&ours.samples));
     if !ours.missed.is_empty() {
         eprintln!(
-            "WARNING: {} edit(s) did not reach B within {EDIT_DEADLINE:?} (counted as {EDIT_DEADLINE:?}): {:?}\n\
+            "WARNING: {label}: {} edit(s) did not reach B within {EDIT_DEADLINE:?} (counted as {EDIT_DEADLINE:?}): {:?}\n\
              A's daemon log tail:\n{}\nB's daemon log tail:\n{}",
             ours.missed.len(),
             ours.missed,
@@ -332,7 +490,7 @@ async fn daemon_latency(
     }
     a.stop_daemon().await?;
     b.stop_daemon().await?;
-    Ok((p50, p99))
+    Ok(figures)
 }
 
 /// Runs a client command that must succeed; its standard output.
@@ -454,8 +612,9 @@ async fn syncthing_latency(
 }
 
 /// (c): uploaded bytes for a one-byte insertion into the middle of a
-/// synced 64 MiB file, over 64 MiB; checks B gets the edited file.
-async fn one_byte_insert(a: &Client, b: &Client) -> anyhow::Result<f64> {
+/// synced 64 MiB file, and their share of 64 MiB; checks B gets the edited
+/// file. `label` prefixes what it prints (empty for the plain account).
+async fn one_byte_insert(a: &Client, b: &Client, label: &str) -> anyhow::Result<Insertion> {
     let mut big = Rng::new(13).bytes(INSERT_FILE);
     std::fs::create_dir_all(a.folder.join("insert"))?;
     std::fs::write(a.folder.join("insert/big.bin"), &big)?;
@@ -468,7 +627,7 @@ async fn one_byte_insert(a: &Client, b: &Client) -> anyhow::Result<f64> {
         .context("no bytes_uploaded in the summary")?;
     let ratio = uploaded as f64 / INSERT_FILE as f64;
     println!(
-        "(c) one-byte insert into the middle of a synced 64 MiB file: {uploaded} bytes uploaded in {} chunk(s) \
+        "(c) {label}one-byte insert into the middle of a synced 64 MiB file: {uploaded} bytes uploaded in {} chunk(s) \
          = {:.2}% of 64 MiB  (goal < 3%; first upload {:.2} s, re-sync {:.2} s)",
         insert["chunks_uploaded"],
         ratio * 100.0,
@@ -483,7 +642,7 @@ async fn one_byte_insert(a: &Client, b: &Client) -> anyhow::Result<f64> {
     {
         bail!("device B does not hold the edited 64 MiB file after `sync --once`");
     }
-    Ok(ratio)
+    Ok(Insertion { uploaded, ratio })
 }
 
 #[tokio::main]
@@ -518,18 +677,75 @@ async fn main() -> anyhow::Result<()> {
     }
     let f = result?;
     let json = format!(
-        "{{\"bench\":\"sync\",\"first_sync_s\":{},\"rclone_s\":{},\"ratio_to_rclone\":{},\"latency_p50_ms\":{},\"latency_p99_ms\":{},\"syncthing_p50_ms\":{},\"syncthing_p99_ms\":{},\"shared_p50_ms\":{},\"shared_p99_ms\":{},\"insert_1byte_uploaded_ratio\":{}}}",
+        "{{\"bench\":\"sync\",\"first_sync_s\":{},\"rclone_s\":{},\"ratio_to_rclone\":{},\"latency_p50_ms\":{},\"latency_p99_ms\":{},\"syncthing_p50_ms\":{},\"syncthing_p99_ms\":{},\"shared_p50_ms\":{},\"shared_p99_ms\":{},\"insert_1byte_uploaded_ratio\":{}{}}}",
         round(f.first_sync_s, 3),
         round(f.rclone_s, 3),
         round(f.first_sync_s / f.rclone_s, 3),
-        round(f.latency_p50_ms, 1),
-        round(f.latency_p99_ms, 1),
+        round(f.latency.p50, 1),
+        round(f.latency.p99, 1),
         round(f.syncthing_p50_ms, 1),
         round(f.syncthing_p99_ms, 1),
         round(f.shared_p50_ms, 1),
         round(f.shared_p99_ms, 1),
-        round(f.insert_ratio, 5)
+        round(f.insert.ratio, 5),
+        encrypted_json(&f),
     );
     println!("{json}");
-    Ok(())
+    match &f.encrypted.error {
+        Some(error) => bail!("the end-to-end encrypted rows were not all measured: {error}"),
+        None => Ok(()),
+    }
+}
+
+/// The fields added with the encrypted account (each `null` when it was
+/// not measured), after the plain ones, which stay as they were.
+fn encrypted_json(f: &Figures) -> String {
+    let e = &f.encrypted;
+    let ratio = |x: Option<f64>, plain: f64| x.map(|x| x / plain);
+    let lat = |pick: fn(&Percentiles) -> f64| e.latency.as_ref().map(pick);
+    let bytes = |i: Option<Insertion>| i.map(|i| i.uploaded as f64);
+    [
+        ("latency_p95_ms", Some(f.latency.p95), 1),
+        ("insert_1byte_uploaded_bytes", bytes(Some(f.insert)), 0),
+        ("encrypted_first_sync_s", e.first_sync_s, 3),
+        (
+            "encrypted_ratio_to_rclone",
+            ratio(e.first_sync_s, f.rclone_s),
+            3,
+        ),
+        (
+            "encrypted_vs_plain_first_sync",
+            ratio(e.first_sync_s, f.first_sync_s),
+            3,
+        ),
+        ("encrypted_latency_p50_ms", lat(|p| p.p50), 1),
+        ("encrypted_latency_p95_ms", lat(|p| p.p95), 1),
+        ("encrypted_latency_p99_ms", lat(|p| p.p99), 1),
+        (
+            "encrypted_vs_plain_latency_p50",
+            ratio(lat(|p| p.p50), f.latency.p50),
+            3,
+        ),
+        (
+            "encrypted_vs_plain_latency_p95",
+            ratio(lat(|p| p.p95), f.latency.p95),
+            3,
+        ),
+        ("encrypted_insert_1byte_uploaded_bytes", bytes(e.insert), 0),
+        (
+            // More digits than the plain field's 5, which rounds a
+            // few hundred bytes in 64 MiB to 0.
+            "encrypted_insert_1byte_uploaded_ratio",
+            e.insert.map(|i| i.ratio),
+            8,
+        ),
+        (
+            "encrypted_vs_plain_insert_bytes",
+            ratio(bytes(e.insert), f.insert.uploaded as f64),
+            3,
+        ),
+    ]
+    .iter()
+    .map(|(name, x, digits)| format!(",\"{name}\":{}", json_number(*x, *digits)))
+    .collect()
 }

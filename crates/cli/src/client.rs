@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use stacksync_blobstore::{SwiftAuth, SwiftConfig};
 use stacksync_bus::{ClientLogin, QueueKind};
+use stacksync_client::e2ee::KeyFiles;
+use stacksync_client::e2ee::keys::{encrypt_private, unlock_identity};
 use stacksync_client::status::{self, FileStatus, StatusReport};
 use stacksync_client::{
     ClientOptions, Connection, DirectConfig, DirectConnection, DirectProfile, GatewayConnection,
@@ -193,6 +195,17 @@ pub struct SetupArgs {
     pub transport: TransportArg,
     #[command(flatten)]
     pub direct: DirectArgs,
+    /// Makes the account's (new, empty) private workspace end-to-end
+    /// encrypted: only this user's devices, unlocked with the encryption
+    /// passphrase, can read its names and contents. Needs --passphrase.
+    #[arg(long)]
+    pub encrypted: bool,
+    /// The account's encryption passphrase (or STACKSYNC_PASSPHRASE): it
+    /// unlocks the user's keys on this device (on the first device it
+    /// creates them). Must differ from the login password, which the
+    /// server sees.
+    #[arg(long, env = "STACKSYNC_PASSPHRASE", hide_env_values = true)]
+    pub passphrase: Option<String>,
 }
 
 /// `--transport`.
@@ -581,6 +594,12 @@ async fn setup(
             );
         }
         Profile::remove(home)?;
+        KeyFiles::remove_all(home).context("removing the old profile's keys")?;
+    }
+    if args.encrypted && args.passphrase.is_none() {
+        bail!(
+            "--encrypted needs the encryption passphrase: --passphrase (or STACKSYNC_PASSPHRASE)"
+        );
     }
     let folder = absolute(dir)?;
     std::fs::create_dir_all(&folder)
@@ -616,6 +635,28 @@ async fn setup(
             (Arc::new(conn), token, user)
         }
     };
+    if let Some(passphrase) = &args.passphrase {
+        let files = KeyFiles::new(home);
+        let identity = unlock_identity(conn.as_ref(), user, passphrase, password)
+            .await
+            .context("unlocking the account's encryption keys")?;
+        files.save_identity(&identity)?;
+        if args.encrypted {
+            let private = stacksync_client::connection::workspaces(conn.as_ref())
+                .await
+                .context("listing the account's workspaces")?
+                .into_iter()
+                .find(|w| !w.is_shared && w.owner == user)
+                .context("the server lists no private workspace for this account")?;
+            encrypt_private(&files, conn.as_ref(), private, &identity)
+                .await
+                .context("making the private workspace end-to-end encrypted")?;
+        }
+        eprintln!(
+            "encryption keys unlocked on this device (identity fingerprint {})",
+            identity.public().fingerprint()
+        );
+    }
     let device_name = device_name.unwrap_or_else(host_name);
     let device = match conn
         .rpc(Request::UpdateDevice {

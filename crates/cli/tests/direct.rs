@@ -221,6 +221,7 @@ fn new_file(parent: Option<ItemId>, name: &str, id: &ChunkId, data: &Bytes) -> P
         size: data.len() as u64,
         client_modified: 1,
         chunks: vec![ChunkRef::whole(*id, data.len() as u32)],
+        record: None,
     }
 }
 
@@ -237,6 +238,7 @@ fn new_folder(name: &str) -> ProposedItem {
         size: 0,
         client_modified: 1,
         chunks: vec![],
+        record: None,
     }
 }
 

@@ -175,6 +175,7 @@ fn version(id: ItemId, v: u64, hash: ContentHash) -> ProposedItem {
         size: 0,
         client_modified: v as i64,
         chunks: vec![],
+        record: None,
     }
 }
 

@@ -25,24 +25,13 @@ fn secret_file(marker: &[u8]) -> Vec<u8> {
 
 /// Paths of the files under `root` holding `needle`.
 fn files_holding(root: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
+    common::files_under(root)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(|path| path.display().to_string())
+        .collect()
 }
 
 fn add_user(cluster: &Cluster, email: &str, encryption: &str) -> std::process::Output {

@@ -190,6 +190,7 @@ async fn a_members_upload_over_anothers_object_is_a_conflict() {
             size: 0,
             client_modified: 1,
             chunks: vec![],
+            record: None,
         }],
     }))
     .await

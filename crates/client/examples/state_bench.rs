@@ -53,6 +53,7 @@ fn state(n: usize) -> SyncState {
                 ChunkRef::whole(ChunkId(hash.0), 2 << 20),
                 ChunkRef::whole(ChunkId([i as u8; 32]), 1 << 20),
             ],
+            record: None,
         });
         state.synced.insert(
             id,

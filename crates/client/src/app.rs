@@ -127,10 +127,6 @@ pub enum AppError {
     /// The account has no private workspace (an account problem).
     #[error("the account has no private workspace")]
     NoWorkspace,
-    /// The workspace is end-to-end encrypted, which this client version does
-    /// not sync yet.
-    #[error("workspace {0} is client-side encrypted; this client cannot sync it yet")]
-    Encrypted(String),
     /// Retries ran out with work left.
     #[error("sync did not finish after {attempts} attempts: {left}")]
     Incomplete {
@@ -481,6 +477,26 @@ impl SyncClient {
     /// Makes the mounts match `list` (the account's workspaces).
     async fn apply_mounts(&mut self, list: Vec<Workspace>) -> Result<(), AppError> {
         let saved = self.table.clone();
+        if let Some(private) = list.iter().find(|w| w.id == self.private.workspace().id)
+            && private.encryption != self.private.workspace().encryption
+        {
+            // Another device made the (empty) private workspace end-to-end
+            // encrypted: its engine, codec and view of the server change
+            // with it (this fails, and keeps failing, on a device that
+            // holds no key for it).
+            let mut reopened = WorkspaceSync::open(
+                &self.profile,
+                Arc::clone(&self.conn),
+                private.clone(),
+                RelPath::root(),
+                &self.options,
+                self.shared.clone(),
+                Some(Arc::clone(&self.watch) as Arc<dyn FeedGuard>),
+            )
+            .await?;
+            reopened.set_excluded(self.table.excluded());
+            self.private = reopened;
+        }
         self.watch.set_known(&list);
         // Mount points sit under private folders: the private tree must be
         // current to place them.
@@ -1376,6 +1392,11 @@ impl SyncClient {
             .map_err(AppError::service(format!("listing versions of {path}")))?
         {
             Reply::Versions { mut versions } => {
+                if let Some(sealed) = self.holder(path)?.0.sealed() {
+                    versions = sealed
+                        .open_history(versions)
+                        .map_err(AppError::service(format!("opening versions of {path}")))?;
+                }
                 versions.sort_by_key(|v| v.version);
                 Ok(versions)
             }
@@ -1390,6 +1411,24 @@ impl SyncClient {
     /// (also undeletes), then syncs so the folder has it.
     pub async fn restore(&mut self, path: &RelPath, version: u64) -> Result<ItemMeta, AppError> {
         let (workspace, item) = self.item_at(path).await?;
+        if let Some(sealed) = self.holder(path)?.0.sealed().cloned() {
+            // End to end encrypted: the server cannot write the record of
+            // a restored version; this device seals it.
+            let old = self
+                .versions(path)
+                .await?
+                .into_iter()
+                .find(|v| v.version == version)
+                .ok_or_else(|| AppError::Path(format!("{path} has no version {version}")))?;
+            let meta = sealed
+                .restore(&item, &old)
+                .await
+                .map_err(AppError::service(format!(
+                    "restoring {path} to version {version}"
+                )))?;
+            self.sync_until_done().await?;
+            return Ok(meta);
+        }
         let request = Request::Restore {
             workspace,
             item: item.id,

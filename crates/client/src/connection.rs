@@ -116,6 +116,11 @@ pub struct WorkspaceRemote {
     own: Arc<Mutex<OwnChanges>>,
     /// Looks at every page read from the server before the engine does.
     guard: Option<Arc<dyn FeedGuard>>,
+    /// Whether a `SealedRemote` opens what this remote reads (the
+    /// workspace is end-to-end encrypted); otherwise a listed version with
+    /// a sealed record is refused, so that no sealed name or chunk list
+    /// ever reaches an engine that would take it as plain.
+    sealed: bool,
 }
 
 /// Looks at a change-feed page before the engine applies it, and may stop
@@ -139,7 +144,14 @@ impl WorkspaceRemote {
             device,
             own: Arc::default(),
             guard: None,
+            sealed: false,
         }
+    }
+
+    /// This remote as the inner half of a `SealedRemote`.
+    pub fn sealed(mut self) -> Self {
+        self.sealed = true;
+        self
     }
 
     /// This remote with `guard` looking at every page read from the server.
@@ -170,6 +182,13 @@ impl Remote for WorkspaceRemote {
             Reply::Changes(page) => page,
             other => return Err(unexpected("get_changes", other)),
         };
+        if !self.sealed && page.items.iter().any(|m| m.record.is_some()) {
+            return Err(Error::unavailable(format!(
+                "workspace {} is end-to-end encrypted now; this device reopens it before it \
+                 syncs again",
+                self.workspace
+            )));
+        }
         if let Some(guard) = &self.guard {
             guard.check(&page).await?;
         }

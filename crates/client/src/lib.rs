@@ -20,6 +20,7 @@ pub mod app;
 pub mod connection;
 pub mod desktop;
 pub mod direct;
+pub mod e2ee;
 pub mod localfs;
 pub mod mounts;
 mod own_changes;

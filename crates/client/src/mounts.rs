@@ -276,6 +276,7 @@ mod tests {
             device: stacksync_proto::DeviceId::NIL,
             revision: n,
             chunks: Vec::new(),
+            record: None,
         }
     }
 

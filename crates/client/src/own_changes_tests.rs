@@ -22,6 +22,7 @@ fn meta(id: ItemId, version: u64, revision: u64) -> ItemMeta {
         device: DeviceId::NIL,
         revision,
         chunks: Vec::new(),
+        record: None,
     }
 }
 

@@ -16,6 +16,7 @@ use stacksync_proto::{EncryptionMode, Error, ErrorKind, Workspace};
 use crate::app::{AppError, ClientOptions};
 use crate::connection::{Connection, FeedGuard, WorkspaceRemote};
 use crate::desktop::{DesktopNotifier, Urgency};
+use crate::e2ee::{KeyFiles, SealedRemote};
 use crate::localfs::LocalFs;
 use crate::profile::Profile;
 use crate::state::SqliteStateStore;
@@ -50,6 +51,8 @@ pub struct WorkspaceSync {
     /// Progress of this workspace's RPCs, transfers and file-system calls,
     /// for the stall watchdog of [`WorkspaceSync::sync`].
     activity: Activity,
+    /// The engine's remote, for an end-to-end encrypted workspace.
+    sealed: Option<Arc<SealedRemote>>,
 }
 
 impl WorkspaceSync {
@@ -74,10 +77,21 @@ impl WorkspaceSync {
         ));
         let root = crate::mounts::absolute(&profile.config.folder, &path);
         let fs = Arc::new(LocalFs::open(&root)?.watched_by(activity.clone()));
-        let codec = match workspace.encryption {
-            EncryptionMode::Plain | EncryptionMode::ServerSide => ChunkCodec::compressed(),
-            EncryptionMode::ClientSide => return Err(AppError::Encrypted(workspace.name.clone())),
+        let keys = match workspace.encryption {
+            EncryptionMode::Plain | EncryptionMode::ServerSide => None,
+            EncryptionMode::ClientSide => Some(Arc::new(
+                crate::e2ee::keys::open_workspace(
+                    &KeyFiles::new(profile.home()),
+                    conn.as_ref(),
+                    &workspace,
+                )
+                .await
+                .map_err(AppError::service("opening the workspace's keys"))?,
+            )),
         };
+        let codec = keys
+            .as_ref()
+            .map_or_else(ChunkCodec::compressed, |k| k.codec());
         let transport = conn
             .chunks(&workspace)
             .await
@@ -108,12 +122,21 @@ impl WorkspaceSync {
             .watched_by(activity.clone());
         let mut remote =
             WorkspaceRemote::new(Arc::clone(&conn), workspace.id, profile.config.device_id);
+        if keys.is_some() {
+            remote = remote.sealed();
+        }
         if let Some(guard) = guard {
             remote = remote.guarded_by(guard);
         }
+        let remote: Arc<dyn stacksync_engine::Remote> = Arc::new(remote);
+        let sealed = keys.map(|k| Arc::new(SealedRemote::new(remote.clone(), k)));
+        let remote = match &sealed {
+            Some(s) => Arc::clone(s) as Arc<dyn stacksync_engine::Remote>,
+            None => remote,
+        };
         let io = EngineIo {
             fs: Arc::clone(&fs) as Arc<dyn stacksync_engine::Fs>,
-            remote: Arc::new(remote),
+            remote,
             content: Arc::new(content.clone()),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
@@ -127,6 +150,12 @@ impl WorkspaceSync {
             ..EngineConfig::default()
         };
         let engine = Engine::open(io, config).await?;
+        if let Some(sealed) = &sealed {
+            // What this device accepted before is the floor for rollbacks.
+            sealed
+                .seed(engine.state().remote.iter())
+                .map_err(AppError::service("checking the workspace's versions"))?;
+        }
         let board = StatusBoard::default();
         board.mark_stale();
         Ok(WorkspaceSync {
@@ -140,7 +169,14 @@ impl WorkspaceSync {
             desktop,
             stall: options.deadlines.stall,
             activity,
+            sealed,
         })
+    }
+
+    /// How versions of an end-to-end encrypted workspace are opened and
+    /// sealed (`None` for the others).
+    pub fn sealed(&self) -> Option<&Arc<SealedRemote>> {
+        self.sealed.as_ref()
     }
 
     /// The workspace.

@@ -49,7 +49,6 @@ impl Cipher {
 /// Per-workspace secrets, derived once.
 pub(crate) struct Crypto {
     pub id_key: Secret32,
-    pub content_key: Secret32,
     pub aead: XChaCha20Poly1305,
     pub aes_master: Secret32,
     /// The keyed FastCDC gear table: where this workspace's files are cut.

@@ -102,7 +102,6 @@ impl ChunkCodec {
             let aead_key = key.chunk_aead_key();
             Arc::new(Crypto {
                 id_key: key.chunk_id_key(),
-                content_key: key.content_hash_key(),
                 aead: XChaCha20Poly1305::new(&aead_key.0.into()),
                 aes_master: key.chunk_aes_master_key(),
                 gear: GearTable::keyed(&key.chunk_gear_key()),
@@ -161,12 +160,13 @@ impl ChunkCodec {
         }
     }
 
-    /// An incremental hasher for a whole file's [`ContentHash`].
+    /// An incremental hasher for a whole file's [`ContentHash`]: plain
+    /// BLAKE3 in every workspace. A file hash never leaves the client in
+    /// the clear (an encrypted workspace's version record carries it
+    /// sealed), and an unkeyed one compares a file on disk with a version
+    /// written under any key generation.
     pub fn content_hasher(&self) -> ContentHasher {
-        ContentHasher(match &self.crypto {
-            None => blake3::Hasher::new(),
-            Some(c) => blake3::Hasher::new_keyed(&c.content_key.0),
-        })
+        ContentHasher(blake3::Hasher::new())
     }
 
     /// The [`ContentHash`] of a whole file held in memory.
@@ -201,9 +201,10 @@ impl ChunkCodec {
         chunk_reader_with_table(source, config, &self.gear_table())
     }
 
-    /// The key for keyed content hashes, for the parallel file hasher.
+    /// The key for the parallel file hasher: none, whole-file hashes are
+    /// unkeyed ([`Self::content_hasher`]).
     pub(crate) fn content_key(&self) -> Option<&[u8; 32]> {
-        self.crypto.as_ref().map(|c| &c.content_key.0)
+        None
     }
 
     /// Header flags and a fresh random nonce for a body this codec

@@ -13,7 +13,6 @@ use zeroize::Zeroize;
 use crate::error::{ContentError, KeyProblem};
 
 const CHUNK_ID_CONTEXT: &str = "StackSync 2026 content v1 chunk id key";
-const CONTENT_HASH_CONTEXT: &str = "StackSync 2026 content v1 file content hash key";
 const CHUNK_AEAD_CONTEXT: &str = "StackSync 2026 content v1 chunk XChaCha20-Poly1305 key";
 const CHUNK_AES_CONTEXT: &str = "StackSync 2026 content v1 chunk AES-256-GCM master key";
 const CHUNK_GEAR_CONTEXT: &str = "StackSync 2026 content v1 chunk boundary gear table key";
@@ -70,11 +69,6 @@ impl WorkspaceKey {
     /// The key for keyed-BLAKE3 chunk ids.
     pub(crate) fn chunk_id_key(&self) -> Secret32 {
         Secret32(blake3::derive_key(CHUNK_ID_CONTEXT, &self.bytes.0))
-    }
-
-    /// The key for keyed-BLAKE3 whole-file content hashes.
-    pub(crate) fn content_hash_key(&self) -> Secret32 {
-        Secret32(blake3::derive_key(CONTENT_HASH_CONTEXT, &self.bytes.0))
     }
 
     /// The XChaCha20-Poly1305 key for chunk bodies.

@@ -101,11 +101,8 @@ fn ids_are_plain_blake3_or_keyed_and_differ_between_workspaces() {
     let b = ChunkCodec::encrypted(&WorkspaceKey::from_bytes([2; 32]));
     assert_ne!(a.chunk_id(data), ChunkCodec::plain().chunk_id(data));
     assert_ne!(a.chunk_id(data), b.chunk_id(data));
-    assert_ne!(
-        a.content_hash(data).0,
-        a.chunk_id(data).0,
-        "file hash and chunk id keys are separate"
-    );
+    // Whole-file hashes stay on the client (sealed in records): unkeyed.
+    assert_eq!(a.content_hash(data).0, *blake3::hash(data).as_bytes());
 }
 
 #[test]

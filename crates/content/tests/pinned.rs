@@ -10,7 +10,10 @@
 //! Encrypted rows were re-pinned once, when encrypted workspaces moved to
 //! cut points keyed by the workspace key (format version 2; no encrypted
 //! chunk had been synced before): their file hashes did not change, their
-//! cut points and so their chunk ids did. Unencrypted rows never change.
+//! cut points and so their chunk ids did. Their file hashes were re-pinned
+//! once, still before any encrypted file was synced, when whole-file hashes
+//! became unkeyed in every workspace (an encrypted workspace's version
+//! record carries the hash sealed). Unencrypted rows never change.
 
 mod common;
 
@@ -97,7 +100,7 @@ fn empty_and_tiny_files() {
         &ChunkCodec::encrypted(&key),
         PipelineConfig::default(),
         &common::text_bytes(2, 1000),
-        "file 718506903abbfd05ce14d45d92b4ed5e7aa019cf4234f70103ee0a53ae69f61f\n\
+        "file fa32e7607521ee7c135325c3f9fbf44fe78f100eb25b32facae9e28c04dc024f\n\
         0 +1000 d5a8044b7fdc0c5f z",
     );
 }
@@ -132,7 +135,7 @@ fn small_chunks_of_random_and_text() {
         &ChunkCodec::encrypted(&key),
         small(1),
         &data,
-        "file e9f647f5498fd811d4e0e141c38cd87a6321ff03577009479d22386ca5eedbe0\n\
+        "file 649568ed985adc52a225ee21d35af551c0b77ffbb81a1e466875563b821d88dd\n\
         0 +4308 8d0027ef3c0a588d\n\
         4308 +4776 3f7aa7be3fde0eb8\n\
         9084 +4574 eec1458a69101236\n\
@@ -178,7 +181,7 @@ fn default_chunks_of_a_multi_mib_file() {
         &ChunkCodec::encrypted(&key),
         PipelineConfig::default(),
         &data,
-        "file 451ad20c12bb420a1da8c5c4810cf2a1a8393ab85a5b75468dd41abd68003db0\n\
+        "file 721c9510aef4dd318d10315321a1b166687013e20d115bfada82dd7e9d9035b9\n\
         0 +418112 dd3edb6122943f8b\n\
         418112 +1170382 72ecfbb61df21dac\n\
         1588494 +1266967 1bc5abc80b212259\n\

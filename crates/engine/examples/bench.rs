@@ -189,6 +189,7 @@ fn plan_large(n: usize) -> (f64, usize) {
             device: DeviceId::NIL,
             revision: i as u64,
             chunks: Vec::new(),
+            record: None,
         });
     }
     for m in metas {

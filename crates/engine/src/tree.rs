@@ -443,6 +443,7 @@ mod tests {
             device: DeviceId(Uuid::from_u64_pair(2, 0)),
             revision: version,
             chunks: Vec::new(),
+            record: None,
         }
     }
 

@@ -60,6 +60,7 @@ fn meta(n: u64, parent: Option<ItemId>, name: ItemName, content: Option<usize>) 
         device: DeviceId(uuid::Uuid::from_u64_pair(0, 2)),
         revision: n,
         chunks: Vec::new(),
+        record: None,
     }
 }
 

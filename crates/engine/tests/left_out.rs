@@ -44,6 +44,7 @@ async fn server_rename(w: &World, from: &str, to: &str) {
             size: m.size,
             client_modified: m.client_modified,
             chunks: m.chunks.clone(),
+            record: None,
         }])
         .await
         .expect("the server answers");
@@ -254,6 +255,7 @@ async fn server_delete_tree(w: &World, names: &[&str]) {
                 size: 0,
                 client_modified: m.client_modified,
                 chunks: Vec::new(),
+                record: None,
             }])
             .await
             .expect("the server answers");

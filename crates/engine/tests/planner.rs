@@ -118,6 +118,7 @@ fn state(remote: &str, synced: &str) -> SyncState {
             device: DeviceId::NIL,
             revision: 1,
             chunks: Vec::new(),
+            record: None,
         });
     }
     let (lines, by_path) = items(synced);

@@ -160,6 +160,7 @@ fn proposal(name: &str, data: &[u8], chunks: Vec<ChunkRef>) -> ProposedItem {
         size: data.len() as u64,
         client_modified: 0,
         chunks,
+        record: None,
     }
 }
 

@@ -49,6 +49,7 @@ fn proposal(i: u64, parent: Option<ItemId>) -> ProposedItem {
         size: 4096,
         client_modified: 1_700_000_000_000,
         chunks: vec![ChunkRef::whole(ChunkId(seed), 4096)],
+        record: None,
     }
 }
 

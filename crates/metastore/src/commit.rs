@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sqlx::AnyConnection;
 use stacksync_proto::commit_rules::{self, AncestryWalk, Decision, Facts, Setting};
 use stacksync_proto::{
-    ChunkId, ChunkRef, CommitOutcome, CommitRequest, CommitResult, DeviceId, Error, ErrorKind,
-    ItemCommitResult, ItemId, ItemMeta, ItemName, ProposedItem, UserId, WorkspaceId,
+    ChunkId, ChunkRef, CommitOutcome, CommitRequest, CommitResult, DeviceId, EncryptionMode, Error,
+    ErrorKind, ItemCommitResult, ItemId, ItemMeta, ItemName, ProposedItem, UserId, WorkspaceId,
 };
 
 use crate::chunk_index::{check_chunk_sizes, locate, stored_chunks};
@@ -34,7 +34,7 @@ use crate::objects::{StoredObject, ledger_rows};
 use crate::packed_item::pack_chunk_list;
 use crate::rows::dynamic;
 use crate::rows::{
-    ITEM_COLS, get, item_from_row, parent_to_db, parse_id, span_to_db, to_db, to_u64,
+    ITEM_COLS, get, item_from_row, parent_to_db, parse_id, record_to_db, span_to_db, to_db, to_u64,
 };
 use crate::{MetaStore, now_ms};
 
@@ -72,6 +72,29 @@ impl MetaStore {
     /// The caller (the sync service) has already checked that the device
     /// belongs to a member of the workspace.
     pub async fn commit(&self, req: &CommitRequest) -> Result<CommitResult, StoreError> {
+        self.commit_inner(req, None).await
+    }
+
+    /// [`MetaStore::commit`] only while the workspace's encryption setting
+    /// is `mode`, the one the caller checked the proposals against (the
+    /// service's rules differ by setting). The setting is read under the
+    /// workspace's lock, so a workspace made end-to-end encrypted
+    /// meanwhile ([`MetaStore::encrypt_private_workspace`]) never takes a
+    /// batch checked as plain: the batch is refused whole, `Unavailable`,
+    /// and nothing is written; sent again it is checked anew.
+    pub async fn commit_in_mode(
+        &self,
+        req: &CommitRequest,
+        mode: EncryptionMode,
+    ) -> Result<CommitResult, StoreError> {
+        self.commit_inner(req, Some(mode)).await
+    }
+
+    async fn commit_inner(
+        &self,
+        req: &CommitRequest,
+        mode: Option<EncryptionMode>,
+    ) -> Result<CommitResult, StoreError> {
         if req.items.len() > CommitRequest::MAX_ITEMS {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -97,12 +120,22 @@ impl MetaStore {
         if locked.rows_affected() == 0 {
             return Err(Error::not_found(format!("no workspace {}", req.workspace)).into());
         }
-        let row = sqlx::query("SELECT latest_revision FROM workspaces WHERE id = $1")
+        let row = sqlx::query("SELECT latest_revision, encryption FROM workspaces WHERE id = $1")
             .bind(&ws)
             .fetch_one(&mut *tx)
             .await
             .ctx("reading the workspace")?;
         let start = to_u64("workspaces", get(&row, "latest_revision")?)?;
+        let setting: String = get(&row, "encryption")?;
+        if mode.is_some_and(|mode| mode.as_str() != setting) {
+            // Dropping the transaction rolls it back: nothing is written.
+            return Err(Error::unavailable(format!(
+                "the encryption setting of workspace {} changed while the commit was checked; \
+                 send it again",
+                req.workspace
+            ))
+            .into());
+        }
         let named: Vec<ChunkId> = req
             .items
             .iter()
@@ -398,12 +431,14 @@ async fn write_item(
     let sql = if exists {
         "UPDATE items SET parent_id = $2, name = $3, mimetype = $4, status = $5, latest_version = $6, \
          revision = $7, content_hash = $8, size = $9, client_modified = $10, server_modified = $11, \
-         device_id = $12, is_folder = $13, workspace_id = $14, name_key = $15, chunk_list = $16 \
-         WHERE id = $1"
+         device_id = $12, is_folder = $13, workspace_id = $14, name_key = $15, chunk_list = $16, \
+         record = $17 WHERE id = $1"
     } else {
         "INSERT INTO items (id, parent_id, name, mimetype, status, latest_version, revision, content_hash, \
-         size, client_modified, server_modified, device_id, is_folder, workspace_id, name_key, chunk_list) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING"
+         size, client_modified, server_modified, device_id, is_folder, workspace_id, name_key, chunk_list, \
+         record) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT DO NOTHING"
     };
     let done = sqlx::query(sql)
         .bind(m.id.to_string())
@@ -422,6 +457,7 @@ async fn write_item(
         .bind(m.workspace.to_string())
         .bind(m.name.fold_key())
         .bind(pack_chunk_list(m))
+        .bind(record_to_db(m.record.as_deref()))
         .execute(&mut *conn)
         .await
         .ctx("writing an item")?;
@@ -440,7 +476,7 @@ async fn write_history(
     versions: &[ItemMeta],
     own: &HashSet<ChunkId>,
 ) -> Result<(), StoreError> {
-    const COLS: usize = 14;
+    const COLS: usize = 15;
     for group in versions.chunks(ROWS) {
         let marks: Vec<String> = (0..group.len())
             .map(|r| {
@@ -450,8 +486,8 @@ async fn write_history(
             .collect();
         let sql = format!(
             "INSERT INTO item_versions (item_id, version, workspace_id, parent_id, name, is_folder, \
-             mimetype, status, revision, content_hash, size, client_modified, server_modified, device_id) \
-             VALUES {}",
+             mimetype, status, revision, content_hash, size, client_modified, server_modified, device_id, \
+             record) VALUES {}",
             marks.join(", ")
         );
         let mut q = sqlx::query(dynamic(sql));
@@ -470,7 +506,8 @@ async fn write_history(
                 .bind(to_db("size", m.size)?)
                 .bind(m.client_modified)
                 .bind(m.server_modified)
-                .bind(m.device.to_string());
+                .bind(m.device.to_string())
+                .bind(record_to_db(m.record.as_deref()));
         }
         q.execute(&mut *conn).await.ctx("writing versions")?;
     }

@@ -7,7 +7,12 @@
 //! Item ids are global, so moved items keep their ids; each gets a fresh
 //! revision in the target workspace so the target's change feed lists it.
 //! The folder's direct children become top-level items of the target, in
-//! their whole history (the folder does not exist there).
+//! their whole history (the folder does not exist there). Rows move as
+//! they are, so every version keeps its sealed record (migration 0011);
+//! the folder's own versions that a move writes are the server's and
+//! carry none (a record is sealed by the client that wrote the version).
+//! Which moves may happen between workspaces of different encryption
+//! settings is the service's rule.
 
 use std::collections::BTreeMap;
 
@@ -297,6 +302,25 @@ async fn set_revision(
 }
 
 impl MetaStore {
+    /// Whether anything, live or deleted, is under `folder` in `ws`: what
+    /// would move with it to another workspace (a deleted item moves too,
+    /// with its history).
+    pub async fn folder_has_items(
+        &self,
+        ws: WorkspaceId,
+        folder: ItemId,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM items WHERE workspace_id = $1 AND parent_id = $2 LIMIT 1",
+        )
+        .bind(ws.to_string())
+        .bind(folder.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("looking into a folder")?;
+        Ok(row.is_some())
+    }
+
     /// Every chunk referenced by any version of any item under `folder` in
     /// `ws`, with where `ws` stores it, by id: what must be copied to the
     /// container of a workspace the folder moves to. (The target indexes
@@ -412,6 +436,7 @@ impl MetaStore {
                 revision: from_rev,
                 server_modified: now_ms(),
                 device,
+                record: None,
                 ..current
             };
             write_version(&mut tx, &meta, true).await?;
@@ -521,6 +546,7 @@ impl MetaStore {
                 revision: to_rev,
                 server_modified: now_ms(),
                 device,
+                record: None,
                 ..current
             };
             write_version(&mut tx, &meta, true).await?;

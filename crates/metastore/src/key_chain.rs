@@ -12,11 +12,20 @@
 //! reads what won and is answered as a retry (same bytes) or a conflict.
 //! The caller checks membership and sizes; this module never trusts the
 //! epoch it is handed.
+//!
+//! Next to each public identity its owner may keep the private half,
+//! sealed under their passphrase (migration 0011), which is read back by
+//! that user alone ([`MetaStore::own_identity`]). And a private workspace
+//! becomes end-to-end encrypted here ([`MetaStore::encrypt_private_workspace`])
+//! only while nothing was ever written to it: one conditional `UPDATE`,
+//! so that no commit slips in between the check and the change (a commit
+//! checked against the old setting is refused under the workspace's lock,
+//! `MetaStore::commit_in_mode`).
 
 use std::collections::HashMap;
 
 use stacksync_proto::keys::{KeyStatement, PublishedIdentity, from_hex, to_hex};
-use stacksync_proto::{Error, ErrorKind, Millis, UserId, WorkspaceId};
+use stacksync_proto::{EncryptionMode, Error, ErrorKind, Millis, UserId, Workspace, WorkspaceId};
 
 use crate::error::{DbContext, StoreError};
 use crate::rows::{corrupt, dynamic, get, lookup_db, parse_id, to_db, to_u64};
@@ -40,28 +49,149 @@ pub struct KeyChainPage {
     pub latest_epoch: u64,
 }
 
+/// A user's own identity as they published it, with the sealed copy of
+/// its private half they keep on the server (theirs only to read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnIdentity {
+    /// The public identity.
+    pub identity: Vec<u8>,
+    /// The private identity sealed under the user's passphrase, if kept.
+    pub sealed: Option<Vec<u8>>,
+    /// When the public identity last changed.
+    pub changed_at: Millis,
+}
+
 impl MetaStore {
     /// Stores `user`'s public identity, replacing the previous one; when
     /// it last changed (publishing the same bytes again changes nothing).
+    ///
+    /// `sealed` (the private identity sealed for the user's own devices)
+    /// replaces the stored copy; `None` keeps the stored copy if the
+    /// identity is the one stored, and removes it otherwise (it sealed an
+    /// identity that is no longer published). One statement either way.
     pub async fn publish_identity(
         &self,
         user: UserId,
         identity: &[u8],
+        sealed: Option<&[u8]>,
     ) -> Result<Millis, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO user_identities (user_id, identity, changed_at) VALUES ($1, $2, $3) \
+            "INSERT INTO user_identities (user_id, identity, changed_at, sealed) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id) DO UPDATE SET identity = excluded.identity, \
              changed_at = CASE WHEN user_identities.identity = excluded.identity \
-                 THEN user_identities.changed_at ELSE excluded.changed_at END \
+                 THEN user_identities.changed_at ELSE excluded.changed_at END, \
+             sealed = CASE WHEN excluded.sealed IS NOT NULL THEN excluded.sealed \
+                 WHEN user_identities.identity = excluded.identity THEN user_identities.sealed \
+                 ELSE NULL END \
              RETURNING changed_at",
         )
         .bind(user.to_string())
         .bind(to_hex(identity))
         .bind(now_ms())
+        .bind(sealed.map(to_hex))
         .fetch_one(&self.pool)
         .await
         .ctx("publishing an identity")?;
         get(&row, "changed_at")
+    }
+
+    /// `user`'s own published identity and sealed private identity, if
+    /// they published one. For that user only: the caller checks who asks.
+    pub async fn own_identity(&self, user: UserId) -> Result<Option<OwnIdentity>, StoreError> {
+        let row = sqlx::query(
+            "SELECT identity, sealed, changed_at FROM user_identities WHERE user_id = $1",
+        )
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading an own identity")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let hex = |col: &'static str, text: String| {
+            from_hex(&text).ok_or_else(|| corrupt("user_identities", format!("{col} is not hex")))
+        };
+        let sealed: Option<String> = get(&row, "sealed")?;
+        Ok(Some(OwnIdentity {
+            identity: hex("identity", get(&row, "identity")?)?,
+            sealed: sealed.map(|s| hex("sealed", s)).transpose()?,
+            changed_at: get(&row, "changed_at")?,
+        }))
+    }
+
+    /// Makes `owner`'s private workspace `ws` end-to-end encrypted
+    /// (`EncryptionMode::ClientSide`), only while nothing was ever
+    /// committed to it (revision 0, no item), nobody else is a member and
+    /// it has no key statement; the workspace as `owner` sees it after. A
+    /// workspace already client-side encrypted is answered as it is (a
+    /// retry). Otherwise `Conflict` for a workspace with content (items,
+    /// another member, a key statement), `BadRequest` for one that is not
+    /// `owner`'s private workspace, and `Forbidden` for one `owner` is not
+    /// a member of (the caller checks membership and ownership first).
+    ///
+    /// The conditions and the change are one `UPDATE`: a commit that
+    /// holds the workspace's lock makes it wait and then find the
+    /// revision moved (PostgreSQL checks the row again once the lock is
+    /// released; SQLite runs one writer at a time).
+    pub async fn encrypt_private_workspace(
+        &self,
+        owner: UserId,
+        ws: WorkspaceId,
+    ) -> Result<Workspace, StoreError> {
+        let done = sqlx::query(
+            "UPDATE workspaces SET encryption = $3 \
+             WHERE id = $1 AND owner_id = $2 AND is_shared = 0 AND encryption <> $3 \
+             AND latest_revision = 0 \
+             AND NOT EXISTS (SELECT 1 FROM items WHERE workspace_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM key_statements WHERE workspace_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM workspace_members WHERE workspace_id = $1 AND user_id <> $2)",
+        )
+        .bind(ws.to_string())
+        .bind(owner.to_string())
+        .bind(EncryptionMode::ClientSide.as_str())
+        .execute(&self.pool)
+        .await
+        .ctx("encrypting a workspace")?;
+        let now = self.workspace_as(owner, ws).await?;
+        if done.rows_affected() == 1 || now.encryption == EncryptionMode::ClientSide {
+            return Ok(now);
+        }
+        // Why not: read after the fact, for the message only.
+        if now.owner != owner || now.is_shared {
+            return Err(Error::bad_request(format!(
+                "workspace {ws} is not your private workspace: only that can be made end-to-end \
+                 encrypted"
+            ))
+            .into());
+        }
+        let others = sqlx::query(
+            "SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND user_id <> $2",
+        )
+        .bind(ws.to_string())
+        .bind(owner.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .ctx("counting a workspace's members")?;
+        let others = to_u64("workspace_members", get(&others, "n")?)?;
+        let statements = self.latest_key_epoch(ws).await?;
+        let why = if others > 0 {
+            format!("{others} other member(s) use it")
+        } else if statements > 0 {
+            format!("it has {statements} key statement(s)")
+        } else {
+            format!(
+                "files were committed to it (revision {})",
+                now.latest_revision
+            )
+        };
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "workspace {ws} cannot become end-to-end encrypted: {why}; only a workspace \
+                 nothing was ever written to can"
+            ),
+        )
+        .into())
     }
 
     /// For each of `users`, in order: their published identity if they

@@ -34,7 +34,7 @@ mod users;
 pub use error::StoreError;
 pub use folder_move::{FolderBack, FolderMove};
 pub use gc::GcPlan;
-pub use key_chain::{Appended, KeyChainPage};
+pub use key_chain::{Appended, KeyChainPage, OwnIdentity};
 pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
 pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal, ShareTerms};

@@ -8,7 +8,7 @@
 //! chunk, that cost more than the database's own work. So a window of the
 //! feed comes back as one row of one value: its items' records in
 //! revision order (`string_agg`, which SQLite has had since 3.44 as
-//! PostgreSQL has), each record four fields, and records and fields all
+//! PostgreSQL has), each record five fields, and records and fields all
 //! joined by `/`, the one character an item name cannot hold:
 //!
 //! * the item's fixed-format columns (ids, numbers, hex digests, the status
@@ -19,7 +19,10 @@
 //! * its chunk list, each chunk's six fields joined by `:` and chunks by
 //!   `,`, and a seventh, the delta base, for a chunk stored as a delta
 //!   (migration 0007). Each chunk carries its `seq` and the list is put in
-//!   order here (lists packed from the tables by SQL come in any order).
+//!   order here (lists packed from the tables by SQL come in any order);
+//! * its sealed record (end-to-end encrypted workspaces, migration 0011),
+//!   lower-case hex, which holds no separator, after a `=` as the MIME
+//!   type has, so that a record too tells itself from none.
 //!
 //! The packed value is written by SQL in this module and read back here
 //! only. The chunk list is the one part stored packed: each item row keeps
@@ -34,7 +37,7 @@ use std::str::{FromStr, Split};
 use stacksync_proto::{ChunkId, ChunkRef, ContentHash, ItemMeta, ItemName, ItemStatus};
 
 use crate::error::StoreError;
-use crate::rows::{TOP, corrupt, parse_id, span_from_parts, to_u64, with_base};
+use crate::rows::{TOP, corrupt, parse_id, record_from_db, span_from_parts, to_u64, with_base};
 
 /// The fixed-format columns of `items` row `i`, packed into one text value
 /// in the order [`unpack_item`] reads them. `CAST(... AS TEXT)` writes
@@ -120,7 +123,7 @@ pub(crate) fn packed_record() -> String {
     format!(
         "{PACKED_ITEM_FIELDS} || '/' || i.name || '/' \
          || COALESCE('=' || replace(replace(i.mimetype, '\\', '\\\\'), '/', '\\s'), '') \
-         || '/' || COALESCE(i.chunk_list, '')"
+         || '/' || COALESCE(i.chunk_list, '') || '/' || COALESCE('=' || i.record, '')"
     )
 }
 
@@ -141,6 +144,7 @@ pub(crate) fn unpack_window(packed: Option<&str>, count: i64) -> Result<Vec<Item
                 "" => Vec::new(),
                 chunks => unpack_chunk_list(Some(chunks))?,
             };
+            item.record = unpack_record(fields.next("record")?)?;
             items.push(item);
         }
     }
@@ -170,6 +174,21 @@ fn unescape_mimetype(field: &str) -> Result<String, StoreError> {
         });
     }
     Ok(out)
+}
+
+/// A record field of a packed item: empty for none, else `=` and the
+/// record's hex, read by the rule of the column (`record_from_db`).
+fn unpack_record(field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match field {
+        "" => Ok(None),
+        field => match field.strip_prefix('=') {
+            Some(hex) => record_from_db(TABLE, Some(hex)),
+            None => Err(corrupt(
+                TABLE,
+                format!("a record field of {} characters", field.len()),
+            )),
+        },
+    }
 }
 
 const TABLE: &str = "items";
@@ -278,6 +297,7 @@ pub(crate) fn unpack_item(
         device,
         revision,
         chunks: Vec::new(),
+        record: None,
     })
 }
 
@@ -321,6 +341,7 @@ pub(crate) fn unpack_chunk_list(packed: Option<&str>) -> Result<Vec<ChunkRef>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stacksync_proto::keys::to_hex;
     use stacksync_proto::{DeviceId, ItemId, PackSpan, WorkspaceId};
 
     /// What the SQL of this module writes for `m`, written in Rust: the
@@ -384,6 +405,7 @@ mod tests {
             device: DeviceId::new(),
             revision: 7,
             chunks: Vec::new(),
+            record: None,
         }
     }
 
@@ -393,7 +415,11 @@ mod tests {
             format!("={}", t.replace('\\', "\\\\").replace('/', "\\s"))
         });
         let chunks = pack_chunks(&m.chunks).unwrap_or_default();
-        format!("{}/{}/{mimetype}/{chunks}", pack_item(m), m.name)
+        let record = m
+            .record
+            .as_ref()
+            .map_or(String::new(), |r| format!("={}", to_hex(r)));
+        format!("{}/{}/{mimetype}/{chunks}/{record}", pack_item(m), m.name)
     }
 
     fn roundtrip(m: &ItemMeta) -> ItemMeta {
@@ -443,6 +469,46 @@ mod tests {
     }
 
     #[test]
+    fn records_come_back_whole_and_bad_ones_are_corrupt() {
+        // Every byte value, separators of the packed format among them:
+        // hex carries them all as digits.
+        let hostile: Vec<u8> = (0..=255u8).chain(*b"/|=\\,:%").chain([0, 0xff]).collect();
+        let mut items: Vec<ItemMeta> = ["a", "b", "c"]
+            .into_iter()
+            .map(|n| item(None, Some(ContentHash([3; 32])), n))
+            .collect();
+        items[0].record = Some(hostile);
+        items[2].record = Some(vec![0]);
+        items[2].chunks = vec![ChunkRef::whole(ChunkId([8; 32]), 3)];
+        let packed: Vec<String> = items.iter().map(pack_record).collect();
+        assert_eq!(unpack_window(Some(&packed.join("/")), 3).unwrap(), items);
+        for m in &items {
+            assert_eq!(&roundtrip(m), m);
+        }
+        // A record the columns could not hold either: not hex, odd, empty,
+        // without its mark.
+        let (head, record) = packed[0].rsplit_once('/').unwrap();
+        assert!(record.starts_with("=00010203"), "{record}");
+        for bad in ["=", "=0", "=zz", "=0g", "00", "==00", "x", "= 00", "=00 "] {
+            let value = format!("{head}/{bad}");
+            assert!(
+                matches!(
+                    unpack_window(Some(&value), 1),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{value:?} was accepted"
+            );
+        }
+        // Upper-case hex is still hex (the decoder is total, not picky).
+        let upper = format!("{head}/={}", &record[1..].to_uppercase());
+        assert_eq!(unpack_window(Some(&upper), 1).unwrap()[0], items[0]);
+        assert!(matches!(
+            unpack_window(Some(&format!("{head}/=00/")), 1),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
     fn chunk_lists_come_back_in_order_with_their_locations() {
         let mut m = item(None, Some(ContentHash([1; 32])), "many");
         m.chunks = (0..5000u32)
@@ -476,9 +542,12 @@ mod tests {
             .collect();
         let packed = pack_chunk_list(&m).unwrap();
         assert_eq!(unpack_chunk_list(Some(&packed)).unwrap(), m.chunks);
-        let mut record = pack_record(&m);
-        record.truncate(record.rfind('/').unwrap() + 1);
-        record.push_str(&packed);
+        let record = pack_record(&ItemMeta {
+            chunks: Vec::new(),
+            ..m.clone()
+        });
+        let (head, tail) = record.rsplit_once("//").unwrap();
+        let record = format!("{head}/{packed}/{tail}");
         assert_eq!(unpack_window(Some(&record), 1).unwrap(), vec![m.clone()]);
         for empty in [
             ItemMeta {

@@ -27,12 +27,14 @@ const ITEM_FIXED_BYTES: usize = 1024;
 const CHUNK_BYTES: usize = 256;
 
 /// An upper bound of the bytes `item` takes in a page on the wire: every
-/// fixed field at its longest, and every byte of the free-text fields (name
-/// and MIME type) escaped as `\uXXXX`. Cheap, so that a listing does not
-/// encode every item twice.
+/// fixed field at its longest, every byte of the free-text fields (name
+/// and MIME type) escaped as `\uXXXX`, and the sealed record as its hex
+/// (two characters a byte; its field name fits in the fixed bytes). Cheap,
+/// so that a listing does not encode every item twice.
 pub(crate) fn wire_bytes(item: &ItemMeta) -> usize {
     let text = item.name.as_str().len() + item.mimetype.as_ref().map_or(0, String::len);
-    ITEM_FIXED_BYTES + 6 * text + CHUNK_BYTES * item.chunks.len()
+    let record = item.record.as_ref().map_or(0, |r| 2 * r.len());
+    ITEM_FIXED_BYTES + 6 * text + CHUNK_BYTES * item.chunks.len() + record
 }
 
 #[cfg(test)]
@@ -74,15 +76,24 @@ mod tests {
                 };
                 chunks
             ],
+            record: None,
         }
     }
 
     #[test]
     fn the_estimate_bounds_the_encoded_item() {
+        // The largest record a version of `chunks` chunks may carry.
+        let sealed = |mut item: ItemMeta| {
+            let limit = stacksync_proto::ProposedItem::record_limit(item.chunks.len());
+            item.record = Some(vec![0xff; limit]);
+            item
+        };
         for item in [
             heaviest(0, "a", ""),
             heaviest(1, "\"\\\"\\", "\u{1}\u{2}\"\\"),
             heaviest(3000, &"é".repeat(100), &"\u{7f}".repeat(200)),
+            sealed(heaviest(0, "a", "")),
+            sealed(heaviest(3000, &"é".repeat(100), "")),
         ] {
             let encoded = serde_json::to_vec(&item).unwrap().len();
             assert!(
@@ -145,6 +156,7 @@ mod tests {
                 size: 100 * u64::from(n),
                 client_modified: 0,
                 chunks,
+                record: None,
             }
         };
         store

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use stacksync_proto::keys::{from_hex, to_hex};
 use stacksync_proto::{
     ChunkId, ChunkRef, ContentHash, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus,
     PackSpan, WorkspaceId,
@@ -14,11 +15,12 @@ use crate::error::{DbContext, StoreError};
 
 /// Columns that [`item_from_row`] reads, for the `items` table.
 pub(crate) const ITEM_COLS: &str = "id, workspace_id, parent_id, name, is_folder, mimetype, status, \
-     latest_version AS version, revision, content_hash, size, client_modified, server_modified, device_id";
+     latest_version AS version, revision, content_hash, size, client_modified, server_modified, device_id, \
+     record";
 
 /// Columns that [`item_from_row`] reads, for the `item_versions` table.
 pub(crate) const VERSION_COLS: &str = "item_id AS id, workspace_id, parent_id, name, is_folder, mimetype, \
-     status, version, revision, content_hash, size, client_modified, server_modified, device_id";
+     status, version, revision, content_hash, size, client_modified, server_modified, device_id, record";
 
 /// The stored form of "no parent" (top of the workspace).
 pub(crate) const TOP: &str = "";
@@ -61,6 +63,7 @@ pub(crate) fn item_from_row(table: &'static str, row: &AnyRow) -> Result<ItemMet
     let name: String = get(row, "name")?;
     let status: String = get(row, "status")?;
     let hash: Option<String> = get(row, "content_hash")?;
+    let record: Option<String> = get(row, "record")?;
     Ok(ItemMeta {
         id: parse_id(table, &get::<String>(row, "id")?)?,
         workspace: parse_id::<WorkspaceId>(table, &get::<String>(row, "workspace_id")?)?,
@@ -80,7 +83,32 @@ pub(crate) fn item_from_row(table: &'static str, row: &AnyRow) -> Result<ItemMet
         device: parse_id::<DeviceId>(table, &get::<String>(row, "device_id")?)?,
         revision: to_u64(table, get(row, "revision")?)?,
         chunks: Vec::new(),
+        record: record_from_db(table, record.as_deref())?,
     })
+}
+
+/// A version's sealed record as stored (lower-case hex; NULL for none).
+pub(crate) fn record_to_db(record: Option<&[u8]>) -> Option<String> {
+    record.map(to_hex)
+}
+
+/// A stored record back as bytes. A record is never empty (the commit
+/// rules refuse one), so an empty value is as corrupt as one that is not
+/// hex.
+pub(crate) fn record_from_db(
+    table: &'static str,
+    text: Option<&str>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match text {
+        None => Ok(None),
+        Some(text) => match from_hex(text) {
+            Some(bytes) if !bytes.is_empty() => Ok(Some(bytes)),
+            _ => Err(corrupt(
+                table,
+                format!("a record of {} characters is not hex", text.len()),
+            )),
+        },
+    }
 }
 
 /// Columns that [`chunk_from_row`] reads: a chunk's id and size (from

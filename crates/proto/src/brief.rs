@@ -80,6 +80,7 @@ impl ProposedItem {
             device,
             revision,
             chunks: self.chunks.clone(),
+            record: self.record.clone(),
         }
     }
 }

@@ -20,6 +20,7 @@ fn proposal(name: &str, status: ItemStatus, version: u64) -> ProposedItem {
             size: 3,
             span: Some(PackSpan::new(ChunkId([1; 32]), 0, 40).unwrap()),
         }],
+        record: None,
     }
 }
 

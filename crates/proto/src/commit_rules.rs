@@ -362,6 +362,7 @@ pub fn decide(
         device: at.device,
         revision: at.revision,
         chunks: if live { p.chunks.clone() } else { Vec::new() },
+        record: p.record.clone(),
     })
 }
 
@@ -381,6 +382,11 @@ pub fn normalized_status(current: Option<&ItemMeta>, p: &ProposedItem) -> ItemSt
 /// compared by meaning, not by spelling.
 pub fn same_version(stored: &ItemMeta, p: &ProposedItem, device: DeviceId) -> bool {
     if stored.device != device || stored.status.is_live() != p.status.is_live() {
+        return false;
+    }
+    if stored.record != p.record {
+        // A sealed record names its version and content: the same bytes
+        // are the same version (records are sealed deterministically).
         return false;
     }
     if !stored.status.is_live() {

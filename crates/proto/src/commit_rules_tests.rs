@@ -93,6 +93,7 @@ prop_compose! {
             device: device(dev),
             revision: rev,
             chunks,
+            record: None,
         }
     }
 }
@@ -117,6 +118,7 @@ prop_compose! {
             size: if malformed { size + 1 } else { size },
             client_modified: i64::from(seed),
             chunks,
+            record: None,
         }
     }
 }
@@ -173,6 +175,7 @@ fn case() -> impl Strategy<Value = (Option<ItemMeta>, ProposedItem, DeviceId, Fa
                     size: c.size,
                     client_modified: c.client_modified,
                     chunks: c.chunks.clone(),
+                    record: None,
                 };
                 facts.stored = Some(c.clone());
                 return (cur.clone(), again, c.device, facts);
@@ -305,6 +308,7 @@ fn folder(n: u64, parent: Option<u64>, live: bool) -> ItemMeta {
         device: device(1),
         revision: n,
         chunks: Vec::new(),
+        record: None,
     }
 }
 

@@ -237,6 +237,16 @@ pub struct ItemMeta {
     /// Chunks of the content, in order (empty for folders and empty files).
     #[serde(default)]
     pub chunks: Vec<ChunkRef>,
+    /// In an end-to-end encrypted workspace (`EncryptionMode::ClientSide`):
+    /// the signed, encrypted record of this version that its writer sealed
+    /// (opaque to the server; see [`ProposedItem::record`]). `None`
+    /// elsewhere.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::keys::hex_bytes_opt"
+    )]
+    pub record: Option<Vec<u8>>,
 }
 
 /// A version of an item that a device proposes. The server fills in the rest.
@@ -258,9 +268,41 @@ pub struct ProposedItem {
     pub client_modified: Millis,
     #[serde(default)]
     pub chunks: Vec<ChunkRef>,
+    /// The sealed record of this version, in an end-to-end encrypted
+    /// workspace only, where it is required: the real name, sizes,
+    /// modification time, content hash and chunk list, encrypted and
+    /// signed by the writer (`stacksync-vault`). There the rest of the
+    /// proposal is what the server may see: [`ProposedItem::sealed_name`]
+    /// as the name, no MIME type, each chunk's padded size. At most
+    /// [`ProposedItem::record_limit`] bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::keys::hex_bytes_opt"
+    )]
+    pub record: Option<Vec<u8>>,
 }
 
 impl ProposedItem {
+    /// Record bytes allowed besides those of the chunk list.
+    pub const RECORD_FIXED_BYTES: usize = 1024;
+    /// Record bytes allowed per chunk of the version.
+    pub const RECORD_BYTES_PER_CHUNK: usize = 40;
+
+    /// The largest record a version of `chunks` chunks may carry: records
+    /// grow with the chunk list and nothing else, so the server never
+    /// keeps a large blob for a small version.
+    pub fn record_limit(chunks: usize) -> usize {
+        Self::RECORD_FIXED_BYTES + Self::RECORD_BYTES_PER_CHUNK * chunks
+    }
+
+    /// The name every item of an end-to-end encrypted workspace has on the
+    /// server: its own id, which says nothing and is unique among its
+    /// siblings (the real name is in the record).
+    pub fn sealed_name(id: ItemId) -> ItemName {
+        ItemName::new(id.to_string()).expect("an id is a valid name")
+    }
+
     /// Checks what can be checked without the database: sizes add up, a
     /// folder has no content, a file with bytes has a hash.
     pub fn check_shape(&self) -> Result<(), Error> {
@@ -371,6 +413,16 @@ impl ProposedItem {
             return Err(Error::bad_request(format!(
                 "item {}: mimetype too long",
                 self.id
+            )));
+        }
+        if let Some(r) = &self.record
+            && (r.is_empty() || r.len() > Self::record_limit(self.chunks.len()))
+        {
+            return Err(Error::bad_request(format!(
+                "item {}: a record of {} bytes for {} chunks",
+                self.id,
+                r.len(),
+                self.chunks.len()
             )));
         }
         Ok(())
@@ -493,6 +545,7 @@ mod tests {
                 size: 5,
                 span: Some(whole.delta_of(Some(base))),
             }],
+            record: None,
         };
         p.check_shape().unwrap();
         p.chunks[0].span = Some(whole.delta_of(Some(id)));

@@ -22,6 +22,10 @@ pub const MAX_IDENTITY_BYTES: usize = 1024;
 /// Most users one `GetIdentities` asks about.
 pub const MAX_IDENTITY_USERS: usize = 1024;
 
+/// Largest sealed private identity the server keeps for its owner (a
+/// vault identity sealed under a passphrase is about 200 bytes).
+pub const MAX_SEALED_IDENTITY_BYTES: usize = 1024;
+
 /// Largest key statement the server stores. A statement of 1024 members
 /// with their wrapped keys and a long key history stays well below it.
 pub const MAX_KEY_STATEMENT_BYTES: usize = 256 * 1024;
@@ -82,6 +86,27 @@ pub mod hex_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         hex::decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for optional bytes as a lower-case hex string (absent when `None`;
+/// use with `#[serde(default, skip_serializing_if = "Option::is_none")]`).
+pub mod hex_bytes_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `bytes` as lower-case hex (or nothing).
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_str(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads hex (either case) into bytes; `null` is `None`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        text.map(|t| hex::decode(t.as_bytes()).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -124,6 +124,28 @@ pub enum Request {
     PublishIdentity {
         #[serde(with = "crate::keys::hex_bytes")]
         identity: Vec<u8>,
+        /// The matching private identity sealed under the user's
+        /// encryption passphrase (opaque; at most
+        /// [`crate::keys::MAX_SEALED_IDENTITY_BYTES`]), kept for the
+        /// user's other devices and given to nobody else. `None` keeps the
+        /// sealed copy stored before, if the identity did not change, and
+        /// removes it otherwise.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::keys::hex_bytes_opt"
+        )]
+        sealed: Option<Vec<u8>>,
+    },
+    /// The caller's own published identity and the sealed copy of its
+    /// private half, as [`Request::PublishIdentity`] stored them.
+    GetOwnIdentity,
+    /// Makes the caller's own private workspace end-to-end encrypted
+    /// (`EncryptionMode::ClientSide`): only while nothing was ever
+    /// committed to it and no key statement exists; the same request
+    /// again is answered the same way. Used by `setup --encrypted`.
+    EncryptWorkspace {
+        workspace: WorkspaceId,
     },
     /// The public identities of `users` (at most
     /// [`crate::keys::MAX_IDENTITY_USERS`]): only of users who share a
@@ -239,6 +261,21 @@ pub enum Reply {
     /// changed (earlier than now when the same bytes were published).
     IdentityPublished {
         changed_at: Millis,
+    },
+    /// The caller's own identity and sealed private identity, if published.
+    OwnIdentity {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::keys::hex_bytes_opt"
+        )]
+        identity: Option<Vec<u8>>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::keys::hex_bytes_opt"
+        )]
+        sealed: Option<Vec<u8>>,
     },
     /// For each user asked about, in order: their identity, or `None`.
     Identities {

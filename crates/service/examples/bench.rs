@@ -85,6 +85,7 @@ fn proposed(id: ItemId, v: u64) -> ProposedItem {
         size: 0,
         client_modified: v as i64,
         chunks: vec![],
+        record: None,
     }
 }
 

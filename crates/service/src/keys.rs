@@ -14,16 +14,29 @@
 //!   (`MetaStore::append_key_statement` settles races on the database);
 //! * once a statement is durable every member's devices hear
 //!   [`Notification::KeysChanged`] on the workspace's topic (again on a
-//!   retry, in case the first attempt stopped before notifying).
+//!   retry, in case the first attempt stopped before notifying);
+//! * a user may keep their private identity, sealed under their
+//!   passphrase, with their public one, for their own other devices: it
+//!   is given back to that user only (`GetOwnIdentity`), never in
+//!   `GetIdentities`, and goes when they publish another identity without
+//!   it;
+//! * a user makes their own private workspace end-to-end encrypted
+//!   (`EncryptWorkspace`) only while nothing was ever written to it
+//!   (`MetaStore::encrypt_private_workspace` checks and sets in one
+//!   statement); the account's setting is its private workspace's, so
+//!   every listing of it says client-side from then on, and the user's
+//!   devices hear `WorkspaceUpdated`.
 
 use stacksync_bus::Topic;
 use stacksync_metastore::Appended;
 use stacksync_proto::keys::{
     KEY_STATEMENTS_PAGE_BYTES, MAX_IDENTITY_BYTES, MAX_IDENTITY_USERS, MAX_KEY_STATEMENT_BYTES,
-    MAX_KEY_STATEMENTS,
+    MAX_KEY_STATEMENTS, MAX_SEALED_IDENTITY_BYTES,
 };
 use stacksync_proto::rpc::Reply;
-use stacksync_proto::{EncryptionMode, Error, ErrorKind, Notification, UserId, WorkspaceId};
+use stacksync_proto::{
+    EncryptionMode, Error, ErrorKind, Notification, UserId, Workspace, WorkspaceId,
+};
 
 use crate::Service;
 use crate::error::ServiceError;
@@ -31,16 +44,92 @@ use crate::error::ServiceError;
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 impl Service {
-    /// `PublishIdentity`: the caller's own identity, nobody else's.
-    pub(crate) async fn publish_identity(&self, user: UserId, identity: &[u8]) -> Result<Reply> {
+    /// `PublishIdentity`: the caller's own identity, nobody else's, and
+    /// the sealed copy of its private half if given (`None` keeps the one
+    /// stored if the identity did not change, and removes it otherwise).
+    pub(crate) async fn publish_identity(
+        &self,
+        user: UserId,
+        identity: &[u8],
+        sealed: Option<&[u8]>,
+    ) -> Result<Reply> {
         if identity.is_empty() {
             return Err(Error::bad_request("an identity cannot be empty").into());
         }
         if identity.len() > MAX_IDENTITY_BYTES {
             return Err(too_large("an identity", identity.len(), MAX_IDENTITY_BYTES).into());
         }
-        let changed_at = self.store().publish_identity(user, identity).await?;
+        if let Some(sealed) = sealed {
+            if sealed.is_empty() {
+                return Err(Error::bad_request("a sealed identity cannot be empty").into());
+            }
+            if sealed.len() > MAX_SEALED_IDENTITY_BYTES {
+                return Err(too_large(
+                    "a sealed identity",
+                    sealed.len(),
+                    MAX_SEALED_IDENTITY_BYTES,
+                )
+                .into());
+            }
+        }
+        let changed_at = self
+            .store()
+            .publish_identity(user, identity, sealed)
+            .await?;
         Ok(Reply::IdentityPublished { changed_at })
+    }
+
+    /// `GetOwnIdentity`: the caller's own, sealed copy included; there is
+    /// no way to ask for anybody else's sealed copy.
+    pub(crate) async fn get_own_identity(&self, user: UserId) -> Result<Reply> {
+        let own = self.store().own_identity(user).await?;
+        Ok(match own {
+            Some(own) => Reply::OwnIdentity {
+                identity: Some(own.identity),
+                sealed: own.sealed,
+            },
+            None => Reply::OwnIdentity {
+                identity: None,
+                sealed: None,
+            },
+        })
+    }
+
+    /// `EncryptWorkspace`: the caller's own private workspace only, while
+    /// nothing was ever written to it; the same request again, once it is
+    /// end-to-end encrypted, is answered the same way.
+    pub(crate) async fn encrypt_workspace(
+        &self,
+        user: UserId,
+        ws: WorkspaceId,
+    ) -> Result<Workspace> {
+        // Authorize first: a non-member learns nothing of the workspace.
+        let workspace = self.member_of(user, ws).await?;
+        if workspace.owner != user {
+            return Err(Error::forbidden(
+                "only the workspace's owner can make it end-to-end encrypted",
+            )
+            .into());
+        }
+        if workspace.is_shared {
+            return Err(Error::bad_request(format!(
+                "workspace {ws} is a shared folder: only your private workspace can be made \
+                 end-to-end encrypted (encrypted sharing is done by the clients, and is not \
+                 built yet)"
+            ))
+            .into());
+        }
+        let encrypted = if workspace.encryption == EncryptionMode::ClientSide {
+            workspace
+        } else {
+            self.store().encrypt_private_workspace(user, ws).await?
+        };
+        // Again on a retry, in case the first attempt stopped before it.
+        let n = Notification::WorkspaceUpdated {
+            workspace: encrypted.clone(),
+        };
+        self.notify(Topic::User(user), &n).await;
+        Ok(encrypted)
     }
 
     /// `GetIdentities`: only of people the caller shares a workspace with.

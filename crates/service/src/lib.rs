@@ -13,11 +13,23 @@
 //! before the change is committed, and never let a failed notification
 //! fail the operation it announces (notifications are hints; clients re-read
 //! the change feed).
+//!
+//! End-to-end encrypted workspaces (`EncryptionMode::ClientSide`) are
+//! served blind: the service stores and relays identities, key chains and
+//! each version's sealed record as opaque bytes (`keys.rs`), and keeps
+//! what each encryption setting allows in one place
+//! (`encryption_rules.rs`): there every proposal carries a sealed record
+//! under its id as its name and no MIME type, elsewhere none carries a
+//! record; the server restores nothing there and shares no folder into or
+//! out of such a workspace it would have to move readable files for. A
+//! user's private workspace becomes one (`EncryptWorkspace`) only while
+//! nothing was ever written to it.
 
 mod accounts;
 mod auth;
 mod broker;
 mod chunks;
+mod encryption_rules;
 mod error;
 mod gc;
 mod keys;

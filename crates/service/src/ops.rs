@@ -5,8 +5,10 @@
 //! only through `MetaStore::workspace_as` (forbidden to non-members, whether
 //! or not it exists), changed only through `Service::writable_member_of`
 //! (forbidden to read-only members too), and a device id in a request must
-//! belong to the caller. Identities and key chains of end-to-end
-//! encrypted workspaces are `keys.rs`.
+//! belong to the caller. What each encryption setting allows of a
+//! proposal, a restore or a share is `encryption_rules.rs`; identities,
+//! key chains and making a private workspace end-to-end encrypted are
+//! `keys.rs`.
 
 use std::net::IpAddr;
 
@@ -21,6 +23,7 @@ use uuid::Uuid;
 
 use crate::Service;
 use crate::auth::derived_id;
+use crate::encryption_rules::{Screened, check_restore};
 use crate::error::ServiceError;
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -176,7 +179,14 @@ impl Service {
                     .change_password(user, &token, &current_password, &new_password)
                     .await?,
             },
-            Request::PublishIdentity { identity } => self.publish_identity(user, &identity).await?,
+            Request::PublishIdentity { identity, sealed } => {
+                self.publish_identity(user, &identity, sealed.as_deref())
+                    .await?
+            }
+            Request::GetOwnIdentity => self.get_own_identity(user).await?,
+            Request::EncryptWorkspace { workspace } => {
+                Reply::Workspace(self.encrypt_workspace(user, workspace).await?)
+            }
             Request::GetIdentities { users } => self.get_identities(user, &users).await?,
             Request::GetKeyStatements {
                 workspace,
@@ -234,6 +244,9 @@ impl Service {
         }
     }
 
+    /// Checks each proposal against the workspace's encryption setting
+    /// (`encryption_rules.rs`: a refused one is refused alone), then
+    /// applies the rest under that very setting.
     async fn commit(
         &self,
         user: UserId,
@@ -241,8 +254,15 @@ impl Service {
     ) -> Result<stacksync_proto::CommitResult> {
         let workspace = self.writable_member_of(user, commit.workspace).await?;
         self.own_device(user, commit.device).await?;
-        self.record_named_objects(user, &workspace, &commit).await?;
-        let result = self.store().commit(&commit).await?;
+        let screened = Screened::new(&workspace, commit);
+        let commit = &screened.passed;
+        self.record_named_objects(user, &workspace, commit).await?;
+        let stored = self
+            .store()
+            .commit_in_mode(commit, workspace.encryption)
+            .await?;
+        let (ws, device) = (commit.workspace, commit.device);
+        let result = screened.merge(stored)?;
         let items: Vec<ItemMeta> = result
             .results
             .iter()
@@ -253,12 +273,12 @@ impl Service {
             .collect();
         if !items.is_empty() {
             let n = Notification::Commit {
-                workspace: commit.workspace,
-                device: commit.device,
+                workspace: ws,
+                device,
                 revision: result.revision,
                 items,
             };
-            self.notify(Topic::Workspace(commit.workspace), &n).await;
+            self.notify(Topic::Workspace(ws), &n).await;
         }
         Ok(result)
     }
@@ -288,6 +308,7 @@ impl Service {
     /// Commits a new version whose content is that of `version` (history
     /// is kept). If the item already looks like that version (a retried
     /// restore, or nothing to undo), the current version is the answer.
+    /// Refused in an end-to-end encrypted workspace (`check_restore`).
     async fn restore(
         &self,
         user: UserId,
@@ -296,8 +317,9 @@ impl Service {
         version: u64,
         device: DeviceId,
     ) -> Result<ItemMeta> {
-        self.writable_member_of(user, ws).await?;
+        let workspace = self.writable_member_of(user, ws).await?;
         self.own_device(user, device).await?;
+        check_restore(&workspace)?;
         let old = self.store().version(ws, item, version).await?;
         let current = self.store().item(ws, item).await?;
         if same_content(&old, &current) {
@@ -321,13 +343,17 @@ impl Service {
             size: if live { old.size } else { 0 },
             client_modified: old.client_modified,
             chunks: if live { old.chunks.clone() } else { Vec::new() },
+            record: None,
         };
         let request = CommitRequest {
             workspace: ws,
             device,
             items: vec![proposed],
         };
-        let result = self.store().commit(&request).await?;
+        let result = self
+            .store()
+            .commit_in_mode(&request, workspace.encryption)
+            .await?;
         let outcome = result
             .results
             .into_iter()

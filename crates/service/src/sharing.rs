@@ -25,6 +25,7 @@ use stacksync_proto::{
 use uuid::Uuid;
 
 use crate::chunks::read_object;
+use crate::encryption_rules::may_move_back;
 use crate::error::{BlobContext, ServiceError};
 use crate::ops::{share_proposal_id, shared_workspace_id};
 use crate::{Service, container_name};
@@ -71,6 +72,8 @@ impl Service {
         if terms.encryption == EncryptionMode::ServerSide {
             self.require_at_rest()?;
         }
+        self.check_share_encryption(&workspace, folder, terms.encryption)
+            .await?;
         let me = self.store().user(user).await?.account;
         if emails
             .iter()
@@ -176,6 +179,12 @@ impl Service {
             .shared_workspace
             .unwrap_or_else(|| shared_workspace_id(p.id));
         let folder = self.store().item(p.workspace, p.folder).await?;
+        // The owner may have put files into the folder since proposing,
+        // or the proposal is older than the rule: checked before anything
+        // is made, and again below for each attempt of the move.
+        let source = self.store().workspace_as(p.owner, p.workspace).await?;
+        self.check_share_encryption(&source, p.folder, p.encryption)
+            .await?;
         let ws = self
             .store()
             .create_workspace_with_id(id, p.owner, folder.name.as_str(), true, p.encryption)
@@ -189,6 +198,10 @@ impl Service {
         let mut attempts = 0;
         let moved = loop {
             let source = self.store().workspace_as(p.owner, p.workspace).await?;
+            // What is under the folder as of `source.latest_revision`: the
+            // move below happens only if nothing there changed after it.
+            self.check_share_encryption(&source, p.folder, p.encryption)
+                .await?;
             self.copy_chunks(&source, &ws, Some(p.folder)).await?;
             let unchanged = self
                 .store()
@@ -385,7 +398,9 @@ impl Service {
     /// is dissolved (no members; invitations to it used up). The owner's
     /// devices hear it as a commit in their private workspace and the
     /// shared one leaving. Idempotent: a shared workspace with other
-    /// members, or already dissolved, is left alone.
+    /// members, or already dissolved, is left alone; so is one whose items
+    /// the server cannot move back (`encryption_rules::may_move_back`),
+    /// which stays its owner's alone.
     async fn dissolve_if_alone(&self, workspace: &Workspace) -> Result<()> {
         let ws = workspace.id;
         let members = self.store().members(ws).await?;
@@ -397,6 +412,9 @@ impl Service {
         };
         let owner = p.owner;
         let private = self.store().workspace_as(owner, p.workspace).await?;
+        if !may_move_back(workspace, &private) {
+            return Ok(());
+        }
         // Chunks first, items second, as when it was shared; and, as then,
         // again if the owner committed into it between the two.
         let mut attempts = 0;

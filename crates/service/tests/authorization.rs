@@ -9,6 +9,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, User, file, folder};
 use stacksync_blobstore::ContainerName;
+use stacksync_metastore::OwnIdentity;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
     ChunkId, ChunkRef, CommitRequest, EncryptionMode, ErrorKind, ItemId, ItemMeta, Member,
@@ -42,6 +43,8 @@ fn variant(r: &Request) -> &'static str {
         Request::IssueBrokerCredentials => "issue_broker_credentials",
         Request::BindNotifications => "bind_notifications",
         Request::PublishIdentity { .. } => "publish_identity",
+        Request::GetOwnIdentity => "get_own_identity",
+        Request::EncryptWorkspace { .. } => "encrypt_workspace",
         Request::GetIdentities { .. } => "get_identities",
         Request::GetKeyStatements { .. } => "get_key_statements",
         Request::PutKeyStatement { .. } => "put_key_statement",
@@ -64,7 +67,8 @@ fn names_a_workspace(r: &Request) -> bool {
         | Request::Restore { .. }
         | Request::LocateChunks { .. }
         | Request::GetKeyStatements { .. }
-        | Request::PutKeyStatement { .. } => true,
+        | Request::PutKeyStatement { .. }
+        | Request::EncryptWorkspace { .. } => true,
         Request::Login { .. }
         | Request::GetAccount
         | Request::GetWorkspaces
@@ -76,6 +80,7 @@ fn names_a_workspace(r: &Request) -> bool {
         | Request::IssueBrokerCredentials
         | Request::BindNotifications
         | Request::PublishIdentity { .. }
+        | Request::GetOwnIdentity
         | Request::GetIdentities { .. } => false,
     }
 }
@@ -102,6 +107,8 @@ const ALL: &[&str] = &[
     "issue_broker_credentials",
     "bind_notifications",
     "publish_identity",
+    "get_own_identity",
+    "encrypt_workspace",
     "get_identities",
     "get_key_statements",
     "put_key_statement",
@@ -117,6 +124,8 @@ struct Snapshot {
     device_name: String,
     invitees: Vec<(String, String)>,
     mallory_revision: u64,
+    encryption: EncryptionMode,
+    alice_identity: Option<OwnIdentity>,
 }
 
 struct World {
@@ -162,6 +171,8 @@ async fn snapshot(env: &Env, w: &World) -> Snapshot {
             .await
             .unwrap()
             .latest_revision,
+        encryption: store.workspace_as(w.alice.id, ws).await.unwrap().encryption,
+        alice_identity: store.own_identity(w.alice.id).await.unwrap(),
     }
 }
 
@@ -189,9 +200,11 @@ async fn world(env: &Env) -> World {
         items: vec![folder(dir, None, "Secret"), plan],
     };
     env.call(&alice.token, Request::Commit(c)).await.unwrap();
-    // An identity mallory must not be given: she shares nothing with alice.
+    // An identity mallory must not be given: she shares nothing with alice;
+    // and its sealed private half, which is alice's alone.
     let identity = Request::PublishIdentity {
         identity: vec![0xa1; 80],
+        sealed: Some(vec![0x5e; 200]),
     };
     env.call(&alice.token, identity).await.unwrap();
     let Ok(Reply::ShareProposal { proposal, .. }) = env
@@ -359,9 +372,13 @@ fn table(w: &World) -> Vec<(Request, Option<ErrorKind>)> {
         (
             Request::PublishIdentity {
                 identity: vec![0x66; 80],
+                sealed: None,
             },
             None,
         ),
+        // Her own, never alice's sealed one.
+        (Request::GetOwnIdentity, None),
+        (Request::EncryptWorkspace { workspace: ws }, forbidden),
         (
             Request::GetIdentities {
                 users: vec![w.alice.id, w.bob.id],
@@ -432,6 +449,9 @@ async fn non_members_are_refused_and_nothing_changes(env: &Env) {
                 assert_eq!(invitations, vec![], "{name}");
             }
             (None, Ok(Reply::IdentityPublished { .. })) => {}
+            (None, Ok(Reply::OwnIdentity { identity, sealed })) => {
+                assert_eq!((identity, sealed), (Some(vec![0x66; 80]), None), "{name}");
+            }
             (None, Ok(Reply::Identities { identities })) => {
                 assert_eq!(identities, vec![None, None], "{name}");
             }
@@ -676,16 +696,24 @@ fn read_only_table(w: &ReadOnlyWorld) -> Vec<(Request, Expect)> {
             },
             ReadOnly,
         ),
+        // Only the owner's private workspace, and this is neither.
+        (Request::EncryptWorkspace { workspace: ws }, Forbidden),
         (Request::LeaveWorkspace { workspace: ws }, Answered),
     ]
 }
 
 /// Everything of `team` a read-only member's request must leave as it
-/// was (as its owner sees it): revision, items, ledger, stored objects.
+/// was (as its owner sees it): revision and setting, items, ledger,
+/// stored objects.
 async fn team_snapshot(
     env: &Env,
     w: &ReadOnlyWorld,
-) -> (u64, Vec<ItemMeta>, Vec<String>, Vec<ChunkId>) {
+) -> (
+    (u64, EncryptionMode),
+    Vec<ItemMeta>,
+    Vec<String>,
+    Vec<ChunkId>,
+) {
     let store = env.service.store();
     let ws = w.team.id;
     let objects = store
@@ -696,12 +724,9 @@ async fn team_snapshot(
         .map(|o| format!("{} {}", o.id, o.size))
         .collect();
     let container = ContainerName::new(&w.team.container).unwrap();
+    let team = store.workspace_as(w.alice.id, ws).await.unwrap();
     (
-        store
-            .workspace_as(w.alice.id, ws)
-            .await
-            .unwrap()
-            .latest_revision,
+        (team.latest_revision, team.encryption),
         store.get_changes(ws, 0, 1000).await.unwrap().items,
         objects,
         env.blobs.list(&container).await.unwrap(),

@@ -17,7 +17,13 @@ use stacksync_proto::{
 
 async fn publish(env: &Env, user: &User, identity: Vec<u8>) -> Result<i64, Error> {
     match env
-        .call(&user.token, Request::PublishIdentity { identity })
+        .call(
+            &user.token,
+            Request::PublishIdentity {
+                identity,
+                sealed: None,
+            },
+        )
         .await?
     {
         Reply::IdentityPublished { changed_at } => Ok(changed_at),

@@ -31,6 +31,10 @@ pub(crate) fn random(out: &mut [u8]) -> Result<()> {
 pub(crate) fn seal(key: &Key32, aad: &[u8], plain: &mut [u8]) -> Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
     random(&mut nonce)?;
+    seal_with(key, nonce, aad, plain)
+}
+
+fn seal_with(key: &Key32, nonce: [u8; NONCE_LEN], aad: &[u8], plain: &mut [u8]) -> Result<Vec<u8>> {
     let tag = XChaCha20Poly1305::new(&key.0.into())
         .encrypt_inout_detached(&XNonce::from(nonce), aad, plain.into())
         .map_err(|_| ErrorKind::InvalidInput)?;
@@ -41,6 +45,25 @@ pub(crate) fn seal(key: &Key32, aad: &[u8], plain: &mut [u8]) -> Result<Vec<u8>>
     // The caller's buffer now holds ciphertext; nothing secret is left in it.
     Ok(out)
 }
+
+/// As [`seal`], with the nonce derived from the key, `aad` and `plain`
+/// (a synthetic nonce, as in SIV): the same inputs give the same bytes,
+/// and only they do. For blobs that a retry must reproduce exactly (a
+/// record whose commit reply was lost is sent again after a restart and
+/// must be recognised as the same version); it reveals nothing but the
+/// equality of two identical blobs.
+pub(crate) fn seal_deterministic(key: &Key32, aad: &[u8], plain: &mut [u8]) -> Result<Vec<u8>> {
+    let nonce_key = Zeroizing::new(blake3::derive_key(SYNTHETIC_NONCE_CONTEXT, &key.0));
+    let mut h = blake3::Hasher::new_keyed(&nonce_key);
+    h.update(&(aad.len() as u64).to_le_bytes())
+        .update(aad)
+        .update(plain);
+    let mut nonce = [0u8; NONCE_LEN];
+    h.finalize_xof().fill(&mut nonce);
+    seal_with(key, nonce, aad, plain)
+}
+
+const SYNTHETIC_NONCE_CONTEXT: &str = "StackSync 2026 vault v1 synthetic nonce";
 
 /// Opens `nonce || ciphertext || tag`; any failure is [`ErrorKind::Tampered`].
 pub(crate) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {

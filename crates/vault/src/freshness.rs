@@ -20,6 +20,9 @@ use crate::error::{ErrorKind, Result, fail};
 
 const MAGIC: &[u8; 4] = b"SSfr";
 const FORMAT: u8 = 1;
+/// The hash of a version seeded from the client's own state
+/// ([`Freshness::seed`]); no record hashes to it in practice.
+const UNKNOWN_HASH: [u8; 32] = [0; 32];
 /// The most items a freshness record tracks.
 pub const MAX_ITEMS: usize = 1 << 26;
 const ITEM_LEN: usize = 16 + 8 + 32;
@@ -46,7 +49,7 @@ impl Freshness {
             if version < seen {
                 return fail(ErrorKind::Rollback);
             }
-            if version == seen && hash != record_hash {
+            if version == seen && hash != record_hash && hash != UNKNOWN_HASH {
                 return fail(ErrorKind::Fork);
             }
         }
@@ -55,6 +58,17 @@ impl Freshness {
         }
         self.items.insert(item, (version, record_hash));
         Ok(())
+    }
+
+    /// Records that `version` of `item` was accepted earlier, from the
+    /// client's own state, which keeps versions but not record hashes: an
+    /// older version is then refused, and the first record seen again at
+    /// this version is taken as the one to compare later ones with.
+    pub fn seed(&mut self, item: ItemId, version: u64) -> Result<()> {
+        match self.items.get(&item) {
+            Some(&(seen, _)) if seen >= version => Ok(()),
+            _ => self.observe(item, version, UNKNOWN_HASH),
+        }
     }
 
     /// Records the membership statement at `epoch` with `hash` as seen;
@@ -129,6 +143,26 @@ impl Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seeded_version_refuses_older_and_pins_the_first_record_seen() {
+        let item = ItemId::new();
+        let mut f = Freshness::new();
+        f.seed(item, 3).unwrap();
+        assert_eq!(
+            f.observe(item, 2, [1; 32]).unwrap_err().kind(),
+            &ErrorKind::Rollback
+        );
+        f.observe(item, 3, [1; 32]).unwrap();
+        f.observe(item, 3, [1; 32]).unwrap();
+        assert_eq!(
+            f.observe(item, 3, [2; 32]).unwrap_err().kind(),
+            &ErrorKind::Fork
+        );
+        // Seeding an older version later changes nothing.
+        f.seed(item, 1).unwrap();
+        assert_eq!(f.highest(&item), Some(3));
+    }
 
     /// CCS 2024 class (no rollback protection): an authentic but older
     /// version replayed after a newer one was seen.

@@ -36,6 +36,7 @@ use crate::crypto;
 use crate::error::{ErrorKind, Result, fail};
 use crate::kdf;
 
+const LOCAL_MAGIC: &[u8; 4] = b"SSil";
 const X25519_CONTEXT: &str = "StackSync 2026 vault v1 identity X25519 secret";
 const ED25519_CONTEXT: &str = "StackSync 2026 vault v1 identity Ed25519 seed";
 const BINDING_CONTEXT: &str = "StackSync 2026 vault v1 identity blob binding key";
@@ -236,6 +237,26 @@ impl Identity {
         Ok(w.into_vec())
     }
 
+    /// Seals the identity for the client's own storage under `local_key`
+    /// (a key kept on the device), so that the daemon opens it without
+    /// the passphrase's Argon2 work.
+    pub fn seal_local(&self, local_key: &[u8; 32]) -> Result<Vec<u8>> {
+        let mut w = Writer::new();
+        w.user(&self.user).raw(self.root.as_slice());
+        let mut plain = Zeroizing::new(w.into_vec());
+        crypto::seal_local(LOCAL_MAGIC, FORMAT, local_key, &mut plain)
+    }
+
+    /// Opens what [`Identity::seal_local`] sealed with the same key.
+    pub fn open_local(bytes: &[u8], local_key: &[u8; 32]) -> Result<Identity> {
+        let plain = crypto::open_local(bytes, LOCAL_MAGIC, FORMAT, local_key)?;
+        let mut r = Reader::new(&plain);
+        let user = r.user()?;
+        let root = Zeroizing::new(r.array::<32>()?);
+        r.finish()?;
+        Ok(Identity::from_root(user, root))
+    }
+
     /// Opens a blob made by [`Identity::seal`]. Refuses a format other than
     /// this one and KDF parameters below the floor ([`ErrorKind::Downgrade`],
     /// before any Argon2 work), a wrong passphrase
@@ -301,6 +322,21 @@ mod tests {
         );
         let other = Identity::generate(public.user).unwrap().public();
         assert_ne!(public.fingerprint(), other.fingerprint());
+    }
+
+    #[test]
+    fn locally_sealed_identity_opens_only_with_its_key() {
+        let id = Identity::generate(UserId::new()).unwrap();
+        let sealed = id.seal_local(&[5; 32]).unwrap();
+        let back = Identity::open_local(&sealed, &[5; 32]).unwrap();
+        assert_eq!(back.public(), id.public());
+        assert_eq!(
+            Identity::open_local(&sealed, &[6; 32]).unwrap_err().kind(),
+            &ErrorKind::Tampered
+        );
+        let mut cut = sealed.clone();
+        cut.pop();
+        assert!(Identity::open_local(&cut, &[5; 32]).is_err());
     }
 
     #[test]

@@ -31,20 +31,22 @@
 //! **What the server still sees** of an encrypted workspace:
 //! * opaque ids: workspace, item and user ids, chunk ids (keyed BLAKE3,
 //!   unlinkable across workspaces) and pack names;
-//! * the tree shape: which item id is the parent of which;
+//! * the tree shape: which item id is the parent of which, which items are
+//!   folders, which are deleted;
 //! * revision numbers: item versions, membership epochs, key generations;
-//! * sizes: each file's [`padding::padme`]-padded length, chunk counts and
-//!   each stored chunk's (compressed, encrypted) size, encrypted-name
-//!   lengths rounded up to 32 bytes, record lengths;
+//! * sizes: each chunk's [`padding::padme`]-padded length (a record's
+//!   [`record::RecordContext`] lists them), chunk counts, each stored
+//!   chunk's (compressed, encrypted, padded) size, record lengths (which
+//!   include the encrypted name, padded to 32 bytes);
 //! * who commits what and when (the account that sends each commit, and its
 //!   own timestamps), and who fetches what;
 //! * the membership: how many members, their user ids, public keys, roles
 //!   and read-only flags, who signed each statement, and whether a recovery
 //!   copy exists.
 //!
-//! It does not see names, contents, modification times the client records,
-//! file-versus-folder of a record, deletion flags inside records, or who
-//! authored a version (the signature is inside the ciphertext).
+//! It does not see names, contents, true sizes, modification times the
+//! client records, content hashes, or who authored a version (the signature
+//! is inside the ciphertext).
 //!
 //! **What callers must do themselves**: persist the [`pins::PinStore`],
 //! [`freshness::Freshness`] and last [`membership::Verified`] (sealed with

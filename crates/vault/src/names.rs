@@ -57,7 +57,8 @@ pub fn seal_name(
     plain[1..=len].copy_from_slice(name.as_bytes());
     let generation = ring.current();
     let key = ring.name_key(generation)?;
-    let sealed = crypto::seal(&key, &aad(ring, parent, item, generation), &mut plain)?;
+    let sealed =
+        crypto::seal_deterministic(&key, &aad(ring, parent, item, generation), &mut plain)?;
     let mut w = Writer::new();
     w.u8(FORMAT).u32(generation.0).raw(&sealed);
     Ok(w.into_vec())

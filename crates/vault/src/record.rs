@@ -94,7 +94,8 @@ pub struct Record {
     pub author: UserId,
 }
 
-/// What the server claimed about a record, for [`Record::open`] to check.
+/// What the server claimed about a record, for [`Record::open`] to check:
+/// everything it lists beside the record must be what the record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordContext {
     /// The workspace the record was fetched from.
@@ -105,10 +106,24 @@ pub struct RecordContext {
     pub version: u64,
     /// The parent the server lists the item under.
     pub parent: Option<ItemId>,
-    /// The encrypted name bytes the server lists.
-    pub name: Vec<u8>,
-    /// The size the server lists ([`padme`] of the plaintext length).
-    pub padded_size: u64,
+    /// Whether the server lists it as a folder.
+    pub is_folder: bool,
+    /// Whether the server lists it as deleted.
+    pub deleted: bool,
+    /// The chunks the server lists, in order, each with the size it lists
+    /// ([`padded_chunk_len`] of the real length).
+    pub chunks: Vec<(ChunkId, u32)>,
+}
+
+/// The length the server is told for a chunk of `len` plaintext bytes:
+/// its [`padme`] bucket (capped at the largest chunk), so that a chunk
+/// list says no more than the stored, padded objects do.
+pub fn padded_chunk_len(len: u32) -> u32 {
+    let cap = u32::try_from(MAX_CHUNK_LEN).unwrap_or(u32::MAX);
+    u32::try_from(padme(u64::from(len)))
+        .unwrap_or(cap)
+        .min(cap)
+        .max(len)
 }
 
 /// The digest of a sealed record, for [`crate::Freshness::observe`].
@@ -125,8 +140,13 @@ impl Record {
             item: self.item,
             version: self.version,
             parent: self.parent,
-            name: self.name.clone(),
-            padded_size: padme(self.total_len),
+            is_folder: self.kind == ItemKind::Folder,
+            deleted: self.deleted,
+            chunks: self
+                .chunks
+                .iter()
+                .map(|c| (c.id, padded_chunk_len(c.len)))
+                .collect(),
         }
     }
 
@@ -208,7 +228,10 @@ impl Record {
         let signature = author.sign(SIGNATURE_DOMAIN, &signed);
         let mut plain = Zeroizing::new(body);
         plain.extend_from_slice(&signature);
-        let sealed = crypto::seal(&ring.record_key(self.generation)?, &header, &mut plain)?;
+        // Deterministic: the same version sealed again (a retry after a
+        // restart) is the same bytes, which the server takes as a retry.
+        let sealed =
+            crypto::seal_deterministic(&ring.record_key(self.generation)?, &header, &mut plain)?;
         let mut out = header;
         out.extend_from_slice(&sealed);
         Ok(out)
@@ -247,10 +270,7 @@ impl Record {
         let record = read_body(body, workspace, item, version, generation)?;
         check_author(membership, &record, header, body, &signature)?;
         record.check_contents()?;
-        if record.parent != ctx.parent
-            || record.name != ctx.name
-            || padme(record.total_len) != ctx.padded_size
-        {
+        if record.context() != *ctx {
             return fail(ErrorKind::WrongPlace);
         }
         Ok(record)

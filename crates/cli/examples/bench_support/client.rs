@@ -85,10 +85,17 @@ impl Client {
 
     /// `stacksync setup` against the server at `url`.
     pub async fn setup(&self, url: &str, email: &str) -> anyhow::Result<()> {
+        self.setup_with(url, email, &[]).await
+    }
+
+    /// `stacksync setup` against the server at `url` with `extra` flags
+    /// (`--encrypted`, `--passphrase P`, ...).
+    pub async fn setup_with(&self, url: &str, email: &str, extra: &[&str]) -> anyhow::Result<()> {
         let out = self
             .command(&["setup", "--server", url, "--email", email])
             .args(["--password", PASSWORD, "--device-name", &self.name, "--dir"])
             .arg(&self.folder)
+            .args(extra)
             .output()
             .await?;
         if !out.status.success() {
@@ -107,6 +114,10 @@ impl Client {
             .env("STACKSYNC_HOME", &self.home)
             .env("STACKSYNC_NO_DESKTOP", "1")
             .env("RUST_LOG", "warn")
+            // A passphrase in the bench's own environment would unlock (or
+            // create) keys on devices meant to be plain: only `--passphrase`
+            // (or `env`) says which devices have one.
+            .env_remove("STACKSYNC_PASSPHRASE")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         cmd

@@ -172,6 +172,19 @@ impl Server {
         client.setup(url, email).await?;
         Ok(client)
     }
+
+    /// Sets up a client device with `extra` flags for `setup` (an
+    /// end-to-end encrypted account's `--encrypted --passphrase P`, say).
+    pub async fn client_with(
+        &self,
+        name: &str,
+        email: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Client> {
+        let client = Client::new(&self.bin, name, &self.dir);
+        client.setup_with(&self.url, email, extra).await?;
+        Ok(client)
+    }
 }
 
 impl ScratchDb {

@@ -322,41 +322,51 @@ impl Cluster {
     /// A client that reaches RabbitMQ and Swift directly (real backends
     /// only; the account's storage user is test2:tester2).
     pub fn direct_client(&self, name: &str, email: &str) -> Client {
+        self.direct_client_with(name, email, &[])
+    }
+
+    /// [`Cluster::direct_client`], set up with `extra` arguments too.
+    pub fn direct_client_with(&self, name: &str, email: &str, extra: &[&str]) -> Client {
         let (amqp, ns, swift) = self.direct.clone().expect("real backends");
         let client = Client::unconfigured(
             name,
             self.dir.path().join(format!("{name}-home")),
             self.dir.path().join(format!("{name}-folder")),
         );
-        let out = client.run(&[
-            "setup",
-            "--transport",
-            "direct",
-            "--server",
-            &self.url,
-            "--broker",
-            &amqp,
-            "--namespace",
-            &ns,
-            "--queue-kind",
-            "classic",
-            "--swift-auth-url",
-            &swift,
-            "--swift-user",
-            "test2:tester2",
-            "--swift-key",
-            "testing2",
-            "--swift-account",
-            "AUTH_test",
-            "--email",
-            email,
-            "--password",
-            "secret-pw",
-            "--dir",
-            client.folder.to_str().expect("utf-8"),
-            "--device-name",
-            name,
-        ]);
+        let out = client.run(
+            &[
+                "setup",
+                "--transport",
+                "direct",
+                "--server",
+                &self.url,
+                "--broker",
+                &amqp,
+                "--namespace",
+                &ns,
+                "--queue-kind",
+                "classic",
+                "--swift-auth-url",
+                &swift,
+                "--swift-user",
+                "test2:tester2",
+                "--swift-key",
+                "testing2",
+                "--swift-account",
+                "AUTH_test",
+                "--email",
+                email,
+                "--password",
+                "secret-pw",
+                "--dir",
+                client.folder.to_str().expect("utf-8"),
+                "--device-name",
+                name,
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         assert!(
             out.status.success(),
             "direct setup of {name} failed: {}",
@@ -367,6 +377,11 @@ impl Cluster {
 
     /// A client profile for `email` with its own home and folder.
     pub fn client(&self, name: &str, email: &str) -> Client {
+        self.client_with(name, email, &[])
+    }
+
+    /// [`Cluster::client`], set up with `extra` arguments too.
+    pub fn client_with(&self, name: &str, email: &str, extra: &[&str]) -> Client {
         let home = self.dir.path().join(format!("{name}-home"));
         let folder = self.dir.path().join(format!("{name}-folder"));
         let client = Client {
@@ -375,19 +390,24 @@ impl Cluster {
             folder,
             daemon: None,
         };
-        let out = client.run(&[
-            "setup",
-            "--server",
-            &self.url,
-            "--email",
-            email,
-            "--password",
-            "secret-pw",
-            "--dir",
-            client.folder.to_str().expect("utf-8 path"),
-            "--device-name",
-            name,
-        ]);
+        let out = client.run(
+            &[
+                "setup",
+                "--server",
+                &self.url,
+                "--email",
+                email,
+                "--password",
+                "secret-pw",
+                "--dir",
+                client.folder.to_str().expect("utf-8 path"),
+                "--device-name",
+                name,
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         assert!(
             out.status.success(),
             "setup of {name} failed: {}",
@@ -661,6 +681,27 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         chunk.copy_from_slice(&b[..chunk.len()]);
     }
     out
+}
+
+/// Every regular file under `root` (recursively; unreadable folders are
+/// skipped), for scans of what a server stores.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after `limit`.

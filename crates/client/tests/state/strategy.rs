@@ -113,6 +113,7 @@ pub fn meta() -> impl Strategy<Value = ItemMeta> {
             device: DeviceId::NIL,
             revision,
             chunks,
+            record: None,
         },
     )
 }

@@ -60,6 +60,7 @@ pub fn sample_meta(id: ItemId, name: ItemName) -> ItemMeta {
         device: DeviceId::NIL,
         revision: 4,
         chunks: vec![ChunkRef::whole(ChunkId([1; 32]), 12)],
+        record: None,
     }
 }
 

@@ -379,6 +379,7 @@ impl Engine {
                     size: 0,
                     client_modified: self.io.clock.now_millis(),
                     chunks: Vec::new(),
+                    record: None,
                 };
                 return Ok(Ok((item, None)));
             }
@@ -441,6 +442,7 @@ impl Engine {
             size,
             client_modified,
             chunks,
+            record: None,
         };
         Ok(Ok((item, parent_new)))
     }

@@ -917,6 +917,7 @@ mod tests {
                         device: DeviceId(uuid::Uuid::nil()),
                         revision: step,
                         chunks: Vec::new(),
+                        record: None,
                     }),
                     3 => {
                         let mut path = RelPath::root().join(&name);

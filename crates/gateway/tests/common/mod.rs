@@ -159,6 +159,7 @@ pub fn new_folder(workspace: &Workspace, device: DeviceId, name: &str) -> Reques
             size: 0,
             client_modified: 1,
             chunks: vec![],
+            record: None,
         }],
     })
 }

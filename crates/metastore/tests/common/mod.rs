@@ -95,6 +95,7 @@ pub fn file(
         size: u64::from(size),
         client_modified: 1_700_000_000_000 + i64::from(seed),
         chunks,
+        record: None,
     }
 }
 
@@ -115,6 +116,7 @@ pub fn folder(id: ItemId, parent: Option<ItemId>, n: &str, version: u64) -> Prop
         size: 0,
         client_modified: 1_700_000_000_000,
         chunks: vec![],
+        record: None,
     }
 }
 
@@ -132,6 +134,7 @@ pub fn delete_of(m: &ItemMeta) -> ProposedItem {
         size: 0,
         client_modified: m.client_modified,
         chunks: vec![],
+        record: None,
     }
 }
 
@@ -149,6 +152,7 @@ pub fn place_of(m: &ItemMeta, parent: Option<ItemId>, n: &str) -> ProposedItem {
         size: m.size,
         client_modified: m.client_modified,
         chunks: m.chunks.clone(),
+        record: None,
     }
 }
 

@@ -265,6 +265,7 @@ pub fn folder(id: ItemId, parent: Option<ItemId>, name: &str) -> ProposedItem {
         size: 0,
         client_modified: 1,
         chunks: vec![],
+        record: None,
     }
 }
 
@@ -293,6 +294,7 @@ pub fn file(
         size: 0,
         client_modified: version as i64,
         chunks: vec![],
+        record: None,
     }
 }
 

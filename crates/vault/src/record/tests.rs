@@ -66,7 +66,20 @@ fn round_trip_file_folder_and_delete() {
     let rec = file(&w.v1, &w.bob, ItemId::new(), 1);
     let sealed = rec.seal(&w.v1, &w.bob).unwrap();
     assert_eq!(Record::open(&sealed, &rec.context(), &w.v1).unwrap(), rec);
-    assert_eq!(rec.context().padded_size, padme(1024));
+    assert_eq!(
+        rec.context().chunks,
+        vec![
+            (ChunkId([1; 32]), padme(1000) as u32),
+            (ChunkId([2; 32]), 24)
+        ]
+    );
+    // Sealed again, the same version is the same bytes (a retry).
+    assert_eq!(rec.seal(&w.v1, &w.bob).unwrap(), sealed);
+    let edited = Record {
+        modified_ms: rec.modified_ms + 1,
+        ..rec.clone()
+    };
+    assert_ne!(edited.seal(&w.v1, &w.bob).unwrap(), sealed);
     let folder = Record {
         kind: ItemKind::Folder,
         chunks: Vec::new(),
@@ -162,7 +175,8 @@ fn records_swapped_between_items_or_versions_are_refused() {
 }
 
 /// Share with Care / CCS 2024 class: the server lists an authentic record
-/// under another parent, with another name, or with another size.
+/// under another parent, as another kind, alive when deleted, or with other
+/// chunks or sizes.
 #[test]
 fn server_claims_that_differ_from_the_record_are_refused() {
     let w = world();
@@ -184,23 +198,29 @@ fn server_claims_that_differ_from_the_record_are_refused() {
         kind(Record::open(&sealed, &to_root, &w.v1)),
         ErrorKind::WrongPlace
     );
-    let other_item = ItemId::new();
-    let renamed = RecordContext {
-        name: seal_name(w.v1.keyring(), rec.parent, other_item, "x").unwrap(),
+    let folder = RecordContext {
+        is_folder: true,
         ..rec.context()
     };
-    assert_eq!(
-        kind(Record::open(&sealed, &renamed, &w.v1)),
-        ErrorKind::WrongPlace
-    );
-    let resized = RecordContext {
-        padded_size: 4096,
+    let deleted = RecordContext {
+        deleted: true,
         ..rec.context()
     };
-    assert_eq!(
-        kind(Record::open(&sealed, &resized, &w.v1)),
-        ErrorKind::WrongPlace
-    );
+    let mut swapped = rec.context();
+    swapped.chunks.swap(0, 1);
+    let mut dropped = rec.context();
+    dropped.chunks.pop();
+    let mut resized = rec.context();
+    resized.chunks[1].1 = 4096;
+    let mut doubled = rec.context();
+    doubled.chunks.push(doubled.chunks[1]);
+    for ctx in [folder, deleted, swapped, dropped, resized, doubled] {
+        assert_eq!(
+            kind(Record::open(&sealed, &ctx, &w.v1)),
+            ErrorKind::WrongPlace,
+            "{ctx:?}"
+        );
+    }
 }
 
 /// CCS 2024 class (no rollback protection): an authentic old version
@@ -227,7 +247,11 @@ fn replayed_old_version_after_newer_is_rollback() {
         &ErrorKind::Rollback
     );
     // Another authentic record at the seen version: a fork.
-    let s2b = r2.seal(&w.v1, &w.bob).unwrap();
+    let r2b = Record {
+        modified_ms: r2.modified_ms + 1,
+        ..r2.clone()
+    };
+    let s2b = r2b.seal(&w.v1, &w.bob).unwrap();
     assert_eq!(
         fresh
             .observe(item, 2, record_hash(&s2b))
