@@ -88,6 +88,7 @@ impl Connection for HostileConn {
         Ok(Arc::new(HostileTransport {
             inner: self.inner.chunks(workspace).await?,
             hostile: Arc::clone(&self.hostile),
+            workspace: workspace.id,
         }))
     }
 
@@ -99,6 +100,7 @@ impl Connection for HostileConn {
 struct HostileTransport {
     inner: Arc<dyn ChunkTransport>,
     hostile: Arc<Hostile>,
+    workspace: stacksync_proto::WorkspaceId,
 }
 
 impl HostileTransport {
@@ -129,7 +131,23 @@ impl ChunkTransport for HostileTransport {
         Ok(self.tamper(self.inner.get_range(id, offset, len).await?))
     }
     async fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
-        self.inner.locate_chunks(ids).await
+        // The chunk index's answer is the server's too.
+        let chunks = self.inner.locate_chunks(ids).await?;
+        let asked = Request::LocateChunks {
+            workspace: self.workspace,
+            ids: ids.to_vec(),
+            bases: false,
+        };
+        let mut reply = Reply::ChunkLocations { chunks };
+        if let Some(f) = self.hostile.reply.lock().unwrap().as_mut() {
+            f(&asked, &mut reply);
+        }
+        match reply {
+            Reply::ChunkLocations { chunks } => Ok(chunks),
+            _ => Err(Error::internal(
+                "the hostile wrapper changed the reply's kind",
+            )),
+        }
     }
     async fn locate_bases(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, Error> {
         self.inner.locate_bases(ids).await
@@ -364,32 +382,6 @@ impl Setup {
         .await
     }
 
-    /// As [`Setup::fails_closed`], for an attack on where an authentic
-    /// chunk is stored: the listing the device accepted is authentic, only
-    /// the location lied, so the device keeps refusing that file's bytes
-    /// (a server can always refuse service) until the file has a version
-    /// with another location; it never writes bytes that do not
-    /// authenticate.
-    async fn fails_closed_until_changed(&mut self, expect_in_error: &str, path: &str) {
-        let before = self.reader.disk();
-        let err = self
-            .reader
-            .sync()
-            .await
-            .expect_err("the attack must be detected");
-        assert!(err.message.contains(expect_in_error), "{err:?}");
-        self.reader.hostile.stop();
-        let err = self.reader.sync().await.expect_err("the lie is remembered");
-        assert!(err.message.contains(expect_in_error), "{err:?}");
-        assert_eq!(self.reader.disk(), before, "nothing was written");
-        let edited = data(77, 50_000);
-        self.writer.fs.user_write(path, &edited);
-        self.writer.sync().await.unwrap();
-        self.expected.insert(path.to_owned(), edited);
-        self.reader.sync().await.unwrap();
-        assert_eq!(self.reader.disk(), self.expected);
-    }
-
     /// The reader syncs under attack: it must fail, naming what failed,
     /// and hold nothing the server made up; then, the attack stopped, it
     /// syncs to exactly the writer's files.
@@ -565,26 +557,44 @@ async fn chunk_of_another_file_in_the_listing_is_refused() {
 
 /// CCS 2024 class (chunk substitution): the listing is intact, but the
 /// server says a chunk is stored where another file's chunk is, so the
-/// bytes read for it are that other chunk.
+/// bytes read for it are that other chunk; and its chunk index, asked
+/// again, says the same. Once the index tells the truth again, the file
+/// downloads although the device still holds the lying listing.
 #[tokio::test]
 async fn chunk_of_another_file_at_its_location_is_refused() {
-    let mut s = setup().await;
+    let s = setup().await;
     let other = item_named(&s, "b.txt").await;
     let target = item_named(&s, "a.txt").await;
-    on_items(&s.reader, move |items| {
-        let Some(span) = items
-            .iter()
-            .find(|m| m.id == other)
-            .and_then(|b| b.chunks[0].span)
-        else {
-            return;
-        };
-        for m in items.iter_mut().filter(|m| m.id == target) {
-            m.chunks[0].span = Some(span);
+    // (the chunk of a.txt, where b.txt's first chunk is stored)
+    let lie: Arc<Mutex<Option<(ChunkId, stacksync_proto::PackSpan)>>> = Arc::default();
+    s.reader.hostile.on_reply(move |_, reply| match reply {
+        Reply::Changes(page) => {
+            let Some(span) = page
+                .items
+                .iter()
+                .find(|m| m.id == other)
+                .and_then(|b| b.chunks[0].span)
+            else {
+                return;
+            };
+            for m in page.items.iter_mut().filter(|m| m.id == target) {
+                m.chunks[0].span = Some(span);
+                *lie.lock().unwrap() = Some((m.chunks[0].id, span));
+            }
         }
+        Reply::ChunkLocations { chunks } => {
+            let told = *lie.lock().unwrap();
+            for c in chunks.iter_mut().flatten() {
+                if let Some((id, span)) = told
+                    && c.id == id
+                {
+                    c.span = Some(span);
+                }
+            }
+        }
+        _ => {}
     });
-    s.fails_closed_until_changed("authentication failed", "a.txt")
-        .await;
+    s.fails_closed("authentication failed").await;
 }
 
 /// CCS 2024 class (cross-workspace substitution): the bytes read for a

@@ -131,7 +131,43 @@ pub(super) fn with_offsets(chunks: &[ChunkRef]) -> Vec<(ChunkRef, u64)> {
 /// stored as a delta is applied to its base (see
 /// [`ChunkedContentStore::base_plain`], which looks in `local` first).
 /// With `keep`, a chunk read whole is kept in the base cache.
+///
+/// A chunk that does not check out where the chunk list said it is
+/// stored is asked for once more where the service's chunk index says it
+/// is now (`locate_chunks`): a location remembered from an old listing, or
+/// one a hostile server made up, then does not keep the file from ever
+/// downloading. What is read is checked against the id either way.
 pub(super) async fn fetch_one(
+    store: ChunkedContentStore,
+    chunk: ChunkRef,
+    own: Option<Arc<ReadAhead>>,
+    keep: bool,
+    local: Option<Arc<Found>>,
+) -> Result<Bytes, TransferError> {
+    let first = fetch_at(store.clone(), chunk, own, keep, local.clone()).await;
+    let Err(TransferError::Damaged { .. }) = &first else {
+        return first;
+    };
+    let Some(span) = chunk.span else {
+        return first;
+    };
+    let located = match store.transport.locate_chunks(&[chunk.id]).await {
+        Ok(found) => found.into_iter().next().flatten(),
+        Err(_) => None,
+    };
+    match located {
+        Some(at) if at.id == chunk.id && at.span.is_some_and(|s| s != span) => {
+            let elsewhere = ChunkRef {
+                span: at.span,
+                ..chunk
+            };
+            fetch_at(store, elsewhere, None, keep, local).await
+        }
+        _ => first,
+    }
+}
+
+async fn fetch_at(
     store: ChunkedContentStore,
     chunk: ChunkRef,
     own: Option<Arc<ReadAhead>>,
