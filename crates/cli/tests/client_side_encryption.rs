@@ -308,28 +308,7 @@ on_both_backends!(two_devices_and_nothing_readable_on_the_server);
 async fn setup_refusals_are_clear() {
     let cluster = Cluster::start(&Backend::Embedded).await;
     let email = cluster.add_user("e2ee@example.com", None);
-    let setup = |name: &str, extra: &[&str]| {
-        let c = Client::unconfigured(
-            name,
-            cluster.dir.path().join(format!("{name}-home")),
-            cluster.dir.path().join(format!("{name}-folder")),
-        );
-        let mut args = vec![
-            "setup",
-            "--server",
-            &cluster.url,
-            "--email",
-            &email,
-            "--password",
-            "secret-pw",
-            "--dir",
-        ];
-        let folder = c.folder.to_str().unwrap().to_owned();
-        args.push(&folder);
-        args.extend_from_slice(extra);
-        let out = c.run(&args);
-        (c, out)
-    };
+    let setup = |name: &str, extra: &[&str]| cluster.try_setup(name, &email, extra);
     let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
 
     let (_, out) = setup("x1", &["--encrypted"]);
@@ -375,25 +354,7 @@ async fn setup_refusals_are_clear() {
     let p = cluster.client("p", &plain);
     p.write("notes.txt", b"plain");
     p.sync();
-    let q = Client::unconfigured(
-        "q",
-        cluster.dir.path().join("q-home"),
-        cluster.dir.path().join("q-folder"),
-    );
-    let out = q.run(&[
-        "setup",
-        "--server",
-        &cluster.url,
-        "--email",
-        &plain,
-        "--password",
-        "secret-pw",
-        "--dir",
-        q.folder.to_str().unwrap(),
-        "--encrypted",
-        "--passphrase",
-        PASSPHRASE,
-    ]);
+    let (_, out) = cluster.try_setup("q", &plain, &["--encrypted", "--passphrase", PASSPHRASE]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("end-to-end encrypted"),

@@ -165,18 +165,22 @@ impl SimDevice {
 
     /// Every file (path, bytes), without download temporaries.
     pub fn files(&self) -> Vec<(String, Vec<u8>)> {
-        self.fs
-            .snapshot()
-            .into_iter()
-            .filter(|(p, _)| {
-                !p.rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .starts_with(DOWNLOAD_TEMP_PREFIX)
-            })
-            .filter_map(|(p, d)| Some((p, d?)))
-            .collect()
+        files_on(&self.fs)
     }
+}
+
+/// Every file on `fs` (path, bytes), without download temporaries.
+pub fn files_on(fs: &MemFs) -> Vec<(String, Vec<u8>)> {
+    fs.snapshot()
+        .into_iter()
+        .filter(|(p, _)| {
+            !p.rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .starts_with(DOWNLOAD_TEMP_PREFIX)
+        })
+        .filter_map(|(p, d)| Some((p, d?)))
+        .collect()
 }
 
 /// Plain BLAKE3, as the content hash of a plain workspace.

@@ -93,8 +93,9 @@ impl World {
         self.service.handle(req, None).await.result
     }
 
-    /// Logs a device in and registers it.
-    async fn login(
+    /// Logs a device in and registers it (request ids from `id_seed`,
+    /// which must differ between devices).
+    pub async fn login(
         &self,
         email: &str,
         name: &str,

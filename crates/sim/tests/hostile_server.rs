@@ -30,13 +30,12 @@ use stacksync_engine::sim::{FakeClock, MemFs, SeqIds};
 use stacksync_engine::{Changed, Engine, EngineConfig, EngineIo};
 use stacksync_proto::ids::ChunkId;
 use stacksync_proto::keys::KeyStatement;
-use stacksync_proto::rpc::{Reply, Request, RpcRequest};
+use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{ChunkRef, Error, ItemMeta, UserId, Workspace};
-use stacksync_service::Service;
+use stacksync_sim::device::files_on;
 use stacksync_sim::link::{Faults, SimConnection};
 use stacksync_sim::world::World;
 use stacksync_vault::{Identity, Member, Statement};
-use uuid::Uuid;
 
 const PASSWORD: &str = "sim-password-1";
 const PASSPHRASE: &str = "hostile server passphrase";
@@ -170,50 +169,17 @@ struct Device {
 
 static SEEDS: AtomicU64 = AtomicU64::new(1);
 
-async fn call(service: &Service, token: &str, request: Request) -> Result<Reply, Error> {
-    let req = RpcRequest {
-        request_id: Uuid::now_v7(),
-        token: token.to_owned(),
-        request,
-    };
-    service.handle(req, None).await.result
-}
-
 impl Device {
-    async fn new(service: &Service, email: &str, name: &str, workspace: Workspace) -> Device {
-        let Reply::Session { token, user, .. } = call(
-            service,
-            "",
-            Request::Login {
-                email: email.into(),
-                password: PASSWORD.into(),
-            },
-        )
-        .await
-        .unwrap() else {
-            panic!("login")
-        };
-        let Reply::Device(device) = call(
-            service,
-            &token,
-            Request::UpdateDevice {
-                id: None,
-                name: name.into(),
-                os: "test".into(),
-                app_version: "test".into(),
-            },
-        )
-        .await
-        .unwrap() else {
-            panic!("device")
-        };
+    async fn new(world: &World, email: &str, name: &str, workspace: Workspace) -> Device {
+        let seed = SEEDS.fetch_add(1, Ordering::SeqCst) << 24;
+        let session = world.login(email, name, workspace, seed).await.unwrap();
         let hostile = Arc::new(Hostile::default());
         let conn = Arc::new(HostileConn {
             inner: SimConnection::new(
-                service.clone(),
-                user,
-                token,
-                SEEDS.fetch_add(1, Ordering::SeqCst) << 20,
+                world.service.clone(),
+                session.user,
+                session.token,
+                seed | 1,
                 Arc::new(Faults::default()),
             ),
             hostile: Arc::clone(&hostile),
@@ -225,8 +191,8 @@ impl Device {
             home: tempfile::tempdir().unwrap(),
             conn,
             hostile,
-            device: device.id,
-            workspace,
+            device: session.device,
+            workspace: session.workspace,
         }
     }
 
@@ -290,17 +256,7 @@ impl Device {
 
     /// Every file on the disk, without download temporaries.
     fn disk(&self) -> BTreeMap<String, Vec<u8>> {
-        self.fs
-            .snapshot()
-            .into_iter()
-            .filter(|(p, _)| {
-                !p.rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .starts_with(".stacksync")
-            })
-            .filter_map(|(p, d)| Some((p, d?)))
-            .collect()
+        files_on(&self.fs).into_iter().collect()
     }
 }
 
@@ -308,8 +264,7 @@ impl Device {
 /// files the writer synced: `a.txt` (3 chunks), `b.txt` (3 chunks),
 /// `docs/c.txt`.
 struct Setup {
-    _world: World,
-    service: Service,
+    world: World,
     user: UserId,
     writer: Device,
     reader: Device,
@@ -334,18 +289,17 @@ async fn setup() -> Setup {
     let world = World::new(SEEDS.fetch_add(1, Ordering::SeqCst), &[1])
         .await
         .unwrap();
-    let service = world.service.clone();
     let plain = world.workspaces[0].0.clone();
     let user = world.devices[0].session.user;
     let email = "user0@sim.test";
-    let writer = Device::new(&service, email, "writer", plain.clone()).await;
+    let writer = Device::new(&world, email, "writer", plain.clone()).await;
     let identity = writer.unlock(user).await.unwrap();
     let workspace = encrypt_private(&writer.files(), writer.conn.as_ref(), plain, &identity)
         .await
         .unwrap();
     let mut writer = writer;
     writer.workspace = workspace.clone();
-    let reader = Device::new(&service, email, "reader", workspace).await;
+    let reader = Device::new(&world, email, "reader", workspace).await;
     reader.unlock(user).await.unwrap();
     let mut expected = BTreeMap::new();
     for (path, bytes) in [
@@ -361,8 +315,7 @@ async fn setup() -> Setup {
     }
     writer.sync().await.unwrap();
     Setup {
-        _world: world,
-        service,
+        world,
         user,
         writer,
         reader,
@@ -374,7 +327,7 @@ impl Setup {
     /// Another device of the account, not set up yet.
     async fn new_device(&self) -> Device {
         Device::new(
-            &self.service,
+            &self.world,
             "user0@sim.test",
             "new",
             self.reader.workspace.clone(),
@@ -608,11 +561,12 @@ async fn chunk_of_another_workspace_is_refused() {
 
 async fn foreign_workspace_bytes(s: &Setup) {
     let (_, other_private) = s
+        .world
         .service
         .create_user("other@sim.test", "other", PASSWORD, 1 << 40, None)
         .await
         .unwrap();
-    let mallory = Device::new(&s.service, "other@sim.test", "other", other_private.clone()).await;
+    let mallory = Device::new(&s.world, "other@sim.test", "other", other_private.clone()).await;
     let identity = mallory.unlock(other_private.owner).await.unwrap();
     let ws = encrypt_private(
         &mallory.files(),

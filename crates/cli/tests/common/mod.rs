@@ -382,12 +382,22 @@ impl Cluster {
 
     /// [`Cluster::client`], set up with `extra` arguments too.
     pub fn client_with(&self, name: &str, email: &str, extra: &[&str]) -> Client {
-        let home = self.dir.path().join(format!("{name}-home"));
-        let folder = self.dir.path().join(format!("{name}-folder"));
+        let (client, out) = self.try_setup(name, email, extra);
+        assert!(
+            out.status.success(),
+            "setup of {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        client
+    }
+
+    /// Runs `setup` for a new client `name` of `email` with `extra`
+    /// arguments, whatever comes of it (for testing its refusals).
+    pub fn try_setup(&self, name: &str, email: &str, extra: &[&str]) -> (Client, Output) {
         let client = Client {
             name: name.to_owned(),
-            home,
-            folder,
+            home: self.dir.path().join(format!("{name}-home")),
+            folder: self.dir.path().join(format!("{name}-folder")),
             daemon: None,
         };
         let out = client.run(
@@ -408,12 +418,7 @@ impl Cluster {
             .chain(extra.iter().copied())
             .collect::<Vec<_>>(),
         );
-        assert!(
-            out.status.success(),
-            "setup of {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        client
+        (client, out)
     }
 }
 
