@@ -220,6 +220,20 @@ async fn two_devices_and_nothing_readable_on_the_server(backend: Backend) {
     let small = secret_file(5_000, 8);
     a.write(&format!("{}/{}", NAMES[1], NAMES[0]), &small);
     a.write(NAMES[2], &big);
+    // Names a careless user gives: the longest a file system takes,
+    // non-Latin scripts, names differing only in case (the server no
+    // longer compares names here: it never sees them).
+    let longest = format!("{}.txt", "\u{e9}".repeat(125));
+    assert_eq!(longest.len(), 254);
+    let odd = [
+        longest.as_str(),
+        "\u{65e5}\u{672c}\u{8a9e} r\u{e9}sum\u{e9}.txt",
+        "Case.txt",
+        "case.txt",
+    ];
+    for (i, n) in odd.iter().enumerate() {
+        a.write(&format!("odd/{n}"), format!("odd {i}").as_bytes());
+    }
     a.sync();
     assert_eq!(a.status(None)["encryption"], "client_side");
 
@@ -234,6 +248,9 @@ async fn two_devices_and_nothing_readable_on_the_server(backend: Backend) {
     b.sync();
     assert_eq!(b.read(&format!("{}/{}", NAMES[1], NAMES[0])), small);
     assert_eq!(b.read(NAMES[2]), big);
+    for (i, n) in odd.iter().enumerate() {
+        assert_eq!(b.read(&format!("odd/{n}")), format!("odd {i}").as_bytes());
+    }
 
     // Edits, a rename, a move and a delete come back the other way.
     let mut edited = big.clone();
