@@ -116,7 +116,9 @@ pub enum ClientCommand {
         /// Those who accept may read but not change it.
         #[arg(long)]
         read_only: bool,
-        /// Client-side encrypted (not available in this version).
+        /// End-to-end encrypted: only the members' devices hold its keys
+        /// (needs this device's encryption identity, `setup --passphrase`,
+        /// and an empty folder; each invitee needs one too).
         #[arg(long)]
         encrypted: bool,
     },
@@ -139,6 +141,20 @@ pub enum ClientCommand {
         /// Prints JSON.
         #[arg(long)]
         json: bool,
+        /// For an end-to-end encrypted folder: each member's key
+        /// fingerprint, as the folder's verified key list has it, and
+        /// whether it matches the key this device pinned.
+        #[arg(long)]
+        fingerprints: bool,
+    },
+    /// Confirms a member's changed encryption key after comparing its
+    /// fingerprint with them (as `stacksync members --fingerprints` and the
+    /// daemon's log show it).
+    Trust {
+        /// The member's e-mail.
+        email: String,
+        /// The new fingerprint, as shown (spaces optional).
+        fingerprint: String,
     },
     /// Removes members from a shared folder you own (their copies are kept
     /// on their devices but no longer synced).
@@ -306,7 +322,14 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Accept { id, name, into } => {
             sharing::accept(&home, &id, name.as_deref(), into.as_deref()).await
         }
-        ClientCommand::Members { path, json } => sharing::members(&home, &path, json).await,
+        ClientCommand::Members {
+            path,
+            json,
+            fingerprints,
+        } => sharing::members(&home, &path, json, fingerprints).await,
+        ClientCommand::Trust { email, fingerprint } => {
+            sharing::trust(&home, &email, &fingerprint).await
+        }
         ClientCommand::Unshare { path, with } => sharing::unshare(&home, &path, &with).await,
         ClientCommand::Leave { path } => sharing::leave(&home, &path).await,
         ClientCommand::Password { password_file } => {
@@ -449,7 +472,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
     }
 }
 
-fn quiet_options() -> ClientOptions {
+pub(crate) fn quiet_options() -> ClientOptions {
     ClientOptions {
         desktop: false,
         ..ClientOptions::default()
@@ -457,7 +480,7 @@ fn quiet_options() -> ClientOptions {
 }
 
 /// Opens the profile's connection and folder.
-async fn open(home: &Path, options: ClientOptions) -> anyhow::Result<SyncClient> {
+pub(crate) async fn open(home: &Path, options: ClientOptions) -> anyhow::Result<SyncClient> {
     let profile = Profile::load(home)?;
     let conn = connect(&profile).await?;
     Ok(SyncClient::open(profile, conn, options).await?)

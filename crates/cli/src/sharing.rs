@@ -12,15 +12,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use stacksync_client::connection::workspaces;
+use stacksync_client::e2ee::keys::{Invitee, identities, open_workspace, share_keys};
+use stacksync_client::e2ee::{KeyFiles, Pin, PublicIdentity};
 use stacksync_client::mounts::{self, place};
-use stacksync_client::status::relative_to_folder;
-use stacksync_client::{Connection, Profile, SqliteStateStore};
+use stacksync_client::status::{self, relative_to_folder};
+use stacksync_client::{Connection, Profile, STATUS_SOCKET, SqliteStateStore};
 use stacksync_engine::{RelPath, SyncState};
+use stacksync_proto::ids::shared_workspace_id;
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{EncryptionMode, ItemId, ItemName, Workspace};
 use uuid::Uuid;
 
-use crate::client::{absolute, connect, shown};
+use crate::client::{absolute, connect, open, quiet_options, shown};
 
 /// The private workspace's state as this device last saved it.
 async fn private_state(profile: &Profile) -> anyhow::Result<SyncState> {
@@ -97,12 +100,13 @@ pub async fn share(
     if with.is_empty() {
         bail!("say whom to share with: --with EMAIL");
     }
-    if encrypted {
+    let profile = Profile::load(home)?;
+    let files = KeyFiles::new(home);
+    if encrypted && files.load_identity()?.is_none() {
         bail!(
-            "client-side encrypted shared folders are not available in this version; share without --encrypted"
+            "an end-to-end encrypted share needs this device's encryption identity: run `stacksync setup --force ... --passphrase PASSPHRASE` with the account's encryption passphrase"
         );
     }
-    let profile = Profile::load(home)?;
     let rel = in_folder(&profile, path)?;
     if rel.is_root() {
         bail!("the synced folder itself cannot be shared; share a folder inside it");
@@ -120,11 +124,24 @@ pub async fn share(
     let state = private_state(&profile).await?;
     let folder = private_folder(&state, &rel)?;
     let workspace = profile.config.workspace.context("not synced yet")?;
+    let abs = mounts::absolute(&profile.config.folder, &rel);
+    let has_files = std::fs::read_dir(&abs).is_ok_and(|mut d| d.next().is_some())
+        || state
+            .remote
+            .iter()
+            .any(|m| m.parent == Some(folder) && m.status.is_live());
+    if encrypted && has_files {
+        return share_encrypted_with_files(home, &profile, &rel, with, read_only).await;
+    }
     let request = Request::CreateShareProposal {
         workspace,
         folder,
         emails: with.to_vec(),
-        encryption: EncryptionMode::Plain,
+        encryption: if encrypted {
+            EncryptionMode::ClientSide
+        } else {
+            EncryptionMode::Plain
+        },
         read_only,
     };
     match conn
@@ -136,6 +153,19 @@ pub async fn share(
             proposal,
             shared_to,
         } => {
+            if encrypted {
+                // Only these people get the keys, whoever else the server
+                // may list as a member.
+                let invitees: Vec<Invitee> = shared_to
+                    .iter()
+                    .map(|e| Invitee::new(e, read_only))
+                    .collect();
+                files.record_invited(shared_workspace_id(proposal), &invitees)?;
+                println!(
+                    "end-to-end encrypted: each invitee gets the folder's key from this account's devices once they accept (they need an encryption passphrase of their own: `stacksync setup ... --passphrase`); compare fingerprints with `stacksync members {} --fingerprints`",
+                    shown(&rel.to_string())
+                );
+            }
             println!(
                 "invited {} to {}{} (invitation {proposal}); it becomes a shared folder when accepted",
                 shared_to.join(", "),
@@ -146,6 +176,131 @@ pub async fn share(
         }
         other => bail!("the server answered the share with {other:?}"),
     }
+}
+
+/// `share --encrypted` of a folder that has files. The server never moves
+/// plain files into an end-to-end encrypted workspace, so this device does
+/// it, with the sync engine, in steps that each leave every file on disk:
+/// the folder is renamed aside and an empty one made in its place (synced:
+/// the files keep their ids, moved); the empty one is shared, which makes
+/// it an encrypted workspace of the owner's at once, mounted here with its
+/// first key statement; the files move into it and that workspace syncs
+/// first, uploading them encrypted; only then is the folder aside removed
+/// and the private workspace synced, which deletes the plain copies on the
+/// server (they stay in its version history, where they were before). A
+/// crash between steps leaves the files in one of the two folders, synced
+/// by the next `sync`.
+async fn share_encrypted_with_files(
+    home: &Path,
+    profile: &Profile,
+    rel: &RelPath,
+    with: &[String],
+    read_only: bool,
+) -> anyhow::Result<()> {
+    if status::query(&home.join(STATUS_SOCKET), None)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        bail!(
+            "{} has files, which sharing it end-to-end encrypted moves into the new shared folder with the sync engine: stop the running `stacksync sync` daemon and run this again (or share an empty folder and move the files in yourself)",
+            shown(&rel.to_string())
+        );
+    }
+    let (Some(name), Some(parent)) = (rel.name(), rel.parent()) else {
+        bail!("the synced folder itself cannot be shared");
+    };
+    let root = &profile.config.folder;
+    let abs = mounts::absolute(root, rel);
+    let aside = (1..1000)
+        .filter_map(|i| {
+            let n = if i == 1 {
+                format!("{name} (moving into the encrypted share)")
+            } else {
+                format!("{name} (moving into the encrypted share {i})")
+            };
+            ItemName::new(n).ok()
+        })
+        .map(|n| parent.join(&n))
+        .find(|p| mounts::absolute(root, p).symlink_metadata().is_err())
+        .context("no free name to move the folder's files aside")?;
+    let aside_abs = mounts::absolute(root, &aside);
+    let mut client = open(home, quiet_options()).await?;
+    client
+        .sync_until_done()
+        .await
+        .context("syncing before the share")?;
+    std::fs::rename(&abs, &aside_abs)
+        .with_context(|| format!("moving the files aside to {}", aside_abs.display()))?;
+    std::fs::create_dir(&abs).with_context(|| format!("creating {}", abs.display()))?;
+    client
+        .sync_until_done()
+        .await
+        .context("syncing the new, empty folder")?;
+    let folder = private_folder(client.private_state(), rel)?;
+    let workspace = profile.config.workspace.context("not synced yet")?;
+    let conn = connect(profile).await?;
+    let (proposal, shared_to) = match conn
+        .rpc(Request::CreateShareProposal {
+            workspace,
+            folder,
+            emails: with.to_vec(),
+            encryption: EncryptionMode::ClientSide,
+            read_only,
+        })
+        .await
+        .with_context(|| format!("sharing {}", shown(&rel.to_string())))?
+    {
+        Reply::ShareProposal {
+            proposal,
+            shared_to,
+        } => (proposal, shared_to),
+        other => bail!("the server answered the share with {other:?}"),
+    };
+    let shared = shared_workspace_id(proposal);
+    let invitees: Vec<Invitee> = shared_to
+        .iter()
+        .map(|e| Invitee::new(e, read_only))
+        .collect();
+    KeyFiles::new(home).record_invited(shared, &invitees)?;
+    client
+        .refresh_mounts()
+        .await
+        .context("mounting the new shared folder")?;
+    match client.workspace_at(rel) {
+        Some((ws, at)) if ws.id == shared && &at == rel => {}
+        _ => bail!(
+            "the new encrypted shared folder is not mounted at {} yet; your files are in {}: run `stacksync sync --once`, then move them in",
+            shown(&rel.to_string()),
+            shown(&aside.to_string())
+        ),
+    }
+    for entry in std::fs::read_dir(&aside_abs)? {
+        let entry = entry?;
+        std::fs::rename(entry.path(), abs.join(entry.file_name()))
+            .with_context(|| format!("moving {} in", entry.path().display()))?;
+    }
+    client
+        .sync_workspace(shared)
+        .await
+        .context("uploading the files encrypted")?;
+    std::fs::remove_dir(&aside_abs).with_context(|| format!("removing {}", aside_abs.display()))?;
+    client
+        .sync_until_done()
+        .await
+        .context("deleting the plain copies")?;
+    println!(
+        "{} is now end-to-end encrypted: its files were uploaded again encrypted and the plain copies deleted on the server (they stay in your version history)",
+        shown(&rel.to_string())
+    );
+    println!(
+        "invited {} to {}{} (invitation {proposal}); each gets the folder's key from this account's devices once they accept (they need an encryption passphrase of their own)",
+        shared_to.join(", "),
+        shown(&rel.to_string()),
+        if read_only { " (read-only)" } else { "" }
+    );
+    Ok(())
 }
 
 /// `stacksync accept ID [--as NAME] [--into DIR]`.
@@ -256,8 +411,13 @@ pub async fn accept(
     Ok(())
 }
 
-/// `stacksync members PATH [--json]`.
-pub async fn members(home: &Path, path: &Path, json: bool) -> anyhow::Result<()> {
+/// `stacksync members PATH [--json] [--fingerprints]`.
+pub async fn members(
+    home: &Path,
+    path: &Path,
+    json: bool,
+    fingerprints: bool,
+) -> anyhow::Result<()> {
     let profile = Profile::load(home)?;
     let rel = in_folder(&profile, path)?;
     let conn = connect(&profile).await?;
@@ -266,6 +426,9 @@ pub async fn members(home: &Path, path: &Path, json: bool) -> anyhow::Result<()>
         Reply::Members { members } => members,
         other => bail!("the server answered the members with {other:?}"),
     };
+    if fingerprints {
+        return member_keys(home, &conn, &ws, &at, &members, json).await;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&members)?);
         return Ok(());
@@ -286,6 +449,136 @@ pub async fn members(home: &Path, path: &Path, json: bool) -> anyhow::Result<()>
             stacksync_engine::conflict::format_utc(m.joined_at)
         );
     }
+    Ok(())
+}
+
+/// One member's key, as `members --fingerprints` shows it.
+#[derive(serde::Serialize)]
+struct MemberKey {
+    email: String,
+    /// The fingerprint of the key the folder's verified key list gives
+    /// them; `None` while they have no key.
+    fingerprint: Option<String>,
+    /// "pinned", "first use", "changed" (not the key this device pinned),
+    /// or "no key yet".
+    pin: &'static str,
+}
+
+/// `members PATH --fingerprints`: the verified key list of an end-to-end
+/// encrypted shared folder, member by member.
+async fn member_keys(
+    home: &Path,
+    conn: &Arc<dyn Connection>,
+    ws: &Workspace,
+    at: &RelPath,
+    members: &[stacksync_proto::Member],
+    json: bool,
+) -> anyhow::Result<()> {
+    if ws.encryption != EncryptionMode::ClientSide {
+        bail!(
+            "{} is not end-to-end encrypted: its members have no keys to compare",
+            shown(&at.to_string())
+        );
+    }
+    let files = KeyFiles::new(home);
+    let keys = open_workspace(&files, conn.as_ref(), ws)
+        .await
+        .context("verifying the shared folder's key list")?;
+    let mut rows = Vec::new();
+    for m in members {
+        let listed = keys.membership.member(&m.user);
+        let (fingerprint, pin) = match listed {
+            None => (None, "no key yet"),
+            Some(l) => (
+                Some(l.identity.fingerprint().to_string()),
+                match files.pin_state(&l.identity)? {
+                    Pin::Known => "pinned",
+                    Pin::FirstUse => "first use",
+                    Pin::Changed { .. } => "changed",
+                },
+            ),
+        };
+        rows.push(MemberKey {
+            email: m.email.clone(),
+            fingerprint,
+            pin,
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{} ({}), key list epoch {}, key generation {}:",
+        shown(&at.to_string()),
+        shown(&ws.name),
+        keys.membership.epoch(),
+        keys.membership.generation().0
+    );
+    for r in &rows {
+        println!(
+            "  {:<32}  {:<39}  {}",
+            shown(&r.email),
+            r.fingerprint.as_deref().unwrap_or("-"),
+            r.pin
+        );
+    }
+    Ok(())
+}
+
+/// `stacksync trust EMAIL FINGERPRINT`: pins the key the server now
+/// publishes for a member of one of this account's shared folders, if its
+/// fingerprint is the one the user compared.
+pub async fn trust(home: &Path, email: &str, fingerprint: &str) -> anyhow::Result<()> {
+    let profile = Profile::load(home)?;
+    let conn = connect(&profile).await?;
+    let wanted = email.trim().to_lowercase();
+    let mut user = None;
+    for ws in workspaces(conn.as_ref())
+        .await?
+        .iter()
+        .filter(|w| w.is_shared)
+    {
+        let members = match conn.rpc(Request::GetMembers { workspace: ws.id }).await? {
+            Reply::Members { members } => members,
+            other => bail!("the server answered the members with {other:?}"),
+        };
+        if let Some(m) = members.iter().find(|m| m.email.to_lowercase() == wanted) {
+            user = Some(m.user);
+            break;
+        }
+    }
+    let user = user.with_context(|| {
+        format!(
+            "{} is not a member of any shared folder of this account",
+            shown(email)
+        )
+    })?;
+    let published = identities(conn.as_ref(), vec![user])
+        .await?
+        .pop()
+        .flatten()
+        .with_context(|| format!("{} has published no encryption key", shown(email)))?;
+    let public = PublicIdentity::from_bytes(&published.identity)
+        .map_err(|e| anyhow::anyhow!("{}'s published key: {e}", shown(email)))?;
+    anyhow::ensure!(
+        public.user == user && published.user == user,
+        "the server sent another user's key for {}",
+        shown(email)
+    );
+    let compact = |s: &str| s.split_whitespace().collect::<String>().to_lowercase();
+    let shown_fp = public.fingerprint().to_string();
+    if compact(&shown_fp) != compact(fingerprint) {
+        bail!(
+            "the key the server publishes for {} has fingerprint {shown_fp}, not the one you gave: nothing trusted",
+            shown(email)
+        );
+    }
+    KeyFiles::new(home).trust(&public)?;
+    println!(
+        "trusted {}'s key {shown_fp}; the owner's device gives it the shared folders' keys at its next refresh",
+        shown(email)
+    );
     Ok(())
 }
 
@@ -322,6 +615,22 @@ pub async fn unshare(home: &Path, path: &Path, with: &[String]) -> anyhow::Resul
                 },
                 shown(&at.to_string())
             );
+            if ws.encryption == EncryptionMode::ClientSide {
+                // A new key generation without them, now: what is written
+                // from here on is unreadable to them.
+                let files = KeyFiles::new(home);
+                files.forget_invited(ws.id, with)?;
+                match share_keys(&files, conn.as_ref(), &ws).await {
+                    Ok(change) if !change.removed.is_empty() => println!(
+                        "the folder's key was replaced (key list epoch {}): what is written from now on cannot be read with the keys they had",
+                        change.epoch
+                    ),
+                    Ok(_) => {}
+                    Err(e) => eprintln!(
+                        "warning: the folder's key was not replaced yet ({e}); this account's running daemon or next `stacksync sync` replaces it"
+                    ),
+                }
+            }
             Ok(())
         }
         other => bail!("the server answered the unshare with {other:?}"),

@@ -269,29 +269,19 @@ async fn two_devices_and_nothing_readable_on_the_server(backend: Backend) {
     assert_eq!(a.read(&format!("{}/later.txt", NAMES[1])), b"later");
     // History: the versions show the real sizes, and a restore (sealed by
     // the client: the server cannot write a record) brings version 1 back.
-    let out = a.run(&["versions", a.path(NAMES[2]).to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(a.run(&["versions", a.path(NAMES[2]).to_str().unwrap(), "--json"]));
     let versions: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let sizes: Vec<u64> = versions
         .iter()
         .map(|v| v["size"].as_u64().unwrap())
         .collect();
     assert_eq!(sizes, vec![big.len() as u64, edited.len() as u64]);
-    let out = a.run(&[
+    succeeds(a.run(&[
         "restore",
         a.path(NAMES[2]).to_str().unwrap(),
         "--version",
         "1",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ]));
     assert_eq!(a.read(NAMES[2]), big);
     b.sync();
     assert_eq!(b.read(NAMES[2]), big);
@@ -436,4 +426,578 @@ async fn running_daemons_follow_the_switch_or_stop_with_the_reason() {
     );
     with_key.stop_daemon().await;
     without.stop_daemon().await;
+}
+
+/// Every chunk of the live files of `workspace`, as (stored bytes, id),
+/// read as `email` (a member) through the gateway: what a removed member
+/// would get from a server that kept serving them.
+async fn stored_chunks(
+    cluster: &Cluster,
+    email: &str,
+    workspace: stacksync_proto::WorkspaceId,
+) -> Vec<(stacksync_proto::ChunkId, bytes::Bytes)> {
+    use stacksync_client::Connection;
+    use stacksync_proto::rpc::{Reply, Request};
+    let conn = logged_in(cluster, email).await;
+    let ws = stacksync_client::connection::workspaces(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.id == workspace)
+        .expect("the member lists the workspace");
+    let Reply::Changes(page) = conn
+        .rpc(Request::GetChanges {
+            workspace,
+            since: 0,
+            limit: 10_000,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("changes");
+    };
+    let transport = conn.chunks(&ws).await.unwrap();
+    let mut out = Vec::new();
+    for item in page.items.iter().filter(|m| m.status.is_live()) {
+        for c in &item.chunks {
+            let bytes = match &c.span {
+                None => transport.get_chunk(&c.id).await.unwrap(),
+                Some(s) if s.base.is_none() => {
+                    transport.get_range(&s.pack, s.offset, s.len).await.unwrap()
+                }
+                Some(_) => continue,
+            };
+            out.push((c.id, bytes));
+        }
+    }
+    out
+}
+
+/// The names of the live items of `email`'s private workspace.
+async fn private_live_names(cluster: &Cluster, email: &str) -> Vec<String> {
+    use stacksync_client::Connection;
+    use stacksync_proto::rpc::{Reply, Request};
+    let conn = logged_in(cluster, email).await;
+    let private = stacksync_client::connection::workspaces(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| !w.is_shared)
+        .expect("a private workspace");
+    let Reply::Changes(page) = conn
+        .rpc(Request::GetChanges {
+            workspace: private.id,
+            since: 0,
+            limit: 10_000,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("changes");
+    };
+    page.items
+        .iter()
+        .filter(|m| m.status.is_live())
+        .map(|m| m.name.to_string())
+        .collect()
+}
+
+/// The statements of `workspace`'s key chain after `after`, read as
+/// `email`.
+async fn key_statements(
+    cluster: &Cluster,
+    email: &str,
+    workspace: stacksync_proto::WorkspaceId,
+    after: u64,
+) -> Vec<Vec<u8>> {
+    use stacksync_client::Connection;
+    use stacksync_proto::rpc::{Reply, Request};
+    let conn = logged_in(cluster, email).await;
+    match conn
+        .rpc(Request::GetKeyStatements {
+            workspace,
+            after_epoch: after,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+    {
+        Reply::KeyStatements { statements, .. } => {
+            statements.into_iter().map(|s| s.statement).collect()
+        }
+        other => panic!("key statements: {other:?}"),
+    }
+}
+
+/// An end-to-end encrypted shared folder between two users: the owner
+/// shares an empty folder with `--encrypted`, the member accepts, the
+/// owner's device gives them the key (pinned, shown by `members
+/// --fingerprints`), files go both ways, and nothing the server keeps
+/// holds a file's contents or names. After `unshare`, the owner's device
+/// replaces the key: the removed member, with every key it holds, cannot
+/// open the new key list nor a chunk written afterwards (and still opens
+/// those written before, so the check can fail).
+async fn an_encrypted_shared_folder_between_two_users(backend: Backend) {
+    let extra = match backend {
+        Backend::Embedded => "\n[storage]\nat_rest_encryption = false\n",
+        Backend::Full { .. } => "",
+    };
+    let cluster = Cluster::start_with(&backend, extra).await;
+    let alice_email = cluster.add_user("alice@example.com", None);
+    let bob_email = cluster.add_user("bob@example.com", None);
+    // Plain private workspaces, each with an encryption identity.
+    let a = encrypted_client(&cluster, "alice", &alice_email);
+    let b = match backend {
+        Backend::Embedded => encrypted_client(&cluster, "bob", &bob_email),
+        Backend::Full { .. } => {
+            cluster.direct_client_with("bob", &bob_email, &["--passphrase", PASSPHRASE])
+        }
+    };
+    // A folder that already has (plain) files: sharing it encrypted moves
+    // them into the new workspace, uploaded again encrypted, and deletes
+    // the plain copies from alice's private workspace.
+    a.write("Together/was-plain.txt", b"stored plain before the share");
+    a.sync();
+    let together = a.path("Together");
+    succeeds(a.run(&[
+        "share",
+        together.to_str().unwrap(),
+        "--with",
+        &bob_email,
+        "--encrypted",
+    ]));
+    assert_eq!(
+        a.read("Together/was-plain.txt"),
+        b"stored plain before the share"
+    );
+    let top: Vec<String> = std::fs::read_dir(&a.folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(top, vec!["Together".to_owned()], "nothing left aside");
+    let private = a.status(None);
+    assert_eq!(private["encryption"], "plain", "{private}");
+    let live = private_live_names(&cluster, &alice_email).await;
+    assert!(
+        live.is_empty(),
+        "the plain copies (and the folder aside) are deleted from the private workspace: {live:?}"
+    );
+    let out = b.run(&["invitations"]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!id.is_empty(), "bob has the invitation");
+    succeeds(b.run(&["accept", &id]));
+    // Alice's device writes the key list with bob in it; bob's then opens it.
+    a.sync();
+    b.sync();
+    assert_eq!(
+        b.read("Together/was-plain.txt"),
+        b"stored plain before the share"
+    );
+
+    let big = secret_file(3_000_000, 11);
+    let small = secret_file(5_000, 12);
+    a.write(&format!("Together/{}/{}", NAMES[1], NAMES[0]), &small);
+    a.write(&format!("Together/{}", NAMES[2]), &big);
+    a.sync();
+    b.sync();
+    assert_eq!(
+        b.read(&format!("Together/{}/{}", NAMES[1], NAMES[0])),
+        small
+    );
+    assert_eq!(b.read(&format!("Together/{}", NAMES[2])), big);
+    b.write("Together/reply-from-bob.txt", CONTENT_MARKER);
+    b.sync();
+    a.sync();
+    assert_eq!(a.read("Together/reply-from-bob.txt"), CONTENT_MARKER);
+
+    // Alice sees bob's key, pinned on first use.
+    let out = succeeds(a.run(&[
+        "members",
+        together.to_str().unwrap(),
+        "--fingerprints",
+        "--json",
+    ]));
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let bob_row = keys
+        .iter()
+        .find(|k| k["email"] == bob_email.as_str())
+        .expect("bob is listed");
+    assert_eq!(bob_row["pin"], "pinned", "{keys:?}");
+    assert!(
+        bob_row["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.len() == 39)
+    );
+
+    let mut secrets: Vec<&[u8]> = vec![CONTENT_MARKER, b"reply-from-bob"];
+    secrets.extend(NAMES.iter().map(|n| n.as_bytes()));
+    let found = leaks(&cluster, &backend, &secrets);
+    assert!(found.is_empty(), "the server holds plaintext: {found:?}");
+
+    // The shared workspace, and what bob's device holds for it.
+    let ws: stacksync_proto::WorkspaceId = std::fs::read_dir(&b.home)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("membership-")?
+                .strip_suffix(".vault")?
+                .parse()
+                .ok()
+        })
+        .next()
+        .expect("bob's device keeps the shared folder's key list");
+    let before = stored_chunks(&cluster, &alice_email, ws).await;
+
+    let out = succeeds(a.run(&["unshare", together.to_str().unwrap(), "--with", &bob_email]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("key was replaced"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let after_unshare = secret_file(2_000_000, 13);
+    a.write("Together/after-unshare.bin", &after_unshare);
+    a.sync();
+
+    let files = stacksync_client::e2ee::KeyFiles::new(&b.home);
+    let held = files.offline_keys(ws).unwrap().expect("bob's keys");
+    let bob_codec = held.codec().unwrap();
+    let alice_keys = stacksync_client::e2ee::KeyFiles::new(&a.home)
+        .offline_keys(ws)
+        .unwrap()
+        .expect("alice's keys");
+    assert!(
+        alice_keys.membership.generation() > held.membership.generation(),
+        "a new key generation after the unshare"
+    );
+    let alice_codec = alice_keys.codec().unwrap();
+    // Written before: both open them (the control).
+    assert!(!before.is_empty());
+    for (id, bytes) in &before {
+        assert!(
+            bob_codec.decode(id, bytes).is_ok(),
+            "bob opened chunk {id} before"
+        );
+    }
+    // Written after: alice opens them, bob with his keys does not.
+    let new: Vec<_> = stored_chunks(&cluster, &alice_email, ws)
+        .await
+        .into_iter()
+        .filter(|(id, _)| !before.iter().any(|(b, _)| b == id))
+        .collect();
+    let mut recovered = Vec::new();
+    for (id, bytes) in &new {
+        recovered.extend(alice_codec.decode(id, bytes).expect("alice opens it"));
+        let e = bob_codec
+            .decode(id, bytes)
+            .expect_err("bob must not open a chunk written after the unshare");
+        assert!(e.to_string().contains("generation"), "{e}");
+    }
+    assert_eq!(
+        recovered, after_unshare,
+        "the new chunks are the new file's"
+    );
+    // Nor can he open the key list that replaced his key, were the
+    // server to hand it to him.
+    let statements = key_statements(&cluster, &alice_email, ws, held.membership.epoch()).await;
+    assert!(!statements.is_empty());
+    let refs: Vec<&[u8]> = statements.iter().map(Vec::as_slice).collect();
+    let e = stacksync_vault::membership::verify_chain(
+        &refs,
+        &held.identity,
+        Some(&held.membership),
+        &stacksync_vault::PinStore::new(),
+    )
+    .expect_err("bob must not open the key list without him");
+    assert_eq!(e.kind(), &stacksync_vault::ErrorKind::NotAMember, "{e}");
+    succeeds(b.run(&["sync", "--once", "--json"]));
+    assert!(
+        !b.path("Together/after-unshare.bin").exists(),
+        "the removed member gets nothing written after"
+    );
+}
+
+on_both_backends!(an_encrypted_shared_folder_between_two_users);
+
+/// The same with both accounts' daemons running: bob's waits for the key
+/// (and says so), mounts the folder once alice's daemon adds him, and the
+/// files flow; after `unshare` alice's daemon writes under the new key
+/// generation, and bob's device gets nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_daemons_add_the_member_and_rotate_on_unshare() {
+    use std::time::Duration;
+    let cluster = Cluster::start(&Backend::Embedded).await;
+    let alice_email = cluster.add_user("alice@example.com", None);
+    let bob_email = cluster.add_user("bob@example.com", None);
+    let mut a = encrypted_client(&cluster, "alice", &alice_email);
+    let mut b = encrypted_client(&cluster, "bob", &bob_email);
+    std::fs::create_dir_all(a.path("Together")).unwrap();
+    a.sync();
+    b.sync();
+    let together = a.path("Together");
+    succeeds(a.run(&[
+        "share",
+        together.to_str().unwrap(),
+        "--with",
+        &bob_email,
+        "--encrypted",
+    ]));
+    b.start_daemon();
+    common::eventually(Duration::from_secs(30), "bob's daemon runs", || {
+        b.status(None)["daemon_running"] == true
+    })
+    .await;
+    let id = String::from_utf8_lossy(&b.run(&["invitations"]).stdout)
+        .trim()
+        .to_owned();
+    succeeds(b.run(&["accept", &id]));
+    // No device of alice's runs yet: bob's waits, and says why.
+    common::eventually(
+        Duration::from_secs(60),
+        "bob's daemon waits for the key",
+        || {
+            b.daemon_log()
+                .contains("waiting for the owner's device to add your key")
+        },
+    )
+    .await;
+    a.start_daemon();
+    a.write("Together/first.txt", b"first, sealed for two");
+    common::eventually(Duration::from_secs(60), "bob gets the first file", || {
+        std::fs::read(b.path("Together/first.txt")).ok().as_deref()
+            == Some(b"first, sealed for two".as_slice())
+    })
+    .await;
+    b.write("Together/answer.txt", b"answer from bob");
+    common::eventually(Duration::from_secs(60), "alice gets bob's answer", || {
+        std::fs::read(a.path("Together/answer.txt")).ok().as_deref()
+            == Some(b"answer from bob".as_slice())
+    })
+    .await;
+
+    succeeds(a.run(&["unshare", together.to_str().unwrap(), "--with", &bob_email]));
+    a.write("Together/later.txt", b"after bob left");
+    let files = stacksync_client::e2ee::KeyFiles::new(&a.home);
+    let ws = std::fs::read_dir(&a.home)
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("membership-")?
+                .strip_suffix(".vault")?
+                .parse::<stacksync_proto::WorkspaceId>()
+                .ok()
+        })
+        .expect("alice's key list");
+    // Alice's daemon reopens the folder with the new keys and syncs on.
+    common::eventually(
+        Duration::from_secs(60),
+        "alice's later file is committed",
+        || a.status(Some("Together/later.txt"))["target"]["status"] == "synced",
+    )
+    .await;
+    let keys = files.offline_keys(ws).unwrap().unwrap();
+    assert_eq!(keys.membership.generation().0, 2);
+    assert_eq!(keys.membership.members().len(), 1, "alice alone holds it");
+    // The later file went out under the new generation, even if alice's
+    // daemon had it ready before it heard of the new keys: bob's keys do
+    // not open it.
+    let codec = keys.codec().unwrap();
+    let bob_codec = stacksync_client::e2ee::KeyFiles::new(&b.home)
+        .offline_keys(ws)
+        .unwrap()
+        .expect("bob's keys")
+        .codec()
+        .unwrap();
+    let chunks = stored_chunks(&cluster, &alice_email, ws).await;
+    let later = chunks
+        .iter()
+        .find(|(id, bytes)| codec.decode(id, bytes).ok().as_deref() == Some(b"after bob left"))
+        .expect("the later file's chunk");
+    assert!(bob_codec.decode(&later.0, &later.1).is_err());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!b.path("Together/later.txt").exists());
+    a.stop_daemon().await;
+    b.stop_daemon().await;
+}
+
+/// Alice, bob and carol, each with an encryption identity, and alice's
+/// folder `Team` shared end-to-end encrypted with the other two (not yet
+/// accepted).
+async fn team_of_three() -> (Cluster, Vec<String>, Vec<Client>) {
+    let cluster = Cluster::start(&Backend::Embedded).await;
+    let emails: Vec<String> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| cluster.add_user(&format!("{n}@example.com"), None))
+        .collect();
+    let clients: Vec<Client> = ["alice", "bob", "carol"]
+        .iter()
+        .zip(&emails)
+        .map(|(n, e)| encrypted_client(&cluster, n, e))
+        .collect();
+    let a = &clients[0];
+    std::fs::create_dir_all(a.path("Team")).unwrap();
+    a.sync();
+    let team = a.path("Team");
+    succeeds(a.run(&[
+        "share",
+        team.to_str().unwrap(),
+        "--with",
+        &emails[1],
+        "--with",
+        &emails[2],
+        "--encrypted",
+    ]));
+    (cluster, emails, clients)
+}
+
+/// `m` accepts the one invitation it has.
+fn accept_the_invitation(m: &Client) {
+    let id = String::from_utf8_lossy(&m.run(&["invitations"]).stdout)
+        .trim()
+        .to_owned();
+    assert!(!id.is_empty(), "{} has the invitation", m.name);
+    succeeds(m.run(&["accept", &id]));
+}
+
+/// `out`, which must be a success.
+fn succeeds(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A gateway connection logged in as `email`.
+async fn logged_in(cluster: &Cluster, email: &str) -> stacksync_client::GatewayConnection {
+    let client = stacksync_gateway_client::GatewayClient::login(&cluster.url, email, "secret-pw")
+        .await
+        .unwrap();
+    stacksync_client::GatewayConnection::new(client)
+}
+
+/// A member who leaves is rotated out by the owner's device at its next
+/// sync; the member who stays gets the new key and reads what is written
+/// under it, and their own writes reach the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_is_rotated_out_and_the_others_read_on() {
+    let (cluster, emails, clients) = team_of_three().await;
+    let [a, b, c] = &clients[..] else {
+        unreachable!()
+    };
+    let team = a.path("Team");
+    for m in [b, c] {
+        accept_the_invitation(m);
+    }
+    a.sync();
+    a.write("Team/before.txt", b"for all three");
+    a.sync();
+    b.sync();
+    c.sync();
+    assert_eq!(c.read("Team/before.txt"), b"for all three");
+
+    succeeds(b.run(&["leave", b.path("Team").to_str().unwrap()]));
+    // Alice's next sync replaces the key; what she writes then is under it.
+    a.sync();
+    a.write("Team/after.txt", b"for alice and carol");
+    a.sync();
+    c.sync();
+    assert_eq!(c.read("Team/after.txt"), b"for alice and carol");
+    c.write("Team/from-carol.txt", b"carol, under the new key");
+    c.sync();
+    a.sync();
+    assert_eq!(a.read("Team/from-carol.txt"), b"carol, under the new key");
+    let out = a.run(&["members", team.to_str().unwrap(), "--fingerprints"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listing.contains("key generation 2"), "{listing}");
+    assert!(!listing.contains(&emails[1]), "{listing}");
+    b.sync();
+    assert!(!b.path("Team/after.txt").exists());
+    // A new device of carol's reads both generations: the file written
+    // before the rotation keeps its chunks under the old key.
+    let c2 = encrypted_client(&cluster, "carol2", &emails[2]);
+    c2.sync();
+    assert_eq!(c2.read("Team/before.txt"), b"for all three");
+    assert_eq!(c2.read("Team/after.txt"), b"for alice and carol");
+}
+
+/// The owner's device gives the key only to people it invited, whoever
+/// the server lists as a member: carol, whom alice's device has no record
+/// of inviting (as if the server had added her), waits for ever, while bob
+/// syncs. `trust` pins a key only with the fingerprint the server's key
+/// really has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_invitees_get_the_key() {
+    let (_cluster, emails, clients) = team_of_three().await;
+    let [a, b, c] = &clients[..] else {
+        unreachable!()
+    };
+    let team = a.path("Team");
+    // Alice's device forgets having invited carol.
+    let invited = std::fs::read_dir(&a.home)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("invited-")
+        })
+        .expect("alice's device keeps whom it invited");
+    let kept: String = std::fs::read_to_string(&invited)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("carol"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&invited, kept).unwrap();
+    for m in [b, c] {
+        accept_the_invitation(m);
+    }
+    a.sync();
+    a.write("Team/plan.txt", b"for bob only");
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("Team/plan.txt"), b"for bob only");
+    let out = c.run(&["sync", "--once"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("waiting for the owner's device to add your key"),
+        "{said}"
+    );
+    assert!(!c.path("Team/plan.txt").exists());
+    let out = a.run(&[
+        "members",
+        team.to_str().unwrap(),
+        "--fingerprints",
+        "--json",
+    ]);
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |email: &str| {
+        keys.iter()
+            .find(|k| k["email"] == email)
+            .cloned()
+            .unwrap_or_else(|| panic!("{email} listed: {keys:?}"))
+    };
+    assert_eq!(row(&emails[2])["pin"], "no key yet");
+    assert_eq!(row(&emails[1])["pin"], "pinned");
+
+    let bob_fingerprint = row(&emails[1])["fingerprint"].as_str().unwrap().to_owned();
+    let out = a.run(&["trust", &emails[1], "aaaa bbbb cccc dddd"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing trusted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    succeeds(a.run(&["trust", &emails[1], &bob_fingerprint.replace(' ', "")]));
 }

@@ -27,13 +27,14 @@ use stacksync_engine::{Changed, EngineError, RelPath, SyncReport};
 use stacksync_gateway_client::{Delays, RetryPolicy};
 use stacksync_proto::rpc::{Reply, Request};
 use stacksync_proto::{
-    ChangesPage, Error, ErrorKind, ItemMeta, ItemStatus, Notification, UserId, Workspace,
-    WorkspaceId,
+    ChangesPage, EncryptionMode, Error, ErrorKind, ItemMeta, ItemStatus, Notification, UserId,
+    Workspace, WorkspaceId,
 };
 use tokio::time::Instant;
 
 use crate::connection::{Connection, FeedGuard, NotificationStream, unexpected, workspaces};
 use crate::desktop::{DesktopNotifier, Urgency};
+use crate::e2ee::{self, KeyFiles};
 use crate::localfs::{LocalFs, OpenFolderError};
 use crate::mounts::{self, DetachedRecord, MountRecord, MountTable};
 use crate::profile::{Profile, ProfileError};
@@ -508,15 +509,17 @@ impl SyncClient {
             .filter(|w| w.is_shared)
             .map(|w| (w.id, w))
             .collect();
+        let stale_keys = self.stale_keys(&by_id).await;
         // Gone or moved.
         let open: Vec<WorkspaceId> = self.mounts.keys().copied().collect();
         for id in open {
             let at = placed.get(&id);
             let current = self.mounts[&id].path().clone();
-            // A changed role is a new engine (reopened below).
+            // A changed role, or new keys, is a new engine (reopened below).
             let same_role = by_id
                 .get(&id)
-                .is_some_and(|ws| ws.read_only == self.mounts[&id].workspace().read_only);
+                .is_some_and(|ws| ws.read_only == self.mounts[&id].workspace().read_only)
+                && !stale_keys.contains(&id);
             if at == Some(&current) && same_role {
                 if let (Some(m), Some(ws)) = (self.mounts.get_mut(&id), by_id.get(&id)) {
                     m.set_workspace((*ws).clone());
@@ -582,6 +585,43 @@ impl SyncClient {
         self.private.set_excluded(self.table.excluded());
         self.publish_routes();
         Ok(())
+    }
+
+    /// The mounted end-to-end encrypted shared folders whose key list
+    /// moved on since they were opened: a member joined or left (the
+    /// owner's device updates the list here first, see
+    /// [`e2ee::keys::share_keys`]), or another device appended. Their
+    /// engines are opened again with the new keys (everything written
+    /// after a rotation uses the new generation).
+    async fn stale_keys(
+        &self,
+        listed: &BTreeMap<WorkspaceId, &Workspace>,
+    ) -> BTreeSet<WorkspaceId> {
+        let files = KeyFiles::new(self.profile.home());
+        let mut stale = BTreeSet::new();
+        for (id, sync) in &self.mounts {
+            let (Some(held), Some(ws)) = (sync.keys_epoch(), listed.get(id)) else {
+                continue;
+            };
+            let latest = if ws.owner == self.me {
+                e2ee::keys::share_keys(&files, self.conn.as_ref(), ws)
+                    .await
+                    .map(|change| {
+                        log_key_change(ws, &change);
+                        change.epoch
+                    })
+            } else {
+                e2ee::keys::latest_epoch(self.conn.as_ref(), *id).await
+            };
+            match latest {
+                Ok(latest) if latest != held => {
+                    stale.insert(*id);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(workspace = %id, %e, "the shared folder's keys"),
+            }
+        }
+        stale
     }
 
     /// Opens the shared workspace `ws` at `path`, or says why not.
@@ -666,6 +706,15 @@ impl SyncClient {
             seed_hand_over(&self.profile, self.private.state(), &path, ws.id)
                 .await
                 .map_err(|e| format!("handing {path} over to the shared folder: {e}"))?;
+        }
+        if owner && ws.encryption == EncryptionMode::ClientSide {
+            // The owner's device writes the key list (the first statement
+            // on the first mount) before the folder's engine needs it.
+            let files = KeyFiles::new(self.profile.home());
+            let change = e2ee::keys::share_keys(&files, self.conn.as_ref(), &ws)
+                .await
+                .map_err(|e| format!("the keys of shared folder {:?}: {e}", ws.name))?;
+            log_key_change(&ws, &change);
         }
         let sync = WorkspaceSync::open(
             &self.profile,
@@ -906,6 +955,17 @@ impl SyncClient {
         Some(sync.sync(changed).await)
     }
 
+    /// Syncs the one workspace `id` (the private one or a mounted shared
+    /// folder) until its plan is empty, leaving the others as they are.
+    pub async fn sync_workspace(&mut self, id: WorkspaceId) -> Result<SyncReport, AppError> {
+        match self.sync_one(id, Changed::Anywhere).await {
+            Some(report) => Ok(report?),
+            None => Err(AppError::Path(format!(
+                "workspace {id} is not synced on this device"
+            ))),
+        }
+    }
+
     /// Syncs every workspace once (rounds until each plan is empty): the
     /// private one first, then each mount. Paths in the report are from
     /// the synced folder.
@@ -974,6 +1034,7 @@ impl SyncClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let mut failed = false;
             let why = match self.sync_round().await {
                 Ok(report) if report.converged => return Ok(report),
                 Ok(report) => {
@@ -982,7 +1043,10 @@ impl SyncClient {
                     left.dedup();
                     left.join("; ")
                 }
-                Err(e) if e.is_transient() => e.to_string(),
+                Err(e) if e.is_transient() => {
+                    failed = true;
+                    e.to_string()
+                }
                 Err(e) => return Err(e.into()),
             };
             let Some(delay) = delays.next().filter(|_| attempt < self.options.attempts) else {
@@ -993,6 +1057,11 @@ impl SyncClient {
             };
             tracing::info!(attempt, %why, "sync not finished; retrying");
             tokio::time::sleep(delay).await;
+            // What failed may be a mount that must be opened again (new
+            // keys of an end-to-end encrypted shared folder, say).
+            if failed && let Err(e) = self.refresh_mounts().await {
+                tracing::warn!(%e, "re-reading the shared folders");
+            }
         }
     }
 
@@ -1255,12 +1324,13 @@ impl SyncClient {
                     ),
                 );
             }
+            // A new key statement: a member waiting for the key mounts
+            // the folder, a mounted one is reopened with the new keys
+            // (`stale_keys`).
             Notification::WorkspaceJoined { .. }
             | Notification::Unshared { .. }
-            | Notification::WorkspaceUpdated { .. } => *refresh_at = Some(now),
-            // End-to-end encrypted workspaces are not synced by this client
-            // yet (they are refused when opened): nothing to re-read.
-            Notification::KeysChanged { .. } => {}
+            | Notification::WorkspaceUpdated { .. }
+            | Notification::KeysChanged { .. } => *refresh_at = Some(now),
         }
     }
 
@@ -1721,5 +1791,22 @@ impl Drop for SocketGuard {
     fn drop(&mut self) {
         self.task.abort();
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Says what the owner's device changed in a shared folder's key list,
+/// and who still waits for the key.
+fn log_key_change(ws: &Workspace, change: &e2ee::keys::KeyListChange) {
+    if !change.added.is_empty() || !change.removed.is_empty() {
+        tracing::info!(
+            workspace = %ws.id,
+            epoch = change.epoch,
+            added = ?change.added,
+            removed = ?change.removed,
+            "key list of the shared folder updated"
+        );
+    }
+    for (email, why) in &change.waiting {
+        tracing::warn!(workspace = %ws.id, %email, "not given the shared folder's key: {why}");
     }
 }

@@ -89,9 +89,12 @@ impl WorkspaceSync {
                 .map_err(AppError::service("opening the workspace's keys"))?,
             )),
         };
-        let codec = keys
-            .as_ref()
-            .map_or_else(ChunkCodec::compressed, |k| k.codec());
+        let codec = match &keys {
+            None => ChunkCodec::compressed(),
+            Some(k) => k
+                .codec()
+                .map_err(AppError::service("opening the workspace's keys"))?,
+        };
         let transport = conn
             .chunks(&workspace)
             .await
@@ -129,7 +132,11 @@ impl WorkspaceSync {
             remote = remote.guarded_by(guard);
         }
         let remote: Arc<dyn stacksync_engine::Remote> = Arc::new(remote);
-        let sealed = keys.map(|k| Arc::new(SealedRemote::new(remote.clone(), k)));
+        let sealed = keys.map(|k| {
+            Arc::new(
+                SealedRemote::new(remote.clone(), k).checking_keys(Arc::clone(&conn), workspace.id),
+            )
+        });
         let remote = match &sealed {
             Some(s) => Arc::clone(s) as Arc<dyn stacksync_engine::Remote>,
             None => remote,
@@ -171,6 +178,12 @@ impl WorkspaceSync {
             activity,
             sealed,
         })
+    }
+
+    /// The epoch of the key statement an end-to-end encrypted workspace
+    /// was opened with (its codec and records use that statement's keys).
+    pub fn keys_epoch(&self) -> Option<u64> {
+        self.sealed.as_ref().map(|s| s.keys().epoch())
     }
 
     /// How versions of an end-to-end encrypted workspace are opened and

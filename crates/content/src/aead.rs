@@ -5,8 +5,7 @@ use aes_gcm::Aes256Gcm;
 use chacha20poly1305::{AeadInOut, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 
 use crate::format::{NONCE_LEN, TAG_LEN};
-use crate::gear::GearTable;
-use crate::keys::Secret32;
+use crate::keys::{Secret32, WorkspaceKey};
 
 /// The AEAD that encrypts chunk bodies. Decoding reads it from the chunk
 /// header, so a codec decodes both whichever it encodes with; chunk ids do
@@ -46,16 +45,26 @@ impl Cipher {
     }
 }
 
-/// Per-workspace secrets, derived once.
+/// The secrets of one key generation of a workspace, derived once. The
+/// keyed gear table is not among them: only the current generation cuts
+/// files, so the codec derives that one table alone.
 pub(crate) struct Crypto {
     pub id_key: Secret32,
     pub aead: XChaCha20Poly1305,
     pub aes_master: Secret32,
-    /// The keyed FastCDC gear table: where this workspace's files are cut.
-    pub gear: GearTable,
 }
 
 impl Crypto {
+    /// Derives the secrets of the generation whose key is `key`.
+    pub fn derive(key: &WorkspaceKey) -> Crypto {
+        let aead_key = key.chunk_aead_key();
+        Crypto {
+            id_key: key.chunk_id_key(),
+            aead: XChaCha20Poly1305::new(&aead_key.0.into()),
+            aes_master: key.chunk_aes_master_key(),
+        }
+    }
+
     /// Encrypts `body` in place; returns the tag.
     pub fn seal(
         &self,

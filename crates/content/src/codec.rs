@@ -7,7 +7,6 @@ use std::fmt;
 use std::io::Read;
 use std::sync::Arc;
 
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use stacksync_proto::{ChunkId, ContentHash};
 
 pub use crate::aead::Cipher;
@@ -18,6 +17,7 @@ use crate::format::{
     FLAG_AES_GCM, FLAG_ENCRYPTED, Header, NONCE_LEN, TAG_LEN, pad, padded_len, unpad_chunk,
 };
 use crate::gear::GearTable;
+use crate::generations::KeyGenerations;
 use crate::keys::{WorkspaceKey, random_bytes};
 
 /// Whether and how hard to compress chunk bodies.
@@ -59,13 +59,14 @@ const SAMPLE_LEN: usize = 4096;
 const SAMPLES: usize = 4;
 
 /// Encodes and decodes chunks for one workspace: plain, compressed, and/or
-/// encrypted with the workspace key. Cheap to clone and shareable across
-/// threads.
+/// encrypted with the workspace key. An encrypted codec holds one or more
+/// key generations: it encodes with the current one and decodes chunks and
+/// deltas of any it holds. Cheap to clone and shareable across threads.
 #[derive(Clone)]
 pub struct ChunkCodec {
     compression: Compression,
     cipher: Cipher,
-    crypto: Option<Arc<Crypto>>,
+    keys: Option<Arc<KeyGenerations>>,
 }
 
 impl fmt::Debug for ChunkCodec {
@@ -73,6 +74,7 @@ impl fmt::Debug for ChunkCodec {
         f.debug_struct("ChunkCodec")
             .field("compression", &self.compression)
             .field("encrypted", &self.is_encrypted())
+            .field("generation", &self.generation())
             .field("cipher", &self.cipher)
             .finish()
     }
@@ -97,21 +99,40 @@ pub struct EncodedChunk {
 impl ChunkCodec {
     /// A codec for a workspace: `key` is `Some` for encrypted workspaces,
     /// which encrypt with [`Cipher::fastest`] (see [`Self::with_cipher`]).
+    /// The key is key generation 1, the only one held: see
+    /// [`Self::encrypted_generations`] for a workspace whose key was
+    /// rotated.
     pub fn new(compression: Compression, key: Option<&WorkspaceKey>) -> ChunkCodec {
-        let crypto = key.map(|key| {
-            let aead_key = key.chunk_aead_key();
-            Arc::new(Crypto {
-                id_key: key.chunk_id_key(),
-                aead: XChaCha20Poly1305::new(&aead_key.0.into()),
-                aes_master: key.chunk_aes_master_key(),
-                gear: GearTable::keyed(&key.chunk_gear_key()),
-            })
-        });
         ChunkCodec {
             compression,
             cipher: Cipher::fastest(),
-            crypto,
+            keys: key.map(|key| Arc::new(KeyGenerations::first(key))),
         }
+    }
+
+    /// Default compression and encryption with every key generation of a
+    /// workspace in `keys` (generation, key): new chunks and deltas are
+    /// written under `current`, and chunks and deltas of any generation
+    /// given decode. Each generation's secrets are derived once, here.
+    ///
+    /// Refused ([`ContentError::Generations`]) when `keys` is empty, a
+    /// generation is 0 or above [`MAX_KEY_GENERATION`](crate::MAX_KEY_GENERATION)
+    /// or given twice, or `current` is not among them.
+    pub fn encrypted_generations<'k>(
+        current: u32,
+        keys: impl IntoIterator<Item = (u32, &'k WorkspaceKey)>,
+    ) -> Result<ChunkCodec, ContentError> {
+        Ok(ChunkCodec {
+            compression: Compression::default(),
+            cipher: Cipher::fastest(),
+            keys: Some(Arc::new(KeyGenerations::new(current, keys)?)),
+        })
+    }
+
+    /// The key generation new chunks and deltas are written under; `None`
+    /// without a key.
+    pub fn generation(&self) -> Option<u32> {
+        self.keys.as_deref().map(KeyGenerations::current)
     }
 
     /// The same codec, encrypting new chunks with `cipher` (decoding always
@@ -136,14 +157,15 @@ impl ChunkCodec {
         ChunkCodec::new(Compression::default(), None)
     }
 
-    /// Default compression and encryption with `key`.
+    /// Default compression and encryption with `key`, as key generation 1
+    /// (the only one held).
     pub fn encrypted(key: &WorkspaceKey) -> ChunkCodec {
         ChunkCodec::new(Compression::default(), Some(key))
     }
 
     /// Whether chunks are encrypted (and ids and content hashes keyed).
     pub fn is_encrypted(&self) -> bool {
-        self.crypto.is_some()
+        self.keys.is_some()
     }
 
     /// The compression setting.
@@ -152,12 +174,25 @@ impl ChunkCodec {
     }
 
     /// The id of a chunk with this plaintext: BLAKE3, keyed with a subkey of
-    /// the workspace key in encrypted workspaces.
+    /// the current generation's workspace key in encrypted workspaces (the
+    /// same plaintext has another id under each generation).
     pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
-        match &self.crypto {
-            None => ChunkId(*blake3::hash(plaintext).as_bytes()),
-            Some(c) => ChunkId(*blake3::keyed_hash(&c.id_key.0, plaintext).as_bytes()),
-        }
+        chunk_id_under(self.current_crypto(), plaintext)
+    }
+
+    /// The current generation's secrets; `None` without a key.
+    fn current_crypto(&self) -> Option<&Crypto> {
+        self.keys.as_deref().map(KeyGenerations::current_crypto)
+    }
+
+    /// The secrets of the key generation an encrypted chunk or delta
+    /// header names: [`ChunkProblem::KeyRequired`] without a key,
+    /// [`ChunkProblem::UnknownGeneration`] for one this codec does not
+    /// hold (fails closed).
+    pub(crate) fn crypto_of(&self, generation: u32) -> Result<&Crypto, ChunkProblem> {
+        let keys = self.keys.as_deref().ok_or(ChunkProblem::KeyRequired)?;
+        keys.get(generation)
+            .ok_or(ChunkProblem::UnknownGeneration { generation })
     }
 
     /// An incremental hasher for a whole file's [`ContentHash`]: plain
@@ -180,15 +215,16 @@ impl ChunkCodec {
     /// one without a key (the cut points of every stored unencrypted
     /// chunk), one derived from the workspace key with it (see `gear`).
     pub(crate) fn gear_table(&self) -> Cow<'_, GearTable> {
-        match &self.crypto {
+        match self.keys.as_deref() {
             None => Cow::Owned(GearTable::public()),
-            Some(c) => Cow::Borrowed(&c.gear),
+            Some(keys) => Cow::Borrowed(keys.gear()),
         }
     }
 
     /// A streaming chunker over `source` that cuts exactly where this
     /// codec's [`FileEncoder`](crate::FileEncoder) cuts: with a key, at
-    /// cut points that depend on the workspace key; without one, where
+    /// cut points that depend on the current generation's workspace key
+    /// (files are only cut to write new chunks); without one, where
     /// [`chunk_reader`](crate::chunk_reader) cuts. Anything that chunks a
     /// file to find chunks the workspace already has (e.g. reusing a local
     /// copy) must chunk through this, or it finds none in an encrypted
@@ -211,7 +247,7 @@ impl ChunkCodec {
     /// encrypts; no flags and no nonce without a key. Shared by chunks and
     /// deltas so that both are sealed the same way.
     pub(crate) fn seal_params(&self) -> Result<(u8, Option<[u8; NONCE_LEN]>), ContentError> {
-        if self.crypto.is_none() {
+        if self.keys.is_none() {
             return Ok((0, None));
         }
         let mut flags = FLAG_ENCRYPTED;
@@ -224,7 +260,8 @@ impl ChunkCodec {
     }
 
     /// Encrypts `body` in place with the nonce from [`Self::seal_params`]
-    /// and appends the tag; `aad` is the header and the object's id.
+    /// and the current generation's key, and appends the tag; `aad` is the
+    /// header (which names the current generation) and the object's id.
     pub(crate) fn seal_body(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -232,7 +269,7 @@ impl ChunkCodec {
         body: &mut Vec<u8>,
         from: usize,
     ) -> Result<(), ContentError> {
-        let Some(crypto) = &self.crypto else {
+        let Some(crypto) = self.current_crypto() else {
             return Ok(());
         };
         let len = body.len() - from;
@@ -244,29 +281,6 @@ impl ChunkCodec {
             })?;
         body.extend_from_slice(&tag);
         Ok(())
-    }
-
-    /// Decrypts `body` (ciphertext then tag) sealed by [`Self::seal_body`];
-    /// `Err` if it does not authenticate or this codec has no key.
-    pub(crate) fn open_body(
-        &self,
-        aes_gcm: bool,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        body: &[u8],
-    ) -> Result<Vec<u8>, ()> {
-        let crypto = self.crypto.as_ref().ok_or(())?;
-        let split = body.len().checked_sub(TAG_LEN).ok_or(())?;
-        let (ciphertext, tag) = body.split_at(split);
-        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| ())?;
-        let cipher = if aes_gcm {
-            Cipher::Aes256Gcm
-        } else {
-            Cipher::XChaCha20Poly1305
-        };
-        let mut buf = ciphertext.to_vec();
-        crypto.open(cipher, nonce, aad, &mut buf, tag)?;
-        Ok(buf)
     }
 
     /// Encodes one chunk (at most [`MAX_CHUNK_LEN`] bytes).
@@ -295,7 +309,7 @@ impl ChunkCodec {
     /// exactly this codec's header length, so that a body stored raw never
     /// moves.
     pub(crate) fn header_room(&self) -> usize {
-        Header::len_for(self.crypto.is_some())
+        Header::len_for(self.keys.is_some())
     }
 
     /// An empty chunk buffer: `header_room` zero bytes, with capacity for a
@@ -303,7 +317,7 @@ impl ChunkCodec {
     /// inner lengths and tag when encrypted), so a raw body never moves.
     pub(crate) fn chunk_buffer(&self, len: usize) -> Vec<u8> {
         let room = self.header_room();
-        let after = if self.crypto.is_some() {
+        let after = if self.keys.is_some() {
             padded_len::<1>(len) - len + TAG_LEN
         } else {
             0
@@ -339,6 +353,7 @@ impl ChunkCodec {
         };
         let compressed = compressed_body.is_some();
         let (_, nonce) = self.seal_params()?;
+        let generation = self.generation().unwrap_or(1);
         if let Some(body) = compressed_body {
             // The buffer was sized for the plaintext; a sink that keeps
             // chunks should not hold that much per compressed chunk, so
@@ -362,6 +377,7 @@ impl ChunkCodec {
                 let padded = pad(&mut buf, room, [plaintext_u32]);
                 Header::Sealed {
                     aes_gcm: self.cipher == Cipher::Aes256Gcm,
+                    generation,
                     // At most the bucket of 16 MiB + 8 plus the tag.
                     body_len: (padded + TAG_LEN) as u32,
                     nonce,
@@ -384,6 +400,9 @@ impl ChunkCodec {
     }
 
     /// Decodes an encoded chunk and checks that it is the chunk `id` names.
+    /// An encrypted chunk is opened, and its id checked, with the key of
+    /// the generation its header names, which must be one this codec holds
+    /// ([`ChunkProblem::UnknownGeneration`] otherwise).
     ///
     /// Total: any input, however truncated, corrupted or hostile, gives an
     /// error rather than a panic, never allocates more than
@@ -395,8 +414,10 @@ impl ChunkCodec {
         let header = Header::parse(bytes).map_err(fail)?;
         let header_len = header.len();
         let body = &bytes[header_len..];
-        let (stored, plaintext_len, compressed): (Cow<'_, [u8]>, u32, bool) =
-            match (&self.crypto, header) {
+        // `crypto`: the generation that sealed and named the chunk; None
+        // for a plain one.
+        let (stored, plaintext_len, compressed, crypto): (Cow<'_, [u8]>, u32, bool, _) =
+            match (&self.keys, header) {
                 (None, Header::Sealed { .. }) => return Err(fail(ChunkProblem::KeyRequired)),
                 (Some(_), Header::Plain { .. }) => return Err(fail(ChunkProblem::NotEncrypted)),
                 (
@@ -406,15 +427,24 @@ impl ChunkCodec {
                         plaintext_len,
                         ..
                     },
-                ) => (Cow::Borrowed(body), plaintext_len, compressed),
-                (Some(_), Header::Sealed { aes_gcm, nonce, .. }) => {
+                ) => (Cow::Borrowed(body), plaintext_len, compressed, None),
+                (
+                    Some(_),
+                    Header::Sealed {
+                        aes_gcm,
+                        generation,
+                        nonce,
+                        ..
+                    },
+                ) => {
+                    let crypto = self.crypto_of(generation).map_err(fail)?;
                     // parse() checked body_len > TAG_LEN + INNER_LEN.
                     let aad = associated_data(&bytes[..header_len], id);
-                    let mut opened = self
-                        .open_body(aes_gcm, &nonce, &aad, body)
+                    let mut opened = open_body(crypto, aes_gcm, &nonce, &aad, body)
                         .map_err(|()| fail(ChunkProblem::Authentication))?;
                     let inner = unpad_chunk(&mut opened).map_err(fail)?;
-                    (Cow::Owned(opened), inner.plaintext_len, inner.compressed)
+                    let stored = Cow::Owned(opened);
+                    (stored, inner.plaintext_len, inner.compressed, Some(crypto))
                 }
             };
         let plaintext = if compressed {
@@ -433,11 +463,44 @@ impl ChunkCodec {
             // a borrowed raw body: no extra copy in the encrypted case.
             stored.into_owned()
         };
-        if self.chunk_id(&plaintext) != *id {
+        // Named under the generation that wrote it, not the current one.
+        if chunk_id_under(crypto, &plaintext) != *id {
             return Err(fail(ChunkProblem::IdMismatch));
         }
         Ok(plaintext)
     }
+}
+
+/// The id of a chunk with this plaintext under one key generation's
+/// secrets (keyed BLAKE3), or plain BLAKE3 with `None`.
+pub(crate) fn chunk_id_under(crypto: Option<&Crypto>, plaintext: &[u8]) -> ChunkId {
+    match crypto {
+        None => ChunkId(*blake3::hash(plaintext).as_bytes()),
+        Some(c) => ChunkId(*blake3::keyed_hash(&c.id_key.0, plaintext).as_bytes()),
+    }
+}
+
+/// Decrypts `body` (ciphertext then tag) sealed by
+/// [`ChunkCodec::seal_body`] under `crypto`'s generation; `Err` if it does
+/// not authenticate.
+pub(crate) fn open_body(
+    crypto: &Crypto,
+    aes_gcm: bool,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    body: &[u8],
+) -> Result<Vec<u8>, ()> {
+    let split = body.len().checked_sub(TAG_LEN).ok_or(())?;
+    let (ciphertext, tag) = body.split_at(split);
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| ())?;
+    let cipher = if aes_gcm {
+        Cipher::Aes256Gcm
+    } else {
+        Cipher::XChaCha20Poly1305
+    };
+    let mut buf = ciphertext.to_vec();
+    crypto.open(cipher, nonce, aad, &mut buf, tag)?;
+    Ok(buf)
 }
 
 pub(crate) fn associated_data(header: &[u8], id: &ChunkId) -> Vec<u8> {
@@ -535,6 +598,7 @@ mod tests {
     fn sealed(codec: &ChunkCodec, id: &ChunkId, inner: &[u8]) -> Vec<u8> {
         let header = Header::Sealed {
             aes_gcm: false,
+            generation: 1,
             body_len: (inner.len() + TAG_LEN) as u32,
             nonce: [7; NONCE_LEN],
         };

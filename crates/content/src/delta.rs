@@ -32,7 +32,9 @@
 //! 4       delta format version (2)
 //! 5       flags: bit 1 = encrypted, must be set; bit 2 = AES-256-GCM
 //!         instead of XChaCha20-Poly1305; bit 0 must be 0
-//! 6..8    reserved, must be 0
+//! 6..8    key generation minus one, u16 little-endian (once "reserved,
+//!         must be 0": every delta stored before key rotation is
+//!         generation 1)
 //! 8..12   body length, u32 little-endian: padme(patch + 12) + 16
 //! 12..44  base chunk id (keyed: says nothing of the base's length)
 //! 44..68  24-byte random nonce
@@ -42,8 +44,20 @@
 //! ```
 //!
 //! Version 1 with the encrypted bit is refused as a downgrade, version 2
-//! without it too. When encrypted, the whole header (base id included) and
-//! the target id are the associated data. Decoding is total: any input
+//! without it too. When encrypted, the whole header (base id and key
+//! generation included) and the target id are the associated data.
+//!
+//! An encrypted delta is written under the codec's current key generation
+//! and names it, as a chunk does (see the chunk format): its base id and
+//! target id are that generation's keyed ids, and its body that
+//! generation's ciphertext. [`apply`] takes all three from the generation
+//! the header names, and refuses one the codec does not hold
+//! ([`ChunkProblem::UnknownGeneration`]). The server sees the generation,
+//! authenticated with the rest of the header. A base stored under an
+//! earlier generation has another id under the current one, so a delta
+//! against it cannot be written (its base would name no stored chunk).
+//!
+//! Decoding is total: any input
 //! gives an error or the exact target, never a panic, never more than
 //! [`MAX_CHUNK_LEN`] bytes of output, and never bytes that do not hash to
 //! the target id; a delta applied to a base other than the one it names
@@ -53,9 +67,12 @@ use stacksync_proto::ChunkId;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
 use crate::chunker::MAX_CHUNK_LEN;
-use crate::codec::{ChunkCodec, associated_data};
+use crate::codec::{ChunkCodec, associated_data, chunk_id_under, open_body};
 use crate::error::{ChunkProblem, ContentError};
-use crate::format::{FLAG_AES_GCM, FLAG_ENCRYPTED, NONCE_LEN, TAG_LEN, pad, padded_len, unpad};
+use crate::format::{
+    FLAG_AES_GCM, FLAG_ENCRYPTED, NONCE_LEN, TAG_LEN, generation_bytes, generation_from, pad,
+    padded_len, unpad,
+};
 use crate::padme::padme;
 
 const MAGIC: &[u8; 4] = b"SSdt";
@@ -126,7 +143,9 @@ pub fn delta_pays(delta_len: usize, full_len: usize) -> bool {
 }
 
 /// Encodes `target_plain` as a delta against `base_plain`, with `codec`'s
-/// ids and encryption (both at most [`MAX_CHUNK_LEN`] bytes).
+/// ids and encryption (both at most [`MAX_CHUNK_LEN`] bytes): an encrypted
+/// delta is written under the codec's current key generation and names
+/// the base by its id under that generation.
 pub fn encode_delta(
     codec: &ChunkCodec,
     base_plain: &[u8],
@@ -149,6 +168,7 @@ pub fn encode_delta(
     let (target_len, base_len) = (target_plain.len() as u32, base_plain.len() as u32);
     let mut header = DeltaHeader {
         flags,
+        generation: codec.generation().unwrap_or(1),
         clear: None,
         body_len: 0,
         base_id: base,
@@ -198,9 +218,12 @@ pub fn delta_base(encoded: &[u8]) -> Result<DeltaBase, ChunkProblem> {
 }
 
 /// Decodes the delta object `encoded` against `base_plain` and returns the
-/// target chunk, which must be the chunk `id` names.
+/// target chunk, which must be the chunk `id` names. An encrypted delta is
+/// opened, and its base and target ids checked, with the key of the
+/// generation its header names.
 ///
-/// Refuses a base whose length or id differs from the one the delta names
+/// Refuses a generation the codec does not hold
+/// (`ChunkProblem::UnknownGeneration`),  a base whose length or id differs from the one the delta names
 /// (`ChunkProblem::WrongBase`), a claimed size above [`MAX_CHUNK_LEN`],
 /// and anything truncated, altered or encrypted with another key.
 pub fn apply(
@@ -218,24 +241,30 @@ pub fn apply(
         (true, false) => return Err(fail(ChunkProblem::NotEncrypted)),
         _ => {}
     }
+    // The generation that wrote an encrypted delta: its key opens the body
+    // and its id key named both base and target.
+    let sealed = match header.nonce {
+        None => None,
+        Some(nonce) => Some((nonce, codec.crypto_of(header.generation).map_err(fail)?)),
+    };
+    let crypto = sealed.map(|(_, crypto)| crypto);
     let wrong_base = |len: u32| base_plain.len() != len as usize;
     if header.clear.is_some_and(|c| wrong_base(c.base))
-        || codec.chunk_id(base_plain) != header.base_id
+        || chunk_id_under(crypto, base_plain) != header.base_id
     {
         return Err(fail(ChunkProblem::WrongBase));
     }
     let header_len = header.len();
     let body = &encoded[header_len..];
     let opened;
-    let (patch, target_len) = match header.nonce {
+    let (patch, target_len) = match sealed {
         // parse() gives every plain header its lengths; were one missing,
         // a target of 0 bytes fails the patch or the id check, never panics.
         None => (body, header.clear.map_or(0, |c| c.target)),
-        Some(nonce) => {
+        Some((nonce, crypto)) => {
             let aad = associated_data(&encoded[..header_len], id);
             let aes = header.flags & FLAG_AES_GCM != 0;
-            let mut plain = codec
-                .open_body(aes, &nonce, &aad, body)
+            let mut plain = open_body(crypto, aes, &nonce, &aad, body)
                 .map_err(|()| fail(ChunkProblem::Authentication))?;
             let [target, base] = unpad::<TRAILER_FIELDS>(&mut plain).map_err(fail)?;
             check_max(target).map_err(fail)?;
@@ -247,7 +276,7 @@ pub fn apply(
         }
     };
     let target = patch_apply(base_plain, patch, target_len as usize).map_err(fail)?;
-    if codec.chunk_id(&target) != *id {
+    if chunk_id_under(crypto, &target) != *id {
         return Err(fail(ChunkProblem::IdMismatch));
     }
     Ok(target)
@@ -327,6 +356,10 @@ struct ClearLengths {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DeltaHeader {
     flags: u8,
+    /// The key generation of a version-2 delta, 1 to
+    /// [`MAX_KEY_GENERATION`](crate::MAX_KEY_GENERATION); 1, and not
+    /// written, in version 1.
+    generation: u32,
     clear: Option<ClearLengths>,
     body_len: u32,
     base_id: ChunkId,
@@ -345,7 +378,8 @@ impl DeltaHeader {
         out.extend_from_slice(MAGIC);
         match (&self.nonce, self.clear) {
             (Some(nonce), _) => {
-                out.extend_from_slice(&[ENCRYPTED_DELTA_FORMAT_VERSION, self.flags, 0, 0]);
+                out.extend_from_slice(&[ENCRYPTED_DELTA_FORMAT_VERSION, self.flags]);
+                out.extend_from_slice(&generation_bytes(self.generation));
                 out.extend_from_slice(&self.body_len.to_le_bytes());
                 out.extend_from_slice(self.base_id.as_bytes());
                 out.extend_from_slice(nonce);
@@ -375,8 +409,8 @@ impl DeltaHeader {
             return Err(ChunkProblem::BadMagic);
         }
         let (version, flags) = (fixed[4], fixed[5]);
+        // Reserved in version 1, the key generation in version 2.
         let reserved = u16::from_le_bytes([fixed[6], fixed[7]]);
-        let unknown = ChunkProblem::UnknownBits { flags, reserved };
         let encrypted = flags & FLAG_ENCRYPTED != 0;
         let le32 = |at: usize| -> Result<u32, ChunkProblem> {
             let b = bytes.get(at..at + 4).ok_or(truncated(at + 4))?;
@@ -394,7 +428,7 @@ impl DeltaHeader {
                     return Err(ChunkProblem::Downgrade { version });
                 }
                 if flags != 0 || reserved != 0 {
-                    return Err(unknown);
+                    return Err(ChunkProblem::UnknownBits { flags, reserved });
                 }
                 if bytes.len() < PLAIN_FIXED_LEN {
                     return Err(truncated(PLAIN_FIXED_LEN));
@@ -411,6 +445,7 @@ impl DeltaHeader {
                 }
                 DeltaHeader {
                     flags,
+                    generation: 1,
                     clear: Some(ClearLengths { target, base }),
                     body_len,
                     base_id: id_at(20)?,
@@ -418,8 +453,8 @@ impl DeltaHeader {
                 }
             }
             ENCRYPTED_DELTA_FORMAT_VERSION => {
-                if flags & !(FLAG_ENCRYPTED | FLAG_AES_GCM) != 0 || reserved != 0 {
-                    return Err(unknown);
+                if flags & !(FLAG_ENCRYPTED | FLAG_AES_GCM) != 0 {
+                    return Err(ChunkProblem::UnknownBits { flags, reserved: 0 });
                 }
                 if !encrypted {
                     return Err(ChunkProblem::PlainInEncryptedFormat { version });
@@ -433,6 +468,7 @@ impl DeltaHeader {
                 check_sealed_body(body_len)?;
                 DeltaHeader {
                     flags,
+                    generation: generation_from(reserved),
                     clear: None,
                     body_len,
                     base_id,

@@ -95,6 +95,44 @@ pub enum ChunkProblem {
     /// the delta names.
     #[error("delta applied to a base other than the one it names")]
     WrongBase,
+    /// An encrypted chunk or delta written under a key generation this
+    /// codec does not hold: a generation newer than the member's key ring,
+    /// one it was never given, or a header whose generation bytes were
+    /// altered (which would fail authentication anyway).
+    #[error("written under key generation {generation}, which this codec does not hold")]
+    UnknownGeneration {
+        /// The generation in the header.
+        generation: u32,
+    },
+}
+
+/// Why a set of key generations cannot make an encrypted codec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerationProblem {
+    /// No key was given.
+    #[error("no key generation given")]
+    Empty,
+    /// A generation outside 1 to [`crate::MAX_KEY_GENERATION`], the range
+    /// the chunk header can name.
+    #[error("key generation {generation} is outside 1 to {max}")]
+    OutOfRange {
+        /// The generation given.
+        generation: u32,
+        /// The highest generation a header can name.
+        max: u32,
+    },
+    /// The same generation given twice.
+    #[error("key generation {generation} given twice")]
+    Duplicate {
+        /// The generation given twice.
+        generation: u32,
+    },
+    /// The current generation is not among the keys given.
+    #[error("current key generation {current} is not among the keys given")]
+    CurrentMissing {
+        /// The current generation asked for.
+        current: u32,
+    },
 }
 
 /// What went wrong with a key blob or key operation.
@@ -198,6 +236,9 @@ pub enum ContentError {
     /// A key could not be made, wrapped or unwrapped.
     #[error("key: {0}")]
     Key(#[from] KeyProblem),
+    /// The key generations given to a codec do not fit together.
+    #[error("key generations: {0}")]
+    Generations(#[from] GenerationProblem),
     /// zstd failed while compressing (out of memory or a library bug).
     #[error("compressing chunk: {0}")]
     Compress(#[source] io::Error),
@@ -210,7 +251,7 @@ impl ContentError {
     /// Maps this error to the protocol error every layer speaks.
     pub fn to_proto(&self) -> ProtoError {
         let kind = match self {
-            ContentError::InvalidConfig(_) => ErrorKind::BadRequest,
+            ContentError::InvalidConfig(_) | ContentError::Generations(_) => ErrorKind::BadRequest,
             ContentError::Read { .. } | ContentError::Write { .. } => ErrorKind::Unavailable,
             ContentError::PlaintextTooLarge { .. } => ErrorKind::TooLarge,
             ContentError::Chunk { problem, .. } => match problem {

@@ -24,7 +24,9 @@
 //! 4       format version (2)
 //! 5       flags: bit 1 = encrypted, must be set; bit 2 = the cipher is
 //!         AES-256-GCM instead of XChaCha20-Poly1305; bit 0 must be 0
-//! 6..8    reserved, must be 0
+//! 6..8    key generation minus one, u16 little-endian (generations 1 to
+//!         65536; these bytes were "reserved, must be 0" before key
+//!         rotation, so every chunk stored before it is generation 1)
 //! 8..12   body length (everything after the header), u32 little-endian:
 //!         padme(stored + 8) + 16
 //! 12..36  24-byte random nonce
@@ -60,8 +62,18 @@
 //! machines without those instructions.
 //!
 //! When encrypted, the whole header and the chunk id are the associated
-//! data, so changing the cipher bit or the body length, or moving the
-//! object to another id, fails authentication.
+//! data, so changing the cipher bit, the body length or the key generation,
+//! or moving the object to another id, fails authentication.
+//!
+//! Key generations: an encrypted workspace's key is rotated when a member
+//! leaves, and files that did not change keep the chunks written under
+//! earlier keys. The generation in the header says which key wrote the
+//! chunk (its AEAD key and the id key that named it), so a member decodes
+//! with that generation's key and fails closed
+//! ([`ChunkProblem::UnknownGeneration`]) on one it does not hold. The
+//! server sees each chunk's generation, in the clear but authenticated as
+//! part of the header; it tells the server little it does not know from
+//! when each chunk was uploaded and when members left.
 
 use crate::chunker::MAX_CHUNK_LEN;
 use crate::error::ChunkProblem;
@@ -98,6 +110,9 @@ pub(crate) enum Header {
     /// Version 2: encrypted; `body_len` is a Padmé bucket plus the tag.
     Sealed {
         aes_gcm: bool,
+        /// The key generation that sealed it, 1 to
+        /// [`MAX_KEY_GENERATION`].
+        generation: u32,
         body_len: u32,
         nonce: [u8; NONCE_LEN],
     },
@@ -142,11 +157,13 @@ impl Header {
             }
             Header::Sealed {
                 aes_gcm,
+                generation,
                 body_len,
                 nonce,
             } => {
                 let flags = FLAG_ENCRYPTED | if *aes_gcm { FLAG_AES_GCM } else { 0 };
-                out.extend_from_slice(&[ENCRYPTED_FORMAT_VERSION, flags, 0, 0]);
+                out.extend_from_slice(&[ENCRYPTED_FORMAT_VERSION, flags]);
+                out.extend_from_slice(&generation_bytes(*generation));
                 out.extend_from_slice(&body_len.to_le_bytes());
                 out.extend_from_slice(nonce);
             }
@@ -169,8 +186,8 @@ impl Header {
             return Err(ChunkProblem::BadMagic);
         }
         let (version, flags) = (fixed[4], fixed[5]);
+        // Reserved in version 1, the key generation in version 2.
         let reserved = u16::from_le_bytes([fixed[6], fixed[7]]);
-        let unknown = ChunkProblem::UnknownBits { flags, reserved };
         let le32 = |at: usize| -> Result<u32, ChunkProblem> {
             let b = bytes.get(at..at + 4).ok_or(truncated(at + 4))?;
             Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -184,7 +201,7 @@ impl Header {
                     return Err(ChunkProblem::Downgrade { version });
                 }
                 if flags & !FLAG_COMPRESSED != 0 || reserved != 0 {
-                    return Err(unknown);
+                    return Err(ChunkProblem::UnknownBits { flags, reserved });
                 }
                 let (plaintext_len, body_len) = (le32(8)?, le32(12)?);
                 if plaintext_len as usize > MAX_CHUNK_LEN {
@@ -202,8 +219,8 @@ impl Header {
                 header
             }
             ENCRYPTED_FORMAT_VERSION => {
-                if flags & !(FLAG_ENCRYPTED | FLAG_AES_GCM) != 0 || reserved != 0 {
-                    return Err(unknown);
+                if flags & !(FLAG_ENCRYPTED | FLAG_AES_GCM) != 0 {
+                    return Err(ChunkProblem::UnknownBits { flags, reserved: 0 });
                 }
                 if flags & FLAG_ENCRYPTED == 0 {
                     return Err(ChunkProblem::PlainInEncryptedFormat { version });
@@ -216,6 +233,7 @@ impl Header {
                 check_bucket(body_len)?;
                 Header::Sealed {
                     aes_gcm: flags & FLAG_AES_GCM != 0,
+                    generation: generation_from(reserved),
                     body_len,
                     nonce,
                 }
@@ -265,6 +283,28 @@ impl Header {
             Err(ChunkProblem::LengthMismatch { body, plaintext })
         }
     }
+}
+
+/// The highest key generation an encrypted chunk or delta header can
+/// name: its two generation bytes hold the generation minus one.
+pub const MAX_KEY_GENERATION: u32 = 1 << 16;
+
+/// Header bytes 6..8 of an encrypted chunk or delta: `generation` minus
+/// one, u16 little-endian. Callers only pass generations a codec accepted
+/// (1 to [`MAX_KEY_GENERATION`]).
+pub(crate) fn generation_bytes(generation: u32) -> [u8; 2] {
+    debug_assert!(
+        (1..=MAX_KEY_GENERATION).contains(&generation),
+        "codecs only hold generations 1 to {MAX_KEY_GENERATION}"
+    );
+    (generation.saturating_sub(1) as u16).to_le_bytes()
+}
+
+/// The key generation that header bytes 6..8 (read as a u16) name: every
+/// value is a generation, 0 (what every chunk before key rotation has) is
+/// generation 1.
+pub(crate) fn generation_from(bytes: u16) -> u32 {
+    u32::from(bytes) + 1
 }
 
 /// The largest padded body (without the tag) of an encrypted chunk: the
@@ -388,4 +428,75 @@ pub(crate) fn unpad_chunk(opened: &mut Vec<u8>) -> Result<Inner, ChunkProblem> {
         plaintext_len,
         compressed: stored < u64::from(plaintext_len),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An encrypted header as every build before key rotation wrote it:
+    /// bytes 6..8 zero. Followed by the smallest valid body.
+    fn v2_chunk(generation_bytes: [u8; 2]) -> Vec<u8> {
+        let body_len = (INNER_LEN + TAG_LEN) as u32;
+        let mut v = b"SSch\x02\x02".to_vec();
+        v.extend_from_slice(&generation_bytes);
+        v.extend_from_slice(&body_len.to_le_bytes());
+        v.extend_from_slice(&[9; NONCE_LEN]);
+        v.resize(v.len() + body_len as usize, 0);
+        v
+    }
+
+    fn generation(bytes: &[u8]) -> u32 {
+        match Header::parse(bytes) {
+            Ok(Header::Sealed { generation, .. }) => generation,
+            other => panic!("expected a sealed header, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn generation_bytes_are_the_generation_minus_one_and_zero_is_generation_1() {
+        for (bytes, expected) in [
+            ([0, 0], 1),
+            ([1, 0], 2),
+            ([0, 1], 257),
+            ([0xff, 0xff], MAX_KEY_GENERATION),
+        ] {
+            assert_eq!(generation(&v2_chunk(bytes)), expected, "{bytes:?}");
+        }
+        for g in [1, 2, 255, 256, 257, MAX_KEY_GENERATION] {
+            let header = Header::Sealed {
+                aes_gcm: true,
+                generation: g,
+                body_len: (INNER_LEN + TAG_LEN) as u32,
+                nonce: [3; NONCE_LEN],
+            };
+            let mut bytes = Vec::new();
+            header.write(&mut bytes);
+            assert_eq!(bytes[6..8], generation_bytes(g), "generation {g}");
+            bytes.resize(header.len() + header.body_len() as usize, 0);
+            assert_eq!(Header::parse(&bytes), Ok(header), "generation {g}");
+        }
+    }
+
+    /// Plain chunks (version 1) keep bytes 6..8 reserved: no generation.
+    #[test]
+    fn plain_headers_still_refuse_reserved_bytes() {
+        let header = Header::Plain {
+            compressed: false,
+            plaintext_len: 3,
+            body_len: 3,
+        };
+        let mut bytes = Vec::new();
+        header.write(&mut bytes);
+        bytes.extend_from_slice(b"abc");
+        assert_eq!(bytes[6..8], [0, 0]);
+        assert_eq!(Header::parse(&bytes), Ok(header));
+        for reserved in [[1, 0], [0, 1]] {
+            bytes[6..8].copy_from_slice(&reserved);
+            assert!(matches!(
+                Header::parse(&bytes),
+                Err(ChunkProblem::UnknownBits { .. })
+            ));
+        }
+    }
 }

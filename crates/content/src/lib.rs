@@ -35,6 +35,7 @@ mod filehash;
 mod format;
 pub mod fuzz;
 mod gear;
+mod generations;
 mod keys;
 mod padme;
 mod pipeline;
@@ -42,8 +43,8 @@ mod wrap;
 
 pub use chunker::{Chunk, ChunkReader, ChunkerConfig, MAX_CHUNK_LEN, chunk_reader};
 pub use codec::{ChunkCodec, Cipher, Compression, ContentHasher, EncodedChunk};
-pub use error::{ChunkProblem, ContentError, KeyProblem};
-pub use format::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION};
+pub use error::{ChunkProblem, ContentError, GenerationProblem, KeyProblem};
+pub use format::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, MAX_KEY_GENERATION};
 pub use gear::NORMALIZATION;
 pub use keys::WorkspaceKey;
 pub use padme::padme;

@@ -161,6 +161,28 @@ digest_id!(
     ContentHash, "content hash"
 );
 
+/// An id that depends only on what it is for, its scope and a request id,
+/// so that a retried request (same request id) finds what its first
+/// attempt created instead of creating a second one.
+pub fn derived_id(purpose: &str, scope: uuid::Uuid, request: uuid::Uuid) -> uuid::Uuid {
+    let mut h = blake3::Hasher::new_derive_key("stacksync-service 2026 derived entity id");
+    h.update(purpose.as_bytes());
+    h.update(&[0]);
+    h.update(scope.as_bytes());
+    h.update(request.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The shared workspace a share proposal makes: one per proposal, whoever
+/// accepts first. The proposer's client knows it from the proposal's id
+/// before it exists (the invitations of an end-to-end encrypted share are
+/// kept by that id, see the client's `e2ee::keys`).
+pub fn shared_workspace_id(proposal: uuid::Uuid) -> WorkspaceId {
+    WorkspaceId(derived_id("shared workspace", proposal, uuid::Uuid::nil()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +198,15 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<ChunkId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<ChunkId>("\"../../etc/passwd\"").is_err());
+    }
+
+    #[test]
+    fn derived_ids_depend_on_every_input() {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        assert_eq!(derived_id("device", a, b), derived_id("device", a, b));
+        assert_ne!(derived_id("device", a, b), derived_id("share", a, b));
+        assert_ne!(derived_id("device", a, b), derived_id("device", b, a));
+        assert_ne!(shared_workspace_id(a), shared_workspace_id(b));
     }
 
     #[test]

@@ -9,7 +9,6 @@ use argon2::{Argon2, PasswordVerifier};
 use std::net::IpAddr;
 
 use stacksync_proto::{Error, ErrorKind, Millis, UserId};
-use uuid::Uuid;
 
 use crate::error::ServiceError;
 use crate::{Service, Session};
@@ -45,19 +44,7 @@ fn new_token() -> Result<String, ServiceError> {
     Ok(hex::encode(bytes))
 }
 
-/// An id that depends only on what it is for, who asks and the request id,
-/// so that a retried request (same request id) finds what its first attempt
-/// created instead of creating a second one.
-pub(crate) fn derived_id(purpose: &str, scope: Uuid, request: Uuid) -> Uuid {
-    let mut h = blake3::Hasher::new_derive_key("stacksync-service 2026 derived entity id");
-    h.update(purpose.as_bytes());
-    h.update(&[0]);
-    h.update(scope.as_bytes());
-    h.update(request.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
+pub(crate) use stacksync_proto::ids::derived_id;
 
 fn now_ms() -> Millis {
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -176,13 +163,5 @@ mod tests {
         assert!(verify_password("correct horse", &h).unwrap());
         assert!(!verify_password("wrong horse", &h).unwrap());
         assert!(verify_password("x", "not a phc string").is_err());
-    }
-
-    #[test]
-    fn derived_ids_depend_on_every_input() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        assert_eq!(derived_id("device", a, b), derived_id("device", a, b));
-        assert_ne!(derived_id("device", a, b), derived_id("share", a, b));
-        assert_ne!(derived_id("device", a, b), derived_id("device", b, a));
     }
 }

@@ -189,6 +189,15 @@ impl Service {
             ))
             .into());
         }
+        // The genesis statement names the workspace's owner and first key:
+        // only the owner's device writes it, so a member who joined first
+        // cannot take a shared folder's keys over.
+        if epoch == 1 && workspace.owner != user {
+            return Err(Error::forbidden(format!(
+                "only the owner of workspace {ws} writes its first key statement"
+            ))
+            .into());
+        }
         if statement.is_empty() {
             return Err(Error::bad_request("a key statement cannot be empty").into());
         }

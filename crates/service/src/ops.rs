@@ -395,8 +395,4 @@ pub(crate) fn share_proposal_id(owner: UserId, request: Uuid) -> Uuid {
     derived_id("share proposal", owner.0, request)
 }
 
-/// The shared workspace made for a proposal: one per proposal, whoever
-/// accepts first.
-pub(crate) fn shared_workspace_id(proposal: Uuid) -> WorkspaceId {
-    WorkspaceId(derived_id("shared workspace", proposal, Uuid::nil()))
-}
+pub(crate) use stacksync_proto::ids::shared_workspace_id;

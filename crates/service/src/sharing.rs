@@ -55,6 +55,14 @@ impl Service {
                 Error::forbidden("only the workspace's owner can share its folders").into(),
             );
         }
+        let id = share_proposal_id(user, request_id);
+        // A retry finishes what the first attempt began (an end-to-end
+        // encrypted share has moved its folder away already).
+        if let Ok(p) = self.store().share_proposal(id).await
+            && p.owner == user
+        {
+            return self.proposed(p).await;
+        }
         if workspace.is_shared {
             return Err(Error::bad_request(
                 "a folder of a shared workspace cannot be shared again",
@@ -81,24 +89,36 @@ impl Service {
         {
             return Err(Error::bad_request("you cannot invite yourself").into());
         }
-        let id = share_proposal_id(user, request_id);
         let proposal = self
             .store()
             .create_share_proposal_with_id(id, user, ws, folder, emails, terms)
             .await?;
+        self.proposed(proposal).await
+    }
+
+    /// The rest of making proposal `p`: an end-to-end encrypted share
+    /// becomes its own workspace at once, its owner's alone until someone
+    /// accepts, so that the owner's devices write its keys and can move
+    /// files into it encrypted right away (nothing plain ever enters it);
+    /// then the invitees hear of it.
+    async fn proposed(&self, p: ShareProposal) -> Result<Reply> {
+        if p.encryption == EncryptionMode::ClientSide {
+            self.ensure_shared_workspace(&p).await?;
+        }
+        let folder = self.store().item(p.workspace, p.folder).await?;
         let n = Notification::ShareProposal {
-            proposal: id,
-            from: user,
-            folder_name: item.name.to_string(),
+            proposal: p.id,
+            from: p.owner,
+            folder_name: folder.name.to_string(),
         };
-        for (email, _) in &proposal.invitees {
+        for (email, _) in &p.invitees {
             if let Some(invitee) = self.store().user_by_email(email).await? {
                 self.notify(Topic::User(invitee.account.id), &n).await;
             }
         }
         Ok(Reply::ShareProposal {
-            proposal: id,
-            shared_to: proposal.invitees.into_iter().map(|(e, _)| e).collect(),
+            proposal: p.id,
+            shared_to: p.invitees.into_iter().map(|(e, _)| e).collect(),
         })
     }
 

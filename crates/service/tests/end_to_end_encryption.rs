@@ -462,32 +462,60 @@ async fn no_share_moves_items_into_or_out_of_an_encrypted_workspace(env: &Env) {
     };
     assert_eq!(invitations, vec![], "no proposal was made");
 
-    // An empty one can, but not once bob has put a file into it before
-    // carol accepts: the file stays where it is.
-    let proposal = propose(env, &bob, ws, vault, &carol, EncryptionMode::ClientSide)
-        .await
-        .unwrap();
-    commit(
+    // An empty one can: it becomes bob's own end-to-end encrypted
+    // workspace at once, before anyone accepts, so that nothing plain is
+    // ever put into it: a plain file committed into the folder now is
+    // refused (the folder is gone from bob's private workspace), and
+    // carol, accepting, joins the same workspace.
+    let request_id = uuid::Uuid::new_v4();
+    let request = |vault| stacksync_proto::rpc::RpcRequest {
+        request_id,
+        token: bob.token.clone(),
+        request: Request::CreateShareProposal {
+            workspace: ws,
+            folder: vault,
+            emails: vec![carol.email.clone()],
+            encryption: EncryptionMode::ClientSide,
+            read_only: false,
+        },
+    };
+    let first = env.call_raw(&request(vault)).await;
+    let Ok(Reply::ShareProposal { proposal, .. }) = first.result.clone() else {
+        panic!("propose: {first:?}");
+    };
+    let shared_id = stacksync_proto::ids::shared_workspace_id(proposal);
+    // A retry of the same request (its answer lost) finishes and answers
+    // the same, though the folder has moved into the new workspace.
+    let again = env.call_raw(&request(vault)).await;
+    assert_eq!(again.result, first.result);
+    assert_eq!(
+        setting(env, &bob, shared_id).await,
+        Some(EncryptionMode::ClientSide),
+        "the encrypted workspace exists before anyone accepts"
+    );
+    let result = commit(
         env,
         &bob,
         ws,
         vec![file(paper, Some(vault), "paper.txt", 1, "x")],
     )
     .await;
-    let e = accept(env, &carol, proposal).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::BadRequest, "{e}");
-    let listed = feed(env, &bob, ws).await;
-    let kept = listed.iter().find(|m| m.id == paper).unwrap();
-    assert!(kept.status.is_live() && kept.workspace == ws, "{kept:?}");
+    assert!(outcomes(&result)[0].is_err(), "{result:?}");
     assert!(
-        listed.iter().any(|m| m.id == vault && m.status.is_live()),
-        "the folder was not moved"
+        feed(env, &bob, ws)
+            .await
+            .iter()
+            .all(|m| m.id != vault || !m.status.is_live()),
+        "the folder left bob's private workspace"
     );
+    let joined = accept(env, &carol, proposal).await.unwrap();
+    assert_eq!(joined.id, shared_id);
+    assert_eq!(joined.encryption, EncryptionMode::ClientSide);
     let Ok(Reply::Workspaces { workspaces }) = env.call(&carol.token, Request::GetWorkspaces).await
     else {
         panic!("workspaces");
     };
-    assert_eq!(workspaces.len(), 1, "carol joined nothing: {workspaces:?}");
+    assert_eq!(workspaces.len(), 2, "carol joined it: {workspaces:?}");
 
     // Nothing is shared out of an end-to-end encrypted workspace.
     encrypt(env, &alice, alice.private.id).await.unwrap();

@@ -244,6 +244,14 @@ async fn the_chain_is_append_only_and_members_hear_of_it(env: &Env) {
         .unwrap();
 
     assert_eq!(get(env, &bob, ws, 0, 10).await.unwrap(), (vec![], 0));
+    // The first statement is the owner's to write: a member who joined
+    // first cannot name themselves the keys' owner.
+    assert_kind(
+        "a member's genesis",
+        put(env, &bob, ws, 1, b"bob's genesis".to_vec()).await,
+        ErrorKind::Forbidden,
+    );
+    assert_eq!(get(env, &bob, ws, 0, 10).await.unwrap(), (vec![], 0));
     put(env, &alice, ws, 1, b"genesis".to_vec()).await.unwrap();
     loop {
         match next_notification(&mut bob_hears).await {
@@ -366,7 +374,9 @@ async fn concurrent_appends_have_one_winner(env: &Env) {
     let alice = env.user("alice@example.com").await;
     let bob = env.user("bob@example.com").await;
     let ws = e2e_workspace(env, &alice, &[&bob], false).await;
-    for epoch in 1..=12u64 {
+    // The first is the owner's alone (see above).
+    put(env, &alice, ws, 1, b"genesis".to_vec()).await.unwrap();
+    for epoch in 2..=12u64 {
         let a = format!("alice {epoch}").into_bytes();
         let b = format!("bob {epoch}").into_bytes();
         let (ra, rb) = tokio::join!(

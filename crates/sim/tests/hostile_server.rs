@@ -214,7 +214,7 @@ impl Device {
             Arc::new(open_workspace(&self.files(), self.conn.as_ref(), &self.workspace).await?);
         let transport = self.conn.chunks(&self.workspace).await?;
         let content = ChunkedContentStore::new(
-            keys.codec(),
+            keys.codec()?,
             transport,
             TransferConfig {
                 pack_bytes: 64 * 1024,
@@ -230,7 +230,10 @@ impl Device {
             )
             .sealed(),
         );
-        let sealed = Arc::new(SealedRemote::new(inner, keys));
+        let sealed = Arc::new(SealedRemote::new(inner, keys).checking_keys(
+            Arc::clone(&self.conn) as Arc<dyn Connection>,
+            self.workspace.id,
+        ));
         let io = EngineIo {
             fs: Arc::new(self.fs.clone()),
             remote: Arc::clone(&sealed) as Arc<dyn stacksync_engine::Remote>,
@@ -986,4 +989,51 @@ async fn flipped_bit_in_a_wrapped_key_is_refused() {
         }
     });
     assert!(d.unlock(s.user).await.is_err());
+}
+
+/// A device whose keys are older than the workspace's latest statement
+/// (another device rotated the key meanwhile: a member was removed)
+/// commits nothing under them: the commit is refused as transient before
+/// anything is sealed, and goes through once the keys are opened again.
+#[tokio::test]
+async fn keys_older_than_the_latest_statement_commit_nothing() {
+    use stacksync_engine::Remote;
+    let s = setup().await;
+    let d = &s.writer;
+    let keys = Arc::new(
+        open_workspace(&d.files(), d.conn.as_ref(), &d.workspace)
+            .await
+            .unwrap(),
+    );
+    let inner = Arc::new(
+        WorkspaceRemote::new(
+            Arc::clone(&d.conn) as Arc<dyn Connection>,
+            d.workspace.id,
+            d.device,
+        )
+        .sealed(),
+    );
+    let stale = SealedRemote::new(inner.clone(), Arc::clone(&keys))
+        .checking_keys(Arc::clone(&d.conn) as Arc<dyn Connection>, d.workspace.id);
+    stale.commit(Vec::new()).await.expect("current keys commit");
+    // The same member, rotated to a new generation from elsewhere.
+    let me = d.files().load_identity().unwrap().unwrap();
+    let members: Vec<Member> = keys.membership.members().to_vec();
+    let (next, _) = Statement::next(&keys.membership, &me, &members, true, None).unwrap();
+    let put = Request::PutKeyStatement {
+        workspace: d.workspace.id,
+        epoch: keys.membership.epoch() + 1,
+        statement: next,
+    };
+    d.conn.rpc(put).await.unwrap();
+    let e = stale.commit(Vec::new()).await.expect_err("stale keys");
+    assert_eq!(e.kind, stacksync_proto::ErrorKind::Unavailable, "{e}");
+    assert!(e.message.contains("key list"), "{e}");
+    let fresh = open_workspace(&d.files(), d.conn.as_ref(), &d.workspace)
+        .await
+        .unwrap();
+    assert_eq!(fresh.membership.generation().0, 2);
+    let current = SealedRemote::new(inner, Arc::new(fresh))
+        .checking_keys(Arc::clone(&d.conn) as Arc<dyn Connection>, d.workspace.id);
+    current.commit(Vec::new()).await.expect("new keys commit");
 }

@@ -16,8 +16,9 @@
 //! (EuroS&P 2024) are the bar: no unauthenticated ciphertext, no key the
 //! server can substitute, no metadata it can swap, no downgrade, no
 //! rollback. Chunk encryption and keyed chunk ids stay in
-//! `stacksync-content` (`ChunkCodec::encrypted` with a generation's
-//! [`stacksync_content::WorkspaceKey`] from the [`keyring::KeyRing`]).
+//! `stacksync-content` (`ChunkCodec::encrypted_generations` with every
+//! generation's [`stacksync_content::WorkspaceKey`] from the
+//! [`keyring::KeyRing`]).
 //!
 //! **What it must never do.** No I/O, no async, no network, no database:
 //! callers move the byte blobs it produces. Everything it parses came from
@@ -33,7 +34,9 @@
 //!   unlinkable across workspaces) and pack names;
 //! * the tree shape: which item id is the parent of which, which items are
 //!   folders, which are deleted;
-//! * revision numbers: item versions, membership epochs, key generations;
+//! * revision numbers: item versions, membership epochs, key generations
+//!   (each stored chunk's header names the generation it is encrypted
+//!   under);
 //! * sizes: each chunk's [`padding::padme`]-padded length (a record's
 //!   [`record::RecordContext`] lists them), chunk counts, each stored
 //!   chunk's (compressed, encrypted, padded) size, record lengths (which
@@ -42,7 +45,8 @@
 //!   own timestamps), and who fetches what;
 //! * the membership: how many members, their user ids, public keys, roles
 //!   and read-only flags, who signed each statement, and whether a recovery
-//!   copy exists.
+//!   copy exists; for a shared folder, the name each member gives it (the
+//!   workspace name it is mounted under).
 //!
 //! It does not see names, contents, true sizes, modification times the
 //! client records, content hashes, or who authored a version (the signature

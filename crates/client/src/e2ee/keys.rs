@@ -13,9 +13,12 @@ use std::sync::Arc;
 
 use stacksync_proto::keys::{KeyStatement, MAX_KEY_STATEMENTS};
 use stacksync_proto::rpc::{Reply, Request};
-use stacksync_proto::{EncryptionMode, Error, UserId, Workspace, WorkspaceId};
+use stacksync_proto::{EncryptionMode, Error, ErrorKind, UserId, Workspace, WorkspaceId};
 use stacksync_vault::membership::verify_chain;
-use stacksync_vault::{ErrorKind as VaultKind, Identity, MIN_KDF, PinStore, Statement, Verified};
+use stacksync_vault::{
+    ErrorKind as VaultKind, Identity, MIN_KDF, Member, Pin, PinStore, PublicIdentity, Role,
+    Statement, Verified,
+};
 
 use crate::connection::{Connection, unexpected};
 use crate::profile::{ProfileError, write_atomic};
@@ -38,10 +41,46 @@ pub struct WorkspaceKeys {
 }
 
 impl WorkspaceKeys {
-    /// The chunk codec of the current key generation: chunks encrypted
-    /// under it, ids keyed by it, files cut where it says.
-    pub fn codec(&self) -> stacksync_content::ChunkCodec {
-        stacksync_content::ChunkCodec::encrypted(self.membership.keyring().current_key())
+    /// The chunk codec of the workspace: new chunks encrypted under the
+    /// current key generation, ids keyed by it, files cut where it says;
+    /// chunks of every generation this member holds decoded (a file that
+    /// did not change since a rotation keeps its older chunks).
+    pub fn codec(&self) -> Result<stacksync_content::ChunkCodec, Error> {
+        let ring = self.membership.keyring();
+        let keys: Vec<_> = ring
+            .generations()
+            .map(|g| ring.key(g).map(|k| (g.0, k)))
+            .collect::<Result<_, _>>()
+            .map_err(vault_error("the workspace's key ring"))?;
+        stacksync_content::ChunkCodec::encrypted_generations(ring.current().0, keys)
+            .map_err(|e| Error::internal(format!("the workspace's chunk codec: {e}")))
+    }
+
+    /// The epoch of the membership statement these keys come from.
+    pub fn epoch(&self) -> u64 {
+        self.membership.epoch()
+    }
+}
+
+/// Someone the owner's device invited into an end-to-end encrypted shared
+/// folder. The owner's device gives the folder's key to these people only,
+/// however many members the server lists: the server cannot add a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitee {
+    /// Their email, trimmed and in lower case.
+    pub email: String,
+    /// Whether they were invited to read only (they get the key, but the
+    /// other members accept no version they sign).
+    pub read_only: bool,
+}
+
+impl Invitee {
+    /// `email`, invited read-only or not.
+    pub fn new(email: &str, read_only: bool) -> Invitee {
+        Invitee {
+            email: email.trim().to_lowercase(),
+            read_only,
+        }
     }
 }
 
@@ -73,6 +112,10 @@ impl KeyFiles {
 
     fn membership_file(workspace: WorkspaceId) -> String {
         format!("membership-{workspace}.vault")
+    }
+
+    fn invited_file(workspace: WorkspaceId) -> String {
+        format!("invited-{workspace}.txt")
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
@@ -150,6 +193,83 @@ impl KeyFiles {
         self.write(&Self::membership_file(verified.workspace()), &sealed)
     }
 
+    /// Notes that this device invited `invitees` into the end-to-end
+    /// encrypted shared folder `workspace` (made when the first of them
+    /// accepts): kept beside the keys, where the server cannot write.
+    pub fn record_invited(
+        &self,
+        workspace: WorkspaceId,
+        invitees: &[Invitee],
+    ) -> Result<(), Error> {
+        let mut all = self.invited(workspace)?;
+        for i in invitees {
+            all.retain(|known| known.email != i.email);
+            all.push(i.clone());
+        }
+        self.save_invited(workspace, &all)
+    }
+
+    /// Forgets the invitations of `emails` into `workspace` (unshared).
+    pub fn forget_invited(&self, workspace: WorkspaceId, emails: &[String]) -> Result<(), Error> {
+        let gone: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
+        let mut all = self.invited(workspace)?;
+        all.retain(|i| !gone.contains(&i.email));
+        self.save_invited(workspace, &all)
+    }
+
+    fn save_invited(&self, workspace: WorkspaceId, all: &[Invitee]) -> Result<(), Error> {
+        let text: String = all
+            .iter()
+            .map(|i| format!("{} {}\n", if i.read_only { "ro" } else { "rw" }, i.email))
+            .collect();
+        self.write(&Self::invited_file(workspace), text.as_bytes())
+    }
+
+    /// The people this device invited into `workspace`.
+    pub fn invited(&self, workspace: WorkspaceId) -> Result<Vec<Invitee>, Error> {
+        let name = Self::invited_file(workspace);
+        let Some(bytes) = self.read(&name)? else {
+            return Ok(Vec::new());
+        };
+        let damaged = || Error::internal(format!("{} is damaged", self.path(&name).display()));
+        let text = String::from_utf8(bytes).map_err(|_| damaged())?;
+        text.lines()
+            .map(|line| match line.split_once(' ') {
+                Some(("ro", email)) => Ok(Invitee::new(email, true)),
+                Some(("rw", email)) => Ok(Invitee::new(email, false)),
+                _ => Err(damaged()),
+            })
+            .collect()
+    }
+
+    /// The keys of `workspace` as this device last verified them, without
+    /// asking the server (what a member removed since still holds).
+    pub fn offline_keys(&self, workspace: WorkspaceId) -> Result<Option<WorkspaceKeys>, Error> {
+        let (Some(identity), Some(membership)) =
+            (self.load_identity()?, self.load_membership(workspace)?)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(WorkspaceKeys {
+            identity: Arc::new(identity),
+            membership,
+        }))
+    }
+
+    /// How `public` compares with the keys pinned for its user.
+    pub fn pin_state(&self, public: &PublicIdentity) -> Result<Pin, Error> {
+        Ok(self.load_pins()?.check(public))
+    }
+
+    /// Pins `public` in place of whatever was pinned for its user, once
+    /// the user compared its fingerprint with its owner (`stacksync
+    /// trust`).
+    pub fn trust(&self, public: &PublicIdentity) -> Result<(), Error> {
+        let mut pins = self.load_pins()?;
+        pins.confirm_change(public);
+        self.save_pins(&pins)
+    }
+
     /// Forgets every key file (for `setup --force`; the identity stays on
     /// the server, sealed under the passphrase).
     pub fn remove_all(home: &Path) -> std::io::Result<()> {
@@ -161,6 +281,7 @@ impl KeyFiles {
                 || name == IDENTITY_FILE
                 || name == PINS_FILE
                 || (name.starts_with("membership-") && name.ends_with(".vault"))
+                || (name.starts_with("invited-") && name.ends_with(".txt"))
             {
                 std::fs::remove_file(entry.path())?;
             }
@@ -301,11 +422,69 @@ pub async fn open_workspace(
         ))
     })?;
     let last = files.load_membership(workspace.id)?;
-    let membership = bring_up_to_date(files, conn, &identity, workspace.id, last).await?;
+    let first = last.is_none();
+    let waiting = || {
+        Error::unavailable(format!(
+            "waiting for the owner's device to add your key to the end-to-end encrypted \
+             shared folder {:?}",
+            workspace.name
+        ))
+    };
+    let membership = match bring_up_to_date(files, conn, &identity, workspace.id, last).await {
+        Ok(m) => m,
+        Err(Refusal::NoStatement) | Err(Refusal::NotAMember)
+            if workspace.is_shared && workspace.owner != identity.user() =>
+        {
+            return Err(waiting());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The chain starts with its owner's statement: the workspace's owner
+    // (the server refuses anyone else's genesis, and so does this device).
+    if first
+        && !membership
+            .members()
+            .iter()
+            .any(|m| m.role == Role::Owner && m.identity.user == workspace.owner)
+    {
+        return Err(Error::internal(format!(
+            "the key chain of workspace {} does not name its owner as the keys' owner",
+            workspace.id
+        )));
+    }
     Ok(WorkspaceKeys {
         identity: Arc::new(identity),
         membership,
     })
+}
+
+/// Why [`bring_up_to_date`] gave no membership.
+enum Refusal {
+    /// The server has no statement and this device none either.
+    NoStatement,
+    /// The latest statement does not list me (not added yet, or removed).
+    NotAMember,
+    Other(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        Refusal::Other(e)
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        match r {
+            Refusal::NoStatement => Error::internal(
+                "the workspace is end-to-end encrypted but the server has no key statement for it",
+            ),
+            Refusal::NotAMember => Error::forbidden(
+                "the workspace's latest key statement does not give this account its key",
+            ),
+            Refusal::Other(e) => e,
+        }
+    }
 }
 
 /// Verifies the statements after `last` and keeps the result.
@@ -315,31 +494,33 @@ async fn bring_up_to_date(
     identity: &Identity,
     workspace: WorkspaceId,
     last: Option<Verified>,
-) -> Result<Verified, Error> {
+) -> Result<Verified, Refusal> {
     let seen = last.as_ref().map_or(0, Verified::epoch);
     let (statements, latest) = statements_after(conn, workspace, seen).await?;
     if latest < seen {
         return Err(Error::internal(format!(
             "the server says workspace {workspace}'s key chain ends at epoch {latest}, but this \
              device has verified epoch {seen}: refusing the rollback"
-        )));
+        ))
+        .into());
     }
     let Some(_) = statements.last() else {
-        return last.ok_or_else(|| {
-            Error::internal(format!(
-                "workspace {workspace} is end-to-end encrypted but the server has no key \
-                 statement for it"
-            ))
-        });
+        return last.ok_or(Refusal::NoStatement);
     };
     let mut pins = files.load_pins()?;
     let bytes: Vec<&[u8]> = statements.iter().map(|s| s.statement.as_slice()).collect();
-    let verified = verify_chain(&bytes, identity, last.as_ref(), &pins)
-        .map_err(vault_error("verifying the workspace's membership"))?;
+    let verified = match verify_chain(&bytes, identity, last.as_ref(), &pins) {
+        Ok(v) => v,
+        Err(e) if e.kind() == &VaultKind::NotAMember => return Err(Refusal::NotAMember),
+        Err(e) => {
+            return Err(vault_error("verifying the workspace's membership")(e).into());
+        }
+    };
     if verified.workspace() != workspace {
         return Err(Error::internal(format!(
             "the server sent another workspace's key chain for workspace {workspace}"
-        )));
+        ))
+        .into());
     }
     verified
         .pin_members(&mut pins)
@@ -399,4 +580,250 @@ pub async fn encrypt_private(
     }
     bring_up_to_date(files, conn, identity, workspace.id, last).await?;
     Ok(workspace)
+}
+
+/// What [`share_keys`] did to a shared folder's key list.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyListChange {
+    /// The epoch of the statement now latest.
+    pub epoch: u64,
+    /// Members given the key by this call (emails).
+    pub added: Vec<String>,
+    /// Members whose key this call took away, with a new key generation
+    /// for everyone else (user ids: they are no longer listed).
+    pub removed: Vec<UserId>,
+    /// Members the server lists who do not get the key yet, and why.
+    pub waiting: Vec<(String, String)>,
+}
+
+/// Attempts at appending a statement that another device of the owner's
+/// raced.
+const APPEND_ATTEMPTS: usize = 3;
+
+/// The owner's device keeps the key list of the end-to-end encrypted
+/// shared folder `workspace` in step with who may read it: writes its
+/// first statement (the owner alone) if there is none; gives the key to
+/// each member the server lists who this device invited, whose identity
+/// it pins on first use (a changed key is left out until confirmed); and,
+/// when a listed member is no longer a member on the server (unshared, or
+/// left), appends a statement without them under a new key generation,
+/// which everything written from then on uses.
+///
+/// The server cannot add a reader (only invitees get the key, with the key
+/// they had when first seen) and cannot quietly keep one (it can only make
+/// the owner drop a member early, which it could do anyway by not serving
+/// them).
+pub async fn share_keys(
+    files: &KeyFiles,
+    conn: &dyn Connection,
+    workspace: &Workspace,
+) -> Result<KeyListChange, Error> {
+    let identity = files.load_identity()?.ok_or_else(|| {
+        Error::bad_request(
+            "this device holds no encryption identity: run `stacksync setup ... --passphrase` \
+             with the account's encryption passphrase",
+        )
+    })?;
+    if workspace.owner != identity.user() || !workspace.is_shared {
+        return Err(Error::forbidden(format!(
+            "only the owner's devices keep the key list of shared folder {:?}",
+            workspace.name
+        )));
+    }
+    let ws = workspace.id;
+    let last = files.load_membership(ws)?;
+    if last.is_none() && statements_after(conn, ws, 0).await?.0.is_empty() {
+        let (statement, _) = Statement::genesis(&identity, ws, &[], None)
+            .map_err(vault_error("the shared folder's first key statement"))?;
+        put_statement(conn, ws, 1, statement).await?;
+    }
+    let mut verified = bring_up_to_date(files, conn, &identity, ws, last).await?;
+    let mut change = KeyListChange::default();
+    for _ in 0..APPEND_ATTEMPTS {
+        let server = members_on_server(conn, ws).await?;
+        let invited = files.invited(ws)?;
+        let mut pins = files.load_pins()?;
+        let me = identity.user();
+        let listed = verified.members();
+        let mut members: Vec<Member> = listed
+            .iter()
+            .filter(|m| m.identity.user == me)
+            .cloned()
+            .collect();
+        change.added.clear();
+        change.waiting.clear();
+        // Everyone the server lists who is listed already or was invited
+        // from here, with whether they read only.
+        let mut asked: Vec<(&stacksync_proto::Member, Option<&Member>, bool)> = Vec::new();
+        for s in server.iter().filter(|s| s.user != me) {
+            let known = listed.iter().find(|m| m.identity.user == s.user);
+            let invitee = invited
+                .iter()
+                .find(|i| i.email == s.email.trim().to_lowercase());
+            match (known, invitee) {
+                (Some(m), _) => asked.push((s, Some(m), m.read_only)),
+                (None, Some(i)) => asked.push((s, None, i.read_only || s.read_only)),
+                (None, None) => change.waiting.push((
+                    s.email.clone(),
+                    "not invited from this device: the server lists them, but only people \
+                     this device invited get the key"
+                        .into(),
+                )),
+            }
+        }
+        let found = identities(conn, asked.iter().map(|(s, ..)| s.user).collect()).await?;
+        for ((s, known, read_only), published) in asked.iter().zip(found) {
+            let public = match published {
+                Some(p) => {
+                    let public = PublicIdentity::from_bytes(&p.identity)
+                        .map_err(vault_error("a member's published identity"))?;
+                    if p.user != s.user || public.user != s.user {
+                        return Err(Error::internal(format!(
+                            "the identity the server publishes for {} names another user",
+                            s.email
+                        )));
+                    }
+                    Some(public)
+                }
+                None => None,
+            };
+            let keep = |members: &mut Vec<Member>| {
+                if let Some(m) = known {
+                    members.push(**m);
+                }
+            };
+            let Some(public) = public else {
+                keep(&mut members);
+                if known.is_none() {
+                    change.waiting.push((
+                        s.email.clone(),
+                        "has no encryption identity yet (`stacksync setup ... --passphrase` on \
+                         their device)"
+                            .into(),
+                    ));
+                }
+                continue;
+            };
+            if known.is_some_and(|m| m.identity == public) {
+                keep(&mut members);
+                continue;
+            }
+            // New here, or a listed member with new keys: given the key
+            // only with keys this device pinned (first use, or a change
+            // the user confirmed with `stacksync trust`).
+            if let Pin::Changed { .. } = pins.check(&public) {
+                keep(&mut members);
+                change.waiting.push((
+                    s.email.clone(),
+                    format!(
+                        "their key changed since this device first saw it (now {}); confirm it \
+                         with `stacksync trust {} FINGERPRINT` after comparing it with them",
+                        public.fingerprint(),
+                        s.email
+                    ),
+                ));
+                continue;
+            }
+            members.push(if *read_only {
+                Member::reader(public)
+            } else {
+                Member::writer(public)
+            });
+            change.added.push(s.email.clone());
+        }
+        change.removed = listed
+            .iter()
+            .filter(|m| !members.contains(m))
+            .map(|m| m.identity.user)
+            .collect();
+        if change.added.is_empty() && change.removed.is_empty() {
+            change.epoch = verified.epoch();
+            return Ok(change);
+        }
+        let (statement, next) = Statement::next(&verified, &identity, &members, false, None)
+            .map_err(vault_error("the shared folder's next key statement"))?;
+        let epoch = next.epoch();
+        match put_statement(conn, ws, epoch, statement).await {
+            Ok(()) => {
+                next.pin_members(&mut pins)
+                    .map_err(vault_error("pinning the members' keys"))?;
+                files.save_pins(&pins)?;
+                files.save_membership(&next)?;
+                change.epoch = epoch;
+                return Ok(change);
+            }
+            // Another device of mine appended first: start from theirs.
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                verified = bring_up_to_date(files, conn, &identity, ws, Some(verified)).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::unavailable(format!(
+        "the key list of shared folder {:?} kept changing while this device updated it",
+        workspace.name
+    )))
+}
+
+/// The latest epoch of `workspace`'s key chain, as the server says.
+pub async fn latest_epoch(conn: &dyn Connection, workspace: WorkspaceId) -> Result<u64, Error> {
+    let request = Request::GetKeyStatements {
+        workspace,
+        after_epoch: u64::MAX,
+        limit: 1,
+    };
+    match conn.rpc(request).await? {
+        Reply::KeyStatements {
+            workspace: w,
+            latest_epoch,
+            ..
+        } if w == workspace => Ok(latest_epoch),
+        other => Err(unexpected("get_key_statements", other)),
+    }
+}
+
+async fn put_statement(
+    conn: &dyn Connection,
+    workspace: WorkspaceId,
+    epoch: u64,
+    statement: Vec<u8>,
+) -> Result<(), Error> {
+    let request = Request::PutKeyStatement {
+        workspace,
+        epoch,
+        statement,
+    };
+    match conn.rpc(request).await {
+        Ok(Reply::KeyStatementStored { .. }) => Ok(()),
+        // The genesis another device of mine wrote first: read below.
+        Err(e) if e.kind == ErrorKind::Conflict && epoch == 1 => Ok(()),
+        Ok(other) => Err(unexpected("put_key_statement", other)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn members_on_server(
+    conn: &dyn Connection,
+    workspace: WorkspaceId,
+) -> Result<Vec<stacksync_proto::Member>, Error> {
+    match conn.rpc(Request::GetMembers { workspace }).await? {
+        Reply::Members { members } => Ok(members),
+        other => Err(unexpected("get_members", other)),
+    }
+}
+
+/// The published identities of `users`, in order (`None` for one who has
+/// none, or whom the caller shares nothing with).
+pub async fn identities(
+    conn: &dyn Connection,
+    users: Vec<UserId>,
+) -> Result<Vec<Option<stacksync_proto::keys::PublishedIdentity>>, Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = users.len();
+    match conn.rpc(Request::GetIdentities { users }).await? {
+        Reply::Identities { identities } if identities.len() == n => Ok(identities),
+        other => Err(unexpected("get_identities", other)),
+    }
 }

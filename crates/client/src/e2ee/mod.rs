@@ -11,3 +11,5 @@ mod remote;
 
 pub use keys::{KeyFiles, WorkspaceKeys};
 pub use remote::SealedRemote;
+/// What callers compare and pin (fingerprints, pin states).
+pub use stacksync_vault::{Pin, PublicIdentity};

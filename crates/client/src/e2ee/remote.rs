@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use stacksync_engine::Remote;
 use stacksync_proto::{
     ChangesPage, ChunkRef, CommitOutcome, CommitResult, ContentHash, Error, ItemMeta, ItemName,
-    ItemStatus, ProposedItem,
+    ItemStatus, ProposedItem, WorkspaceId,
 };
 use stacksync_vault::record::{padded_chunk_len, record_hash};
 use stacksync_vault::{
@@ -35,6 +35,7 @@ use stacksync_vault::{
 };
 
 use super::keys::WorkspaceKeys;
+use crate::connection::Connection;
 
 /// A [`Remote`] that seals what goes to the server and opens what comes
 /// back (see the module docs).
@@ -42,16 +43,53 @@ pub struct SealedRemote {
     inner: Arc<dyn Remote>,
     keys: Arc<WorkspaceKeys>,
     fresh: Mutex<Freshness>,
+    /// Where to ask, before each commit, whether the key list moved on.
+    current: Option<(Arc<dyn Connection>, WorkspaceId)>,
 }
 
 impl SealedRemote {
+    /// The keys this remote seals and opens with.
+    pub fn keys(&self) -> &WorkspaceKeys {
+        &self.keys
+    }
+
     /// Seals and opens through `keys` what `inner` sends and receives.
     pub fn new(inner: Arc<dyn Remote>, keys: Arc<WorkspaceKeys>) -> SealedRemote {
         SealedRemote {
             inner,
             keys,
             fresh: Mutex::new(Freshness::new()),
+            current: None,
         }
+    }
+
+    /// The same remote, refusing to commit once the workspace's key list
+    /// has a statement newer than its keys' (asked of `conn` before each
+    /// commit): after a member is removed, nothing new may be written under
+    /// the key they hold. The error is transient; the workspace is opened
+    /// again with the new keys.
+    pub fn checking_keys(
+        mut self,
+        conn: Arc<dyn Connection>,
+        workspace: WorkspaceId,
+    ) -> SealedRemote {
+        self.current = Some((conn, workspace));
+        self
+    }
+
+    async fn check_keys_current(&self) -> Result<(), Error> {
+        let Some((conn, workspace)) = &self.current else {
+            return Ok(());
+        };
+        let latest = super::keys::latest_epoch(conn.as_ref(), *workspace).await?;
+        let held = self.keys.epoch();
+        if latest != held {
+            return Err(Error::unavailable(format!(
+                "the workspace's key list is at epoch {latest}, these keys are of epoch {held}: \
+                 nothing is written under them until the workspace is opened with the new ones"
+            )));
+        }
+        Ok(())
     }
 
     /// Takes the versions this device already accepted (from its own sync
@@ -297,6 +335,7 @@ impl Remote for SealedRemote {
     }
 
     async fn commit(&self, items: Vec<ProposedItem>) -> Result<CommitResult, Error> {
+        self.check_keys_current().await?;
         let sealed = items
             .into_iter()
             .map(|p| self.seal(p))

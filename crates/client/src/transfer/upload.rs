@@ -372,6 +372,12 @@ fn encode_against(
             return None;
         }
     };
+    // A base written under an earlier key generation has another id under
+    // the current one, which a delta written now would name: no stored
+    // chunk has that id, so send the full chunk instead.
+    if codec.chunk_id(&base_plain) != base {
+        return None;
+    }
     let target = codec.decode(&chunk.id, &chunk.bytes).ok()?;
     let delta = delta::encode_delta(codec, &base_plain, &target).ok()?;
     delta::delta_pays(delta.bytes.len(), chunk.bytes.len()).then_some(delta.bytes)
