@@ -189,7 +189,8 @@ pub async fn share(
 /// and the private workspace synced, which deletes the plain copies on the
 /// server (they stay in its version history, where they were before). A
 /// crash between steps leaves the files in one of the two folders, synced
-/// by the next `sync`.
+/// by the next `sync`. With a daemon running, the daemon syncs each step
+/// instead ([`share_encrypted_through_the_daemon`]).
 async fn share_encrypted_with_files(
     home: &Path,
     profile: &Profile,
@@ -197,34 +198,18 @@ async fn share_encrypted_with_files(
     with: &[String],
     read_only: bool,
 ) -> anyhow::Result<()> {
-    if status::query(&home.join(STATUS_SOCKET), None)
+    let aside = aside_name(profile, rel)?;
+    let daemon = status::query(&home.join(STATUS_SOCKET), None)
         .await
         .ok()
         .flatten()
-        .is_some()
-    {
-        bail!(
-            "{} has files, which sharing it end-to-end encrypted moves into the new shared folder with the sync engine: stop the running `stacksync sync` daemon and run this again (or share an empty folder and move the files in yourself)",
-            shown(&rel.to_string())
-        );
+        .is_some();
+    if daemon {
+        return share_encrypted_through_the_daemon(home, profile, rel, &aside, with, read_only)
+            .await;
     }
-    let (Some(name), Some(parent)) = (rel.name(), rel.parent()) else {
-        bail!("the synced folder itself cannot be shared");
-    };
     let root = &profile.config.folder;
     let abs = mounts::absolute(root, rel);
-    let aside = (1..1000)
-        .filter_map(|i| {
-            let n = if i == 1 {
-                format!("{name} (moving into the encrypted share)")
-            } else {
-                format!("{name} (moving into the encrypted share {i})")
-            };
-            ItemName::new(n).ok()
-        })
-        .map(|n| parent.join(&n))
-        .find(|p| mounts::absolute(root, p).symlink_metadata().is_err())
-        .context("no free name to move the folder's files aside")?;
     let aside_abs = mounts::absolute(root, &aside);
     let mut client = open(home, quiet_options()).await?;
     client
@@ -239,31 +224,9 @@ async fn share_encrypted_with_files(
         .await
         .context("syncing the new, empty folder")?;
     let folder = private_folder(client.private_state(), rel)?;
-    let workspace = profile.config.workspace.context("not synced yet")?;
-    let conn = connect(profile).await?;
-    let (proposal, shared_to) = match conn
-        .rpc(Request::CreateShareProposal {
-            workspace,
-            folder,
-            emails: with.to_vec(),
-            encryption: EncryptionMode::ClientSide,
-            read_only,
-        })
-        .await
-        .with_context(|| format!("sharing {}", shown(&rel.to_string())))?
-    {
-        Reply::ShareProposal {
-            proposal,
-            shared_to,
-        } => (proposal, shared_to),
-        other => bail!("the server answered the share with {other:?}"),
-    };
+    let (proposal, shared_to) =
+        propose_encrypted(home, profile, rel, folder, with, read_only).await?;
     let shared = shared_workspace_id(proposal);
-    let invitees: Vec<Invitee> = shared_to
-        .iter()
-        .map(|e| Invitee::new(e, read_only))
-        .collect();
-    KeyFiles::new(home).record_invited(shared, &invitees)?;
     client
         .refresh_mounts()
         .await
@@ -290,6 +253,69 @@ async fn share_encrypted_with_files(
         .sync_until_done()
         .await
         .context("deleting the plain copies")?;
+    encrypted_share_done(rel, proposal, &shared_to, read_only);
+    Ok(())
+}
+
+/// A free name beside `rel` for its files while they move.
+fn aside_name(profile: &Profile, rel: &RelPath) -> anyhow::Result<RelPath> {
+    let (Some(name), Some(parent)) = (rel.name(), rel.parent()) else {
+        bail!("the synced folder itself cannot be shared");
+    };
+    let root = &profile.config.folder;
+    (1..1000)
+        .filter_map(|i| {
+            let n = if i == 1 {
+                format!("{name} (moving into the encrypted share)")
+            } else {
+                format!("{name} (moving into the encrypted share {i})")
+            };
+            ItemName::new(n).ok()
+        })
+        .map(|n| parent.join(&n))
+        .find(|p| mounts::absolute(root, p).symlink_metadata().is_err())
+        .context("no free name to move the folder's files aside")
+}
+
+/// Proposes the empty private `folder` at `rel` as an end-to-end encrypted
+/// share and notes the invitees on this device (the only people its
+/// devices give the key to). Returns the proposal and who was invited.
+async fn propose_encrypted(
+    home: &Path,
+    profile: &Profile,
+    rel: &RelPath,
+    folder: ItemId,
+    with: &[String],
+    read_only: bool,
+) -> anyhow::Result<(Uuid, Vec<String>)> {
+    let workspace = profile.config.workspace.context("not synced yet")?;
+    let conn = connect(profile).await?;
+    let (proposal, shared_to) = match conn
+        .rpc(Request::CreateShareProposal {
+            workspace,
+            folder,
+            emails: with.to_vec(),
+            encryption: EncryptionMode::ClientSide,
+            read_only,
+        })
+        .await
+        .with_context(|| format!("sharing {}", shown(&rel.to_string())))?
+    {
+        Reply::ShareProposal {
+            proposal,
+            shared_to,
+        } => (proposal, shared_to),
+        other => bail!("the server answered the share with {other:?}"),
+    };
+    let invitees: Vec<Invitee> = shared_to
+        .iter()
+        .map(|e| Invitee::new(e, read_only))
+        .collect();
+    KeyFiles::new(home).record_invited(shared_workspace_id(proposal), &invitees)?;
+    Ok((proposal, shared_to))
+}
+
+fn encrypted_share_done(rel: &RelPath, proposal: Uuid, shared_to: &[String], read_only: bool) {
     println!(
         "{} is now end-to-end encrypted: its files were uploaded again encrypted and the plain copies deleted on the server (they stay in your version history)",
         shown(&rel.to_string())
@@ -300,6 +326,119 @@ async fn share_encrypted_with_files(
         shown(&rel.to_string()),
         if read_only { " (read-only)" } else { "" }
     );
+}
+
+/// How long each step waits for the running daemon.
+const DAEMON_STEP: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Polls `done` until it says yes, or fails saying `what` and where the
+/// files are.
+async fn wait_for_daemon<F, Fut>(what: &str, files_at: &RelPath, mut done: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = std::time::Instant::now();
+    while !done().await? {
+        if start.elapsed() > DAEMON_STEP {
+            bail!(
+                "the running daemon did not {what} within {} s; your files are safe in {}: finish by hand once it has",
+                DAEMON_STEP.as_secs(),
+                shown(&files_at.to_string())
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// The steps of [`share_encrypted_with_files`] with a daemon running,
+/// which syncs each of them: the files go aside and an empty folder takes
+/// their place; once the daemon has synced both, the empty folder is
+/// shared and the daemon mounts it as the new encrypted workspace; the
+/// files are then hard-linked in (no copy of their bytes) and, only once
+/// the daemon reports them synced there (committed encrypted), the folder
+/// aside is removed, which the daemon turns into the deletion of the plain
+/// copies.
+async fn share_encrypted_through_the_daemon(
+    home: &Path,
+    profile: &Profile,
+    rel: &RelPath,
+    aside: &RelPath,
+    with: &[String],
+    read_only: bool,
+) -> anyhow::Result<()> {
+    let root = &profile.config.folder;
+    let abs = mounts::absolute(root, rel);
+    let aside_abs = mounts::absolute(root, aside);
+    let before = private_folder(&private_state(profile).await?, rel)?;
+    std::fs::rename(&abs, &aside_abs)
+        .with_context(|| format!("moving the files aside to {}", aside_abs.display()))?;
+    std::fs::create_dir(&abs).with_context(|| format!("creating {}", abs.display()))?;
+    let folder = std::cell::Cell::new(None);
+    wait_for_daemon("sync the empty folder", aside, || async {
+        let state = private_state(profile).await?;
+        let moved = private_folder(&state, aside).ok() == Some(before);
+        folder.set(
+            private_folder(&state, rel)
+                .ok()
+                .filter(|id| *id != before && moved),
+        );
+        Ok(folder.get().is_some())
+    })
+    .await?;
+    let folder = folder.get().expect("waited for it");
+    let (proposal, shared_to) =
+        propose_encrypted(home, profile, rel, folder, with, read_only).await?;
+    let shared = shared_workspace_id(proposal);
+    let at = rel.to_string();
+    wait_for_daemon("mount the new encrypted shared folder", aside, || async {
+        let table = mounts::MountTable::load(home)?;
+        Ok(table
+            .mounts
+            .iter()
+            .any(|m| m.workspace == shared && m.path == at))
+    })
+    .await?;
+    link_tree(&aside_abs, &abs)?;
+    let socket = home.join(STATUS_SOCKET);
+    wait_for_daemon("upload the files encrypted", aside, || async {
+        let report = status::query(&socket, Some(abs.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?
+            .context("the daemon stopped")?;
+        Ok(report.target.status == status::FileStatus::Synced)
+    })
+    .await?;
+    std::fs::remove_dir_all(&aside_abs)
+        .with_context(|| format!("removing {}", aside_abs.display()))?;
+    wait_for_daemon("delete the plain copies", aside, || async {
+        let state = private_state(profile).await?;
+        Ok(private_folder(&state, aside).is_err())
+    })
+    .await?;
+    encrypted_share_done(rel, proposal, &shared_to, read_only);
+    Ok(())
+}
+
+/// Recreates the tree under `from` at `to`: folders made, files
+/// hard-linked (the same bytes, no copy), symlinks copied as links.
+fn link_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&dst).with_context(|| format!("creating {}", dst.display()))?;
+            link_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)
+                .with_context(|| format!("linking {}", dst.display()))?;
+        } else {
+            std::fs::hard_link(&src, &dst)
+                .with_context(|| format!("linking {} in", src.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -1001,3 +1001,53 @@ async fn only_invitees_get_the_key() {
     );
     succeeds(a.run(&["trust", &emails[1], &bob_fingerprint.replace(' ', "")]));
 }
+
+/// `share --encrypted` of a folder with files while the owner's daemon
+/// runs: the command has the daemon sync each step, and the files end up
+/// in the encrypted workspace only (hard-linked in, so never copied), the
+/// plain copies deleted from the private workspace after the encrypted
+/// ones are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_a_folder_with_files_while_the_daemon_runs() {
+    use std::time::Duration;
+    let cluster = Cluster::start(&Backend::Embedded).await;
+    let alice_email = cluster.add_user("alice@example.com", None);
+    let bob_email = cluster.add_user("bob@example.com", None);
+    let mut a = encrypted_client(&cluster, "alice", &alice_email);
+    let b = encrypted_client(&cluster, "bob", &bob_email);
+    a.write("Docs/a.txt", b"first, plain until shared");
+    a.write("Docs/sub/b.txt", b"second, deeper");
+    a.sync();
+    a.start_daemon();
+    common::eventually(Duration::from_secs(30), "alice's daemon runs", || {
+        a.status(None)["daemon_running"] == true
+    })
+    .await;
+    let docs = a.path("Docs");
+    succeeds(a.run(&[
+        "share",
+        docs.to_str().unwrap(),
+        "--with",
+        &bob_email,
+        "--encrypted",
+    ]));
+    assert_eq!(a.read("Docs/a.txt"), b"first, plain until shared");
+    assert_eq!(a.read("Docs/sub/b.txt"), b"second, deeper");
+    let top: Vec<String> = std::fs::read_dir(&a.folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(top, vec!["Docs".to_owned()], "nothing left aside");
+    let live = private_live_names(&cluster, &alice_email).await;
+    assert!(live.is_empty(), "the plain copies are deleted: {live:?}");
+    accept_the_invitation(&b);
+    common::eventually(Duration::from_secs(60), "bob gets the files", || {
+        b.sync();
+        std::fs::read(b.path("Docs/sub/b.txt")).ok().as_deref()
+            == Some(b"second, deeper".as_slice())
+    })
+    .await;
+    assert_eq!(b.read("Docs/a.txt"), b"first, plain until shared");
+    a.stop_daemon().await;
+}
