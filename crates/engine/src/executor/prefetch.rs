@@ -30,10 +30,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{EngineError, FsError, FsErrorKind};
 use crate::ignore::DOWNLOAD_TEMP_PREFIX;
-use crate::io::{ByteReader, ContentStore, EntryKind, Fs, Uploaded};
+use crate::io::{ByteReader, ByteWriter, ContentStore, EntryKind, Fs, Uploaded};
 use crate::path::RelPath;
 use crate::planner::{Key, LocalItem, Op, RemoteChange, RemoteContent, path_in};
 use crate::tree::{RemoteTree, Stamp};
+use write_watch::WriteWatch;
 
 /// An upload done ahead of its commit.
 pub(super) struct PrefetchedUpload {
@@ -187,7 +188,7 @@ pub(super) async fn fill_temp(
         .await?
         .filter(|m| m.kind == EntryKind::File && m.stamp.size > 0)
         .map(|m| m.stamp.size);
-    let (mut writer, skip) = match partial {
+    let (writer, skip) = match partial {
         Some(size) if size == content.size => return Ok(()),
         Some(size) => {
             let (skip, keep) = resume_point(&content.chunks, size);
@@ -195,6 +196,10 @@ pub(super) async fn fill_temp(
         }
         None => (fs.create_temp(temp).await?, 0),
     };
+    // What the store reports as its own failure may be this disk's (full,
+    // say): the sink remembers, so the error names the disk, not the server.
+    let (sink, disk) = WriteWatch::new(writer);
+    let mut writer: ByteWriter = Box::new(sink);
     let wanted = &content.chunks[skip..];
     let local = match origin {
         Some(o) if !wanted.is_empty() => o.open(fs).await,
@@ -207,6 +212,13 @@ pub(super) async fn fill_temp(
     let flushed = writer.shutdown().await;
     drop(writer);
     if let Err(source) = fetched {
+        if let Some(message) = disk.first_error() {
+            return Err(EngineError::Fs(FsError::new(
+                FsErrorKind::Other,
+                temp,
+                format!("writing the download: {message}"),
+            )));
+        }
         return Err(EngineError::Remote {
             doing: format!("downloading into {temp}"),
             source,
@@ -393,4 +405,90 @@ pub(super) async fn downloads(
         .filter_map(|r| async move { r })
         .collect()
         .await
+}
+
+mod write_watch {
+    //! A download sink that remembers the first error writing to it.
+
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use tokio::io::AsyncWrite;
+
+    use crate::io::ByteWriter;
+
+    /// Passes writes to the inner sink and keeps the first error it gave.
+    pub(super) struct WriteWatch {
+        inner: ByteWriter,
+        seen: Arc<Mutex<Option<String>>>,
+    }
+
+    /// The watcher's view of what went wrong.
+    pub(super) struct Seen(Arc<Mutex<Option<String>>>);
+
+    impl Seen {
+        /// The first error writing to the sink, if any.
+        pub fn first_error(&self) -> Option<String> {
+            self.0.lock().expect("write watch").clone()
+        }
+    }
+
+    impl WriteWatch {
+        pub fn new(inner: ByteWriter) -> (WriteWatch, Seen) {
+            let seen = Arc::new(Mutex::new(None));
+            (
+                WriteWatch {
+                    inner,
+                    seen: Arc::clone(&seen),
+                },
+                Seen(seen),
+            )
+        }
+
+        fn note<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+            if let Poll::Ready(Err(e)) = &result {
+                self.seen
+                    .lock()
+                    .expect("write watch")
+                    .get_or_insert_with(|| e.to_string());
+            }
+            result
+        }
+    }
+
+    impl AsyncWrite for WriteWatch {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+            self.note(r)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let r = Pin::new(&mut self.inner).poll_flush(cx);
+            self.note(r)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+            self.note(r)
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            self.note(r)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.inner.is_write_vectored()
+        }
+    }
 }
