@@ -101,8 +101,7 @@ pub async fn share(
         bail!("say whom to share with: --with EMAIL");
     }
     let profile = Profile::load(home)?;
-    let files = KeyFiles::new(home);
-    if encrypted && files.load_identity()?.is_none() {
+    if encrypted && KeyFiles::new(home).load_identity()?.is_none() {
         bail!(
             "an end-to-end encrypted share needs this device's encryption identity: run `stacksync setup --force ... --passphrase PASSPHRASE` with the account's encryption passphrase"
         );
@@ -133,15 +132,26 @@ pub async fn share(
     if encrypted && has_files {
         return share_encrypted_with_files(home, &profile, &rel, with, read_only).await;
     }
+    if encrypted {
+        // An end-to-end encrypted share is a workspace of the owner's at
+        // once: this device's daemon (or next sync) mounts it and writes
+        // its keys; each invitee gets them once they accept.
+        let (proposal, shared_to) =
+            propose_encrypted(home, &profile, &rel, folder, with, read_only).await?;
+        println!(
+            "{} is now an end-to-end encrypted shared folder; invited {}{} (invitation {proposal}): each gets its key from this account's devices once they accept (they need an encryption passphrase of their own: `stacksync setup ... --passphrase`); compare fingerprints with `stacksync members {} --fingerprints`",
+            shown(&rel.to_string()),
+            shared_to.join(", "),
+            if read_only { " (read-only)" } else { "" },
+            shown(&rel.to_string())
+        );
+        return Ok(());
+    }
     let request = Request::CreateShareProposal {
         workspace,
         folder,
         emails: with.to_vec(),
-        encryption: if encrypted {
-            EncryptionMode::ClientSide
-        } else {
-            EncryptionMode::Plain
-        },
+        encryption: EncryptionMode::Plain,
         read_only,
     };
     match conn
@@ -153,19 +163,6 @@ pub async fn share(
             proposal,
             shared_to,
         } => {
-            if encrypted {
-                // Only these people get the keys, whoever else the server
-                // may list as a member.
-                let invitees: Vec<Invitee> = shared_to
-                    .iter()
-                    .map(|e| Invitee::new(e, read_only))
-                    .collect();
-                files.record_invited(shared_workspace_id(proposal), &invitees)?;
-                println!(
-                    "end-to-end encrypted: each invitee gets the folder's key from this account's devices once they accept (they need an encryption passphrase of their own: `stacksync setup ... --passphrase`); compare fingerprints with `stacksync members {} --fingerprints`",
-                    shown(&rel.to_string())
-                );
-            }
             println!(
                 "invited {} to {}{} (invitation {proposal}); it becomes a shared folder when accepted",
                 shared_to.join(", "),
