@@ -98,6 +98,11 @@ async fn serve_one(service: &Service, incoming: IncomingRequest) -> bool {
                 _ => None,
             };
             let (id, redelivered) = (req.request_id, incoming.redelivered());
+            if matches!(req.request, Request::Commit(_)) {
+                // What the fault tests wait for before killing an instance
+                // in the middle of a commit.
+                tracing::debug!(request = %id, redelivered, "committing");
+            }
             let response = match bus_policy(service, &req, incoming.sender()) {
                 Ok(()) => service.handle(req, None).await,
                 Err(error) => RpcResponse {

@@ -182,43 +182,10 @@ impl Cluster {
         text.push_str(extra);
         let config = dir.path().join("server.toml");
         std::fs::write(&config, text).expect("the config is writable");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("a log file");
-        let mut server = Command::new(BIN)
-            .args(["server", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the server starts");
-        let stdout = server.stdout.take().expect("piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut url = None;
-        let mut seen = Vec::new();
-        let ready = tokio::time::timeout(START_DEADLINE, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(u) = line.strip_prefix("listening on ") {
-                    url = Some(u.trim().to_owned());
-                }
-                let done = line == "ready";
-                seen.push(line);
-                if done {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        if ready != Ok(true) {
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            panic!("the server did not become ready; stdout {seen:?}; log:\n{log}");
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (server, url) = spawn_server(&config, &dir.path().join("server.log"), "warn").await;
         Cluster {
             config,
-            url: url.expect("the server printed its address"),
+            url,
             direct,
             server,
             dir,
@@ -237,40 +204,19 @@ impl Cluster {
     /// this cluster's, same data folder); `url` then names the new one.
     pub async fn restart_with_config(&mut self, config: &Path) {
         self.kill_server().await;
-        let log = std::fs::File::create(self.dir.path().join("server2.log")).expect("a log file");
-        let mut server = Command::new(BIN)
-            .args(["server", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the server starts");
-        let mut lines = BufReader::new(server.stdout.take().expect("piped")).lines();
-        let url = tokio::time::timeout(START_DEADLINE, async {
-            let mut url = None;
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(u) = line.strip_prefix("listening on ") {
-                    url = Some(u.trim().to_owned());
-                }
-                if line == "ready" {
-                    return url;
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("server2.log")).unwrap_or_default();
-            panic!("the restarted server did not become ready; log:\n{log}")
-        });
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (server, url) =
+            spawn_server(config, &self.dir.path().join("server2.log"), "warn").await;
         self.server = server;
         self.url = url;
+    }
+
+    /// Starts one more server process on this cluster's config (another
+    /// instance of the service on the same backends), logging at
+    /// `rust_log` into `<name>.log` in the scratch folder.
+    pub async fn start_instance(&self, name: &str, rust_log: &str) -> Instance {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let (child, url) = spawn_server(&self.config, &log, rust_log).await;
+        Instance { child, url, log }
     }
 
     /// The server's process id (for reading its memory use).
@@ -419,6 +365,64 @@ impl Cluster {
             .collect::<Vec<_>>(),
         );
         (client, out)
+    }
+}
+
+/// Starts `stacksync server --config CONFIG` (stderr into `log`) and waits
+/// until it says it is ready; returns it and the URL it listens on. Its
+/// stdout keeps being drained, so that it never blocks on a full pipe.
+async fn spawn_server(config: &Path, log: &Path, rust_log: &str) -> (Child, String) {
+    let log_file = std::fs::File::create(log).expect("a log file");
+    let mut server = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(config)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server starts");
+    let mut lines = BufReader::new(server.stdout.take().expect("piped")).lines();
+    let mut url = None;
+    let mut seen = Vec::new();
+    let ready = tokio::time::timeout(START_DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(u) = line.strip_prefix("listening on ") {
+                url = Some(u.trim().to_owned());
+            }
+            let done = line == "ready";
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("the server did not become ready; stdout {seen:?}; log:\n{log}");
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (server, url.expect("the server printed its address"))
+}
+
+/// A further server process of a cluster (killed when dropped).
+pub struct Instance {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Instance {
+    /// Stops it at once (SIGKILL) and waits for it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
