@@ -558,14 +558,8 @@ async fn an_encrypted_shared_folder_between_two_users(backend: Backend) {
     // the plain copies from alice's private workspace.
     a.write("Together/was-plain.txt", b"stored plain before the share");
     a.sync();
+    share_encrypted(&a, "Together", &[&bob_email]);
     let together = a.path("Together");
-    succeeds(a.run(&[
-        "share",
-        together.to_str().unwrap(),
-        "--with",
-        &bob_email,
-        "--encrypted",
-    ]));
     assert_eq!(
         a.read("Together/was-plain.txt"),
         b"stored plain before the share"
@@ -583,10 +577,7 @@ async fn an_encrypted_shared_folder_between_two_users(backend: Backend) {
         live.is_empty(),
         "the plain copies (and the folder aside) are deleted from the private workspace: {live:?}"
     );
-    let out = b.run(&["invitations"]);
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(!id.is_empty(), "bob has the invitation");
-    succeeds(b.run(&["accept", &id]));
+    accept_the_invitation(&b);
     // Alice's device writes the key list with bob in it; bob's then opens it.
     a.sync();
     b.sync();
@@ -727,31 +718,18 @@ on_both_backends!(an_encrypted_shared_folder_between_two_users);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_daemons_add_the_member_and_rotate_on_unshare() {
     use std::time::Duration;
-    let cluster = Cluster::start(&Backend::Embedded).await;
-    let alice_email = cluster.add_user("alice@example.com", None);
-    let bob_email = cluster.add_user("bob@example.com", None);
-    let mut a = encrypted_client(&cluster, "alice", &alice_email);
-    let mut b = encrypted_client(&cluster, "bob", &bob_email);
+    let (cluster, [alice_email, bob_email], [mut a, mut b]) = alice_and_bob().await;
     std::fs::create_dir_all(a.path("Together")).unwrap();
     a.sync();
     b.sync();
+    share_encrypted(&a, "Together", &[&bob_email]);
     let together = a.path("Together");
-    succeeds(a.run(&[
-        "share",
-        together.to_str().unwrap(),
-        "--with",
-        &bob_email,
-        "--encrypted",
-    ]));
     b.start_daemon();
     common::eventually(Duration::from_secs(30), "bob's daemon runs", || {
         b.status(None)["daemon_running"] == true
     })
     .await;
-    let id = String::from_utf8_lossy(&b.run(&["invitations"]).stdout)
-        .trim()
-        .to_owned();
-    succeeds(b.run(&["accept", &id]));
+    accept_the_invitation(&b);
     // No device of alice's runs yet: bob's waits, and says why.
     common::eventually(
         Duration::from_secs(60),
@@ -839,17 +817,30 @@ async fn team_of_three() -> (Cluster, Vec<String>, Vec<Client>) {
     let a = &clients[0];
     std::fs::create_dir_all(a.path("Team")).unwrap();
     a.sync();
-    let team = a.path("Team");
-    succeeds(a.run(&[
-        "share",
-        team.to_str().unwrap(),
-        "--with",
-        &emails[1],
-        "--with",
-        &emails[2],
-        "--encrypted",
-    ]));
+    share_encrypted(a, "Team", &[&emails[1], &emails[2]]);
     (cluster, emails, clients)
+}
+
+/// Alice and bob on the embedded default, each with an encryption
+/// identity and a plain private workspace: their emails and clients.
+async fn alice_and_bob() -> (Cluster, [String; 2], [Client; 2]) {
+    let cluster = Cluster::start(&Backend::Embedded).await;
+    let alice = cluster.add_user("alice@example.com", None);
+    let bob = cluster.add_user("bob@example.com", None);
+    let a = encrypted_client(&cluster, "alice", &alice);
+    let b = encrypted_client(&cluster, "bob", &bob);
+    (cluster, [alice, bob], [a, b])
+}
+
+/// `owner` shares its folder `folder`, end-to-end encrypted, with `with`.
+fn share_encrypted(owner: &Client, folder: &str, with: &[&str]) {
+    let path = owner.path(folder);
+    let mut args = vec!["share", path.to_str().unwrap()];
+    for email in with {
+        args.extend(["--with", email]);
+    }
+    args.push("--encrypted");
+    succeeds(owner.run(&args));
 }
 
 /// `m` accepts the one invitation it has.
@@ -1010,11 +1001,7 @@ async fn only_invitees_get_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharing_a_folder_with_files_while_the_daemon_runs() {
     use std::time::Duration;
-    let cluster = Cluster::start(&Backend::Embedded).await;
-    let alice_email = cluster.add_user("alice@example.com", None);
-    let bob_email = cluster.add_user("bob@example.com", None);
-    let mut a = encrypted_client(&cluster, "alice", &alice_email);
-    let b = encrypted_client(&cluster, "bob", &bob_email);
+    let (cluster, [alice_email, bob_email], [mut a, b]) = alice_and_bob().await;
     a.write("Docs/a.txt", b"first, plain until shared");
     a.write("Docs/sub/b.txt", b"second, deeper");
     a.sync();
@@ -1023,14 +1010,7 @@ async fn sharing_a_folder_with_files_while_the_daemon_runs() {
         a.status(None)["daemon_running"] == true
     })
     .await;
-    let docs = a.path("Docs");
-    succeeds(a.run(&[
-        "share",
-        docs.to_str().unwrap(),
-        "--with",
-        &bob_email,
-        "--encrypted",
-    ]));
+    share_encrypted(&a, "Docs", &[&bob_email]);
     assert_eq!(a.read("Docs/a.txt"), b"first, plain until shared");
     assert_eq!(a.read("Docs/sub/b.txt"), b"second, deeper");
     let top: Vec<String> = std::fs::read_dir(&a.folder)
