@@ -1,21 +1,29 @@
 //! What the end-to-end benches (`bench_sync`, `bench_scale`,
-//! `bench_traffic`) share: the real `stacksync` binary as a server and as
-//! client devices, their peers (Syncthing, rclone into Swift), data sets,
-//! latency and CPU/memory figures from /proc, and a byte-counting proxy.
+//! `bench_traffic`, `bench_load`) share: the real `stacksync` binary as a
+//! server (one, or several on one full stack: `cluster`) and as client
+//! devices, their peers (Syncthing, rclone into Swift), data sets, latency
+//! and CPU/memory figures from /proc, a byte-counting proxy, and the load
+//! bench's in-process devices (`load_device`: the real engine over a real
+//! direct connection, timed by `timed`) with its lost check (`load_check`).
 //!
 //! Each example includes this folder as a module of its own and uses only
 //! part of it, so unused items are expected there (see the `allow` at each
 //! `mod support;`).
 
 pub mod client;
+pub mod cluster;
 pub mod data;
 pub mod framing;
 pub mod latency;
+pub mod load_check;
+pub mod load_device;
+pub mod load_report;
 pub mod proc;
 pub mod proxy;
 pub mod rclone;
 pub mod server;
 pub mod syncthing;
+pub mod timed;
 
 use std::path::{Path, PathBuf};
 

@@ -16,8 +16,9 @@ pub struct Cpu {
     machine_total: f64,
 }
 
-/// utime + stime (with `children`: cutime + cstime) of a process.
-fn proc_cpu(pid: &str, children: bool) -> f64 {
+/// utime + stime (with `children`: cutime + cstime) of a process, in
+/// seconds (`pid` may be "self").
+pub fn proc_cpu(pid: &str, children: bool) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -69,6 +70,22 @@ impl Cpu {
             swift: swift_pids().iter().map(|p| proc_cpu(p, false)).sum(),
             machine_busy,
             machine_total,
+        }
+    }
+
+    /// CPU seconds the Swift processes used since `before`.
+    pub fn swift_since(&self, before: &Cpu) -> f64 {
+        self.swift - before.swift
+    }
+
+    /// How busy the whole machine was since `before`, in percent of all
+    /// its cores.
+    pub fn machine_busy_pct(&self, before: &Cpu) -> f64 {
+        let total = self.machine_total - before.machine_total;
+        if total > 0.0 {
+            100.0 * (self.machine_busy - before.machine_busy) / total
+        } else {
+            0.0
         }
     }
 

@@ -23,6 +23,11 @@ pub struct Services {
     pub postgres: String,
     pub amqp: String,
     pub swift: Rclone,
+    /// RabbitMQ's management API with credentials
+    /// (STACKSYNC_TEST_AMQP_ADMIN, `http://user:password@host:port`), for a
+    /// server that issues direct clients their own broker users; None when
+    /// unset (only the benches of direct clients need it).
+    pub amqp_admin: Option<String>,
 }
 
 impl Services {
@@ -39,6 +44,9 @@ impl Services {
             postgres: var("STACKSYNC_TEST_POSTGRES")?,
             amqp: var("STACKSYNC_TEST_AMQP")?,
             swift: Rclone::from_env(bench)?,
+            amqp_admin: std::env::var("STACKSYNC_TEST_AMQP_ADMIN")
+                .ok()
+                .filter(|v| !v.is_empty()),
         })
     }
 }
@@ -51,8 +59,9 @@ pub enum Backend<'a> {
     Full(&'a Services),
 }
 
-/// The scratch database of a full-stack server, dropped with it.
-struct ScratchDb {
+/// The scratch database of a full-stack server, dropped with it (and the
+/// Swift containers of its workspaces purged, when rclone is there).
+pub struct ScratchDb {
     name: String,
     url: String,
     admin_url: String,
@@ -188,7 +197,8 @@ impl Server {
 }
 
 impl ScratchDb {
-    fn create(services: &Services) -> anyhow::Result<ScratchDb> {
+    /// A new empty database on the PostgreSQL of `services`.
+    pub fn create(services: &Services) -> anyhow::Result<ScratchDb> {
         let name = format!("stacksync_t_{}", uuid::Uuid::new_v4().simple());
         let status = std::process::Command::new("psql")
             .arg(&services.postgres)
@@ -213,22 +223,34 @@ impl ScratchDb {
             swift: services.swift.clone(),
         })
     }
+
+    /// Its URL, for a server's `[database]`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The Swift containers of its workspaces.
+    pub fn containers(&self) -> Vec<String> {
+        std::process::Command::new("psql")
+            .arg(&self.url)
+            .args(["-Atc", "SELECT container FROM workspaces"])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
         // The workspaces' Swift containers, then the database.
-        if let Ok(out) = std::process::Command::new("psql")
-            .arg(&self.url)
-            .args(["-Atc", "SELECT container FROM workspaces"])
-            .output()
-        {
-            for name in String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| !l.is_empty())
-            {
-                self.swift.purge_container(name);
-            }
+        for name in self.containers() {
+            self.swift.purge_container(&name);
         }
         let _ = std::process::Command::new("psql")
             .arg(&self.admin_url)
