@@ -28,6 +28,8 @@
 //! print `SKIP:` and pass, except under `CI=true`, where they fail.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod local;
 pub mod names;
 pub mod store;

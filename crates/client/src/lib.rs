@@ -21,6 +21,8 @@ pub mod connection;
 pub mod desktop;
 pub mod direct;
 pub mod e2ee;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod localfs;
 pub mod mounts;
 mod own_changes;

@@ -360,7 +360,7 @@ fn read_secret(path: &Path) -> Result<Option<String>, ProfileError> {
     Ok(Some(secret.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
-fn validate(config: &ProfileConfig) -> Result<(), ProfileError> {
+pub(crate) fn validate(config: &ProfileConfig) -> Result<(), ProfileError> {
     let url = config.server_url.as_str();
     if config.transport == TransportKind::Direct {
         if config.direct.is_none() {

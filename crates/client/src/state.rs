@@ -32,7 +32,7 @@
 //! A database written by the previous layout (table `sync_state`, one CBOR
 //! blob per workspace) is converted by the first load, in one transaction.
 
-mod rows;
+pub(crate) mod rows;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

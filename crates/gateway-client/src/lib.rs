@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod notifications;
 mod retry;
 

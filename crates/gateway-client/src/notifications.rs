@@ -148,10 +148,8 @@ async fn connect(url: &Url, token: &str) -> Result<Socket, ClientError> {
             reason: format!("token cannot travel in a header: {e}"),
         })?;
     request.headers_mut().insert("authorization", bearer);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_NOTIFICATION))
-        .max_frame_size(Some(MAX_NOTIFICATION));
-    match tokio_tungstenite::connect_async_with_config(request, Some(config), false).await {
+    match tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), false).await
+    {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let status = response.status().as_u16();
@@ -180,31 +178,58 @@ async fn pump(mut socket: Socket, tx: &mpsc::Sender<Result<Notification, Error>>
             }
             () = tokio::time::sleep(IDLE_TIMEOUT) => return Ended::Broken,
         };
-        let notification = match frame {
-            Some(Ok(Message::Text(text))) => match wire::decode::<Notification>(text.as_bytes()) {
-                Ok(notification) => notification,
-                // A newer gateway may send kinds this build does not know;
-                // something changed, so the safe answer is to re-read.
-                Err(err) => {
-                    tracing::debug!(%err, "unknown notification; asking for a resync");
-                    Notification::Resync
-                }
-            },
-            // tungstenite answers pings itself while the stream is read.
-            Some(Ok(
-                Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_),
-            )) => {
-                continue;
-            }
-            Some(Ok(Message::Close(_))) | None => return Ended::Broken,
-            Some(Err(err)) => {
-                tracing::debug!(%err, "notification socket failed");
-                return Ended::Broken;
-            }
+        let notification = match read_frame(frame) {
+            Frame::Notification(notification) => notification,
+            Frame::Skip => continue,
+            Frame::Ended => return Ended::Broken,
         };
         if tx.send(Ok(notification)).await.is_err() {
             let _ = socket.close(None).await;
             return Ended::ConsumerGone;
+        }
+    }
+}
+
+/// The limits the client reads the socket with: no message or frame over
+/// [`MAX_NOTIFICATION`].
+pub(crate) fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_NOTIFICATION))
+        .max_frame_size(Some(MAX_NOTIFICATION))
+}
+
+/// What one read of the socket means for the stream.
+pub(crate) enum Frame {
+    /// A notification to pass on.
+    Notification(Notification),
+    /// Nothing for the consumer (a control or binary frame).
+    Skip,
+    /// The connection is over: reconnect.
+    Ended,
+}
+
+/// Reads one result of the socket's stream (`None`: it ended).
+pub(crate) fn read_frame(
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Frame {
+    match frame {
+        Some(Ok(Message::Text(text))) => match wire::decode::<Notification>(text.as_bytes()) {
+            Ok(notification) => Frame::Notification(notification),
+            // A newer gateway may send kinds this build does not know;
+            // something changed, so the safe answer is to re-read.
+            Err(err) => {
+                tracing::debug!(%err, "unknown notification; asking for a resync");
+                Frame::Notification(Notification::Resync)
+            }
+        },
+        // tungstenite answers pings itself while the stream is read.
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {
+            Frame::Skip
+        }
+        Some(Ok(Message::Close(_))) | None => Frame::Ended,
+        Some(Err(err)) => {
+            tracing::debug!(%err, "notification socket failed");
+            Frame::Ended
         }
     }
 }

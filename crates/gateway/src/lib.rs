@@ -14,6 +14,8 @@
 mod auth;
 mod chunks;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod idle;
 mod notify;
 mod pages;

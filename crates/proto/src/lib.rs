@@ -12,6 +12,8 @@ pub mod account;
 pub mod brief;
 pub mod commit_rules;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ids;
 pub mod item;
 pub mod keys;

@@ -65,6 +65,8 @@ mod codec;
 mod crypto;
 pub mod error;
 pub mod freshness;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod identity;
 pub mod kdf;
 pub mod keyring;

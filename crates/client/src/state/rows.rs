@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 /// Which map of the state a row belongs to (the `kind` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Remote = 1,
     Synced = 2,
     Refused = 3,
@@ -27,7 +27,7 @@ pub(super) enum Kind {
 
 impl Kind {
     /// The value stored in the `kind` column.
-    pub(super) fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         self as i64
     }
 
@@ -85,7 +85,7 @@ impl RowKey for RelPath {
 
 /// One statement of a save.
 #[derive(Debug)]
-pub(super) enum RowWrite {
+pub(crate) enum RowWrite {
     /// Insert or replace the row.
     Put {
         kind: Kind,
@@ -99,7 +99,7 @@ pub(super) enum RowWrite {
 /// A state being loaded row by row. The item maps, by far the largest,
 /// are gathered first and built in bulk at the end (nodes filled, where
 /// inserting rows in key order would leave them half empty).
-pub(super) struct Loader {
+pub(crate) struct Loader {
     state: SyncState,
     remote: Vec<ItemMeta>,
     synced: Vec<(ItemId, SyncedItem)>,
@@ -108,7 +108,7 @@ pub(super) struct Loader {
 impl Loader {
     /// A state of `cursor` and no rows yet (loading adds them with
     /// [`Loader::insert_row`]).
-    pub(super) fn with_cursor(cursor: u64) -> Loader {
+    pub(crate) fn with_cursor(cursor: u64) -> Loader {
         Loader {
             state: SyncState {
                 cursor,
@@ -121,7 +121,7 @@ impl Loader {
 
     /// The loaded state, with nothing recorded as changed: it is what the
     /// database holds. Refuses an item stored twice as a remote item.
-    pub(super) fn finish(mut self) -> Result<SyncState, String> {
+    pub(crate) fn finish(mut self) -> Result<SyncState, String> {
         self.remote.sort_unstable_by_key(|m| m.id);
         if let Some(w) = self.remote.windows(2).find(|w| w[0].id == w[1].id) {
             return Err(format!("remote item {} is stored twice", w[0].id));
@@ -136,7 +136,7 @@ impl Loader {
 
     /// Adds one loaded row; the error says which row and why it is
     /// unreadable.
-    pub(super) fn insert_row(&mut self, kind: i64, key: &[u8], value: &[u8]) -> Result<(), String> {
+    pub(crate) fn insert_row(&mut self, kind: i64, key: &[u8], value: &[u8]) -> Result<(), String> {
         let Some(kind) = Kind::from_code(kind) else {
             return Err(format!(
                 "row of unknown kind {kind} (written by a newer version?)"
@@ -271,7 +271,7 @@ impl<K: RowKey, V: Serialize> MapChanges<'_, K, V> {
 }
 
 /// What a save writes.
-pub(super) struct Changes<'a> {
+pub(crate) struct Changes<'a> {
     cursor: Option<u64>,
     remote: MapChanges<'a, ItemId, ItemMeta>,
     synced: MapChanges<'a, ItemId, SyncedItem>,
@@ -283,7 +283,7 @@ pub(super) struct Changes<'a> {
 impl<'a> Changes<'a> {
     /// The changes `state` recorded since it was last saved (or loaded)
     /// with cursor `saved_cursor`: O(changes), no pass over the rest.
-    pub(super) fn recorded(state: &'a SyncState, saved_cursor: u64) -> Changes<'a> {
+    pub(crate) fn recorded(state: &'a SyncState, saved_cursor: u64) -> Changes<'a> {
         // Destructured so that a field added to `SyncState` stops the
         // build here instead of being silently left out of the database.
         let SyncState {
@@ -306,7 +306,7 @@ impl<'a> Changes<'a> {
 
     /// Every row of `state`, for a database whose rows are unknown (they
     /// are all deleted first).
-    pub(super) fn everything(state: &'a SyncState) -> Changes<'a> {
+    pub(crate) fn everything(state: &'a SyncState) -> Changes<'a> {
         let SyncState {
             cursor,
             remote,
@@ -326,12 +326,12 @@ impl<'a> Changes<'a> {
     }
 
     /// The new cursor, when it changed.
-    pub(super) fn cursor(&self) -> Option<u64> {
+    pub(crate) fn cursor(&self) -> Option<u64> {
         self.cursor
     }
 
     /// True when the save has nothing to write.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.cursor.is_none()
             && self.remote.is_empty()
             && self.synced.is_empty()
@@ -342,7 +342,7 @@ impl<'a> Changes<'a> {
 
     /// The row statements, values encoded: the only encoding a save does,
     /// proportional to what changed.
-    pub(super) fn rows(&self) -> Result<Vec<RowWrite>, String> {
+    pub(crate) fn rows(&self) -> Result<Vec<RowWrite>, String> {
         let mut out = Vec::new();
         self.remote.encode(Kind::Remote, &mut out)?;
         self.synced.encode(Kind::Synced, &mut out)?;

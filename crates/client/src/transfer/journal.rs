@@ -238,14 +238,14 @@ impl UploadJournal {
 }
 
 /// A row of `packed_chunks` as read: chunk, size, pack, offset, len.
-type Row = (Vec<u8>, i64, Vec<u8>, i64, i64);
+pub(crate) type Row = (Vec<u8>, i64, Vec<u8>, i64, i64);
 
 fn chunk_id(bytes: &[u8]) -> Option<ChunkId> {
     Some(ChunkId(bytes.try_into().ok()?))
 }
 
 /// A row as a chunk reference, if it describes one a pack can hold.
-fn row_to_ref((chunk, size, pack, offset, len): Row) -> Option<ChunkRef> {
+pub(crate) fn row_to_ref((chunk, size, pack, offset, len): Row) -> Option<ChunkRef> {
     let span = PackSpan {
         pack: chunk_id(&pack)?,
         offset: u64::try_from(offset).ok()?,

@@ -24,7 +24,7 @@ mod download;
 pub mod journal;
 mod limit;
 mod pack;
-mod readahead;
+pub(crate) mod readahead;
 mod reuse;
 mod transport;
 mod upload;
