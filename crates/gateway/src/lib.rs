@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod api_v2;
 mod auth;
 mod chunks;
 mod error;
@@ -31,6 +32,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post, put};
 use stacksync_service::Service;
 
+pub use api_v2::{ApiSettings, MAX_OAUTH_BODY};
 pub use error::GatewayError;
 pub use serve::serve;
 
@@ -92,6 +94,7 @@ pub(crate) struct AppState {
     service: Service,
     sockets: Arc<notify::UserSockets>,
     limits: Arc<GatewayLimits>,
+    api: Arc<ApiSettings>,
 }
 
 impl FromRef<AppState> for Service {
@@ -113,10 +116,16 @@ pub fn router(service: Service) -> Router {
 
 /// [`router`] with these limits on notification sockets.
 pub fn router_with(service: Service, limits: &GatewayLimits) -> Router {
+    router_with_api(service, limits, ApiSettings::default())
+}
+
+/// [`router_with`], with the REST API's trust in proxies (`api`).
+pub fn router_with_api(service: Service, limits: &GatewayLimits, api: ApiSettings) -> Router {
     let state = AppState {
         service,
         sockets: Arc::default(),
         limits: Arc::new(limits.clone()),
+        api: Arc::new(api),
     };
     // A chunk-id list is 65 bytes per id in JSON; this bounds the body
     // before the id count is checked.
@@ -146,5 +155,6 @@ pub fn router_with(service: Service, limits: &GatewayLimits) -> Router {
             // applies to extractors that buffer the body first).
             put(chunks::put).get(chunks::get),
         )
+        .merge(api_v2::routes())
         .with_state(state)
 }

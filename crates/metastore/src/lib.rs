@@ -35,7 +35,7 @@ pub use error::StoreError;
 pub use folder_move::{FolderBack, FolderMove};
 pub use gc::GcPlan;
 pub use key_chain::{Appended, KeyChainPage, OwnIdentity};
-pub use oauth::{AccessToken, OAuthConsumer, RequestToken};
+pub use oauth::{AccessToken, AuthorizedApp, OAuthConsumer, RequestToken};
 pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal, ShareTerms};
 pub use store::{Backend, MetaStore};

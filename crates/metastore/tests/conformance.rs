@@ -503,18 +503,24 @@ async fn oauth_tokens_and_nonces(store: &MetaStore) {
         callback: None,
     };
     store.create_oauth_consumer(&c).await.unwrap();
-    assert_eq!(store.oauth_consumer("web").await.unwrap(), Some(c));
+    assert_eq!(store.oauth_consumer("web").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.oauth_consumers().await.unwrap(), vec![c]);
     let far = i64::MAX / 2;
-    let rt = RequestToken {
-        token: "rt".into(),
+    let rt = |token: &str, expires_at| RequestToken {
+        token: token.into(),
         secret: "rs".into(),
         consumer_key: "web".into(),
-        callback: None,
+        callback: Some("oob".into()),
         verifier: None,
         user: None,
-        expires_at: far,
+        created_at: 1,
+        expires_at,
     };
-    store.create_request_token(&rt).await.unwrap();
+    store.create_request_token(&rt("rt", far)).await.unwrap();
+    assert_eq!(
+        store.request_token("rt").await.unwrap(),
+        Some(rt("rt", far))
+    );
     store
         .authorize_request_token("rt", f.user.id, "v")
         .await
@@ -526,33 +532,96 @@ async fn oauth_tokens_and_nonces(store: &MetaStore) {
             .is_err(),
         "authorized once"
     );
-    let at = AccessToken {
-        token: "at".into(),
+    assert!(
+        !store.delete_request_token("rt").await.unwrap(),
+        "an authorized token is not denied afterwards"
+    );
+    let at = |token: &str| AccessToken {
+        token: token.into(),
         secret: "as".into(),
         consumer_key: "web".into(),
         user: f.user.id,
     };
-    store.exchange_request_token("rt", &at).await.unwrap();
     assert!(
         store
-            .exchange_request_token(
-                "rt",
-                &AccessToken {
-                    token: "at2".into(),
-                    ..at.clone()
-                }
-            )
+            .exchange_request_token("rt", "wrong", &at("at0"))
+            .await
+            .is_err(),
+        "the verifier must match"
+    );
+    // Two exchanges at once: exactly one wins.
+    let (first, second) = (at("at"), at("at2"));
+    let (a, b) = tokio::join!(
+        store.exchange_request_token("rt", "v", &first),
+        store.exchange_request_token("rt", "v", &second),
+    );
+    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "{a:?} {b:?}");
+    let winner = if a.is_ok() { "at" } else { "at2" };
+    assert_eq!(store.access_token(winner).await.unwrap(), Some(at(winner)));
+    assert!(store.request_token("rt").await.unwrap().is_none());
+
+    // Denied and expired request tokens.
+    store
+        .create_request_token(&rt("denied", far))
+        .await
+        .unwrap();
+    assert!(store.delete_request_token("denied").await.unwrap());
+    assert!(store.request_token("denied").await.unwrap().is_none());
+    store.create_request_token(&rt("old", 1)).await.unwrap();
+    assert!(store.request_token("old").await.unwrap().is_none());
+    assert!(
+        store
+            .authorize_request_token("old", f.user.id, "v")
             .await
             .is_err()
     );
-    assert_eq!(store.access_token("at").await.unwrap(), Some(at));
-    assert!(store.use_nonce("web", 100, "n1").await.unwrap());
+    assert_eq!(store.prune_request_tokens(2).await.unwrap(), 1);
+
+    // Nonces: once per (consumer, token, timestamp), even at once.
+    let (a, b) = tokio::join!(
+        store.use_nonce("web", "at", 100, "n1", 400),
+        store.use_nonce("web", "at", 100, "n1", 400),
+    );
+    assert_ne!(a.unwrap(), b.unwrap(), "exactly one use is accepted");
     assert!(
-        !store.use_nonce("web", 100, "n1").await.unwrap(),
+        !store.use_nonce("web", "at", 100, "n1", 400).await.unwrap(),
         "a replay is refused"
     );
-    assert!(store.use_nonce("web", 101, "n1").await.unwrap());
-    assert_eq!(store.prune_nonces(101).await.unwrap(), 1);
+    assert!(store.use_nonce("web", "at", 101, "n1", 401).await.unwrap());
+    assert!(store.use_nonce("web", "", 100, "n1", 400).await.unwrap());
+    assert_eq!(store.prune_nonces(401).await.unwrap(), 2);
+    assert!(
+        store
+            .use_nonce("web", "at", 1, &"n".repeat(256), 1)
+            .await
+            .is_err()
+    );
+
+    // Authorized apps, revocation, and removal of the consumer.
+    let apps = store.authorized_apps(f.user.id).await.unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(
+        (apps[0].consumer_key.as_str(), apps[0].name.as_str()),
+        ("web", "Web UI")
+    );
+    assert_eq!(store.revoke_app(f.user.id, "web").await.unwrap(), 1);
+    assert!(store.access_token(winner).await.unwrap().is_none());
+    assert!(store.authorized_apps(f.user.id).await.unwrap().is_empty());
+    store.create_request_token(&rt("rt2", far)).await.unwrap();
+    store
+        .authorize_request_token("rt2", f.user.id, "v")
+        .await
+        .unwrap();
+    store
+        .exchange_request_token("rt2", "v", &at("at3"))
+        .await
+        .unwrap();
+    store.create_request_token(&rt("rt3", far)).await.unwrap();
+    assert!(store.delete_oauth_consumer("web").await.unwrap());
+    assert!(!store.delete_oauth_consumer("web").await.unwrap());
+    assert!(store.access_token("at3").await.unwrap().is_none());
+    assert!(store.request_token("rt3").await.unwrap().is_none());
+    assert!(store.oauth_consumer("web").await.unwrap().is_none());
     let _ = UserId::NIL;
 }
 

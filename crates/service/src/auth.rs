@@ -72,12 +72,28 @@ impl Service {
         password: &str,
         peer: Option<IpAddr>,
     ) -> Result<Session, Error> {
+        let user = self.check_password(email, password, peer).await?;
+        self.open_session(user).await.map_err(|e| e.to_proto())
+    }
+
+    /// The one password check of every path that takes a password (login,
+    /// the OAuth authorization page): the throttle admits the attempt, the
+    /// hashing pool verifies it (an unknown email against the dummy hash),
+    /// and the outcome is counted against the account and `peer`. A
+    /// disabled account is refused, said only to whoever knows its
+    /// password.
+    pub(crate) async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<UserId, Error> {
         let guard = self.login_guard();
         guard.admit(email, peer)?;
-        match self.login_inner(email, password).await {
-            Ok(session) => {
+        match self.password_user(email, password).await {
+            Ok(user) => {
                 guard.succeeded(email);
-                Ok(session)
+                Ok(user)
             }
             Err(e) => {
                 let e = e.to_proto();
@@ -89,7 +105,7 @@ impl Service {
         }
     }
 
-    async fn login_inner(&self, email: &str, password: &str) -> Result<Session, ServiceError> {
+    async fn password_user(&self, email: &str, password: &str) -> Result<UserId, ServiceError> {
         let refused = || Error::unauthenticated("wrong email or password");
         if password.len() > 1024 {
             return Err(refused().into());
@@ -108,15 +124,19 @@ impl Service {
                 Error::unauthenticated("this account is disabled; ask the administrator").into(),
             );
         }
+        Ok(user.account.id)
+    }
+
+    async fn open_session(&self, user: UserId) -> Result<Session, ServiceError> {
         let token = new_token()?;
         let ttl = Millis::try_from(self.config().session_ttl.as_millis()).unwrap_or(Millis::MAX);
         let expires_at = now_ms().saturating_add(ttl);
         self.store()
-            .create_session(user.account.id, &token_hash(&token), expires_at)
+            .create_session(user, &token_hash(&token), expires_at)
             .await?;
         Ok(Session {
             token,
-            user: user.account.id,
+            user,
             expires_at,
         })
     }

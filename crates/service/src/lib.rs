@@ -24,6 +24,11 @@
 //! out of such a workspace it would have to move readable files for. A
 //! user's private workspace becomes one (`EncryptWorkspace`) only while
 //! nothing was ever written to it.
+//!
+//! The REST API v2's OAuth 1.0a provider keeps its state here (`oauth.rs`,
+//! the pure protocol being `stacksync_oauth`'s): an app acts for a user
+//! only with an access token the user approved with their password, through
+//! the same throttled check as login.
 
 mod accounts;
 mod auth;
@@ -34,12 +39,14 @@ mod error;
 mod gc;
 mod keys;
 mod login_guard;
+mod oauth;
 mod ops;
 mod quota;
 mod sharing;
 mod workers;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use stacksync_blobstore::{BlobStore, ContainerName};
@@ -54,10 +61,14 @@ pub use chunks::{ObjectUpload, StorageCredentials};
 pub use error::ServiceError;
 pub use gc::{GcReport, GcSettings};
 pub use login_guard::{LoginLimits, address_group};
+pub use oauth::{ApiCaller, Approval, MAX_CONSUMER_NAME, NewConsumer, PendingApp};
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
 /// Which sessions [`Service::revoke_sessions`] ends.
 pub use stacksync_metastore::Revocation;
+pub use stacksync_metastore::{AuthorizedApp, OAuthConsumer};
+/// The OAuth provider's settings and what its endpoints take and give.
+pub use stacksync_oauth;
 pub use workers::run_rpc_workers;
 
 use crate::error::BlobContext;
@@ -72,6 +83,9 @@ pub struct ServiceConfig {
     pub storage_url: Option<String>,
     /// Login throttling and the password hashing pool.
     pub login: LoginLimits,
+    /// The OAuth 1.0a provider of the REST API v2 (timestamp window,
+    /// PLAINTEXT, request tokens' lifetime).
+    pub oauth: stacksync_oauth::Config,
 }
 
 impl Default for ServiceConfig {
@@ -80,6 +94,7 @@ impl Default for ServiceConfig {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             storage_url: None,
             login: LoginLimits::default(),
+            oauth: stacksync_oauth::Config::default(),
         }
     }
 }
@@ -111,6 +126,9 @@ struct Inner {
     login_guard: Arc<LoginGuard>,
     /// Set when direct clients get their own broker users.
     broker: Option<BrokerAdmin>,
+    /// When this process last pruned OAuth nonces and request tokens
+    /// (seconds since the epoch).
+    oauth_pruned: AtomicU64,
 }
 
 impl std::fmt::Debug for Service {
@@ -149,6 +167,7 @@ impl Service {
                 config,
                 login_guard,
                 broker: None,
+                oauth_pruned: AtomicU64::new(0),
             }),
         }
     }
@@ -166,6 +185,7 @@ impl Service {
                 config: inner.config.clone(),
                 login_guard: Arc::clone(&inner.login_guard),
                 broker: Some(broker),
+                oauth_pruned: AtomicU64::new(inner.oauth_pruned.load(Ordering::Relaxed)),
             }),
         }
     }

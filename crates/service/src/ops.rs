@@ -38,6 +38,17 @@ impl Service {
         RpcResponse { request_id, result }
     }
 
+    /// The account of `user` (`GetAccount`, and the REST API's
+    /// `/account`).
+    pub async fn account(&self, user: UserId) -> Result<stacksync_proto::Account, Error> {
+        Ok(self
+            .store()
+            .user(user)
+            .await
+            .map_err(|e| ServiceError::from(e).to_proto())?
+            .account)
+    }
+
     async fn dispatch(&self, req: RpcRequest, peer: Option<IpAddr>) -> Result<Reply> {
         if let Request::Login { email, password } = &req.request {
             let s = self.login_from(email, password, peer).await?;
@@ -63,7 +74,7 @@ impl Service {
                 queue: self.bind_notifications(user, &token).await?,
             },
             Request::Login { .. } => unreachable!("login is answered before authentication"),
-            Request::GetAccount => Reply::Account(store.user(user).await?.account),
+            Request::GetAccount => Reply::Account(self.account(user).await?),
             Request::GetWorkspaces => Reply::Workspaces {
                 workspaces: store.workspaces_of(user).await?,
             },

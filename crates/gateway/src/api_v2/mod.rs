@@ -1,0 +1,271 @@
+//! The REST API v2 and its OAuth 1.0a provider endpoints: the request as the
+//! client signed it (scheme, `Host`, raw path and query, rebuilt from a
+//! trusted proxy's `X-Forwarded-*` when one forwarded it), whether its
+//! transport was secure, and the routes. The service verifies every
+//! signature ([`stacksync_service::Service::verify_api_request`]); this
+//! only finds what it needs.
+
+mod account;
+mod authorize;
+mod endpoints;
+mod page;
+
+use std::net::IpAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use stacksync_service::stacksync_oauth::{HttpRequest, Transport};
+
+use crate::AppState;
+use crate::auth::PeerAddr;
+
+/// Largest body of an OAuth endpoint or of a bodiless API request (a form
+/// of a few OAuth parameters, or the authorization form).
+pub const MAX_OAUTH_BODY: usize = 16 * 1024;
+
+/// How the API trusts what is in front of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Addresses of proxies (the Swift proxy with the `stacksync_api`
+    /// middleware, a TLS terminator) whose `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host`, `X-Forwarded-Uri` and `X-Forwarded-For` are
+    /// believed; from anyone else they are ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// The OAuth and REST API v2 routes.
+pub(crate) fn routes() -> Router<AppState> {
+    let limit = DefaultBodyLimit::max(MAX_OAUTH_BODY);
+    Router::new()
+        .route(
+            "/oauth/request_token",
+            post(endpoints::request_token).layer(limit),
+        )
+        .route(
+            "/oauth/authorize",
+            get(authorize::page_for)
+                .post(authorize::answer)
+                .layer(limit),
+        )
+        .route(
+            "/oauth/access_token",
+            post(endpoints::access_token).layer(limit),
+        )
+        .route("/api/v2/account", get(account::account).layer(limit))
+        .route("/api/v2/apps", get(account::apps).layer(limit))
+        .route(
+            "/api/v2/apps/{key}",
+            axum::routing::delete(account::revoke).layer(limit),
+        )
+}
+
+/// Where a request came from and how, as far as the server may believe.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// `http` or `https`, as the client reached the first trusted hop.
+    scheme: String,
+    /// The `Host` the client sent.
+    authority: Option<String>,
+    /// The raw path and query the client sent (percent-encoded as is).
+    path_and_query: String,
+    /// Whether nobody but the client and the server saw the bytes.
+    pub transport: Transport,
+    /// The client's address (the browser's, for login throttling).
+    pub client: Option<IpAddr>,
+}
+
+/// What a header says, if it is there once and readable.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok().map(str::trim)
+}
+
+impl Origin {
+    /// Reads the origin of a request received from `peer` with these
+    /// `headers` at `uri`.
+    pub(crate) fn of(
+        settings: &ApiSettings,
+        peer: Option<IpAddr>,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Origin {
+        let direct_path = uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .unwrap_or_else(|| uri.path().to_owned());
+        let host = single(headers, HOST.as_str()).map(str::to_owned);
+        let loopback = peer.is_some_and(|ip| ip.is_loopback());
+        let trusted = peer.is_some_and(|ip| settings.trusted_proxies.contains(&ip));
+        let forwarded_proto = single(headers, "x-forwarded-proto").map(str::to_ascii_lowercase);
+        if trusted && let Some(proto) = forwarded_proto {
+            let https = proto == "https";
+            let client = single(headers, "x-forwarded-for")
+                .and_then(|list| list.rsplit(',').next())
+                .and_then(|ip| ip.trim().parse().ok())
+                .or(peer);
+            return Origin {
+                scheme: if https { "https" } else { "http" }.to_owned(),
+                authority: single(headers, "x-forwarded-host")
+                    .map(str::to_owned)
+                    .or(host),
+                path_and_query: single(headers, "x-forwarded-uri")
+                    .filter(|u| u.starts_with('/'))
+                    .map(str::to_owned)
+                    .unwrap_or(direct_path),
+                transport: if https {
+                    Transport::Secure
+                } else {
+                    Transport::Insecure
+                },
+                client,
+            };
+        }
+        Origin {
+            // This server speaks plain HTTP; TLS terminates in front of it.
+            scheme: "http".to_owned(),
+            authority: host,
+            path_and_query: direct_path,
+            transport: if loopback {
+                Transport::Secure
+            } else {
+                Transport::Insecure
+            },
+            client: peer,
+        }
+    }
+}
+
+/// A request as the OAuth verifier reads it: where it came from, its
+/// method, headers and body (capped by the routes' body limit), taken
+/// whole by every signed endpoint.
+pub(crate) struct Signed {
+    pub origin: Origin,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Ok(PeerAddr(peer)) = PeerAddr::from_request_parts(&mut parts, state).await;
+        let origin = Origin::of(&state.api, peer, &parts.uri, &parts.headers);
+        let (method, headers) = (parts.method.clone(), parts.headers.clone());
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Signed {
+            origin,
+            method,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Why a request cannot even be presented to the verifier.
+#[derive(Debug)]
+pub(crate) enum Unsignable {
+    /// No (single, readable) `Host`.
+    NoHost,
+    /// Several `Authorization` fields.
+    SeveralAuthorizations,
+}
+
+impl Signed {
+    /// The request for `stacksync_oauth`.
+    pub(crate) fn http(&self) -> Result<HttpRequest<'_>, Unsignable> {
+        let authority = self.origin.authority.as_deref().ok_or(Unsignable::NoHost)?;
+        let mut authorizations = self.headers.get_all(AUTHORIZATION).iter();
+        let authorization = authorizations.next().map(|v| v.as_bytes());
+        if authorizations.next().is_some() {
+            return Err(Unsignable::SeveralAuthorizations);
+        }
+        let (path, query) = match self.origin.path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.origin.path_and_query.as_str(), None),
+        };
+        Ok(HttpRequest {
+            method: self.method.as_str(),
+            scheme: &self.origin.scheme,
+            authority,
+            path,
+            query,
+            authorization,
+            content_type: self.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+            body: &self.body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let settings = ApiSettings {
+            trusted_proxies: vec![proxy],
+        };
+        let uri: Uri = "/api/v2/account?a=%20b".parse().unwrap();
+        let h = headers(&[
+            ("host", "backend:8080"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "swift.example"),
+            ("x-forwarded-uri", "/v1/account?a=%20b"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]);
+        let via_proxy = Origin::of(&settings, Some(proxy), &uri, &h);
+        assert_eq!(via_proxy.scheme, "https");
+        assert_eq!(via_proxy.authority.as_deref(), Some("swift.example"));
+        assert_eq!(via_proxy.path_and_query, "/v1/account?a=%20b");
+        assert_eq!(via_proxy.transport, Transport::Secure);
+        assert_eq!(via_proxy.client, Some("203.0.113.9".parse().unwrap()));
+
+        let stranger: IpAddr = "10.0.0.6".parse().unwrap();
+        let direct = Origin::of(&settings, Some(stranger), &uri, &h);
+        assert_eq!(direct.scheme, "http");
+        assert_eq!(direct.authority.as_deref(), Some("backend:8080"));
+        assert_eq!(direct.path_and_query, "/api/v2/account?a=%20b");
+        assert_eq!(direct.transport, Transport::Insecure);
+        assert_eq!(direct.client, Some(stranger));
+
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let local = Origin::of(&settings, Some(loopback), &uri, &h);
+        assert_eq!(local.transport, Transport::Secure);
+        assert_eq!(local.authority.as_deref(), Some("backend:8080"));
+
+        // A trusted proxy on loopback that says the client used plain HTTP.
+        let settings = ApiSettings {
+            trusted_proxies: vec![loopback],
+        };
+        let h = headers(&[("host", "b"), ("x-forwarded-proto", "http")]);
+        let plain = Origin::of(&settings, Some(loopback), &uri, &h);
+        assert_eq!(plain.transport, Transport::Insecure);
+        assert_eq!(
+            Origin::of(&settings, None, &uri, &h).transport,
+            Transport::Insecure
+        );
+    }
+}
