@@ -142,9 +142,12 @@ impl MetaStore {
         }
         let now = now_ms();
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
+        // No conflict target: two requests inserting the same workspace at
+        // once may collide on its container's unique index before its id's
+        // (PostgreSQL raises a conflict on an index that is not the target).
         sqlx::query(
             "INSERT INTO workspaces (id, owner_id, is_shared, encryption, container, latest_revision, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT DO NOTHING",
         )
         .bind(id.to_string())
         .bind(owner.to_string())
