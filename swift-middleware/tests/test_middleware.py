@@ -31,6 +31,19 @@ class Upstream(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         if Upstream.delay:
             time.sleep(Upstream.delay)
+        if self.path.endswith("/refuse-early"):
+            # As the StackSync server refuses a body over its limit: at
+            # once, without reading it, then closing.
+            body = b'{"error":"too_large","description":"over the limit"}'
+            self.send_response(413)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         body = b""
         digest = hashlib.sha256()
         size = 0
@@ -181,6 +194,40 @@ class MiddlewareTest(unittest.TestCase):
         self.assertEqual(seen["headers"]["x-forwarded-uri"], "/v1/folder/x%20y?b=2&a=1")
         self.assertEqual(seen["headers"]["x-forwarded-proto"], "http")
 
+    def test_a_path_beyond_ascii_keeps_its_bytes(self):
+        # The WSGI server hands PATH_INFO on as latin-1-decoded bytes (PEP 3333).
+        response, data = self.request("GET", "/v1/folder/%C3%A9t%C3%A9?q=%C3%A9", {"StackSync-API": "v2"})
+        self.assertEqual(response.status, 200, data)
+        seen = json.loads(data)
+        self.assertEqual(seen["path"], "/api/v2/folder/%C3%A9t%C3%A9?q=%C3%A9")
+        self.assertEqual(seen["headers"]["x-forwarded-uri"], "/v1/folder/%C3%A9t%C3%A9?q=%C3%A9")
+
+    def call(self, environ, **conf):
+        url = "http://127.0.0.1:%d" % self.upstream.server_address[1]
+        app = filter_factory({}, stacksync_url=url, **conf)(swift)
+        environ.setdefault("REQUEST_METHOD", "GET")
+        environ.setdefault("HTTP_STACKSYNC_API", "v2")
+        environ.setdefault("wsgi.input", io.BytesIO(b""))
+        environ.setdefault("wsgi.url_scheme", "http")
+        environ.setdefault("HTTP_HOST", "swift.example")
+        statuses = []
+        body = b"".join(app(environ, lambda s, h: statuses.append(s)))
+        self.assertEqual(statuses, ["200 OK"], body)
+        return json.loads(body)
+
+    def test_the_signed_path_is_passed_on_as_the_client_encoded_it(self):
+        # Swift's WSGI server (eventlet) keeps the raw path in RAW_PATH_INFO.
+        seen = self.call({"PATH_INFO": "/v1/folder/a~b'c", "RAW_PATH_INFO": "/v1/folder/a%7Eb%27c", "QUERY_STRING": "x=%7E"})
+        self.assertEqual(seen["headers"]["x-forwarded-uri"], "/v1/folder/a%7Eb%27c?x=%7E")
+        self.assertEqual(seen["path"], "/api/v2/folder/a~b'c?x=%7E")
+
+    def test_the_scheme_clients_use_behind_a_tls_terminator(self):
+        seen = self.call({"PATH_INFO": "/v1/account"}, url_scheme="https")
+        self.assertEqual(seen["headers"]["x-forwarded-proto"], "https")
+        self.assertEqual(seen["headers"]["x-forwarded-host"], "swift.example")
+        seen = self.call({"PATH_INFO": "/v1/account"})
+        self.assertEqual(seen["headers"]["x-forwarded-proto"], "http")
+
     def test_status_and_large_bodies_stream_both_ways(self):
         payload = os.urandom(8 * 1024 * 1024 + 17)
         response, data = self.request(
@@ -194,6 +241,14 @@ class MiddlewareTest(unittest.TestCase):
         self.assertEqual(response.status, 200)
         self.assertEqual(len(data), 16 * 1024 * 1024)
         self.assertEqual(response.getheader("ETag"), '"v1"')
+
+    def test_an_early_refusal_reaches_the_client(self):
+        payload = os.urandom(4 * 1024 * 1024)
+        response, data = self.request(
+            "POST", "/v1/folder/refuse-early", {"StackSync-API": "v2", "Content-Type": "application/json"}, payload
+        )
+        self.assertEqual(response.status, 413)
+        self.assertEqual(json.loads(data)["error"], "too_large")
 
     def test_a_chunked_upload_is_forwarded_whole(self):
         # What Swift's WSGI server (eventlet) hands on for a chunked request:
@@ -263,6 +318,8 @@ class MiddlewareTest(unittest.TestCase):
             filter_factory({})(swift)
         with self.assertRaises(ValueError):
             filter_factory({}, stacksync_url="ftp://x")(swift)
+        with self.assertRaises(ValueError):
+            filter_factory({}, stacksync_url="http://x", url_scheme="gopher")(swift)
 
 
 if __name__ == "__main__":

@@ -14,54 +14,13 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, Backend, Cluster};
+use common::py_oauth::{admin, python, registered};
+use common::{Backend, Cluster};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oauth_client.py");
-
-/// The virtual environment's python, or `None` (after saying why).
-fn python() -> Option<PathBuf> {
-    match std::env::var("STACKSYNC_TEST_PY_OAUTH") {
-        Ok(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            assert!(
-                path.exists(),
-                "STACKSYNC_TEST_PY_OAUTH names {} which does not exist",
-                path.display()
-            );
-            Some(path)
-        }
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
-            "STACKSYNC_TEST_PY_OAUTH is not set under CI=true: the independent OAuth client must run \
-             (scripts/test sets it up with ensure_py_oauth)"
-        ),
-        _ => {
-            eprintln!(
-                "SKIP: STACKSYNC_TEST_PY_OAUTH is not set; the Python OAuth client test is skipped \
-                 (run scripts/test)"
-            );
-            None
-        }
-    }
-}
-
-fn admin(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["admin", "--config"])
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("admin runs");
-    assert!(
-        out.status.success(),
-        "admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
 
 fn run_client(python: &Path, args: &[&str]) -> String {
     let out = Command::new(python)
@@ -80,20 +39,10 @@ fn run_client(python: &Path, args: &[&str]) -> String {
     stdout
 }
 
-/// `key: ...` and `secret: ...` from `admin oauth add`.
-fn registered(out: &str) -> (String, String) {
-    let line = |prefix: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("{prefix} in {out:?}"))
-            .trim()
-            .to_owned()
-    };
-    (line("key: "), line("secret: "))
-}
-
 async fn independent_client(backend: Backend) {
-    let Some(python) = python() else { return };
+    let Some(python) = python("the Python OAuth client test") else {
+        return;
+    };
     let mut cluster = Cluster::start(&backend).await;
     let email = cluster.add_user("ann@example.org", None);
 

@@ -13,9 +13,28 @@ trusted proxy; prints `ACCESS token secret` for the next step).
     oauth_client.py refused BASE KEY SECRET TOKEN TOKEN_SECRET
 
 checks that a signed request with these credentials is refused with 401.
+
+    oauth_client.py token BASE KEY SECRET EMAIL PASSWORD
+
+goes through the three-legged flow (out of band: the verifier from the
+page) and prints `ACCESS token secret` (for crates/cli/tests/api_v2.rs).
+
+Both take options after their arguments, for reaching the server through a
+proxy (crates/cli/tests/api_swift_proxy.rs: an OpenStack Swift proxy whose
+pipeline holds the `stacksync_api` filter):
+
+    --prefix PREFIX        where the API lives on BASE (default /api/v2;
+                           through the Swift proxy /v1)
+    --header 'NAME: VALUE' sent with every API request (e.g. StackSync-API: v2);
+                           may be repeated
+    --proxied              BASE is a proxy that sets X-Forwarded-* itself and
+                           drops the client's: a client's forged X-Forwarded-*
+                           are then refused in either MODE
+    --ca FILE              trust this certificate for an https:// BASE
 """
 
 import html
+import os
 import re
 import sys
 import time
@@ -33,6 +52,25 @@ from oauthlib.oauth1 import (
 from requests_oauthlib import OAuth1, OAuth1Session
 
 TIMEOUT = 30
+
+# Where the API lives on BASE, what every API request carries, and whether a
+# proxy in front sets X-Forwarded-* (the options of main).
+API_PREFIX = "/api/v2"
+API_HEADERS = {}
+PROXIED = False
+
+
+def _api_kwargs(kwargs):
+    kwargs["headers"] = dict(kwargs.get("headers") or {}, **API_HEADERS)
+    return kwargs
+
+
+def api_get(url, **kwargs):
+    return requests.get(url, **_api_kwargs(kwargs))
+
+
+def api_delete(url, **kwargs):
+    return requests.delete(url, **_api_kwargs(kwargs))
 
 
 def check(condition, what, response=None):
@@ -114,12 +152,12 @@ def flow(base, key, secret, email, password, mode):
     check(urllib.parse.parse_qs(second.text).get("oauth_problem") == ["token_rejected"], "oauth_problem", second)
 
     # 4. Signed API requests: header, query, awkward query parameters.
-    account = requests.get(base + "/api/v2/account", auth=api(key, secret, token, token_secret), timeout=TIMEOUT)
+    account = api_get(base + API_PREFIX + "/account", auth=api(key, secret, token, token_secret), timeout=TIMEOUT)
     check(account.status_code == 200, "a signed request", account)
     body = account.json()
     check(body["email"] == email and body["quota_limit"] > 0 and "quota_used" in body, "the account", account)
-    odd = requests.get(
-        base + "/api/v2/account",
+    odd = api_get(
+        base + API_PREFIX + "/account",
         params={"a b": "c/d+e", "tilde": "~x", "empty": "", "utf": "\u00e9"},
         auth=api(key, secret, token, token_secret, signature_type=SIGNATURE_TYPE_QUERY),
         timeout=TIMEOUT,
@@ -127,30 +165,30 @@ def flow(base, key, secret, email, password, mode):
     check(odd.status_code == 200, "a request signed in the query with encoded parameters", odd)
 
     # 5. Refusals: unsigned, tampered, old, replayed.
-    refused(requests.get(base + "/api/v2/account", timeout=TIMEOUT), 401, "unsigned", "an unsigned request")
+    refused(api_get(base + API_PREFIX + "/account", timeout=TIMEOUT), 401, "unsigned", "an unsigned request")
     refused(
-        requests.get(base + "/api/v2/account", auth=api(key, "not-" + secret, token, token_secret), timeout=TIMEOUT),
+        api_get(base + API_PREFIX + "/account", auth=api(key, "not-" + secret, token, token_secret), timeout=TIMEOUT),
         401, "signature_invalid", "a wrong consumer secret",
     )
     signer = Client(key, client_secret=secret, resource_owner_key=token, resource_owner_secret=token_secret)
-    uri, headers, _ = signer.sign(base + "/api/v2/account?n=1")
-    tampered = requests.get(base + "/api/v2/account?n=2", headers=headers, timeout=TIMEOUT)
+    uri, headers, _ = signer.sign(base + API_PREFIX + "/account?n=1")
+    tampered = api_get(base + API_PREFIX + "/account?n=2", headers=headers, timeout=TIMEOUT)
     refused(tampered, 401, "signature_invalid", "a tampered request")
     old = api(key, secret, token, token_secret, timestamp=str(int(time.time()) - 3600), nonce=uuid.uuid4().hex)
-    refused(requests.get(base + "/api/v2/account", auth=old, timeout=TIMEOUT), 401, "timestamp_refused", "an old timestamp")
-    uri, headers, _ = signer.sign(base + "/api/v2/account")
-    first = requests.get(uri, headers=headers, timeout=TIMEOUT)
+    refused(api_get(base + API_PREFIX + "/account", auth=old, timeout=TIMEOUT), 401, "timestamp_refused", "an old timestamp")
+    uri, headers, _ = signer.sign(base + API_PREFIX + "/account")
+    first = api_get(uri, headers=headers, timeout=TIMEOUT)
     check(first.status_code == 200, "a fresh request", first)
-    refused(requests.get(uri, headers=headers, timeout=TIMEOUT), 401, "nonce_used", "a replayed nonce")
+    refused(api_get(uri, headers=headers, timeout=TIMEOUT), 401, "nonce_used", "a replayed nonce")
     other = "x" + token
     refused(
-        requests.get(base + "/api/v2/account", auth=api(key, secret, other, token_secret), timeout=TIMEOUT),
+        api_get(base + API_PREFIX + "/account", auth=api(key, secret, other, token_secret), timeout=TIMEOUT),
         401, "token_rejected", "an unknown token",
     )
 
     # 6. PLAINTEXT over loopback: only when the server allows it.
-    plain = requests.get(
-        base + "/api/v2/account",
+    plain = api_get(
+        base + API_PREFIX + "/account",
         auth=api(key, secret, token, token_secret, signature_method=SIGNATURE_PLAINTEXT),
         timeout=TIMEOUT,
     )
@@ -169,8 +207,11 @@ def flow(base, key, secret, email, password, mode):
         "X-Forwarded-Uri": "/v1/account?x=%20y",
         "X-Forwarded-For": "203.0.113.7",
     })
-    proxied = requests.get(base + "/api/v2/account?x=%20y", headers=headers, timeout=TIMEOUT)
-    if lenient:
+    proxied = api_get(base + API_PREFIX + "/account?x=%20y", headers=headers, timeout=TIMEOUT)
+    if PROXIED:
+        # The proxy in front replaced them with what it saw.
+        refused(proxied, 401, "signature_invalid", "X-Forwarded-* sent through a proxy that sets its own")
+    elif lenient:
         check(proxied.status_code == 200, "a request through the trusted proxy", proxied)
     else:
         refused(proxied, 401, "signature_invalid", "X-Forwarded-* from an untrusted peer")
@@ -199,35 +240,73 @@ def flow(base, key, secret, email, password, mode):
     check(refusal.status_code == 401, "a denied request token is not exchanged", refusal)
 
     # 10. The user's apps, and revoking this one.
-    apps = requests.get(base + "/api/v2/apps", auth=api(key, secret, token, token_secret), timeout=TIMEOUT)
+    apps = api_get(base + API_PREFIX + "/apps", auth=api(key, secret, token, token_secret), timeout=TIMEOUT)
     check(apps.status_code == 200 and [a["key"] for a in apps.json()["apps"]] == [key], "the app is listed", apps)
     if lenient:
         print("ACCESS %s %s" % (token, token_secret))
         return
-    revoked = requests.delete(
-        base + "/api/v2/apps/" + urllib.parse.quote(key, safe=""),
+    revoked = api_delete(
+        base + API_PREFIX + "/apps/" + urllib.parse.quote(key, safe=""),
         auth=api(key, secret, token, token_secret), timeout=TIMEOUT,
     )
     check(revoked.status_code == 200, "revoking the app", revoked)
     refused(
-        requests.get(base + "/api/v2/account", auth=api(key, secret, token, token_secret), timeout=TIMEOUT),
+        api_get(base + API_PREFIX + "/account", auth=api(key, secret, token, token_secret), timeout=TIMEOUT),
         401, "token_rejected", "a revoked app",
     )
     refused(
-        requests.get(base + "/api/v2/account", auth=api(key, secret, oob_access["oauth_token"],
-                                                         oob_access["oauth_token_secret"]), timeout=TIMEOUT),
+        api_get(base + API_PREFIX + "/account", auth=api(key, secret, oob_access["oauth_token"],
+                                                        oob_access["oauth_token_secret"]), timeout=TIMEOUT),
         401, "token_rejected", "every token of a revoked app",
     )
 
 
+def token_command(base, key, secret, email, password):
+    session = OAuth1Session(key, client_secret=secret, callback_uri="oob")
+    request_token = session.fetch_request_token(base + "/oauth/request_token")["oauth_token"]
+    shown = post_form(base, {"oauth_token": request_token, "email": email, "password": password, "action": "allow"})
+    check(shown.status_code == 200, "oob approval shows a page", shown)
+    match = re.search(r'<code id="verifier">([^<]+)</code>', shown.text)
+    check(match is not None, "the verifier on the page", shown)
+    access = session.fetch_access_token(base + "/oauth/access_token", verifier=html.unescape(match.group(1)))
+    print("ACCESS %s %s" % (access["oauth_token"], access["oauth_token_secret"]))
+
+
+def options(argv):
+    """Sets the options' globals; returns the other arguments."""
+    global API_PREFIX, PROXIED
+    rest = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--prefix":
+            API_PREFIX = "/" + next(args).strip("/")
+        elif arg == "--header":
+            name, sep, value = next(args).partition(":")
+            if not sep:
+                raise SystemExit("--header needs NAME: VALUE")
+            API_HEADERS[name.strip()] = value.strip()
+        elif arg == "--proxied":
+            PROXIED = True
+        elif arg == "--ca":
+            # Every request (requests and OAuth1Session alike) verifies with it.
+            os.environ["REQUESTS_CA_BUNDLE"] = next(args)
+        else:
+            rest.append(arg)
+    return rest
+
+
 def main(argv):
+    argv = options(argv)
     if argv[1] == "flow":
         base, key, secret, email, password, mode = argv[2:8]
         flow(base, key, secret, email, password, mode)
     elif argv[1] == "refused":
         base, key, secret, token, token_secret = argv[2:7]
-        response = requests.get(base + "/api/v2/account", auth=api(key, secret, token, token_secret), timeout=TIMEOUT)
+        response = api_get(base + API_PREFIX + "/account", auth=api(key, secret, token, token_secret), timeout=TIMEOUT)
         check(response.status_code == 401, "refused after the app's removal", response)
+    elif argv[1] == "token":
+        base, key, secret, email, password = argv[2:7]
+        token_command(base, key, secret, email, password)
     else:
         raise SystemExit("unknown command " + argv[1])
     print("OK")

@@ -285,4 +285,63 @@ impl MetaStore {
         attach_chunks_many(&mut conn, &mut items).await?;
         Ok(items)
     }
+
+    /// An item found by its id alone, in whichever workspace holds it
+    /// (item ids are unique across workspaces), with its chunks; `None`
+    /// if no workspace does. The caller checks that whoever asks may see
+    /// that workspace.
+    pub async fn item_by_id(&self, id: ItemId) -> Result<Option<ItemMeta>, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        match load_item(&mut conn, id).await? {
+            Some(m) => Ok(Some(attach_chunks(&mut conn, m).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One page of a folder's children (`None`: the top of the workspace)
+    /// in (name, id) order, after `after` (the last (name, id) of the
+    /// previous page), at most `limit` (1 to [`MAX_PAGE`]); deleted
+    /// children only when `include_deleted`. A page costs its own rows,
+    /// whatever the folder's size.
+    pub async fn children_page(
+        &self,
+        ws: WorkspaceId,
+        parent: Option<ItemId>,
+        include_deleted: bool,
+        after: Option<(&str, ItemId)>,
+        limit: u32,
+    ) -> Result<Vec<ItemMeta>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let status = if include_deleted {
+            ""
+        } else {
+            " AND status <> 'DELETED'"
+        };
+        let after_clause = if after.is_some() {
+            " AND (name > $3 OR (name = $3 AND id > $4))"
+        } else {
+            ""
+        };
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let sql = format!(
+            "SELECT {ITEM_COLS} FROM items WHERE workspace_id = $1 AND parent_id = $2{status}{after_clause} \
+             ORDER BY name, id LIMIT {limit}"
+        );
+        let mut query = sqlx::query(dynamic(sql))
+            .bind(ws.to_string())
+            .bind(crate::rows::parent_to_db(parent));
+        if let Some((name, id)) = after {
+            query = query.bind(name.to_owned()).bind(id.to_string());
+        }
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .ctx("listing a page of a folder")?;
+        let mut items: Vec<ItemMeta> = rows
+            .iter()
+            .map(|r| item_from_row("items", r))
+            .collect::<Result<_, _>>()?;
+        attach_chunks_many(&mut conn, &mut items).await?;
+        Ok(items)
+    }
 }

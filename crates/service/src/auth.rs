@@ -46,7 +46,7 @@ fn new_token() -> Result<String, ServiceError> {
 
 pub(crate) use stacksync_proto::ids::derived_id;
 
-fn now_ms() -> Millis {
+pub(crate) fn now_ms() -> Millis {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -284,6 +284,26 @@ async fn check_chunk(chunk: ChunkRef, data: Bytes) -> Result<(), ServiceError> {
     }
 }
 
+/// The stored (encoded) bytes of `chunk` in `container`: its span of a
+/// pack, or the object named by its id.
+pub(crate) async fn read_stored(
+    blobs: &dyn BlobStore,
+    container: &ContainerName,
+    chunk: &ChunkRef,
+) -> Result<Bytes, ServiceError> {
+    let (object, range) = match chunk.span {
+        Some(span) => (
+            span.pack,
+            Some(ByteRange {
+                start: span.offset,
+                end: Some(span.end()),
+            }),
+        ),
+        None => (chunk.id, None),
+    };
+    read_object(blobs, container, &object, range).await
+}
+
 /// Reads a whole object, or exactly the bytes of `range` (see
 /// [`Service::get_chunk`]).
 pub(crate) async fn read_object(

@@ -31,6 +31,7 @@
 //! the same throttled check as login.
 
 mod accounts;
+mod api;
 mod auth;
 mod broker;
 mod chunks;
@@ -55,6 +56,10 @@ use stacksync_metastore::{MetaStore, NewUser};
 use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, UserId, Workspace};
 
 pub use accounts::{MAX_PASSWORD_BYTES, UserRemoval, check_new_password};
+pub use api::{
+    ApiNode, ChildrenPage, Content, DeltaPage, MAX_DELTA_PAGE, MAX_LIST_PAGE, NewContent, Person,
+    Placement, UploadTo,
+};
 pub use auth::{hash_password, token_hash, verify_password};
 pub use broker::{BrokerAdmin, BrokerAdminConfig, BrokerCredentials, BrokerError};
 pub use chunks::{ObjectUpload, StorageCredentials};

@@ -258,7 +258,7 @@ impl Service {
     /// Checks each proposal against the workspace's encryption setting
     /// (`encryption_rules.rs`: a refused one is refused alone), then
     /// applies the rest under that very setting.
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         user: UserId,
         commit: CommitRequest,
@@ -294,7 +294,7 @@ impl Service {
         Ok(result)
     }
 
-    async fn update_workspace(
+    pub(crate) async fn update_workspace(
         &self,
         user: UserId,
         ws: WorkspaceId,
@@ -320,7 +320,7 @@ impl Service {
     /// is kept). If the item already looks like that version (a retried
     /// restore, or nothing to undo), the current version is the answer.
     /// Refused in an end-to-end encrypted workspace (`check_restore`).
-    async fn restore(
+    pub(crate) async fn restore(
         &self,
         user: UserId,
         ws: WorkspaceId,

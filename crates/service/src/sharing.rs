@@ -14,7 +14,7 @@
 //! send is refused by `Service::writable_member_of`.
 
 use futures::{StreamExt, TryStreamExt};
-use stacksync_blobstore::{Access, ByteRange, StorageUser};
+use stacksync_blobstore::{Access, StorageUser};
 use stacksync_bus::Topic;
 use stacksync_metastore::{Charge, FolderBack, InviteeState, ShareProposal, ShareTerms};
 use stacksync_proto::rpc::Reply;
@@ -24,7 +24,8 @@ use stacksync_proto::{
 };
 use uuid::Uuid;
 
-use crate::chunks::read_object;
+use crate::api::plain_chunk;
+use crate::chunks::read_stored;
 use crate::encryption_rules::may_move_back;
 use crate::error::{BlobContext, ServiceError};
 use crate::ops::{share_proposal_id, shared_workspace_id};
@@ -303,12 +304,11 @@ impl Service {
                 let (store, target) = (self.store().clone(), to.id);
                 let source = from.clone();
                 async move {
-                    let mut data = read_stored(blobs.as_ref(), &src, &chunk).await?;
-                    if let Some(base) = chunk.span.and_then(|s| s.base) {
-                        data =
-                            materialize(blobs.as_ref(), &store, &source, &src, &chunk, base, data)
-                                .await?;
-                    }
+                    let data = if chunk.span.and_then(|s| s.base).is_some() {
+                        materialize(blobs.as_ref(), &store, &source, &src, &chunk).await?
+                    } else {
+                        read_stored(blobs.as_ref(), &src, &chunk).await?
+                    };
                     // The copy occupies the target's storage: its owner
                     // pays for it, whatever the quota (the share is made).
                     store
@@ -566,26 +566,6 @@ pub(crate) fn member_access(ws: &Workspace) -> Access {
     }
 }
 
-/// The stored (encoded) bytes of `chunk` in `container`: its span of a
-/// pack, or the object named by its id.
-async fn read_stored(
-    blobs: &dyn stacksync_blobstore::BlobStore,
-    container: &stacksync_blobstore::ContainerName,
-    chunk: &ChunkRef,
-) -> Result<bytes::Bytes> {
-    let (object, range) = match chunk.span {
-        Some(span) => (
-            span.pack,
-            Some(ByteRange {
-                start: span.offset,
-                end: Some(span.end()),
-            }),
-        ),
-        None => (chunk.id, None),
-    };
-    read_object(blobs, container, &object, range).await
-}
-
 /// Counts one more copy-and-move attempt of a folder that changed meanwhile
 /// (`while_` says during what), or gives up with a retryable error after
 /// [`MOVE_ATTEMPTS`].
@@ -612,46 +592,26 @@ fn shared_encryption(source: EncryptionMode, asked: EncryptionMode) -> Encryptio
     }
 }
 
-/// The chunk whose stored bytes `delta` are a delta against `base`, encoded
-/// whole: the base is read from where the workspace `ws` stores it, both
-/// are decoded (each checked against its id) and the result is encoded as
-/// a plain workspace's client encodes a chunk. Chunks of a workspace
-/// encrypted on the client cannot be read here: such a delta stays with
-/// the workspace's members, and the share is refused.
+/// A chunk stored as a delta, encoded whole as a plain workspace's client
+/// encodes a chunk: its plaintext (`api::plain_chunk`: the delta applied to
+/// its base, both checked against their ids) encoded again. Chunks of a
+/// workspace encrypted on the client cannot be read here: such a delta
+/// stays with the workspace's members, and the share is refused.
 async fn materialize(
     blobs: &dyn stacksync_blobstore::BlobStore,
     store: &stacksync_metastore::MetaStore,
     ws: &Workspace,
     container: &stacksync_blobstore::ContainerName,
     chunk: &ChunkRef,
-    base: ChunkId,
-    delta: bytes::Bytes,
 ) -> Result<bytes::Bytes> {
-    if ws.encryption == EncryptionMode::ClientSide {
-        return Err(Error::bad_request(format!(
-            "chunk {} of an encrypted workspace is stored as a delta, which the service cannot copy",
-            chunk.id
-        ))
-        .into());
-    }
-    let Some(stored_base) = store.locate_bases(ws.id, &[base]).await?.pop().flatten() else {
-        return Err(Error::internal(format!(
-            "chunk {base}, the base of chunk {}, is not stored whole in workspace {}",
-            chunk.id, ws.id
-        ))
-        .into());
-    };
-    let base_bytes = read_stored(blobs, container, &stored_base).await?;
+    let plain = plain_chunk(blobs, store, ws, container, chunk).await?;
     let id = chunk.id;
     let encoded = tokio::task::spawn_blocking(move || {
-        let codec = stacksync_content::ChunkCodec::compressed();
-        let base_plain = codec.decode(&base, &base_bytes)?;
-        let plain = stacksync_content::delta::apply(&codec, &id, &base_plain, &delta)?;
-        codec.encode(&plain)
+        stacksync_content::ChunkCodec::compressed().encode(&plain)
     })
     .await
-    .map_err(|e| Error::internal(format!("decoding delta chunk {id}: {e}")))?
-    .map_err(|e| Error::internal(format!("decoding delta chunk {id}: {e}")))?;
+    .map_err(|e| Error::internal(format!("encoding chunk {id}: {e}")))?
+    .map_err(|e| Error::internal(format!("encoding chunk {id}: {e}")))?;
     Ok(bytes::Bytes::from(encoded.bytes))
 }
 

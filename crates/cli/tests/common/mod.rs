@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod py_oauth;
+pub mod swift_api_proxy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

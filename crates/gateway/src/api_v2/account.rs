@@ -6,33 +6,17 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use stacksync_proto::Error;
 use stacksync_service::ApiCaller;
 
 use super::Signed;
+use super::answers::api_refusal;
 use super::endpoints::json_refusal;
+use super::openapi::{AccountAnswer, ApiError, AppAnswer, Apps, Revoked};
 use crate::AppState;
 
-/// A service error as the API answers it.
-fn service_refusal(e: &Error) -> Response {
-    let status =
-        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let code = serde_json::to_value(e.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "internal".to_owned());
-    (
-        status,
-        Json(json!({"error": code, "description": e.message})),
-    )
-        .into_response()
-}
-
 /// The signed request's caller, or the refusal to send.
-async fn caller(state: &AppState, signed: &Signed) -> Result<ApiCaller, Response> {
+pub(super) async fn caller(state: &AppState, signed: &Signed) -> Result<ApiCaller, Response> {
     let request = signed.http().map_err(|e| json_refusal(&e.into()))?;
     state
         .service
@@ -42,25 +26,29 @@ async fn caller(state: &AppState, signed: &Signed) -> Result<ApiCaller, Response
 }
 
 /// `GET /api/v2/account`.
+#[utoipa::path(get, path = "/account", tag = "account",
+    responses((status = 200, description = "The account", body = AccountAnswer), (status = 400, description = "A malformed OAuth request (RFC 5849 section 3.2): a duplicated or unsupported parameter, or a signature method the server does not take", body = ApiError), (status = 401, description = "Unsigned, badly signed, expired or replayed", body = ApiError)))]
 pub(crate) async fn account(State(state): State<AppState>, signed: Signed) -> Response {
     let caller = match caller(&state, &signed).await {
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };
     match state.service.account(caller.user).await {
-        Ok(account) => Json(json!({
-            "user_id": account.id.to_string(),
-            "email": account.email,
-            "name": account.name,
-            "quota_limit": account.quota_limit,
-            "quota_used": account.quota_used,
-        }))
+        Ok(account) => Json(AccountAnswer {
+            user_id: account.id.to_string(),
+            email: account.email,
+            name: account.name,
+            quota_limit: account.quota_limit,
+            quota_used: account.quota_used,
+        })
         .into_response(),
-        Err(e) => service_refusal(&e),
+        Err(e) => api_refusal(&e),
     }
 }
 
 /// `GET /api/v2/apps`: the apps the user authorised.
+#[utoipa::path(get, path = "/apps", tag = "account",
+    responses((status = 200, description = "The apps the user authorised", body = Apps), (status = 400, description = "A malformed OAuth request (RFC 5849 section 3.2): a duplicated or unsupported parameter, or a signature method the server does not take", body = ApiError), (status = 401, description = "Unsigned, badly signed, expired or replayed", body = ApiError)))]
 pub(crate) async fn apps(State(state): State<AppState>, signed: Signed) -> Response {
     let caller = match caller(&state, &signed).await {
         Ok(caller) => caller,
@@ -68,24 +56,25 @@ pub(crate) async fn apps(State(state): State<AppState>, signed: Signed) -> Respo
     };
     match state.service.authorized_apps(caller.user).await {
         Ok(apps) => {
-            let apps: Vec<_> = apps
+            let apps = apps
                 .into_iter()
-                .map(|app| {
-                    json!({
-                        "key": app.consumer_key,
-                        "name": app.name,
-                        "authorized_at": app.authorized_at,
-                    })
+                .map(|app| AppAnswer {
+                    key: app.consumer_key,
+                    name: app.name,
+                    authorized_at: app.authorized_at,
                 })
                 .collect();
-            Json(json!({ "apps": apps })).into_response()
+            Json(Apps { apps }).into_response()
         }
-        Err(e) => service_refusal(&e),
+        Err(e) => api_refusal(&e),
     }
 }
 
 /// `DELETE /api/v2/apps/{key}`: ends the app's access to the user's
 /// account (every access token it holds for them).
+#[utoipa::path(delete, path = "/apps/{key}", tag = "account", params(("key" = String, Path, description = "The app's consumer key")),
+    responses((status = 200, description = "The app's access ended", body = Revoked),
+        (status = 404, description = "No such app authorised", body = ApiError), (status = 400, description = "A malformed OAuth request (RFC 5849 section 3.2): a duplicated or unsupported parameter, or a signature method the server does not take", body = ApiError), (status = 401, description = "Unsigned, badly signed, expired or replayed", body = ApiError)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -96,7 +85,7 @@ pub(crate) async fn revoke(
         Err(refusal) => return refusal,
     };
     match state.service.revoke_app(caller.user, &key).await {
-        Ok(()) => Json(json!({ "revoked": key })).into_response(),
-        Err(e) => service_refusal(&e),
+        Ok(()) => Json(Revoked { revoked: key }).into_response(),
+        Err(e) => api_refusal(&e),
     }
 }

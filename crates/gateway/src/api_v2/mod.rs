@@ -6,8 +6,11 @@
 //! only finds what it needs.
 
 mod account;
+mod answers;
 mod authorize;
 mod endpoints;
+mod files;
+mod openapi;
 mod page;
 
 use std::net::IpAddr;
@@ -16,9 +19,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, any, delete, get, post};
+use stacksync_proto::{Error, ErrorKind};
 use stacksync_service::stacksync_oauth::{HttpRequest, Transport};
 
 use crate::AppState;
@@ -27,6 +31,10 @@ use crate::auth::PeerAddr;
 /// Largest body of an OAuth endpoint or of a bodiless API request (a form
 /// of a few OAuth parameters, or the authorization form).
 pub const MAX_OAUTH_BODY: usize = 16 * 1024;
+
+/// Largest body of an API request other than an upload (a rename, a new
+/// folder, a list of emails to share with).
+pub const MAX_API_BODY: usize = 64 * 1024;
 
 /// How the API trusts what is in front of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,12 +64,95 @@ pub(crate) fn routes() -> Router<AppState> {
             "/oauth/access_token",
             post(endpoints::access_token).layer(limit),
         )
-        .route("/api/v2/account", get(account::account).layer(limit))
-        .route("/api/v2/apps", get(account::apps).layer(limit))
+        .route("/api/v2/account", api(get(account::account)))
+        .route("/api/v2/apps", api(get(account::apps)))
+        .route("/api/v2/apps/{key}", api(delete(account::revoke)))
+        // Uploads stream their bodies (no body limit: the quota bounds them).
         .route(
-            "/api/v2/apps/{key}",
-            axum::routing::delete(account::revoke).layer(limit),
+            "/api/v2/file",
+            post(files::create_file).fallback(files::method_not_allowed),
         )
+        .route(
+            "/api/v2/file/{id}",
+            api(get(files::file)
+                .put(files::place_file)
+                .delete(files::delete_file)),
+        )
+        .route(
+            "/api/v2/file/{id}/data",
+            get(files::download)
+                .layer(limit)
+                .put(files::upload)
+                .fallback(files::method_not_allowed),
+        )
+        .route("/api/v2/file/{id}/versions", api(get(files::versions)))
+        .route(
+            "/api/v2/file/{id}/version/{version}",
+            api(get(files::version)),
+        )
+        .route(
+            "/api/v2/file/{id}/version/{version}/data",
+            api(get(files::version_download)),
+        )
+        .route(
+            "/api/v2/file/{id}/version/{version}/restore",
+            api(post(files::restore)),
+        )
+        .route(
+            "/api/v2/folder",
+            api(get(files::root_folder).post(files::create_folder)),
+        )
+        .route(
+            "/api/v2/folder/{id}",
+            api(get(files::folder)
+                .put(files::place_folder)
+                .delete(files::delete_folder)),
+        )
+        .route("/api/v2/folder/{id}/contents", api(get(files::contents)))
+        .route("/api/v2/folder/{id}/share", api(post(files::share)))
+        .route("/api/v2/folder/{id}/unshare", api(post(files::unshare)))
+        .route("/api/v2/folder/{id}/members", api(get(files::members)))
+        .route("/api/v2/delta", api(get(files::delta)))
+        .route("/api/v2/openapi.json", api(get(openapi::document)))
+        .route("/api/v2/{*rest}", any(files::no_such_endpoint))
+        .layer(axum::middleware::map_response(json_rejections))
+}
+
+/// The API answers every refusal in JSON, also those axum's extractors
+/// make before a handler runs (a path that is not UTF-8, a body over its
+/// limit), which come as plain text.
+async fn json_rejections(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let status = response.status();
+    if !plain || !status.is_client_error() {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        _ => ErrorKind::BadRequest,
+    };
+    let mut answer = answers::api_refusal(&Error::new(
+        kind,
+        String::from_utf8_lossy(&text).into_owned(),
+    ));
+    *answer.status_mut() = status;
+    answer
+}
+
+/// An API route whose requests are small (their bodies, if any, are
+/// buffered for the signature check and JSON), answering any other method
+/// with a JSON 405.
+fn api(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .layer(DefaultBodyLimit::max(MAX_API_BODY))
+        .fallback(files::method_not_allowed)
 }
 
 /// Where a request came from and how, as far as the server may believe.
@@ -162,15 +253,66 @@ impl FromRequest<AppState> for Signed {
         let Ok(PeerAddr(peer)) = PeerAddr::from_request_parts(&mut parts, state).await;
         let origin = Origin::of(&state.api, peer, &parts.uri, &parts.headers);
         let (method, headers) = (parts.method.clone(), parts.headers.clone());
+        let api = parts.uri.path().starts_with("/api/");
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|rejection| {
+                if api {
+                    // The API answers in JSON, a body over its limit too.
+                    let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ErrorKind::TooLarge
+                    } else {
+                        ErrorKind::BadRequest
+                    };
+                    answers::api_refusal(&Error::new(kind, rejection.body_text()))
+                } else {
+                    rejection.into_response()
+                }
+            })?;
         Ok(Signed {
             origin,
             method,
             headers,
             body,
         })
+    }
+}
+
+impl Signed {
+    /// A request whose body is not read here (an upload, which streams):
+    /// signed on its head alone, as a body that is not form-encoded takes
+    /// no part in an OAuth signature.
+    pub(crate) async fn head_only(
+        mut parts: axum::http::request::Parts,
+        state: &AppState,
+    ) -> Signed {
+        let Ok(PeerAddr(peer)) = PeerAddr::from_request_parts(&mut parts, state).await;
+        Signed {
+            origin: Origin::of(&state.api, peer, &parts.uri, &parts.headers),
+            method: parts.method,
+            headers: parts.headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// The query string as the client sent it (percent-encoded).
+    pub(crate) fn query(&self) -> Option<&str> {
+        self.origin.path_and_query.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The request's headers.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// A header's value, if it is there once and readable.
+    pub(crate) fn header(&self, name: axum::http::header::HeaderName) -> Option<&str> {
+        single(&self.headers, name.as_str())
+    }
+
+    /// The buffered body.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
