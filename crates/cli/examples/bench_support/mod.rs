@@ -1,15 +1,19 @@
 //! What the end-to-end benches (`bench_sync`, `bench_scale`,
-//! `bench_traffic`, `bench_load`) share: the real `stacksync` binary as a
+//! `bench_traffic`, `bench_load`, `bench_api`) share: the real `stacksync` binary as a
 //! server (one, or several on one full stack: `cluster`) and as client
 //! devices, their peers (Syncthing, rclone into Swift), data sets, latency
 //! and CPU/memory figures from /proc, a byte-counting proxy, and the load
 //! bench's in-process devices (`load_device`: the real engine over a real
-//! direct connection, timed by `timed`) with its lost check (`load_check`).
+//! direct connection, timed by `timed`) with its lost check (`load_check`),
+//! and the API bench's signed REST API v2 client (`api_client`), plain
+//! Swift client (`swift_http`) and Swift proxy with the `stacksync_api`
+//! middleware (`swift_api_proxy`).
 //!
 //! Each example includes this folder as a module of its own and uses only
 //! part of it, so unused items are expected there (see the `allow` at each
 //! `mod support;`).
 
+pub mod api_client;
 pub mod client;
 pub mod cluster;
 pub mod data;
@@ -22,6 +26,8 @@ pub mod proc;
 pub mod proxy;
 pub mod rclone;
 pub mod server;
+pub mod swift_api_proxy;
+pub mod swift_http;
 pub mod syncthing;
 pub mod timed;
 
