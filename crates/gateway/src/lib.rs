@@ -11,18 +11,21 @@
 
 #![warn(missing_docs)]
 
-mod api_v2;
+pub(crate) mod api_v2;
 mod auth;
 mod chunks;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod idle;
+mod links_page;
 mod notify;
 mod pages;
 mod range;
 mod rpc;
 mod serve;
+mod served;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,7 +134,6 @@ pub fn router_with_api(service: Service, limits: &GatewayLimits, api: ApiSetting
     // before the id count is checked.
     let exists_limit = MAX_EXISTS_IDS * 70 + 1024;
     Router::new()
-        .route("/", get(pages::index))
         .route("/health", get(pages::health))
         .route(
             "/api/v1/login",
@@ -156,5 +158,7 @@ pub fn router_with_api(service: Service, limits: &GatewayLimits, api: ApiSetting
             put(chunks::put).get(chunks::get),
         )
         .merge(api_v2::routes())
+        .merge(web::routes())
+        .merge(links_page::routes())
         .with_state(state)
 }

@@ -104,6 +104,21 @@ impl Drop for SocketSlot {
     }
 }
 
+/// Whether a browser's request comes from a page of this site: its
+/// `Origin` names the host it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let value = |name: axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(origin), Some(host)) = (
+        value(axum::http::header::ORIGIN),
+        value(axum::http::header::HOST),
+    ) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
 /// Authenticates, subscribes, then upgrades. Subscribing before the
 /// upgrade lets a client see a bus failure as an HTTP error it can retry.
 pub(crate) async fn notifications(
@@ -114,12 +129,18 @@ pub(crate) async fn notifications(
 ) -> Result<Response, GatewayError> {
     let token = match bearer(&headers)? {
         Some(token) => token,
-        None => query
-            .token
-            .filter(|t| !t.is_empty())
-            .ok_or(GatewayError::MissingToken {
-                also: " or `?token=TOKEN`",
-            })?,
+        None => match query.token.filter(|t| !t.is_empty()) {
+            Some(token) => token,
+            // A browser of the website: its session cookie, only from a
+            // page of this very site (a socket opened by another site's
+            // page carries the cookie too, and its `Origin`).
+            None => crate::web::cookie(&headers, crate::web::SESSION_COOKIE)
+                .filter(|_| same_origin(&headers))
+                .map(str::to_owned)
+                .ok_or(GatewayError::MissingToken {
+                    also: " or `?token=TOKEN`",
+                })?,
+        },
     };
     let service = state.service.clone();
     let user = service.authenticate(&token).await?;

@@ -50,7 +50,11 @@ async fn landing_page_and_health() {
     let page = http().get(&gw.url).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let text = page.text().await.unwrap();
-    assert!(text.contains("StackSync server") && text.contains("/health"));
+    // A visitor at `/` gets the website's sign-in page.
+    assert!(
+        text.contains("id=\"signin\"") && text.contains("name=\"password\""),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -389,6 +389,42 @@ async fn name_clash(conn: &mut AnyConnection, m: &ItemMeta) -> Result<Option<Err
     Ok(holder.map(|h| commit_rules::name_taken(&m.name, h)))
 }
 
+/// `name`, or the first of "stem (2).ext", "stem (3).ext"... that no live
+/// item of `parent` other than `id` holds (a folder coming back to a place
+/// whose name was taken meanwhile).
+pub(crate) async fn free_name(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    parent: Option<ItemId>,
+    name: &ItemName,
+    id: ItemId,
+) -> Result<ItemName, StoreError> {
+    if name_holder(conn, ws, parent, name, id).await?.is_none() {
+        return Ok(name.clone());
+    }
+    let full = name.as_str();
+    let (stem, ext) = match full.rfind('.') {
+        Some(dot) if dot > 0 => full.split_at(dot),
+        _ => (full, ""),
+    };
+    for n in 2..1000 {
+        let Ok(candidate) = ItemName::new(format!("{stem} ({n}){ext}")) else {
+            break;
+        };
+        if name_holder(conn, ws, parent, &candidate, id)
+            .await?
+            .is_none()
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::new(
+        stacksync_proto::ErrorKind::Conflict,
+        format!("no free name like {full:?} is left in that folder"),
+    )
+    .into())
+}
+
 async fn has_live_children(
     conn: &mut AnyConnection,
     ws: WorkspaceId,

@@ -22,7 +22,7 @@ use stacksync_proto::{
 };
 
 use crate::chunk_index::{drop_unused_entries, stored_chunks};
-use crate::commit::write_version;
+use crate::commit::{free_name, write_version};
 use crate::error::{DbContext, StoreError};
 use crate::feed::{attach_chunks, load_item};
 use crate::packed_item::chunk_list_from_tables;
@@ -537,10 +537,12 @@ impl MetaStore {
                 },
                 None => None,
             };
+            // Its name there may have been taken meanwhile: the next free one.
+            let name = free_name(&mut tx, to, parent, name, folder).await?;
             to_rev += 1;
             let meta = ItemMeta {
                 parent,
-                name: name.clone(),
+                name,
                 status: ItemStatus::Changed,
                 version: current.version + 1,
                 revision: to_rev,

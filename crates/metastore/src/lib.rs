@@ -19,6 +19,7 @@ mod feed;
 mod folder_move;
 mod gc;
 mod key_chain;
+mod links;
 mod name_keys;
 mod oauth;
 mod objects;
@@ -28,19 +29,26 @@ mod rows;
 mod sharing;
 mod store;
 pub mod testing;
+mod upload_sessions;
 mod user_removal;
 mod users;
+mod web;
 
 pub use error::StoreError;
 pub use folder_move::{FolderBack, FolderMove};
 pub use gc::GcPlan;
 pub use key_chain::{Appended, KeyChainPage, OwnIdentity};
+pub use links::{Attempt, LinkAccess, LinkRecord, PathStep};
 pub use oauth::{AccessToken, AuthorizedApp, OAuthConsumer, RequestToken};
 pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal, ShareTerms};
 pub use store::{Backend, MetaStore};
+pub use upload_sessions::{
+    NewUploadSession, SessionEnd, SessionEndCause, StagedPiece, UploadSessionRow, UploadTarget,
+};
 pub use user_removal::RemovedUser;
 pub use users::{NewUser, Revocation, UserRecord};
+pub use web::{LiveSession, MAX_TRASH_PAGE, SessionKind};
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {

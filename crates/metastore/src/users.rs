@@ -59,7 +59,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     })
 }
 
-fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
+pub(crate) fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
     Ok(Device {
         id: parse_id("devices", &get::<String>(row, "id")?)?,
         user: parse_id("devices", &get::<String>(row, "user_id")?)?,

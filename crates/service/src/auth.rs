@@ -8,6 +8,7 @@ use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, PasswordVerifier};
 use std::net::IpAddr;
 
+use stacksync_metastore::SessionKind;
 use stacksync_proto::{Error, ErrorKind, Millis, UserId};
 
 use crate::error::ServiceError;
@@ -128,11 +129,21 @@ impl Service {
     }
 
     async fn open_session(&self, user: UserId) -> Result<Session, ServiceError> {
+        self.open_session_of(user, SessionKind::Client, "").await
+    }
+
+    /// Opens a session of `kind` (a browser's carries its `label`).
+    pub(crate) async fn open_session_of(
+        &self,
+        user: UserId,
+        kind: SessionKind,
+        label: &str,
+    ) -> Result<Session, ServiceError> {
         let token = new_token()?;
         let ttl = Millis::try_from(self.config().session_ttl.as_millis()).unwrap_or(Millis::MAX);
         let expires_at = now_ms().saturating_add(ttl);
         self.store()
-            .create_session(user, &token_hash(&token), expires_at)
+            .create_session_of(user, &token_hash(&token), expires_at, kind, label)
             .await?;
         Ok(Session {
             token,

@@ -39,11 +39,13 @@ mod encryption_rules;
 mod error;
 mod gc;
 mod keys;
+mod links;
 mod login_guard;
 mod oauth;
 mod ops;
 mod quota;
 mod sharing;
+mod web;
 mod workers;
 
 use std::sync::Arc;
@@ -60,20 +62,36 @@ pub use api::{
     ApiNode, ChildrenPage, Content, DeltaPage, MAX_DELTA_PAGE, MAX_LIST_PAGE, NewContent, Person,
     Placement, UploadTo,
 };
+/// Resumable upload sessions of the REST API (`api/upload_session.rs`).
+pub use api::{
+    FinishOptions, FinishedUpload, MAX_OPEN_UPLOAD_SESSIONS, MAX_UPLOAD_PIECE, MAX_UPLOAD_PIECES,
+    STAGING_CONTAINER, SessionRefusal, UPLOAD_SESSION_TTL, UploadPiece, UploadSession,
+    UploadSessionRequest,
+};
 pub use auth::{hash_password, token_hash, verify_password};
 pub use broker::{BrokerAdmin, BrokerAdminConfig, BrokerCredentials, BrokerError};
 pub use chunks::{ObjectUpload, StorageCredentials};
 pub use error::ServiceError;
 pub use gc::{GcReport, GcSettings};
+/// The one refusal of a shared link that reaches nothing (unknown, ended,
+/// wrong secret or session, or an item outside it).
+pub use links::gone as link_gone;
+pub use links::{
+    CreatedLink, Crumb, LINK_DEVICE, LINK_SESSION_MS, Link, LinkGrant, LinkListing, LinkSession,
+    MAX_PASSWORD_ATTEMPTS, NewLink, OpenedLink, PASSWORD_WINDOW_MS,
+};
 pub use login_guard::{LoginLimits, address_group};
 pub use oauth::{ApiCaller, Approval, MAX_CONSUMER_NAME, NewConsumer, PendingApp};
 /// Byte ranges of [`Service::get_chunk`], as the blob store speaks them.
 pub use stacksync_blobstore::ByteRange;
+/// What a shared link lets its holders do.
+pub use stacksync_metastore::LinkAccess;
 /// Which sessions [`Service::revoke_sessions`] ends.
 pub use stacksync_metastore::Revocation;
 pub use stacksync_metastore::{AuthorizedApp, OAuthConsumer};
 /// The OAuth provider's settings and what its endpoints take and give.
 pub use stacksync_oauth;
+pub use web::SessionView;
 pub use workers::run_rpc_workers;
 
 use crate::error::BlobContext;

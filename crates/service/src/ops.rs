@@ -98,11 +98,14 @@ impl Service {
                 let id =
                     id.unwrap_or_else(|| DeviceId(derived_id("device", user.0, req.request_id)));
                 let ip = peer.map(|p| p.to_string());
-                Reply::Device(
-                    store
-                        .upsert_device(user, Some(id), &name, &os, &app_version, ip.as_deref())
-                        .await?,
-                )
+                let device = store
+                    .upsert_device(user, Some(id), &name, &os, &app_version, ip.as_deref())
+                    .await?;
+                // The devices page signs a device out by ending its sessions.
+                store
+                    .bind_session_device(&crate::auth::token_hash(&token), device.id)
+                    .await?;
+                Reply::Device(device)
             }
             Request::UpdateWorkspace {
                 workspace,

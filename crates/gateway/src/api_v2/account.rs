@@ -13,16 +13,58 @@ use super::Signed;
 use super::answers::api_refusal;
 use super::endpoints::json_refusal;
 use super::openapi::{AccountAnswer, ApiError, AppAnswer, Apps, Revoked};
-use crate::AppState;
+use crate::{AppState, web};
+use axum::http::{HeaderName, Method};
+use stacksync_proto::Error;
 
-/// The signed request's caller, or the refusal to send.
+/// The app name under which a browser's changes are made (its device).
+pub(crate) const WEB_APP: &str = "Website";
+
+/// The request's caller, or the refusal to send: an OAuth 1.0a signed
+/// request, or a browser's session cookie (with the session's CSRF token
+/// on anything but GET and HEAD).
 pub(super) async fn caller(state: &AppState, signed: &Signed) -> Result<ApiCaller, Response> {
+    let oauth = signed
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || signed.query().is_some_and(|q| q.contains("oauth_"));
+    if !oauth && let Some(token) = web::cookie(signed.headers(), web::SESSION_COOKIE) {
+        return browser_caller(state, signed, token).await;
+    }
     let request = signed.http().map_err(|e| json_refusal(&e.into()))?;
     state
         .service
         .verify_api_request(&request, signed.origin.transport)
         .await
         .map_err(|e| json_refusal(&e))
+}
+
+/// A browser's session: its user, once the CSRF token of a change holds.
+async fn browser_caller(
+    state: &AppState,
+    signed: &Signed,
+    token: &str,
+) -> Result<ApiCaller, Response> {
+    let user = state
+        .service
+        .authenticate(token)
+        .await
+        .map_err(|e| api_refusal(&e))?;
+    let safe = matches!(signed.method, Method::GET | Method::HEAD);
+    if !safe
+        && !web::csrf_holds(
+            token,
+            signed.header(HeaderName::from_static(web::CSRF_HEADER)),
+        )
+    {
+        return Err(api_refusal(&Error::forbidden(
+            "a change made with a browser session must carry the page's X-CSRF-Token",
+        )));
+    }
+    Ok(ApiCaller {
+        user,
+        consumer_key: WEB_APP.to_owned(),
+    })
 }
 
 /// `GET /api/v2/account`.

@@ -29,6 +29,7 @@ use super::openapi::{
     PlacementBody, SharedTo, UnsharedTo,
 };
 use crate::AppState;
+use crate::served::{disposition, served_type};
 
 /// Answers the refusal of a step, or goes on with its value.
 macro_rules! attempt {
@@ -122,8 +123,8 @@ fn refused(e: Error) -> Response {
 /// body that is not form-encoded takes no part in an OAuth signature),
 /// the body left to stream.
 pub(crate) struct Streamed {
-    signed: Signed,
-    body: Body,
+    pub(super) signed: Signed,
+    pub(super) body: Body,
 }
 
 impl FromRequest<AppState> for Streamed {
@@ -140,10 +141,15 @@ impl FromRequest<AppState> for Streamed {
                     .starts_with("application/x-www-form-urlencoded")
             });
         if form {
-            return Err(api_refusal(&Error::new(
+            let mut refusal = api_refusal(&Error::new(
                 stacksync_proto::ErrorKind::BadRequest,
                 "send a file's bytes as application/octet-stream (or its own type), not as a form",
-            )));
+            ));
+            // The body is left unread: the connection cannot carry another request.
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(refusal);
         }
         let (parts, body) = req.into_parts();
         let signed = Signed::head_only(parts, state).await;
@@ -154,17 +160,7 @@ impl FromRequest<AppState> for Streamed {
 impl Streamed {
     /// The body for the service, and the MIME type the client gave it.
     fn content(self) -> NewContent {
-        let mimetype = self
-            .signed
-            .header(header::CONTENT_TYPE)
-            .map(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .filter(|t| !t.is_empty() && t != "application/octet-stream" && t.len() <= 255);
+        let mimetype = crate::served::given_type(self.signed.header(header::CONTENT_TYPE));
         NewContent::from_stream(self.body.into_data_stream(), mimetype)
     }
 }
@@ -273,7 +269,7 @@ pub(crate) async fn download(
         Ok(node) => node,
         Err(e) => return refused(e),
     };
-    serve_content(&state, &node, signed.headers()).await
+    serve_content(&state, &node, signed.headers(), wants_attachment(&signed)).await
 }
 
 /// `GET /file/{id}/version/{n}/data`.
@@ -300,12 +296,28 @@ pub(crate) async fn version_download(
         Ok(node) => node,
         Err(e) => return refused(e),
     };
-    serve_content(&state, &node, signed.headers()).await
+    serve_content(&state, &node, signed.headers(), wants_attachment(&signed)).await
+}
+
+/// `?download=1`: the browser is to save the file, not show it.
+fn wants_attachment(signed: &Signed) -> bool {
+    query(signed)
+        .get("download")
+        .is_some_and(|v| v == "1" || v == "true")
 }
 
 /// A version's bytes: all of them (200), a range (206), not modified
 /// (304) when `If-None-Match` holds its tag, 416 for a range outside it.
-async fn serve_content(state: &AppState, node: &ApiNode, headers: &HeaderMap) -> Response {
+/// Shown in the browser only when harmless (and not asked as a download),
+/// and then, except a PDF (whose viewer a sandbox stops), in a sandbox of
+/// its own; anything else is an attachment, so a file can never run as a
+/// page of this site.
+pub(crate) async fn serve_content(
+    state: &AppState,
+    node: &ApiNode,
+    headers: &HeaderMap,
+    attachment: bool,
+) -> Response {
     let ApiNode::Item { meta, .. } = node else {
         return bad_request("a folder has no content");
     };
@@ -345,13 +357,29 @@ async fn serve_content(state: &AppState, node: &ApiNode, headers: &HeaderMap) ->
     insert(&mut r, header::ETAG, &tag);
     insert(&mut r, header::ACCEPT_RANGES, "bytes");
     insert(&mut r, header::CONTENT_LENGTH, &(end - start).to_string());
+    let (kind, harmless) = served_type(meta.mimetype.as_deref(), meta.name.as_str());
+    let inline = !attachment && harmless;
+    // Text is read as UTF-8 (a browser would guess otherwise).
+    let shown_kind = if kind == "text/plain" {
+        "text/plain; charset=utf-8"
+    } else {
+        kind.as_str()
+    };
+    insert(&mut r, header::CONTENT_TYPE, shown_kind);
+    let how = if inline { "inline" } else { "attachment" };
     insert(
         &mut r,
-        header::CONTENT_TYPE,
-        meta.mimetype
-            .as_deref()
-            .unwrap_or("application/octet-stream"),
+        header::CONTENT_DISPOSITION,
+        &disposition(how, meta.name.as_str()),
     );
+    insert(&mut r, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if !(inline && kind == "application/pdf") {
+        insert(
+            &mut r,
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'",
+        );
+    }
     if range.is_some() {
         insert(
             &mut r,

@@ -10,8 +10,11 @@ mod answers;
 mod authorize;
 mod endpoints;
 mod files;
+mod inbox;
+pub(crate) mod links;
 mod openapi;
-mod page;
+pub(crate) mod page;
+mod sessions;
 
 use std::net::IpAddr;
 
@@ -113,6 +116,30 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v2/folder/{id}/unshare", api(post(files::unshare)))
         .route("/api/v2/folder/{id}/members", api(get(files::members)))
         .route("/api/v2/delta", api(get(files::delta)))
+        .route("/api/v2/trash", api(get(inbox::trash)))
+        .route("/api/v2/trash/{id}/restore", api(post(inbox::untrash)))
+        .route("/api/v2/invitations", api(get(inbox::invitations)))
+        .route("/api/v2/invitations/{id}/accept", api(post(inbox::accept)))
+        .route(
+            "/api/v2/invitations/{id}/decline",
+            api(post(inbox::decline)),
+        )
+        .route("/api/v2/links", api(get(links::list).post(links::create)))
+        .route("/api/v2/links/{id}", api(delete(links::revoke)))
+        // A piece streams (no body limit: at most 64 MiB, checked as it comes).
+        .route("/api/v2/upload_session", api(post(sessions::create)))
+        .route(
+            "/api/v2/upload_session/{id}",
+            get(sessions::status)
+                .delete(sessions::cancel)
+                .layer(DefaultBodyLimit::max(MAX_API_BODY))
+                .put(sessions::append)
+                .fallback(files::method_not_allowed),
+        )
+        .route(
+            "/api/v2/upload_session/{id}/finish",
+            api(post(sessions::finish)),
+        )
         .route("/api/v2/openapi.json", api(get(openapi::document)))
         .route("/api/v2/{*rest}", any(files::no_such_endpoint))
         .layer(axum::middleware::map_response(json_rejections))
@@ -181,6 +208,11 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 impl Origin {
+    /// Whether the client reached the first trusted hop over TLS.
+    pub(crate) fn is_https(&self) -> bool {
+        self.scheme == "https"
+    }
+
     /// Reads the origin of a request received from `peer` with these
     /// `headers` at `uri`.
     pub(crate) fn of(

@@ -13,7 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::answers::{Item, Status};
-use super::{account, files};
+use super::sessions;
+use super::{account, files, inbox, links};
 
 /// A refusal: `error` is a short code (`not_found`, `conflict`,
 /// `invalid_name`, `quota_exceeded`, or an OAuth problem such as
@@ -241,10 +242,28 @@ impl Modify for OAuth1 {
         files::unshare,
         files::members,
         files::delta,
+        sessions::create,
+        sessions::status,
+        sessions::append,
+        sessions::finish,
+        sessions::cancel,
+        inbox::trash,
+        inbox::untrash,
+        inbox::invitations,
+        inbox::accept,
+        inbox::decline,
+        links::create,
+        links::list,
+        links::revoke,
     ),
     components(schemas(Item, Status, ApiError, Folder, Page, Delta, Person, SharedTo, UnsharedTo,
                        MemberAnswer, AccountAnswer, AppAnswer, Apps, Revoked, PlacementBody,
-                       NewFolder, People)),
+                       NewFolder, People, sessions::NewSession, sessions::NewFileSession,
+                       sessions::NewVersionSession, sessions::FinishSession,
+                       sessions::SessionAnswer, sessions::SessionRefused,
+                       inbox::Trash, inbox::InvitationAnswer,
+                       inbox::Invitations, inbox::Answered, links::NewLinkBody, links::LinkAnswer,
+                       links::CreatedLinkAnswer, links::Links, links::Access, links::Expiry)),
     modifiers(&OAuth1),
     security(("oauth1" = [])),
 )]
@@ -252,7 +271,7 @@ pub(crate) struct ApiDoc;
 
 /// `GET /api/v2/openapi.json`: the document (public, like any API's).
 pub(crate) async fn document() -> Response {
-    let mut r = Json(ApiDoc::openapi()).into_response();
+    let mut r = Json(the_document()).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("public, max-age=300"),
@@ -260,9 +279,56 @@ pub(crate) async fn document() -> Response {
     r
 }
 
+/// The document as JSON. utoipa 5 writes a response link's fields in
+/// snake case (`operation_id`); OpenAPI names them in camel case
+/// (`operationId`), which is what clients following links (schemathesis'
+/// stateful phase) read.
+fn the_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let operations = doc
+        .get_mut("paths")
+        .and_then(|p| p.as_object_mut())
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|path| path.as_object_mut())
+        .flat_map(|path| path.values_mut());
+    for operation in operations {
+        let responses = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+            .into_iter()
+            .flat_map(|r| r.values_mut());
+        for link in responses
+            .filter_map(|r| r.get_mut("links").and_then(|l| l.as_object_mut()))
+            .flat_map(|links| links.values_mut())
+            .filter_map(|link| link.as_object_mut())
+        {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(snake) {
+                    link.insert(camel.to_owned(), v);
+                }
+            }
+        }
+    }
+    doc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_name_their_operations_as_openapi_does() {
+        let doc = the_document();
+        let link = &doc["paths"]["/upload_session"]["post"]["responses"]["201"]["links"]["send"];
+        assert_eq!(link["operationId"], "upload_session_append", "{link}");
+        assert_eq!(link["parameters"]["id"], "$response.body#/id");
+        assert!(link.get("operation_id").is_none());
+    }
 
     #[test]
     fn the_document_is_openapi_3_1_with_every_route() {
@@ -291,6 +357,9 @@ mod tests {
             "/account",
             "/apps",
             "/apps/{key}",
+            "/upload_session",
+            "/upload_session/{id}",
+            "/upload_session/{id}/finish",
         ] {
             assert!(
                 paths.contains_key(path),

@@ -17,7 +17,9 @@
 //! back (`download.rs`), streamed both ways.
 
 mod download;
+mod trash;
 mod upload;
+mod upload_session;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +34,11 @@ use uuid::Uuid;
 pub use download::Content;
 pub(crate) use download::plain_chunk;
 pub use upload::{NewContent, UploadTo};
+pub use upload_session::{
+    FinishOptions, FinishedUpload, MAX_OPEN_UPLOAD_SESSIONS, MAX_UPLOAD_PIECE, MAX_UPLOAD_PIECES,
+    STAGING_CONTAINER, SessionRefusal, UPLOAD_SESSION_TTL, UploadPiece, UploadSession,
+    UploadSessionRequest,
+};
 
 use crate::auth::{derived_id, now_ms};
 use crate::error::ServiceError;
