@@ -165,6 +165,10 @@ impl Service {
         let account = self.store().user(user).await?.account;
         let removed = self.store().remove_user(user).await?;
         self.sessions_ended(user, &removed.ended_sessions).await;
+        // Their upload sessions ended with them: the staged pieces go now.
+        if let Err(e) = self.prune_upload_sessions().await {
+            tracing::warn!(%user, error = %e, "a removed user's upload pieces were not pruned");
+        }
         let mut storage_errors = Vec::new();
         for (ws, container) in &removed.left_workspaces {
             let n = Notification::Unshared {

@@ -773,3 +773,26 @@ async fn an_empty_file_needs_no_piece(env: &Env) {
     assert_eq!(read_back(env, &done.node).await, b"");
 }
 both_combos!(an_empty_file_needs_no_piece);
+
+async fn a_removed_users_pieces_go_with_them(env: &Env) {
+    let alice = env.user("alice@example.com").await;
+    let bob = env.user("bob@example.com").await;
+    let bytes = data("removed", MIB);
+    for (user, name) in [(&alice, "a.bin"), (&bob, "b.bin")] {
+        let app = caller(user);
+        let s = env
+            .service
+            .api_upload_session_create(&app, new_file(None, name, 2 * bytes.len()))
+            .await
+            .unwrap();
+        send_rest(env, &app, s, &bytes, MIB / 2).await;
+    }
+    assert_eq!(staged(env).await.len(), 4);
+    env.service.remove_user(alice.id).await.unwrap();
+    assert_eq!(
+        staged(env).await.len(),
+        2,
+        "alice's pieces are deleted with her, bob's stay"
+    );
+}
+both_combos!(a_removed_users_pieces_go_with_them);

@@ -11,8 +11,10 @@
 //! kept; the sign-in form has its own, derived from a pre-session cookie.
 
 mod assets;
+mod folder;
 mod html;
 mod pages;
+mod views;
 mod zip;
 
 use axum::Router;
@@ -48,13 +50,13 @@ pub(crate) fn routes() -> Router<AppState> {
             get(pages::index).post(pages::sign_in).layer(limit),
         )
         .route("/signout", post(pages::sign_out).layer(limit))
-        .route("/files", get(pages::root_folder))
-        .route("/files/{id}", get(pages::folder))
-        .route("/trash", get(pages::trash))
-        .route("/versions/{id}", get(pages::versions))
-        .route("/preview/{id}", get(pages::preview))
-        .route("/shared", get(pages::shared))
-        .route("/links", get(pages::links))
+        .route("/files", get(folder::root_folder))
+        .route("/files/{id}", get(folder::folder))
+        .route("/trash", get(views::trash))
+        .route("/versions/{id}", get(views::versions))
+        .route("/preview/{id}", get(views::preview))
+        .route("/shared", get(views::shared))
+        .route("/links", get(views::links))
         .route("/devices", get(pages::devices))
         .route(
             "/devices/{id}/sign-out",
