@@ -212,3 +212,34 @@ async fn the_socket_of_an_ended_session_is_closed() {
         .await
         .expect("the socket of the ended session is closed within a ping interval or two");
 }
+
+#[tokio::test]
+async fn a_browser_cookie_opens_a_socket_only_from_this_site() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice@example.org").await;
+    let cookie = format!("stacksync_session={}", alice.client.session().token);
+    let url = format!("ws://{}/api/v1/notifications?hints=1", gw.addr);
+    let open = |origin: &str| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        let h = request.headers_mut();
+        h.insert("cookie", cookie.parse().unwrap());
+        h.insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    // A page of another site would carry the cookie too: refused.
+    let foreign = open("http://evil.example").await;
+    assert!(foreign.is_err(), "a foreign page's socket is refused");
+    // The site's own page: the socket opens and the stream is live.
+    let (mut socket, _) = open(&format!("http://{}", gw.addr)).await.unwrap();
+    let first = tokio::time::timeout(common::DEADLINE, socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.into_text().unwrap().as_str(),
+        r#"{"v":1,"body":{"type":"resync"}}"#
+    );
+}
