@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lapin::protocol::{AMQPErrorKind, AMQPHardError};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 
 /// What went wrong on the bus. [`BusError::is_transient`] says whether the
 /// caller should retry (with the same request id, so that the service can
@@ -81,6 +81,16 @@ impl BusError {
                 ) =>
             {
                 BusError::Disconnected { during }
+            }
+            // An exchange or queue the other side declares is not there
+            // (yet): after a broker restart, a publish can come before the
+            // service has declared its topology again. Retry later.
+            K::ProtocolError(e)
+                if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)) =>
+            {
+                BusError::Unavailable {
+                    reason: format!("{during}: {e}"),
+                }
             }
             _ => BusError::Amqp { during, source },
         }
