@@ -48,31 +48,57 @@ wait_tcp() {
     return 1
 }
 
+# PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres from
+# loopback (what the tests connect as). Missing, it is installed from
+# Debian's packages and its cluster started; a fresh cluster gets one
+# `host all postgres 127.0.0.1/32 trust` line at the top of its pg_hba.conf
+# (loopback only, user postgres only). Exports STACKSYNC_TEST_POSTGRES.
 ensure_postgres() {
     export STACKSYNC_TEST_POSTGRES="${STACKSYNC_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
-    tcp_open 127.0.0.1 5432 && return 0
-    if in_ci; then die "PostgreSQL is not reachable on 127.0.0.1:5432 (CI=true: the machine must provide it)"; fi
-    if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
-        say "starting PostgreSQL"
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
-        wait_tcp 127.0.0.1 5432 20 && return 0
+    if ! tcp_open 127.0.0.1 5432; then
+        if in_ci; then die "PostgreSQL is not reachable on 127.0.0.1:5432 (CI=true: the machine must provide it)"; fi
+        if ! command -v pg_ctlcluster >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+            apt_install postgresql postgresql-client ||
+                die "PostgreSQL is not reachable on 127.0.0.1:5432 and could not be installed (apt-get install postgresql)"
+        fi
+        local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
+        [ -n "$version" ] || die "PostgreSQL is installed but has no cluster (pg_createcluster VERSION main)"
+        say "starting PostgreSQL $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+        wait_tcp 127.0.0.1 5432 30 || die "PostgreSQL did not start listening on 127.0.0.1:5432 (pg_lsclusters tells why)"
     fi
-    die "PostgreSQL is not reachable on 127.0.0.1:5432. Install it (apt-get install postgresql), allow trust auth for user postgres on 127.0.0.1, or set STACKSYNC_TEST_POSTGRES to an admin URL."
+    command -v psql >/dev/null || apt_install postgresql-client
+    psql "$STACKSYNC_TEST_POSTGRES" -Atqc 'SELECT 1' >/dev/null 2>&1 && return 0
+    if in_ci; then die "PostgreSQL refuses $STACKSYNC_TEST_POSTGRES (CI=true: the machine must allow trust auth for postgres on 127.0.0.1)"; fi
+    local hba; hba="$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | sort -V | tail -1)"
+    if [ -n "$hba" ] && ! grep -q '^host all postgres 127.0.0.1/32 trust' "$hba"; then
+        say "allowing user postgres from 127.0.0.1 without a password (trust, loopback only) in $hba"
+        local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+        $sudo pg_ctlcluster --skip-systemctl-redirect "$(basename "$(dirname "$(dirname "$hba")")")" main reload >&2 || true
+        sleep 1
+    fi
+    psql "$STACKSYNC_TEST_POSTGRES" -Atqc 'SELECT 1' >/dev/null 2>&1 ||
+        die "PostgreSQL refuses $STACKSYNC_TEST_POSTGRES: allow trust auth for user postgres on 127.0.0.1, or set STACKSYNC_TEST_POSTGRES to an admin URL"
 }
 
 # RabbitMQ with its management API (the server issues direct clients their
 # own broker users through it); exports STACKSYNC_TEST_AMQP and
 # STACKSYNC_TEST_AMQP_ADMIN (guest is an administrator on loopback).
+# Missing, it is installed from Debian's packages and started.
 ensure_rabbitmq() {
     export STACKSYNC_TEST_AMQP="${STACKSYNC_TEST_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
     export STACKSYNC_TEST_AMQP_ADMIN="${STACKSYNC_TEST_AMQP_ADMIN:-http://guest:guest@127.0.0.1:15672}"
     if ! tcp_open 127.0.0.1 5672; then
         if in_ci; then die "RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: the machine must provide it)"; fi
-        command -v rabbitmq-server >/dev/null ||
-            die "RabbitMQ is not reachable on 127.0.0.1:5672. Install it (apt-get install rabbitmq-server) and start it, or set STACKSYNC_TEST_AMQP."
-        say "starting RabbitMQ"
-        rabbitmq-server -detached || true
-        wait_tcp 127.0.0.1 5672 60 || die "RabbitMQ did not start listening on 127.0.0.1:5672"
+        command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server ||
+            die "RabbitMQ is not reachable on 127.0.0.1:5672 and could not be installed (apt-get install rabbitmq-server)"
+        # The package's own start (systemd) may have worked meanwhile.
+        if ! wait_tcp 127.0.0.1 5672 5; then
+            say "starting RabbitMQ"
+            rabbitmq-server -detached >&2 || true
+        fi
+        wait_tcp 127.0.0.1 5672 90 || die "RabbitMQ did not start listening on 127.0.0.1:5672 (see /var/log/rabbitmq)"
     fi
     tcp_open 127.0.0.1 15672 && return 0
     if command -v rabbitmq-plugins >/dev/null; then
@@ -186,6 +212,30 @@ ensure_browser() {
     fi
     if in_ci; then die "the browser tests' tools (chromium, Playwright, axe-core) could not be installed under $dir (CI=true)"; fi
     say "chromium, Playwright or axe-core could not be installed: crates/cli/tests/web_ui.rs will be skipped"
+}
+
+# The schema validation of deploy/kubernetes/ (crates/cli/tests/deploy.rs,
+# through deploy/check_kubernetes.py): kubernetes-validate (Kubernetes'
+# strict JSON schemas) and cloudcoil-models-keda (models of KEDA's CRDs),
+# from PyPI, in a virtual environment under target/. Exports
+# STACKSYNC_TEST_K8S_VALIDATOR (its python). Under CI=true a failure stops
+# the run; elsewhere the test then says SKIP.
+ensure_k8s_validator() {
+    local venv=target/tools/k8s-validator
+    local check='import kubernetes_validate, jsonschema, yaml, cloudcoil.models.keda.v1alpha1'
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" 2>/dev/null; then
+        export STACKSYNC_TEST_K8S_VALIDATOR="$PWD/$venv/bin/python"; return 0
+    fi
+    say "installing kubernetes-validate and cloudcoil-models-keda into $venv (one time)"
+    if command -v python3 >/dev/null \
+        && { python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }; } \
+        && "$venv/bin/pip" install -q --disable-pip-version-check \
+            'kubernetes-validate==1.37.0' 'cloudcoil-models-keda==2.16.1.0' 'cloudcoil==0.6.0' \
+        && "$venv/bin/python" -c "$check"; then
+        export STACKSYNC_TEST_K8S_VALIDATOR="$PWD/$venv/bin/python"; return 0
+    fi
+    if in_ci; then die "the Kubernetes manifest validator could not be installed into $venv (CI=true)"; fi
+    say "the Kubernetes manifest validator could not be installed: its part of crates/cli/tests/deploy.rs will be skipped"
 }
 
 ensure_cargo_deny() {

@@ -31,6 +31,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod local;
+pub mod metrics;
 pub mod names;
 pub mod store;
 pub mod swift;

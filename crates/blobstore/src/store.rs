@@ -217,6 +217,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// The container's ACL (owner only).
     async fn acl(&self, container: &ContainerName) -> Result<ContainerAcl>;
 
+    /// Whether the store answers at all, cheaply (the server's `/ready`):
+    /// the local store lists its root folder, Swift answers a `HEAD` of
+    /// the account. Touches no object.
+    async fn ready(&self) -> Result<()>;
+
     /// Stores an object held in memory.
     async fn put_bytes(
         &self,

@@ -35,6 +35,15 @@ use inbox::Inbox;
 use memory::{MemoryBus, MemoryRequests, MemorySettle, MemorySubscription};
 use rabbit::{RabbitBus, RabbitMailbox, RabbitRequests, RabbitSettle, RabbitSubscription};
 
+/// The shared request queue, as [`Bus::request_queue`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Requests waiting (ready, not yet handed to a consumer).
+    pub messages: u32,
+    /// Consumers taking requests (service instances' workers).
+    pub consumers: u32,
+}
+
 /// Default call timeout of the in-process bus.
 const IN_PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -88,6 +97,17 @@ impl Bus {
         match &self.backend {
             Backend::Memory(_) => IN_PROCESS_TIMEOUT,
             Backend::Rabbit(bus) => bus.config().rpc_timeout,
+        }
+    }
+
+    /// The shared request queue as the broker reports it (one passive
+    /// `queue.declare`, a round trip to the broker): `None` in process,
+    /// where there is no broker. For monitoring (queue depth, consumers)
+    /// and readiness (the broker answers).
+    pub async fn request_queue(&self) -> Result<Option<QueueStats>, BusError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(None),
+            Backend::Rabbit(bus) => bus.request_queue().await.map(Some),
         }
     }
 

@@ -62,6 +62,13 @@
 //! allow_plaintext = false              # PLAINTEXT signatures (TLS or loopback only)
 //! timestamp_window_secs = 300          # oauth_timestamp vs. the server's clock
 //! request_token_lifetime_secs = 900    # to authorize and exchange a request token
+//!
+//! [observability]                      # logs, GET /metrics and GET /ready
+//! log_format = "text"                  # or "json" (one object per line); STACKSYNC_LOG_FORMAT
+//! metrics = true                       # serve GET /metrics (Prometheus text) on `listen`
+//! metrics_token = "..."                # STACKSYNC_METRICS_TOKEN; `Authorization: Bearer` opens it anywhere
+//! metrics_allow = ["127.0.0.1", "::1"] # served without the token (never through a proxy)
+//! check_timeout_ms = 2000              # each /ready check and each scrape-time sample
 //! ```
 
 use std::net::IpAddr;
@@ -71,7 +78,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use stacksync_blobstore::SwiftConfig;
-use stacksync_gateway::{ApiSettings, GatewayLimits};
+use stacksync_gateway::{ApiSettings, GatewayLimits, ObserveSettings};
 use stacksync_service::LoginLimits;
 use stacksync_service::stacksync_oauth::Config as OAuthConfig;
 
@@ -106,6 +113,61 @@ pub struct Config {
     pub limits: LimitsSection,
     /// The REST API v2 and its OAuth provider.
     pub api: ApiSection,
+    /// Logs, metrics and readiness.
+    pub observability: ObservabilitySection,
+}
+
+/// `[observability]`: the log format, who may read `/metrics`, and how
+/// long `/ready` waits for each thing it checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilitySection {
+    /// `"text"` (default) or `"json"`: one JSON object per line, each with
+    /// the spans it happened in (an HTTP request's and an RPC's carry
+    /// `request_id`). `STACKSYNC_LOG_FORMAT` wins over it.
+    pub log_format: crate::logging::LogFormat,
+    /// Whether `GET /metrics` is served. Default true.
+    pub metrics: bool,
+    /// A token that opens `/metrics` from any address
+    /// (`Authorization: Bearer TOKEN`); `STACKSYNC_METRICS_TOKEN` wins
+    /// over it. Default none.
+    pub metrics_token: Option<String>,
+    /// Addresses `/metrics` is served to without the token, unless the
+    /// request came through a proxy (from an `[api] trusted_proxies`
+    /// address, or with `X-Forwarded-For`/`Forwarded`). Default loopback.
+    pub metrics_allow: Vec<IpAddr>,
+    /// Longest wait, in milliseconds, for each check of `/ready` and each
+    /// sample `/metrics` takes (request queue, session counts). Default 2000.
+    pub check_timeout_ms: u64,
+}
+
+impl Default for ObservabilitySection {
+    fn default() -> Self {
+        let gateway = ObserveSettings::default();
+        ObservabilitySection {
+            log_format: crate::logging::LogFormat::default(),
+            metrics: gateway.metrics,
+            metrics_token: gateway.metrics_token,
+            metrics_allow: gateway.metrics_allow,
+            check_timeout_ms: millis(gateway.check_timeout),
+        }
+    }
+}
+
+impl ObservabilitySection {
+    /// The gateway's settings, with `STACKSYNC_METRICS_TOKEN` applied.
+    pub fn gateway(&self) -> ObserveSettings {
+        let token = match std::env::var("STACKSYNC_METRICS_TOKEN") {
+            Ok(t) if !t.is_empty() => Some(t),
+            _ => self.metrics_token.clone().filter(|t| !t.is_empty()),
+        };
+        ObserveSettings {
+            metrics: self.metrics,
+            metrics_token: token,
+            metrics_allow: self.metrics_allow.clone(),
+            check_timeout: Duration::from_millis(self.check_timeout_ms.max(1)),
+        }
+    }
 }
 
 /// `[api]`: the REST API v2 and its OAuth 1.0a provider.
@@ -549,5 +611,36 @@ mod tests {
         );
         assert_eq!(c.limits.login().account_failures, 2);
         assert!(toml::from_str::<Config>("[limits]\nmax_conections = 1\n").is_err());
+    }
+
+    #[test]
+    fn observability_section_parses_and_defaults_to_loopback() {
+        let c: Config = toml::from_str("").unwrap();
+        let o = c.observability.gateway();
+        assert_eq!(c.observability.log_format, crate::logging::LogFormat::Text);
+        assert!(o.metrics);
+        assert!(o.metrics_allow.iter().all(|ip| ip.is_loopback()));
+        assert_eq!(o.check_timeout, Duration::from_secs(2));
+        let c: Config = toml::from_str(
+            r#"
+            [observability]
+            log_format = "json"
+            metrics_token = "t0ken"
+            metrics_allow = ["192.0.2.9"]
+            check_timeout_ms = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.observability.log_format, crate::logging::LogFormat::Json);
+        let o = c.observability.gateway();
+        assert_eq!(
+            o.metrics_allow,
+            vec!["192.0.2.9".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(o.check_timeout, Duration::from_millis(500));
+        if std::env::var_os("STACKSYNC_METRICS_TOKEN").is_none() {
+            assert_eq!(o.metrics_token.as_deref(), Some("t0ken"));
+        }
+        assert!(toml::from_str::<Config>("[observability]\nlog_format = \"xml\"").is_err());
     }
 }

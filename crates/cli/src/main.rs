@@ -10,17 +10,23 @@ mod account;
 #[cfg(feature = "server")]
 mod admin;
 #[cfg(feature = "server")]
+mod admin_doctor;
+#[cfg(feature = "server")]
 mod admin_gc;
+#[cfg(feature = "server")]
+mod admin_inventory;
+mod admin_output;
 mod client;
 #[cfg(feature = "server")]
 mod config;
+mod doctor;
+mod logging;
 mod secret;
 #[cfg(feature = "server")]
 mod server;
 mod sharing;
 
 #[cfg(feature = "server")]
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -51,6 +57,9 @@ enum Command {
         #[command(subcommand)]
         what: admin::AdminCommand,
     },
+    /// Checks what this device's client (or, with --config, the server)
+    /// depends on; prints OK/WARN/FAIL with what to do; fails if any fails.
+    Doctor(doctor::DoctorArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -122,19 +131,12 @@ impl Overrides {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: a log file or a journal gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(&cli.command)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
             Command::Client(c) => client::run(c).await,
+            Command::Doctor(args) => doctor::run(args).await,
             #[cfg(feature = "server")]
             Command::Server(o) => server::run(o.resolve()?).await,
             #[cfg(feature = "server")]

@@ -245,7 +245,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     let limits = config.limits.gateway();
-    let app = stacksync_gateway::router_with_api(service.clone(), &limits, config.api.gateway());
+    let app = stacksync_gateway::router_observed(
+        service.clone(),
+        &limits,
+        config.api.gateway(),
+        config.observability.gateway(),
+    );
     let http_task = tokio::spawn(stacksync_gateway::serve(
         listener,
         app,

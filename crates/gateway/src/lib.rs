@@ -20,6 +20,7 @@ pub mod fuzz;
 mod idle;
 mod links_page;
 mod notify;
+mod observe;
 mod pages;
 mod range;
 mod rpc;
@@ -37,6 +38,7 @@ use stacksync_service::Service;
 
 pub use api_v2::{ApiSettings, MAX_OAUTH_BODY};
 pub use error::GatewayError;
+pub use observe::{ObserveSettings, REQUEST_ID};
 pub use serve::serve;
 
 /// Largest body accepted by `PUT .../chunks/{id}`: a pack of encoded
@@ -98,6 +100,7 @@ pub(crate) struct AppState {
     sockets: Arc<notify::UserSockets>,
     limits: Arc<GatewayLimits>,
     api: Arc<ApiSettings>,
+    observer: Arc<observe::Observer>,
 }
 
 impl FromRef<AppState> for Service {
@@ -124,17 +127,31 @@ pub fn router_with(service: Service, limits: &GatewayLimits) -> Router {
 
 /// [`router_with`], with the REST API's trust in proxies (`api`).
 pub fn router_with_api(service: Service, limits: &GatewayLimits, api: ApiSettings) -> Router {
+    router_observed(service, limits, api, ObserveSettings::default())
+}
+
+/// [`router_with_api`], with who may read `/metrics` (`observe`).
+pub fn router_observed(
+    service: Service,
+    limits: &GatewayLimits,
+    api: ApiSettings,
+    observe: ObserveSettings,
+) -> Router {
+    let observer = Arc::new(observe::Observer::new(observe));
     let state = AppState {
         service,
         sockets: Arc::default(),
         limits: Arc::new(limits.clone()),
         api: Arc::new(api),
+        observer: Arc::clone(&observer),
     };
     // A chunk-id list is 65 bytes per id in JSON; this bounds the body
     // before the id count is checked.
     let exists_limit = MAX_EXISTS_IDS * 70 + 1024;
     Router::new()
         .route("/health", get(pages::health))
+        .route("/ready", get(observe::ready))
+        .route("/metrics", get(observe::metrics))
         .route(
             "/api/v1/login",
             post(rpc::login).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
@@ -161,4 +178,9 @@ pub fn router_with_api(service: Service, limits: &GatewayLimits, api: ApiSetting
         .merge(web::routes())
         .merge(links_page::routes())
         .with_state(state)
+        // Outermost, after routing: sees every route's template.
+        .layer(axum::middleware::from_fn_with_state(
+            observer,
+            observe::track,
+        ))
 }

@@ -1,12 +1,12 @@
 //! Login and the RPC endpoint: the same `RpcRequest`/`RpcResponse` messages
 //! as on the bus, one per HTTP request.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use stacksync_proto::rpc::{Request, RpcRequest};
 use stacksync_proto::{Millis, UserId, brief, wire};
@@ -14,6 +14,7 @@ use stacksync_service::Service;
 
 use crate::auth::{PeerAddr, bearer};
 use crate::error::GatewayError;
+use crate::observe::RequestId;
 
 /// `POST /api/v1/login` body.
 #[derive(Deserialize)]
@@ -83,14 +84,22 @@ pub(crate) async fn login(
 /// in the response, as on the bus), in the most compact form the request
 /// said its sender reads (`wire::Peer`). Only a message that cannot be read
 /// at all gets an HTTP error.
+///
+/// Without an `X-Request-Id` of the caller's, the request's id is the
+/// envelope's `request_id` (`observe.rs`), the one the service's span of it
+/// carries.
 pub(crate) async fn rpc(
     State(service): State<Service>,
     PeerAddr(addr): PeerAddr,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| bytes_error("rpc", wire::MAX_MESSAGE_BYTES, r))?;
     let (mut request, peer): (RpcRequest, _) = wire::decode_from(&body)?;
+    if let Some(Extension(id)) = &request_id {
+        id.choose(|| request.request_id.to_string());
+    }
     if let Some(token) = bearer(&headers)? {
         if request.token.is_empty() {
             request.token = token;

@@ -9,6 +9,7 @@
 //! talks to blob storage or the bus, and never trusts ids, names or sizes it
 //! is handed: callers get a [`stacksync_proto::Error`] with a clear kind.
 
+mod admin;
 mod change_page;
 mod chunk_id_lists;
 mod chunk_index;
@@ -20,6 +21,7 @@ mod folder_move;
 mod gc;
 mod key_chain;
 mod links;
+mod monitoring;
 mod name_keys;
 mod oauth;
 mod objects;
@@ -34,11 +36,16 @@ mod user_removal;
 mod users;
 mod web;
 
+pub use admin::{
+    DatabaseProbe, DeviceSummary, InstallationStats, MigrationStatus, StorageGrant, UserSummary,
+    WorkspaceSummary, probe,
+};
 pub use error::StoreError;
 pub use folder_move::{FolderBack, FolderMove};
 pub use gc::GcPlan;
 pub use key_chain::{Appended, KeyChainPage, OwnIdentity};
 pub use links::{Attempt, LinkAccess, LinkRecord, PathStep};
+pub use monitoring::{LiveCounts, PoolUse};
 pub use oauth::{AccessToken, AuthorizedApp, OAuthConsumer, RequestToken};
 pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal, ShareTerms};

@@ -177,6 +177,39 @@ pub enum Request {
 impl Request {
     /// Most ids in one [`Request::LocateChunks`].
     pub const MAX_LOCATE_IDS: usize = 1000;
+
+    /// The operation's name as it travels (the `op` tag), for logs and
+    /// metrics: one of a fixed set, whatever the request carries.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Request::Login { .. } => "login",
+            Request::GetAccount => "get_account",
+            Request::GetWorkspaces => "get_workspaces",
+            Request::GetChanges { .. } => "get_changes",
+            Request::Commit(_) => "commit",
+            Request::UpdateDevice { .. } => "update_device",
+            Request::UpdateWorkspace { .. } => "update_workspace",
+            Request::CreateShareProposal { .. } => "create_share_proposal",
+            Request::AnswerShareProposal { .. } => "answer_share_proposal",
+            Request::Unshare { .. } => "unshare",
+            Request::GetMembers { .. } => "get_members",
+            Request::GetInvitations => "get_invitations",
+            Request::LeaveWorkspace { .. } => "leave_workspace",
+            Request::GetVersions { .. } => "get_versions",
+            Request::Restore { .. } => "restore",
+            Request::LocateChunks { .. } => "locate_chunks",
+            Request::Logout { .. } => "logout",
+            Request::ChangePassword { .. } => "change_password",
+            Request::IssueBrokerCredentials => "issue_broker_credentials",
+            Request::BindNotifications => "bind_notifications",
+            Request::PublishIdentity { .. } => "publish_identity",
+            Request::GetOwnIdentity => "get_own_identity",
+            Request::EncryptWorkspace { .. } => "encrypt_workspace",
+            Request::GetIdentities { .. } => "get_identities",
+            Request::GetKeyStatements { .. } => "get_key_statements",
+            Request::PutKeyStatement { .. } => "put_key_statement",
+        }
+    }
 }
 
 impl Reply {
@@ -312,4 +345,36 @@ pub struct RpcRequest {
 pub struct RpcResponse {
     pub request_id: Uuid,
     pub result: Result<Reply, Error>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_are_the_wire_tags() {
+        let ws = WorkspaceId(Uuid::nil());
+        for request in [
+            Request::GetAccount,
+            Request::GetChanges {
+                workspace: ws,
+                since: 0,
+                limit: 1,
+            },
+            Request::LocateChunks {
+                workspace: ws,
+                ids: Vec::new(),
+                bases: false,
+            },
+            Request::IssueBrokerCredentials,
+            Request::PutKeyStatement {
+                workspace: ws,
+                epoch: 1,
+                statement: vec![1],
+            },
+        ] {
+            let json = serde_json::to_value(&request).unwrap();
+            assert_eq!(json["op"], request.operation(), "{json}");
+        }
+    }
 }

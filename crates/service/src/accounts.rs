@@ -1,5 +1,7 @@
 //! Account control: logout, logout everywhere, password changes and resets,
-//! disabling and removing users.
+//! signing a device out, disabling and removing users, and the storage user
+//! an account reaches Swift as (its container grants, and an audit of every
+//! container's ACL against them).
 //!
 //! Every way a session ends goes through [`Service::sessions_ended`], so
 //! that anything issued per session (e.g. broker credentials of the direct
@@ -7,10 +9,12 @@
 //! database on every request and never cached, so an ended session is
 //! refused by the very next request.
 
+use std::collections::BTreeMap;
+
 use stacksync_blobstore::{Access, BlobErrorKind, StorageUser};
 use stacksync_bus::Topic;
 use stacksync_metastore::{RemovedUser, Revocation};
-use stacksync_proto::{Error, Notification, UserId};
+use stacksync_proto::{DeviceId, Error, Notification, UserId, WorkspaceId};
 
 use crate::auth::{hash_password, token_hash, verify_password};
 use crate::error::{BlobContext, ServiceError};
@@ -44,6 +48,167 @@ pub struct UserRemoval {
     /// Storage clean-up steps that failed (the objects left are garbage:
     /// nothing refers to them any more).
     pub storage_errors: Vec<String>,
+}
+
+/// A container whose ACL is not what its members' places call for (see
+/// [`Service::audit_storage_acls`]). Storage users are named as in the ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclMismatch {
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// Its container.
+    pub container: String,
+    /// Members' storage users who should read and may not.
+    pub missing_read: Vec<String>,
+    /// Storage users who should write and may not.
+    pub missing_write: Vec<String>,
+    /// Storage users who may read though no member's place allows it.
+    pub unexpected_read: Vec<String>,
+    /// Storage users who may write though no member's place allows it.
+    pub unexpected_write: Vec<String>,
+}
+
+impl AclMismatch {
+    /// Whether someone may do more than their place allows (a leak), not
+    /// only less (a member falling back to the server).
+    pub fn grants_too_much(&self) -> bool {
+        !self.unexpected_read.is_empty() || !self.unexpected_write.is_empty()
+    }
+}
+
+/// What changing a user's storage user did: the database part always
+/// completes; grants that failed are listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageUserChange {
+    /// The storage user before.
+    pub previous: Option<String>,
+    /// Containers whose grants were moved.
+    pub containers: usize,
+    /// Grant or revocation steps that failed (run the command again).
+    pub storage_errors: Vec<String>,
+}
+
+impl Service {
+    /// Ends every session of `user`'s desktop device `device` (the website's
+    /// "sign this device out" and `stacksync admin device revoke`). Returns
+    /// how many ended; `NotFound` if the device is not theirs.
+    pub async fn sign_out_device(&self, user: UserId, device: DeviceId) -> Result<u64, Error> {
+        match self.store().device(device).await {
+            Ok(Some(d)) if d.user == user => {}
+            Ok(_) => return Err(Error::not_found("no such device")),
+            Err(e) => return Err(ServiceError::from(e).to_proto()),
+        }
+        let sessions = self
+            .store()
+            .live_sessions(user)
+            .await
+            .map_err(|e| ServiceError::from(e).to_proto())?;
+        let mut ended = 0;
+        // A desktop device may have logged in more than once: all go.
+        for s in sessions.iter().filter(|s| s.device == Some(device)) {
+            ended += self
+                .revoke_sessions(user, Revocation::Only(&s.token_hash))
+                .await?;
+        }
+        Ok(ended)
+    }
+
+    /// Sets (or with `None` clears) the Swift user `user`'s clients reach
+    /// storage as, and moves the grants of every workspace they are a
+    /// member of from the old storage user to the new one (as each place
+    /// allows, see `Service::grant`).
+    pub async fn set_storage_user(
+        &self,
+        user: UserId,
+        storage_user: Option<&str>,
+    ) -> Result<StorageUserChange, Error> {
+        Ok(self.set_storage_user_inner(user, storage_user).await?)
+    }
+
+    async fn set_storage_user_inner(
+        &self,
+        user: UserId,
+        storage_user: Option<&str>,
+    ) -> Result<StorageUserChange> {
+        if let Some(name) = storage_user {
+            StorageUser::new(name).blob(|| format!("naming storage user {name:?}"))?;
+        }
+        let previous = self.store().set_storage_user(user, storage_user).await?;
+        let workspaces = self.store().workspaces_of(user).await?;
+        let mut storage_errors = Vec::new();
+        for ws in &workspaces {
+            if let Some(old) = previous.as_deref().filter(|old| Some(*old) != storage_user)
+                && let Err(e) = self.revoke_grant(&ws.container, old).await
+            {
+                storage_errors.push(e.to_string());
+            }
+            if let Err(e) = self.grant(ws, storage_user).await {
+                storage_errors.push(e.to_string());
+            }
+        }
+        Ok(StorageUserChange {
+            previous,
+            containers: workspaces.len(),
+            storage_errors,
+        })
+    }
+
+    /// Compares every workspace container's ACL with what its members'
+    /// storage users should have (`Service::grant`'s rule): the containers
+    /// whose ACL differs.
+    pub async fn audit_storage_acls(&self) -> Result<Vec<AclMismatch>, Error> {
+        Ok(self.audit_storage_acls_inner().await?)
+    }
+
+    async fn audit_storage_acls_inner(&self) -> Result<Vec<AclMismatch>> {
+        // container -> (read, write) expected.
+        let mut expected: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        for g in self.store().storage_grants().await? {
+            let access = crate::sharing::member_access(&g.workspace);
+            let entry = expected.entry(g.workspace.container.clone()).or_default();
+            let user = StorageUser::new(&g.storage_user)
+                .blob(|| format!("naming storage user {:?}", g.storage_user))?
+                .to_string();
+            if access.reads() {
+                entry.0.push(user.clone());
+            }
+            if access.writes() {
+                entry.1.push(user);
+            }
+        }
+        let mut found = Vec::new();
+        for (workspace, container) in self.store().containers().await? {
+            let name = container_name(&container)?;
+            let acl = self
+                .blobs()
+                .acl(&name)
+                .await
+                .blob(|| format!("reading the ACL of {container}"))?;
+            let (read, write) = expected.remove(&container).unwrap_or_default();
+            let names = |l: &[StorageUser]| l.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+            let (has_read, has_write) = (names(&acl.read), names(&acl.write));
+            let missing = |want: &[String], has: &[String]| {
+                want.iter()
+                    .filter(|u| !has.contains(u))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let m = AclMismatch {
+                workspace,
+                missing_read: missing(&read, &has_read),
+                missing_write: missing(&write, &has_write),
+                unexpected_read: missing(&has_read, &read),
+                unexpected_write: missing(&has_write, &write),
+                container,
+            };
+            let clean =
+                m.missing_read.is_empty() && m.missing_write.is_empty() && !m.grants_too_much();
+            if !clean {
+                found.push(m);
+            }
+        }
+        Ok(found)
+    }
 }
 
 impl Service {

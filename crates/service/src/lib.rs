@@ -41,6 +41,7 @@ mod gc;
 mod keys;
 mod links;
 mod login_guard;
+pub mod metrics;
 mod oauth;
 mod ops;
 mod quota;
@@ -57,7 +58,9 @@ use stacksync_bus::{Bus, Topic};
 use stacksync_metastore::{MetaStore, NewUser};
 use stacksync_proto::{Account, EncryptionMode, Error, Millis, Notification, UserId, Workspace};
 
-pub use accounts::{MAX_PASSWORD_BYTES, UserRemoval, check_new_password};
+pub use accounts::{
+    AclMismatch, MAX_PASSWORD_BYTES, StorageUserChange, UserRemoval, check_new_password,
+};
 pub use api::{
     ApiNode, ChildrenPage, Content, DeltaPage, MAX_DELTA_PAGE, MAX_LIST_PAGE, NewContent, Person,
     Placement, UploadTo,

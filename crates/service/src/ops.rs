@@ -11,6 +11,7 @@
 //! `keys.rs`.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use stacksync_bus::Topic;
 use stacksync_metastore::ShareTerms;
@@ -19,6 +20,7 @@ use stacksync_proto::{
     CommitOutcome, CommitRequest, DeviceId, Error, ItemId, ItemMeta, ItemName, ItemStatus,
     Notification, ProposedItem, UserId, Workspace, WorkspaceId, printable, same_chunks,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Service;
@@ -32,10 +34,31 @@ impl Service {
     /// Serves one request: authenticates its token (except for `Login`),
     /// authorizes, executes, and publishes notifications once the change is
     /// durable. Never panics on input; every failure is an error reply.
+    ///
+    /// The one place every RPC passes, from the gateway and the bus alike:
+    /// it runs in a span carrying the request's id and operation (so every
+    /// log line of the request names them) and records the request's
+    /// metrics (`metrics.rs`).
     pub async fn handle(&self, req: RpcRequest, peer: Option<IpAddr>) -> RpcResponse {
         let request_id = req.request_id;
-        let result = self.dispatch(req, peer).await.map_err(|e| e.to_proto());
-        RpcResponse { request_id, result }
+        let operation = req.request.operation();
+        let span = tracing::info_span!("rpc", %request_id, operation);
+        async move {
+            let started = Instant::now();
+            let result = self.dispatch(req, peer).await.map_err(|e| e.to_proto());
+            let took = started.elapsed();
+            let error = result.as_ref().err().map(|e| e.kind);
+            crate::metrics::rpc_served(operation, took, error);
+            tracing::debug!(
+                ok = error.is_none(),
+                ?error,
+                took_us = took.as_micros() as u64,
+                "rpc served"
+            );
+            RpcResponse { request_id, result }
+        }
+        .instrument(span)
+        .await
     }
 
     /// The account of `user` (`GetAccount`, and the REST API's
@@ -271,10 +294,7 @@ impl Service {
         let screened = Screened::new(&workspace, commit);
         let commit = &screened.passed;
         self.record_named_objects(user, &workspace, commit).await?;
-        let stored = self
-            .store()
-            .commit_in_mode(commit, workspace.encryption)
-            .await?;
+        let (stored, durable) = self.apply_commit(commit, workspace.encryption).await?;
         let (ws, device) = (commit.workspace, commit.device);
         let result = screened.merge(stored)?;
         let items: Vec<ItemMeta> = result
@@ -292,9 +312,35 @@ impl Service {
                 revision: result.revision,
                 items,
             };
-            self.notify(Topic::Workspace(ws), &n).await;
+            self.announce_commit(ws, &n, durable).await;
         }
         Ok(result)
+    }
+
+    /// Applies a batch in one transaction (the one way commits and
+    /// restores reach `commit_in_mode`) and counts the versions it made
+    /// durable; returns when they became so.
+    async fn apply_commit(
+        &self,
+        request: &CommitRequest,
+        mode: stacksync_proto::EncryptionMode,
+    ) -> Result<(stacksync_proto::CommitResult, Instant)> {
+        let result = self.store().commit_in_mode(request, mode).await?;
+        let durable = Instant::now();
+        let committed = result
+            .results
+            .iter()
+            .filter(|r| matches!(r.outcome, CommitOutcome::Committed { .. }))
+            .count();
+        crate::metrics::versions_committed(committed);
+        Ok((result, durable))
+    }
+
+    /// Publishes a commit's notification to its workspace, recording the
+    /// fan-out latency from `durable` (when the commit became durable).
+    async fn announce_commit(&self, ws: WorkspaceId, n: &Notification, durable: Instant) {
+        self.notify(Topic::Workspace(ws), n).await;
+        crate::metrics::notification_fanout(durable.elapsed());
     }
 
     pub(crate) async fn update_workspace(
@@ -364,10 +410,7 @@ impl Service {
             device,
             items: vec![proposed],
         };
-        let result = self
-            .store()
-            .commit_in_mode(&request, workspace.encryption)
-            .await?;
+        let (result, durable) = self.apply_commit(&request, workspace.encryption).await?;
         let outcome = result
             .results
             .into_iter()
@@ -382,7 +425,7 @@ impl Service {
                     revision: result.revision,
                     items: vec![meta.clone()],
                 };
-                self.notify(Topic::Workspace(ws), &n).await;
+                self.announce_commit(ws, &n, durable).await;
                 Ok(meta)
             }
             CommitOutcome::Conflict { current } => Err(Error::conflict(current).into()),

@@ -93,21 +93,13 @@ impl Service {
         let Some(target) = sessions.iter().find(|s| public_id(&s.token_hash) == id) else {
             return Err(Error::not_found("no such session"));
         };
-        // A desktop device may have logged in more than once: all go.
-        let doomed: Vec<&LiveSession> = match target.device {
-            Some(device) => sessions
-                .iter()
-                .filter(|s| s.device == Some(device))
-                .collect(),
-            None => vec![target],
-        };
-        let mut ended = 0;
-        for s in doomed {
-            ended += self
-                .revoke_sessions(user, Revocation::Only(&s.token_hash))
-                .await?;
+        match target.device {
+            Some(device) => self.sign_out_device(user, device).await,
+            None => {
+                self.revoke_sessions(user, Revocation::Only(&target.token_hash))
+                    .await
+            }
         }
-        Ok(ended)
     }
 }
 

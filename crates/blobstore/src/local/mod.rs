@@ -561,6 +561,18 @@ impl BlobStore for LocalStore {
         self.shared.at_rest.is_some()
     }
 
+    async fn ready(&self) -> Result<()> {
+        let root = &self.shared.root;
+        let mut entries = tokio::fs::read_dir(root)
+            .await
+            .map_err(|e| BlobError::io(format!("list store root {}", root.display()), e))?;
+        entries
+            .next_entry()
+            .await
+            .map_err(|e| BlobError::io(format!("list store root {}", root.display()), e))?;
+        Ok(())
+    }
+
     async fn create_container(&self, c: &ContainerName) -> Result<()> {
         self.require_owner("create", c)?;
         let dir = self.container_dir(c);

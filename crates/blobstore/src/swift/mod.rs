@@ -289,7 +289,7 @@ impl SwiftStore {
             let cause = match self.auth.session(&self.http).await {
                 Err(e) if e.kind == BlobErrorKind::Unavailable => e.message,
                 Err(e) => return Err(e),
-                Ok(session) => match build(&self.http, &session).send().await {
+                Ok(session) => match self.attempt(build(&self.http, &session)).await {
                     Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                         // A refused token is renewed at once, without counting
                         // an attempt; twice in a row means the credentials
@@ -330,6 +330,24 @@ impl SwiftStore {
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(self.config.retry.delay(attempt)).await;
         }
+    }
+}
+
+impl SwiftStore {
+    /// Sends one attempt of a request, recording its latency and whether
+    /// it failed (`crate::metrics`): the one place every object, container
+    /// and account request of this backend goes through.
+    async fn attempt(&self, request: RequestBuilder) -> reqwest::Result<Response> {
+        let request = request.build()?;
+        let method = request.method().clone();
+        let started = std::time::Instant::now();
+        let result = self.http.execute(request).await;
+        let failed = match &result {
+            Ok(resp) => resp.status().is_server_error(),
+            Err(_) => true,
+        };
+        crate::metrics::swift_request(method.as_str(), started.elapsed(), failed);
+        result
     }
 }
 

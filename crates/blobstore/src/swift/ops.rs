@@ -239,6 +239,20 @@ impl BlobStore for SwiftStore {
         self.at_rest.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    async fn ready(&self) -> Result<()> {
+        let what = "HEAD account";
+        let (resp, _permit) = self
+            .send(what, None, |http, s| {
+                http.head(s.storage_url.as_str())
+                    .header("X-Auth-Token", &s.token)
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            other => Err(status_error(other, what)),
+        }
+    }
+
     async fn create_container(&self, c: &ContainerName) -> Result<()> {
         let what = format!("PUT container {c}");
         let (resp, _permit) = self

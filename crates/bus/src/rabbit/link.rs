@@ -105,6 +105,35 @@ impl Link {
         Ok(link)
     }
 
+    /// The depth and consumers of `queue`, by a passive declare on a
+    /// channel of its own (a failed one closes its channel, which must not
+    /// be one the bus relies on).
+    pub(super) async fn queue_stats(&self, queue: &str) -> Result<crate::QueueStats, BusError> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(amqp("open a channel to inspect a queue"))?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if declared.is_ok() {
+            let _ = channel.close(200, "inspected".into()).await;
+        }
+        let declared = declared.map_err(amqp("inspect the request queue"))?;
+        Ok(crate::QueueStats {
+            messages: declared.message_count(),
+            consumers: declared.consumer_count(),
+        })
+    }
+
     fn pending(&self) -> MutexGuard<'_, Pending> {
         // Every critical section is a single map operation: a poisoned lock
         // still holds a consistent map.

@@ -249,6 +249,13 @@ impl RabbitBus {
         &self.config
     }
 
+    /// The shared request queue's depth and consumers, now: without a
+    /// connection at this moment, unavailable (no waiting for one).
+    pub(crate) async fn request_queue(&self) -> Result<crate::QueueStats, BusError> {
+        let link = self.link_before(Instant::now()).await?;
+        link.queue_stats(&self.names.requests).await
+    }
+
     /// The current link, waiting for a reconnection until `deadline`.
     async fn link_before(&self, deadline: Instant) -> Result<Arc<Link>, BusError> {
         let mut links = self.links.clone();

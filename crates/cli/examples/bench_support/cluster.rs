@@ -355,7 +355,7 @@ fn split_admin_url(url: &str) -> anyhow::Result<(String, String, String)> {
 
 /// Best effort: deletes the broker users, queues and exchanges of
 /// namespace `ns` (the per-session users and queues outlive the servers).
-fn remove_broker_leftovers(admin: &str, ns: &str) {
+pub fn remove_broker_leftovers(admin: &str, ns: &str) {
     let curl = |args: &[&str]| {
         std::process::Command::new("curl")
             .args(["-sf", "--max-time", "10"])

@@ -7,7 +7,10 @@
 //! direct connection, timed by `timed`) with its lost check (`load_check`),
 //! and the API bench's signed REST API v2 client (`api_client`), plain
 //! Swift client (`swift_http`) and Swift proxy with the `stacksync_api`
-//! middleware (`swift_api_proxy`).
+//! middleware (`swift_api_proxy`). The elasticity bench's pool of
+//! instances started and stopped under load (`server_pool`, with the
+//! request queue's depth from RabbitMQ's management API) and its simulated
+//! devices on the bus (`rpc_load`).
 //!
 //! Each example includes this folder as a module of its own and uses only
 //! part of it, so unused items are expected there (see the `allow` at each
@@ -25,7 +28,9 @@ pub mod load_report;
 pub mod proc;
 pub mod proxy;
 pub mod rclone;
+pub mod rpc_load;
 pub mod server;
+pub mod server_pool;
 pub mod swift_api_proxy;
 pub mod swift_http;
 pub mod syncthing;

@@ -145,6 +145,12 @@ impl Cluster {
     /// [`Cluster::start`] with `extra` appended to the server's config file
     /// (for example a `[limits]` section).
     pub async fn start_with(backend: &Backend, extra: &str) -> Cluster {
+        Cluster::start_logging(backend, extra, "warn").await
+    }
+
+    /// [`Cluster::start_with`], the server logging at `rust_log` into
+    /// `server.log` in the scratch folder.
+    pub async fn start_logging(backend: &Backend, extra: &str, rust_log: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("a scratch folder");
         let data = dir.path().join("server");
         let mut text = format!(
@@ -185,7 +191,7 @@ impl Cluster {
         text.push_str(extra);
         let config = dir.path().join("server.toml");
         std::fs::write(&config, text).expect("the config is writable");
-        let (server, url) = spawn_server(&config, &dir.path().join("server.log"), "warn").await;
+        let (server, url) = spawn_server(&config, &dir.path().join("server.log"), rust_log).await;
         Cluster {
             config,
             url,

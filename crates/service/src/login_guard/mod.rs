@@ -149,15 +149,18 @@ impl LoginGuard {
             Some(ip) => lock(&self.addresses).check(&address_group(ip), now),
             None => Ok(()),
         };
-        match (account, address) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(blocked(a.max(b))),
-            (Err(wait), _) | (_, Err(wait)) => Err(blocked(wait)),
-        }
+        let refused = match (account, address) {
+            (Ok(()), Ok(())) => return Ok(()),
+            (Err(a), Err(b)) => blocked(a.max(b)),
+            (Err(wait), _) | (_, Err(wait)) => blocked(wait),
+        };
+        crate::metrics::login_failed("throttled");
+        Err(refused)
     }
 
     /// Counts a failed attempt against its account and address.
     pub fn failed(&self, email: &str, peer: Option<IpAddr>) {
+        crate::metrics::login_failed("password");
         let now = Instant::now();
         let key = account_key(email);
         if let Some(wait) = lock(&self.accounts).fail(&key, now) {
