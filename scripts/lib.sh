@@ -251,3 +251,21 @@ ensure_cargo_deny() {
     cargo install --locked cargo-deny
     export CARGO_DENY=cargo-deny
 }
+
+# The desktop test (crates/cli/tests/desktop_nautilus.rs): a virtual X
+# server, Nautilus with its Python extension host, a screenshot tool and a
+# D-Bus session. It then runs for real; without these tools it fails under
+# CI=true and is skipped with a message otherwise.
+ensure_desktop_test_tools() {
+    if command -v Xvfb >/dev/null && command -v nautilus >/dev/null && command -v import >/dev/null \
+        && command -v dbus-run-session >/dev/null && dpkg -s python3-nautilus >/dev/null 2>&1; then
+        export STACKSYNC_TEST_DESKTOP=1
+        return 0
+    fi
+    if apt_install xvfb nautilus python3-nautilus imagemagick dbus dbus-bin fonts-dejavu-core; then
+        export STACKSYNC_TEST_DESKTOP=1
+        return 0
+    fi
+    if in_ci; then die "the desktop test tools (xvfb, nautilus, python3-nautilus, imagemagick, dbus) could not be installed (CI=true)"; fi
+    say "the desktop test tools could not be installed: crates/cli/tests/desktop_nautilus.rs will be skipped"
+}

@@ -1,5 +1,6 @@
 //! The desktop client's commands: `setup`, `login`, `logout`, `password`,
-//! `sync [--once]`, `status`, `versions`, `restore`. Wiring only: the work is in
+//! `sync [--once]`, `status`, `versions`, `restore`, and the desktop ones
+//! (`pause`, `resume`, `notifications`, `integrate`: `desktop.rs`). Wiring only: the work is in
 //! `stacksync-client` (which never links server code).
 
 use std::io::IsTerminal;
@@ -170,6 +171,34 @@ pub enum ClientCommand {
     Leave {
         /// The shared folder.
         path: PathBuf,
+    },
+    /// Pauses syncing: the daemon neither uploads nor downloads (it keeps
+    /// noting changes, synced on resume). Kept across daemon restarts.
+    Pause {
+        /// Resumes on its own after this long (90s, 30m, 2h, 1d, 1h30m).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Resumes syncing after `stacksync pause`.
+    Resume,
+    /// Which desktop notifications are shown; without options, shows the
+    /// settings.
+    Notifications {
+        /// Conflicting edits kept as conflicted copies.
+        #[arg(long, value_enum)]
+        conflicts: Option<crate::desktop::OnOff>,
+        /// Folders shared with you.
+        #[arg(long, value_enum)]
+        invitations: Option<crate::desktop::OnOff>,
+        /// Sync failures and names that cannot be synced.
+        #[arg(long, value_enum)]
+        errors: Option<crate::desktop::OnOff>,
+    },
+    /// File-manager integration (overlay emblems and menu items in
+    /// Nautilus, Nemo and Caja), for this user.
+    Integrate {
+        #[command(subcommand)]
+        what: crate::desktop::IntegrateCommand,
     },
     /// Brings back a version of a file (also undeletes it).
     Restore {
@@ -412,6 +441,16 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        ClientCommand::Pause { duration } => {
+            crate::desktop::pause(&home, duration.as_deref()).await
+        }
+        ClientCommand::Resume => crate::desktop::resume(&home).await,
+        ClientCommand::Notifications {
+            conflicts,
+            invitations,
+            errors,
+        } => crate::desktop::notifications(&home, conflicts, invitations, errors),
+        ClientCommand::Integrate { what } => crate::desktop::integrate(what),
         ClientCommand::Status { path, json } => {
             let profile = Profile::load(&home)?;
             let abs = path.map(|p| absolute(&p)).transpose()?;
@@ -710,6 +749,7 @@ async fn setup(
             user_id: user,
             workspace: None,
             direct: direct.as_ref().map(|(d, _)| d.clone()),
+            notifications: Default::default(),
         },
     )?;
     profile.save_token(&token)?;
@@ -771,7 +811,19 @@ fn print_status(report: &StatusReport, json: bool) -> anyhow::Result<()> {
         report.target.path.clone()
     };
     let target = shown(&target);
-    let daemon = if !report.daemon_running {
+    let daemon = if report.daemon.paused {
+        let until = report
+            .daemon
+            .paused_until
+            .map(|ms| format!(" until {} UTC", stacksync_engine::conflict::format_utc(ms)))
+            .unwrap_or_default();
+        let running = if report.daemon_running {
+            "daemon"
+        } else {
+            "daemon not running;"
+        };
+        format!("{running} paused{until}: `stacksync resume` syncs again")
+    } else if !report.daemon_running {
         "daemon not running".to_owned()
     } else if report.daemon.busy {
         "daemon syncing".to_owned()

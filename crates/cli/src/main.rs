@@ -19,6 +19,7 @@ mod admin_output;
 mod client;
 #[cfg(feature = "server")]
 mod config;
+mod desktop;
 mod doctor;
 mod logging;
 mod secret;

@@ -33,14 +33,17 @@ use stacksync_proto::{
 use tokio::time::Instant;
 
 use crate::connection::{Connection, FeedGuard, NotificationStream, unexpected, workspaces};
-use crate::desktop::{DesktopNotifier, Urgency};
+use crate::desktop::{DesktopNotifier, NoticeKind};
 use crate::e2ee::{self, KeyFiles};
 use crate::localfs::{LocalFs, OpenFolderError};
 use crate::mounts::{self, DetachedRecord, MountRecord, MountTable};
+use crate::pause::PauseSwitch;
 use crate::profile::{Profile, ProfileError};
 use crate::schedule::{Outcome, Schedule};
 use crate::state::{SqliteStateStore, StateDbError};
-use crate::status::{self, Folders, Route, SharedFolder, StatusBoard, StatusRoutes};
+use crate::status::{
+    self, Folders, Route, SharedFolder, SocketContext, StatusBoard, StatusFeed, StatusRoutes,
+};
 use crate::transfer::{
     Activity, Deadlines, JournalError, TransferConfig, TransferError, TransferStats,
     WatchedConnection,
@@ -249,6 +252,8 @@ pub struct SyncClient {
     list: Vec<Workspace>,
     watch: Arc<MountWatch>,
     routes: StatusRoutes,
+    /// Whether syncing is paused (`paused.json` in the home).
+    pause: PauseSwitch,
 }
 
 impl SyncClient {
@@ -304,13 +309,14 @@ impl SyncClient {
             }
         }
         let desktop = if options.desktop {
-            DesktopNotifier::detect()
+            DesktopNotifier::detect().with_settings_from(profile.home())
         } else {
             DesktopNotifier::disabled()
         };
         let shared = Shared {
             desktop,
             stats: Arc::new(TransferStats::default()),
+            feed: StatusFeed::default(),
         };
         let watch = Arc::new(MountWatch {
             conn: watched,
@@ -333,6 +339,7 @@ impl SyncClient {
         // From the very first round: what was mounted is left out, even if
         // the server cannot be asked again.
         private.set_excluded(table.excluded());
+        let pause = PauseSwitch::open(profile.home());
         let mut client = SyncClient {
             profile,
             conn,
@@ -348,6 +355,7 @@ impl SyncClient {
             list: Vec::new(),
             watch,
             routes: StatusRoutes::default(),
+            pause,
         };
         client.apply_mounts(list).await?;
         Ok(client)
@@ -742,7 +750,7 @@ impl SyncClient {
         tracing::info!(workspace = %ws.id, %path, "shared folder mounted");
         if known.is_none() && !owner {
             self.shared.desktop.notify(
-                Urgency::Normal,
+                NoticeKind::Invitations,
                 "StackSync: shared folder added",
                 &format!("\u{201c}{}\u{201d} is now synced at {path}.", ws.name),
             );
@@ -770,7 +778,7 @@ impl SyncClient {
         if came_back {
             tracing::info!(workspace = %id, %path, "shared folder is a private folder again");
             self.shared.desktop.notify(
-                Urgency::Normal,
+                NoticeKind::Invitations,
                 "StackSync: a folder is no longer shared",
                 &format!("{path} has no other members left: it is a folder of yours again."),
             );
@@ -781,7 +789,7 @@ impl SyncClient {
             path: path.to_string(),
         });
         self.shared.desktop.notify(
-            Urgency::Normal,
+            NoticeKind::Invitations,
             "StackSync: a folder is no longer shared with you",
             &format!("{path} is kept on this device but no longer synced."),
         );
@@ -870,25 +878,25 @@ impl SyncClient {
     }
 
     fn publish_routes(&self) {
-        let mut routes = vec![Route {
-            path: RelPath::root(),
-            fs: self.private.fs(),
-            board: self.private.board(),
-        }];
-        for m in self.mounts.values() {
-            routes.push(Route {
+        let routes = std::iter::once(&self.private)
+            .chain(self.mounts.values())
+            .map(|m| Route {
                 path: m.path().clone(),
                 fs: m.fs(),
                 board: m.board(),
-            });
-        }
+                workspace: Some(m.workspace().clone()),
+                sealed: m.sealed().cloned(),
+            })
+            .collect();
         self.routes.set(Folders {
             folder: self.profile.config.folder.clone(),
             encryption: self.private.workspace().encryption,
             routes,
             excluded: self.table.excluded(),
             shared: self.shared_folders(),
+            pause: Some(self.pause.clone()),
         });
+        self.shared.feed.poke();
     }
 
     fn sync_of(&mut self, id: WorkspaceId) -> Option<&mut WorkspaceSync> {
@@ -927,7 +935,7 @@ impl SyncClient {
             tracing::warn!("{why}");
             self.shared
                 .desktop
-                .notify(Urgency::Critical, "StackSync: shared folder paused", &why);
+                .notify(NoticeKind::Errors, "StackSync: shared folder paused", &why);
             self.mounts.remove(&id);
             self.paused.insert(id, why);
             self.publish_routes();
@@ -1074,13 +1082,30 @@ impl SyncClient {
     /// another daemon running).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let socket_path = self.profile.home().join(STATUS_SOCKET);
-        let server = status::serve(&socket_path, self.routes())
+        let ctx = SocketContext {
+            routes: self.routes(),
+            feed: self.shared.feed.clone(),
+            pause: Some(self.pause.clone()),
+            actions: Some(Arc::new(status::actions::Actions {
+                server_url: self.profile.config.server_url.clone(),
+                home: self.profile.home().to_path_buf(),
+                user: self.me,
+                conn: Arc::clone(self.private.conn()),
+            })),
+        };
+        let server = status::serve(&socket_path, ctx)
             .await
             .map_err(AppError::Socket)?;
+        let feed = tokio::spawn(self.shared.feed.clone().follow(self.routes()));
         let _cleanup = SocketGuard {
             path: socket_path,
             task: server,
+            feed,
         };
+        let mut pause = self.pause.watch();
+        if self.pause.now().paused {
+            tracing::info!("syncing is paused; `stacksync resume` syncs again");
+        }
         let folder = self.profile.config.folder.clone();
         let mut watcher = Watcher::start(&folder, self.options.watch)?;
         let mut notes: Option<NotificationStream> = None;
@@ -1141,7 +1166,15 @@ impl SyncClient {
                 }
                 continue;
             }
-            if let Some((id, changed)) = schedule.next(now) {
+            // While paused nothing syncs; what the watcher and the server
+            // note waits in the schedule until resumed.
+            let paused = self.pause.now();
+            let due = if paused.paused {
+                None
+            } else {
+                schedule.next(now)
+            };
+            if let Some((id, changed)) = due {
                 if !folder.is_dir() {
                     return Err(AppError::Path(format!(
                         "the synced folder {} is gone; stopping rather than deleting everything on the server",
@@ -1153,6 +1186,16 @@ impl SyncClient {
                 let result = tokio::select! {
                     r = self.sync_one(id, changed.clone()) => r,
                     () = &mut shutdown => return Ok(()),
+                    // Paused mid-round: the round stops (as safe as a
+                    // crash), its changes wait for the resume.
+                    _ = pause.wait_for(|p| p.paused) => {
+                        tracing::info!("syncing paused");
+                        if let Some(m) = self.sync_of(id) {
+                            m.abandoned();
+                        }
+                        schedule.note(id, changed);
+                        continue;
+                    }
                 };
                 let Some(result) = result else {
                     // Paused or gone meanwhile.
@@ -1173,7 +1216,7 @@ impl SyncClient {
                         if matches!(e, EngineError::Remote { source, .. } if source.kind == ErrorKind::Unauthenticated)
                         {
                             self.shared.desktop.notify(
-                                Urgency::Critical,
+                                NoticeKind::Errors,
                                 "StackSync stopped",
                                 "The server no longer accepts this device's session. Run `stacksync login`.",
                             );
@@ -1183,7 +1226,7 @@ impl SyncClient {
                         // change or rescan tries again, slowly.
                         tracing::error!(%e, "sync failed");
                         self.shared.desktop.notify(
-                            Urgency::Critical,
+                            NoticeKind::Errors,
                             "StackSync: sync failed",
                             &e.to_string(),
                         );
@@ -1202,7 +1245,16 @@ impl SyncClient {
                 }
                 continue;
             }
-            let wake = [schedule.wake_at(), reopen_notes, refresh_at]
+            let retry_at = if paused.paused {
+                None
+            } else {
+                schedule.wake_at()
+            };
+            let pause_ends = paused.until.map(|until| {
+                let left = until.saturating_sub(crate::pause::now_ms());
+                Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
+            });
+            let wake = [retry_at, reopen_notes, refresh_at, pause_ends]
                 .into_iter()
                 .flatten()
                 .min();
@@ -1230,6 +1282,13 @@ impl SyncClient {
             }));
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
+                changed = pause.changed() => {
+                    if changed.is_ok() {
+                        let now = *pause.borrow_and_update();
+                        tracing::info!(paused = now.paused, until = ?now.until, "pause changed");
+                        self.shared.feed.state_changed();
+                    }
+                }
                 (id, _, _) = copy_wanted => {
                     if let Some(m) = self.sync_of(id) {
                         m.copy_state();
@@ -1240,8 +1299,12 @@ impl SyncClient {
                         for (id, changed) in self.route(&paths) {
                             schedule.note(id, changed);
                         }
+                        self.shared.feed.poke();
                     }
-                    Some(_) => schedule.note_all(&Changed::Anywhere),
+                    Some(_) => {
+                        schedule.note_all(&Changed::Anywhere);
+                        self.shared.feed.poke();
+                    }
                     None => return Err(AppError::Path("the folder watcher stopped".into())),
                 },
                 note = next_note => match note {
@@ -1317,7 +1380,7 @@ impl SyncClient {
             Notification::ShareProposal { folder_name, .. } => {
                 tracing::info!(folder = %folder_name, "a folder was shared with this account");
                 self.shared.desktop.notify(
-                    Urgency::Normal,
+                    NoticeKind::Invitations,
                     "StackSync: a folder was shared with you",
                     &format!(
                         "\u{201c}{folder_name}\u{201d} is waiting for your answer (`stacksync invitations`)."
@@ -1735,6 +1798,8 @@ pub async fn offline_status(
         path: RelPath::root(),
         fs,
         board: offline_board(profile, profile.config.workspace).await?,
+        workspace: None,
+        sealed: None,
     }];
     for m in &table.mounts {
         let Ok(at) = RelPath::parse(&m.path) else {
@@ -1747,6 +1812,8 @@ pub async fn offline_status(
             path: at,
             fs: Arc::new(fs),
             board: offline_board(profile, Some(m.workspace)).await?,
+            workspace: None,
+            sealed: None,
         });
     }
     let folders = Folders {
@@ -1755,6 +1822,7 @@ pub async fn offline_status(
         routes,
         excluded: table.excluded(),
         shared: shared_folders(&table, &BTreeMap::new()),
+        pause: Some(PauseSwitch::open(profile.home())),
     };
     folders
         .report(&rel, false, Duration::ZERO)
@@ -1785,11 +1853,13 @@ async fn offline_board(
 struct SocketGuard {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    feed: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         self.task.abort();
+        self.feed.abort();
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -26,6 +26,7 @@ pub mod fuzz;
 pub mod localfs;
 pub mod mounts;
 mod own_changes;
+pub mod pause;
 pub mod private;
 pub mod profile;
 pub mod schedule;
@@ -40,7 +41,7 @@ pub use app::{AppError, ClientOptions, STATUS_SOCKET, SyncClient, offline_status
 pub use connection::{
     Connection, GatewayConnection, GatewayTransport, NotificationStream, WorkspaceRemote,
 };
-pub use desktop::{DesktopNotifier, Urgency};
+pub use desktop::{DesktopNotifier, NoticeKind, Urgency};
 pub use direct::{DirectConfig, DirectConnection};
 pub use localfs::{LocalFs, OpenFolderError};
 pub use profile::{DirectProfile, Profile, ProfileConfig, ProfileError, TransportKind};

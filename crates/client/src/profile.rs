@@ -69,6 +69,60 @@ pub struct ProfileConfig {
     /// How to reach RabbitMQ and Swift when `transport = "direct"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct: Option<DirectProfile>,
+    /// Which desktop notifications are shown (`[notifications]`).
+    #[serde(default, skip_serializing_if = "NotificationSettings::all_on")]
+    pub notifications: NotificationSettings,
+}
+
+/// `[notifications]`: which kinds of desktop notification are shown (all
+/// by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationSettings {
+    /// Conflicting edits kept as conflicted copies.
+    #[serde(default = "on")]
+    pub conflicts: bool,
+    /// Folders shared with the user (offered, added, taken away).
+    #[serde(default = "on")]
+    pub invitations: bool,
+    /// Sync failures and names the server refuses.
+    #[serde(default = "on")]
+    pub errors: bool,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> NotificationSettings {
+        NotificationSettings {
+            conflicts: true,
+            invitations: true,
+            errors: true,
+        }
+    }
+}
+
+impl NotificationSettings {
+    /// Whether every kind is shown (the default, left out of the file).
+    pub fn all_on(&self) -> bool {
+        *self == NotificationSettings::default()
+    }
+}
+
+fn on() -> bool {
+    true
+}
+
+/// The notification settings of the profile in `home` as the file has
+/// them now (all on when it cannot be read: silencing is the exception).
+pub fn notification_settings(home: &Path) -> NotificationSettings {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        notifications: NotificationSettings,
+    }
+    fs::read_to_string(home.join(PROFILE_FILE))
+        .ok()
+        .and_then(|t| toml::from_str::<Only>(&t).ok())
+        .map(|o| o.notifications)
+        .unwrap_or_default()
 }
 
 /// `[direct]`: the broker and Swift, for `transport = "direct"`. Secrets

@@ -9,10 +9,14 @@
 //! anything else is **syncing** while the daemon works and **pending**
 //! otherwise. A folder takes the worst status found beneath it.
 //!
-//! The socket (`status.sock` in the client's home, mode 0600) speaks one
-//! JSON line each way: `{"path": "<absolute path or null>"}` in, a
-//! [`StatusReport`] out. `stacksync status` uses it when the daemon runs
-//! and computes the same answer from the state database when it does not.
+//! The socket (`status.sock` in the client's home, mode 0600) speaks JSON
+//! lines. The original query is one line each way:
+//! `{"path": "<absolute path or null>"}` in, a [`StatusReport`] out;
+//! `stacksync status` uses it when the daemon runs and computes the same
+//! answer from the state database when it does not. Version 1
+//! ([`protocol`], `docs/desktop-integration.md`) keeps the connection open
+//! for many requests (statuses of many paths, pause and resume, web pages,
+//! links, versions) and pushes status changes to subscribers ([`feed`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,14 +29,19 @@ use stacksync_engine::FsErrorKind;
 use stacksync_engine::io::{EntryKind, Fs};
 use stacksync_engine::{IgnoreRules, RelPath, Stamp, SyncState};
 use stacksync_proto::Millis;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use crate::localfs::LocalFs;
 
+pub mod actions;
+pub mod feed;
+pub mod protocol;
 mod view;
 
+pub use feed::StatusFeed;
+pub use protocol::SocketContext;
 pub use view::StatusView;
 
 pub use stacksync_engine::ignore::IGNORE_FILE;
@@ -112,6 +121,13 @@ pub struct DaemonState {
     pub bytes_up: u64,
     /// Bytes downloaded since the daemon started.
     pub bytes_down: u64,
+    /// Syncing is paused (`stacksync pause`): nothing is uploaded or
+    /// downloaded until it is resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// When the pause ends on its own (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<Millis>,
 }
 
 /// The answer to a status query.
@@ -348,6 +364,9 @@ struct Ctx<'a> {
     counts: BTreeMap<String, u64>,
     listed: Vec<StatusEntry>,
     list_all_unsynced: bool,
+    /// Every path's status, when the whole map is asked for
+    /// ([`status_map`]).
+    all: Option<BTreeMap<RelPath, FileStatus>>,
 }
 
 impl Ctx<'_> {
@@ -401,8 +420,23 @@ impl Ctx<'_> {
     }
 
     /// Status of a path and (for folders) everything beneath it. Lists
-    /// children when `list_children`.
+    /// children when `list_children`; notes each path's status in `all`
+    /// when it is kept.
     async fn walk(
+        &mut self,
+        path: &RelPath,
+        kind: EntryKind,
+        stamp: Stamp,
+        list_children: bool,
+    ) -> Result<FileStatus, StatusError> {
+        let status = self.walk_one(path, kind, stamp, list_children).await?;
+        if let Some(all) = &mut self.all {
+            all.insert(path.clone(), status);
+        }
+        Ok(status)
+    }
+
+    async fn walk_one(
         &mut self,
         path: &RelPath,
         kind: EntryKind,
@@ -498,6 +532,9 @@ impl Ctx<'_> {
             let status = self.not_synced();
             self.count(status);
             let child = format!("{}{}{}", path, if path.is_root() { "" } else { "/" }, name);
+            if let (Some(all), Ok(at)) = (&mut self.all, RelPath::parse(&child)) {
+                all.insert(at, status);
+            }
             if (list_children || self.list_all_unsynced) && self.listed.len() < MAX_LISTED {
                 self.listed.push(StatusEntry {
                     path: child,
@@ -541,6 +578,7 @@ pub async fn compute_excluding(
         counts: BTreeMap::new(),
         listed: Vec::new(),
         list_all_unsynced: path.is_root(),
+        all: None,
     };
     let meta = fs
         .stat(path)
@@ -595,6 +633,11 @@ pub struct Route {
     pub fs: Arc<LocalFs>,
     /// What its engine last published.
     pub board: StatusBoard,
+    /// The workspace synced there (`None` when computed without a
+    /// connection, offline).
+    pub workspace: Option<stacksync_proto::Workspace>,
+    /// How versions of an end-to-end encrypted workspace are opened.
+    pub sealed: Option<Arc<crate::e2ee::SealedRemote>>,
 }
 
 /// Every folder a status may be asked about: the synced folder, split
@@ -611,6 +654,8 @@ pub struct Folders {
     pub excluded: BTreeSet<RelPath>,
     /// The shared folders, as `status` shows them.
     pub shared: Vec<SharedFolder>,
+    /// Whether syncing is paused (`None`: not known, no daemon).
+    pub pause: Option<crate::pause::PauseSwitch>,
 }
 
 impl Folders {
@@ -642,6 +687,11 @@ impl Folders {
         rebase(&mut report, &route.path);
         report.folder = self.folder.clone();
         report.encryption = self.encryption.as_str().into();
+        if let Some(pause) = &self.pause {
+            let now = pause.now();
+            report.daemon.paused = now.paused;
+            report.daemon.paused_until = now.until;
+        }
         if path.is_root() {
             for mount in self.routes.iter().filter(|r| !r.path.is_root()) {
                 let snapshot = mount.board.snapshot(wait).await;
@@ -666,6 +716,97 @@ impl Folders {
             .collect();
         Ok(report)
     }
+}
+
+impl Folders {
+    /// The folder that syncs `path` (relative to the synced folder) and
+    /// the path relative to it.
+    pub fn route_of(&self, path: &RelPath) -> Option<(&Route, RelPath)> {
+        let route = self
+            .routes
+            .iter()
+            .filter(|r| path.starts_with(&r.path))
+            .max_by_key(|r| r.path.depth())?;
+        let rest = crate::mounts::strip_prefix(path, &route.path).unwrap_or_default();
+        Some((route, rest))
+    }
+
+    /// The daemon's activity across every folder, the pause included.
+    pub fn daemon_state(&self) -> DaemonState {
+        let mut state = DaemonState::default();
+        for (i, r) in self.routes.iter().enumerate() {
+            let d = r.board.snapshot_now().daemon;
+            if i == 0 {
+                state = d;
+                continue;
+            }
+            state.busy |= d.busy;
+            state.bytes_up = state.bytes_up.max(d.bytes_up);
+            state.bytes_down = state.bytes_down.max(d.bytes_down);
+            if state.last_error.is_none()
+                && let Some(e) = d.last_error
+            {
+                state.last_error = Some(format!("{}: {e}", r.path));
+            }
+            state.last_synced = match (state.last_synced, d.last_synced) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+        }
+        if let Some(pause) = &self.pause {
+            let now = pause.now();
+            state.paused = now.paused;
+            state.paused_until = now.until;
+        }
+        state
+    }
+}
+
+/// The status of every path in the synced folder (each workspace's folder
+/// walked once; a folder has the worst status beneath it, the top the
+/// worst of all), for the change feed's diffs.
+pub async fn status_map(
+    folders: &Folders,
+    wait: Duration,
+) -> Result<BTreeMap<RelPath, FileStatus>, StatusError> {
+    let mut total: BTreeMap<RelPath, FileStatus> = BTreeMap::new();
+    let none = BTreeSet::new();
+    for route in &folders.routes {
+        let excluded = if route.path.is_root() {
+            &folders.excluded
+        } else {
+            &none
+        };
+        let snapshot = route.board.snapshot(wait).await;
+        let mut ctx = Ctx {
+            fs: &route.fs,
+            view: &snapshot.view,
+            ignore: ignore_rules(&route.fs).await.excluding(excluded),
+            busy: snapshot.daemon.busy,
+            counts: BTreeMap::new(),
+            listed: Vec::new(),
+            list_all_unsynced: false,
+            all: Some(BTreeMap::new()),
+        };
+        let root = RelPath::root();
+        let Some(meta) = route
+            .fs
+            .stat(&root)
+            .await
+            .map_err(|e| StatusError::Io(route.path.to_string(), e.to_string()))?
+        else {
+            continue;
+        };
+        ctx.walk(&root, meta.kind, meta.stamp, false).await?;
+        for (path, status) in ctx.all.take().unwrap_or_default() {
+            total.insert(crate::mounts::under(&route.path, &path), status);
+        }
+    }
+    let worst = total.values().copied().max_by_key(|s| s.severity());
+    if let Some(worst) = worst {
+        total.insert(RelPath::root(), worst);
+    }
+    Ok(total)
 }
 
 /// Paths of `report` (relative to a folder at `at`) made relative to the
@@ -773,7 +914,7 @@ const MAX_QUERY: usize = 64 * 1024;
 /// daemon on the same profile) is an error.
 pub async fn serve(
     socket: &Path,
-    routes: StatusRoutes,
+    ctx: SocketContext,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if socket.exists() {
         if UnixStream::connect(socket).await.is_ok() {
@@ -795,19 +936,30 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let folders = routes.get();
+            let ctx = ctx.clone();
             tokio::spawn(async move {
-                let _ = answer(stream, &folders).await;
+                let _ = answer(stream, ctx).await;
             });
         }
     }))
 }
 
-async fn answer(stream: UnixStream, folders: &Folders) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, ctx: SocketContext) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read.take(MAX_QUERY as u64));
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
+    let mut reader = BufReader::new(read);
+    let Some(line) = protocol::read_line_capped(&mut reader, protocol::MAX_LINE).await? else {
+        return Ok(());
+    };
+    if protocol::is_versioned(&line) {
+        return protocol::serve_connection(line, reader, write, ctx).await;
+    }
+    if line.len() > MAX_QUERY {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "query too long",
+        ));
+    }
+    let folders = ctx.routes.get();
     let answer = match serde_json::from_str::<StatusQuery>(&line) {
         Err(e) => StatusAnswer::Error(format!("bad query: {e}")),
         Ok(q) => {

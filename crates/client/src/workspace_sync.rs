@@ -15,7 +15,7 @@ use stacksync_proto::{EncryptionMode, Error, ErrorKind, Workspace};
 
 use crate::app::{AppError, ClientOptions};
 use crate::connection::{Connection, FeedGuard, WorkspaceRemote};
-use crate::desktop::{DesktopNotifier, Urgency};
+use crate::desktop::{DesktopNotifier, NoticeKind};
 use crate::e2ee::{KeyFiles, SealedRemote};
 use crate::localfs::LocalFs;
 use crate::profile::Profile;
@@ -33,6 +33,8 @@ pub struct Shared {
     pub desktop: DesktopNotifier,
     /// Bytes and chunks moved, by all of them together.
     pub stats: Arc<TransferStats>,
+    /// The status change feed (poked when a round starts or ends).
+    pub feed: crate::status::StatusFeed,
 }
 
 /// One workspace and the folder it mirrors.
@@ -47,6 +49,7 @@ pub struct WorkspaceSync {
     content: ChunkedContentStore,
     board: StatusBoard,
     desktop: DesktopNotifier,
+    feed: crate::status::StatusFeed,
     stall: Duration,
     /// Progress of this workspace's RPCs, transfers and file-system calls,
     /// for the stall watchdog of [`WorkspaceSync::sync`].
@@ -68,7 +71,11 @@ impl WorkspaceSync {
         shared: Shared,
         guard: Option<Arc<dyn FeedGuard>>,
     ) -> Result<WorkspaceSync, AppError> {
-        let Shared { desktop, stats } = shared;
+        let Shared {
+            desktop,
+            stats,
+            feed,
+        } = shared;
         let activity = Activity::default();
         let conn: Arc<dyn Connection> = Arc::new(WatchedConnection::new(
             conn,
@@ -174,6 +181,7 @@ impl WorkspaceSync {
             content,
             board,
             desktop,
+            feed,
             stall: options.deadlines.stall,
             activity,
             sealed,
@@ -289,6 +297,15 @@ impl WorkspaceSync {
                 None => {}
             }
         });
+        // Subscribers learn of the round's start and end (statuses go from
+        // pending to syncing and on).
+        self.feed.state_changed();
+    }
+
+    /// A round stopped before its end (the daemon was paused): the status
+    /// no longer shows it as running.
+    pub fn abandoned(&self) {
+        self.publish(false, None);
     }
 
     /// One engine sync (rounds until its plan is empty) after changes at
@@ -302,7 +319,7 @@ impl WorkspaceSync {
         if let Ok(report) = &result {
             if report.conflicts > 0 {
                 self.desktop.notify(
-                    Urgency::Critical,
+                    NoticeKind::Conflicts,
                     "StackSync: conflicting edits",
                     &format!(
                         "{} file(s) were changed on two devices at once; your version is kept as a conflicted copy.",
@@ -314,7 +331,7 @@ impl WorkspaceSync {
                 let names: Vec<String> =
                     report.refused.iter().map(|(p, _)| p.to_string()).collect();
                 self.desktop.notify(
-                    Urgency::Critical,
+                    NoticeKind::Errors,
                     "StackSync: some names cannot be synced",
                     &names.join(", "),
                 );

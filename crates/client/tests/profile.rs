@@ -16,6 +16,7 @@ fn config(folder: &std::path::Path) -> ProfileConfig {
         user_id: stacksync_proto::UserId::new(),
         workspace: None,
         direct: None,
+        notifications: Default::default(),
     }
 }
 
@@ -88,4 +89,25 @@ fn token_is_private_and_refused_when_exposed() {
     profile.remove_token().unwrap();
     assert_eq!(profile.load_token().unwrap(), None);
     profile.remove_token().unwrap();
+}
+
+#[test]
+fn notification_settings_round_trip_and_default_to_all_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let mut profile = Profile::create(&home, config(&dir.path().join("Sync"))).unwrap();
+    assert!(stacksync_client::profile::notification_settings(&home).all_on());
+    let text = std::fs::read_to_string(home.join("profile.toml")).unwrap();
+    assert!(
+        !text.contains("[notifications]"),
+        "defaults stay out: {text}"
+    );
+    profile.config.notifications.conflicts = false;
+    profile.save().unwrap();
+    let read = stacksync_client::profile::notification_settings(&home);
+    assert!(
+        !read.conflicts && read.invitations && read.errors,
+        "{read:?}"
+    );
+    assert_eq!(Profile::load(&home).unwrap().config, profile.config);
 }

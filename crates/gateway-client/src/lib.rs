@@ -327,6 +327,62 @@ impl GatewayClient {
         self.open_notifications("api/v1/notifications?hints=1")
     }
 
+    /// Makes a view link to the item `item` (a file or folder id, or a
+    /// shared folder's id) through the REST API (`POST /api/v2/links`,
+    /// `docs/api-v2.md`) with this device's session, and returns its full
+    /// URL, secret included (shown only now). Not retried: a retry after a
+    /// lost answer would make a second link.
+    pub async fn create_link(&self, item: uuid::Uuid) -> Result<String, Error> {
+        let endpoint = "api/v2/links";
+        let target = join(&self.base, endpoint)?;
+        let response = self
+            .http
+            .post(target)
+            .bearer_auth(&self.session.token)
+            .json(&serde_json::json!({ "id": item.to_string() }))
+            .send()
+            .await
+            .map_err(|source| transport(endpoint, source))?;
+        let status = response.status();
+        let bytes = read_capped(endpoint, response, MAX_LOGIN_REPLY, !status.is_success()).await?;
+        let bad = |reason: String| ClientError::BadResponse {
+            endpoint: endpoint.to_owned(),
+            status: status.as_u16(),
+            reason,
+        };
+        if !status.is_success() {
+            // The REST API's errors: `{"error": CODE, "description": ...}`.
+            #[derive(Deserialize)]
+            struct ApiError {
+                description: String,
+            }
+            let why = serde_json::from_slice::<ApiError>(&bytes)
+                .map(|e| e.description)
+                .unwrap_or_else(|_| describe_status(status, &bytes));
+            let kind = match status {
+                StatusCode::UNAUTHORIZED => stacksync_proto::ErrorKind::Unauthenticated,
+                StatusCode::FORBIDDEN => stacksync_proto::ErrorKind::Forbidden,
+                StatusCode::NOT_FOUND => stacksync_proto::ErrorKind::NotFound,
+                StatusCode::BAD_REQUEST => stacksync_proto::ErrorKind::BadRequest,
+                _ => return Err(bad(why).into()),
+            };
+            return Err(Error::new(kind, why));
+        }
+        #[derive(Deserialize)]
+        struct Link {
+            url: String,
+        }
+        let link: Link = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let url = self
+            .base
+            .join(link.url.trim_start_matches('/'))
+            .map_err(|e| ClientError::BadUrl {
+                url: link.url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(url.to_string())
+    }
+
     fn open_notifications(&self, endpoint: &str) -> Result<Notifications, Error> {
         let mut url = join(&self.base, endpoint)?;
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };

@@ -572,9 +572,15 @@ impl Client {
 
     /// Starts `stacksync sync` (the daemon).
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// Starts `stacksync sync` with `extra` arguments.
+    pub fn start_daemon_with(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(self.home.with_extension("daemon.log")).unwrap();
         let child = Command::new(BIN)
             .arg("sync")
+            .args(extra)
             .env("STACKSYNC_HOME", &self.home)
             .env("STACKSYNC_NO_DESKTOP", "1")
             .env("RUST_LOG", "info")

@@ -151,6 +151,15 @@ impl StatusView {
         self.remote_at(None, path.components()).map(|e| e.is_folder)
     }
 
+    /// The id of the item at `path` (never the root): the live remote
+    /// item there, else the synced one (an item whose latest version is
+    /// being synced still has its id).
+    pub fn item_id(&self, path: &RelPath) -> Option<ItemId> {
+        self.remote_at(None, path.components())
+            .map(|e| e.id)
+            .or_else(|| self.synced_at(path).map(|e| e.id))
+    }
+
     /// Why the server refused `path`, if it did.
     pub fn refusal(&self, path: &RelPath) -> Option<&str> {
         self.refused.get(path).map(String::as_str)

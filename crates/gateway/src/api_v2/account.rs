@@ -20,10 +20,30 @@ use stacksync_proto::Error;
 /// The app name under which a browser's changes are made (its device).
 pub(crate) const WEB_APP: &str = "Website";
 
+/// The app name under which a desktop client's requests are made (the
+/// file manager's "Copy shared link", through the client's daemon).
+pub(crate) const DESKTOP_APP: &str = "Desktop client";
+
 /// The request's caller, or the refusal to send: an OAuth 1.0a signed
-/// request, or a browser's session cookie (with the session's CSRF token
-/// on anything but GET and HEAD).
+/// request, a desktop device's session token (`Authorization: Bearer`, as
+/// its RPCs carry it: a browser never adds that header on its own, so it
+/// needs no CSRF token), or a browser's session cookie (with the session's
+/// CSRF token on anything but GET and HEAD).
 pub(super) async fn caller(state: &AppState, signed: &Signed) -> Result<ApiCaller, Response> {
+    if let Some(token) = signed
+        .header(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        let user = state
+            .service
+            .authenticate(token.trim())
+            .await
+            .map_err(|e| api_refusal(&e))?;
+        return Ok(ApiCaller {
+            user,
+            consumer_key: DESKTOP_APP.to_owned(),
+        });
+    }
     let oauth = signed
         .headers()
         .contains_key(axum::http::header::AUTHORIZATION)
