@@ -18,6 +18,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod idle;
+mod leftover;
 mod links_page;
 mod notify;
 mod observe;

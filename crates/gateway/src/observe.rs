@@ -38,6 +38,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::PeerAddr;
+use crate::leftover::{Declared, Slot, settle};
 
 /// The header carrying a request's id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -382,8 +383,16 @@ pub(crate) async fn track(
     let m = &observer.metrics;
     let label = RouteLabel { route };
     let received = m.received.get_or_create_owned(&label);
-    let request = request.map(|body| Body::new(Counted::new(body, received)));
-    let response = next.run(request).instrument(span.clone()).await;
+    let version = request.version();
+    let declared = Declared::of(request.headers());
+    let unread = Slot::default();
+    let request =
+        request.map(|body| Body::new(Counted::new(body, received.clone(), unread.clone())));
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let drained = settle(&unread, version, declared, &mut response)
+        .instrument(span.clone())
+        .await;
+    received.inc_by(drained);
     let status = response.status();
     let took = started.elapsed();
     m.duration.get_or_create(&label).observe(took.as_secs_f64());
@@ -395,7 +404,7 @@ pub(crate) async fn track(
         })
         .inc();
     let sent = m.sent.get_or_create_owned(&label);
-    let mut response = response.map(|body| Body::new(Counted::new(body, sent)));
+    let mut response = response.map(|body| Body::new(Counted::new(body, sent, Slot::default())));
     let id = span.in_scope(|| id.choose(|| uuid::Uuid::now_v7().to_string()).to_owned());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -410,15 +419,34 @@ pub(crate) async fn track(
     response
 }
 
-/// A body whose data bytes are counted as they pass.
+/// A body whose data bytes are counted as they pass; dropped before its
+/// end, it puts the rest of itself in `unread` (see [`crate::leftover`]).
 struct Counted {
-    inner: Body,
+    inner: Option<Body>,
     bytes: Counter,
+    ended: bool,
+    unread: Slot,
 }
 
 impl Counted {
-    fn new(inner: Body, bytes: Counter) -> Counted {
-        Counted { inner, bytes }
+    fn new(inner: Body, bytes: Counter, unread: Slot) -> Counted {
+        Counted {
+            inner: Some(inner),
+            bytes,
+            ended: false,
+            unread,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !self.ended
+            && !inner.is_end_stream()
+        {
+            self.unread.put(inner);
+        }
     }
 }
 
@@ -430,21 +458,31 @@ impl HttpBody for Counted {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes.inc_by(data.len() as u64);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes.inc_by(data.len() as u64);
+                }
+            }
+            // An error ends the body too: nothing more to read.
+            Poll::Ready(None | Some(Err(_))) => self.ended = true,
+            Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(HttpBody::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
     }
 }
 

@@ -591,3 +591,80 @@ async fn compact_rpc_messages_are_negotiated_and_bounded() {
     )
     .await;
 }
+
+/// Sends `head` and, after a pause, `body` on `conn`; returns the head of
+/// the answer (everything up to the blank line) and reads its body.
+async fn answer_after_late_body(
+    conn: &mut tokio::net::TcpStream,
+    head: &str,
+    body: &[u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    conn.write_all(body).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(n > 0, "closed without an answer: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while got.len() < end + length {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed in the answer's body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    head
+}
+
+#[tokio::test]
+async fn a_refusal_before_the_body_keeps_the_connection_usable() {
+    use tokio::io::AsyncReadExt;
+    let gw = Gateway::start().await;
+    let ws = stacksync_proto::WorkspaceId::new();
+    let id = ChunkId([0x44; 32]).to_hex();
+    let put = |len: usize| {
+        format!(
+            "PUT /api/v1/workspaces/{ws}/chunks/{id} HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    // A small body sent after its head (as many clients do, in two
+    // writes): refused unread, yet the next request on the same connection
+    // is answered.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    for round in 0..3 {
+        let head = answer_after_late_body(&mut conn, &put(5), b"hello").await;
+        assert!(head.starts_with("http/1.1 401"), "round {round}: {head}");
+        assert!(!head.contains("connection: close"), "round {round}: {head}");
+    }
+    let head =
+        answer_after_late_body(&mut conn, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    // A large one is not waited for: refused at once, and the answer says
+    // the connection ends, so that no client sends its next request there.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = answer_after_late_body(&mut conn, &put(64 << 20), b"").await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the connection was closed");
+}

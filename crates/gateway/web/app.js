@@ -137,7 +137,14 @@
     }
     refreshing = { again: false };
     try {
-      const r = await fetch(location.href, { credentials: "same-origin" });
+      let r;
+      try {
+        r = await fetch(location.href, { credentials: "same-origin" });
+      } catch (_) {
+        // Offline or the server away: the listing shown stays, and is
+        // read again once the page is back online (below).
+        return;
+      }
       if (!r.ok) return;
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       const fresh = $("#listing tbody", doc);
@@ -645,9 +652,18 @@
       clearTimeout(timer);
       timer = setTimeout(refreshListing, 100);
     });
+    // Changes made while the socket was down were not announced.
+    ws.addEventListener("open", () => {
+      if (listened) refreshListing();
+      listened = true;
+    });
     ws.addEventListener("close", () => setTimeout(listen, 3000));
   }
-  if (folderEl) listen();
+  let listened = false;
+  if (folderEl) {
+    listen();
+    window.addEventListener("online", () => refreshListing());
+  }
 
   // ------------------------------------------------------------ other pages
 
