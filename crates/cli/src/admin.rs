@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use stacksync_metastore::UserSummary;
-use stacksync_service::Service;
+use stacksync_proto::ErrorKind;
+use stacksync_service::{Service, SharedWorkspaces};
 
 use crate::admin_inventory::{DeviceCommand, WorkspaceCommand};
 use crate::admin_output::{emit, human_bytes, parse_size, table, when};
@@ -150,10 +151,21 @@ pub enum UserCommand {
     /// Deletes the user: account, devices, sessions, their workspaces with
     /// their files, versions and stored objects. Shared folders of other
     /// users they were a member of stay (without them). Refused while they
-    /// own a folder shared with others.
+    /// own a folder shared with others, naming each, unless
+    /// `--delete-shared`. Prints `deleted_containers` (the containers of
+    /// their workspaces nobody else was a member of), `dissolved_shared`
+    /// (their shared folders deleted for everyone: workspace, container,
+    /// the members' emails), `left_workspaces` (other owners' shared
+    /// folders they left), `ended_sessions` and `storage_errors`.
     Remove {
         /// The user's email.
         email: String,
+        /// Also deletes the folders they own that are shared with others,
+        /// for every member: the members' devices stop syncing them and
+        /// keep their copies, no longer synced. (Otherwise disable the user
+        /// until those folders are unshared.)
+        #[arg(long)]
+        delete_shared: bool,
     },
     /// Sets a new password and ends every session of the user.
     ResetPassword {
@@ -440,29 +452,68 @@ async fn user(service: &Service, what: UserCommand, json: bool) -> anyhow::Resul
                 format!("enabled {email}")
             });
         }
-        UserCommand::Remove { email } => {
+        UserCommand::Remove {
+            email,
+            delete_shared,
+        } => {
             let id = service.user_id(&email).await?;
-            let done = service
-                .remove_user(id)
-                .await
-                .with_context(|| format!("removing {email}"))?;
+            let shared = if delete_shared {
+                SharedWorkspaces::Delete
+            } else {
+                SharedWorkspaces::Refuse
+            };
+            let done = match service.remove_user(id, shared).await {
+                Err(e) if e.kind == ErrorKind::Conflict && !delete_shared => bail!(
+                    "not removing {email}: {}.\n\
+                     To delete those folders for every member (they keep the copies on \
+                     their devices, no longer synced): \
+                     stacksync admin user remove {email} --delete-shared\n\
+                     Or disable the user until they are unshared: \
+                     stacksync admin user disable {email}",
+                    e.message
+                ),
+                r => r.with_context(|| format!("removing {email}"))?,
+            };
             let r = &done.removed;
+            let dissolved: Vec<Value> = r
+                .dissolved_shared
+                .iter()
+                .map(|d| {
+                    json!({
+                        "workspace": d.workspace.to_string(),
+                        "container": d.container,
+                        "members": d.members.iter().map(|m| &m.email).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
             emit(
                 json,
                 json!({
                     "email": email,
                     "deleted_containers": r.deleted_containers,
+                    "dissolved_shared": dissolved,
                     "left_workspaces": r.left_workspaces.iter().map(|(w, _)| w.to_string()).collect::<Vec<_>>(),
                     "ended_sessions": r.ended_sessions.len(),
                     "storage_errors": done.storage_errors,
                 }),
                 || {
-                    format!(
-                        "removed {email}: {} workspace(s) deleted, left {} shared workspace(s), {} session(s) ended",
+                    let mut out = format!(
+                        "removed {email}: {} workspace(s) deleted, {} shared folder(s) deleted for their members, left {} shared workspace(s), {} session(s) ended",
                         r.deleted_containers.len(),
+                        r.dissolved_shared.len(),
                         r.left_workspaces.len(),
                         r.ended_sessions.len()
-                    )
+                    );
+                    for d in &r.dissolved_shared {
+                        let members: Vec<&str> =
+                            d.members.iter().map(|m| m.email.as_str()).collect();
+                        out.push_str(&format!(
+                            "\n  deleted shared folder {} (members: {})",
+                            d.workspace,
+                            members.join(", ")
+                        ));
+                    }
+                    out
                 },
             );
             if !done.storage_errors.is_empty() {

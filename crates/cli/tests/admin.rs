@@ -4,7 +4,10 @@
 //! show), stats, OAuth apps, gc and reseal, each with `--json`; a quota
 //! change holds the next upload; removing a user takes their workspaces,
 //! share proposals and stored objects, and leaves another user's shared
-//! folder they were a member of, with their files in it.
+//! folder they were a member of, with their files in it; the owner of a
+//! shared folder is removed only with `--delete-shared`, which deletes the
+//! folder for its members, who keep their copies and go on syncing the
+//! rest.
 
 mod common;
 
@@ -115,6 +118,7 @@ macro_rules! on_both_databases {
 on_both_databases!(users_devices_workspaces_and_stats);
 on_both_databases!(a_quota_change_holds_the_next_upload);
 on_both_databases!(removing_a_user);
+on_both_databases!(removing_the_owner_of_a_shared_folder);
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -544,4 +548,125 @@ async fn removing_a_user(db: Db) {
     assert_eq!(b.read("team/readme.txt"), b"bo's team folder");
     b.write("team/after.txt", b"still works");
     b.sync();
+}
+
+async fn removing_the_owner_of_a_shared_folder(db: Db) {
+    let (cluster, _db) = start(&db).await;
+    for email in ["ana@example.org", "bo@example.org", "carol@example.org"] {
+        cluster.add_user(email, None);
+    }
+    let a = cluster.client("ana-laptop", "ana@example.org");
+    let b = cluster.client("bo-laptop", "bo@example.org");
+    let c = cluster.client("carol-laptop", "carol@example.org");
+    let big = random_bytes(150_000, 6);
+    a.write("plan/notes.txt", b"ana's notes");
+    a.write("plan/big.bin", &big);
+    a.sync();
+    b.write("own/bo.txt", b"bo's own");
+    b.write("crew/readme.txt", b"bo's crew folder");
+    b.sync();
+
+    // Ana shares `plan` with bo, bo shares `crew` with carol; all accept.
+    let share = |owner: &Client, folder: &str, with: &str, member: &Client| {
+        ok(
+            owner,
+            &[
+                "share",
+                owner.path(folder).to_str().unwrap(),
+                "--with",
+                with,
+            ],
+        );
+        let id = ok(member, &["invitations"]).trim().to_owned();
+        ok(member, &["accept", &id]);
+        member.sync();
+    };
+    share(&a, "plan", "bo@example.org", &b);
+    share(&b, "crew", "carol@example.org", &c);
+    assert_eq!(b.read("plan/notes.txt"), b"ana's notes");
+    assert_eq!(b.read("plan/big.bin"), big);
+    assert_eq!(c.read("crew/readme.txt"), b"bo's crew folder");
+
+    let anas = admin_json(
+        &cluster,
+        &["workspace", "list", "--user", "ana@example.org"],
+    );
+    let plan = array(&anas)
+        .iter()
+        .find(|w| w["shared"] == true)
+        .unwrap_or_else(|| panic!("her shared folder: {anas}"))
+        .clone();
+    let plan_id = plan["id"].as_str().unwrap().to_owned();
+    let blobs = cluster.dir.path().join("server/blobs");
+    let plan_container = blobs.join(plan["container"].as_str().unwrap());
+    assert!(plan_container.exists(), "{}", plan_container.display());
+
+    // Without the flag: refused, naming the folder and its member, and
+    // saying what to do; nothing changed.
+    let refused = admin_refused(&cluster, &["user", "remove", "ana@example.org"]);
+    for said in [
+        plan_id.as_str(),
+        "bo@example.org",
+        "--delete-shared",
+        "user disable ana@example.org",
+    ] {
+        assert!(refused.contains(said), "{said}: {refused}");
+    }
+    assert_eq!(array(&admin_json(&cluster, &["user", "list"])).len(), 3);
+    let shown = admin_json(&cluster, &["workspace", "show", &plan_id]);
+    assert_eq!(array(&shown["members"]).len(), 2, "{shown}");
+    b.write("plan/from-bo.txt", b"written by bo");
+    b.sync();
+    a.sync();
+    assert_eq!(a.read("plan/from-bo.txt"), b"written by bo");
+
+    // With it: the folder goes for everyone, its objects with it.
+    let removed = admin_json(
+        &cluster,
+        &["user", "remove", "ana@example.org", "--delete-shared"],
+    );
+    assert_eq!(array(&removed["deleted_containers"]).len(), 1, "{removed}");
+    let dissolved = array(&removed["dissolved_shared"]);
+    assert_eq!(dissolved.len(), 1, "{removed}");
+    assert_eq!(dissolved[0]["workspace"], plan_id.as_str(), "{removed}");
+    assert_eq!(dissolved[0]["members"][0], "bo@example.org", "{removed}");
+    assert!(array(&removed["storage_errors"]).is_empty(), "{removed}");
+    assert!(!plan_container.exists(), "the shared folder's container");
+    assert!(admin_refused(&cluster, &["workspace", "show", &plan_id]).contains("no workspace"));
+    assert_eq!(array(&admin_json(&cluster, &["user", "list"])).len(), 2);
+
+    // Bo's device goes on syncing and keeps its copy of the folder,
+    // detached.
+    let out = b.run(&["sync", "--once"]);
+    assert!(out.status.success(), "bo syncs: {}", stderr(&out));
+    assert_eq!(b.read("plan/notes.txt"), b"ana's notes");
+    assert_eq!(b.read("plan/big.bin"), big);
+    assert_eq!(b.read("plan/from-bo.txt"), b"written by bo");
+    let status = b.status(None);
+    let detached = array(&status["shared"])
+        .iter()
+        .find(|f| f["path"] == "plan")
+        .unwrap_or_else(|| panic!("plan is listed: {status}"));
+    assert_eq!(detached["state"], "detached", "{status}");
+
+    // His own files and his own shared folder keep syncing; nothing of
+    // the detached copy goes anywhere.
+    b.write("own/bo.txt", b"bo's own, v2");
+    b.write("crew/after.txt", b"after ana left");
+    b.write("plan/late.txt", b"too late");
+    b.sync();
+    c.sync();
+    assert_eq!(c.read("crew/after.txt"), b"after ana left");
+    c.write("crew/from-carol.txt", b"carol's");
+    c.sync();
+    b.sync();
+    assert_eq!(b.read("crew/from-carol.txt"), b"carol's");
+    let b2 = cluster.client("bo-desktop", "bo@example.org");
+    b2.sync();
+    assert_eq!(b2.read("own/bo.txt"), b"bo's own, v2");
+    assert_eq!(b2.read("crew/from-carol.txt"), b"carol's");
+    assert!(
+        !b2.path("plan").exists(),
+        "the detached copy stays on bo-laptop"
+    );
 }

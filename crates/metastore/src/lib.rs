@@ -53,7 +53,7 @@ pub use store::{Backend, MetaStore};
 pub use upload_sessions::{
     NewUploadSession, SessionEnd, SessionEndCause, StagedPiece, UploadSessionRow, UploadTarget,
 };
-pub use user_removal::RemovedUser;
+pub use user_removal::{DissolvedWorkspace, FormerMember, RemovedUser, SharedWorkspaces};
 pub use users::{NewUser, Revocation, UserRecord};
 pub use web::{LiveSession, MAX_TRASH_PAGE, SessionKind};
 

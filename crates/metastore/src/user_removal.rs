@@ -1,9 +1,11 @@
 //! Removing a user and everything that is theirs alone.
 //!
-//! A workspace the user owns that other people are members of is never
-//! deleted with them: removal is refused until it is unshared (its members
-//! would otherwise lose files they see as their own), and nothing changes.
-//! Shared workspaces of other owners survive; only the membership goes.
+//! A workspace the user owns that other people are members of (a shared
+//! folder) goes with them only when the caller says so
+//! ([`SharedWorkspaces::Delete`]): it is then deleted for every member,
+//! who are listed so that they can be told. Otherwise removal is refused
+//! while there is one, naming each, and nothing changes. Shared
+//! workspaces of other owners survive; only the membership goes.
 
 use sqlx::AnyConnection;
 use stacksync_proto::{Error, ErrorKind, UserId, WorkspaceId};
@@ -12,13 +14,27 @@ use crate::MetaStore;
 use crate::error::{DbContext, StoreError};
 use crate::rows::{get, parse_id};
 
+/// What [`MetaStore::remove_user`] does with the workspaces the user owns
+/// that other users are members of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWorkspaces {
+    /// Refuses the removal (`Conflict`, naming each such workspace and its
+    /// members) while there is one.
+    Refuse,
+    /// Deletes them like the user's private workspaces, for every member.
+    Delete,
+}
+
 /// What [`MetaStore::remove_user`] took away, for the caller to finish in
 /// the blob store and wherever sessions left credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemovedUser {
-    /// Containers of the workspaces deleted with the user, whose objects
-    /// are no longer referenced by anything.
+    /// Containers of the workspaces deleted with the user that nobody else
+    /// was a member of, whose objects are no longer referenced by anything.
     pub deleted_containers: Vec<String>,
+    /// Workspaces the user owned that other users were members of, deleted
+    /// with them ([`SharedWorkspaces::Delete`]), ordered by id.
+    pub dissolved_shared: Vec<DissolvedWorkspace>,
     /// Other owners' workspaces the user was a member of, with their
     /// containers (the user's storage grants there are to be revoked).
     pub left_workspaces: Vec<(WorkspaceId, String)>,
@@ -26,14 +42,40 @@ pub struct RemovedUser {
     pub ended_sessions: Vec<String>,
 }
 
+/// A shared workspace deleted with its owner: its members lost it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DissolvedWorkspace {
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// Its container, whose objects are no longer referenced by anything.
+    pub container: String,
+    /// The members other than the owner, ordered by email.
+    pub members: Vec<FormerMember>,
+}
+
+/// A member of a workspace that was deleted with its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormerMember {
+    /// The member.
+    pub user: UserId,
+    /// Their email, as it was at the removal.
+    pub email: String,
+}
+
 impl MetaStore {
     /// Removes `user` with their devices, sessions, OAuth tokens, share
     /// proposals and invitations, memberships, public identity, and every
     /// workspace they own (items, versions, chunk references, key
-    /// statements), in one transaction. Refused
-    /// with `Conflict`, changing nothing, while they own a workspace other
-    /// users are members of.
-    pub async fn remove_user(&self, user: UserId) -> Result<RemovedUser, StoreError> {
+    /// statements), in one transaction. A workspace they own that other
+    /// users are members of is deleted too with [`SharedWorkspaces::Delete`]
+    /// (listed in [`RemovedUser::dissolved_shared`]); with
+    /// [`SharedWorkspaces::Refuse`] the removal is refused with `Conflict`,
+    /// naming each such workspace and its members, and nothing changes.
+    pub async fn remove_user(
+        &self,
+        user: UserId,
+        shared: SharedWorkspaces,
+    ) -> Result<RemovedUser, StoreError> {
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
         let conn: &mut AnyConnection = &mut tx;
         let uid = user.to_string();
@@ -46,40 +88,31 @@ impl MetaStore {
             .transpose()?
             .ok_or_else(|| Error::not_found(format!("no user {user}")))?;
 
-        let owned = sqlx::query("SELECT id, container FROM workspaces WHERE owner_id = $1")
-            .bind(&uid)
-            .fetch_all(&mut *conn)
-            .await
-            .ctx("listing a user's workspaces")?;
+        let owned =
+            sqlx::query("SELECT id, container FROM workspaces WHERE owner_id = $1 ORDER BY id")
+                .bind(&uid)
+                .fetch_all(&mut *conn)
+                .await
+                .ctx("listing a user's workspaces")?;
         let mut removed = RemovedUser::default();
         let mut owned_ids = Vec::with_capacity(owned.len());
         for row in &owned {
             let id: String = get(row, "id")?;
-            let others = sqlx::query(
-                "SELECT u.email FROM workspace_members m JOIN users u ON u.id = m.user_id \
-                 WHERE m.workspace_id = $1 AND m.user_id <> $2 ORDER BY u.email",
-            )
-            .bind(&id)
-            .bind(&uid)
-            .fetch_all(&mut *conn)
-            .await
-            .ctx("listing a workspace's other members")?;
-            if !others.is_empty() {
-                let emails = others
-                    .iter()
-                    .map(|r| get::<String>(r, "email"))
-                    .collect::<Result<Vec<_>, _>>()?;
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{email} owns workspace {id}, shared with {}: it must be unshared before the user can be removed (disable the user meanwhile)",
-                        emails.join(", ")
-                    ),
-                )
-                .into());
+            let container: String = get(row, "container")?;
+            let members = other_members(conn, &id, &uid).await?;
+            owned_ids.push((id.clone(), members.len()));
+            if members.is_empty() {
+                removed.deleted_containers.push(container);
+            } else {
+                removed.dissolved_shared.push(DissolvedWorkspace {
+                    workspace: parse_id("workspaces", &id)?,
+                    container,
+                    members,
+                });
             }
-            removed.deleted_containers.push(get(row, "container")?);
-            owned_ids.push(id);
+        }
+        if shared == SharedWorkspaces::Refuse && !removed.dissolved_shared.is_empty() {
+            return Err(Error::new(ErrorKind::Conflict, refusal(&email, &removed)).into());
         }
 
         let left = sqlx::query(
@@ -95,7 +128,26 @@ impl MetaStore {
             removed.left_workspaces.push((id, get(row, "container")?));
         }
 
-        for ws in &owned_ids {
+        for (ws, expected) in &owned_ids {
+            // The members are those found above, or the removal is
+            // refused: one who joined since would lose the folder without
+            // being told.
+            let gone = sqlx::query(
+                "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id <> $2",
+            )
+            .bind(ws)
+            .bind(&uid)
+            .execute(&mut *conn)
+            .await
+            .ctx("deleting a workspace's other members")?
+            .rows_affected();
+            if gone != *expected as u64 {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("the members of workspace {ws} changed while {email} was being removed: try again"),
+                )
+                .into());
+            }
             delete_workspace(conn, ws).await?;
         }
         // Whatever refers to the user, children before parents.
@@ -164,10 +216,54 @@ impl MetaStore {
     }
 }
 
-/// Deletes one workspace of a user being removed, with its items, their
-/// versions and chunk lists, its chunk references, its object ledger (the
-/// caller deletes the objects themselves), its key statements and the
-/// share proposals made from it.
+/// The members of workspace `ws` other than `owner`, ordered by email.
+async fn other_members(
+    conn: &mut AnyConnection,
+    ws: &str,
+    owner: &str,
+) -> Result<Vec<FormerMember>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.email FROM workspace_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.workspace_id = $1 AND m.user_id <> $2 ORDER BY u.email",
+    )
+    .bind(ws)
+    .bind(owner)
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("listing a workspace's other members")?;
+    rows.iter()
+        .map(|r| {
+            Ok(FormerMember {
+                user: parse_id("users", &get::<String>(r, "id")?)?,
+                email: get(r, "email")?,
+            })
+        })
+        .collect()
+}
+
+/// Why the removal of `email` is refused: every shared workspace they own,
+/// with its other members.
+fn refusal(email: &str, removed: &RemovedUser) -> String {
+    let folders = removed
+        .dissolved_shared
+        .iter()
+        .map(|d| {
+            let members: Vec<&str> = d.members.iter().map(|m| m.email.as_str()).collect();
+            format!("{} (shared with {})", d.workspace, members.join(", "))
+        })
+        .collect::<Vec<_>>();
+    format!(
+        "{email} owns {} workspace(s) shared with other users: {}; they must be unshared, \
+         or deleted with the user for every member, before the user can be removed",
+        folders.len(),
+        folders.join("; ")
+    )
+}
+
+/// Deletes one workspace of a user being removed (shared or not), with
+/// its items, their versions and chunk lists, its chunk references, its
+/// object ledger (the caller deletes the objects themselves), its key
+/// statements, its members and the share proposals made from it.
 async fn delete_workspace(conn: &mut AnyConnection, ws: &str) -> Result<(), StoreError> {
     let statements: [(&str, &'static str); 10] = [
         (

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{commit, committed, delete_of, file, fixture, folder};
-use stacksync_metastore::{Attempt, LinkAccess, LinkRecord, MetaStore};
+use stacksync_metastore::{Attempt, LinkAccess, LinkRecord, MetaStore, SharedWorkspaces};
 use stacksync_proto::{ItemId, UserId, fold_key};
 use uuid::Uuid;
 
@@ -244,7 +244,10 @@ async fn a_removed_users_links_go_with_them(store: &MetaStore) {
         .create_link_session(l.id, "s", 0, i64::MAX / 2)
         .await
         .unwrap();
-    store.remove_user(ana.user.id).await.unwrap();
+    store
+        .remove_user(ana.user.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap();
     assert_eq!(store.link(l.id).await.unwrap(), None);
     assert_eq!(store.link_of_session(l.id, "s", 1).await.unwrap(), None);
 }

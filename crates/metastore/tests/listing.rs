@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use stacksync_metastore::MetaStore;
+use stacksync_metastore::{MetaStore, SharedWorkspaces};
 use stacksync_proto::{ChunkId, ChunkRef, DeviceId, ItemId, ItemMeta, Workspace, WorkspaceId};
 
 conformance!(
@@ -535,7 +535,10 @@ async fn stored_chunk_lists_follow_claims_collection_reuse_and_removal(store: &M
 
     // The member leaves the service; their version stays, read from
     // their pack as before.
-    store.remove_user(b.user.id).await.unwrap();
+    store
+        .remove_user(b.user.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap();
     let listed = assert_listing_is_the_items(store, f.ws.id).await;
     assert_eq!(by_id(&listed, theirs).chunks, vec![in_own, whole(3, 5)]);
 }

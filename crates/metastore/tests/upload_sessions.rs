@@ -9,7 +9,8 @@ mod common;
 
 use common::{commit, file, fixture};
 use stacksync_metastore::{
-    MetaStore, NewUploadSession, SessionEnd, SessionEndCause, UploadSessionRow, UploadTarget,
+    MetaStore, NewUploadSession, SessionEnd, SessionEndCause, SharedWorkspaces, UploadSessionRow,
+    UploadTarget,
 };
 use stacksync_proto::{ChunkId, ErrorKind, ItemId, ItemName, UserId, WorkspaceId};
 use uuid::Uuid;
@@ -359,7 +360,10 @@ async fn ended_sessions_release_their_pieces(store: &MetaStore) {
         store.released_upload_pieces(NOW, 10).await.unwrap(),
         vec![object(1)]
     );
-    store.remove_user(bo.user.id).await.unwrap();
+    store
+        .remove_user(bo.user.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap();
     assert_eq!(store.expire_upload_sessions(NOW + 10).await.unwrap(), 2);
     let mut released = store.released_upload_pieces(NOW + 10, 10).await.unwrap();
     released.sort();

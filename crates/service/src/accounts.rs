@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use stacksync_blobstore::{Access, BlobErrorKind, StorageUser};
 use stacksync_bus::Topic;
-use stacksync_metastore::{RemovedUser, Revocation};
+use stacksync_metastore::{DissolvedWorkspace, RemovedUser, Revocation, SharedWorkspaces};
 use stacksync_proto::{DeviceId, Error, Notification, UserId, WorkspaceId};
 
 use crate::auth::{hash_password, token_hash, verify_password};
@@ -320,15 +320,27 @@ impl Service {
     /// Removes a user: their account, devices and sessions, every workspace
     /// they own with its items and its container's objects, and their
     /// memberships of other owners' workspaces (which survive; their
-    /// storage grants are revoked). Refused while they own a workspace
-    /// shared with others (see `MetaStore::remove_user`).
-    pub async fn remove_user(&self, user: UserId) -> Result<UserRemoval, Error> {
-        Ok(self.remove_user_inner(user).await?)
+    /// storage grants are revoked). A workspace they own that is shared
+    /// with others is deleted too with [`SharedWorkspaces::Delete`]: each
+    /// other member hears it as being unshared from it (their devices stop
+    /// syncing it and keep their copy) and loses their storage grant.
+    /// With [`SharedWorkspaces::Refuse`] the removal is refused while
+    /// there is one (see `MetaStore::remove_user`).
+    pub async fn remove_user(
+        &self,
+        user: UserId,
+        shared: SharedWorkspaces,
+    ) -> Result<UserRemoval, Error> {
+        Ok(self.remove_user_inner(user, shared).await?)
     }
 
-    async fn remove_user_inner(&self, user: UserId) -> Result<UserRemoval> {
+    async fn remove_user_inner(
+        &self,
+        user: UserId,
+        shared: SharedWorkspaces,
+    ) -> Result<UserRemoval> {
         let account = self.store().user(user).await?.account;
-        let removed = self.store().remove_user(user).await?;
+        let removed = self.store().remove_user(user, shared).await?;
         self.sessions_ended(user, &removed.ended_sessions).await;
         // Their upload sessions ended with them: the staged pieces go now.
         if let Err(e) = self.prune_upload_sessions().await {
@@ -347,7 +359,15 @@ impl Service {
                 storage_errors.push(e.to_string());
             }
         }
-        for container in &removed.deleted_containers {
+        for dissolved in &removed.dissolved_shared {
+            self.dissolved_with_owner(dissolved, &mut storage_errors)
+                .await;
+        }
+        let containers = removed
+            .deleted_containers
+            .iter()
+            .chain(removed.dissolved_shared.iter().map(|d| &d.container));
+        for container in containers {
             if let Err(e) = self.delete_container_and_objects(container).await {
                 storage_errors.push(e.to_string());
             }
@@ -359,6 +379,42 @@ impl Service {
             removed,
             storage_errors,
         })
+    }
+
+    /// Tells each other member of a shared workspace deleted with its owner
+    /// that they were taken out of it, as unsharing does (their devices
+    /// stop syncing it and keep their copy), and revokes their storage
+    /// grant on its container. Failed revocations go to `storage_errors`.
+    async fn dissolved_with_owner(
+        &self,
+        dissolved: &DissolvedWorkspace,
+        storage_errors: &mut Vec<String>,
+    ) {
+        let ws = dissolved.workspace;
+        for member in &dissolved.members {
+            let storage_user = match self.store().user(member.user).await {
+                Ok(record) => record.account.storage_user,
+                Err(e) => {
+                    storage_errors.push(format!(
+                        "reading the storage user of {} (member of {ws}): {e}",
+                        member.email
+                    ));
+                    None
+                }
+            };
+            if let Some(name) = &storage_user
+                && let Err(e) = self.revoke_grant(&dissolved.container, name).await
+            {
+                storage_errors.push(e.to_string());
+            }
+            let n = Notification::Unshared {
+                workspace: ws,
+                user: member.user,
+            };
+            self.notify(Topic::User(member.user), &n).await;
+            self.notify(Topic::Workspace(ws), &n).await;
+            self.rebind_sessions_of(member.user).await;
+        }
     }
 
     async fn revoke_grant(&self, container: &str, storage_user: &str) -> Result<()> {

@@ -91,6 +91,9 @@ pub use stacksync_blobstore::ByteRange;
 pub use stacksync_metastore::LinkAccess;
 /// Which sessions [`Service::revoke_sessions`] ends.
 pub use stacksync_metastore::Revocation;
+/// What [`Service::remove_user`] does with the shared workspaces the user
+/// owns.
+pub use stacksync_metastore::SharedWorkspaces;
 pub use stacksync_metastore::{AuthorizedApp, OAuthConsumer};
 /// The OAuth provider's settings and what its endpoints take and give.
 pub use stacksync_oauth;

@@ -1,13 +1,15 @@
 //! Session revocation and account control through the service, over the
 //! bus on both backend combos (finding 12): logout, logout everywhere,
-//! password change, disable / enable, reset, and removal of a user.
+//! password change, disable / enable, reset, and removal of a user (with
+//! the folders they shared, when asked to).
 
 mod common;
 
 use bytes::Bytes;
-use common::{Env, User, file, folder, share_folder};
+use common::{Env, User, file, folder, next_notification, share_folder};
 use stacksync_proto::rpc::{Reply, Request};
-use stacksync_proto::{ChunkId, CommitRequest, Error, ErrorKind, ItemId};
+use stacksync_proto::{ChunkId, CommitRequest, Error, ErrorKind, ItemId, Notification};
+use stacksync_service::SharedWorkspaces;
 
 async fn login(env: &Env, email: &str, password: &str) -> Result<String, Error> {
     match env
@@ -150,7 +152,11 @@ async fn removal_deletes_the_user_and_storage_and_keeps_others_shared_folders(en
         .await
         .unwrap();
 
-    let refused = env.service.remove_user(ana.id).await.unwrap_err();
+    let refused = env
+        .service
+        .remove_user(ana.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::Conflict, "{refused}");
     assert!(
         works(env, &ana.token).await,
@@ -169,7 +175,11 @@ async fn removal_deletes_the_user_and_storage_and_keeps_others_shared_folders(en
         panic!("ana unshares her folder");
     };
 
-    let done = env.service.remove_user(ana.id).await.unwrap();
+    let done = env
+        .service
+        .remove_user(ana.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap();
     assert!(done.storage_errors.is_empty(), "{:?}", done.storage_errors);
     assert_eq!(done.removed.deleted_containers.len(), 2);
     assert_eq!(done.removed.left_workspaces.len(), 1);
@@ -209,7 +219,94 @@ async fn removal_deletes_the_user_and_storage_and_keeps_others_shared_folders(en
         panic!("bo reads his shared folder");
     };
     assert!(!page.items.is_empty(), "the shared files are still there");
-    let unknown = env.service.remove_user(ana.id).await.unwrap_err();
+    let unknown = env
+        .service
+        .remove_user(ana.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap_err();
     assert_eq!(unknown.kind, ErrorKind::NotFound);
 }
 both_combos!(removal_deletes_the_user_and_storage_and_keeps_others_shared_folders);
+
+async fn removal_deletes_their_shared_folders_when_asked_and_tells_the_members(env: &Env) {
+    let ana = env.user("ana@example.com").await;
+    let bo = env.user("bo@example.com").await;
+    let carol = env.user("carol@example.com").await;
+    let hers = share(env, &ana, &bo, "Hers").await;
+    let bos = share(env, &bo, &carol, "Bo's").await;
+    let mut bo_hears = env
+        .bus
+        .subscribe(&env.service.topics_for(bo.id).await.unwrap())
+        .await
+        .unwrap();
+
+    let refused = env
+        .service
+        .remove_user(ana.id, SharedWorkspaces::Refuse)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Conflict, "{refused}");
+    assert!(
+        refused.message.contains(&hers.to_string()) && refused.message.contains(&bo.email),
+        "{refused}"
+    );
+    assert!(works(env, &ana.token).await, "nothing changed");
+
+    let done = env
+        .service
+        .remove_user(ana.id, SharedWorkspaces::Delete)
+        .await
+        .unwrap();
+    assert!(done.storage_errors.is_empty(), "{:?}", done.storage_errors);
+    assert_eq!(done.removed.deleted_containers.len(), 1, "her private one");
+    let [dissolved] = done.removed.dissolved_shared.as_slice() else {
+        panic!("one shared folder dissolved: {:?}", done.removed);
+    };
+    assert_eq!(dissolved.workspace, hers);
+    assert_eq!(
+        dissolved.members.iter().map(|m| m.user).collect::<Vec<_>>(),
+        vec![bo.id]
+    );
+    // Bo hears it as being unshared from it.
+    loop {
+        match next_notification(&mut bo_hears).await {
+            Notification::Unshared { workspace, user } => {
+                assert_eq!((workspace, user), (hers, bo.id));
+                break;
+            }
+            Notification::Commit { .. } => {}
+            other => panic!("unexpected notification {other:?}"),
+        }
+    }
+    let name = stacksync_blobstore::ContainerName::new(&dissolved.container).unwrap();
+    let gone = env.blobs.list(&name).await.unwrap_err();
+    assert_eq!(gone.kind, stacksync_blobstore::BlobErrorKind::NotFound);
+    let Ok(Reply::Workspaces { workspaces }) = env.call(&bo.token, Request::GetWorkspaces).await
+    else {
+        panic!("bo lists his workspaces");
+    };
+    let mut ids: Vec<_> = workspaces.iter().map(|w| w.id).collect();
+    ids.sort();
+    let mut want = vec![bo.private.id, bos];
+    want.sort();
+    assert_eq!(ids, want, "his own and his shared folder, not hers");
+    let feed = env
+        .call(
+            &bo.token,
+            Request::GetChanges {
+                workspace: hers,
+                since: 0,
+                limit: 10,
+            },
+        )
+        .await;
+    assert!(feed.is_err(), "{feed:?}");
+    let Ok(Reply::Members { members }) = env
+        .call(&carol.token, Request::GetMembers { workspace: bos })
+        .await
+    else {
+        panic!("carol lists the members of bo's folder");
+    };
+    assert_eq!(members.len(), 2, "{members:?}");
+}
+both_combos!(removal_deletes_their_shared_folders_when_asked_and_tells_the_members);

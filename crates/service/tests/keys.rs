@@ -420,7 +420,10 @@ async fn removal_forgets_identities_and_chains(env: &Env) {
         .await
         .unwrap();
     assert!(own[0].is_some());
-    store.remove_user(alice.id).await.unwrap();
+    store
+        .remove_user(alice.id, stacksync_metastore::SharedWorkspaces::Refuse)
+        .await
+        .unwrap();
     // Had either survived, the foreign keys would have refused the removal;
     // the store finds neither.
     assert_eq!(store.latest_key_epoch(vault.id).await.unwrap(), 0);

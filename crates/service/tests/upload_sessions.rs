@@ -788,7 +788,10 @@ async fn a_removed_users_pieces_go_with_them(env: &Env) {
         send_rest(env, &app, s, &bytes, MIB / 2).await;
     }
     assert_eq!(staged(env).await.len(), 4);
-    env.service.remove_user(alice.id).await.unwrap();
+    env.service
+        .remove_user(alice.id, stacksync_service::SharedWorkspaces::Refuse)
+        .await
+        .unwrap();
     assert_eq!(
         staged(env).await.len(),
         2,
