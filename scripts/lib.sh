@@ -38,6 +38,13 @@ ensure_toolchain() {
     fi
 }
 
+# What building with the `tray` feature (`stacksync tray`) needs: libdbus's
+# headers, found through pkg-config. scripts/test builds with it.
+ensure_tray_build_deps() {
+    if pkg-config --exists dbus-1 2>/dev/null; then return 0; fi
+    apt_install libdbus-1-dev pkg-config || die "libdbus-1-dev and pkg-config (to build stacksync's tray) could not be installed"
+}
+
 # tcp_open HOST PORT: is something listening?
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -258,14 +265,15 @@ ensure_cargo_deny() {
 # CI=true and is skipped with a message otherwise.
 ensure_desktop_test_tools() {
     if command -v Xvfb >/dev/null && command -v nautilus >/dev/null && command -v import >/dev/null \
-        && command -v dbus-run-session >/dev/null && dpkg -s python3-nautilus >/dev/null 2>&1; then
+        && command -v dbus-run-session >/dev/null && command -v gdbus >/dev/null \
+        && dpkg -s python3-nautilus python3-gi >/dev/null 2>&1; then
         export STACKSYNC_TEST_DESKTOP=1
         return 0
     fi
-    if apt_install xvfb nautilus python3-nautilus imagemagick dbus dbus-bin fonts-dejavu-core; then
+    if apt_install xvfb nautilus python3-nautilus python3-gi libglib2.0-bin imagemagick dbus dbus-bin fonts-dejavu-core; then
         export STACKSYNC_TEST_DESKTOP=1
         return 0
     fi
-    if in_ci; then die "the desktop test tools (xvfb, nautilus, python3-nautilus, imagemagick, dbus) could not be installed (CI=true)"; fi
-    say "the desktop test tools could not be installed: crates/cli/tests/desktop_nautilus.rs will be skipped"
+    if in_ci; then die "the desktop test tools (xvfb, nautilus, python3-nautilus, python3-gi, gdbus, imagemagick, dbus) could not be installed (CI=true)"; fi
+    say "the desktop test tools could not be installed: crates/cli/tests/desktop_nautilus.rs and tray.rs will be skipped"
 }

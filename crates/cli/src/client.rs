@@ -194,6 +194,11 @@ pub enum ClientCommand {
         #[arg(long, value_enum)]
         errors: Option<crate::desktop::OnOff>,
     },
+    /// Shows the daemon's state in the desktop's tray (StatusNotifierItem):
+    /// synced, syncing, paused or error, with recent files, pause and
+    /// resume, the synced folder and the website. Needs a build with the
+    /// `tray` feature.
+    Tray,
     /// File-manager integration (overlay emblems and menu items in
     /// Nautilus, Nemo and Caja), for this user.
     Integrate {
@@ -451,6 +456,12 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             errors,
         } => crate::desktop::notifications(&home, conflicts, invitations, errors),
         ClientCommand::Integrate { what } => crate::desktop::integrate(what),
+        #[cfg(feature = "tray")]
+        ClientCommand::Tray => crate::tray::run(&home).await,
+        #[cfg(not(feature = "tray"))]
+        ClientCommand::Tray => anyhow::bail!(
+            "this build of stacksync has no tray: build it with `cargo build --release -p stacksync --features tray` (needs libdbus-1-dev)"
+        ),
         ClientCommand::Status { path, json } => {
             let profile = Profile::load(&home)?;
             let abs = path.map(|p| absolute(&p)).transpose()?;
@@ -911,7 +922,7 @@ fn progress(client: &SyncClient) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut unit = 0;
@@ -927,7 +938,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

@@ -251,6 +251,54 @@ fn data_home() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local").join("share"))
 }
 
+/// The user's autostart folder (`$XDG_CONFIG_HOME/autostart`, else
+/// `~/.config/autostart`), where the tray's entry goes.
+fn autostart_entry() -> anyhow::Result<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let config = match var("XDG_CONFIG_HOME") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(var("HOME").context("HOME is not set")?).join(".config"),
+    };
+    Ok(config.join("autostart").join("stacksync-tray.desktop"))
+}
+
+/// The autostart entry that starts `stacksync tray` with the session,
+/// with this binary and (when set) this client's `STACKSYNC_HOME`.
+#[cfg(feature = "tray")]
+fn tray_entry() -> anyhow::Result<String> {
+    // The Exec key's quoting (Desktop Entry Specification): arguments in
+    // double quotes, with `"`, `` ` ``, `$` and `\` escaped.
+    let quote = |arg: &str| {
+        let mut q = String::from("\"");
+        for c in arg.chars() {
+            if matches!(c, '"' | '`' | '$' | '\\') {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('"');
+        q.replace('%', "%%")
+    };
+    let exe = std::env::current_exe().context("finding this program")?;
+    let exe = exe.to_str().context("this program's path is not UTF-8")?;
+    let mut exec = String::new();
+    if let Some(home) = std::env::var_os("STACKSYNC_HOME").filter(|v| !v.is_empty()) {
+        let home = std::path::absolute(PathBuf::from(home))?;
+        let home = home.to_str().context("STACKSYNC_HOME is not UTF-8")?;
+        exec.push_str(&format!(
+            "env {} ",
+            quote(&format!("STACKSYNC_HOME={home}"))
+        ));
+    }
+    exec.push_str(&format!("{} tray", quote(exe)));
+    Ok(format!(
+        "[Desktop Entry]\nType=Application\nName=StackSync\n\
+         Comment=Shows whether your files are synced, in the tray\n\
+         Exec={exec}\nIcon=emblem-stacksync-synced\nTerminal=false\n\
+         X-GNOME-Autostart-enabled=true\n"
+    ))
+}
+
 fn emblem_dir(data: &Path) -> PathBuf {
     data.join("icons/hicolor/scalable/emblems")
 }
@@ -305,6 +353,15 @@ pub fn integrate(what: IntegrateCommand) -> anyhow::Result<()> {
                 write_file(&emblem_dir(&data).join(name), text)?;
             }
             println!("installed the emblems in {}", emblem_dir(&data).display());
+            #[cfg(feature = "tray")]
+            {
+                let entry = autostart_entry()?;
+                write_file(&entry, &tray_entry()?)?;
+                println!(
+                    "installed {} (the tray starts with your session; now: `stacksync tray &`)",
+                    entry.display()
+                );
+            }
             let missing: Vec<&str> = MANAGERS
                 .iter()
                 .filter(|m| on_path(m.program) && !host_present(m))
@@ -330,6 +387,13 @@ pub fn integrate(what: IntegrateCommand) -> anyhow::Result<()> {
             }
             for (name, _) in EMBLEMS {
                 remove_file(&emblem_dir(&data).join(name))?;
+            }
+            // Whatever this build: an entry left by a build with the tray
+            // would start a command this one may not have.
+            if let Ok(entry) = autostart_entry()
+                && remove_file(&entry)?
+            {
+                println!("removed {}", entry.display());
             }
             println!("removed; restart the file manager to unload them");
             Ok(())
@@ -374,6 +438,17 @@ pub fn integrate(what: IntegrateCommand) -> anyhow::Result<()> {
                     "not installed"
                 }
             );
+            #[cfg(feature = "tray")]
+            println!(
+                "tray: {}",
+                if autostart_entry()?.is_file() {
+                    "starts with the session"
+                } else {
+                    "not started with the session (`stacksync integrate install`)"
+                }
+            );
+            #[cfg(not(feature = "tray"))]
+            println!("tray: not in this build (cargo feature `tray`)");
             Ok(())
         }
     }

@@ -26,6 +26,8 @@ mod secret;
 #[cfg(feature = "server")]
 mod server;
 mod sharing;
+#[cfg(feature = "tray")]
+mod tray;
 
 #[cfg(feature = "server")]
 use std::path::PathBuf;

@@ -407,9 +407,11 @@ async fn file_manager_extensions_against_a_real_daemon() {
 
     // Installed as a user would, into a scratch data folder.
     let data = cluster.dir.path().join("xdg-data");
+    let config = cluster.dir.path().join("xdg-config");
     let out = a
         .command(&["integrate", "install"])
         .env("XDG_DATA_HOME", &data)
+        .env("XDG_CONFIG_HOME", &config)
         .output()
         .unwrap();
     assert!(
@@ -425,6 +427,18 @@ async fn file_manager_extensions_against_a_real_daemon() {
         "icons/hicolor/scalable/emblems/emblem-stacksync-conflict.svg",
     ] {
         assert!(data.join(installed).is_file(), "{installed}");
+    }
+    // With the tray built in, it starts with the session, for this client.
+    let autostart = config.join("autostart/stacksync-tray.desktop");
+    if cfg!(feature = "tray") {
+        let entry = std::fs::read_to_string(&autostart).expect("the tray's autostart entry");
+        let home = format!("STACKSYNC_HOME={}", a.home.display());
+        assert!(
+            entry.contains("[Desktop Entry]") && entry.contains(&home) && entry.contains(" tray\n"),
+            "{entry}"
+        );
+    } else {
+        assert!(!autostart.exists());
     }
     let status = a
         .command(&["integrate", "status"])
@@ -460,9 +474,11 @@ async fn file_manager_extensions_against_a_real_daemon() {
     let out = a
         .command(&["integrate", "remove"])
         .env("XDG_DATA_HOME", &data)
+        .env("XDG_CONFIG_HOME", &config)
         .output()
         .unwrap();
     assert!(out.status.success());
+    assert!(!autostart.exists(), "the tray's autostart entry is removed");
     assert!(
         !data
             .join("nautilus-python/extensions/stacksync_nautilus.py")
