@@ -37,6 +37,8 @@ struct Shown {
     last_error: Option<String>,
     bytes_up: u64,
     bytes_down: u64,
+    /// Files waiting or being synced, when the daemon counted them.
+    to_sync: Option<u64>,
     /// Newest first.
     recent: Vec<PathBuf>,
 }
@@ -80,11 +82,18 @@ impl StackSyncTray {
                 "Retrying: {}",
                 s.last_error.as_deref().unwrap_or("a sync failed")
             ),
-            "syncing" => format!(
-                "Syncing\u{2026} \u{2191} {} \u{2193} {}",
-                crate::client::human(s.bytes_up),
-                crate::client::human(s.bytes_down)
-            ),
+            "syncing" => {
+                let files = match s.to_sync {
+                    Some(1) => " 1 file".to_owned(),
+                    Some(n) if n > 0 => format!(" {n} files"),
+                    _ => String::new(),
+                };
+                format!(
+                    "Syncing{files}\u{2026} \u{2191} {} \u{2193} {}",
+                    crate::client::human(s.bytes_up),
+                    crate::client::human(s.bytes_down)
+                )
+            }
             _ => "Up to date".into(),
         }
     }
@@ -206,9 +215,11 @@ impl ksni::Tray for StackSyncTray {
     }
 }
 
-/// What to show for the daemon's `state` (and `recent`, when given: the
-/// state events carry no list, and the last one stays).
-fn shown_from(state: &Value, recent: Option<&Value>, before: &Shown) -> Shown {
+/// What to show for the daemon's `state` (and `recent` and `to_sync`,
+/// the answer's other fields, when given: the state events carry neither,
+/// and the last ones stay).
+fn shown_from(state: &Value, answer: Option<&Value>, before: &Shown) -> Shown {
+    let recent = answer.and_then(|a| a.get("recent"));
     Shown {
         connected: true,
         status: state["status"].as_str().unwrap_or("synced").to_owned(),
@@ -216,6 +227,10 @@ fn shown_from(state: &Value, recent: Option<&Value>, before: &Shown) -> Shown {
         last_error: state["last_error"].as_str().map(str::to_owned),
         bytes_up: state["bytes_up"].as_u64().unwrap_or(0),
         bytes_down: state["bytes_down"].as_u64().unwrap_or(0),
+        to_sync: match answer {
+            Some(a) => a["to_sync"].as_u64(),
+            None => before.to_sync,
+        },
         recent: match recent.and_then(Value::as_array) {
             Some(r) => r
                 .iter()
@@ -252,16 +267,20 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     let follower = tokio::spawn(follow(socket.clone(), events_tx));
     let shutdown = crate::client::shutdown_signal();
     tokio::pin!(shutdown);
+    let mut service_ended = false;
     let outcome = loop {
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            ran = &mut ended => break match ran {
-                Ok(Err(e)) => Err(anyhow::anyhow!(
-                    "the tray item could not be exported on the session bus ({e}); \
-                     is a desktop session running (DBUS_SESSION_BUS_ADDRESS)?"
-                )),
-                _ => Ok(()),
-            },
+            ran = &mut ended => {
+                service_ended = true;
+                break match ran {
+                    Ok(Err(e)) => Err(anyhow::anyhow!(
+                        "the tray item could not be exported on the session bus ({e}); \
+                         is a desktop session running (DBUS_SESSION_BUS_ADDRESS)?"
+                    )),
+                    _ => Ok(()),
+                };
+            }
             shown = events.recv() => {
                 let Some(shown) = shown else { break Ok(()) };
                 handle.update(|t| {
@@ -279,6 +298,11 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     };
     follower.abort();
     handle.shutdown();
+    // ksni's thread stops at its next turn, once the call being handled
+    // (the menu click that asked to quit) has its reply.
+    if !service_ended {
+        let _ = tokio::time::timeout(Duration::from_secs(2), ended).await;
+    }
     outcome
 }
 
@@ -346,7 +370,7 @@ async fn follow_once(socket: &Path, out: &mpsc::UnboundedSender<Shown>) -> anyho
                     Some("changed") => stale = true,
                     Some("state") => shown = shown_from(&v["state"], None, &shown),
                     _ if v.get("state").is_some() => {
-                        shown = shown_from(&v["state"], v.get("recent"), &shown);
+                        shown = shown_from(&v["state"], Some(&v), &shown);
                     }
                     _ => continue,
                 }
@@ -410,12 +434,22 @@ mod tests {
                 tray.summary()
             );
         }
-        tray.shown = shown_from(
-            &json!({"status": "syncing", "bytes_up": 3_500_000, "bytes_down": 0}),
-            None,
-            &Shown::default(),
+        let answer = json!({
+            "state": {"status": "syncing", "bytes_up": 3_500_000, "bytes_down": 0},
+            "to_sync": 12,
+        });
+        tray.shown = shown_from(&answer["state"], Some(&answer), &Shown::default());
+        assert_eq!(
+            tray.summary(),
+            "Syncing 12 files\u{2026} \u{2191} 3.3 MiB \u{2193} 0 B"
         );
-        assert!(tray.summary().contains("3.3 MiB"), "{}", tray.summary());
+        // A state event keeps the count of the last answer.
+        tray.shown = shown_from(&json!({"status": "syncing"}), None, &tray.shown);
+        assert!(
+            tray.summary().starts_with("Syncing 12 files"),
+            "{}",
+            tray.summary()
+        );
     }
 
     #[test]
@@ -430,7 +464,7 @@ mod tests {
         );
         tray.shown = shown_from(
             &json!({"status": "synced"}),
-            Some(&json!(["/home/ana/StackSync/a_b.txt", "/elsewhere/c.txt"])),
+            Some(&json!({"recent": ["/home/ana/StackSync/a_b.txt", "/elsewhere/c.txt"]})),
             &Shown::default(),
         );
         let menu = tray.menu();

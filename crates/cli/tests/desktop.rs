@@ -152,6 +152,9 @@ async fn a_file_saved_while_paused_is_uploaded_only_on_resume() {
     events.wait_changed(&a.path("while-paused.txt"));
     let s = a.status(Some("while-paused.txt"));
     assert_eq!(s["target"]["status"], "pending", "{s}");
+    // A subscriber's state counts it among the files left to sync.
+    let state = ask_once(&a, json!({"v": 1, "op": "state"}));
+    assert_eq!(state["to_sync"], 1, "{state}");
     b.sync();
     assert!(
         !b.path("while-paused.txt").exists(),

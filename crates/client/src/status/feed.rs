@@ -52,6 +52,8 @@ struct Inner {
     maps: watch::Sender<u64>,
     /// Files that became synced while someone subscribed, newest first.
     recent: Mutex<VecDeque<PathBuf>>,
+    /// Files pending or being synced in the last map (none before one).
+    to_sync: Mutex<Option<u64>>,
 }
 
 impl Default for StatusFeed {
@@ -61,6 +63,7 @@ impl Default for StatusFeed {
             events: broadcast::Sender::new(64),
             maps: watch::Sender::new(0),
             recent: Mutex::default(),
+            to_sync: Mutex::default(),
         }))
     }
 }
@@ -85,6 +88,13 @@ impl StatusFeed {
             .lock()
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// How many files were waiting to be synced or being synced when the
+    /// statuses were last computed (while someone subscribes; the tray's
+    /// progress), or `None` if they were not.
+    pub fn to_sync(&self) -> Option<u64> {
+        self.0.to_sync.lock().map(|n| *n).unwrap_or_default()
     }
 
     fn note_recent(&self, paths: impl Iterator<Item = PathBuf>) {
@@ -118,6 +128,9 @@ impl StatusFeed {
             if self.0.events.receiver_count() == 0 {
                 // Nobody listens: no baseline to keep either.
                 last = None;
+                if let Ok(mut n) = self.0.to_sync.lock() {
+                    *n = None;
+                }
                 continue;
             }
             tokio::time::sleep(SETTLE).await;
@@ -157,10 +170,25 @@ impl StatusFeed {
                     let _ = self.0.events.send(FeedEvent::Changed(paths));
                 }
             }
+            if let Ok(mut n) = self.0.to_sync.lock() {
+                *n = Some(files_to_sync(&now));
+            }
             last = Some(now);
             self.0.maps.send_modify(|n| *n += 1);
         }
     }
+}
+
+/// How many files (not folders, whose status is the worst inside them)
+/// of a map are pending or syncing.
+pub fn files_to_sync(map: &BTreeMap<RelPath, FileStatus>) -> u64 {
+    let folders: std::collections::HashSet<RelPath> =
+        map.keys().filter_map(RelPath::parent).collect();
+    map.iter()
+        .filter(|(p, s)| {
+            matches!(s, FileStatus::Pending | FileStatus::Syncing) && !folders.contains(*p)
+        })
+        .count() as u64
 }
 
 /// The paths whose status differs between two maps (appeared, gone or
@@ -195,6 +223,22 @@ mod tests {
                 (p, *s)
             })
             .collect()
+    }
+
+    #[test]
+    fn files_to_sync_counts_files_not_folders() {
+        let m = map(&[
+            ("", FileStatus::Syncing),
+            ("docs", FileStatus::Syncing),
+            ("docs/a.txt", FileStatus::Syncing),
+            ("docs/b.txt", FileStatus::Pending),
+            ("docs/c.txt", FileStatus::Synced),
+            ("empty", FileStatus::Pending),
+            ("top.txt", FileStatus::Conflict),
+        ]);
+        // An empty folder waiting to be created counts as one thing to do.
+        assert_eq!(files_to_sync(&m), 3);
+        assert_eq!(files_to_sync(&BTreeMap::new()), 0);
     }
 
     #[test]

@@ -288,7 +288,11 @@ async fn answer_op(
             }
             Ok(json!({}))
         }
-        Op::State => Ok(json!({ "state": state_of(&folders), "recent": ctx.feed.recent() })),
+        Op::State => Ok(json!({
+            "state": state_of(&folders),
+            "recent": ctx.feed.recent(),
+            "to_sync": ctx.feed.to_sync(),
+        })),
         Op::Pause { for_secs } => {
             let pause = ctx.pause.as_ref().ok_or("this daemon cannot be paused")?;
             let until = for_secs.map(|s| {
