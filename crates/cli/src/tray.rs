@@ -274,11 +274,12 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             ran = &mut ended => {
                 service_ended = true;
                 break match ran {
+                    Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(anyhow::anyhow!(
                         "the tray item could not be exported on the session bus ({e}); \
                          is a desktop session running (DBUS_SESSION_BUS_ADDRESS)?"
                     )),
-                    _ => Ok(()),
+                    Err(_) => Err(anyhow::anyhow!("the tray's D-Bus thread ended unexpectedly")),
                 };
             }
             shown = events.recv() => {
