@@ -89,7 +89,9 @@ pub enum OAuthCommand {
     List,
     /// Removes an app and ends every token it holds.
     Remove {
-        /// The app's key.
+        /// The app's key. Keys are base64url, so one may begin with `-`:
+        /// it is taken as the key, not as an option.
+        #[arg(allow_hyphen_values = true)]
         key: String,
     },
 }

@@ -147,3 +147,27 @@ fn main() -> anyhow::Result<()> {
         }
     })
 }
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oauth_key_that_begins_with_a_dash_is_a_key() {
+        // Keys are base64url: one in 64 begins with '-'.
+        let cli = Cli::try_parse_from(["stacksync", "admin", "oauth", "remove", "-Tp3rxu2dg"])
+            .expect("a key beginning with '-' parses");
+        let Command::Admin {
+            what:
+                admin::AdminCommand::Oauth {
+                    what: admin::OAuthCommand::Remove { key },
+                    ..
+                },
+            ..
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(key, "-Tp3rxu2dg");
+    }
+}

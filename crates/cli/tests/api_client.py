@@ -1110,6 +1110,10 @@ def upload_sessions(run):
     run.soft(item["mimetype"] == "image/jpeg", "the session's MIME type", r)
     check(api.data(item["id"]) == data, "the file holds exactly the bytes sent")
     run.refused(api.get(path), 404, "not_found", "a finished session")
+    # The finish again (a retry after a lost answer): the same file, once.
+    r = api.post(path + "/finish")
+    check(r.status_code == 201, "a retried finish answers 201 again", r)
+    check_item(r, "the retried finish's file", id=item["id"], version=item["version"], size=len(data))
 
     # A taken name: 409 with the item holding it; or autorename at finish.
     r = api.post("/upload_session", json_body={"name": name, "size": 3})
@@ -1129,6 +1133,9 @@ def upload_sessions(run):
     check(r.status_code == 200, "finishing a new version answers 200", r)
     check_item(r, "the new version", id=item["id"], version=item["version"] + 1, size=5)
     check(api.data(item["id"]) == b"fresh", "the new version's bytes")
+    r = api.post(version + "/finish")
+    check(r.status_code == 200, "a new version's retried finish answers 200 again", r)
+    check_item(r, "the retried new version", id=item["id"], version=item["version"] + 1, size=5)
     r = api.post("/upload_session", json_body={"id": item["id"], "if_match": item["version"], "size": 5})
     run.refused(r, 409, "conflict", "a session on a stale version")
 

@@ -51,7 +51,8 @@ pub use objects::{Charge, StoredObject};
 pub use sharing::{InviteeState, ShareProposal, ShareTerms};
 pub use store::{Backend, MetaStore};
 pub use upload_sessions::{
-    NewUploadSession, SessionEnd, SessionEndCause, StagedPiece, UploadSessionRow, UploadTarget,
+    CommittedUpload, NewUploadSession, SessionEnd, SessionEndCause, StagedPiece, UploadSessionRow,
+    UploadTarget,
 };
 pub use user_removal::{DissolvedWorkspace, FormerMember, RemovedUser, SharedWorkspaces};
 pub use users::{NewUser, Revocation, UserRecord};

@@ -28,7 +28,7 @@ use crate::MetaStore;
 use crate::error::{DbContext, StoreError};
 use crate::feed::attach_chunks;
 use crate::rows::{
-    ITEM_COLS, corrupt, dynamic, flag, get, item_from_row, parent_to_db, parse_id, to_u64,
+    ITEM_COLS, corrupt, dynamic, flag, get, item_from_row, parent_to_db, parse_id, to_db, to_u64,
 };
 
 /// `release_after` of a whole piece of a live session: never.
@@ -121,8 +121,22 @@ pub struct StagedPiece {
 pub enum SessionEndCause {
     /// Its user cancelled it.
     Cancelled,
-    /// A finish committed its file.
-    Finished,
+    /// A finish committed its file, remembered as this (migration 0016).
+    Finished(CommittedUpload),
+}
+
+/// What a finished session committed, remembered until `remembered_until`
+/// so that a retried finish can answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommittedUpload {
+    /// The file's API id.
+    pub item: Uuid,
+    /// The version the finish committed.
+    pub version: u64,
+    /// A new file (`true`) or a new version of one.
+    pub created: bool,
+    /// Until when it is remembered (milliseconds since the epoch).
+    pub remembered_until: i64,
 }
 
 /// Whether a session ended.
@@ -557,7 +571,7 @@ impl MetaStore {
             .bind(id.to_string())
             .bind(user.to_string())
             .bind(now),
-            SessionEndCause::Finished => {
+            SessionEndCause::Finished(_) => {
                 sqlx::query("DELETE FROM upload_sessions WHERE id = $1 AND user_id = $2")
                     .bind(id.to_string())
                     .bind(user.to_string())
@@ -573,13 +587,61 @@ impl MetaStore {
                 None => SessionEnd::Missing,
             });
         }
+        if let SessionEndCause::Finished(committed) = cause {
+            sqlx::query(
+                "INSERT INTO finished_upload_sessions \
+                 (id, user_id, item_id, version, created, remembered_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .bind(committed.item.to_string())
+            .bind(to_db("a version", committed.version)?)
+            .bind(i64::from(committed.created))
+            .bind(committed.remembered_until)
+            .execute(&mut *tx)
+            .await
+            .ctx("remembering a finished session")?;
+        }
         release_pieces(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.ctx("committing a session's end")?;
         Ok(SessionEnd::Ended)
     }
 
+    /// What `user`'s session `id` committed, if it finished and is still
+    /// remembered at `now` (`None` also for another user's session).
+    pub async fn finished_upload_session(
+        &self,
+        id: Uuid,
+        user: UserId,
+        now: i64,
+    ) -> Result<Option<CommittedUpload>, StoreError> {
+        const T: &str = "finished_upload_sessions";
+        let row = sqlx::query(
+            "SELECT item_id, version, created, remembered_until FROM finished_upload_sessions \
+             WHERE id = $1 AND user_id = $2 AND remembered_until > $3",
+        )
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a finished session")?;
+        row.map(|row| {
+            Ok(CommittedUpload {
+                item: parse_id(T, &get::<String>(&row, "item_id")?)?,
+                version: to_u64(T, get(&row, "version")?)?,
+                created: flag(&row, "created")?,
+                remembered_until: get(&row, "remembered_until")?,
+            })
+        })
+        .transpose()
+    }
+
     /// Ends the sessions that expired at `now` and those of users who no
-    /// longer exist, releasing their pieces. Returns how many ended.
+    /// longer exist, releasing their pieces, and forgets the finished
+    /// sessions remembered until `now` or of users who no longer exist.
+    /// Returns how many sessions ended.
     pub async fn expire_upload_sessions(&self, now: i64) -> Result<u64, StoreError> {
         let mut tx = self
             .pool
@@ -598,6 +660,14 @@ impl MetaStore {
         for row in &ended {
             release_pieces(&mut tx, &get::<String>(row, "id")?, now).await?;
         }
+        sqlx::query(
+            "DELETE FROM finished_upload_sessions WHERE remembered_until <= $1 \
+             OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = finished_upload_sessions.user_id)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("forgetting finished sessions")?;
         tx.commit().await.ctx("committing expired sessions")?;
         Ok(ended.len() as u64)
     }

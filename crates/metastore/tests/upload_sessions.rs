@@ -9,8 +9,8 @@ mod common;
 
 use common::{commit, file, fixture};
 use stacksync_metastore::{
-    MetaStore, NewUploadSession, SessionEnd, SessionEndCause, SharedWorkspaces, UploadSessionRow,
-    UploadTarget,
+    CommittedUpload, MetaStore, NewUploadSession, SessionEnd, SessionEndCause, SharedWorkspaces,
+    UploadSessionRow, UploadTarget,
 };
 use stacksync_proto::{ChunkId, ErrorKind, ItemId, ItemName, UserId, WorkspaceId};
 use uuid::Uuid;
@@ -285,7 +285,21 @@ async fn a_finish_claims_the_session(store: &MetaStore) {
     );
     assert_eq!(
         store
-            .end_upload_session(s.id, s.user, SessionEndCause::Finished, NOW + 32)
+            .finished_upload_session(s.id, s.user, NOW)
+            .await
+            .unwrap(),
+        None,
+        "not finished yet"
+    );
+    let committed = CommittedUpload {
+        item: Uuid::from_u128(7),
+        version: 3,
+        created: true,
+        remembered_until: NOW + 1000,
+    };
+    assert_eq!(
+        store
+            .end_upload_session(s.id, s.user, SessionEndCause::Finished(committed), NOW + 32)
             .await
             .unwrap(),
         SessionEnd::Ended
@@ -295,6 +309,56 @@ async fn a_finish_claims_the_session(store: &MetaStore) {
         store.released_upload_pieces(NOW + 32, 10).await.unwrap(),
         vec![object(1)],
         "the finished session's piece is released"
+    );
+    // What it committed is remembered for its owner, for a while.
+    assert_eq!(
+        store
+            .finished_upload_session(s.id, s.user, NOW + 33)
+            .await
+            .unwrap(),
+        Some(committed)
+    );
+    let bo = fixture(store, "bo@example.com", 1 << 20).await;
+    assert_eq!(
+        store
+            .finished_upload_session(s.id, bo.user.id, NOW + 33)
+            .await
+            .unwrap(),
+        None,
+        "none of another user's"
+    );
+    assert_eq!(
+        store
+            .end_upload_session(s.id, s.user, SessionEndCause::Finished(committed), NOW + 34)
+            .await
+            .unwrap(),
+        SessionEnd::Missing,
+        "a session ends once"
+    );
+    store.expire_upload_sessions(NOW + 999).await.unwrap();
+    assert!(
+        store
+            .finished_upload_session(s.id, s.user, NOW + 999)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .finished_upload_session(s.id, s.user, NOW + 1000)
+            .await
+            .unwrap(),
+        None,
+        "forgotten when its time is up"
+    );
+    store.expire_upload_sessions(NOW + 1000).await.unwrap();
+    assert_eq!(
+        store
+            .finished_upload_session(s.id, s.user, NOW - 1)
+            .await
+            .unwrap(),
+        None,
+        "and pruned then"
     );
 }
 

@@ -179,6 +179,15 @@ async fn a_cut_piece_is_not_kept_and_the_upload_resumes(env: &Env) {
         .await
         .unwrap_err();
     assert_eq!(gone.kind, ErrorKind::NotFound, "the session ended");
+    // A finish retried after its answer was lost answers the same file.
+    let again = env
+        .service
+        .api_upload_session_finish(&app, session.id, FinishOptions::default())
+        .await
+        .unwrap();
+    assert!(again.created);
+    assert_eq!(again.node.id(), finished.node.id());
+    assert_eq!(file_meta(&again.node).version, meta.version);
 }
 both_combos!(a_cut_piece_is_not_kept_and_the_upload_resumes);
 
@@ -295,15 +304,17 @@ async fn a_hundred_mib_in_eight_mib_pieces(env: &Env) {
 }
 both_combos!(a_hundred_mib_in_eight_mib_pieces);
 
+/// `b` as the content of a one-shot API upload.
+fn content(b: &'static [u8]) -> NewContent {
+    NewContent::from_stream(
+        futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b))]),
+        None,
+    )
+}
+
 async fn taken_names_are_refused_or_numbered(env: &Env) {
     let alice = env.user("alice@example.com").await;
     let app = caller(&alice);
-    let content = |b: &'static [u8]| {
-        NewContent::from_stream(
-            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b))]),
-            None,
-        )
-    };
     let to = UploadTo::New {
         parent: None,
         name: "photo.jpg".into(),
@@ -407,14 +418,7 @@ async fn a_new_version_through_a_session(env: &Env) {
     };
     let v1 = env
         .service
-        .api_upload(
-            &app,
-            to,
-            NewContent::from_stream(
-                futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"one"))]),
-                None,
-            ),
-        )
+        .api_upload(&app, to, content(b"one"))
         .await
         .unwrap();
     let id = v1.id().unwrap();
@@ -458,6 +462,35 @@ async fn a_new_version_through_a_session(env: &Env) {
     assert_eq!(done.node.id(), Some(id));
     assert_eq!(file_meta(&done.node).version, 2);
     assert_eq!(read_back(env, &done.node).await, b"two");
+
+    // Retried, the finish commits nothing more and answers version 2, also
+    // once a later version exists.
+    let to = UploadTo::Existing { id, if_match: None };
+    let v3 = env
+        .service
+        .api_upload(&app, to, content(b"three"))
+        .await
+        .unwrap();
+    assert_eq!(file_meta(&v3).version, 3);
+    let again = env
+        .service
+        .api_upload_session_finish(&app, s.id, FinishOptions::default())
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.node.id(), Some(id));
+    assert_eq!(file_meta(&again.node).version, 2);
+    let versions = env.service.api_versions(alice.id, id, false).await.unwrap();
+    assert_eq!(versions.len(), 3, "committed once");
+    // Nobody else learns anything of it.
+    let mallory = caller(&env.user("mallory@example.com").await);
+    let theirs = env
+        .service
+        .api_upload_session_finish(&mallory, s.id, FinishOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.error.kind, ErrorKind::NotFound);
+    assert!(theirs.existing.is_none() && theirs.session.is_none());
 }
 both_combos!(a_new_version_through_a_session);
 

@@ -371,12 +371,12 @@ async fn store_piece(state: AppState, id: String, request: Streamed) -> Response
 #[utoipa::path(post, path = "/upload_session/{id}/finish", tag = "upload sessions", operation_id = "upload_session_finish",
     params(("id" = String, Path, description = "The upload session's id", format = Uuid)),
     request_body(content = Option<FinishSession>, description = "Optional: another name, or autorename"),
-    responses((status = 201, description = "The new file", body = Item),
-        (status = 200, description = "The file's new version", body = Item),
+    responses((status = 201, description = "The new file. A finish is safe to retry: for 24 hours, a finish of a session that already committed its file answers that file again (the version it committed)", body = Item),
+        (status = 200, description = "The file's new version (answered again to a retried finish, as for 201)", body = Item),
         (status = 400, description = "A bad id, body or name", body = ApiError),
         (status = 401, description = "Unsigned, badly signed, expired or replayed", body = ApiError),
         (status = 403, description = "The caller may no longer write there", body = SessionRefused),
-        (status = 404, description = "No such open session of the caller's, or its folder or file is gone", body = SessionRefused),
+        (status = 404, description = "No such session of the caller's (cancelled, expired, finished more than 24 hours ago, or another user's), or its folder or file is gone", body = SessionRefused),
         (status = 409, description = "Not every byte is there yet (`offset`), another request is finishing it, the name was taken meanwhile or `if_match` is stale (`item`); the session is kept: finish again, maybe with another name or autorename", body = SessionRefused),
         (status = 413, description = "Over the quota", body = SessionRefused)))]
 pub(crate) async fn finish(

@@ -20,6 +20,12 @@
 //! expires (24 hours after its last piece), or, for a writer that died,
 //! after its deadline; expired sessions and released objects are pruned
 //! whenever a session is created ([`Service::prune_upload_sessions`]).
+//!
+//! A finish is safe to retry: the transaction that ends a session that
+//! committed its file also remembers what it committed, for
+//! [`FINISHED_REMEMBERED`], and a finish of that session answers that file
+//! again, so a client whose answer was lost learns that its upload landed
+//! instead of "no such session".
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +35,8 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use stacksync_blobstore::{BlobError, BlobErrorKind, ByteStream, ContainerName, MAX_OBJECT_SIZE};
 use stacksync_metastore::{
-    NewUploadSession, SessionEnd, SessionEndCause, StagedPiece, UploadSessionRow, UploadTarget,
+    CommittedUpload, NewUploadSession, SessionEnd, SessionEndCause, StagedPiece, UploadSessionRow,
+    UploadTarget,
 };
 use stacksync_proto::commit_rules::name_taken;
 use stacksync_proto::{ChunkId, Error, ErrorKind, ItemId, ItemName, Millis, UserId, Workspace};
@@ -64,6 +71,9 @@ const PIECE_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// How long a finish holds its session between two pieces it reads.
 const FINISH_CLAIM: Duration = Duration::from_secs(600);
+
+/// How long a finished session's file is remembered for a retried finish.
+pub const FINISHED_REMEMBERED: Duration = Duration::from_secs(24 * 3600);
 
 /// Released objects deleted per prune.
 const PRUNE_BATCH: u32 = 256;
@@ -601,7 +611,14 @@ impl Service {
         options: FinishOptions,
     ) -> Result<FinishedUpload, SessionRefusal> {
         let now = now_ms();
-        let row = self.own_upload_session(caller.user, id, now).await?;
+        let open = self
+            .store()
+            .upload_session(id, caller.user, now)
+            .await
+            .map_err(to_proto)?;
+        let Some(row) = open else {
+            return Ok(self.finished_before(caller.user, id, now).await?);
+        };
         let here = UploadSession::of(&row);
         if row.received < row.size {
             let e = conflict(format!(
@@ -638,9 +655,12 @@ impl Service {
         match committed {
             Ok((done, pieces)) => {
                 let now = now_ms();
+                let cause = SessionEndCause::Finished(
+                    done.committed(now.saturating_add(ms(FINISHED_REMEMBERED))),
+                );
                 match self
                     .store()
-                    .end_upload_session(id, caller.user, SessionEndCause::Finished, now)
+                    .end_upload_session(id, caller.user, cause, now)
                     .await
                 {
                     Ok(_) => {
@@ -662,6 +682,59 @@ impl Service {
                 Err(refusal)
             }
         }
+    }
+}
+
+impl FinishedUpload {
+    /// What is remembered of it for a retried finish, until `until`.
+    fn committed(&self, until: Millis) -> CommittedUpload {
+        let (item, version) = match &self.node {
+            ApiNode::Item { meta, .. } => (meta.id.0, meta.version),
+            // A finish commits a file: never a top folder.
+            ApiNode::Root { workspace } | ApiNode::SharedRoot { workspace } => (workspace.id.0, 0),
+        };
+        CommittedUpload {
+            item,
+            version,
+            created: self.created,
+            remembered_until: until,
+        }
+    }
+}
+
+impl Service {
+    /// The answer to a finish of `user`'s session `id` that is no longer
+    /// open: the file it committed, if it finished (a retry after a lost
+    /// answer), as `user` may see it now (the version it committed); not
+    /// found otherwise.
+    async fn finished_before(
+        &self,
+        user: UserId,
+        id: Uuid,
+        now: Millis,
+    ) -> Result<FinishedUpload, Error> {
+        let finished = self
+            .store()
+            .finished_upload_session(id, user, now)
+            .await
+            .map_err(to_proto)?;
+        let Some(committed) = finished else {
+            return Err(Error::not_found(format!("no upload session {id}")));
+        };
+        let node = self
+            .api_version(user, committed.item, committed.version)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::NotFound => Error::not_found(format!(
+                    "upload session {id} committed version {} of file {}, which is gone now",
+                    committed.version, committed.item
+                )),
+                _ => e,
+            })?;
+        Ok(FinishedUpload {
+            node,
+            created: committed.created,
+        })
     }
 }
 
