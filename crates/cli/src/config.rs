@@ -58,7 +58,7 @@
 //! login_backoff_max_secs = 900         # longest block
 //!
 //! [api]                                # REST API v2 and its OAuth 1.0a provider
-//! trusted_proxies = ["127.0.0.1"]      # whose X-Forwarded-Proto/Host/Uri/For count
+//! trusted_proxies = ["127.0.0.1"]      # whose X-Forwarded-Proto/Host/Uri/For count (or "10.0.0.0/8")
 //! allow_plaintext = false              # PLAINTEXT signatures (TLS or loopback only)
 //! timestamp_window_secs = 300          # oauth_timestamp vs. the server's clock
 //! request_token_lifetime_secs = 900    # to authorize and exchange a request token
@@ -67,18 +67,17 @@
 //! log_format = "text"                  # or "json" (one object per line); STACKSYNC_LOG_FORMAT
 //! metrics = true                       # serve GET /metrics (Prometheus text) on `listen`
 //! metrics_token = "..."                # STACKSYNC_METRICS_TOKEN; `Authorization: Bearer` opens it anywhere
-//! metrics_allow = ["127.0.0.1", "::1"] # served without the token (never through a proxy)
+//! metrics_allow = ["127.0.0.1", "::1"] # served without the token (never through a proxy); ranges too
 //! check_timeout_ms = 2000              # each /ready check and each scrape-time sample
 //! ```
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 use stacksync_blobstore::SwiftConfig;
-use stacksync_gateway::{ApiSettings, GatewayLimits, ObserveSettings};
+use stacksync_gateway::{AddressSet, ApiSettings, GatewayLimits, ObserveSettings};
 use stacksync_service::LoginLimits;
 use stacksync_service::stacksync_oauth::Config as OAuthConfig;
 
@@ -134,8 +133,9 @@ pub struct ObservabilitySection {
     pub metrics_token: Option<String>,
     /// Addresses `/metrics` is served to without the token, unless the
     /// request came through a proxy (from an `[api] trusted_proxies`
-    /// address, or with `X-Forwarded-For`/`Forwarded`). Default loopback.
-    pub metrics_allow: Vec<IpAddr>,
+    /// address, or with `X-Forwarded-For`/`Forwarded`). Addresses or
+    /// ranges (`"10.0.0.0/8"`). Default loopback.
+    pub metrics_allow: AddressSet,
     /// Longest wait, in milliseconds, for each check of `/ready` and each
     /// sample `/metrics` takes (request queue, session counts). Default 2000.
     pub check_timeout_ms: u64,
@@ -176,9 +176,10 @@ impl ObservabilitySection {
 pub struct ApiSection {
     /// Addresses of proxies in front of the server (the Swift proxy with
     /// the `stacksync_api` middleware, a TLS terminator) whose
-    /// `X-Forwarded-Proto/Host/Uri/For` are believed, e.g.
-    /// `["127.0.0.1"]`. Default: none.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// `X-Forwarded-Proto/Host/Uri/For` are believed: addresses or ranges,
+    /// e.g. `["127.0.0.1"]` or an ingress controller's pod network
+    /// `["10.244.0.0/16"]`. Default: none.
+    pub trusted_proxies: AddressSet,
     /// Whether PLAINTEXT signatures are accepted (then only over TLS, as a
     /// trusted proxy reports it, or from loopback). Default false.
     pub allow_plaintext: bool,
@@ -194,7 +195,7 @@ impl Default for ApiSection {
     fn default() -> Self {
         let oauth = OAuthConfig::default();
         ApiSection {
-            trusted_proxies: Vec::new(),
+            trusted_proxies: AddressSet::none(),
             allow_plaintext: oauth.allow_plaintext,
             timestamp_window_secs: oauth.timestamp_window_secs,
             request_token_lifetime_secs: oauth.temporary_credentials_lifetime_secs,
@@ -540,6 +541,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn empty_file_is_the_embedded_default() {
@@ -614,29 +616,45 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_take_ranges_and_refuse_what_is_neither() {
+        let c: Config =
+            toml::from_str("[api]\ntrusted_proxies = [\"10.244.0.0/16\", \"::1\"]\n").unwrap();
+        let proxies = c.api.gateway().trusted_proxies;
+        assert!(proxies.contains(IpAddr::from([10, 244, 9, 9])));
+        assert!(!proxies.contains(IpAddr::from([10, 245, 0, 1])));
+        let e = toml::from_str::<Config>("[api]\ntrusted_proxies = [\"10.244.0.1/16\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"10.244.0.0/16\"") && e.contains("trusted_proxies"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn observability_section_parses_and_defaults_to_loopback() {
         let c: Config = toml::from_str("").unwrap();
         let o = c.observability.gateway();
         assert_eq!(c.observability.log_format, crate::logging::LogFormat::Text);
         assert!(o.metrics);
-        assert!(o.metrics_allow.iter().all(|ip| ip.is_loopback()));
+        assert_eq!(o.metrics_allow, AddressSet::loopback());
         assert_eq!(o.check_timeout, Duration::from_secs(2));
         let c: Config = toml::from_str(
             r#"
             [observability]
             log_format = "json"
             metrics_token = "t0ken"
-            metrics_allow = ["192.0.2.9"]
+            metrics_allow = ["192.0.2.9", "10.42.0.0/16"]
             check_timeout_ms = 500
             "#,
         )
         .unwrap();
         assert_eq!(c.observability.log_format, crate::logging::LogFormat::Json);
         let o = c.observability.gateway();
-        assert_eq!(
-            o.metrics_allow,
-            vec!["192.0.2.9".parse::<IpAddr>().unwrap()]
-        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(o.metrics_allow.contains(ip("192.0.2.9")));
+        assert!(o.metrics_allow.contains(ip("10.42.7.1")));
+        assert!(!o.metrics_allow.contains(ip("127.0.0.1")));
         assert_eq!(o.check_timeout, Duration::from_millis(500));
         if std::env::var_os("STACKSYNC_METRICS_TOKEN").is_none() {
             assert_eq!(o.metrics_token.as_deref(), Some("t0ken"));

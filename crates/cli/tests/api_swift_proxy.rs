@@ -1,6 +1,6 @@
 //! StackSync's REST API v2 through an OpenStack Swift proxy: the real
 //! `stacksync server` (embedded default, `[api] trusted_proxies =
-//! ["127.0.0.1"]`) behind a real `swift-proxy-server` whose pipeline holds
+//! ["127.0.0.0/8"]`, a range) behind a real `swift-proxy-server` whose pipeline holds
 //! the `stacksync_api` filter of `swift-middleware/` (`scripts/swift
 //! api-proxy`, see `common::swift_api_proxy`).
 //!
@@ -226,7 +226,7 @@ async fn rest_api_through_a_swift_proxy() {
     }
     let cluster = Cluster::start_with(
         &Backend::Embedded,
-        "\n[api]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        "\n[api]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
     )
     .await;
     let email = cluster.add_user("ann@example.org", None);

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod addresses;
 pub(crate) mod api_v2;
 mod auth;
 mod chunks;
@@ -37,6 +38,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post, put};
 use stacksync_service::Service;
 
+pub use addresses::AddressSet;
 pub use api_v2::{ApiSettings, MAX_OAUTH_BODY};
 pub use error::GatewayError;
 pub use observe::{ObserveSettings, REQUEST_ID};

@@ -142,7 +142,7 @@ fn session(headers: &HeaderMap) -> Option<String> {
 /// Whether the browser reached the server over TLS, as far as the server
 /// may believe: a trusted proxy said so (this server speaks plain HTTP).
 fn over_tls(state: &AppState, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> bool {
-    peer.is_some_and(|ip| state.api.trusted_proxies.contains(&ip))
+    peer.is_some_and(|ip| state.api.trusted_proxies.contains(ip))
         && headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

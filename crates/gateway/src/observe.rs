@@ -36,9 +36,9 @@ use serde_json::{Value, json};
 use stacksync_service::Service;
 use tracing::Instrument;
 
-use crate::AppState;
 use crate::auth::PeerAddr;
 use crate::leftover::{Declared, Slot, settle};
+use crate::{AddressSet, AppState};
 
 /// The header carrying a request's id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -62,7 +62,8 @@ pub struct ObserveSettings {
     /// (`127.0.0.1`, `::1`). A request that came through a proxy (from one
     /// of the REST API's trusted proxies, or carrying `X-Forwarded-For` or
     /// `Forwarded`) is never taken as coming from its proxy's address.
-    pub metrics_allow: Vec<IpAddr>,
+    /// Addresses or ranges.
+    pub metrics_allow: AddressSet,
     /// Bound of each check of `/ready` and each sample taken at scrape
     /// time. Default 2 s.
     pub check_timeout: Duration,
@@ -73,10 +74,7 @@ impl Default for ObserveSettings {
         ObserveSettings {
             metrics: true,
             metrics_token: None,
-            metrics_allow: vec![
-                IpAddr::from([127, 0, 0, 1]),
-                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ],
+            metrics_allow: AddressSet::loopback(),
             check_timeout: Duration::from_secs(2),
         }
     }
@@ -211,7 +209,7 @@ impl Observer {
     }
 
     /// Whether a request from `peer` with `headers` may read `/metrics`.
-    fn may_scrape(&self, peer: Option<IpAddr>, headers: &HeaderMap, proxies: &[IpAddr]) -> bool {
+    fn may_scrape(&self, peer: Option<IpAddr>, headers: &HeaderMap, proxies: &AddressSet) -> bool {
         if let Some(token) = &self.settings.metrics_token
             && let Some(given) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())
             && let Some((scheme, given)) = given.split_once(' ')
@@ -222,8 +220,8 @@ impl Observer {
         }
         let proxied = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
         match peer {
-            Some(ip) if !proxied && !proxies.contains(&ip) => {
-                self.settings.metrics_allow.contains(&canonical(ip))
+            Some(ip) if !proxied && !proxies.contains(ip) => {
+                self.settings.metrics_allow.contains(ip)
             }
             _ => false,
         }
@@ -285,13 +283,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// An IPv4 address as an IPv6-mapped one arrives (`::ffff:127.0.0.1` on a
 /// dual-stack listener) is its IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -603,22 +594,39 @@ mod tests {
         let loopback = Some(local);
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let other = Some(IpAddr::from([192, 0, 2, 7]));
+        let none = AddressSet::none();
         let open = Observer::new(ObserveSettings::default());
-        assert!(open.may_scrape(loopback, &headers(&[]), &[]));
-        assert!(open.may_scrape(Some(mapped), &headers(&[]), &[]));
-        assert!(!open.may_scrape(other, &headers(&[]), &[]));
-        assert!(!open.may_scrape(None, &headers(&[]), &[]));
+        assert!(open.may_scrape(loopback, &headers(&[]), &none));
+        assert!(open.may_scrape(Some(mapped), &headers(&[]), &none));
+        assert!(!open.may_scrape(other, &headers(&[]), &none));
+        assert!(!open.may_scrape(None, &headers(&[]), &none));
         // Through a proxy on loopback, the request is someone else's.
-        assert!(!open.may_scrape(loopback, &headers(&[("x-forwarded-for", "192.0.2.7")]), &[]));
-        assert!(!open.may_scrape(loopback, &headers(&[]), &[local]));
-        let tokened = Observer::new(ObserveSettings {
-            metrics_token: Some("s3cret".into()),
-            metrics_allow: Vec::new(),
+        assert!(!open.may_scrape(
+            loopback,
+            &headers(&[("x-forwarded-for", "192.0.2.7")]),
+            &none
+        ));
+        assert!(!open.may_scrape(loopback, &headers(&[]), &[local].into_iter().collect()));
+        let ranges = AddressSet::parse(["127.0.0.0/8"]).unwrap();
+        assert!(!open.may_scrape(loopback, &headers(&[]), &ranges));
+        let pods = Observer::new(ObserveSettings {
+            metrics_allow: AddressSet::parse(["10.42.0.0/16"]).unwrap(),
             ..ObserveSettings::default()
         });
-        assert!(!tokened.may_scrape(loopback, &headers(&[]), &[]));
-        assert!(tokened.may_scrape(other, &headers(&[("authorization", "Bearer s3cret")]), &[]));
-        assert!(!tokened.may_scrape(other, &headers(&[("authorization", "Bearer s3cre")]), &[]));
-        assert!(!tokened.may_scrape(other, &headers(&[("authorization", "Basic s3cret")]), &[]));
+        assert!(pods.may_scrape(Some(IpAddr::from([10, 42, 3, 4])), &headers(&[]), &none));
+        assert!(!pods.may_scrape(loopback, &headers(&[]), &none));
+        let tokened = Observer::new(ObserveSettings {
+            metrics_token: Some("s3cret".into()),
+            metrics_allow: AddressSet::none(),
+            ..ObserveSettings::default()
+        });
+        assert!(!tokened.may_scrape(loopback, &headers(&[]), &none));
+        assert!(tokened.may_scrape(
+            other,
+            &headers(&[("authorization", "Bearer s3cret")]),
+            &none
+        ));
+        assert!(!tokened.may_scrape(other, &headers(&[("authorization", "Bearer s3cre")]), &none));
+        assert!(!tokened.may_scrape(other, &headers(&[("authorization", "Basic s3cret")]), &none));
     }
 }

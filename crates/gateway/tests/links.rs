@@ -62,7 +62,7 @@ impl Server {
             config,
         );
         let api = ApiSettings {
-            trusted_proxies: vec![IpAddr::from([127, 0, 0, 1])],
+            trusted_proxies: [IpAddr::from([127, 0, 0, 1])].into_iter().collect(),
         };
         let app =
             stacksync_gateway::router_with_api(service.clone(), &GatewayLimits::default(), api)

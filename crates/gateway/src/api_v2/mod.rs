@@ -28,8 +28,8 @@ use axum::routing::{MethodRouter, any, delete, get, post};
 use stacksync_proto::{Error, ErrorKind};
 use stacksync_service::stacksync_oauth::{HttpRequest, Transport};
 
-use crate::AppState;
 use crate::auth::PeerAddr;
+use crate::{AddressSet, AppState};
 
 /// Largest body of an OAuth endpoint or of a bodiless API request (a form
 /// of a few OAuth parameters, or the authorization form).
@@ -45,8 +45,8 @@ pub struct ApiSettings {
     /// Addresses of proxies (the Swift proxy with the `stacksync_api`
     /// middleware, a TLS terminator) whose `X-Forwarded-Proto`,
     /// `X-Forwarded-Host`, `X-Forwarded-Uri` and `X-Forwarded-For` are
-    /// believed; from anyone else they are ignored.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// believed; from anyone else they are ignored. Addresses or ranges.
+    pub trusted_proxies: AddressSet,
 }
 
 /// The OAuth and REST API v2 routes.
@@ -227,13 +227,12 @@ impl Origin {
             .unwrap_or_else(|| uri.path().to_owned());
         let host = single(headers, HOST.as_str()).map(str::to_owned);
         let loopback = peer.is_some_and(|ip| ip.is_loopback());
-        let trusted = peer.is_some_and(|ip| settings.trusted_proxies.contains(&ip));
+        let trusted = peer.is_some_and(|ip| settings.trusted_proxies.contains(ip));
         let forwarded_proto = single(headers, "x-forwarded-proto").map(str::to_ascii_lowercase);
         if trusted && let Some(proto) = forwarded_proto {
             let https = proto == "https";
             let client = single(headers, "x-forwarded-for")
-                .and_then(|list| list.rsplit(',').next())
-                .and_then(|ip| ip.trim().parse().ok())
+                .and_then(|list| forwarded_client(list, &settings.trusted_proxies))
                 .or(peer);
             return Origin {
                 scheme: if https { "https" } else { "http" }.to_owned(),
@@ -265,6 +264,24 @@ impl Origin {
             client: peer,
         }
     }
+}
+
+/// The client's address in a trusted proxy's `X-Forwarded-For`: walking
+/// from the right (the hop nearest this server), the first address that
+/// is not itself a trusted proxy; the farthest one if all are. A malformed
+/// entry ends the walk: what lies left of it is not believed.
+fn forwarded_client(list: &str, trusted: &AddressSet) -> Option<IpAddr> {
+    let mut farthest = None;
+    for entry in list.rsplit(',') {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        if !trusted.contains(ip) {
+            return Some(ip);
+        }
+        farthest = Some(ip);
+    }
+    farthest
 }
 
 /// A request as the OAuth verifier reads it: where it came from, its
@@ -400,7 +417,7 @@ mod tests {
     fn forwarded_headers_count_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
         let settings = ApiSettings {
-            trusted_proxies: vec![proxy],
+            trusted_proxies: [proxy].into_iter().collect(),
         };
         let uri: Uri = "/api/v2/account?a=%20b".parse().unwrap();
         let h = headers(&[
@@ -430,9 +447,38 @@ mod tests {
         assert_eq!(local.transport, Transport::Secure);
         assert_eq!(local.authority.as_deref(), Some("backend:8080"));
 
+        // A chain of proxies: the client is the nearest address that is
+        // not a trusted proxy; a forged entry left of it changes nothing.
+        let ranges = ApiSettings {
+            trusted_proxies: AddressSet::parse(["10.244.0.0/16"]).unwrap(),
+        };
+        let pod: IpAddr = "10.244.7.3".parse().unwrap();
+        let chain = |list: &str| {
+            let h = headers(&[
+                ("host", "b"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", list),
+            ]);
+            Origin::of(&ranges, Some(pod), &uri, &h)
+        };
+        let client = |list: &str| chain(list).client.unwrap().to_string();
+        assert_eq!(chain("198.51.100.1").transport, Transport::Secure);
+        assert_eq!(client("198.51.100.1"), "198.51.100.1");
+        assert_eq!(client("6.6.6.6, 198.51.100.1, 10.244.1.1"), "198.51.100.1");
+        assert_eq!(client("10.244.2.2, 10.244.1.1"), "10.244.2.2");
+        assert_eq!(client("6.6.6.6, junk, 10.244.1.1"), "10.244.1.1");
+        assert_eq!(client("junk"), pod.to_string());
+        let outside: IpAddr = "10.245.0.1".parse().unwrap();
+        let h = headers(&[("host", "b"), ("x-forwarded-proto", "https")]);
+        assert_eq!(
+            Origin::of(&ranges, Some(outside), &uri, &h).transport,
+            Transport::Insecure,
+            "outside the range, the header is not believed"
+        );
+
         // A trusted proxy on loopback that says the client used plain HTTP.
         let settings = ApiSettings {
-            trusted_proxies: vec![loopback],
+            trusted_proxies: [loopback].into_iter().collect(),
         };
         let h = headers(&[("host", "b"), ("x-forwarded-proto", "http")]);
         let plain = Origin::of(&settings, Some(loopback), &uri, &h);
