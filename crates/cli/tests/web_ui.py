@@ -1072,6 +1072,21 @@ def cmd_interop(args, browser):
         delay = time.monotonic() - start
         say(f"desktop-to-browser ({tag}): {delay * 1000:.0f} ms")
         check(web.row(name).get_attribute("data-size") == str(len(data)), "its size")
+        # When the listing is read again, a row that did not change stays
+        # the same element: a click pressed on it as the refresh lands is
+        # not lost (the browser drops a click whose press and release hit
+        # two different elements).
+        web.row(name).evaluate("row => { row.keptAcrossRefresh = true; }")
+        second = f"second-from-desktop-{tag}.txt"
+        with open(os.path.join(args.folder, second + ".part"), "wb") as f:
+            f.write(b"another\n")
+        os.rename(os.path.join(args.folder, second + ".part"), os.path.join(args.folder, second))
+        web.row(second).wait_for(state="attached", timeout=limit * 1000)
+        check(
+            web.row(name).evaluate("row => row.keptAcrossRefresh === true"),
+            "an unchanged row is kept, not replaced, when the listing is read again",
+        )
+        check(web.names().count(name) == 1, "and shown once")
 
     def browser_to_desktop():
         name = f"from-browser-{tag}.bin"

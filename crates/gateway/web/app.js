@@ -127,6 +127,46 @@
     }
   }
 
+  // Brings the rows shown to those of a fresh listing, touching only the
+  // rows that changed: a row that did not change stays the same element,
+  // never detached, not even moved. A click whose press and release land
+  // on two different elements (the row was replaced in between, by a
+  // refresh that a commit elsewhere set off) is lost by the browser.
+  function syncRows(old, fresh) {
+    const wanted = new Set(Array.from(fresh.children, (r) => r.dataset.id).filter(Boolean));
+    const keep = new Set();
+    let cursor = old.firstElementChild;
+    const skipGone = () => {
+      while (cursor && !wanted.has(cursor.dataset.id)) cursor = cursor.nextElementSibling;
+    };
+    for (const row of Array.from(fresh.children)) {
+      skipGone();
+      if (cursor && row.dataset.id && cursor.dataset.id === row.dataset.id) {
+        if (sameRow(cursor, row)) {
+          keep.add(cursor);
+        } else {
+          keep.add(old.insertBefore(document.importNode(row, true), cursor));
+        }
+        cursor = cursor.nextElementSibling;
+      } else {
+        keep.add(old.insertBefore(document.importNode(row, true), cursor));
+      }
+    }
+    for (const row of Array.from(old.children)) {
+      if (!keep.has(row)) row.remove();
+    }
+  }
+
+  // Whether a row shown holds what a fresh one does (the filter's hiding
+  // aside).
+  function sameRow(shown, row) {
+    const hidden = shown.hidden;
+    shown.hidden = false;
+    const same = shown.outerHTML === row.outerHTML;
+    shown.hidden = hidden;
+    return same;
+  }
+
   // Re-reads the rows of the folder shown (after a change here or elsewhere).
   let refreshing = null;
   async function refreshListing() {
@@ -149,7 +189,7 @@
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       const fresh = $("#listing tbody", doc);
       const old = $("#listing tbody");
-      if (fresh && old) old.replaceWith(fresh);
+      if (fresh && old) syncRows(old, fresh);
       const quota = $("#quota", doc);
       if (quota && $("#quota")) $("#quota").textContent = quota.textContent;
       const empty = $(".empty", doc);
